@@ -1,0 +1,42 @@
+"""Options and output helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..store import Store
+
+store_option = click.option(
+    "--store",
+    "store_path",
+    envvar="PROFVIZ_STORE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Store file (default: $PROFVIZ_STORE or the per-user data directory).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def open_cli_store(store_path: str | None) -> Store:
+    return Store(store_path)
+
+
+def notice(message: str) -> None:
+    """A one-line notice on stderr, prefixed ``profviz:``."""
+    click.echo(f"profviz: {message}", err=True)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def seconds(ns: int | float) -> float:
+    return round(float(ns) / 1e9, 6)
+
+
+def isatty_stderr() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,125 @@
+"""``profviz list``, ``profviz show`` and ``profviz delete``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from ..analysis.summary import profile_summary
+from .common import json_option, open_cli_store, print_json, store_option
+
+
+def _when(start_ns: int) -> str:
+    return dt.datetime.fromtimestamp(start_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _list_entry(meta: dict) -> dict:
+    return {
+        "id": meta["id"],
+        "kind": meta["kind"],
+        "pid": meta["pid"],
+        "cmdline": meta["cmdline"],
+        "start": meta["start_ns"] / 1e9,
+        "duration_s": meta["duration_ns"] / 1e9,
+        "rate_hz": meta["rate_hz"],
+        "sample_count": meta["sample_count"],
+        "errors": meta["error_count"],
+        "threads": meta["thread_count"],
+        "cpu_s": meta["cpu_ns"] / 1e9,
+        "wait_s": meta["wait_ns"] / 1e9,
+        "runnable_s": meta["runnable_ns"] / 1e9,
+        "labels": meta["labels"],
+        "notes": meta["notes"],
+    }
+
+
+@click.command("list")
+@store_option
+@json_option
+@click.option("--kind", default=None, help="Only profiles of this kind (attach, record, request, ...).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many profiles.")
+def list_command(store_path: str | None, as_json: bool, kind: str | None, limit: int | None) -> None:
+    """List stored profiles, newest first."""
+    store = open_cli_store(store_path)
+    entries = [_list_entry(m) for m in store.list_profiles(kind=kind, limit=limit)]
+    if as_json:
+        print_json(entries)
+        return
+    if not entries:
+        click.echo(f"no profiles in {store.path}; record one with 'profviz attach PID'")
+        return
+    click.echo(f"{'id':>5}  {'kind':<8} {'pid':>7}  {'start':<19} {'dur s':>7} {'samples':>8} {'err':>4} {'cpu%':>5} {'wait%':>5}  command")
+    for e in entries:
+        wall = e["cpu_s"] + e["wait_s"] + e["runnable_s"]
+        cpu = 100 * e["cpu_s"] / wall if wall else 0
+        wait = 100 * e["wait_s"] / wall if wall else 0
+        command = " ".join(e["cmdline"].split())[:60]
+        click.echo(
+            f"{e['id']:>5}  {e['kind']:<8} {e['pid'] or '-':>7}  {_when(e['start'] * 1e9):<19} {e['duration_s']:>7.1f}"
+            f" {e['sample_count']:>8} {e['errors']:>4} {cpu:>5.1f} {wait:>5.1f}  {command}"
+        )
+
+
+def _fmt_s(value: float) -> str:
+    return f"{value:8.3f}s"
+
+
+def render_summary_text(summary: dict, top: int) -> str:
+    """The human-readable form of :func:`profviz.analysis.summary.profile_summary`."""
+    lines = [
+        f"profile {summary['id']} ({summary['kind']}) pid {summary['pid']}  started {_when(summary['start'] * 1e9)}"
+        f"  duration {summary['duration_s']:.2f}s  {summary['sample_count']} samples at {summary['rate_hz'] or '?'} Hz"
+        f"  errors {summary['errors']}",
+    ]
+    for note in summary.get("notes", []):
+        lines.append(f"note: {note}")
+    lines.append("")
+    lines.append(f"{'thread':<32} {'wall':>9} {'cpu':>9} {'waiting':>9} {'runnable':>9}  waits")
+    for t in summary["threads"]:
+        label = f"{t['name']} ({t['tid']})" if t["name"] else str(t["tid"])
+        waits = ", ".join(f"{reason} {sec:.2f}s" for reason, sec in list(t["waits"].items())[:4])
+        lines.append(
+            f"{label[:32]:<32} {_fmt_s(t['wall_s'])} {_fmt_s(t['cpu_s'])} {_fmt_s(t['wait_s'])} {_fmt_s(t['runnable_s'])}  {waits}"
+        )
+    functions = summary["functions"]
+    for title, key in (("by total time", "total_s"), ("by self time", "self_s")):
+        lines.append("")
+        lines.append(f"top functions {title}:")
+        lines.append(f"{'total':>9} {'self':>9} {'cpu':>9} {'wait':>9}  function (file:line)")
+        for f in sorted(functions, key=lambda f: -f[key])[:top]:
+            lines.append(
+                f"{_fmt_s(f['total_s'])} {_fmt_s(f['self_s'])} {_fmt_s(f['cpu_s'])} {_fmt_s(f['wait_s'])}"
+                f"  {f['function']} ({f['file']}:{f['line']})"
+            )
+    return "\n".join(lines)
+
+
+@click.command("show")
+@click.argument("profile_id", type=int)
+@store_option
+@json_option
+@click.option("--thread", "thread", default=None, help="Only this thread (native tid or name).")
+@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Functions to list in text output.")
+def show_command(profile_id: int, store_path: str | None, as_json: bool, thread: str | None, top: int) -> None:
+    """Summarise a profile: per-thread CPU/waiting/runnable split and the top functions."""
+    store = open_cli_store(store_path)
+    profile = store.load_profile(profile_id)
+    summary = profile_summary(profile, thread=thread)
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(render_summary_text(summary, top))
+
+
+@click.command("delete")
+@click.argument("profile_id", type=int)
+@store_option
+def delete_command(profile_id: int, store_path: str | None) -> None:
+    """Delete a stored profile."""
+    store = open_cli_store(store_path)
+    store.delete_profile(profile_id)
+    click.echo(f"deleted profile {profile_id}")
+
+
+COMMANDS = (list_command, show_command, delete_command)

@@ -1,0 +1,345 @@
+"""The profile model: interned tables, in the manner of the Firefox Profiler's processed format.
+
+A :class:`Profile` holds
+
+* ``strings``: every function name, file name, thread name and wait reason once;
+* ``frames``: (function, file, line), each an index into ``strings`` (line is an int);
+* ``stacks``: (prefix, frame), where prefix is another stack index or -1 for a root frame.
+  A stack's prefix always has a smaller index, so a stack table is already a call tree;
+* ``threads``: (pid, tid, name);
+* ``samples``: columns ``time_ns`` (absolute epoch ns), ``thread``, ``stack``, ``weight_ns``,
+  ``state`` (:class:`~profviz.model.state.State`) and ``reason`` (string index or -1);
+* ``spans``: a table beside the samples (see :class:`Span`), filled by the tracing work.
+
+Every collector and importer fills a profile through :meth:`Profile.append_sample`, which checks
+invariants and names the offending values in its errors. The model knows nothing of py-spy,
+pyinstrument, SQLite or Flask.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .state import State
+
+FORMAT_VERSION = 1
+NO_STACK = -1
+NO_REASON = -1
+
+
+class ProfileError(ValueError):
+    """An invariant of the profile model was broken; the message names the values involved."""
+
+
+@dataclass(frozen=True)
+class Thread:
+    pid: int
+    tid: int
+    name: str
+
+
+@dataclass
+class Span:
+    """One trace span, lined up against samples by thread and time.
+
+    ``thread`` is an index into the profile's threads, or -1 when the span carries no thread id
+    (it is then joined by time window and ``approximate`` is set).
+    """
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: str
+    status: str
+    start_ns: int
+    end_ns: int
+    thread: int = -1
+    attributes: dict = field(default_factory=dict)
+    approximate: bool = False
+
+
+@dataclass(frozen=True)
+class Frame:
+    function: str
+    file: str
+    line: int
+
+
+class Profile:
+    """A profile under construction or loaded from the store. See the module docstring."""
+
+    def __init__(self, meta: dict | None = None):
+        self.meta: dict = dict(meta or {})
+        self.strings: list[str] = []
+        self._string_index: dict[str, int] = {}
+        self.frame_function = array("i")
+        self.frame_file = array("i")
+        self.frame_line = array("i")
+        self._frame_index: dict[tuple[int, int, int], int] | None = {}
+        self.stack_prefix = array("i")
+        self.stack_frame = array("i")
+        self._stack_index: dict[tuple[int, int], int] | None = {}
+        self.threads: list[Thread] = []
+        self._thread_index: dict[tuple[int, int], int] = {}
+        self._time = array("q")
+        self._thread = array("i")
+        self._stack = array("i")
+        self._weight = array("q")
+        self._state = array("b")
+        self._reason = array("i")
+        self._columns: dict[str, np.ndarray] | None = None
+        self.spans: list[Span] = []
+
+    # -- interning -------------------------------------------------------------------------
+
+    def intern_string(self, text: str) -> int:
+        index = self._string_index.get(text)
+        if index is None:
+            if not isinstance(text, str):
+                raise ProfileError(f"strings must be str, got {type(text).__name__} {text!r:.80}")
+            index = len(self.strings)
+            self.strings.append(text)
+            self._string_index[text] = index
+        return index
+
+    def intern_frame(self, function: str, file: str, line: int) -> int:
+        if line is None:
+            line = 0
+        if not isinstance(line, int) or line < 0:
+            raise ProfileError(f"frame line must be an int >= 0, got {line!r} for {function!r:.80} in {file!r:.80}")
+        key = (self.intern_string(function), self.intern_string(file), line)
+        if self._frame_index is None:
+            self._frame_index = {k: i for i, k in enumerate(zip(self.frame_function, self.frame_file, self.frame_line))}
+        index = self._frame_index.get(key)
+        if index is None:
+            index = len(self.frame_function)
+            self.frame_function.append(key[0])
+            self.frame_file.append(key[1])
+            self.frame_line.append(line)
+            self._frame_index[key] = index
+        return index
+
+    def intern_stack(self, prefix: int, frame: int) -> int:
+        if not (-1 <= prefix < len(self.stack_prefix)):
+            raise ProfileError(f"stack prefix {prefix} is not a stack index (have {len(self.stack_prefix)} stacks)")
+        if not (0 <= frame < len(self.frame_function)):
+            raise ProfileError(f"stack frame {frame} is not a frame index (have {len(self.frame_function)} frames)")
+        key = (prefix, frame)
+        if self._stack_index is None:
+            self._stack_index = {k: i for i, k in enumerate(zip(self.stack_prefix, self.stack_frame))}
+        index = self._stack_index.get(key)
+        if index is None:
+            index = len(self.stack_prefix)
+            self.stack_prefix.append(prefix)
+            self.stack_frame.append(frame)
+            self._stack_index[key] = index
+        return index
+
+    def intern_frames(self, frames: Iterable[tuple[str, str, int]]) -> int:
+        """Intern a call stack given root first as (function, file, line) triples; return its stack index.
+
+        An empty stack gives :data:`NO_STACK`.
+        """
+        stack = NO_STACK
+        for function, file, line in frames:
+            stack = self.intern_stack(stack, self.intern_frame(function, file, line))
+        return stack
+
+    def add_thread(self, pid: int, tid: int, name: str = "") -> int:
+        """Return the index of thread (pid, tid), adding it if new. A later non-empty name wins."""
+        key = (int(pid), int(tid))
+        index = self._thread_index.get(key)
+        if index is None:
+            index = len(self.threads)
+            self.threads.append(Thread(key[0], key[1], name or ""))
+            self._thread_index[key] = index
+        elif name and self.threads[index].name != name:
+            self.threads[index] = Thread(key[0], key[1], name)
+        return index
+
+    # -- the builder -----------------------------------------------------------------------
+
+    def append_sample(
+        self,
+        time_ns: int,
+        thread: int,
+        stack: int,
+        weight_ns: int,
+        state: State | int = State.UNKNOWN,
+        reason: str | None = None,
+    ) -> None:
+        """Add one sample. Every collector and importer goes through here.
+
+        ``thread`` and ``stack`` are indices from :meth:`add_thread` and :meth:`intern_frames`
+        (``stack`` may be :data:`NO_STACK` for a thread seen with no Python frames). ``weight_ns``
+        is the wall time the sample stands for and must be positive. ``reason`` says what a
+        WAITING sample waits on and is only allowed for WAITING samples.
+        """
+        if not (0 <= thread < len(self.threads)):
+            raise ProfileError(f"sample thread {thread} is not a thread index (have {len(self.threads)} threads)")
+        if not (NO_STACK <= stack < len(self.stack_prefix)):
+            raise ProfileError(f"sample stack {stack} is not a stack index (have {len(self.stack_prefix)} stacks)")
+        if weight_ns <= 0:
+            raise ProfileError(f"sample weight must be > 0 ns, got {weight_ns} at time {time_ns}")
+        if time_ns < 0:
+            raise ProfileError(f"sample time must be >= 0 ns since the epoch, got {time_ns}")
+        try:
+            state = State(state)
+        except ValueError:
+            raise ProfileError(f"sample state {state!r} is not a State") from None
+        if reason is not None and state != State.WAITING:
+            raise ProfileError(f"wait reason {reason!r:.80} given for a {state.name} sample; only WAITING samples have reasons")
+        self._time.append(time_ns)
+        self._thread.append(thread)
+        self._stack.append(stack)
+        self._weight.append(weight_ns)
+        self._state.append(int(state))
+        self._reason.append(NO_REASON if reason is None else self.intern_string(reason))
+        self._columns = None
+
+    def set_sample_columns(self, columns: dict[str, np.ndarray]) -> None:
+        """Replace all samples with whole columns (used by the store when loading). Checked like append_sample."""
+        names = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
+        lengths = {name: len(columns[name]) for name in names}
+        if len(set(lengths.values())) != 1:
+            raise ProfileError(f"sample columns differ in length: {lengths}")
+        cols = {
+            "time_ns": np.asarray(columns["time_ns"], dtype=np.int64),
+            "thread": np.asarray(columns["thread"], dtype=np.int32),
+            "stack": np.asarray(columns["stack"], dtype=np.int32),
+            "weight_ns": np.asarray(columns["weight_ns"], dtype=np.int64),
+            "state": np.asarray(columns["state"], dtype=np.int8),
+            "reason": np.asarray(columns["reason"], dtype=np.int32),
+        }
+        n = lengths["time_ns"]
+        if n:
+            checks = [
+                ("thread", cols["thread"], 0, len(self.threads)),
+                ("stack", cols["stack"], NO_STACK, len(self.stack_prefix)),
+                ("state", cols["state"], 0, len(State)),
+                ("reason", cols["reason"], NO_REASON, len(self.strings)),
+            ]
+            for name, values, low, high in checks:
+                bad = np.flatnonzero((values < low) | (values >= high))
+                if bad.size:
+                    raise ProfileError(f"sample {bad[0]} has {name} {values[bad[0]]}, outside [{low}, {high})")
+            bad = np.flatnonzero(cols["weight_ns"] <= 0)
+            if bad.size:
+                raise ProfileError(f"sample {bad[0]} has weight {cols['weight_ns'][bad[0]]} ns; weights must be > 0")
+        self._time, self._thread, self._stack = array("q", cols["time_ns"]), array("i", cols["thread"]), array("i", cols["stack"])
+        self._weight, self._state, self._reason = array("q", cols["weight_ns"]), array("b", cols["state"]), array("i", cols["reason"])
+        self._columns = cols
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def sample_count(self) -> int:
+        return len(self._time)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The sample columns as numpy arrays (cached until the next append)."""
+        if self._columns is None:
+            self._columns = {
+                "time_ns": np.frombuffer(self._time, dtype=np.int64).copy() if len(self._time) else np.zeros(0, np.int64),
+                "thread": np.frombuffer(self._thread, dtype=np.int32).copy() if len(self._thread) else np.zeros(0, np.int32),
+                "stack": np.frombuffer(self._stack, dtype=np.int32).copy() if len(self._stack) else np.zeros(0, np.int32),
+                "weight_ns": np.frombuffer(self._weight, dtype=np.int64).copy() if len(self._weight) else np.zeros(0, np.int64),
+                "state": np.frombuffer(self._state, dtype=np.int8).copy() if len(self._state) else np.zeros(0, np.int8),
+                "reason": np.frombuffer(self._reason, dtype=np.int32).copy() if len(self._reason) else np.zeros(0, np.int32),
+            }
+        return self._columns
+
+    def frame(self, index: int) -> Frame:
+        return Frame(self.strings[self.frame_function[index]], self.strings[self.frame_file[index]], self.frame_line[index])
+
+    def stack_frames(self, stack: int) -> list[int]:
+        """Frame indices of a stack, root first."""
+        frames = []
+        while stack != NO_STACK:
+            frames.append(self.stack_frame[stack])
+            stack = self.stack_prefix[stack]
+        frames.reverse()
+        return frames
+
+    def thread_label(self, index: int) -> str:
+        thread = self.threads[index]
+        return f"{thread.name} ({thread.tid})" if thread.name else str(thread.tid)
+
+    def find_threads(self, selector: str | int | Sequence[str | int]) -> list[int]:
+        """Thread indices whose tid equals, or whose name equals, the selector(s).
+
+        Raises ProfileError naming the selector and the known threads when nothing matches.
+        """
+        selectors = [selector] if isinstance(selector, (str, int)) else list(selector)
+        found: list[int] = []
+        for sel in selectors:
+            text = str(sel)
+            matches = [i for i, t in enumerate(self.threads) if str(t.tid) == text or t.name == text]
+            if not matches:
+                known = ", ".join(self.thread_label(i) for i in range(len(self.threads))) or "none"
+                raise ProfileError(f"no thread matches {text!r}; threads are: {known}")
+            found.extend(m for m in matches if m not in found)
+        return found
+
+    @property
+    def time_range_ns(self) -> tuple[int, int]:
+        """(first sample time, last sample time + its weight), or (0, 0) for an empty profile."""
+        cols = self.columns()
+        if not len(cols["time_ns"]):
+            return (0, 0)
+        return int(cols["time_ns"].min()), int((cols["time_ns"] + cols["weight_ns"]).max())
+
+    def check(self) -> None:
+        """Check table invariants (prefix order, index ranges). Raises ProfileError."""
+        for i, prefix in enumerate(self.stack_prefix):
+            if not (-1 <= prefix < i):
+                raise ProfileError(f"stack {i} has prefix {prefix}; a prefix must be -1 or an earlier stack")
+        for i, (fn, fl) in enumerate(zip(self.frame_function, self.frame_file)):
+            if not (0 <= fn < len(self.strings)) or not (0 <= fl < len(self.strings)):
+                raise ProfileError(f"frame {i} names strings {fn}/{fl}, outside the {len(self.strings)} strings")
+        self.set_sample_columns(self.columns())
+
+
+def profile_from_tables(
+    meta: dict,
+    strings: list[str],
+    frames: tuple[Sequence[int], Sequence[int], Sequence[int]],
+    stacks: tuple[Sequence[int], Sequence[int]],
+    threads: Sequence[tuple[int, int, str]],
+    samples: dict[str, np.ndarray],
+    spans: Sequence[Span] = (),
+) -> Profile:
+    """Rebuild a profile from its tables (as stored), checking every invariant."""
+    profile = Profile(meta)
+    for text in strings:
+        if not isinstance(text, str) or text in profile._string_index:
+            raise ProfileError(f"string {text!r:.80} is not a str or is stored twice")
+        profile.intern_string(text)
+    function, file, line = (np.asarray(col, dtype=np.int64) for col in frames)
+    prefix, frame = (np.asarray(col, dtype=np.int64) for col in stacks)
+    if not (len(function) == len(file) == len(line)) or len(prefix) != len(frame):
+        raise ProfileError(f"frame columns {len(function)}/{len(file)}/{len(line)} or stack columns {len(prefix)}/{len(frame)} differ in length")
+    n_strings, n_frames = len(profile.strings), len(function)
+    for name, values in (("function", function), ("file", file)):
+        bad = np.flatnonzero((values < 0) | (values >= n_strings))
+        if bad.size:
+            raise ProfileError(f"frame {bad[0]} has {name} string {values[bad[0]]}, outside the {n_strings} strings")
+    bad = np.flatnonzero(line < 0)
+    if bad.size:
+        raise ProfileError(f"frame {bad[0]} has line {line[bad[0]]}; lines must be >= 0")
+    bad = np.flatnonzero((prefix < -1) | (prefix >= np.arange(len(prefix))) | (frame < 0) | (frame >= n_frames))
+    if bad.size:
+        raise ProfileError(f"stack {bad[0]} has prefix {prefix[bad[0]]} and frame {frame[bad[0]]}; a prefix must be -1 or an earlier stack, a frame one of the {n_frames} frames")
+    profile.frame_function, profile.frame_file, profile.frame_line = array("i", function), array("i", file), array("i", line)
+    profile.stack_prefix, profile.stack_frame = array("i", prefix), array("i", frame)
+    profile._frame_index = profile._stack_index = None
+    for pid, tid, name in threads:
+        profile.add_thread(pid, tid, name)
+    profile.set_sample_columns(samples)
+    profile.spans = list(spans)
+    return profile

@@ -1,0 +1,39 @@
+"""Thread states attached to every sample."""
+
+from enum import IntEnum
+
+
+class State(IntEnum):
+    """What a thread was doing when it was sampled.
+
+    ``ON_CPU``: running on a CPU. ``WAITING``: blocked (socket, disk, lock,
+    sleep, poll...); the sample's wait reason says on what where known.
+    ``RUNNABLE``: ready to run but starved of CPU (waiting in the run queue).
+    ``UNKNOWN``: no state reading could be matched to the sample.
+    """
+
+    UNKNOWN = 0
+    ON_CPU = 1
+    WAITING = 2
+    RUNNABLE = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: "str | int | State") -> "State":
+        """Accept a State, its integer value, or its name in any case ("cpu" means ON_CPU)."""
+        if isinstance(value, State):
+            return value
+        if isinstance(value, int):
+            return cls(value)
+        key = str(value).strip().upper()
+        if key == "CPU":
+            key = "ON_CPU"
+        if key == "WAIT":
+            key = "WAITING"
+        try:
+            return cls[key]
+        except KeyError:
+            raise ValueError(f"unknown state {value!r}; expected one of cpu, waiting, runnable, unknown") from None
