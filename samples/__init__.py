@@ -1,0 +1,1 @@
+"""Runnable sample applications used by profviz demos and tests."""

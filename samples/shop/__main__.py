@@ -1,0 +1,67 @@
+"""Serve the shop: ``python -m samples.shop [--port 8000] [--db PATH] [--rows N]``.
+
+Builds (or reuses) the database, starts the log sink and external service,
+then serves the app with waitress on 127.0.0.1 until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import waitress
+
+from samples.shop.app import create_app
+from samples.shop.data import DEFAULT_POST_ROWS, build_database
+from samples.shop.services import ExternalService, SlowLogSink
+
+HOST = "127.0.0.1"
+SERVER_THREADS = 8
+
+
+def default_database_path() -> Path:
+    """``$XDG_CACHE_HOME/profviz/shop.sqlite3`` (``~/.cache`` by default), or the temp dir if that is unwritable."""
+    cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    candidate = cache_root / "profviz"
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+        if os.access(candidate, os.W_OK):
+            return candidate / "shop.sqlite3"
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / "profviz-shop.sqlite3"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m samples.shop", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--db", type=Path, default=None, help="database path (default: user cache dir)")
+    parser.add_argument("--rows", type=int, default=DEFAULT_POST_ROWS, help="number of posts to generate")
+    parser.add_argument("--log-delay", type=float, default=0.05, help="remote log sink delay in seconds")
+    parser.add_argument("--external-delay", type=float, default=0.01, help="external service delay in seconds")
+    args = parser.parse_args(argv)
+
+    db_path = args.db or default_database_path()
+    started = time.perf_counter()
+    build_database(db_path, rows=args.rows)
+    print(f"database ready at {db_path} ({time.perf_counter() - started:.1f}s)", flush=True)
+
+    with SlowLogSink(delay_s=args.log_delay) as log_sink, ExternalService(delay_s=args.external_delay) as external:
+        app = create_app(db_path, log_sink_url=log_sink.url, external_url=external.url)
+        server = waitress.create_server(app, host=HOST, port=args.port, threads=SERVER_THREADS)
+        print(f"shop serving on http://{HOST}:{server.effective_port}", flush=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
