@@ -146,7 +146,7 @@ class Store:
             return StoreError(
                 f"store file {self.path} is corrupt ({text}): move it aside, or use another store with --store PATH"
             )
-        if isinstance(exc, PermissionError) or "readonly" in text or "unable to open" in text or "read-only" in text:
+        if isinstance(exc, OSError) or "readonly" in text or "unable to open" in text or "read-only" in text:
             return StoreError(
                 f"cannot {action} store {self.path} ({text}): make it writable, or pass --store PATH / set PROFVIZ_STORE"
             )

@@ -1,0 +1,77 @@
+"""`profviz list`, `show` and `delete` through the real console script."""
+
+import json
+import subprocess
+
+import pytest
+
+from profviz.store import Store
+from tests.test_calltree import profile_with_recursion
+
+SHOW_KEYS = {"id", "kind", "pid", "start", "duration_s", "sample_count", "rate_hz", "errors", "threads", "functions"}
+THREAD_KEYS = {"tid", "name", "wall_s", "cpu_s", "wait_s", "runnable_s", "waits"}
+FUNCTION_KEYS = {"function", "file", "line", "total_s", "self_s", "cpu_s", "wait_s"}
+
+
+def profviz(*args, store, check=True):
+    result = subprocess.run(["profviz", *args, "--store", str(store)], capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def store_with_two(tmp_path):
+    path = tmp_path / "s.db"
+    store = Store(path)
+    first = profile_with_recursion()
+    first.meta.update(kind="attach", pid=7, start_ns=1_000, duration_ns=65_000_000, rate_hz=100.0)
+    second = profile_with_recursion()
+    second.meta.update(kind="record", pid=8, start_ns=2_000, duration_ns=65_000_000)
+    return path, store.save_profile(first), store.save_profile(second)
+
+
+def test_list_json_newest_first(store_with_two):
+    path, first, second = store_with_two
+    entries = json.loads(profviz("list", "--json", store=path).stdout)
+    assert [e["id"] for e in entries] == [second, first]
+    assert entries[1]["kind"] == "attach" and entries[1]["sample_count"] == 4
+    assert entries[1]["cpu_s"] == pytest.approx(0.010) and entries[1]["wait_s"] == pytest.approx(0.050)
+    text = profviz("list", store=path).stdout
+    assert "attach" in text and "record" in text
+
+
+def test_show_json_contract_and_thread_filter(store_with_two):
+    path, first, _ = store_with_two
+    summary = json.loads(profviz("show", str(first), "--json", store=path).stdout)
+    assert SHOW_KEYS <= set(summary)
+    assert all(THREAD_KEYS <= set(t) for t in summary["threads"])
+    assert all(FUNCTION_KEYS <= set(f) for f in summary["functions"])
+    wait = next(f for f in summary["functions"] if f["function"] == "wait")
+    assert (wait["total_s"], wait["wait_s"], wait["cpu_s"]) == (0.05, 0.05, 0.0)
+    only = json.loads(profviz("show", str(first), "--json", "--thread", "worker", store=path).stdout)
+    assert [t["name"] for t in only["threads"]] == ["worker"]
+    assert only["threads"][0]["waits"] == {"socket recv 127.0.0.1:80": 0.02}
+    assert next(f for f in only["functions"] if f["function"] == "wait")["total_s"] == 0.02
+    text = profviz("show", str(first), store=path).stdout
+    assert "top functions by total time" in text and "socket recv 127.0.0.1:80" in text
+
+
+def test_errors_are_one_line_with_a_fix(store_with_two, tmp_path):
+    path, first, _ = store_with_two
+    missing = profviz("show", "999", store=path, check=False)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines() == [f"profviz: no profile with id 999 in {path}: run 'profviz list' to see the ids"]
+    bad_thread = profviz("show", str(first), "--thread", "nope", store=path, check=False)
+    assert bad_thread.returncode != 0 and bad_thread.stderr.startswith("profviz: no thread matches 'nope'")
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"\x00garbage" * 512)
+    result = profviz("list", store=corrupt, check=False)
+    assert result.returncode != 0 and "is corrupt" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_delete(store_with_two):
+    path, first, second = store_with_two
+    assert f"deleted profile {first}" in profviz("delete", str(first), store=path).stdout
+    assert [e["id"] for e in json.loads(profviz("list", "--json", store=path).stdout)] == [second]
+    assert profviz("delete", str(first), store=path, check=False).returncode != 0
