@@ -1,0 +1,306 @@
+"""The always-on in-process sampler behind the WSGI middleware.
+
+One daemon thread per process wakes ``rate_hz`` times a second, reads every thread's Python stack
+with ``sys._current_frames()`` and keeps a sample for each thread that is serving a request at
+that instant (the middleware registers a :class:`RequestSlot` per request under the thread's
+``threading.get_ident()``). Threads not serving a request cost one dict lookup, so the sampler's
+cost grows with the number of busy threads and the stack depth, never with the request rate.
+
+CPU or waiting: each slot remembers the thread's CPU clock (``time.pthread_getcpuclockid`` +
+``time.clock_gettime_ns``) and a monotonic clock at the previous sample (at request start for
+the first). A sample stands for the interval since then; it is ``ON_CPU`` when the thread's CPU
+time grew by at least half of that wall interval, ``WAITING`` otherwise. A thread waiting for
+the GIL burns no CPU, so it counts as WAITING. Wait reasons are not visible in-process: the
+reason stays None.
+
+A sample is ``(time_ns, stack_id, state, weight_ns)``: ``time_ns`` is the start of the interval it
+stands for (epoch ns), ``weight_ns`` its length, so a request's samples tile its lifetime up to the
+last tick. ``stack_id`` indexes the process-wide :class:`StackTable`, turned into model frames
+only off the request path (by the writer thread).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..model import Profile, State
+
+ON_CPU = int(State.ON_CPU)
+WAITING = int(State.WAITING)
+TABLE_FULL_FRAME = ("(profviz stack table full)", "<profviz>", 0)
+
+
+class StackTable:
+    """Interned stacks as (prefix stack id, code object, line); id -1 is the empty stack.
+
+    Only the sampler thread appends; other threads may read ids it has handed out (list reads
+    are safe under the GIL). Past ``limit`` entries new stacks map to one placeholder stack.
+    """
+
+    def __init__(self, limit: int = 1_000_000):
+        self.limit = limit
+        self.prefix: list[int] = []
+        self.code: list = []
+        self.line: list[int] = []
+        self._index: dict[tuple, int] = {}
+        self.full_stack = -1
+
+    def __len__(self) -> int:
+        return len(self.prefix)
+
+    def intern(self, prefix: int, code, line: int) -> int:
+        key = (prefix, code, line)
+        found = self._index.get(key)
+        if found is not None:
+            return found
+        if len(self.prefix) >= self.limit:
+            if self.full_stack < 0:
+                self.full_stack = len(self.prefix)
+                self.prefix.append(-1)
+                self.code.append(None)
+                self.line.append(0)
+            return self.full_stack
+        index = len(self.prefix)
+        self.prefix.append(prefix)
+        self.code.append(code)
+        self.line.append(line)
+        self._index[key] = index
+        return index
+
+    def frames(self, stack_id: int) -> list[tuple[str, str, int]]:
+        """(function, file, line) triples of a stack, root first."""
+        out = []
+        while stack_id >= 0:
+            code = self.code[stack_id]
+            if code is None:
+                out.append(TABLE_FULL_FRAME)
+            else:
+                out.append((getattr(code, "co_qualname", code.co_name), code.co_filename, int(self.line[stack_id] or 0)))
+            stack_id = self.prefix[stack_id]
+        out.reverse()
+        return out
+
+
+@dataclass(eq=False)
+class RequestSlot:
+    """What the sampler knows about one in-flight request on one thread."""
+
+    ident: int
+    native_id: int
+    thread_name: str
+    clock_id: int | None
+    last_mono_ns: int
+    last_cpu_ns: int
+    samples: list = field(default_factory=list)
+    closed: bool = False
+
+
+class StackSampler:
+    """The process's sampling thread (see the module docstring). Start it with :meth:`ensure_running`."""
+
+    def __init__(self, rate_hz: float = 100.0, *, on_error: Callable[[str, BaseException], None] | None = None):
+        if not 0 < rate_hz <= 1000:
+            raise ValueError(f"sampler rate must be in (0, 1000] Hz, got {rate_hz}")
+        self.rate_hz = float(rate_hz)
+        self.table = StackTable()
+        self.active: dict[int, RequestSlot] = {}
+        self.on_error = on_error
+        self.ticks = 0
+        self.samples_taken = 0
+        self.cpu_ns = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._frame_cache: dict[int, list] = {}  # ident -> [chain, position], see _stack_of
+
+    # -- request threads ------------------------------------------------------------------
+
+    def begin(self, mono_ns: int) -> RequestSlot:
+        """Register the calling thread as serving a request from now on; returns its slot."""
+        ident = threading.get_ident()
+        try:
+            clock_id = time.pthread_getcpuclockid(ident)
+            cpu = time.clock_gettime_ns(clock_id)
+        except (AttributeError, OSError):
+            clock_id, cpu = None, time.thread_time_ns()
+        slot = RequestSlot(ident, threading.get_native_id(), threading.current_thread().name, clock_id, mono_ns, cpu)
+        self.active[ident] = slot
+        return slot
+
+    def end(self, slot: RequestSlot, previous: RequestSlot | None = None) -> list:
+        """Stop sampling the slot's thread for this request; returns its samples.
+
+        ``previous`` is the slot the thread served before (nested requests), restored as active.
+        """
+        slot.closed = True
+        if previous is not None and not previous.closed:
+            self.active[slot.ident] = previous
+        elif self.active.get(slot.ident) is slot:
+            del self.active[slot.ident]
+        return list(slot.samples)
+
+    # -- the sampling thread --------------------------------------------------------------
+
+    def ensure_running(self) -> None:
+        """Start the sampling thread if it is not running in this process (also after fork)."""
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self.active.clear()
+                self._frame_cache.clear()
+                self._thread = None
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="profviz-sampler", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        interval_ns = int(1e9 / self.rate_hz)
+        next_tick = time.perf_counter_ns() + interval_ns
+        while True:
+            delay = (next_tick - time.perf_counter_ns()) / 1e9
+            if self._stop.wait(max(0.0, delay)):
+                return
+            cpu_before = time.thread_time_ns()
+            try:
+                self.tick()
+            except Exception as exc:  # the sampler never dies of one bad tick
+                if self.on_error is not None:
+                    self.on_error("sampler", exc)
+            self.cpu_ns += time.thread_time_ns() - cpu_before
+            now = time.perf_counter_ns()
+            next_tick += interval_ns
+            if next_tick < now:  # fell behind (GIL, suspend): skip missed ticks rather than burst
+                next_tick = now + interval_ns
+
+    def tick(self) -> int:
+        """Take one sample of every thread serving a request; returns how many samples were kept."""
+        self.ticks += 1
+        slots = list(self.active.values())
+        if not slots:
+            if self._frame_cache:
+                self._frame_cache.clear()
+            return 0
+        frames = sys._current_frames()
+        now_wall = time.time_ns()
+        now_mono = time.perf_counter_ns()
+        kept = 0
+        seen = set()
+        for slot in slots:
+            frame = frames.get(slot.ident)
+            if frame is None or slot.closed:
+                continue
+            seen.add(slot.ident)
+            if slot.clock_id is not None:
+                try:
+                    cpu = time.clock_gettime_ns(slot.clock_id)
+                except OSError:
+                    continue
+            else:
+                cpu = slot.last_cpu_ns
+            wall_delta = now_mono - slot.last_mono_ns
+            if wall_delta <= 0:
+                continue
+            state = ON_CPU if 2 * (cpu - slot.last_cpu_ns) >= wall_delta else WAITING
+            stack = self._stack_of(slot.ident, frame)
+            if slot.closed:
+                continue
+            slot.samples.append((now_wall - wall_delta, stack, state, wall_delta))
+            slot.last_mono_ns = now_mono
+            slot.last_cpu_ns = cpu
+            kept += 1
+        del frames
+        if len(self._frame_cache) > len(seen):
+            for ident in [i for i in self._frame_cache if i not in seen]:
+                del self._frame_cache[ident]
+        self.samples_taken += kept
+        return kept
+
+    def _stack_of(self, ident: int, leaf) -> int:
+        """Intern the stack ending at ``leaf``, reusing the unchanged outer part of this thread's last stack.
+
+        A frame still on the stack, seen last tick below the leaf and at the same line, is
+        suspended in the same call, and so is everything below it: only the frames above it are
+        walked. Per thread the cache holds the last stack root first as (frame, stack id, line)
+        and a map from frame id to depth, both updated only where the stack changed.
+        """
+        cached = self._frame_cache.get(ident)
+        if cached is None:
+            cached = self._frame_cache[ident] = [[], {}]
+        chain, position = cached
+        walked = []
+        frame = leaf
+        base = -1
+        last = len(chain) - 1
+        while frame is not None:
+            depth = position.get(id(frame))
+            if depth is not None and depth < last and chain[depth][0] is frame and chain[depth][2] == frame.f_lineno:
+                base = depth
+                break
+            walked.append(frame)
+            frame = frame.f_back
+        for old, _, _ in chain[base + 1 :]:
+            position.pop(id(old), None)
+        del chain[base + 1 :]
+        stack = chain[base][1] if base >= 0 else -1
+        table = self.table
+        for frame in reversed(walked):
+            line = frame.f_lineno or 0
+            stack = table.intern(stack, frame.f_code, line)
+            position[id(frame)] = len(chain)
+            chain.append((frame, stack, line))
+        return stack
+
+
+def samples_to_profile(
+    table: StackTable,
+    samples: list,
+    *,
+    pid: int,
+    tid: int,
+    thread_name: str,
+    meta: dict,
+    profile: Profile | None = None,
+) -> Profile:
+    """Add sampler samples of one thread to ``profile`` (a new one with ``meta`` if None)."""
+    profile = profile if profile is not None else Profile(meta)
+    thread = profile.add_thread(pid, tid, thread_name)
+    converted: dict[int, int] = {}
+    for time_ns, stack_id, state, weight_ns in samples:
+        stack = converted.get(stack_id)
+        if stack is None:
+            stack = converted[stack_id] = profile.intern_frames(table.frames(stack_id))
+        profile.append_sample(time_ns, thread, stack, weight_ns, state)
+    return profile
+
+
+_process_sampler: StackSampler | None = None
+_process_lock = threading.Lock()
+
+
+def process_sampler(rate_hz: float = 100.0, on_error: Callable[[str, BaseException], None] | None = None) -> StackSampler:
+    """The one sampler of this process, created at the first call's rate (later rates are ignored)."""
+    global _process_sampler
+    with _process_lock:
+        if _process_sampler is None:
+            _process_sampler = StackSampler(rate_hz, on_error=on_error)
+        return _process_sampler

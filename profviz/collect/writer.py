@@ -1,0 +1,171 @@
+"""A bounded queue drained by one background thread: how request records leave the request path.
+
+:meth:`BackgroundWriter.submit` never blocks: when the queue is full the item is dropped and
+counted. The writer thread takes items in batches and hands each batch to ``handle_batch``
+(which does the SQLite work); an exception there is reported to ``on_error`` and the batch is
+lost, but the thread lives on. ``idle`` runs whenever the queue has been empty for ``idle_s``
+(periodic work such as flushing aggregates). :meth:`close` (also registered with ``atexit``)
+drains everything still queued, so nothing buffered is lost at normal interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+_STOP = object()
+
+
+class BackgroundWriter:
+    def __init__(
+        self,
+        handle_batch: Callable[[list[Any]], None],
+        *,
+        maxsize: int = 10_000,
+        batch_size: int = 500,
+        idle: Callable[[], None] | None = None,
+        idle_s: float = 1.0,
+        on_error: Callable[[str, BaseException], None] | None = None,
+        name: str = "profviz-writer",
+        close_timeout_s: float = 30.0,
+    ):
+        if maxsize < 1:
+            raise ValueError(f"writer queue size must be >= 1, got {maxsize}")
+        self.handle_batch = handle_batch
+        self.maxsize = maxsize
+        self.batch_size = batch_size
+        self.idle = idle
+        self.idle_s = idle_s
+        self.on_error = on_error
+        self.name = name
+        self.close_timeout_s = close_timeout_s
+        self.submitted = 0
+        self.dropped = 0
+        self.written_batches = 0
+        self.failed_batches = 0
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+        self._atexit_registered = False
+
+    def submit(self, item: Any) -> bool:
+        """Queue one item for the writer thread; False (and counted as dropped) when the queue is full."""
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._start()
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        self.submitted += 1
+        return True
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
+                self._pid = os.getpid()
+                self._queue = queue.Queue(self.maxsize)
+                self._thread = None
+            if self._closed:
+                self._closed = False
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            if not self._atexit_registered:
+                atexit.register(self.close)
+                self._atexit_registered = True
+
+    def _run(self) -> None:
+        last_idle = time.monotonic()
+        while True:
+            try:
+                first = self._queue.get(timeout=self.idle_s)
+            except queue.Empty:
+                first = None
+            batch = [] if first is None else [first]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is _STOP for item in batch)
+            markers = [item for item in batch if isinstance(item, _Marker)]
+            batch = [item for item in batch if item is not _STOP and not isinstance(item, _Marker)]
+            if batch:
+                self._handle(batch)
+            now = time.monotonic()
+            if self.idle is not None and (stop or first is None or now - last_idle >= self.idle_s):
+                last_idle = now
+                try:
+                    self.idle()
+                except Exception as exc:
+                    self._report("writer-idle", exc)
+            for marker in markers:
+                marker.event.set()
+            if stop:
+                return
+
+    def _handle(self, batch: list) -> None:
+        try:
+            self.handle_batch(batch)
+            self.written_batches += 1
+        except Exception as exc:
+            self.failed_batches += 1
+            self._report("writer", exc)
+
+    def _report(self, where: str, exc: BaseException) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(where, exc)
+            except Exception:
+                pass
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything submitted so far has been handled; False on timeout."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._queue.empty()
+        done = threading.Event()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._queue.put(_Marker(done), timeout=max(0.0, deadline - time.monotonic()))
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    return False
+        return done.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        """Drain the queue and stop the thread (waits at most ``close_timeout_s``). Safe to call twice."""
+        thread = self._thread
+        if self._closed or thread is None or not thread.is_alive() or self._pid != os.getpid():
+            self._closed = True
+            return
+        self._closed = True
+        deadline = time.monotonic() + self.close_timeout_s
+        while True:
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline or not thread.is_alive():
+                    return
+        thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread = None
+
+
+class _Marker:
+    """A flush marker: handled by setting its event once every earlier item is written."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event

@@ -1,0 +1,146 @@
+"""Reading and writing the store's ``requests`` table (one row per request the middleware timed)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from . import Store, StoreError
+
+REQUEST_COLUMNS = (
+    "id", "pid", "tid", "route", "method", "path", "status", "start_ns", "duration_ns", "cpu_ns",
+    "response_bytes", "error", "profile_id", "labels",
+)
+
+
+@dataclass
+class RequestRow:
+    """One timed request. ``start_ns`` is epoch ns; ``profile_id`` the kept profile, if any."""
+
+    pid: int
+    tid: int
+    route: str
+    method: str
+    path: str
+    status: int
+    start_ns: int
+    duration_ns: int
+    cpu_ns: int = 0
+    response_bytes: int = 0
+    error: str | None = None
+    profile_id: int | None = None
+    labels: dict = field(default_factory=dict)
+    id: int | None = None
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.pid, self.tid, self.route, self.method, self.path, self.status, self.start_ns, self.duration_ns,
+            self.cpu_ns, self.response_bytes, self.error, self.profile_id, json.dumps(self.labels) if self.labels else "{}",
+        )
+
+
+def insert_requests(store: Store, rows: Iterable[RequestRow]) -> int:
+    """Insert rows in one transaction; returns how many were written."""
+    values = [row.as_tuple() for row in rows]
+    if not values:
+        return 0
+
+    def work(c: sqlite3.Connection) -> int:
+        c.executemany(
+            "INSERT INTO requests (pid, tid, route, method, path, status, start_ns, duration_ns, cpu_ns,"
+            " response_bytes, error, profile_id, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        return len(values)
+
+    return store.transaction("write requests to", work)
+
+
+def _row(row: sqlite3.Row) -> RequestRow:
+    data = dict(row)
+    try:
+        data["labels"] = json.loads(data.get("labels") or "{}")
+    except ValueError:
+        data["labels"] = {}
+    return RequestRow(**data)
+
+
+def query_requests(
+    store: Store,
+    *,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    route: str | None = None,
+    method: str | None = None,
+    slowest: int | None = None,
+    limit: int | None = None,
+    with_profile: bool = False,
+) -> list[RequestRow]:
+    """Requests in a window, oldest first; or the ``slowest`` N, slowest first."""
+    where, params = _where(since_ns, until_ns, route, method)
+    if with_profile:
+        where.append("profile_id IS NOT NULL")
+    sql = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if slowest:
+        sql += " ORDER BY duration_ns DESC, id LIMIT ?"
+        params.append(int(slowest))
+    else:
+        sql += " ORDER BY start_ns, id"
+        if limit:
+            sql = f"SELECT * FROM ({sql.replace(' ORDER BY start_ns, id', ' ORDER BY start_ns DESC, id DESC')} LIMIT ?) ORDER BY start_ns, id"
+            params.append(int(limit))
+    return [_row(r) for r in store.execute(sql, params)]
+
+
+def request_by_id(store: Store, request_id: int) -> RequestRow:
+    rows = store.execute(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?", (int(request_id),))
+    if not rows:
+        raise RequestNotFound(f"no request with id {request_id} in {store.path}: run 'profviz requests' to see the ids")
+    return _row(rows[0])
+
+
+class RequestNotFound(StoreError):
+    """No request with the requested id exists."""
+
+
+def request_columns(
+    store: Store,
+    *,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    route: str | None = None,
+    method: str | None = None,
+) -> dict[str, list[Any]]:
+    """Compact columns (pid, tid, route, method, status, start_ns, duration_ns, profile_id) for analysis."""
+    names = ("id", "pid", "tid", "route", "method", "status", "start_ns", "duration_ns", "profile_id")
+    where, params = _where(since_ns, until_ns, route, method)
+    sql = f"SELECT {', '.join(names)} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
+    rows = store.execute(sql, params)
+    return {name: [r[i] for r in rows] for i, name in enumerate(names)}
+
+
+def latest_request_ns(store: Store) -> int | None:
+    rows = store.execute("SELECT MAX(start_ns + duration_ns) FROM requests")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def _where(since_ns, until_ns, route, method) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if since_ns is not None:
+        where.append("start_ns >= ?")
+        params.append(int(since_ns))
+    if until_ns is not None:
+        where.append("start_ns < ?")
+        params.append(int(until_ns))
+    if route is not None:
+        where.append("route = ?")
+        params.append(route)
+    if method is not None:
+        where.append("method = ?")
+        params.append(method.upper())
+    return where, params

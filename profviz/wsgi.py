@@ -1,0 +1,687 @@
+"""``ProfilerMiddleware``: times every WSGI request and keeps profiles of the slow ones.
+
+Usage, in the manner of Werkzeug's middlewares::
+
+    from profviz.wsgi import ProfilerMiddleware
+    app = ProfilerMiddleware(app, store="/var/lib/app/profviz.db")
+
+Every request is timed (route, method, status, wall latency, thread CPU time, start time,
+response size) and written to the store's ``requests`` table. Profiles come from two collectors:
+
+* the always-on sampler (default, :mod:`profviz.collect.sampler`): one thread per process samples
+  the stacks of the threads serving requests at ``sample_hz``. A request's samples become a stored
+  profile (kind ``"request"``) only when the request turned out slow: over ``tail_threshold_ms``,
+  or over its route's running ``tail_percentile`` (P95 by default, once the route has seen
+  ``tail_min_requests``). A few typical requests (between the route's running P40 and P60) are
+  kept as a baseline for tail diffs (``baseline_per_minute``). All samples, of every request, are
+  summed per route into a ``"route-aggregate"`` profile flushed every ``aggregate_interval_s``.
+* deep profiles with pyinstrument (:mod:`profviz.collect.deep`, 1 ms, per-sample timeline) for a
+  random ``deep_fraction`` of requests, or on demand when ``deep_trigger_secret`` is configured and
+  the request carries it in the ``X-Profviz-Deep`` header or the ``profviz_deep`` query parameter.
+
+The request path only reads clocks and queues a record: routes' percentiles, tail decisions,
+profile building and SQLite writes happen on a background writer thread fed by a bounded queue
+(full queue: the record is dropped and counted, the request never waits). Anything that fails
+inside profviz is logged (logger ``profviz``, rate limited, messages prefixed ``profviz:``),
+counted in :attr:`ProfilerMiddleware.stats`, and the request is served exactly as without it.
+
+WSGI semantics: the response iterable is wrapped, so a streaming response is profiled through its
+iteration and the request ends when the iterable is exhausted or closed (whichever comes first;
+``close()`` of the app's iterable is always called through). ``start_response`` is passed
+through with the same arguments (``exc_info`` only when given) and its ``write()`` callable is
+returned wrapped only to count bytes. Exceptions from the app propagate unchanged. A response
+iterable with ``__len__`` keeps it. ``wsgi.file_wrapper`` responses are streamed by iteration (same
+bytes, no sendfile). Per-request metadata is in ``environ["profviz.request"]`` (a
+:class:`RequestInfo`); frameworks set its ``route``.
+
+Errors for ``error_rate``: a request is an error when its status is >= 500 or the app raised.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from .collect.sampler import StackSampler, process_sampler, samples_to_profile
+from .collect.writer import BackgroundWriter
+from .model import Profile
+from .routes import RouteFn, collapse_path, request_path
+from .store import Store, open_store
+from .store.requests import RequestRow, insert_requests
+
+logger = logging.getLogger("profviz")
+
+ENVIRON_KEY = "profviz.request"
+DEEP_HEADER = "HTTP_X_PROFVIZ_DEEP"
+DEEP_PARAM = "profviz_deep"
+ROUTE_WINDOW = 1000  # recent durations per route behind the running percentiles
+RECOMPUTE_EVERY = 20
+
+
+class Health:
+    """Counts failures inside profviz and logs each kind at most once per ``interval_s``."""
+
+    def __init__(self, interval_s: float = 60.0):
+        self.interval_s = interval_s
+        self.errors: dict[str, int] = {}
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def report(self, where: str, exc: BaseException) -> None:
+        with self._lock:
+            self.errors[where] = self.errors.get(where, 0) + 1
+            now = time.monotonic()
+            last = self._last_logged.get(where)
+            if last is not None and now - last < self.interval_s:
+                self._suppressed[where] = self._suppressed.get(where, 0) + 1
+                return
+            self._last_logged[where] = now
+            suppressed = self._suppressed.pop(where, 0)
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        logger.warning("profviz: %s failed: %s: %s%s; requests are served unchanged", where, type(exc).__name__, exc, more)
+
+    @property
+    def total(self) -> int:
+        return sum(self.errors.values())
+
+
+class RequestInfo:
+    """What profviz knows about one request; found in ``environ["profviz.request"]``.
+
+    ``id`` is a random hex id (also stored in the request row's labels as ``request_id``);
+    ``route`` may be set by the framework integration (otherwise the route function names it at
+    the end); ``labels`` may be filled by the app and are stored with the request.
+    """
+
+    __slots__ = (
+        "id", "method", "path", "route", "start_ns", "pid", "tid", "thread_name", "deep", "status_line",
+        "response_bytes", "labels", "finished", "environ", "_ident", "_mono_start", "_cpu_start", "_slot",
+        "_previous_slot", "_profiler",
+    )
+
+    def __init__(self, environ: Mapping, method: str, path: str):
+        self.id = os.urandom(8).hex()
+        self.method = method
+        self.path = path
+        self.route: str | None = None
+        self.start_ns = time.time_ns()
+        self.pid = os.getpid()
+        self.tid = threading.get_native_id()
+        self.thread_name = ""
+        self.deep = False
+        self.status_line: str | None = None
+        self.response_bytes = 0
+        self.labels: dict = {}
+        self.finished = False
+        self.environ = environ
+        self._ident = threading.get_ident()
+        self._mono_start = time.perf_counter_ns()
+        self._cpu_start = time.thread_time_ns()
+        self._slot = None
+        self._previous_slot = None
+        self._profiler = None
+
+    @property
+    def status(self) -> int | None:
+        return _status_code(self.status_line)
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id, "method": self.method, "path": self.path, "route": self.route, "start_ns": self.start_ns,
+            "pid": self.pid, "tid": self.tid, "deep": self.deep, "status": self.status, "labels": dict(self.labels),
+        }
+
+
+def _status_code(status_line: str | None) -> int | None:
+    if not status_line:
+        return None
+    try:
+        return int(str(status_line).split(None, 1)[0])
+    except (ValueError, IndexError):
+        return None
+
+
+class _Finished:
+    """A finished request on its way to the writer thread."""
+
+    __slots__ = ("info", "route", "status", "duration_ns", "cpu_ns", "error", "samples", "deep")
+
+    def __init__(self, info, route, status, duration_ns, cpu_ns, error, samples, deep):
+        self.info, self.route, self.status, self.duration_ns = info, route, status, duration_ns
+        self.cpu_ns, self.error, self.samples, self.deep = cpu_ns, error, samples, deep
+
+
+class _FlushAggregates:
+    """Writer item: flush every route aggregate now."""
+
+
+class _TokenBucket:
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class _RouteState:
+    """Writer-thread state of one (route, method): recent durations, cached percentiles, budgets."""
+
+    def __init__(self, tail_per_minute: float, baseline_per_minute: float):
+        self.durations: deque[int] = deque(maxlen=ROUTE_WINDOW)
+        self.seen = 0
+        self.p_tail: float | None = None
+        self.p40: float | None = None
+        self.p60: float | None = None
+        self.tail_budget = _TokenBucket(tail_per_minute)
+        self.baseline_budget = _TokenBucket(baseline_per_minute) if baseline_per_minute > 0 else None
+
+    def observe(self, duration_ns: int, tail_percentile: float | None) -> None:
+        self.durations.append(duration_ns)
+        self.seen += 1
+        if self.seen % RECOMPUTE_EVERY == 0 or self.p_tail is None:
+            values = np.fromiter(self.durations, dtype=np.float64, count=len(self.durations))
+            qs = [40.0, 60.0] + ([tail_percentile] if tail_percentile is not None else [])
+            result = np.percentile(values, qs)
+            self.p40, self.p60 = float(result[0]), float(result[1])
+            self.p_tail = float(result[2]) if tail_percentile is not None else None
+
+
+class _RouteAggregate:
+    """Summed sampler samples of one route over one window (writer thread only)."""
+
+    def __init__(self, start_ns: int):
+        self.start_ns = start_ns
+        self.end_ns = start_ns
+        self.requests = 0
+        self.samples = 0
+        self.weights: dict[tuple[int, int], int] = {}
+
+
+class Recorder:
+    """The engine shared by the WSGI, Flask and Django integrations: begin/finish a request.
+
+    See :class:`ProfilerMiddleware` for the options. Thread safe; one per middleware instance.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike | None = None,
+        *,
+        route_fn: RouteFn | None = None,
+        sampler: bool = True,
+        sample_hz: float = 100.0,
+        tail_threshold_ms: float | None = None,
+        tail_percentile: float | None = 95.0,
+        tail_min_requests: int = 20,
+        tail_max_per_minute: float = 60.0,
+        baseline_per_minute: float = 6.0,
+        aggregate_interval_s: float = 60.0,
+        deep_fraction: float = 0.0,
+        deep_interval_s: float = 0.001,
+        deep_trigger_secret: str | None = None,
+        queue_size: int = 10_000,
+        worker_threads: int | None = None,
+        labels: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+        log_interval_s: float = 60.0,
+    ):
+        if not 0.0 <= deep_fraction <= 1.0:
+            raise ValueError(f"deep_fraction must be between 0 and 1, got {deep_fraction}")
+        if tail_percentile is not None and not 0 < tail_percentile < 100:
+            raise ValueError(f"tail_percentile must be in (0, 100) or None, got {tail_percentile}")
+        if deep_trigger_secret is not None and len(deep_trigger_secret) < 8:
+            raise ValueError("deep_trigger_secret must be at least 8 characters (anyone who knows it can trigger deep profiles)")
+        self.store_spec = store
+        self.route_fn = route_fn
+        self.use_sampler = sampler
+        self.sample_hz = sample_hz
+        self.tail_threshold_ns = None if tail_threshold_ms is None else int(tail_threshold_ms * 1e6)
+        self.tail_percentile = tail_percentile
+        self.tail_min_requests = tail_min_requests
+        self.tail_max_per_minute = tail_max_per_minute
+        self.baseline_per_minute = baseline_per_minute
+        self.aggregate_interval_ns = int(aggregate_interval_s * 1e9)
+        self.deep_fraction = deep_fraction
+        self.deep_interval_s = deep_interval_s
+        self._deep_secret = deep_trigger_secret.encode() if deep_trigger_secret else None
+        self.worker_threads = worker_threads
+        self.labels = dict(labels or {})
+        self.enabled = enabled
+        self.health = Health(log_interval_s)
+        self.counts = {
+            "recorded": 0, "write_failures": 0, "profiles_tail": 0, "profiles_baseline": 0, "profiles_deep": 0,
+            "profiles_aggregate": 0, "tail_rate_limited": 0, "typical_dropped": 0,
+        }
+        self._store: Store | None = store if isinstance(store, Store) else None
+        self._sampler: StackSampler | None = process_sampler(sample_hz, self.health.report) if sampler else None
+        self._routes: dict[tuple[str, str], _RouteState] = {}
+        self._aggregates: dict[tuple[str, str], _RouteAggregate] = {}
+        self.writer = BackgroundWriter(
+            self._handle_batch, maxsize=queue_size, idle=self._idle, idle_s=1.0, on_error=self.health.report,
+        )
+
+    # -- the request path -----------------------------------------------------------------
+
+    def begin(self, environ: dict) -> RequestInfo | None:
+        """Start timing a request; None when disabled or when profviz itself failed."""
+        if not self.enabled:
+            return None
+        try:
+            info = RequestInfo(environ, str(environ.get("REQUEST_METHOD") or "GET").upper(), request_path(environ))
+            environ[ENVIRON_KEY] = info
+            if self._sampler is not None:
+                self._sampler.ensure_running()
+                info._previous_slot = self._sampler.active.get(info._ident)
+                info._slot = self._sampler.begin(info._mono_start)
+                info.thread_name = info._slot.thread_name
+            if self._wants_deep(environ):
+                self._start_deep(info)
+            return info
+        except Exception as exc:
+            self.health.report("request start", exc)
+            return None
+
+    def _wants_deep(self, environ: Mapping) -> bool:
+        if self.deep_fraction and random.random() < self.deep_fraction:
+            return True
+        if self._deep_secret is None:
+            return False
+        offered = environ.get(DEEP_HEADER)
+        if offered is None:
+            query = environ.get("QUERY_STRING") or ""
+            if DEEP_PARAM + "=" not in query:
+                return False
+            from urllib.parse import parse_qs
+
+            values = parse_qs(query).get(DEEP_PARAM)
+            offered = values[0] if values else None
+        return offered is not None and hmac.compare_digest(str(offered).encode(), self._deep_secret)
+
+    def _start_deep(self, info: RequestInfo) -> None:
+        from .collect.deep import DeepProfiler
+
+        try:
+            profiler = DeepProfiler(self.deep_interval_s)
+            profiler.begin()
+            info._profiler = profiler
+            info.deep = True
+        except Exception as exc:
+            self.health.report("deep profiler start", exc)
+
+    def finish(self, info: RequestInfo, error: BaseException | None = None) -> None:
+        """End a request (idempotent); its record goes to the writer thread."""
+        if info.finished:
+            return
+        info.finished = True
+        try:
+            duration_ns = time.perf_counter_ns() - info._mono_start
+            slot = info._slot
+            if threading.get_ident() == info._ident:
+                cpu_ns = time.thread_time_ns() - info._cpu_start
+            else:  # finished on another thread: read the starting thread's CPU clock
+                try:
+                    cpu_ns = time.clock_gettime_ns(time.pthread_getcpuclockid(info._ident)) - info._cpu_start
+                except (AttributeError, OSError):
+                    cpu_ns = 0
+            samples = self._sampler.end(slot, info._previous_slot) if slot is not None and self._sampler else ()
+            deep = None
+            if info._profiler is not None:
+                deep = self._stop_deep(info)
+            route = info.route
+            if route is None and self.route_fn is not None:
+                try:
+                    route = str(self.route_fn(info.environ))
+                except Exception as exc:
+                    self.health.report("route_fn", exc)
+            info.environ = None
+            status = _status_code(info.status_line)
+            if status is None:
+                status = 500 if error is not None else 0
+            error_text = None if error is None else f"{type(error).__name__}: {error}"[:500]
+            self.writer.submit(_Finished(info, route, status, duration_ns, max(0, cpu_ns), error_text, samples, deep))
+        except Exception as exc:
+            self.health.report("request finish", exc)
+
+    def _stop_deep(self, info: RequestInfo):
+        profiler = info._profiler
+        info._profiler = None
+        try:
+            session = profiler.stop()
+            return (session, profiler.cpu_ns_at_sample, profiler.start_cpu_ns)
+        except Exception as exc:
+            self.health.report("deep profiler stop", exc)
+            return None
+
+    # -- the writer thread ----------------------------------------------------------------
+
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.store_spec)
+        return self._store
+
+    def _handle_batch(self, batch: list) -> None:
+        rows: list[RequestRow] = []
+        flush_all = False
+        for item in batch:
+            if isinstance(item, _FlushAggregates):
+                flush_all = True
+                continue
+            try:
+                rows.append(self._process(item))
+            except Exception as exc:
+                self.health.report("request record", exc)
+        if rows:
+            try:
+                insert_requests(self.store(), rows)
+                self.counts["recorded"] += len(rows)
+            except Exception:
+                self.counts["write_failures"] += len(rows)
+                raise
+        self._flush_aggregates(force=flush_all)
+
+    def _process(self, item: _Finished) -> RequestRow:
+        info = item.info
+        route = item.route if item.route is not None else collapse_path(info.path)
+        key = (route, info.method)
+        state = self._routes.get(key)
+        if state is None:
+            state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
+        capture = self._capture_kind(state, item.duration_ns)
+        state.observe(item.duration_ns, self.tail_percentile)
+        labels = {"request_id": info.id, **self.labels, **info.labels}
+        if self.worker_threads:
+            labels["capacity"] = self.worker_threads
+        profile_id = None
+        if item.deep is not None:
+            profile_id = self._save_deep(item, route, labels)
+        elif capture is not None and item.samples:
+            profile_id = self._save_sampled(item, route, labels, capture)
+        if item.samples:
+            self._aggregate(key, item)
+        return RequestRow(
+            pid=info.pid, tid=info.tid, route=route, method=info.method, path=info.path, status=item.status,
+            start_ns=info.start_ns, duration_ns=item.duration_ns, cpu_ns=item.cpu_ns, response_bytes=info.response_bytes,
+            error=item.error, profile_id=profile_id, labels=labels,
+        )
+
+    def _capture_kind(self, state: _RouteState, duration_ns: int) -> str | None:
+        """"tail", "baseline" or None (dropped) for a request of this route and duration."""
+        slow = self.tail_threshold_ns is not None and duration_ns >= self.tail_threshold_ns
+        warm = state.seen >= self.tail_min_requests
+        if not slow and warm and state.p_tail is not None:
+            slow = duration_ns > state.p_tail
+        if slow:
+            if state.tail_budget.take():
+                return "tail"
+            self.counts["tail_rate_limited"] += 1
+            return None
+        if warm and state.baseline_budget is not None and state.p40 is not None and state.p40 <= duration_ns <= state.p60:
+            if state.baseline_budget.take():
+                return "baseline"
+        self.counts["typical_dropped"] += 1
+        return None
+
+    def _request_meta(self, item: _Finished, route: str, labels: dict, capture: str, collector: str, rate_hz: float) -> dict:
+        info = item.info
+        return {
+            "kind": "request",
+            "pid": info.pid,
+            "cmdline": f"{info.method} {info.path}",
+            "start_ns": info.start_ns,
+            "duration_ns": item.duration_ns,
+            "rate_hz": rate_hz,
+            "labels": {
+                **labels, "route": route, "method": info.method, "path": info.path, "status": item.status,
+                "capture": capture, "collector": collector, "duration_ms": round(item.duration_ns / 1e6, 3),
+                "cpu_ms": round(item.cpu_ns / 1e6, 3),
+            },
+        }
+
+    def _save_sampled(self, item: _Finished, route: str, labels: dict, capture: str) -> int | None:
+        try:
+            info = item.info
+            meta = self._request_meta(item, route, labels, capture, "sampler", self.sample_hz)
+            profile = samples_to_profile(
+                self._sampler.table, item.samples, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
+            )
+            profile_id = self.store().save_profile(profile)
+            self.counts["profiles_" + capture] += 1
+            return profile_id
+        except Exception as exc:
+            self.health.report("saving a request profile", exc)
+            return None
+
+    def _save_deep(self, item: _Finished, route: str, labels: dict) -> int | None:
+        from .collect.deep import session_to_profile
+
+        try:
+            session, cpu_at_sample, start_cpu = item.deep
+            info = item.info
+            meta = self._request_meta(item, route, labels, "deep", "pyinstrument", round(1.0 / self.deep_interval_s, 3))
+            profile = session_to_profile(
+                session, cpu_at_sample, start_cpu, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
+            )
+            profile_id = self.store().save_profile(profile)
+            self.counts["profiles_deep"] += 1
+            return profile_id
+        except Exception as exc:
+            self.health.report("saving a deep profile", exc)
+            return None
+
+    def _aggregate(self, key: tuple[str, str], item: _Finished) -> None:
+        aggregate = self._aggregates.get(key)
+        if aggregate is None:
+            aggregate = self._aggregates[key] = _RouteAggregate(item.info.start_ns)
+        aggregate.requests += 1
+        aggregate.samples += len(item.samples)
+        aggregate.end_ns = max(aggregate.end_ns, item.info.start_ns + item.duration_ns)
+        weights = aggregate.weights
+        for _, stack, state, weight in item.samples:
+            pair = (stack, state)
+            weights[pair] = weights.get(pair, 0) + weight
+
+    def _flush_aggregates(self, force: bool = False) -> None:
+        now = time.time_ns()
+        for key in list(self._aggregates):
+            aggregate = self._aggregates[key]
+            if not force and now - aggregate.start_ns < self.aggregate_interval_ns:
+                continue
+            del self._aggregates[key]
+            if not aggregate.weights:
+                continue
+            try:
+                self.store().save_profile(self._aggregate_profile(key, aggregate))
+                self.counts["profiles_aggregate"] += 1
+            except Exception as exc:
+                self.health.report("saving a route aggregate", exc)
+
+    def _aggregate_profile(self, key: tuple[str, str], aggregate: _RouteAggregate) -> Profile:
+        route, method = key
+        pid = os.getpid()
+        profile = Profile({
+            "kind": "route-aggregate",
+            "pid": pid,
+            "cmdline": f"{method} {route}",
+            "start_ns": aggregate.start_ns,
+            "duration_ns": max(0, aggregate.end_ns - aggregate.start_ns),
+            "rate_hz": self.sample_hz,
+            "labels": {
+                **self.labels, "route": route, "method": method, "requests": aggregate.requests,
+                "samples": aggregate.samples, "collector": "sampler",
+            },
+            "notes": [
+                f"sums {aggregate.samples} samples of {aggregate.requests} requests of {method} {route} over all threads;"
+                " each sample here is one (stack, state) with its summed weight"
+            ],
+        })
+        thread = profile.add_thread(pid, 0, f"{method} {route}")
+        table = self._sampler.table
+        for (stack_id, state), weight in sorted(aggregate.weights.items()):
+            profile.append_sample(aggregate.start_ns, thread, profile.intern_frames(table.frames(stack_id)), weight, state)
+        return profile
+
+    def _idle(self) -> None:
+        self._flush_aggregates(force=False)
+
+    # -- control --------------------------------------------------------------------------
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Write everything recorded so far, including the route aggregates; False on timeout."""
+        if self.use_sampler:
+            self.writer.submit(_FlushAggregates())
+        return self.writer.flush(timeout_s)
+
+    def close(self) -> None:
+        """Flush and stop the writer thread (also done at interpreter exit)."""
+        if self.use_sampler and self._aggregates:
+            self.writer.submit(_FlushAggregates())
+        self.writer.close()
+
+    @property
+    def stats(self) -> dict:
+        """Counters: requests queued/dropped/recorded, profiles kept by kind, internal errors by kind."""
+        sampler = self._sampler
+        return {
+            "queued": self.writer.submitted,
+            "dropped": self.writer.dropped,
+            "pending": self.writer.pending,
+            **self.counts,
+            "errors": self.health.total,
+            "errors_by_kind": dict(self.health.errors),
+            "sampler": None if sampler is None else {
+                "rate_hz": sampler.rate_hz, "ticks": sampler.ticks, "samples": sampler.samples_taken,
+                "cpu_s": round(sampler.cpu_ns / 1e9, 6), "stacks": len(sampler.table), "running": sampler.running,
+            },
+        }
+
+
+class ProfilerMiddleware:
+    """Wrap a WSGI app: time every request and keep profiles of slow ones (see the module docstring).
+
+    Options (keyword, with defaults): ``store`` (path or Store; default: the CLI's store),
+    ``route_fn(environ) -> str`` (route names for plain WSGI; default: :func:`collapse_path`),
+    ``sampler=True``, ``sample_hz=100``, ``tail_threshold_ms=None``, ``tail_percentile=95``,
+    ``tail_min_requests=20``, ``tail_max_per_minute=60`` (per route), ``baseline_per_minute=6``,
+    ``aggregate_interval_s=60``, ``deep_fraction=0.0``, ``deep_interval_s=0.001``,
+    ``deep_trigger_secret=None``, ``queue_size=10000``, ``worker_threads=None`` (capacity for the
+    utilisation view; default: threads observed), ``labels`` (stored with every request and
+    profile), ``enabled=True``.
+    """
+
+    def __init__(self, app: Callable, store: Store | str | os.PathLike | None = None, **options: Any):
+        self.app = app
+        self.recorder = Recorder(store, **options)
+
+    @property
+    def stats(self) -> dict:
+        return self.recorder.stats
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        return self.recorder.flush(timeout_s)
+
+    def close(self) -> None:
+        self.recorder.close()
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        recorder = self.recorder
+        info = recorder.begin(environ)
+        if info is None:
+            return self.app(environ, start_response)
+
+        def observing_start_response(status, headers, exc_info=None):
+            info.status_line = status
+            if exc_info is None:
+                write = start_response(status, headers)
+            else:
+                write = start_response(status, headers, exc_info)
+            return _counting_write(write, info)
+
+        try:
+            app_iter = self.app(environ, observing_start_response)
+        except BaseException as exc:
+            recorder.finish(info, exc)
+            raise
+        wrapper = _SizedResponse if _has_len(app_iter) else _Response
+        return wrapper(app_iter, info, recorder)
+
+
+def _has_len(app_iter: object) -> bool:
+    return hasattr(type(app_iter), "__len__")
+
+
+def _counting_write(write: Callable, info: RequestInfo) -> Callable:
+    def counting_write(data):
+        info.response_bytes += len(data)
+        return write(data)
+
+    return counting_write
+
+
+class _Response:
+    """The app's response iterable, observed: counts bytes, ends the request when exhausted or closed."""
+
+    __slots__ = ("app_iter", "_iterator", "_info", "_recorder")
+
+    def __init__(self, app_iter, info: RequestInfo, recorder: Recorder):
+        self.app_iter = app_iter
+        self._iterator = None
+        self._info = info
+        self._recorder = recorder
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        info = self._info
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self.app_iter)
+            chunk = next(self._iterator)
+        except StopIteration:
+            self._recorder.finish(info)
+            raise
+        except BaseException as exc:
+            self._recorder.finish(info, exc)
+            raise
+        info.response_bytes += len(chunk)
+        return chunk
+
+    def close(self):
+        close = getattr(self.app_iter, "close", None)
+        try:
+            if close is not None:
+                close()
+        except BaseException as exc:
+            self._recorder.finish(self._info, exc)
+            raise
+        self._recorder.finish(self._info)
+
+    def __del__(self):
+        info = getattr(self, "_info", None)
+        if info is not None and not info.finished:
+            self._recorder.finish(info)
+
+
+class _SizedResponse(_Response):
+    __slots__ = ()
+
+    def __len__(self):
+        return len(self.app_iter)
