@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import profiles
+    from . import profiles, routes
 
-    for module in (profiles,):
+    for module in (profiles, routes):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -115,10 +115,12 @@ def request_columns(
     route: str | None = None,
     method: str | None = None,
 ) -> dict[str, list[Any]]:
-    """Compact columns (pid, tid, route, method, status, start_ns, duration_ns, profile_id) for analysis."""
-    names = ("id", "pid", "tid", "route", "method", "status", "start_ns", "duration_ns", "profile_id")
+    """Columns for analysis: id, pid, tid, route, method, status, error, start_ns, duration_ns,
+    cpu_ns, profile_id, and capacity (the ``capacity`` label, else None), oldest first."""
+    names = ("id", "pid", "tid", "route", "method", "status", "error", "start_ns", "duration_ns", "cpu_ns", "profile_id", "capacity")
     where, params = _where(since_ns, until_ns, route, method)
-    sql = f"SELECT {', '.join(names)} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
+    select = ", ".join(names[:-1]) + ", json_extract(labels, '$.capacity') AS capacity"
+    sql = f"SELECT {select} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
     rows = store.execute(sql, params)
     return {name: [r[i] for r in rows] for i, name in enumerate(names)}
 

@@ -1,0 +1,258 @@
+"""Per-route request statistics and the tail diff: pure functions over request columns and profiles.
+
+Percentiles use linear interpolation between closest ranks (numpy's default ``"linear"``
+method, Hyndman & Fan type 7): for sorted values x[0..n-1], percentile p is at rank
+h = (n - 1) * p / 100, interpolated between x[floor(h)] and x[ceil(h)]. One value gives itself.
+
+A request is an error when its status is >= 500 or the app raised (``error`` is set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..model import Profile
+from .calltree import build_call_tree, function_stats
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = PERCENTILES) -> list[float]:
+    """Percentiles ``qs`` (0-100) of ``values`` by linear interpolation; NaN for no values."""
+    if len(values) == 0:
+        return [float("nan")] * len(qs)
+    return [float(v) for v in np.percentile(np.asarray(values, dtype=np.float64), list(qs))]
+
+
+def is_error(status: int | None, error: str | None) -> bool:
+    return bool(error) or (status is not None and status >= 500)
+
+
+def route_table(columns: dict[str, list], window_s: float | None = None) -> list[dict]:
+    """One row per (route, method): count, rps, error_rate, p50/p90/p95/p99/max in ms.
+
+    ``columns`` has equal-length lists ``route``, ``method``, ``status``, ``error``, ``start_ns``,
+    ``duration_ns``. ``rps`` is count over ``window_s`` (default: the span from the first start
+    to the last end of all requests given, at least 1 s). Rows come busiest first.
+    """
+    n = len(columns.get("route", []))
+    if n == 0:
+        return []
+    starts = np.asarray(columns["start_ns"], dtype=np.int64)
+    durations = np.asarray(columns["duration_ns"], dtype=np.int64)
+    if window_s is None:
+        window_s = max(1.0, float((starts + durations).max() - starts.min()) / 1e9)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(columns["route"], columns["method"])):
+        groups.setdefault(key, []).append(i)
+    errors = np.fromiter((is_error(s, e) for s, e in zip(columns["status"], columns["error"])), dtype=bool, count=n)
+    rows = []
+    for (route, method), index in groups.items():
+        index_arr = np.asarray(index)
+        ms = durations[index_arr] / 1e6
+        p50, p90, p95, p99 = percentiles(ms)
+        rows.append({
+            "route": route,
+            "method": method,
+            "count": len(index),
+            "rps": round(len(index) / window_s, 3),
+            "error_rate": round(float(errors[index_arr].mean()), 4),
+            "p50_ms": round(p50, 3),
+            "p90_ms": round(p90, 3),
+            "p95_ms": round(p95, 3),
+            "p99_ms": round(p99, 3),
+            "max_ms": round(float(ms.max()), 3),
+        })
+    rows.sort(key=lambda r: (-r["count"], r["route"], r["method"]))
+    return rows
+
+
+def latency_histogram(durations_ns: Sequence[int], bins: int = 40) -> list[dict]:
+    """Counts of durations in ``bins`` log-spaced buckets: ``[{"low_ms", "high_ms", "count"}]``."""
+    if len(durations_ns) == 0:
+        return []
+    ms = np.maximum(np.asarray(durations_ns, dtype=np.float64) / 1e6, 1e-3)
+    low, high = float(ms.min()), float(ms.max())
+    if high <= low * 1.0001:
+        return [{"low_ms": round(low, 3), "high_ms": round(high, 3), "count": int(len(ms))}]
+    edges = np.geomspace(low, high, bins + 1)
+    counts, _ = np.histogram(ms, bins=edges)
+    return [
+        {"low_ms": round(float(a), 3), "high_ms": round(float(b), 3), "count": int(c)}
+        for a, b, c in zip(edges[:-1], edges[1:], counts)
+    ]
+
+
+def latency_series(start_ns: Sequence[int], duration_ns: Sequence[int], bucket_s: float, *, since_ns: int | None = None) -> list[dict]:
+    """Per time bucket (by request start): ``{"t", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms"}``; ``t`` is epoch s."""
+    if len(start_ns) == 0:
+        return []
+    starts = np.asarray(start_ns, dtype=np.int64)
+    ms = np.asarray(duration_ns, dtype=np.float64) / 1e6
+    origin = int(since_ns if since_ns is not None else starts.min())
+    width = int(bucket_s * 1e9)
+    bucket = (starts - origin) // width
+    out = []
+    for b in np.unique(bucket):
+        values = ms[bucket == b]
+        p50, p95, p99 = percentiles(values, (50, 95, 99))
+        out.append({
+            "t": round((origin + int(b) * width) / 1e9, 3), "count": int(len(values)),
+            "p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "p99_ms": round(p99, 3), "max_ms": round(float(values.max()), 3),
+        })
+    return out
+
+
+def utilisation_series(
+    columns: dict[str, list],
+    bucket_s: float,
+    *,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    capacity: int | None = None,
+) -> dict:
+    """Busy worker threads over capacity, per time bucket, from request start/end times.
+
+    A thread is busy while it serves a request. Per bucket: ``busy_avg`` (request time inside
+    the bucket / bucket length), ``busy_max`` (most requests in flight at once), and
+    ``utilisation`` = busy_avg / capacity. ``capacity`` is the argument if given, else the sum
+    over processes of the ``capacity`` label requests carry (the middleware's ``worker_threads``),
+    else the number of distinct (pid, tid) that served a request (``capacity_source`` says which).
+    ``columns`` has ``pid``, ``tid``, ``start_ns``, ``duration_ns`` and optionally ``capacity``.
+    """
+    n = len(columns.get("start_ns", []))
+    if n == 0:
+        return {"capacity": capacity or 0, "capacity_source": "none", "bucket_s": bucket_s, "series": []}
+    starts = np.asarray(columns["start_ns"], dtype=np.int64)
+    ends = starts + np.asarray(columns["duration_ns"], dtype=np.int64)
+    source = "argument"
+    if capacity is None:
+        configured: dict[int, int] = {}
+        for pid, cap in zip(columns["pid"], columns.get("capacity") or [None] * n):
+            if cap:
+                configured[pid] = max(configured.get(pid, 0), int(cap))
+        if configured and len(configured) == len(set(columns["pid"])):
+            capacity, source = sum(configured.values()), "configured"
+        else:
+            capacity, source = len(set(zip(columns["pid"], columns["tid"]))), "observed"
+    origin = int(since_ns if since_ns is not None else starts.min())
+    stop = int(until_ns if until_ns is not None else ends.max())
+    width = max(1, int(bucket_s * 1e9))
+    count = max(1, -(-(stop - origin) // width))
+    edges = origin + np.arange(count + 1, dtype=np.int64) * width
+    busy_ns = np.zeros(count, dtype=np.float64)
+    for i in range(count):
+        overlap = np.minimum(ends, edges[i + 1]) - np.maximum(starts, edges[i])
+        busy_ns[i] = overlap[overlap > 0].sum()
+    times = np.concatenate([starts, ends])
+    deltas = np.concatenate([np.ones(n, dtype=np.int64), -np.ones(n, dtype=np.int64)])
+    order = np.lexsort((deltas, times))  # ends before starts at equal times
+    in_flight = np.cumsum(deltas[order])
+    event_times = times[order]
+    busy_max = np.zeros(count, dtype=np.int64)
+    level_before = 0
+    for i in range(count):
+        lo, hi = np.searchsorted(event_times, [edges[i], edges[i + 1]], side="left")
+        peak = in_flight[lo:hi].max() if hi > lo else 0
+        busy_max[i] = max(level_before, peak)
+        level_before = int(in_flight[hi - 1]) if hi > 0 else 0
+    series = [
+        {
+            "t": round(edges[i] / 1e9, 3),
+            "busy_avg": round(busy_ns[i] / width, 4),
+            "busy_max": int(busy_max[i]),
+            "utilisation": round(busy_ns[i] / width / capacity, 4) if capacity else None,
+        }
+        for i in range(count)
+    ]
+    return {"capacity": int(capacity), "capacity_source": source, "bucket_s": bucket_s, "series": series}
+
+
+@dataclass
+class TailGroups:
+    """Requests of one route split for the tail diff. Thresholds in ns; ids are request ids."""
+
+    p40_ns: float
+    p60_ns: float
+    p95_ns: float
+    tail: list[int]
+    typical: list[int]
+
+
+def tail_groups(request_ids: Sequence[int], durations_ns: Sequence[int], tail_percentile: float = 95.0) -> TailGroups:
+    """Split requests into the tail (duration > P95 of all given) and typical (P40 <= duration <= P60)."""
+    durations = np.asarray(durations_ns, dtype=np.float64)
+    if not len(durations):
+        return TailGroups(float("nan"), float("nan"), float("nan"), [], [])
+    p40, p60, p_tail = percentiles(durations, (40, 60, tail_percentile))
+    tail = [int(i) for i, d in zip(request_ids, durations) if d > p_tail]
+    if not tail:  # all equal, or too few requests: the slowest one(s) at the percentile
+        tail = [int(i) for i, d in zip(request_ids, durations) if d >= p_tail]
+    typical = [int(i) for i, d in zip(request_ids, durations) if p40 <= d <= p60]
+    return TailGroups(p40, p60, p_tail, tail, typical)
+
+
+def _function_totals(profiles: Iterable[Profile]) -> tuple[dict[tuple[str, str], np.ndarray], int]:
+    """Per (function, file): [total, self, cpu, wait] ns summed over profiles; also the wall sum."""
+    totals: dict[tuple[str, str], np.ndarray] = {}
+    wall = 0
+    for profile in profiles:
+        tree = build_call_tree(profile)
+        wall += tree.root_total_ns
+        for stat in function_stats(tree):
+            key = (stat.function, stat.file)
+            row = totals.get(key)
+            if row is None:
+                row = totals[key] = np.zeros(4, dtype=np.int64)
+            row += (stat.total_ns, stat.self_ns, stat.cpu_ns, stat.wait_ns)
+    return totals, wall
+
+
+def tail_diff(tail_profiles: Sequence[Profile], typical_profiles: Sequence[Profile], *, limit: int = 50) -> dict:
+    """Why is the tail slow? Per-request mean profile of the tail minus that of typical requests.
+
+    Each group's function times (inclusive total, self, and the inclusive total split into CPU
+    and waiting) are summed over its profiles and divided by its number of profiles. ``frames``
+    lists functions by extra self time per request (tail minus typical), largest first; self
+    times partition the samples, so the positive ``extra_self_ms`` values account for the extra
+    time. Times in ms per request. Raises ValueError when a group has no profiles.
+    """
+    if not tail_profiles or not typical_profiles:
+        raise ValueError(
+            f"a tail diff needs profiles on both sides; have {len(tail_profiles)} tail and {len(typical_profiles)} typical"
+        )
+    tail, tail_wall = _function_totals(tail_profiles)
+    typical, typical_wall = _function_totals(typical_profiles)
+    n_tail, n_typical = len(tail_profiles), len(typical_profiles)
+    rows = []
+    for key in set(tail) | set(typical):
+        a = tail.get(key, np.zeros(4, dtype=np.int64)) / n_tail / 1e6
+        b = typical.get(key, np.zeros(4, dtype=np.int64)) / n_typical / 1e6
+        rows.append({
+            "function": key[0], "file": key[1],
+            "tail_total_ms": round(a[0], 3), "typical_total_ms": round(b[0], 3), "extra_total_ms": round(a[0] - b[0], 3),
+            "tail_self_ms": round(a[1], 3), "typical_self_ms": round(b[1], 3), "extra_self_ms": round(a[1] - b[1], 3),
+            "extra_cpu_ms": round(a[2] - b[2], 3), "extra_wait_ms": round(a[3] - b[3], 3),
+        })
+    extra_wall = tail_wall / n_tail / 1e6 - typical_wall / n_typical / 1e6
+    positive = sum(r["extra_self_ms"] for r in rows if r["extra_self_ms"] > 0) or 1.0
+    for r in rows:
+        r["share_of_extra"] = round(max(0.0, r["extra_self_ms"]) / positive, 4)
+    rows.sort(key=lambda r: (-r["extra_self_ms"], -r["extra_total_ms"], r["function"]))
+    return {
+        "tail_profiles": n_tail,
+        "typical_profiles": n_typical,
+        "tail_sampled_ms": round(tail_wall / n_tail / 1e6, 3),
+        "typical_sampled_ms": round(typical_wall / n_typical / 1e6, 3),
+        "extra_ms": round(extra_wall, 3),
+        "frames": rows[:limit],
+    }
+
+
+__all__ = [
+    "PERCENTILES", "TailGroups", "is_error", "latency_histogram", "latency_series", "percentiles",
+    "route_table", "tail_diff", "tail_groups", "utilisation_series",
+]

@@ -1,0 +1,116 @@
+"""``profviz routes`` (per-route latency percentiles) and ``profviz requests`` (timed requests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+import click
+
+from ..analysis.routes import route_table
+from ..errors import ProfvizError
+from ..store.requests import query_requests, request_columns
+from .common import json_option, open_cli_store, print_json, store_option
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*\Z", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+class UsageError(ProfvizError):
+    exit_code = 2
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``90``, ``30s``, ``15m``, ``2h``, ``1d``, ``500ms``."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise UsageError(f"cannot read duration {text!r}: use a number with a unit, like 30s, 15m, 2h or 1d")
+    return float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
+
+
+def _since_ns(since: str | None) -> int | None:
+    return None if since is None else time.time_ns() - int(parse_duration(since) * 1e9)
+
+
+def _when(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@click.command("routes")
+@store_option
+@json_option
+@click.option("--since", default=None, metavar="DURATION", help="Only requests that started in the last DURATION (30s, 15m, 2h, 1d).")
+def routes_command(store_path: str | None, as_json: bool, since: str | None) -> None:
+    """Per route: count, requests/s, error rate, P50/P90/P95/P99 and max latency.
+
+    Percentiles interpolate linearly between closest ranks (numpy's default). Requests/s is the
+    count over the time the requests span (from the later of --since and the first request to
+    the end of the last). Errors are status >= 500 or an exception in the app.
+    """
+    store = open_cli_store(store_path)
+    since_ns = _since_ns(since)
+    columns = request_columns(store, since_ns=since_ns)
+    window_s = None
+    if columns["start_ns"]:
+        first = max(min(columns["start_ns"]), since_ns or 0)
+        last = max(s + d for s, d in zip(columns["start_ns"], columns["duration_ns"]))
+        window_s = max(1.0, (last - first) / 1e9)
+    rows = route_table(columns, window_s)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        where = f" in the last {since}" if since else ""
+        click.echo(f"no requests{where} in {store.path}; wrap your app with profviz.wsgi.ProfilerMiddleware to record some")
+        return
+    width = min(60, max(5, *(len(r["route"]) for r in rows)))
+    click.echo(
+        f"{'method':<7} {'route':<{width}} {'count':>7} {'rps':>8} {'err%':>6} {'p50 ms':>9} {'p90 ms':>9}"
+        f" {'p95 ms':>9} {'p99 ms':>9} {'max ms':>9}"
+    )
+    for r in rows:
+        click.echo(
+            f"{r['method']:<7} {r['route'][:width]:<{width}} {r['count']:>7} {r['rps']:>8.2f} {100 * r['error_rate']:>6.1f}"
+            f" {r['p50_ms']:>9.2f} {r['p90_ms']:>9.2f} {r['p95_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['max_ms']:>9.2f}"
+        )
+
+
+@click.command("requests")
+@store_option
+@json_option
+@click.option("--route", default=None, help="Only requests of this route (as shown by 'profviz routes').")
+@click.option("--method", default=None, help="Only requests with this HTTP method.")
+@click.option("--since", default=None, metavar="DURATION", help="Only requests that started in the last DURATION.")
+@click.option("--slowest", type=click.IntRange(min=1), default=None, metavar="N", help="The N slowest requests, slowest first.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Without --slowest: the latest N requests.")
+def requests_command(
+    store_path: str | None, as_json: bool, route: str | None, method: str | None, since: str | None,
+    slowest: int | None, limit: int,
+) -> None:
+    """List timed requests (oldest first, or the slowest first with --slowest); profile ids open with 'profviz show'."""
+    store = open_cli_store(store_path)
+    rows = query_requests(store, since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit)
+    entries = [
+        {
+            "id": r.id, "route": r.route, "method": r.method, "path": r.path, "status": r.status,
+            "duration_ms": round(r.duration_ns / 1e6, 3), "cpu_ms": round(r.cpu_ns / 1e6, 3), "start": r.start_ns / 1e9,
+            "profile_id": r.profile_id,
+        }
+        for r in rows
+    ]
+    if as_json:
+        print_json(entries)
+        return
+    if not entries:
+        click.echo(f"no matching requests in {store.path}")
+        return
+    click.echo(f"{'id':>7}  {'start':<23} {'method':<7} {'status':>6} {'ms':>9} {'cpu ms':>9} {'profile':>7}  path (route)")
+    for e in entries:
+        click.echo(
+            f"{e['id']:>7}  {_when(int(e['start'] * 1e9)):<23} {e['method']:<7} {e['status']:>6} {e['duration_ms']:>9.2f}"
+            f" {e['cpu_ms']:>9.2f} {e['profile_id'] or '-':>7}  {e['path'][:80]} ({e['route'][:60]})"
+        )
+
+
+COMMANDS = (routes_command, requests_command)
