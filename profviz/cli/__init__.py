@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import profiles, routes
+    from . import formats, profiles, routes
 
-    for module in (profiles, routes):
+    for module in (profiles, routes, formats):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,0 +1,333 @@
+"""pyinstrument 5's JSON: its saved sessions (read and written) and its JSON renderer's tree (read).
+
+* A **session** (``pyinstrument -r session -o x.pyisession``, ``Session.save``, loaded back by
+  ``Session.load`` / ``pyinstrument --load``) lists ``frame_records``: one stack per sample with
+  the seconds it stands for. Frames are pyinstrument frame-info strings
+  ``function\\0file\\0first_line`` plus ``\\1``-separated attributes (``l<line>`` current line,
+  ``c<class>`` class name); a ``name\\0<thread>\\0ident`` root frame names the thread. Samples get
+  times from ``start_time`` plus the running sum, the frames of pyinstrument's own launcher
+  (``start_call_stack``) are trimmed as pyinstrument's renderers do, and a stack ending in
+  ``[await]`` is WAITING; everything else is UNKNOWN (pyinstrument records wall time only).
+* The **JSON renderer** (``pyinstrument -r json``, ``pyinstrument.renderers.JSONRenderer``) writes
+  an already aggregated call tree: each node's self time (its time minus its children's, with
+  ``[self]`` nodes folded into their parent) becomes one sample; times are synthetic.
+
+Writing produces a session that pyinstrument itself loads and renders, with every thread's
+samples under its thread frame, plus the ``"$profviz"`` extension (see :mod:`profviz.formats.base`)
+that ``Session.from_json`` ignores and that carries times, states, reasons, pids and metadata
+back into profviz. ``\\0`` and ``\\1`` cannot occur inside pyinstrument frame strings and are
+written as U+FFFD.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..model import NO_STACK, Profile, State
+from .base import (
+    EXTENSION_KEY,
+    EXTENSION_VERSION,
+    FormatError,
+    add_note,
+    dumps_json,
+    expect_dict,
+    expect_int,
+    expect_list,
+    expect_number,
+    expect_str,
+    head_text,
+    parse_json,
+    portable_meta,
+    read_meta,
+    read_thread_extension,
+    short,
+    thread_extension,
+    to_ns,
+)
+
+NAME = "pyinstrument"
+DESCRIPTION = "pyinstrument session JSON (-r session / .pyisession) and JSON renderer tree (-r json)"
+EXTENSION = ".pyisession"
+IDENTIFIER_SEP = "\x00"
+ATTRIBUTES_SEP = "\x01"
+THREAD_FILE = "<thread>"
+AWAIT_FRAME = "[await]"
+SELF_FRAME = "[self]"
+_KEY = r'"{}"\s*:'
+_SESSION_KEYS = ("start_call_stack", "frame_records")
+_TREE_KEYS = ("root_frame",)
+
+
+def _has_key(head: str, key: str) -> bool:
+    return re.search(_KEY.format(re.escape(key)), head) is not None
+
+
+def detect(data: bytes) -> bool:
+    """True for a JSON object with pyinstrument's ``target_description`` and a session or tree key."""
+    head = head_text(data)
+    if not head.startswith("{") or not _has_key(head, "target_description"):
+        return False
+    return any(_has_key(head, k) for k in _SESSION_KEYS + _TREE_KEYS)
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+def parse_frame_info(info: str, where: str) -> tuple[str, str, int, bool]:
+    """A frame-info string -> (function, file, line, is_thread_frame)."""
+    identifier, _, attributes = info.partition(ATTRIBUTES_SEP)
+    parts = identifier.split(IDENTIFIER_SEP)
+    if len(parts) == 1:
+        return parts[0], "", 0, False
+    if len(parts) != 3:
+        raise FormatError(f"{where} is {short(info)}, not a pyinstrument frame 'function\\0file\\0line'")
+    function, file, first_line = parts
+    if file == THREAD_FILE:
+        return function, file, 0, True
+    line = int(first_line) if first_line.isdigit() else 0
+    for attribute in attributes.split(ATTRIBUTES_SEP) if attributes else ():
+        if attribute[:1] == "l" and attribute[1:].isdigit():
+            line = int(attribute[1:])
+        elif attribute[:1] == "c" and attribute[1:]:
+            function = f"{attribute[1:]}.{function}"
+    return function, file, line, False
+
+
+def _identifier(info: str) -> str:
+    return info.partition(ATTRIBUTES_SEP)[0]
+
+
+def _launcher_prefix(start_call_stack: list[str]) -> list[str]:
+    """Identifiers of the leading frames to drop: the profiler's start stack (minus the thread
+    frame), keeping the frame that started profiling unless it is pyinstrument's own."""
+    stem = [_identifier(s) for s in start_call_stack[1:]]
+    if stem:
+        parts = stem[-1].split(IDENTIFIER_SEP)
+        starter_file = parts[1] if len(parts) == 3 else ""
+        if "pyinstrument" not in starter_file:
+            stem = stem[:-1]
+    return stem
+
+
+def _is_launcher(frame: tuple[str, str, int]) -> bool:
+    file = frame[1]
+    return file in ("<string>", "<frozen runpy>") or file.endswith("runpy.py")
+
+
+def _load_session(doc: dict, *, pid: int, **_: object) -> Profile:
+    start_s = expect_number(doc.get("start_time"), "start_time", minimum=0)
+    records = expect_list(doc.get("frame_records"), "frame_records")
+    start_stack = [expect_str(s, f"start_call_stack[{i}]") for i, s in enumerate(expect_list(doc.get("start_call_stack", []), "start_call_stack"))]
+    launcher = _launcher_prefix(start_stack)
+    launched_by_cli = any("pyinstrument" in s for s in launcher)
+    ext = doc.get(EXTENSION_KEY)
+    meta: dict = {"kind": "import", "pid": pid or None, "start_ns": int(start_s * 1e9)}
+    interval = doc.get("max_interval")
+    if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
+        meta["rate_hz"] = round(1.0 / interval, 3)
+    if isinstance(doc.get("target_description"), str):
+        meta["cmdline"] = doc["target_description"]
+    if ext is not None:
+        ext = expect_dict(ext, EXTENSION_KEY)
+        if ext.get("format_version") != EXTENSION_VERSION:
+            raise FormatError(f"{EXTENSION_KEY}.format_version is {short(ext.get('format_version'))}; this profviz reads {EXTENSION_VERSION}")
+        meta.update(read_meta(ext.get("meta", {}), f"{EXTENSION_KEY}.meta"))
+    profile = Profile(meta)
+    frame_memo: dict[str, tuple[str, str, int, bool]] = {}
+    parsed = []  # (thread key, stack, weight ns, time ns, state)
+    now = int(round(start_s * 1e9))
+    skipped = 0
+    for i, record in enumerate(records):
+        where = f"frame_records[{i}]"
+        if not isinstance(record, list) or len(record) != 2:
+            raise FormatError(f"{where} must be a [frames, seconds] pair, got {short(record)}")
+        infos = expect_list(record[0], f"{where}[0]")
+        seconds = expect_number(record[1], f"{where}[1]", minimum=0)
+        frames = []
+        thread_key = ("", 0)
+        for j, info in enumerate(infos):
+            frame = frame_memo.get(info) if isinstance(info, str) else None
+            if frame is None:
+                frame = frame_memo[expect_str(info, f"{where}[0][{j}]")] = parse_frame_info(info, f"{where}[0][{j}]")
+            if frame[3]:
+                if j == 0:
+                    ident = _identifier(info).split(IDENTIFIER_SEP)[2]
+                    thread_key = (frame[0], int(ident) if ident.isdigit() else 0)
+                continue
+            frames.append((info, frame[:3]))
+        if launcher and [_identifier(info) for info, _ in frames[: len(launcher)]] == launcher:
+            frames = frames[len(launcher):]
+            if launched_by_cli:
+                while len(frames) > 1 and _is_launcher(frames[0][1]):
+                    frames = frames[1:]
+        stack = [f for _, f in frames]
+        weight = to_ns(seconds, 1e9, f"{where}[1]")
+        if weight == 0:
+            skipped += 1
+            continue
+        state = State.WAITING if stack and stack[-1][0] == AWAIT_FRAME else State.UNKNOWN
+        parsed.append((thread_key, stack, weight, now, state))
+        now += weight
+    if not parsed and records:
+        raise FormatError("frame_records holds no sample with a time above 0")
+    threads = {}
+    for key, *_ in parsed:
+        threads.setdefault(key, len(threads))
+    stack_memo: dict[tuple, int] = {}
+    ext_entries = None
+    if ext is not None:
+        ext_threads = expect_list(ext.get("threads"), f"{EXTENSION_KEY}.threads")
+        if len(ext_threads) != len(threads):
+            raise FormatError(f"{EXTENSION_KEY}.threads has {len(ext_threads)} entries but the session has {len(threads)} threads")
+        origin = expect_int(ext.get("origin_ns"), f"{EXTENSION_KEY}.origin_ns", minimum=0)
+        counts = {key: 0 for key in threads}
+        for key, *_ in parsed:
+            counts[key] += 1
+        ext_entries = [
+            read_thread_extension(entry, counts[key], origin, f"{EXTENSION_KEY}.threads[{n}]")
+            for n, (entry, key) in enumerate(zip(ext_threads, threads))
+        ]
+        thread_index = {key: profile.add_thread(e["pid"], e["tid"], e["name"]) for key, e in zip(threads, ext_entries)}
+    else:
+        thread_index = {key: profile.add_thread(pid, key[1], key[0]) for key in threads}
+    position = {key: 0 for key in threads}
+    for key, stack, weight, when, state in parsed:
+        memo_key = tuple(stack)
+        stack_id = stack_memo.get(memo_key)
+        if stack_id is None:
+            stack_id = stack_memo[memo_key] = profile.intern_frames(stack) if stack else NO_STACK
+        reason = None
+        if ext_entries is not None:
+            entry = ext_entries[threads[key]]
+            n = position[key]
+            when, state, reason = entry["times"][n], entry["states"][n], entry["reasons"][n]
+            position[key] = n + 1
+        profile.append_sample(when, thread_index[key], stack_id, weight, state, reason)
+    if ext is None:
+        add_note(profile, "imported from a pyinstrument session: wall-clock samples without CPU/waiting states")
+    if skipped:
+        add_note(profile, f"{skipped} zero-time frame records were skipped")
+    return profile
+
+
+# -- JSON renderer trees ----------------------------------------------------------------------
+
+
+def _load_tree(doc: dict, *, pid: int, **_: object) -> Profile:
+    start_s = expect_number(doc.get("start_time"), "start_time", minimum=0)
+    meta: dict = {"kind": "import", "pid": pid or None, "start_ns": int(start_s * 1e9)}
+    if isinstance(doc.get("target_description"), str):
+        meta["cmdline"] = doc["target_description"]
+    profile = Profile(meta)
+    thread = profile.add_thread(pid, 0, "pyinstrument")
+    root = doc.get("root_frame")
+    now = int(round(start_s * 1e9))
+    if root is None:
+        raise FormatError("root_frame is null: pyinstrument recorded no samples")
+    todo = [(expect_dict(root, "root_frame"), "root_frame", ())]
+    while todo:
+        node, where, parent = todo.pop()
+        function = expect_str(node.get("function"), f"{where}.function")
+        if node.get("class_name"):
+            function = f"{expect_str(node['class_name'], f'{where}.class_name')}.{function}"
+        file = expect_str(node.get("file_path") or "", f"{where}.file_path")
+        line = expect_int(node.get("line_no") or 0, f"{where}.line_no", minimum=0)
+        seconds = expect_number(node.get("time"), f"{where}.time", minimum=0)
+        children = expect_list(node.get("children", []), f"{where}.children")
+        frames = parent + ((function, file, line),)
+        self_s = seconds
+        for i, child in enumerate(children):
+            child = expect_dict(child, f"{where}.children[{i}]")
+            child_s = expect_number(child.get("time"), f"{where}.children[{i}].time", minimum=0)
+            if child.get("function") == SELF_FRAME:
+                continue
+            self_s -= child_s
+            todo.append((child, f"{where}.children[{i}]", frames))
+        weight = int(round(self_s * 1e9))
+        if weight >= 1000:  # the renderer prints 6 decimals: below 1 us is rounding noise
+            state = State.WAITING if function == AWAIT_FRAME else State.UNKNOWN
+            profile.append_sample(now, thread, profile.intern_frames(frames), weight, state)
+            now += weight
+    add_note(profile, "imported from pyinstrument's JSON renderer: an aggregated tree, sample times are synthetic")
+    return profile
+
+
+def load(data: bytes, *, pid: int = 0, **options: object) -> Profile:
+    doc = expect_dict(parse_json(data), "the file")
+    if "frame_records" in doc:
+        return _load_session(doc, pid=pid)
+    if "root_frame" in doc:
+        return _load_tree(doc, pid=pid)
+    raise FormatError("neither frame_records (a session) nor root_frame (JSON renderer output) is present")
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def _safe(text: str) -> str:
+    return text.replace(IDENTIFIER_SEP, "\ufffd").replace(ATTRIBUTES_SEP, "\ufffd")
+
+
+def dump(profile: Profile, **_: object) -> bytes:
+    """A pyinstrument session (see the module docstring) that ``Session.load`` reads."""
+    cols = profile.columns()
+    order = np.argsort(cols["time_ns"], kind="stable")
+    first_line: dict[tuple[int, int], int] = {}
+    for fn, fl, line in zip(profile.frame_function, profile.frame_file, profile.frame_line):
+        key = (fn, fl)
+        if line and (key not in first_line or line < first_line[key]):
+            first_line[key] = line
+    frame_info: dict[int, str] = {}
+
+    def info(frame: int) -> str:
+        text = frame_info.get(frame)
+        if text is None:
+            fn, fl, line = profile.frame_function[frame], profile.frame_file[frame], profile.frame_line[frame]
+            function, file = _safe(profile.strings[fn]), _safe(profile.strings[fl])
+            if not file and not line:
+                text = function
+            else:
+                text = f"{function}{IDENTIFIER_SEP}{file}{IDENTIFIER_SEP}{first_line.get((fn, fl), 0)}{ATTRIBUTES_SEP}l{line}"
+            frame_info[frame] = text
+        return text
+
+    thread_frames = [f"{_safe(t.name)}{IDENTIFIER_SEP}{THREAD_FILE}{IDENTIFIER_SEP}{n}" for n, t in enumerate(profile.threads)]
+    stack_infos: dict[int, list[str]] = {}
+    records = []
+    for sample in order.tolist():
+        stack = int(cols["stack"][sample])
+        infos = stack_infos.get(stack)
+        if infos is None:
+            infos = stack_infos[stack] = [info(f) for f in profile.stack_frames(stack)] if stack != NO_STACK else []
+        records.append([[thread_frames[int(cols["thread"][sample])]] + infos, int(cols["weight_ns"][sample]) / 1e9])
+    threads_in_file = []
+    for sample in order.tolist():
+        thread = int(cols["thread"][sample])
+        if thread not in threads_in_file:
+            threads_in_file.append(thread)
+    origin = int(cols["time_ns"].min()) if len(order) else int(profile.meta.get("start_ns") or 0)
+    end = int((cols["time_ns"] + cols["weight_ns"]).max()) if len(order) else origin
+    by_thread = {t: order[cols["thread"][order] == t] for t in threads_in_file}
+    interval = 1.0 / float(profile.meta["rate_hz"]) if profile.meta.get("rate_hz") else 0.01
+    doc = {
+        "start_time": origin / 1e9,
+        "duration": (end - origin) / 1e9,
+        "min_interval": interval,
+        "max_interval": interval,
+        "sample_count": len(records),
+        "start_call_stack": [thread_frames[threads_in_file[0]]] if threads_in_file else [],
+        "target_description": _safe(str(profile.meta.get("cmdline") or f"profviz profile {profile.meta.get('id', '')}".strip())),
+        "cpu_time": int(cols["weight_ns"][cols["state"] == int(State.ON_CPU)].sum()) / 1e9,
+        "sys_path": [],
+        "sys_prefixes": [],
+        "frame_records": records,
+        EXTENSION_KEY: {
+            "format_version": EXTENSION_VERSION,
+            "meta": portable_meta(profile),
+            "origin_ns": origin,
+            "threads": [thread_extension(profile, t, by_thread[t], origin) for t in threads_in_file],
+        },
+    }
+    return dumps_json(doc)
