@@ -1,0 +1,294 @@
+"""ProcStateReader and classify against real target processes (tests/targets/procstate_*.py)."""
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from profviz.collect.procstate import (
+    ProcessGone,
+    ProcStateReader,
+    ThreadReading,
+    _decode_inet_address,
+    classify,
+    measure_read_cost,
+    parse_stat,
+    syscall_names_for,
+)
+from profviz.model.state import State
+
+TARGETS = Path(__file__).parent / "targets"
+HANDSHAKE_TIMEOUT_S = 10.0
+CONDITION_TIMEOUT_S = 3.0
+
+
+def start_target(script: str, *args: str) -> tuple[subprocess.Popen, dict]:
+    """Start a target script and return it with the JSON handshake it prints once its threads run."""
+    process = subprocess.Popen(
+        [sys.executable, str(TARGETS / script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    ready, _, _ = select.select([process.stdout], [], [], HANDSHAKE_TIMEOUT_S)
+    if not ready:
+        stop_target(process)
+        pytest.fail(f"{script} printed no handshake within {HANDSHAKE_TIMEOUT_S}s")
+    line = process.stdout.readline()
+    if not line:
+        stop_target(process)
+        pytest.fail(f"{script} exited before its handshake (exit code {process.wait()})")
+    return process, json.loads(line)
+
+
+def stop_target(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGCONT)
+        process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_reading(reader: ProcStateReader, tid: int, condition, timeout: float = CONDITION_TIMEOUT_S):
+    """Read until ``condition(prev, cur)`` holds for thread ``tid``; fail showing the last reading otherwise."""
+    prev = cur = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cur = next((reading for reading in reader.read() if reading.tid == tid), None)
+        if cur is not None and condition(prev, cur):
+            return prev, cur
+        prev = cur
+        time.sleep(0.01)
+    pytest.fail(f"condition not met for tid {tid} within {timeout}s; last reading {cur}, classified {classify(prev, cur) if cur else None}")
+
+
+def has_state(expected_state: State, expected_reason: str | None):
+    return lambda prev, cur: classify(prev, cur) == (expected_state, expected_reason)
+
+
+@pytest.fixture(scope="module")
+def tcp_server():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def threads_target(tcp_server, tmp_path_factory):
+    """procstate_threads.py connected to a TCP server that never answers and to a unix socket server."""
+    unix_path = str(tmp_path_factory.mktemp("procstate") / "server.sock")
+    unix_server = socket.socket(socket.AF_UNIX)
+    unix_server.bind(unix_path)
+    unix_server.listen()
+    process, handshake = start_target("procstate_threads.py", str(tcp_server.getsockname()[1]), unix_path)
+    unix_server.settimeout(HANDSHAKE_TIMEOUT_S)
+    accepted, _ = unix_server.accept()
+    reader = ProcStateReader(process.pid)
+    yield {
+        "process": process,
+        "reader": reader,
+        "tids": handshake["threads"],
+        "accept_port": handshake["accept_port"],
+        "tcp_port": tcp_server.getsockname()[1],
+        "unix_path": unix_path,
+    }
+    reader.close()
+    stop_target(process)
+    accepted.close()
+    unix_server.close()
+
+
+def test_every_thread_of_the_target_is_read(threads_target):
+    readings = threads_target["reader"].read()
+    assert {reading.tid for reading in readings} == set(threads_target["tids"].values())
+    for reading in readings:
+        assert reading.cpu_ns > 0 and reading.runqueue_ns >= 0
+        assert abs(reading.time_ns - time.time_ns()) < 5_000_000_000
+
+
+def test_spinning_thread_is_mostly_on_cpu(threads_target):
+    """On CPU most of the time if it got most of a core; if other load starved it, runnable is seen."""
+    reader, tid = threads_target["reader"], threads_target["tids"]["spinner"]
+    readings = []
+    for _ in range(40):
+        readings.append(next(reading for reading in reader.read() if reading.tid == tid))
+        time.sleep(0.01)
+    states = [classify(prev, cur)[0] for prev, cur in zip(readings, readings[1:])]
+    cpu_share = (readings[-1].cpu_ns - readings[0].cpu_ns) / (readings[-1].time_ns - readings[0].time_ns)
+    assert set(states) <= {State.ON_CPU, State.RUNNABLE}, states
+    if cpu_share >= 0.8:
+        assert states.count(State.ON_CPU) >= 0.6 * len(states), (cpu_share, states)
+    else:
+        assert State.RUNNABLE in states, (cpu_share, states)
+
+
+def test_sleeping_thread_waits_on_sleep(threads_target):
+    wait_for_reading(threads_target["reader"], threads_target["tids"]["sleeper"], has_state(State.WAITING, "sleep"))
+
+
+def test_lock_acquire_waits_on_a_futex(threads_target):
+    tid = threads_target["tids"]["lock-waiter"]
+    wait_for_reading(threads_target["reader"], tid, has_state(State.WAITING, "lock (futex)"))
+
+
+@pytest.mark.parametrize("thread", ["tcp-receiver", "tcp-timeout-receiver"])
+def test_socket_recv_names_the_server_address(threads_target, thread):
+    """A plain blocking recv (recvfrom) and a recv with a timeout (poll on the socket) read the same."""
+    expected = f"socket recv 127.0.0.1:{threads_target['tcp_port']}"
+    wait_for_reading(threads_target["reader"], threads_target["tids"][thread], has_state(State.WAITING, expected))
+
+
+def test_unix_socket_recv_names_the_server_path(threads_target):
+    expected = f"unix socket recv {threads_target['unix_path']}"
+    tid = threads_target["tids"]["unix-receiver"]
+    wait_for_reading(threads_target["reader"], tid, has_state(State.WAITING, expected))
+
+
+def test_accept_names_the_listening_address(threads_target):
+    expected = f"socket accept 127.0.0.1:{threads_target['accept_port']}"
+    wait_for_reading(threads_target["reader"], threads_target["tids"]["acceptor"], has_state(State.WAITING, expected))
+
+
+def test_main_thread_reading_stdin_waits_on_a_pipe(threads_target):
+    wait_for_reading(threads_target["reader"], threads_target["tids"]["main"], has_state(State.WAITING, "pipe read"))
+
+
+def test_thread_names_come_from_comm(threads_target):
+    """Linux comm is at most 15 bytes; Python 3.11 does not copy threading names to it (3.14+ does)."""
+    names = threads_target["reader"].thread_names()
+    tids = threads_target["tids"]
+    assert set(tids.values()) <= set(names)
+    assert names[tids["renamed"]] == "a) b (c"
+    process_comm = names[tids["main"]]
+    for name in ("sleeper", "tcp-timeout-receiver"):
+        assert names[tids[name]] in (process_comm, name[:15])
+
+
+def test_read_costs_little_cpu(threads_target):
+    cost = measure_read_cost(threads_target["process"].pid, seconds=0.3, rate_hz=100)
+    assert cost.threads == len(threads_target["tids"])
+    assert cost.reads >= 10
+    assert cost.cpu_ns_per_read < 1_000_000, f"{cost.cpu_ns_per_read / 1000:.0f} us per read"
+
+
+def test_more_cpu_bound_threads_than_cores_are_sometimes_runnable():
+    threads = max(4, 2 * (os.cpu_count() or 1))
+    process, handshake = start_target("procstate_contention.py", str(threads))
+    try:
+        with ProcStateReader(process.pid) as reader:
+            hashing_tids = set(handshake["threads"])
+            previous: dict[int, ThreadReading] = {}
+            states: list[State] = []
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and (states.count(State.RUNNABLE) < 3 or len(states) < 40):
+                for reading in reader.read():
+                    if reading.tid in hashing_tids and reading.tid in previous:
+                        states.append(classify(previous[reading.tid], reading)[0])
+                    previous[reading.tid] = reading
+                time.sleep(0.01)
+    finally:
+        stop_target(process)
+    assert states.count(State.RUNNABLE) >= 3, states
+    assert states.count(State.ON_CPU) + states.count(State.RUNNABLE) >= 0.5 * len(states), states
+
+
+def test_a_stopped_thread_is_waiting_on_the_call_it_was_stopped_in():
+    process, _ = start_target("procstate_contention.py", "0")
+    try:
+        with ProcStateReader(process.pid) as reader:
+            wait_for_reading(reader, process.pid, has_state(State.WAITING, "pipe read"))
+            os.kill(process.pid, signal.SIGSTOP)
+            _, stopped = wait_for_reading(reader, process.pid, lambda prev, cur: cur.letter == "T")
+            assert classify(None, stopped) == (State.WAITING, "pipe read")
+    finally:
+        stop_target(process)
+
+
+def test_reading_an_exited_process_raises_process_gone():
+    process, _ = start_target("procstate_contention.py", "0")
+    try:
+        reader = ProcStateReader(process.pid)
+        assert [reading.tid for reading in reader.read()] == [process.pid]
+        process.stdin.close()
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        with pytest.raises(ProcessGone):
+            reader.read()
+        process.wait()
+        with pytest.raises(ProcessGone):
+            reader.read()
+        reader.close()
+    finally:
+        stop_target(process)
+
+
+def test_nonexistent_pid_raises_process_lookup_error():
+    with open("/proc/sys/kernel/pid_max") as pid_max_file:
+        impossible_pid = int(pid_max_file.read()) + 1
+    with pytest.raises(ProcessLookupError, match=str(impossible_pid)):
+        ProcStateReader(impossible_pid)
+
+
+def test_a_thread_id_is_not_accepted_as_a_pid(threads_target):
+    with pytest.raises(ProcessLookupError, match="is a thread of process"):
+        ProcStateReader(threads_target["tids"]["sleeper"])
+
+
+def test_parse_stat_takes_comm_up_to_the_last_parenthesis():
+    fields_after_comm = " ".join(["S"] + [str(number) for number in range(4, 53)])
+    parsed = parse_stat(f"4242 (a) R (b) {fields_after_comm}\n".encode())
+    assert parsed.comm == "a) R (b"
+    assert parsed.letter == "S"
+    assert (parsed.utime_ticks, parsed.stime_ticks, parsed.num_threads, parsed.start_ticks) == (14, 15, 20, 22)
+    with pytest.raises(ValueError):
+        parse_stat(b"4242 no parenthesis S 1 2 3")
+
+
+def reading(time_ns: int, letter: str, cpu_ns: int, runqueue_ns: int, reason: str | None = None, tid: int = 7):
+    return ThreadReading(time_ns, tid, letter, cpu_ns, runqueue_ns, reason)
+
+
+def test_classify_rules():
+    ms = 1_000_000
+    prev = reading(0, "S", 100 * ms, 100 * ms)
+    assert classify(prev, reading(10 * ms, "R", 108 * ms, 101 * ms)) == (State.ON_CPU, None)
+    assert classify(prev, reading(10 * ms, "R", 102 * ms, 107 * ms)) == (State.RUNNABLE, None)
+    assert classify(None, reading(10 * ms, "R", 0, 0)) == (State.ON_CPU, None)
+    assert classify(prev, reading(10 * ms, "S", 100 * ms, 100 * ms, "sleep")) == (State.WAITING, "sleep")
+    assert classify(prev, reading(10 * ms, "D", 100 * ms, 100 * ms, "disk io")) == (State.WAITING, "disk io")
+    assert classify(prev, reading(10 * ms, "t", 109 * ms, 100 * ms)) == (State.ON_CPU, None)
+    assert classify(prev, reading(10 * ms, "t", 101 * ms, 108 * ms)) == (State.RUNNABLE, None)
+    assert classify(prev, reading(10 * ms, "t", 101 * ms, 100 * ms, "epoll")) == (State.WAITING, "epoll")
+    assert classify(prev, reading(10 * ms, "t", 101 * ms, 100 * ms)) == (State.UNKNOWN, None)
+    assert classify(None, reading(10 * ms, "T", 101 * ms, 100 * ms)) == (State.UNKNOWN, None)
+    assert classify(prev, reading(10 * ms, "Z", 100 * ms, 100 * ms)) == (State.UNKNOWN, None)
+    other_thread = reading(0, "R", 0, 0, tid=8)
+    assert classify(other_thread, reading(10 * ms, "R", 1 * ms, 9 * ms)) == (State.ON_CPU, None)
+
+
+def test_inet_addresses_from_proc_net_tables():
+    little_endian = sys.byteorder == "little"
+    loopback = "0100007F" if little_endian else "7F000001"
+    assert _decode_inet_address(f"{loopback}:1F90") == "127.0.0.1:8080"
+    ipv6_loopback = "00000000000000000000000001000000" if little_endian else "00000000000000000000000000000001"
+    assert _decode_inet_address(f"{ipv6_loopback}:0050") == "[::1]:80"
+    mapped = "0000000000000000FFFF00000100007F" if little_endian else "00000000000000000000FFFF7F000001"
+    assert _decode_inet_address(f"{mapped}:01BB") == "127.0.0.1:443"
+
+
+def test_syscall_tables_cover_both_architectures():
+    x86_64, aarch64 = syscall_names_for("x86_64"), syscall_names_for("aarch64")
+    for name, x86_number, arm_number in [
+        ("read", 0, 63), ("recvfrom", 45, 207), ("futex", 202, 98), ("clock_nanosleep", 230, 115),
+        ("epoll_pwait", 281, 22), ("ppoll", 271, 73), ("accept4", 288, 242), ("wait4", 61, 260),
+    ]:
+        assert x86_64[x86_number] == name and aarch64[arm_number] == name
+    assert "poll" not in aarch64.values() and "epoll_wait" not in aarch64.values()
