@@ -1,0 +1,190 @@
+"""Differential flame graph: two selections (two profiles, or two windows/thread sets of one).
+
+Each side is aggregated with :func:`~profviz.analysis.calltree.build_call_tree`; the two trees
+are merged by function path (function name + file at every level), so profiles with different
+tables line up. Differences are *normalised*: each side's time is divided by that side's own
+total, so a 10 s and a 60 s profile compare fairly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import Profile, State
+from .calltree import CallTree, FunctionTable, SampleFilter, build_call_tree, function_stats
+from .flamegraph import (
+    DEFAULT_MAX_NODES,
+    DEFAULT_MIN_FRACTION,
+    FunctionIndex,
+    _fraction,
+    classify_file,
+    levels_of,
+    node_levels,
+    prune_tree,
+)
+
+SIDES = ("a", "b")
+
+
+def diff(
+    profile_a: Profile,
+    selection_a: SampleFilter | None,
+    profile_b: Profile,
+    selection_b: SampleFilter | None,
+    *,
+    base: str = "a",
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    limit: int = 50,
+) -> dict:
+    """The merged, thresholded tree of both sides and the per-function changes (see docs/api.md).
+
+    A node is kept when its share of either side's total reaches ``min_fraction``. Children are
+    ordered by the ``base`` side's total, then the other side's.
+    """
+    if base not in SIDES:
+        raise ValueError(f"base must be 'a' or 'b', got {base!r}")
+    trees = (build_call_tree(profile_a, selection_a), build_call_tree(profile_b, selection_b))
+    merged_parent, merged_gid, node_maps, table = _merge(trees)
+    size = len(merged_parent)
+
+    def side_values(side: int, values: np.ndarray) -> np.ndarray:
+        mapped = node_maps[side]
+        inside = mapped >= 0
+        return np.bincount(mapped[inside], weights=values[inside], minlength=size).astype(np.int64)
+
+    totals = [np.stack([side_values(i, t.total_by_state[s]) for s in range(t.total_by_state.shape[0])]) for i, t in enumerate(trees)]
+    selfs = [side_values(i, t.self_ns) for i, t in enumerate(trees)]
+    roots = [int(t.root_total_ns) for t in trees]
+    fractions = [totals[i].sum(axis=0) / roots[i] if roots[i] else np.zeros(size) for i in range(2)]
+    weight = np.maximum(fractions[0], fractions[1])
+    weight[0] = 1.0 if any(roots) else 0.0
+    base_index = SIDES.index(base)
+    parent = np.asarray(merged_parent, dtype=np.int64)
+    _, levels = levels_of(parent)
+    pruned = prune_tree(
+        parent, levels, weight, min_fraction=min_fraction, max_nodes=max_nodes,
+        sort_keys=(totals[base_index].sum(axis=0), totals[1 - base_index].sum(axis=0)),
+    )
+    functions = FunctionIndex(table)
+    per_side = []
+    for i in range(2):
+        per_side.append({
+            "total": pruned.values(totals[i].sum(axis=0)),
+            "self": pruned.values(selfs[i]),
+            "cpu": pruned.values(totals[i][State.ON_CPU]),
+            "wait": pruned.values(totals[i][State.WAITING]),
+        })
+    folded = pruned.folded_counts()
+    rows = []
+    for j, node in enumerate(pruned.ids.tolist()):
+        row = {
+            "id": node,
+            "parent": None if j == 0 else int(pruned.parents[j]),
+            "fn": functions.local(int(merged_gid[node])) if node >= 0 else -1,
+            "kind": "root" if j == 0 else ("other" if node < 0 else "frame"),
+            "depth": int(pruned.depths[j]),
+            "folded": int(folded[j]),
+        }
+        for i, side in enumerate(SIDES):
+            values = per_side[i]
+            row[f"{side}_total_ns"] = int(values["total"][j])
+            row[f"{side}_self_ns"] = 0 if node < 0 else int(values["self"][j])
+            row[f"{side}_cpu_ns"] = int(values["cpu"][j])
+            row[f"{side}_wait_ns"] = int(values["wait"][j])
+        a_fraction = _fraction(row["a_total_ns"], roots[0])
+        b_fraction = _fraction(row["b_total_ns"], roots[1])
+        row.update({"a_fraction": a_fraction, "b_fraction": b_fraction, "delta_fraction": round(b_fraction - a_fraction, 9)})
+        rows.append(row)
+    root_weight = float(weight[0])
+    return {
+        "a": {"root_total_ns": roots[0]},
+        "b": {"root_total_ns": roots[1]},
+        "base": base,
+        "min_fraction": min_fraction,
+        "effective_min_fraction": round(pruned.threshold / root_weight, 9) if root_weight else min_fraction,
+        "nodes": rows,
+        "functions": functions.rows,
+        "changes": function_changes(trees[0], trees[1], limit=limit),
+    }
+
+
+def _merge(trees: tuple[CallTree, CallTree]) -> tuple[list[int], np.ndarray, list[np.ndarray], FunctionTable]:
+    """Merge both trees' non-empty nodes by function path; return parents, function ids, node maps, functions."""
+    keys: dict[tuple[str, str], int] = {}
+    names: list[str] = []
+    files: list[str] = []
+    lines: list[int] = []
+    gid_of = []
+    for tree in trees:
+        table = tree.nodes.functions
+        gids = np.empty(len(table.names), dtype=np.int64)
+        for f, key in enumerate(zip(table.names, table.files)):
+            gid = keys.get(key)
+            if gid is None:
+                gid = keys[key] = len(names)
+                names.append(key[0])
+                files.append(key[1])
+                lines.append(int(table.lines[f]))
+            elif 0 < table.lines[f] < lines[gid]:
+                lines[gid] = int(table.lines[f])
+            gids[f] = gid
+        gid_of.append(gids)
+    n_functions = max(len(names), 1)
+    node_maps = [np.full(t.nodes.size, -1, dtype=np.int64) for t in trees]
+    for node_map in node_maps:
+        node_map[0] = 0
+    merged_parent = [-1]
+    merged_gid = [-1]
+    all_levels = [node_levels(t.nodes) for t in trees]
+    for depth in range(1, max(len(lv) for lv in all_levels)):
+        level_keys = []
+        level_nodes = []
+        for i, tree in enumerate(trees):
+            if depth >= len(all_levels[i]):
+                level_keys.append(np.zeros(0, dtype=np.int64))
+                level_nodes.append(np.zeros(0, dtype=np.int64))
+                continue
+            level = all_levels[i][depth]
+            level = level[tree.total_ns[level] > 0]
+            parents = node_maps[i][tree.nodes.parent[level]]
+            level_keys.append(parents * n_functions + gid_of[i][tree.nodes.function[level]])
+            level_nodes.append(level)
+        combined = np.concatenate(level_keys)
+        if not len(combined):
+            continue
+        unique, inverse = np.unique(combined, return_inverse=True)
+        first_id = len(merged_parent)
+        merged_parent.extend((unique // n_functions).tolist())
+        merged_gid.extend((unique % n_functions).tolist())
+        split = len(level_keys[0])
+        node_maps[0][level_nodes[0]] = first_id + inverse[:split]
+        node_maps[1][level_nodes[1]] = first_id + inverse[split:]
+    table = FunctionTable(np.zeros(0, dtype=np.int32), names, files, lines)
+    return merged_parent, np.asarray(merged_gid, dtype=np.int64), node_maps, table
+
+
+def function_changes(tree_a: CallTree, tree_b: CallTree, *, limit: int = 50) -> list[dict]:
+    """Per function: normalised total and self on both sides; the biggest increases and decreases."""
+    root_a, root_b = tree_a.root_total_ns, tree_b.root_total_ns
+    rows: dict[tuple[str, str], dict] = {}
+    for side, tree in (("a", tree_a), ("b", tree_b)):
+        for s in function_stats(tree):
+            package, origin = classify_file(s.file)
+            row = rows.setdefault((s.function, s.file), {
+                "name": s.function, "file": s.file, "line": int(s.line), "package": package, "origin": origin,
+                "a_total_ns": 0, "b_total_ns": 0, "a_self_ns": 0, "b_self_ns": 0,
+            })
+            row[f"{side}_total_ns"] = s.total_ns
+            row[f"{side}_self_ns"] = s.self_ns
+    for row in rows.values():
+        row["delta_total_fraction"] = round(_fraction(row["b_total_ns"], root_b) - _fraction(row["a_total_ns"], root_a), 9)
+        row["delta_self_fraction"] = round(_fraction(row["b_self_ns"], root_b) - _fraction(row["a_self_ns"], root_a), 9)
+    chosen: dict[tuple[str, str], dict] = {}
+    every = list(rows.items())
+    for field in ("delta_total_fraction", "delta_self_fraction"):
+        ordered = sorted(every, key=lambda kv: (kv[1][field], kv[0]))
+        for key, row in ordered[:limit] + ordered[::-1][:limit]:
+            if row[field] != 0:
+                chosen[key] = row
+    return [row for _, row in sorted(chosen.items(), key=lambda kv: (-kv[1]["delta_total_fraction"], kv[0]))]

@@ -1,0 +1,173 @@
+"""The sandwich view of one function: who calls it (inverted tree) and what it calls.
+
+Built on :func:`~profviz.analysis.calltree.build_call_tree`: the function's *outermost*
+occurrences (nodes of that function with no ancestor of the same function) carry its time
+exactly once per sample, so recursion is counted once. Both trees are merged by function and
+thresholded like the flame graph (:func:`~profviz.analysis.flamegraph.prune_tree`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import Profile
+from .calltree import ROOT, SampleFilter, build_call_tree, function_stats, node_table
+from .flamegraph import (
+    DEFAULT_MAX_NODES,
+    DEFAULT_MIN_FRACTION,
+    AmbiguousFunction,
+    FunctionIndex,
+    FunctionNotFound,
+    _fraction,
+    function_row,
+    levels_of,
+    node_levels,
+    prune_tree,
+    tree_node_rows,
+)
+
+
+def find_function(profile: Profile, name: str, file: str | None = None) -> int:
+    """The function id of ``name`` (in ``file`` if given). Raises FunctionNotFound / AmbiguousFunction."""
+    table = node_table(profile).functions
+    matches = [f for f, (n, fl) in enumerate(zip(table.names, table.files)) if n == name and (file is None or fl == file)]
+    if not matches:
+        where = f" in file {file!r}" if file is not None else ""
+        raise FunctionNotFound(f"no function named {name!r}{where} in this profile")
+    if len(matches) > 1:
+        files = ", ".join(repr(table.files[f]) for f in matches[:10])
+        raise AmbiguousFunction(f"several files define {name!r} ({files}): pass file= to choose one")
+    return matches[0]
+
+
+def sandwich(
+    profile: Profile,
+    selection: SampleFilter | None = None,
+    *,
+    function: str,
+    file: str | None = None,
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> dict:
+    """Callers (inverted) and callees trees of a function over the selected samples.
+
+    Returns function (its functions-table row index is ``callees.nodes[0].fn``), total_ns,
+    self_ns, root_total_ns, callers, callees, functions. Both trees' roots carry the function's
+    total (outermost occurrences only). See docs/api.md.
+    """
+    target = find_function(profile, function, file)
+    tree = build_call_tree(profile, selection)
+    nodes = tree.nodes
+    levels = node_levels(nodes)
+    fn = nodes.function
+    is_target = fn == target
+    under_target = np.zeros(nodes.size, dtype=bool)
+    for level in levels[1:]:
+        parents = nodes.parent[level]
+        under_target[level] = under_target[parents] | is_target[parents]
+    total = tree.total_ns
+    outermost = np.flatnonzero(is_target & ~under_target & (total > 0))
+
+    functions = FunctionIndex(nodes.functions)
+    target_index = functions.local(target)
+    callees = _callees(tree, levels, outermost, target, functions, min_fraction, max_nodes)
+    callers = _callers(tree, outermost, target, functions, min_fraction, max_nodes)
+    stats = next((s for s in function_stats(tree) if s.function == function and s.file == nodes.functions.files[target]), None)
+    function_total = int(total[outermost].sum())
+    return {
+        "function": function_row(nodes.functions, target) | {"fn": target_index},
+        "total_ns": function_total,
+        "self_ns": stats.self_ns if stats else 0,
+        "root_total_ns": tree.root_total_ns,
+        "fraction": _fraction(function_total, tree.root_total_ns),
+        "min_fraction": min_fraction,
+        "callers": callers,
+        "callees": callees,
+        "functions": functions.rows,
+    }
+
+
+def _merged_tree_rows(parent, fn, total_by_state, self_by_state, samples, functions, min_fraction, max_nodes) -> dict:
+    parent = np.asarray(parent, dtype=np.int64)
+    _, levels = levels_of(parent)
+    total = total_by_state.sum(axis=0)
+    pruned = prune_tree(parent, levels, total, root=0, min_fraction=min_fraction, max_nodes=max_nodes)
+    rows = tree_node_rows(pruned, np.asarray(fn), total_by_state, self_by_state, samples, functions, root_parent_is_null=True)
+    return {"nodes": rows, "effective_min_fraction": _fraction(pruned.threshold, total[0]) if total[0] else min_fraction}
+
+
+def _callees(tree, levels, outermost, target, functions, min_fraction, max_nodes) -> dict:
+    """The function's subtrees merged by function path below the outermost occurrences."""
+    nodes = tree.nodes
+    size = nodes.size
+    mapped = np.full(size, -1, dtype=np.int64)
+    mapped[outermost] = 0
+    parent_of = [-1]
+    fn_of = [target]
+    index: dict[tuple[int, int], int] = {}
+    live = tree.total_ns > 0
+    for level in levels[1:]:
+        candidates = level[(mapped[nodes.parent[level]] >= 0) & (mapped[level] < 0) & live[level]]
+        for node, par in zip(candidates.tolist(), mapped[nodes.parent[candidates]].tolist()):
+            key = (par, int(nodes.function[node]))
+            merged = index.get(key)
+            if merged is None:
+                merged = index[key] = len(parent_of)
+                parent_of.append(par)
+                fn_of.append(key[1])
+            mapped[node] = merged
+    inside = np.flatnonzero(mapped >= 0)
+    count = len(parent_of)
+    target_map = mapped[inside]
+
+    def gather(values: np.ndarray) -> np.ndarray:
+        return np.bincount(target_map, weights=values[inside], minlength=count).astype(np.int64)
+
+    total_by_state = np.stack([gather(tree.total_by_state[s]) for s in range(tree.total_by_state.shape[0])])
+    self_by_state = np.stack([gather(tree.self_by_state[s]) for s in range(tree.self_by_state.shape[0])])
+    samples = gather(tree.total_samples)
+    return _merged_tree_rows(parent_of, fn_of, total_by_state, self_by_state, samples, functions, min_fraction, max_nodes)
+
+
+def _callers(tree, outermost, target, functions, min_fraction, max_nodes) -> dict:
+    """The inverted tree: root = the function, children = callers, and so on outwards."""
+    nodes = tree.nodes
+    parent_of = [-1]
+    fn_of = [target]
+    index: dict[tuple[int, int], int] = {}
+    path_nodes: list[int] = []
+    path_sources: list[int] = []
+    for occurrence in outermost.tolist():
+        merged = 0
+        path_nodes.append(0)
+        path_sources.append(occurrence)
+        caller = int(nodes.parent[occurrence])
+        while caller != ROOT:
+            key = (merged, int(nodes.function[caller]))
+            child = index.get(key)
+            if child is None:
+                child = index[key] = len(parent_of)
+                parent_of.append(merged)
+                fn_of.append(key[1])
+            merged = child
+            path_nodes.append(merged)
+            path_sources.append(occurrence)
+            caller = int(nodes.parent[caller])
+    count = len(parent_of)
+    merged_ids = np.asarray(path_nodes, dtype=np.int64)
+    sources = np.asarray(path_sources, dtype=np.int64)
+
+    def gather(values: np.ndarray) -> np.ndarray:
+        if not len(sources):
+            return np.zeros(count, dtype=np.int64)
+        return np.bincount(merged_ids, weights=values[sources], minlength=count).astype(np.int64)
+
+    total_by_state = np.stack([gather(tree.total_by_state[s]) for s in range(tree.total_by_state.shape[0])])
+    samples = gather(tree.total_samples)
+    parent_arr = np.asarray(parent_of, dtype=np.int64)
+    children_sum = np.zeros_like(total_by_state)
+    if count > 1:
+        for s in range(total_by_state.shape[0]):
+            children_sum[s] = np.bincount(parent_arr[1:], weights=total_by_state[s, 1:], minlength=count).astype(np.int64)
+    self_by_state = total_by_state - children_sum
+    return _merged_tree_rows(parent_of, fn_of, total_by_state, self_by_state, samples, functions, min_fraction, max_nodes)

@@ -1,0 +1,218 @@
+"""The profile API: list, detail, flamegraph, functions, sandwich, search, timeline and diff.
+
+Every endpoint parses its query with :mod:`profviz.server.params` (bad values -> 400), loads
+profiles through the shared LRU and delegates aggregation to :mod:`profviz.analysis`. Shapes
+are the contract in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import NotFound
+
+from ..analysis.calltree import ROOT, build_call_tree, thread_stats
+from ..analysis.diff import diff
+from ..analysis.flamegraph import (
+    DEFAULT_MAX_NODES,
+    DEFAULT_MIN_FRACTION,
+    FUNCTION_SORTS,
+    STATE_NAMES,
+    AmbiguousFunction,
+    FunctionNotFound,
+    NodeNotFound,
+    compile_query,
+    flamegraph,
+    search,
+    top_functions,
+)
+from ..analysis.sandwich import sandwich
+from ..analysis.timeline import MAX_WIDTH, timeline
+from ..model import Profile, State
+from .context import profile_origin_ns, server_context
+from .params import (
+    bad,
+    bool_param,
+    choice_param,
+    float_param,
+    int_param,
+    profile_id_param,
+    sample_filter,
+    threads_param,
+)
+
+bp = Blueprint("profiles_api", __name__, url_prefix="/api")
+MAX_NODES_LIMIT = 100_000
+
+
+def list_entry(meta: dict) -> dict:
+    """One profile of ``GET /api/profiles`` from the store's metadata row."""
+    return {
+        "id": meta["id"],
+        "kind": meta["kind"],
+        "pid": meta["pid"],
+        "cmdline": meta["cmdline"],
+        "start_ms": meta["start_ns"] / 1e6,
+        "duration_ns": int(meta["duration_ns"]),
+        "rate_hz": meta["rate_hz"],
+        "sample_count": int(meta["sample_count"]),
+        "errors": int(meta["error_count"]),
+        "threads": int(meta["thread_count"]),
+        "cpu_ns": int(meta["cpu_ns"]),
+        "wait_ns": int(meta["wait_ns"]),
+        "runnable_ns": int(meta["runnable_ns"]),
+        "labels": meta["labels"],
+        "notes": meta["notes"],
+    }
+
+
+def _load(profile_id_text: str) -> tuple[int, Profile]:
+    profile_id = profile_id_param(profile_id_text)
+    return profile_id, server_context().profile(profile_id)
+
+
+def _tree_limits() -> tuple[float, int]:
+    args = request.args
+    min_fraction = float_param(args, "min_fraction", DEFAULT_MIN_FRACTION, low=0.0, high=1.0)
+    max_nodes = int_param(args, "max_nodes", DEFAULT_MAX_NODES, low=1, high=MAX_NODES_LIMIT)
+    return min_fraction, max_nodes
+
+
+@bp.get("/profiles")
+def list_profiles():
+    args = request.args
+    limit = int_param(args, "limit", None, low=1, high=10_000)
+    kind = args.get("kind") or None
+    metas = server_context().store.list_profiles(kind=kind, limit=limit)
+    return jsonify({"profiles": [list_entry(m) for m in metas]})
+
+
+def profile_detail(profile_id: int, profile: Profile) -> dict:
+    """``GET /api/profiles/<id>``: metadata, per-thread totals by state, time range, wait reasons."""
+    store = server_context().store
+    origin = profile_origin_ns(profile)
+    first, end = profile.time_range_ns
+    threads = sorted(thread_stats(profile), key=lambda t: t.thread)
+    tree = build_call_tree(profile)
+    by_state = tree.total_by_state[:, ROOT]
+    return {
+        "profile": list_entry(store.profile_meta(profile_id)),
+        "origin_ns": str(origin),
+        "origin_ms": origin / 1e6,
+        "time_range": {"start_ns": first - origin if profile.sample_count else 0,
+                       "end_ns": end - origin if profile.sample_count else 0},
+        "threads": [
+            {
+                "index": t.thread, "pid": profile.threads[t.thread].pid, "tid": t.tid, "name": t.name,
+                "wall_ns": t.wall_ns, "cpu_ns": t.cpu_ns, "wait_ns": t.wait_ns, "runnable_ns": t.runnable_ns,
+                "unknown_ns": t.unknown_ns, "samples": t.samples, "waits": [[r, ns] for r, ns in t.waits.items()],
+            }
+            for t in threads
+        ],
+        "states": {STATE_NAMES[State(s)]: int(by_state[s]) for s in (State.ON_CPU, State.WAITING, State.RUNNABLE, State.UNKNOWN)},
+        "wait_reasons": [[r, ns] for r, ns in tree.waits_by_reason().items()],
+    }
+
+
+@bp.get("/profiles/<profile_id>")
+def get_profile(profile_id: str):
+    pid, profile = _load(profile_id)
+    return jsonify(server_context().memo(("detail", pid), lambda: profile_detail(pid, profile)))
+
+
+@bp.get("/profiles/<profile_id>/flamegraph")
+def get_flamegraph(profile_id: str):
+    pid, profile = _load(profile_id)
+    selection, echo = sample_filter(request.args, profile)
+    min_fraction, max_nodes = _tree_limits()
+    root = int_param(request.args, "root", ROOT, low=0, high=2**31 - 1)
+    try:
+        body = flamegraph(profile, selection, root=root, min_fraction=min_fraction, max_nodes=max_nodes)
+    except NodeNotFound as exc:
+        raise NotFound(str(exc)) from None
+    return jsonify({"profile_id": pid, **body, "filters": echo})
+
+
+@bp.get("/profiles/<profile_id>/functions")
+def get_functions(profile_id: str):
+    pid, profile = _load(profile_id)
+    selection, echo = sample_filter(request.args, profile)
+    sort = choice_param(request.args, "sort", "self", FUNCTION_SORTS)
+    limit = int_param(request.args, "limit", 200, low=1, high=10_000)
+    return jsonify({"profile_id": pid, **top_functions(profile, selection, sort=sort, limit=limit), "filters": echo})
+
+
+@bp.get("/profiles/<profile_id>/sandwich")
+def get_sandwich(profile_id: str):
+    pid, profile = _load(profile_id)
+    selection, echo = sample_filter(request.args, profile)
+    min_fraction, max_nodes = _tree_limits()
+    function = request.args.get("function")
+    if not function:
+        raise bad("function", "the function name is required")
+    file = request.args.get("file")
+    try:
+        body = sandwich(profile, selection, function=function, file=file if file is not None else None,
+                        min_fraction=min_fraction, max_nodes=max_nodes)
+    except FunctionNotFound as exc:
+        raise NotFound(str(exc)) from None
+    except AmbiguousFunction as exc:
+        raise bad("file", str(exc)) from None
+    return jsonify({"profile_id": pid, **body, "filters": echo})
+
+
+@bp.get("/profiles/<profile_id>/search")
+def get_search(profile_id: str):
+    pid, profile = _load(profile_id)
+    selection, echo = sample_filter(request.args, profile)
+    min_fraction, max_nodes = _tree_limits()
+    query = request.args.get("q", "")
+    regex = bool_param(request.args, "regex")
+    root = int_param(request.args, "root", ROOT, low=0, high=2**31 - 1)
+    try:
+        compile_query(query, regex)
+    except ValueError as exc:
+        raise bad("q", str(exc)) from None
+    try:
+        body = search(profile, selection, query=query, regex=regex, root=root, min_fraction=min_fraction, max_nodes=max_nodes)
+    except NodeNotFound as exc:
+        raise NotFound(str(exc)) from None
+    return jsonify({"profile_id": pid, **body, "filters": echo})
+
+
+@bp.get("/profiles/<profile_id>/timeline")
+def get_timeline(profile_id: str):
+    pid, profile = _load(profile_id)
+    args = request.args
+    threads = threads_param(args, "threads", profile)
+    start = int_param(args, "start_ns", None, low=-(2**62), high=2**62)
+    end = int_param(args, "end_ns", None, low=-(2**62), high=2**62)
+    if start is not None and end is not None and end <= start:
+        raise bad("end_ns", f"{end} must be greater than start_ns {start}")
+    width = int_param(args, "width", 1000, low=1, high=MAX_WIDTH)
+    origin = profile_origin_ns(profile)
+    body = timeline(
+        profile, threads=threads, width=width, origin_ns=origin,
+        start_ns=None if start is None else origin + start, end_ns=None if end is None else origin + end,
+    )
+    return jsonify({"profile_id": pid, **body})
+
+
+@bp.get("/diff")
+def get_diff():
+    args = request.args
+    context = server_context()
+    a_id = profile_id_param(args.get("a"), "a")
+    b_id = profile_id_param(args.get("b") or args.get("a"), "b")
+    profile_a = context.profile(a_id)
+    profile_b = context.profile(b_id)
+    selection_a, echo_a = sample_filter(args, profile_a, "a_")
+    selection_b, echo_b = sample_filter(args, profile_b, "b_")
+    base = choice_param(args, "base", "a", ("a", "b"))
+    min_fraction, max_nodes = _tree_limits()
+    limit = int_param(args, "limit", 50, low=1, high=1000)
+    body = diff(profile_a, selection_a, profile_b, selection_b, base=base, min_fraction=min_fraction,
+                max_nodes=max_nodes, limit=limit)
+    body["a"].update({"profile_id": a_id, "filters": echo_a})
+    body["b"].update({"profile_id": b_id, "filters": echo_b})
+    return jsonify(body)
+
