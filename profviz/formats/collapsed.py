@@ -3,16 +3,18 @@
 This is what ``py-spy record --format raw`` writes, with frames as ``function (file:line)``
 (``function (file)`` with ``--nolineno``, a bare name when there is no file), root first. py-spy's
 ``--threads`` adds a root pseudo-frame ``thread (<tid>): <name>`` (``thread (0x7F...)`` when no
-native id is known) and ``--subprocesses`` a ``process <pid>:"<command line>"`` before it; both are
-read into thread and process ids. Without them every line belongs to one thread "all threads".
+native id is known) and ``--subprocesses`` the chain ``process <pid>:"<command line>"`` from the
+outermost parent to the sampled process before it; the innermost process and the thread give the
+thread's ids, the outermost process the profile's pid and command line. Without them every line belongs to one thread "all threads".
 
-A line's count becomes one sample weighing count x 1/rate (``rate_hz``, default 100 Hz, py-spy's
+A line with no frames (py-spy writes `` 1`` for a sample that caught no Python frame) becomes a
+sample without a stack. A line's count becomes one sample weighing count x 1/rate (``rate_hz``, default 100 Hz, py-spy's
 default). Folded stacks carry no times, states or order: samples are laid end to end per thread
 from ``start_ns`` in state UNKNOWN.
 
 Writing aggregates samples by thread and stack, always with the thread prefix (and the process
 prefix when threads come from several processes; none for the "all threads" thread of an
-unprefixed file), counts = weight / (1/rate) rounded (at least 1),
+unprefixed file, whose samples without frames are written as py-spy does, `` <count>``), counts = weight / (1/rate) rounded (at least 1),
 rate from the profile's ``rate_hz``. The format cannot hold ``;`` or line breaks inside names:
 they are written as ``:`` and spaces.
 """
@@ -45,11 +47,13 @@ def detect(data: bytes) -> bool:
         lines = lines[:-1]
     if not lines:
         return False
+    with_stack = 0
     for line in lines:
         found = _LINE.match(line.rstrip("\r"))
-        if found is None or found.group("stack") is None or not _is_count(found.group("count")):
+        if found is None or not _is_count(found.group("count")):
             return False
-    return True
+        with_stack += found.group("stack") is not None
+    return with_stack > 0
 
 
 def _is_count(text: str) -> bool:
@@ -89,13 +93,13 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
     next_time: dict[int, int] = defaultdict(lambda: start_ns)
     stack_memo: dict[str, int] = {}
     frame_memo: dict[str, tuple[str, str, int]] = {}
-    pids = set()
+    roots: set[tuple[int, str]] = set()
     lines = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         found = _LINE.match(raw)
-        if found is None or found.group("stack") is None:
+        if found is None:
             raise FormatError(f"line {number}: expected 'frame;frame;... count', got {short(raw)}")
         try:
             count = float(found.group("count"))
@@ -105,13 +109,15 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
             raise FormatError(f"line {number}: the count is {found.group('count')}; counts must be >= 0")
         if count == 0:
             continue
-        parts = found.group("stack").split(";")
+        parts = found.group("stack").split(";") if found.group("stack") is not None else []
         thread_pid, tid, name = pid, 0, ALL_THREADS
-        process = _PROCESS.match(parts[0])
+        process = _PROCESS.match(parts[0]) if parts else None
         if process is not None:
+            roots.add((int(process.group("pid")), process.group("cmd")))
+        while parts and process is not None:
             thread_pid = int(process.group("pid"))
-            pids.add(thread_pid)
             parts = parts[1:]
+            process = _PROCESS.match(parts[0]) if parts else None
         thread = _THREAD.match(parts[0]) if parts else None
         if thread is not None:
             tid, name = int(thread.group("tid"), 0), thread.group("name") or ""
@@ -136,8 +142,8 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         lines += 1
     if lines == 0:
         raise FormatError("no 'stack count' lines with a count above 0")
-    if len(pids) == 1 and not pid:
-        profile.meta["pid"] = next(iter(pids))
+    if len(roots) == 1 and not pid:
+        profile.meta["pid"], profile.meta["cmdline"] = next(iter(roots))
     add_note(profile, "imported from folded stacks: no times, thread states or sample order")
     return profile
 
@@ -151,14 +157,14 @@ def dump(profile: Profile, *, rate_hz: float | None = None, **_: object) -> byte
         totals[(thread, stack)] += weight
     pids = {t.pid for t in profile.threads}
     prefixes = {}
-    stackless = {thread for (thread, stack) in totals if stack == NO_STACK}
     for index, info in enumerate(profile.threads):
-        if (info.tid, info.name) == (0, ALL_THREADS) and len(pids) == 1 and index not in stackless:
+        if (info.tid, info.name) == (0, ALL_THREADS) and len(pids) == 1:
             prefixes[index] = None
             continue
         prefix = f"thread ({info.tid})" + (f": {_clean(info.name)}" if info.name else "")
         if len(pids) > 1:
-            prefix = f'process {info.pid}:"{_clean(str(profile.meta.get("cmdline", "")))}";{prefix}'
+            command = str(profile.meta.get("cmdline") or "") if info.pid == profile.meta.get("pid") else ""
+            prefix = f'process {info.pid}:"{_clean(command)}";{prefix}'
         prefixes[index] = prefix
     frame_text: dict[int, str] = {}
     lines = []
