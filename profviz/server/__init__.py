@@ -29,10 +29,11 @@ class ServeError(ProfvizError):
 
 def blueprints() -> list[Blueprint]:
     """Every blueprint of the app, API first; the pages blueprint (with its catch-all) last."""
-    from . import api_profiles, pages
+    from . import api_profiles, api_spans, pages
 
     return [
         api_profiles.bp,
+        api_spans.bp,
         pages.bp,
     ]
 

@@ -1,0 +1,556 @@
+"""Trace spans lined up against samples: which span was each sample taken in?
+
+Rule: a sample belongs to the **innermost** span open on the same thread at the instant its
+stack was seen. Innermost means the latest-started span that is still open, which for properly
+nested spans is the deepest one. Collectors give a sample's ``time_ns`` as the start of the
+interval it stands for and see its stack at the end (``time_ns + weight_ns``), so that end is
+the instant used (``sample_instant="start"`` uses ``time_ns`` instead).
+
+Spans without a thread (``Span.thread == -1``, plain OpenTelemetry apps that lack the
+``thread.id`` attribute) are approximate: they are joined by time window over every thread of
+the profile, and only claim samples no exact span claims.
+
+Clocks: span times and sample times are both CLOCK_REALTIME epoch nanoseconds taken on one
+host, so the default ``offset_ns`` is 0. For spans recorded on a host whose clock differs,
+pass the offset to add to span times to bring them onto the samples' clock.
+
+Everything is vectorised with numpy: spans are sorted per thread (a composite key of thread and
+time), each sample finds the last span started before it with ``searchsorted`` and walks up
+"previous span that ends later" pointers by binary lifting until it reaches an open one;
+inclusive sums come from cumulative sums over the samples sorted the same way. Functions here
+are pure: they read a profile and spans and return new objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import NO_STACK, Profile, Span, State
+from .calltree import CallTree, build_call_tree, node_table
+
+NO_SPAN = -1
+STATE_COUNT = len(State)
+
+
+# -- interval primitives ----------------------------------------------------------------------
+
+
+def _previous_longer(ends: np.ndarray) -> np.ndarray:
+    """For each position k, the nearest j < k with ``ends[j] > ends[k]`` (or -1), by pointer jumping."""
+    n = len(ends)
+    jump = np.arange(-1, n - 1, dtype=np.int64)
+    active = np.flatnonzero(jump >= 0)
+    while active.size:
+        target = jump[active]
+        move = ends[target] <= ends[active]
+        active = active[move]
+        jump[active] = jump[target[move]]
+        active = active[jump[active] >= 0]
+    return jump
+
+
+def innermost_interval(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each point, the index of the latest-starting interval [start, end) containing it, or -1.
+
+    ``starts`` must be sorted ascending (ties allowed); ``points`` may be in any order. Cost is
+    O((n + m) log n) for n intervals and m points, whatever the nesting.
+    """
+    points = np.asarray(points, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    if not len(starts) or not len(points):
+        return np.full(len(points), NO_SPAN, dtype=np.int64)
+    last_started = np.searchsorted(starts, points, side="right") - 1
+    owner = np.full(len(points), NO_SPAN, dtype=np.int64)
+    candidate = last_started >= 0
+    open_now = np.zeros(len(points), dtype=bool)
+    open_now[candidate] = ends[last_started[candidate]] > points[candidate]
+    owner[open_now] = last_started[open_now]
+    walk = np.flatnonzero(candidate & ~open_now)
+    if not walk.size:
+        return owner
+    jump = _previous_longer(ends)
+    levels = [jump]
+    while True:
+        up = levels[-1]
+        nxt = np.where(up >= 0, up[np.maximum(up, 0)], -1)
+        if not (nxt >= 0).any():
+            break
+        levels.append(nxt)
+    at = last_started[walk]
+    t = points[walk]
+    for level in reversed(levels):
+        target = level[at]
+        step = (target >= 0) & (ends[np.maximum(target, 0)] <= t)
+        at = np.where(step, target, at)
+    parent = jump[at]
+    found = (parent >= 0) & (ends[np.maximum(parent, 0)] > t)
+    owner[walk[found]] = parent[found]
+    return owner
+
+
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of intervals [start, end) as sorted disjoint intervals (empty ones dropped)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if not len(starts):
+        return starts, ends
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    new = np.ones(len(starts), dtype=bool)
+    new[1:] = starts[1:] > reach[:-1]
+    group = np.cumsum(new) - 1
+    merged_ends = np.zeros(int(group[-1]) + 1, dtype=np.int64)
+    np.maximum.at(merged_ends, group, ends)
+    return starts[new], merged_ends
+
+
+def covered_before(union_starts: np.ndarray, union_ends: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Length of the union (disjoint sorted intervals) lying before each x."""
+    x = np.asarray(x, dtype=np.int64)
+    if not len(union_starts):
+        return np.zeros(len(x), dtype=np.int64)
+    lengths = union_ends - union_starts
+    before = np.concatenate(([0], np.cumsum(lengths)))
+    k = np.searchsorted(union_starts, x, side="right") - 1
+    inside = k >= 0
+    out = np.zeros(len(x), dtype=np.int64)
+    kk = k[inside]
+    out[inside] = before[kk] + np.clip(x[inside] - union_starts[kk], 0, lengths[kk])
+    return out
+
+
+class _Keys:
+    """Composite keys ``group * stride + (time - base)`` so one sorted array serves every thread.
+
+    Times are clipped to [low, high], the range that matters for the samples at hand, which
+    changes no answer about those samples but keeps keys inside 63 bits.
+    """
+
+    def __init__(self, low: int, high: int, groups: int):
+        self.base = low
+        self.low, self.high = low, high
+        self.stride = high - low + 1
+        if self.stride * max(groups, 1) >= 2**62:
+            raise OverflowError(f"{groups} threads over {self.stride} ns do not fit composite 63-bit keys")
+
+    def __call__(self, group: np.ndarray, time: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(time, dtype=np.int64), self.low, self.high)
+        return np.asarray(group, dtype=np.int64) * self.stride + (clipped - self.base)
+
+
+# -- the join ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SpanJoin:
+    """Spans joined to a profile's samples.
+
+    Per sample: ``owner`` (index into ``spans`` of the innermost span, -1 for none). Per span
+    (arrays indexed like ``spans``; times already shifted by ``offset_ns``): ``start_ns``,
+    ``end_ns``; inclusive figures over the samples inside the span's window on its thread (all
+    threads for approximate spans) — ``samples``, ``by_state_ns[state, span]``,
+    ``covered_ns`` (span time covered by those samples' intervals); and ``self_samples``,
+    ``self_by_state_ns`` over the samples the span owns.
+    """
+
+    profile: Profile
+    spans: list[Span]
+    offset_ns: int
+    sample_instant_ns: np.ndarray
+    owner: np.ndarray
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    samples: np.ndarray
+    by_state_ns: np.ndarray
+    covered_ns: np.ndarray
+    self_samples: np.ndarray
+    self_by_state_ns: np.ndarray
+
+    @property
+    def duration_ns(self) -> np.ndarray:
+        return self.end_ns - self.start_ns
+
+    @property
+    def uncovered_ns(self) -> np.ndarray:
+        """Span time that no sample on its thread covers (the profiler was not looking)."""
+        return np.maximum(self.duration_ns - self.covered_ns, 0)
+
+    @property
+    def thread(self) -> np.ndarray:
+        return np.fromiter((s.thread for s in self.spans), dtype=np.int64, count=len(self.spans))
+
+    def window_mask(self, index: int) -> np.ndarray:
+        """Samples inside span ``index``'s window on its thread (every thread if approximate)."""
+        cols = self.profile.columns()
+        t = self.sample_instant_ns
+        keep = (t >= self.start_ns[index]) & (t < self.end_ns[index])
+        thread = self.spans[index].thread
+        if thread >= 0:
+            keep &= cols["thread"] == thread
+        return keep
+
+    def self_mask(self, index: int) -> np.ndarray:
+        """Samples owned by span ``index`` (it is the innermost span open when they were taken)."""
+        return self.owner == index
+
+
+def _sample_instants(profile: Profile, sample_instant: str) -> np.ndarray:
+    cols = profile.columns()
+    if sample_instant == "end":
+        return cols["time_ns"] + cols["weight_ns"]
+    if sample_instant == "start":
+        return cols["time_ns"].copy()
+    raise ValueError(f"sample_instant must be 'end' or 'start', got {sample_instant!r}")
+
+
+def join_spans(profile: Profile, spans: list[Span], *, offset_ns: int = 0, sample_instant: str = "end") -> SpanJoin:
+    """Join spans to the profile's samples (see the module docstring for the rules)."""
+    cols = profile.columns()
+    n_spans = len(spans)
+    instants = _sample_instants(profile, sample_instant)
+    sample_thread = cols["thread"].astype(np.int64)
+    weights = cols["weight_ns"]
+    states = cols["state"].astype(np.int64)
+    span_thread = np.fromiter((s.thread for s in spans), dtype=np.int64, count=n_spans)
+    if n_spans and int(span_thread.max()) >= len(profile.threads):
+        bad = int(np.flatnonzero(span_thread >= len(profile.threads))[0])
+        raise ValueError(f"span {spans[bad].span_id} has thread {spans[bad].thread}, but the profile has {len(profile.threads)} threads")
+    start = np.fromiter((s.start_ns for s in spans), dtype=np.int64, count=n_spans) + offset_ns
+    end = np.fromiter((s.end_ns for s in spans), dtype=np.int64, count=n_spans) + offset_ns
+    owner = np.full(len(instants), NO_SPAN, dtype=np.int64)
+    samples = np.zeros(n_spans, dtype=np.int64)
+    by_state = np.zeros((STATE_COUNT, n_spans), dtype=np.int64)
+    covered = np.zeros(n_spans, dtype=np.int64)
+    if len(instants) and n_spans:
+        low = int(min(instants.min(), cols["time_ns"].min())) - 1
+        high = int(max(instants.max(), (cols["time_ns"] + weights).max())) + 1
+        exact = np.flatnonzero(span_thread >= 0)
+        approximate = np.flatnonzero(span_thread < 0)
+        groups = len(profile.threads)
+        for chosen, sample_group, span_group in (
+            (exact, sample_thread, span_thread),
+            (approximate, np.zeros_like(sample_thread), np.zeros_like(span_thread)),
+        ):
+            if not chosen.size:
+                continue
+            keys = _Keys(low, high, groups if chosen is exact else 1)
+            _join_group(
+                keys, chosen, sample_group, span_group, instants, cols["time_ns"], weights, states, start, end,
+                owner, samples, by_state, covered, claim_only_free=chosen is approximate,
+            )
+    self_samples = np.bincount(owner[owner >= 0], minlength=n_spans).astype(np.int64)
+    self_by_state = np.zeros((STATE_COUNT, n_spans), dtype=np.int64)
+    owned = owner >= 0
+    if owned.any():
+        flat = np.bincount(states[owned] * n_spans + owner[owned], weights=weights[owned], minlength=STATE_COUNT * n_spans)
+        self_by_state = flat.reshape(STATE_COUNT, n_spans).astype(np.int64)
+    return SpanJoin(profile, list(spans), int(offset_ns), instants, owner, start, end, samples, by_state, covered,
+                    self_samples, self_by_state)
+
+
+def _join_group(
+    keys: _Keys, chosen: np.ndarray, sample_group: np.ndarray, span_group: np.ndarray, instants: np.ndarray,
+    sample_start: np.ndarray, weights: np.ndarray, states: np.ndarray, start: np.ndarray, end: np.ndarray,
+    owner: np.ndarray, samples: np.ndarray, by_state: np.ndarray, covered: np.ndarray, *, claim_only_free: bool,
+) -> None:
+    """Join the spans ``chosen`` (all exact, or all approximate in group 0), filling the outputs in place."""
+    order = chosen[np.lexsort((start[chosen], span_group[chosen]))]
+    span_start_key = keys(span_group[order], start[order])
+    span_end_key = keys(span_group[order], end[order])
+    sample_key = keys(sample_group, instants)
+    local = innermost_interval(sample_key, span_start_key, span_end_key)
+    found = local >= 0
+    if claim_only_free:
+        found &= owner < 0
+    owner[found] = order[local[found]]
+
+    sample_order = np.argsort(sample_key, kind="stable")
+    sorted_keys = sample_key[sample_order]
+    first = np.searchsorted(sorted_keys, span_start_key, side="left")
+    last = np.searchsorted(sorted_keys, span_end_key, side="left")
+    samples[order] = last - first
+    sorted_states = states[sample_order]
+    sorted_weights = weights[sample_order]
+    for state in range(STATE_COUNT):
+        cumulative = np.concatenate(([0], np.cumsum(np.where(sorted_states == state, sorted_weights, 0))))
+        by_state[state, order] = cumulative[last] - cumulative[first]
+
+    interval_start = keys(sample_group, sample_start)
+    union_starts, union_ends = merge_intervals(interval_start, interval_start + weights)
+    covered[order] = (
+        covered_before(union_starts, union_ends, span_end_key) - covered_before(union_starts, union_ends, span_start_key)
+    )
+
+
+# -- time outside child spans -----------------------------------------------------------------
+
+
+@dataclass
+class Unspanned:
+    """The part of a window on one thread that no (non-root) span covers: the "(no span)" lane.
+
+    ``mask`` selects the window's samples on the thread that no such span owns;
+    ``duration_ns`` is the window time outside those spans and ``covered_ns`` how much of it
+    the samples cover.
+    """
+
+    thread: int
+    start_ns: int
+    end_ns: int
+    duration_ns: int
+    covered_ns: int
+    mask: np.ndarray
+    intervals: list[tuple[int, int]]
+
+    @property
+    def uncovered_ns(self) -> int:
+        return max(self.duration_ns - self.covered_ns, 0)
+
+
+def root_spans(spans: list[Span]) -> list[int]:
+    """Indices of top-level server spans: kind ``server`` with no parent among ``spans``.
+
+    Such a span stands for the request itself, so time in it outside its children is time
+    "not covered by any span".
+    """
+    ids = {s.span_id for s in spans}
+    return [i for i, s in enumerate(spans) if s.kind == "server" and (s.parent_id is None or s.parent_id not in ids)]
+
+
+def unspanned(join: SpanJoin, thread: int, start_ns: int, end_ns: int, roots: list[int] | None = None) -> Unspanned:
+    """Window [start_ns, end_ns) on ``thread`` outside every span except ``roots`` (default :func:`root_spans`).
+
+    Approximate spans count as covering their window. Times are on the samples' clock.
+    """
+    if roots is None:
+        roots = root_spans(join.spans)
+    thread_of = join.thread
+    is_root = np.zeros(len(join.spans), dtype=bool)
+    is_root[list(roots)] = True
+    blocking = ~is_root & ((thread_of == thread) | (thread_of < 0))
+    span_starts = np.clip(join.start_ns[blocking], start_ns, end_ns)
+    span_ends = np.clip(join.end_ns[blocking], start_ns, end_ns)
+    union_starts, union_ends = merge_intervals(span_starts, span_ends)
+    in_spans = int((union_ends - union_starts).sum())
+    cols = join.profile.columns()
+    on_thread = cols["thread"] == thread
+    t = join.sample_instant_ns
+    owner = join.owner
+    free = (owner < 0) | is_root[np.maximum(owner, 0)]
+    mask = on_thread & (t >= start_ns) & (t < end_ns) & free
+    sample_starts = cols["time_ns"][on_thread]
+    cover_starts, cover_ends = merge_intervals(sample_starts, sample_starts + cols["weight_ns"][on_thread])
+    edges = np.array([start_ns, end_ns], dtype=np.int64)
+    covered_window = np.diff(covered_before(cover_starts, cover_ends, edges))[0]
+    covered_in_spans = int(
+        (covered_before(cover_starts, cover_ends, union_ends) - covered_before(cover_starts, cover_ends, union_starts)).sum()
+    )
+    gaps: list[tuple[int, int]] = []
+    cursor = start_ns
+    for a, b in zip(union_starts.tolist(), union_ends.tolist()):
+        if a > cursor:
+            gaps.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < end_ns:
+        gaps.append((cursor, end_ns))
+    return Unspanned(thread, start_ns, end_ns, (end_ns - start_ns) - in_spans, int(covered_window) - covered_in_spans,
+                     mask, gaps)
+
+
+# -- summaries --------------------------------------------------------------------------------
+
+
+def _s(ns: float) -> float:
+    return round(float(ns) / 1e9, 6)
+
+
+def top_self_functions(profile: Profile, group_of_sample: np.ndarray, groups: int, top: int = 5) -> list[list[dict]]:
+    """For each group 0..groups-1, its ``top`` functions by self time (samples with group -1 ignored).
+
+    A function is identified by name and file, as in the call tree; self time is the weight of
+    the samples whose innermost frame it is.
+    """
+    cols = profile.columns()
+    table = node_table(profile).functions
+    stacks = cols["stack"]
+    keep = (group_of_sample >= 0) & (stacks != NO_STACK)
+    out: list[list[dict]] = [[] for _ in range(groups)]
+    if not keep.any():
+        return out
+    leaf_frame = np.asarray(profile.stack_frame, dtype=np.int64)[stacks[keep]]
+    leaf_fn = table.function_of_frame[leaf_frame].astype(np.int64)
+    group = group_of_sample[keep].astype(np.int64)
+    n_fn = max(len(table.names), 1)
+    pair, inverse = np.unique(group * n_fn + leaf_fn, return_inverse=True)
+    weight = np.bincount(inverse, weights=cols["weight_ns"][keep]).astype(np.int64)
+    pair_group, pair_fn = pair // n_fn, pair % n_fn
+    order = np.lexsort((-weight, pair_group))
+    for g, f, w in zip(pair_group[order].tolist(), pair_fn[order].tolist(), weight[order].tolist()):
+        if len(out[g]) < top:
+            out[g].append({"function": table.names[f], "file": table.files[f], "line": table.lines[f], "self_s": _s(w)})
+    return out
+
+
+def span_rows(join: SpanJoin, *, top: int = 5) -> list[dict]:
+    """One dict per span, in start order: the rows of ``profviz spans``.
+
+    Keys: span_id, parent_id, trace_id, name, kind, status, tid, thread_name, start (epoch s),
+    start_ns, duration_s, samples, cpu_s, wait_s, runnable_s (inclusive, over the samples in the
+    span's window on its thread), self_s (owned samples' weight), uncovered_s, approximate,
+    attributes, top_functions (the ``top`` functions by self time among the samples the span owns).
+    """
+    profile = join.profile
+    tops = top_self_functions(profile, join.owner, len(join.spans), top)
+    rows = []
+    for i in np.argsort(join.start_ns, kind="stable").tolist():
+        span = join.spans[i]
+        thread = profile.threads[span.thread] if span.thread >= 0 else None
+        rows.append({
+            "span_id": span.span_id,
+            "parent_id": span.parent_id,
+            "trace_id": span.trace_id,
+            "name": span.name,
+            "kind": span.kind,
+            "status": span.status,
+            "tid": thread.tid if thread else None,
+            "thread_name": thread.name if thread else None,
+            "start": join.start_ns[i] / 1e9,
+            "start_ns": int(join.start_ns[i]),
+            "duration_s": _s(join.duration_ns[i]),
+            "samples": int(join.samples[i]),
+            "cpu_s": _s(join.by_state_ns[State.ON_CPU, i]),
+            "wait_s": _s(join.by_state_ns[State.WAITING, i]),
+            "runnable_s": _s(join.by_state_ns[State.RUNNABLE, i]),
+            "self_s": _s(join.self_by_state_ns[:, i].sum()),
+            "uncovered_s": _s(join.uncovered_ns[i]),
+            "approximate": bool(span.approximate or span.thread < 0),
+            "attributes": span.attributes,
+            "top_functions": tops[i],
+        })
+    return rows
+
+
+def unspanned_row(join: SpanJoin, gap: Unspanned, *, top: int = 5) -> dict:
+    """The "(no span)" entry for a window: same keys as :func:`span_rows` rows, ids None."""
+    profile = join.profile
+    cols = profile.columns()
+    weights = cols["weight_ns"][gap.mask]
+    states = cols["state"][gap.mask]
+    group = np.where(gap.mask, 0, -1)
+    thread = profile.threads[gap.thread]
+    return {
+        "span_id": None, "parent_id": None, "trace_id": None, "name": "(no span)", "kind": "none", "status": "unset",
+        "tid": thread.tid, "thread_name": thread.name, "start": gap.start_ns / 1e9, "start_ns": gap.start_ns,
+        "duration_s": _s(gap.duration_ns), "samples": int(gap.mask.sum()),
+        "cpu_s": _s(weights[states == State.ON_CPU].sum()), "wait_s": _s(weights[states == State.WAITING].sum()),
+        "runnable_s": _s(weights[states == State.RUNNABLE].sum()), "self_s": _s(weights.sum()),
+        "uncovered_s": _s(gap.uncovered_ns), "approximate": False, "attributes": {},
+        "top_functions": top_self_functions(profile, group, 1, top)[0],
+        "intervals": [[a, b] for a, b in gap.intervals],
+    }
+
+
+def span_listing_rows(join: SpanJoin, window: tuple[int, int, int] | None = None, *, top: int = 5) -> list[dict]:
+    """:func:`span_rows`, plus for a request ``window`` (thread, start_ns, end_ns) its "(no span)" row last."""
+    rows = span_rows(join, top=top)
+    if window is not None:
+        rows.append(unspanned_row(join, unspanned(join, *window), top=top))
+    return rows
+
+
+def span_depths(spans: list[Span]) -> list[int]:
+    """Depth of each span in its trace tree (0 when its parent is not among ``spans``)."""
+    index = {(s.trace_id, s.span_id): i for i, s in enumerate(spans)}
+    depth = [-1] * len(spans)
+    for i in range(len(spans)):
+        chain = []
+        j = i
+        while j is not None and depth[j] < 0 and j not in chain:
+            chain.append(j)
+            parent = spans[j].parent_id
+            j = index.get((spans[j].trace_id, parent)) if parent else None
+        base = depth[j] + 1 if j is not None and depth[j] >= 0 else 0
+        for k in reversed(chain):
+            depth[k] = base
+            base += 1
+    return depth
+
+
+def state_lanes(profile: Profile, threads: list[int], start_ns: int, end_ns: int, *, max_runs: int = 20_000) -> list[dict]:
+    """Per thread, the runs of equal state over [start_ns, end_ns): the state lane under a waterfall.
+
+    A run is consecutive samples of one state with no gap longer than a sample between them.
+    Each lane: thread, tid, name, start_ns, end_ns, state (names) lists, ``truncated`` when
+    more than ``max_runs`` runs were cut.
+    """
+    cols = profile.columns()
+    lanes = []
+    names = [State(s).label for s in range(STATE_COUNT)]
+    for thread in threads:
+        keep = (cols["thread"] == thread) & (cols["time_ns"] < end_ns) & (cols["time_ns"] + cols["weight_ns"] > start_ns)
+        order = np.argsort(cols["time_ns"][keep], kind="stable")
+        t0 = cols["time_ns"][keep][order]
+        t1 = t0 + cols["weight_ns"][keep][order]
+        state = cols["state"][keep][order].astype(np.int64)
+        if len(t0):
+            new = np.ones(len(t0), dtype=bool)
+            new[1:] = (state[1:] != state[:-1]) | (t0[1:] > t1[:-1] + (t1[:-1] - t0[:-1]))
+            first = np.flatnonzero(new)
+            last = np.concatenate((first[1:], [len(t0)])) - 1
+            run_start, run_end, run_state = t0[first], t1[last], state[first]
+        else:
+            run_start = run_end = run_state = np.zeros(0, dtype=np.int64)
+        info = profile.threads[thread]
+        lanes.append({
+            "thread": thread, "tid": info.tid, "name": info.name,
+            "start_ns": np.maximum(run_start[:max_runs], start_ns).tolist(),
+            "end_ns": np.minimum(run_end[:max_runs], end_ns).tolist(),
+            "state": [names[s] for s in run_state[:max_runs].tolist()],
+            "truncated": bool(len(run_start) > max_runs),
+        })
+    return lanes
+
+
+def span_flame_mask(join: SpanJoin, *, index: int | None = None, name: str | None = None,
+                    include_children: bool = False) -> np.ndarray:
+    """Samples of one span (``index``) or of every span called ``name``.
+
+    Self-only (default): the samples those spans own. ``include_children``: every sample inside
+    their windows on their threads, so time in child spans counts too.
+    """
+    if (index is None) == (name is None):
+        raise ValueError("give exactly one of index and name")
+    chosen = [index] if index is not None else [i for i, s in enumerate(join.spans) if s.name == name]
+    if not include_children:
+        return np.isin(join.owner, np.asarray(chosen, dtype=np.int64))
+    mask = np.zeros(len(join.owner), dtype=bool)
+    if not chosen:
+        return mask
+    cols = join.profile.columns()
+    chosen_arr = np.asarray(chosen, dtype=np.int64)
+    threads = join.thread[chosen_arr]
+    t = join.sample_instant_ns
+    approximate = chosen_arr[threads < 0]
+    if approximate.size:
+        a, b = merge_intervals(join.start_ns[approximate], join.end_ns[approximate])
+        k = np.searchsorted(a, t, side="right") - 1
+        mask |= (k >= 0) & (t < b[np.maximum(k, 0)])
+    for thread in np.unique(threads[threads >= 0]).tolist():
+        picked = chosen_arr[threads == thread]
+        a, b = merge_intervals(join.start_ns[picked], join.end_ns[picked])
+        on = cols["thread"] == thread
+        k = np.searchsorted(a, t[on], side="right") - 1
+        mask[on] |= (k >= 0) & (t[on] < b[np.maximum(k, 0)])
+    return mask
+
+
+def span_flame_tree(join: SpanJoin, *, index: int | None = None, name: str | None = None,
+                    include_children: bool = False) -> CallTree:
+    """The call tree of a span's samples (see :func:`span_flame_mask`), via ``build_call_tree``."""
+    return build_call_tree(join.profile, mask=span_flame_mask(join, index=index, name=name, include_children=include_children))
