@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -53,20 +53,29 @@ def head_text(data: bytes, size: int = 65536) -> str:
     return data[:size].decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
 
 
+def decode_utf8(data: bytes) -> str:
+    """UTF-8 text; a character cut off at the very end (a truncated file) is dropped, so the
+    parser reports the truncation instead of an encoding error."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.end == len(data):
+            return data[: exc.start].decode("utf-8-sig")
+        raise FormatError(f"the file is not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
 def parse_json(data: bytes) -> Any:
     """Parse UTF-8 JSON, turning every failure into a FormatError naming line and column."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"the file is not UTF-8 text (bad byte at offset {exc.start})") from None
+    text = decode_utf8(data)
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        truncated = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        at_end = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        truncated = " (the file looks truncated)" if at_end else ""
         raise FormatError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{truncated}") from None
     except ValueError as exc:
         raise FormatError(f"invalid JSON: {exc}") from None
@@ -275,12 +284,3 @@ def interval_ns(rate_hz: float | None) -> float:
     if not (rate > 0 and math.isfinite(rate)):
         raise FormatError(f"sampling rate {rate_hz!r} must be a positive number of Hz")
     return 1e9 / rate
-
-
-def check_unique(items: Iterable[Any]) -> bool:
-    seen = set()
-    for item in items:
-        if item in seen:
-            return False
-        seen.add(item)
-    return True

@@ -25,7 +25,7 @@ import re
 from collections import defaultdict
 
 from ..model import NO_STACK, Profile, State
-from .base import FormatError, add_note, head_text, interval_ns, short
+from .base import FormatError, add_note, decode_utf8, head_text, interval_ns, short
 
 NAME = "collapsed"
 DESCRIPTION = "folded stacks 'a;b;c 42' (py-spy --format raw, flamegraph.pl stackcollapse output)"
@@ -84,10 +84,7 @@ def _clean(text: str) -> str:
 
 def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: int = 0, **_: object) -> Profile:
     """Read folded stacks; ``rate_hz`` prices a count (default 100 Hz)."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"the file is not UTF-8 text (bad byte at offset {exc.start})") from None
+    text = decode_utf8(data)
     interval = interval_ns(rate_hz)
     profile = Profile({"kind": "import", "pid": pid or None, "rate_hz": float(rate_hz) if rate_hz else None})
     next_time: dict[int, int] = defaultdict(lambda: start_ns)

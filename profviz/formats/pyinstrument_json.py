@@ -148,9 +148,9 @@ def _load_session(doc: dict, *, pid: int, **_: object) -> Profile:
         frames = []
         thread_key = ("", 0)
         for j, info in enumerate(infos):
-            frame = frame_memo.get(info) if isinstance(info, str) else None
+            frame = frame_memo.get(expect_str(info, f"{where}[0][{j}]"))
             if frame is None:
-                frame = frame_memo[expect_str(info, f"{where}[0][{j}]")] = parse_frame_info(info, f"{where}[0][{j}]")
+                frame = frame_memo[info] = parse_frame_info(info, f"{where}[0][{j}]")
             if frame[3]:
                 if j == 0:
                     ident = _identifier(info).split(IDENTIFIER_SEP)[2]
