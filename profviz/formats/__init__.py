@@ -9,7 +9,6 @@ message says what was wrong where and what to do.
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from dataclasses import dataclass
 from types import ModuleType
@@ -81,18 +80,20 @@ def format_named(name: str) -> Format:
     raise FormatError(f"unknown format {name!r}; known formats: {', '.join(names())}")
 
 
-def _decompress(data: bytes) -> bytes:
+def _decompress(data: bytes, label: str) -> bytes:
     """Gzip input is accepted transparently (up to 1 GiB unpacked)."""
     if data[:2] != b"\x1f\x8b":
         return data
     try:
         unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
         out = unpacker.decompress(data, MAX_DECOMPRESSED_BYTES)
-        if unpacker.unconsumed_tail:
-            raise FormatError(f"the gzip file unpacks to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB")
-        return out
-    except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
-        raise FormatError(f"the file starts like gzip but does not unpack ({exc})") from None
+    except zlib.error as exc:
+        raise FormatError(f"cannot read {label}: it starts like gzip but does not unpack ({exc})") from None
+    if unpacker.unconsumed_tail:
+        raise FormatError(f"cannot read {label}: the gzip data unpacks to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB")
+    if not unpacker.eof:
+        raise FormatError(f"cannot read {label}: the gzip data is truncated")
+    return out
 
 
 def _first_bytes(data: bytes) -> str:
@@ -104,7 +105,7 @@ def detect_format(data: bytes, name: str | None = None) -> Format:
     label = repr(name) if name else "the input"
     if not data.strip():
         raise FormatError(f"cannot read {label}: the file is empty")
-    data = _decompress(data)
+    data = _decompress(data, label)
     for fmt in FORMATS:
         if fmt.detect(data):
             return fmt
@@ -123,8 +124,8 @@ def load_any(data: bytes, name: str | None = None, *, format_name: str | None = 
     if not data.strip():
         raise FormatError(f"cannot read {label}: the file is empty")
     fmt = format_named(format_name) if format_name else detect_format(data, name)
+    data = _decompress(data, label)
     try:
-        data = _decompress(data)
         return fmt.load(data, options)
     except FormatError as exc:
         raise FormatError(f"cannot read {label} as {fmt.name}: {exc}") from None
