@@ -101,7 +101,10 @@ def render_summary_text(summary: dict, top: int) -> str:
 @json_option
 @click.option("--thread", "thread", default=None, help="Only this thread (native tid or name).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Functions to list in text output.")
-def show_command(profile_id: int, store_path: str | None, as_json: bool, thread: str | None, top: int) -> None:
+@click.option("--serve", "serve_ui", is_flag=True, help="Then serve the UI for this profile on 127.0.0.1 until Ctrl-C.")
+@click.option("--open", "open_ui", is_flag=True, help="Then serve the UI and open this profile in a browser (implies --serve).")
+def show_command(profile_id: int, store_path: str | None, as_json: bool, thread: str | None, top: int,
+                 serve_ui: bool, open_ui: bool) -> None:
     """Summarise a profile: per-thread CPU/waiting/runnable split and the top functions."""
     store = open_cli_store(store_path)
     profile = store.load_profile(profile_id)
@@ -110,6 +113,10 @@ def show_command(profile_id: int, store_path: str | None, as_json: bool, thread:
         print_json(summary)
     else:
         click.echo(render_summary_text(summary, top))
+    if serve_ui or open_ui:
+        from .serve import serve_profile
+
+        serve_profile(store, profile_id, open_browser=open_ui)
 
 
 @click.command("delete")

@@ -14,6 +14,20 @@ from ..store import Store, open_store
 from .common import notice, open_cli_store, store_option
 
 
+def access_token_for(host: str, token: str | None) -> str | None:
+    """The token a server on ``host`` needs: the given one, or for a non-loopback host a new one.
+
+    Warns on stderr when the host is reachable from other machines.
+    """
+    if is_loopback(host):
+        return token
+    notice(f"WARNING: serving on {host}, reachable from other machines; every request needs the access token")
+    if token is None:
+        token = new_token()
+        notice("generated an access token (pass --token to choose one); it is part of the URL below")
+    return token
+
+
 def serve(
     store: Store,
     *,
@@ -27,11 +41,7 @@ def serve(
 
     Prints the URL (with ``?token=`` when a token is needed) on stdout; notices on stderr.
     """
-    if not is_loopback(host):
-        notice(f"WARNING: serving on {host}, reachable from other machines; every request needs the access token")
-        if token is None:
-            token = new_token()
-            notice("generated an access token (pass --token to choose one)")
+    token = access_token_for(host, token)
     app = create_app(store, token=token, host=host)
     server = RunningServer(app, host, port)
     path = (open_path or "/").lstrip("/")

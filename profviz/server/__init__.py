@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from flask import Blueprint, Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound, ServiceUnavailable
 
 from ..errors import ProfvizError
@@ -25,6 +26,24 @@ log = logging.getLogger("profviz.server")
 
 class ServeError(ProfvizError):
     """The server cannot be set up as asked (e.g. a non-loopback address without a token)."""
+
+
+class HtmlSafeJSONProvider(DefaultJSONProvider):
+    """Compact UTF-8 JSON in insertion order, with ``< > &`` and U+2028/9 as ``\\u`` escapes.
+
+    Those characters only occur inside JSON strings, so escaping them changes no value but keeps
+    hostile program strings inert even if a response were ever read as HTML.
+    """
+
+    ensure_ascii = False
+    sort_keys = False
+    compact = True
+
+    def dumps(self, obj, **kwargs) -> str:
+        text = super().dumps(obj, **kwargs)
+        for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+            text = text.replace(raw, escaped)
+        return text
 
 
 def blueprints() -> list[Blueprint]:
@@ -59,9 +78,7 @@ def create_app(
         raise ServeError("the access token must be at least 8 characters long")
     app = Flask("profviz.server", static_folder=None)
     app.config[WEB_ROOT_KEY] = str(Path(web_root) if web_root else default_web_root())
-    app.json.sort_keys = False
-    app.json.compact = True
-    app.json.ensure_ascii = False
+    app.json = HtmlSafeJSONProvider(app)
     app.extensions[EXTENSION_KEY] = ServerContext(open_store(store), profile_cache_size=profile_cache_size)
     install_security(app, token)
     _install_error_handlers(app)
@@ -91,14 +108,19 @@ def _install_error_handlers(app: Flask) -> None:
                 response.headers[key] = value
         return response
 
+    def without_store_path(exc: StoreError) -> str:
+        """The store's message without the server's file path (clients need not know it)."""
+        path = str(app.extensions[EXTENSION_KEY].store.path)
+        return str(exc).replace(f" in {path}", "").replace(path, "the store")
+
     @app.errorhandler(ProfileNotFound)
     def profile_not_found(exc: ProfileNotFound):
-        return error_response(404, str(exc))
+        return error_response(404, without_store_path(exc).replace("run 'profviz list' to see the ids", "GET /api/profiles lists the ids"))
 
     @app.errorhandler(StoreError)
     def store_error(exc: StoreError):
         log.warning("store error: %s", exc)
-        return error_response(ServiceUnavailable.code, str(exc))
+        return error_response(ServiceUnavailable.code, without_store_path(exc))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
