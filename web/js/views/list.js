@@ -30,7 +30,7 @@ export const profileListPage = {
     const columns = [
       { key: "id", label: "#", numeric: true, value: (p) => p.id, cell: (p) => h("a", { href: `/profiles/${p.id}` }, `#${p.id}`) },
       { key: "start", label: "Started", value: (p) => p.startMs, text: (p) => formatDateTime(p.startMs / 1000) },
-      { key: "kind", label: "Kind", value: (p) => p.kind, text: (p) => displayText(p.kind, 40), defaultAscending: true },
+      { key: "kind", label: "Kind", value: (p) => p.kind, text: (p) => displayText(p.kind, 24), defaultAscending: true },
       { key: "target", label: "Target", value: (p) => p.cmdline, cell: (p) => h("a", { href: `/profiles/${p.id}`, class: "target" }, target(p)), defaultAscending: true },
       { key: "duration", label: "Duration", numeric: true, value: (p) => p.durationNs, text: (p) => formatDuration(p.durationNs) },
       { key: "samples", label: "Samples", numeric: true, value: (p) => p.sampleCount, text: (p) => formatCount(p.sampleCount) },
