@@ -2,9 +2,13 @@
 
 Rule: a sample belongs to the **innermost** span open on the same thread at the instant its
 stack was seen. Innermost means the latest-started span that is still open, which for properly
-nested spans is the deepest one. Collectors give a sample's ``time_ns`` as the start of the
-interval it stands for and see its stack at the end (``time_ns + weight_ns``), so that end is
-the instant used (``sample_instant="start"`` uses ``time_ns`` instead).
+nested spans is the deepest one. A sample's ``time_ns`` is the start of the interval
+``[time_ns, time_ns + weight_ns)`` it stands for; which instant of that interval the stack was
+seen at depends on the collector (``sample_instant``): ``"end"`` for the in-process samplers of
+per-request profiles (kind ``request``: the stack is read at the end of the interval), ``"mid"``
+for everything else (``profviz attach`` splits each observed stack segment into samples, so the
+stack holds over the whole interval and its middle is the fairest point), ``"start"`` on
+request. ``"auto"`` (default) picks by the profile's kind.
 
 Spans without a thread (``Span.thread == -1``, plain OpenTelemetry apps that lack the
 ``thread.id`` attribute) are approximate: they are joined by time window over every thread of
@@ -29,6 +33,7 @@ import numpy as np
 
 from ..model import NO_STACK, Profile, Span, State
 from .calltree import CallTree, build_call_tree, node_table
+from .flamegraph import STATE_NAMES
 
 NO_SPAN = -1
 STATE_COUNT = len(State)
@@ -200,20 +205,28 @@ class SpanJoin:
         return self.owner == index
 
 
-def _sample_instants(profile: Profile, sample_instant: str) -> np.ndarray:
+END_INSTANT_KINDS = ("request",)
+
+
+def sample_instants(profile: Profile, sample_instant: str = "auto") -> np.ndarray:
+    """Per sample, the instant its stack was seen (see the module docstring for the choices)."""
     cols = profile.columns()
+    if sample_instant == "auto":
+        sample_instant = "end" if profile.meta.get("kind") in END_INSTANT_KINDS else "mid"
     if sample_instant == "end":
         return cols["time_ns"] + cols["weight_ns"]
+    if sample_instant == "mid":
+        return cols["time_ns"] + cols["weight_ns"] // 2
     if sample_instant == "start":
         return cols["time_ns"].copy()
-    raise ValueError(f"sample_instant must be 'end' or 'start', got {sample_instant!r}")
+    raise ValueError(f"sample_instant must be 'auto', 'start', 'mid' or 'end', got {sample_instant!r}")
 
 
-def join_spans(profile: Profile, spans: list[Span], *, offset_ns: int = 0, sample_instant: str = "end") -> SpanJoin:
+def join_spans(profile: Profile, spans: list[Span], *, offset_ns: int = 0, sample_instant: str = "auto") -> SpanJoin:
     """Join spans to the profile's samples (see the module docstring for the rules)."""
     cols = profile.columns()
     n_spans = len(spans)
-    instants = _sample_instants(profile, sample_instant)
+    instants = sample_instants(profile, sample_instant)
     sample_thread = cols["thread"].astype(np.int64)
     weights = cols["weight_ns"]
     states = cols["state"].astype(np.int64)
@@ -486,12 +499,12 @@ def state_lanes(profile: Profile, threads: list[int], start_ns: int, end_ns: int
     """Per thread, the runs of equal state over [start_ns, end_ns): the state lane under a waterfall.
 
     A run is consecutive samples of one state with no gap longer than a sample between them.
-    Each lane: thread, tid, name, start_ns, end_ns, state (names) lists, ``truncated`` when
+    Each lane: thread, tid, name, start_ns, end_ns, state (``cpu``, ``waiting``, ...) lists, ``truncated`` when
     more than ``max_runs`` runs were cut.
     """
     cols = profile.columns()
     lanes = []
-    names = [State(s).label for s in range(STATE_COUNT)]
+    names = [STATE_NAMES[State(s)] for s in range(STATE_COUNT)]
     for thread in threads:
         keep = (cols["thread"] == thread) & (cols["time_ns"] < end_ns) & (cols["time_ns"] + cols["weight_ns"] > start_ns)
         order = np.argsort(cols["time_ns"][keep], kind="stable")
