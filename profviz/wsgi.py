@@ -607,16 +607,18 @@ class ProfilerMiddleware:
             return self.app(environ, start_response)
 
         def observing_start_response(status, headers, exc_info=None):
-            info.status_line = status
             if exc_info is None:
                 write = start_response(status, headers)
             else:
                 write = start_response(status, headers, exc_info)
+            info.status_line = status
             return _counting_write(write, info)
 
         try:
             app_iter = self.app(environ, observing_start_response)
         except BaseException as exc:
+            if not info.response_bytes:  # nothing went out: the server answers 500 whatever status was started
+                info.status_line = None
             recorder.finish(info, exc)
             raise
         wrapper = _SizedResponse if _has_len(app_iter) else _Response

@@ -1,0 +1,290 @@
+"""ProfilerMiddleware: WSGI semantics (werkzeug test client), concurrency on a real waitress server,
+several worker processes on one store, and failure isolation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from werkzeug.test import Client
+
+from profviz.store import Store, StoreError
+from profviz.store.requests import query_requests
+from profviz.wsgi import ENVIRON_KEY
+from profviz.wsgi import ProfilerMiddleware as _ProfilerMiddleware
+from tests.targets.wsgi_apps import AppError, make_app, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "profviz.db") as s:
+        yield s
+        for middleware in created:
+            middleware.close()
+        created.clear()
+
+
+created: list[ProfilerMiddleware] = []
+
+
+def ProfilerMiddleware(app, store=None, **options):  # noqa: N802 - tracked so writers stop before their store closes
+    middleware = _ProfilerMiddleware(app, store=store, **options)
+    created.append(middleware)
+    return middleware
+
+
+def both(path, bodies_bare=None, bodies_wrapped=None, store=None, **options):
+    bare = Client(make_app(bodies_bare))
+    middleware = ProfilerMiddleware(make_app(bodies_wrapped), store=store, **options)
+    return bare, Client(middleware), middleware
+
+
+def exchange(client, path):
+    """(status, headers, body, exception type) of one request through the werkzeug test client."""
+    try:
+        response = client.get(path)
+        body = response.get_data()
+        response.close()
+        return response.status, sorted(response.headers.items()), body, None
+    except Exception as exc:
+        return None, None, None, type(exc)
+
+
+@pytest.mark.parametrize("path", ["/plain", "/stream", "/write", "/exc-info", "/raise", "/stream/fail"])
+def test_responses_and_exceptions_are_identical_to_the_bare_app(store, path):
+    bare_bodies, wrapped_bodies = [], []
+    bare, wrapped, middleware = both(path, bare_bodies, wrapped_bodies, store=store)
+    expected = exchange(bare, path)
+    got = exchange(wrapped, path)
+    assert got == expected
+    assert middleware.flush()
+    rows = query_requests(store)
+    assert len(rows) == 1
+    row = rows[0]
+    if path in ("/raise", "/exc-info"):  # werkzeug's client re-raises exc_info, like a server whose headers went out
+        assert expected[3] is AppError and row.status == 500 and row.error.startswith("AppError")
+    elif path == "/stream/fail":
+        assert expected[3] is RuntimeError and row.error.startswith("RuntimeError")
+    else:
+        assert row.error is None and row.status == int(expected[0].split()[0])
+        assert row.response_bytes == len(expected[2])
+    if path.startswith("/stream"):
+        assert bare_bodies[0].closed == wrapped_bodies[0].closed
+        if path == "/stream":
+            assert wrapped_bodies[0].closed
+
+
+def test_streaming_request_ends_when_the_body_is_consumed_and_close_is_called(store):
+    bodies = []
+    middleware = ProfilerMiddleware(make_app(bodies), store=store)
+    seen = {}
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"] = status
+        return lambda data: None
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "SCRIPT_NAME": "", "QUERY_STRING": ""}
+    iterable = middleware(environ, start_response)
+    info = environ[ENVIRON_KEY]
+    assert info.route is None and not info.finished and info.id and info.start_ns > 0
+    first = next(iter(iterable))
+    assert first == b"chunk-0;" and not info.finished
+    rest = b"".join(iterable)
+    assert info.finished and not bodies[0].closed
+    iterable.close()
+    assert bodies[0].closed
+    assert middleware.flush()
+    [row] = query_requests(store)
+    assert row.response_bytes == len(first + rest) and row.status == 200 and row.route == "/stream"
+
+
+def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(store):
+    bodies = []
+    middleware = ProfilerMiddleware(make_app(bodies), store=store)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "SCRIPT_NAME": "", "QUERY_STRING": ""}
+    iterable = middleware(environ, lambda status, headers, exc_info=None: None)
+    iterable.close()
+    assert bodies[0].closed and environ[ENVIRON_KEY].finished
+
+
+def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store):
+    middleware = ProfilerMiddleware(make_app(), store=store)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/plain", "SCRIPT_NAME": "", "QUERY_STRING": ""}
+    iterable = middleware(environ, lambda status, headers, exc_info=None: None)
+    assert len(iterable) == 1
+    iterable.close()
+
+
+class FailingStore(Store):
+    """A real store whose every write raises, as a full disk would."""
+
+    def transaction(self, action, work):
+        raise StoreError(f"cannot {action} store {self.path}: disk I/O error (simulated full disk)")
+
+    def save_profile(self, profile):
+        raise StoreError(f"cannot write to store {self.path}: disk I/O error (simulated full disk)")
+
+
+def failing_stores(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the store's directory should be")
+    locked_path = tmp_path / "locked.db"
+    Store(locked_path).close()
+    locker = sqlite3.connect(locked_path)
+    locker.execute("BEGIN EXCLUSIVE")
+    return {
+        "writes raise": FailingStore(tmp_path / "failing.db"),
+        "unopenable path": blocker / "profviz.db",
+        "locked database": Store(locked_path, busy_timeout_s=0.2),
+    }, locker
+
+
+def test_a_failing_store_changes_no_response_and_is_counted_and_logged_once(tmp_path, caplog):
+    stores, locker = failing_stores(tmp_path)
+    try:
+        for name, store in stores.items():
+            caplog.clear()
+            bare = Client(make_app())
+            middleware = ProfilerMiddleware(make_app(), store=store, tail_threshold_ms=0, log_interval_s=3600)
+            wrapped = Client(middleware)
+            with caplog.at_level(logging.WARNING, logger="profviz"):
+                for path in ["/plain", "/stream", "/write", "/raise", "/busy/15"] * 3:
+                    assert exchange(wrapped, path) == exchange(bare, path), (name, path)
+                middleware.flush(timeout_s=20)
+            stats = middleware.stats
+            assert stats["errors"] >= 1 and stats["recorded"] == 0, (name, stats)
+            messages = [r.getMessage() for r in caplog.records if r.name == "profviz"]
+            assert messages and all(m.startswith("profviz:") for m in messages), (name, messages)
+            assert len(messages) <= len(stats["errors_by_kind"]), (name, messages)
+            middleware.close()
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def test_concurrent_clients_on_a_real_server_lose_no_requests(store):
+    middleware = ProfilerMiddleware(make_app(), store=store, tail_threshold_ms=30)
+    paths = [f"/items/{i}" for i in range(150)] + [f"/sleep/{5 + i % 20}" for i in range(100)] + ["/busy/40"] * 10
+    with serve(middleware, threads=8) as base:
+        def fetch(path):
+            with requests.get(base + path, timeout=10) as response:
+                return response.status_code, response.content
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(fetch, paths))
+    assert all(status == 200 for status, _ in results)
+    assert middleware.flush()
+    rows = query_requests(store)
+    assert len(rows) == len(paths) and middleware.stats["dropped"] == 0
+    assert sorted(r.path for r in rows) == sorted(paths)
+    assert {r.route for r in rows} == {"/items/{int}", "/sleep/{int}", "/busy/{int}"}
+    assert len({r.tid for r in rows}) > 1 and all(r.pid == os.getpid() for r in rows)
+    slow = [r for r in rows if r.route == "/busy/{int}"]
+    # ten CPU-bound requests on eight threads starve the sampler of the GIL for tens of ms at a time,
+    # so a 40 ms request can get no sample at all; most still do
+    kept = [r for r in slow if r.profile_id is not None]
+    assert len(kept) >= len(slow) // 2, ([(r.duration_ns, r.profile_id) for r in slow], middleware.stats)
+    for row in kept:
+        assert store.profile_meta(row.profile_id)["labels"]["capture"] == "tail"
+    assert all(0 < r.cpu_ns <= r.duration_ns + 1_000_000 for r in rows), [(r.cpu_ns, r.duration_ns) for r in rows]
+    sleeps = [r for r in rows if r.route == "/sleep/{int}"]
+    assert all(r.cpu_ns < 0.5 * r.duration_ns for r in sleeps)
+
+
+def test_two_worker_processes_write_one_store(tmp_path):
+    db = tmp_path / "shared.db"
+    Store(db).close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [
+        subprocess.Popen([sys.executable, str(ROOT / "tests/targets/wsgi_worker.py"), str(db)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        for _ in range(2)
+    ]
+    try:
+        ports = [int(w.stdout.readline()) for w in workers]
+        paths = [(port, f"/orders/{i}" if i % 3 else "/busy/8") for i in range(120) for port in ports]
+
+        def fetch(item):
+            port, path = item
+            return requests.get(f"http://127.0.0.1:{port}{path}", timeout=10).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(fetch, paths)) == {200}
+    finally:
+        for w in workers:
+            w.stdin.write("quit\n")
+            w.stdin.flush()
+        codes = [w.wait(timeout=30) for w in workers]
+    assert codes == [0, 0]
+    with Store(db) as store:
+        rows = query_requests(store)
+        assert len(rows) == len(paths)
+        assert {r.pid for r in rows} == {w.pid for w in workers}
+        assert all(r.labels.get("capacity") == 4 for r in rows)
+        kept = [r for r in rows if r.profile_id is not None]
+        assert kept and all(store.profile_meta(r.profile_id)["pid"] == r.pid for r in kept)
+
+
+def test_deep_profiles_only_with_the_configured_secret(store):
+    middleware = ProfilerMiddleware(make_app(), store=store, sampler=False, deep_trigger_secret="correct-horse")
+    client = Client(middleware)
+    for path, headers in [
+        ("/busy/20?profviz_deep=wrong-secret", {}),
+        ("/busy/20", {"X-Profviz-Deep": "nope"}),
+        ("/busy/20?profviz_deep=correct-horse", {}),
+        ("/sleep/20", {"X-Profviz-Deep": "correct-horse"}),
+    ]:
+        client.get(path, headers=headers).close()
+        assert middleware.flush()  # the writer converting a profile would compete for the GIL
+    rows = query_requests(store)
+    assert [r.profile_id is not None for r in rows] == [False, False, True, True]
+    cpu = store.profile_meta(rows[2].profile_id)
+    wait = store.profile_meta(rows[3].profile_id)
+    assert cpu["labels"]["capture"] == "deep" and cpu["kind"] == "request"
+    # a spinning thread on a loaded 2-core box is sometimes descheduled (counted as waiting): loose bound
+    assert cpu["cpu_ns"] > 0.3 * (cpu["cpu_ns"] + cpu["wait_ns"]), cpu
+    assert wait["wait_ns"] > 0.8 * (wait["cpu_ns"] + wait["wait_ns"]), wait
+    untriggered = ProfilerMiddleware(make_app(), store=store, sampler=False)
+    Client(untriggered).get("/busy/5", headers={"X-Profviz-Deep": "correct-horse"}).close()
+    assert untriggered.flush() and untriggered.stats["profiles_deep"] == 0
+
+
+def test_deep_fraction_profiles_every_request_with_absolute_sample_times(store):
+    middleware = ProfilerMiddleware(make_app(), store=store, sampler=False, deep_fraction=1.0)
+    client = Client(middleware)
+    for _ in range(3):
+        client.get("/busy/10").close()
+    assert middleware.flush()
+    rows = query_requests(store)
+    assert all(r.profile_id for r in rows)
+    for row in rows:
+        profile = store.load_profile(row.profile_id)
+        first, end = profile.time_range_ns
+        assert row.start_ns - 2_000_000 <= first and end <= row.start_ns + row.duration_ns + 2_000_000
+        assert profile.sample_count >= 5
+
+
+def test_show_works_on_request_profiles(store, tmp_path):
+    middleware = ProfilerMiddleware(make_app(), store=store, deep_fraction=1.0, tail_threshold_ms=1)
+    Client(middleware).get("/busy/30").close()
+    assert middleware.flush()
+    [row] = query_requests(store)
+    out = subprocess.run(
+        [sys.executable, "-m", "profviz.cli", "show", str(row.profile_id), "--json", "--store", str(store.path)],
+        capture_output=True, text=True, check=False,
+    )
+    if out.returncode != 0 and "No module named profviz.cli.__main__" in out.stderr:
+        out = subprocess.run(["profviz", "show", str(row.profile_id), "--json", "--store", str(store.path)],
+                             capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert '"busy"' in out.stdout
