@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..model import Profile, ProfileError
 from .base import FormatError
 
-from . import collapsed, profviz_json, pyinstrument_json, pyspy_chrometrace, speedscope  # noqa: E402
+from . import collapsed, profviz_json, pyinstrument_json, pyspy_chrometrace, speedscope
 
 __all__ = ["FORMATS", "Format", "FormatError", "detect_format", "dump", "format_named", "load_any", "names"]
 
