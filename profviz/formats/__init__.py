@@ -17,7 +17,12 @@ from typing import Any, Callable
 from ..model import Profile, ProfileError
 from .base import FormatError
 
-from . import collapsed, profviz_json, pyinstrument_json, pyspy_chrometrace, speedscope
+from . import collapsed, profviz_json, pyinstrument_json, speedscope
+
+try:
+    from . import pyspy_chrometrace
+except ImportError:  # the attach collector's module; every other format works without it
+    pyspy_chrometrace = None
 
 __all__ = ["FORMATS", "Format", "FormatError", "detect_format", "dump", "format_named", "load_any", "names"]
 
@@ -64,7 +69,10 @@ FORMATS: tuple[Format, ...] = (
     Format(profviz_json.NAME, profviz_json, profviz_json.DESCRIPTION, profviz_json.EXTENSION),
     Format(speedscope.NAME, speedscope, speedscope.DESCRIPTION, speedscope.EXTENSION),
     Format(pyinstrument_json.NAME, pyinstrument_json, pyinstrument_json.DESCRIPTION, pyinstrument_json.EXTENSION),
-    Format("chrometrace", pyspy_chrometrace, "py-spy chrome trace JSON (py-spy --format chrometrace)", ".json"),
+) + (
+    (Format("chrometrace", pyspy_chrometrace, "py-spy chrome trace JSON (py-spy --format chrometrace)", ".json"),)
+    if pyspy_chrometrace is not None else ()
+) + (
     Format(collapsed.NAME, collapsed, collapsed.DESCRIPTION, collapsed.EXTENSION),
 )
 
