@@ -1,0 +1,585 @@
+"""The attach collector: py-spy's wall-clock stacks of every thread, joined with each thread's
+scheduler state read from /proc at the same rate, into one profile where every sample carries a
+state (ON_CPU / WAITING with its reason / RUNNABLE, UNKNOWN only when nothing was readable).
+
+Streams. py-spy (:mod:`profviz.collect.pyspy`) samples at ``rate_hz`` with exponentially
+distributed gaps and only reports when a thread's stack changes, so its output is, per thread, a
+list of stack segments whose boundaries are sampling instants (:mod:`profviz.formats.pyspy_chrometrace`).
+Beside it a :class:`StateRecorder` thread reads every thread's state with
+:class:`~profviz.collect.procstate.ProcStateReader` ``rate_hz`` times a second and classifies each
+reading against the previous one of the same thread (``procstate.classify``).
+
+Join (:func:`join_thread`), per thread (matched by native tid, which py-spy's ``--threads`` frame
+carries):
+
+1. Boundary refinement. py-spy sees a stack change at the first sample after it, on average one
+   sampling interval late, so the end of every segment really belongs to the next one. Where the
+   state readings of two neighbouring segments disagree (one mostly running, the other mostly
+   waiting), the boundary is moved back to where the state changed: between the last reading in
+   the old state and the first in the new one, placed exactly with the thread's cumulative CPU +
+   run-queue time from schedstat (a thread that ran for 4 ms after a reading and then slept
+   changed 4 ms after that reading). Boundaries only move earlier, never before the previous
+   boundary, and never by more than ``REFINE_WINDOW_PERIODS`` intervals.
+2. Samples. Each segment is split into evenly spaced samples of about 1/rate_hz whose weights add
+   up to the segment's length (:func:`~profviz.formats.pyspy_chrometrace.segment_sample_times`).
+3. States. Each sample takes the state of the reading nearest to its midpoint among the usable
+   readings inside its own segment, so a CPU -> sleep change is not smeared across functions; a
+   segment with no reading inside takes the nearest usable reading within ``NEAREST_LIMIT_PERIODS``
+   intervals. Readings of a thread stopped by py-spy (``t``) that ``classify`` cannot place are not
+   usable (their neighbours decide). Samples with no usable reading are UNKNOWN and counted.
+4. Ends. A thread that disappears from the readings before the end has its last segment cut one
+   interval after its last reading; when the target exits everything is cut there.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import tempfile
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import psutil
+
+from ..formats.pyspy_chrometrace import ChromeTrace, TraceThread, parse_events, segment_sample_times, thread_label
+from ..formats.base import FormatError, parse_json
+from ..model import NO_STACK, Profile, State
+from .procstate import ProcessGone, ProcStateReader, ThreadReading, classify
+from .pyspy import (
+    PySpyError,
+    PySpyInfo,
+    PySpyOptions,
+    PySpyRun,
+    TargetNotFound,
+    TargetPermissionDenied,
+    check_pyspy,
+    permission_message,
+)
+
+REFINE_WINDOW_PERIODS = 5.0
+NEAREST_LIMIT_PERIODS = 2.0
+CHILD_SCAN_S = 0.5
+PROGRESS_EVERY_S = 0.25
+START_TIMEOUT_S = 30.0
+RUNNING_STATES = (int(State.ON_CPU), int(State.RUNNABLE))
+
+
+# -- thread states ------------------------------------------------------------------------------
+
+
+class ThreadStates:
+    """Classified readings of one thread, in time order (append-only while recording)."""
+
+    __slots__ = ("time_ns", "state", "reason", "busy_ns", "previous")
+
+    def __init__(self) -> None:
+        self.time_ns = array("q")
+        self.state = array("b")
+        self.reason = array("i")
+        self.busy_ns = array("q")
+        self.previous: ThreadReading | None = None
+
+    def add(self, reading: ThreadReading, reasons: "ReasonTable") -> None:
+        state, reason = classify(self.previous, reading)
+        self.previous = reading
+        self.time_ns.append(reading.time_ns)
+        self.state.append(int(state))
+        self.reason.append(reasons.index(reason))
+        self.busy_ns.append(reading.cpu_ns + reading.runqueue_ns)
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
+
+
+class ReasonTable:
+    """Wait reasons interned to small ints (-1 for none)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def index(self, reason: str | None) -> int:
+        if reason is None:
+            return -1
+        found = self._index.get(reason)
+        if found is None:
+            found = self._index[reason] = len(self.texts)
+            self.texts.append(reason)
+        return found
+
+    def text(self, index: int) -> str | None:
+        return None if index < 0 else self.texts[index]
+
+
+class StateRecorder:
+    """A daemon thread reading every thread of ``pid`` (and, optionally, of its child processes)
+    ``rate_hz`` times a second. ``states[(pid, tid)]`` holds the classified readings."""
+
+    def __init__(self, reader: ProcStateReader, rate_hz: float, *, follow_children: bool = False):
+        self.pid = reader.pid
+        self.period_s = 1.0 / rate_hz
+        self.follow_children = follow_children
+        self.readers: dict[int, ProcStateReader] = {reader.pid: reader}
+        self.states: dict[tuple[int, int], ThreadStates] = {}
+        self.names: dict[tuple[int, int], str] = {}
+        self.reasons = ReasonTable()
+        self.last_seen_ns: dict[tuple[int, int], int] = {}
+        self.ticks = 0
+        self.live_threads = 0
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.gone = threading.Event()
+        self.gone_after_ns: int | None = None
+        self.cpu_ns = 0
+        self.read_errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="profviz-state-reader", daemon=True)
+        self._next_child_scan = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for reader in self.readers.values():
+            reader.close()
+
+    def _run(self) -> None:
+        cpu_started = time.thread_time_ns()
+        next_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._tick()
+                if self.gone.is_set():
+                    break
+                next_at += self.period_s
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                elif delay < -self.period_s:
+                    next_at = time.monotonic()
+        finally:
+            self.cpu_ns = time.thread_time_ns() - cpu_started
+
+    def _tick(self) -> None:
+        if self.follow_children and time.monotonic() >= self._next_child_scan:
+            self._next_child_scan = time.monotonic() + CHILD_SCAN_S
+            self._add_children()
+        live = 0
+        for pid, reader in list(self.readers.items()):
+            try:
+                readings = reader.read()
+            except ProcessGone:
+                reader.close()
+                del self.readers[pid]
+                if pid == self.pid:
+                    self.gone_after_ns = self.last_ns
+                    self.gone.set()
+                continue
+            except OSError as exc:
+                if len(self.read_errors) < 5:
+                    self.read_errors.append(f"reading /proc/{pid}: {exc}")
+                continue
+            names = reader.thread_names()
+            with self._lock:
+                for reading in readings:
+                    key = (pid, reading.tid)
+                    states = self.states.get(key)
+                    if states is None:
+                        states = self.states[key] = ThreadStates()
+                        self.names[key] = names.get(reading.tid, "")
+                    states.add(reading, self.reasons)
+                    self.last_seen_ns[key] = reading.time_ns
+                    if self.first_ns is None:
+                        self.first_ns = reading.time_ns
+                    self.last_ns = reading.time_ns
+            live += len(readings)
+        self.live_threads = live
+        self.ticks += 1
+
+    def _add_children(self) -> None:
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            if child.pid in self.readers:
+                continue
+            try:
+                self.readers[child.pid] = ProcStateReader(child.pid)
+            except (ProcessLookupError, PermissionError, OSError):
+                continue
+
+
+# -- the join -----------------------------------------------------------------------------------
+
+
+@dataclass
+class JoinedSamples:
+    """Samples of one thread: parallel lists, ``stack_keys`` index the thread's segment frames."""
+
+    time_ns: list[int] = field(default_factory=list)
+    weight_ns: list[int] = field(default_factory=list)
+    segment: list[int] = field(default_factory=list)
+    state: list[int] = field(default_factory=list)
+    reason: list[int] = field(default_factory=list)
+    moved_boundaries: int = 0
+
+
+def _majority(running: np.ndarray) -> bool | None:
+    """True if most readings are running, False if most are waiting, None on a tie or no readings."""
+    count = int(running.sum())
+    if not len(running) or 2 * count == len(running):
+        return None
+    return 2 * count > len(running)
+
+
+def refine_boundaries(
+    bounds: list[int], times: np.ndarray, states: np.ndarray, busy: np.ndarray, period_ns: float
+) -> int:
+    """Move segment boundaries back to where the thread's state changed (module docstring, step 1).
+
+    ``bounds`` holds the segment edges (len = segments + 1), changed in place; ``times``, ``states``,
+    ``busy`` are the usable readings (time order). A boundary moves only when the old segment is
+    mostly in one class (running: CPU or run queue; or waiting), judged on its readings up to one
+    interval before its end (its last readings may already belong to the next phase), and the
+    first reading after the boundary is in the other class (py-spy reports a start late, so that
+    reading is inside the new phase). Returns how many boundaries moved.
+    """
+    window = int(REFINE_WINDOW_PERIODS * period_ns)
+    running = np.isin(states, RUNNING_STATES)
+    moved = 0
+    for i in range(1, len(bounds) - 1):
+        start, boundary, end = bounds[i - 1], bounds[i], bounds[i + 1]
+        first_a = int(np.searchsorted(times, start))
+        first_b = int(np.searchsorted(times, boundary))
+        if first_a >= first_b or first_b >= len(times) or times[first_b] >= max(end, boundary + int(period_ns)):
+            continue
+        class_a = _majority(running[first_a:int(np.searchsorted(times, boundary - int(period_ns)))])
+        if class_a is None:
+            class_a = _majority(running[first_a:first_b])
+        class_b = bool(running[first_b])
+        if class_a is None or class_a == class_b:
+            continue
+        # Walk back from the boundary over readings already in the new state.
+        floor = max(start, boundary - window)
+        j = first_b - 1
+        while j > first_a and times[j] > floor and bool(running[j]) == class_b:
+            j -= 1
+        if bool(running[j]) != class_a:
+            continue
+        after = j + 1
+        ran = int(busy[after] - busy[j])
+        changed_at = int(times[j]) + ran if class_a else int(times[after]) - ran
+        changed_at = min(max(changed_at, int(times[j]), start + 1), int(times[after]), boundary)
+        if changed_at < boundary:
+            bounds[i] = changed_at
+            moved += 1
+    return moved
+
+
+def join_thread(
+    segments: list[tuple[int, int]],
+    states: ThreadStates | None,
+    period_ns: float,
+    limit_ns: int | None,
+) -> JoinedSamples:
+    """Samples with states for one thread (module docstring). ``segments`` are (start_ns, end_ns),
+    contiguous or not, in time order; ``limit_ns`` cuts everything after it."""
+    out = JoinedSamples()
+    if states is not None and len(states):
+        all_states = np.frombuffer(states.state, dtype=np.int8)
+        usable = all_states != int(State.UNKNOWN)
+        times = np.frombuffer(states.time_ns, dtype=np.int64)[usable]
+        kinds = all_states[usable]
+        reasons = np.frombuffer(states.reason, dtype=np.int32)[usable]
+        busy = np.frombuffer(states.busy_ns, dtype=np.int64)[usable]
+    else:
+        times = np.zeros(0, np.int64)
+        kinds = np.zeros(0, np.int8)
+        reasons = np.zeros(0, np.int32)
+        busy = np.zeros(0, np.int64)
+    nearest_limit = int(NEAREST_LIMIT_PERIODS * period_ns)
+    # Group contiguous segments into runs whose inner boundaries may move.
+    runs: list[list[int]] = []
+    for index, (start, end) in enumerate(segments):
+        if limit_ns is not None:
+            end = min(end, limit_ns)
+        if end <= start:
+            continue
+        if runs and segments[runs[-1][-1]][1] == start:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    for run in runs:
+        bounds = [segments[run[0]][0]] + [segments[k][1] for k in run]
+        if limit_ns is not None:
+            bounds = [min(b, limit_ns) for b in bounds]
+        if len(times):
+            out.moved_boundaries += refine_boundaries(bounds, times, kinds, busy, period_ns)
+        for position, index in enumerate(run):
+            start, end = bounds[position], bounds[position + 1]
+            sample_times, weights = segment_sample_times(start, end, period_ns)
+            if not len(sample_times):
+                continue
+            midpoints = sample_times + weights // 2
+            lo, hi = np.searchsorted(times, [start, end])
+            if hi > lo:
+                chosen = lo + _nearest(times[lo:hi], midpoints)
+                found = np.ones(len(midpoints), dtype=bool)
+            elif len(times):
+                chosen = _nearest(times, midpoints)
+                found = np.abs(times[chosen] - midpoints) <= nearest_limit
+            else:
+                chosen = np.zeros(len(midpoints), dtype=np.int64)
+                found = np.zeros(len(midpoints), dtype=bool)
+            for k in range(len(sample_times)):
+                out.time_ns.append(int(sample_times[k]))
+                out.weight_ns.append(int(weights[k]))
+                out.segment.append(index)
+                if found[k]:
+                    reading = int(chosen[k])
+                    out.state.append(int(kinds[reading]))
+                    out.reason.append(int(reasons[reading]) if kinds[reading] == int(State.WAITING) else -1)
+                else:
+                    out.state.append(int(State.UNKNOWN))
+                    out.reason.append(-1)
+    return out
+
+
+def _nearest(times: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Index into ``times`` (sorted, non-empty) of the value nearest to each point."""
+    right = np.clip(np.searchsorted(times, points), 0, len(times) - 1)
+    left = np.clip(right - 1, 0, len(times) - 1)
+    take_left = np.abs(points - times[left]) <= np.abs(times[right] - points)
+    return np.where(take_left, left, right)
+
+
+@dataclass
+class BuildStats:
+    samples: int = 0
+    unknown_samples: int = 0
+    moved_boundaries: int = 0
+    threads_without_states: list[str] = field(default_factory=list)
+
+
+def build_profile(
+    trace: ChromeTrace,
+    origin_ns: int,
+    recorder: StateRecorder | None,
+    rate_hz: float,
+    meta: dict,
+    *,
+    end_ns: int | None = None,
+) -> tuple[Profile, BuildStats]:
+    """Join a parsed py-spy trace with recorded thread states into a profile (module docstring)."""
+    profile = Profile(dict(meta))
+    stats = BuildStats()
+    period_ns = 1e9 / rate_hz
+    states_of = recorder.states if recorder is not None else {}
+    names_of = recorder.names if recorder is not None else {}
+    reason_text = recorder.reasons.text if recorder is not None else (lambda _: None)
+    last_reading_ns = recorder.last_ns if recorder is not None else None
+    for thread in trace.threads:
+        key = (thread.pid, thread.native_tid) if thread.native_tid is not None else None
+        states = states_of.get(key) if key is not None else None
+        name = thread.name or (names_of.get(key, "") if key is not None else "")
+        index = profile.add_thread(thread.pid, thread_label(thread), name)
+        limit = end_ns
+        if states is not None and recorder is not None:
+            seen = recorder.last_seen_ns.get(key)
+            if seen is not None and last_reading_ns is not None and seen < last_reading_ns:
+                cut = seen + int(period_ns)
+                limit = cut if limit is None else min(limit, cut)
+        segments = [(origin_ns + s.start_us * 1000, origin_ns + s.end_us * 1000) for s in thread.segments]
+        joined = join_thread(segments, states, period_ns, limit)
+        if states is None and joined.time_ns:
+            stats.threads_without_states.append(profile.thread_label(index))
+        stacks = [profile.intern_frames(s.frames) if s.frames else NO_STACK for s in thread.segments]
+        for k in range(len(joined.time_ns)):
+            state = joined.state[k]
+            reason = reason_text(joined.reason[k]) if state == int(State.WAITING) else None
+            profile.append_sample(joined.time_ns[k], index, stacks[joined.segment[k]], joined.weight_ns[k], state, reason)
+            if state == int(State.UNKNOWN):
+                stats.unknown_samples += 1
+        stats.samples += len(joined.time_ns)
+        stats.moved_boundaries += joined.moved_boundaries
+    return profile, stats
+
+
+# -- the collector ------------------------------------------------------------------------------
+
+
+@dataclass
+class AttachOptions:
+    rate_hz: int = 100
+    duration_s: float | None = None
+    native: bool = False
+    subprocesses: bool = False
+    nonblocking: bool = False
+    labels: dict = field(default_factory=dict)
+    kind: str = "attach"
+
+
+@dataclass
+class Progress:
+    elapsed_s: float
+    estimated_samples: int
+    live_threads: int
+    pyspy_errors: int
+
+
+@dataclass
+class AttachResult:
+    profile: Profile
+    samples: int
+    unknown_samples: int
+    errors: int
+    duration_s: float
+    stopped_by: str  # "duration", "interrupt", "target-exit"
+    target_exited_after_s: float | None
+    notes: list[str]
+    collector_cpu_s: float = 0.0
+    pyspy_pid: int | None = None
+
+
+def target_cmdline(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
+
+
+def open_target(pid: int) -> ProcStateReader:
+    """A state reader on ``pid``; raises TargetNotFound / TargetPermissionDenied with a fix."""
+    try:
+        return ProcStateReader(pid)
+    except ProcessLookupError as exc:
+        raise TargetNotFound(f"no process with pid {pid} ({exc}): check the pid with 'ps'") from None
+    except PermissionError as exc:
+        raise TargetPermissionDenied(permission_message(pid, str(exc).split(";")[0])) from None
+
+
+def collect(
+    pid: int,
+    options: AttachOptions,
+    *,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    pyspy: PySpyInfo | None = None,
+    target_alive: Callable[[], bool] | None = None,
+) -> AttachResult:
+    """Profile ``pid`` until ``options.duration_s`` passes, ``stop`` is set, or the target exits.
+
+    Raises a PySpyError subclass (with a fix in its message) when py-spy cannot start; once
+    sampling has begun everything collected is kept and returned.
+    """
+    stop = stop or threading.Event()
+    info = pyspy or check_pyspy()
+    reader = open_target(pid)
+    cmdline = target_cmdline(pid)
+    rate_hz = int(options.rate_hz)
+    with tempfile.TemporaryDirectory(prefix="profviz-attach-") as scratch:
+        output = os.path.join(scratch, "pyspy.json")
+        run = PySpyRun(
+            info, pid, output,
+            PySpyOptions(rate_hz=rate_hz, native=options.native, subprocesses=options.subprocesses, nonblocking=options.nonblocking),
+        )
+        try:
+            run.start()
+            run.wait_until_sampling(START_TIMEOUT_S, stop)
+        except BaseException:
+            reader.close()
+            run.kill()
+            raise
+        recorder = StateRecorder(reader, rate_hz, follow_children=options.subprocesses)
+        recorder.start()
+        started = time.monotonic()
+        stopped_by = "duration"
+        last_progress = 0.0
+        try:
+            while True:
+                elapsed = time.monotonic() - started
+                if stop.is_set():
+                    stopped_by = "interrupt"
+                    break
+                if options.duration_s is not None and elapsed >= options.duration_s:
+                    break
+                if not run.running or recorder.gone.is_set() or (target_alive is not None and not target_alive()):
+                    stopped_by = "target-exit"
+                    break
+                if on_progress is not None and elapsed - last_progress >= PROGRESS_EVERY_S:
+                    last_progress = elapsed
+                    on_progress(Progress(elapsed, recorder.ticks * max(recorder.live_threads, 1),
+                                         recorder.live_threads, run.sample_error_count))
+                stop.wait(0.02)
+        finally:
+            run.stop()
+            result = run.wait()
+            recorder.stop()
+        if result.target_exited:
+            stopped_by = "target-exit"
+        if not result.wrote_output:
+            tail = "; ".join(result.console[-3:]) or "no output"
+            raise PySpyError(f"py-spy stopped without writing its samples (exit {result.returncode}: {tail}); nothing was saved")
+        try:
+            with open(output, "rb") as handle:
+                trace = parse_events(parse_json(handle.read()))
+        except FormatError as exc:
+            raise PySpyError(f"py-spy wrote an unreadable trace ({exc}); nothing was saved") from None
+    end_ns = None
+    target_exited_after_s = None
+    if stopped_by == "target-exit" and recorder.last_ns is not None:
+        end_ns = recorder.last_ns + int(1e9 / rate_hz)
+    errors = result.errors if result.errors is not None else run.sample_error_count
+    meta = {
+        "kind": options.kind,
+        "pid": pid,
+        "cmdline": cmdline,
+        "rate_hz": float(rate_hz),
+        "error_count": int(errors),
+        "labels": dict(options.labels),
+    }
+    profile, stats = build_profile(trace, run.origin_ns, recorder, rate_hz, meta, end_ns=end_ns)
+    first, end = profile.time_range_ns
+    start_ns = run.sampling_ns or run.origin_ns
+    if first:
+        start_ns = min(start_ns, first)
+    duration_ns = max(0, (end or start_ns) - start_ns)
+    profile.meta["start_ns"] = start_ns
+    profile.meta["duration_ns"] = duration_ns
+    notes: list[str] = []
+    if stopped_by == "target-exit":
+        target_exited_after_s = duration_ns / 1e9
+        notes.append(f"partial: the target exited after {target_exited_after_s:.1f} s")
+    elif stopped_by == "interrupt":
+        notes.append(f"stopped by a signal after {duration_ns / 1e9:.1f} s")
+    if errors:
+        detail = "; ".join(result.sample_errors[:3])
+        notes.append(f"py-spy failed to read a stack {errors} times" + (f": {detail}" if detail else ""))
+    notes.extend(result.behind)
+    if stats.unknown_samples:
+        share = 100.0 * stats.unknown_samples / max(stats.samples, 1)
+        notes.append(f"{stats.unknown_samples} samples ({share:.1f}%) have no thread state reading (state UNKNOWN)")
+    if stats.threads_without_states:
+        notes.append("no /proc state for threads " + ", ".join(stats.threads_without_states[:5]))
+    notes.extend(recorder.read_errors)
+    profile.meta["notes"] = notes
+    return AttachResult(
+        profile=profile,
+        samples=stats.samples,
+        unknown_samples=stats.unknown_samples,
+        errors=int(errors),
+        duration_s=duration_ns / 1e9,
+        stopped_by=stopped_by,
+        target_exited_after_s=target_exited_after_s,
+        notes=notes,
+        collector_cpu_s=recorder.cpu_ns / 1e9,
+        pyspy_pid=run.process.pid if run.process else None,
+    )
