@@ -83,6 +83,20 @@ export class FlameGraph {
     return null;
   }
 
+  /** Client coordinates of the widest drawn frame named `name` (for tests and tools), or null. */
+  centerOfName(name) {
+    const { layout } = this;
+    if (!layout) return null;
+    let best = -1;
+    for (let p = 0; p < layout.count; p++) {
+      if (this.tree.nodes[layout.index[p]].name !== name) continue;
+      if (best < 0 || layout.x1[p] - layout.x0[p] > layout.x1[best] - layout.x0[best]) best = p;
+    }
+    if (best < 0) return null;
+    const center = this.centerOf(layout.index[best]);
+    return { ...center, id: this.tree.nodes[layout.index[best]].id };
+  }
+
   _colorOf(index) {
     let c = this.colors.get(index);
     if (c === undefined) {

@@ -12,7 +12,7 @@ import { formatDuration, formatPercent, displayText } from "../model/format.js";
 import { h, clear, append } from "../ui/dom.js";
 import { FlameGraph } from "../ui/flamegraph.js";
 import { showTooltip, hideTooltip } from "../ui/tooltip.js";
-import { mark, markAfterPaint } from "../ui/debug.js";
+import { mark, markAfterPaint, debugState } from "../ui/debug.js";
 
 /** True when the subtree of `index` in `tree` holds a folded "other" node. */
 function hasFoldedBelow(tree, index) {
@@ -52,6 +52,7 @@ class FlameView {
     this.searchSlot = new RequestSlot();
     this.tree = null;
     this.focus = 0;
+    debugState().flame = { centerOfName: (name) => this.graph.centerOfName(name) };
     this.load();
   }
 
