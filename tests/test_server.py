@@ -307,19 +307,27 @@ def test_real_server_on_a_free_port(store, web_root):
         assert js.headers["Content-Type"].startswith("text/javascript")
 
 
-def test_profviz_serve_command_prints_the_url(store, tmp_path):
+@pytest.mark.parametrize("arguments, path", [(["serve", "--port", "0"], ""), (["show", "1", "--serve"], "profiles/1")])
+def test_cli_serves_on_a_free_loopback_port_and_prints_the_url(store, arguments, path):
+    """``profviz serve --port 0`` and ``profviz show ID --serve`` print the URL and answer on it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from profviz.cli import main; main()", "serve", "--store", str(store.path), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    command = [sys.executable, "-c", "from profviz.cli import main; main()", *arguments, "--store", str(store.path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        url = process.stdout.readline().strip()
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url), url
+        lines = []
+        while not lines or not lines[-1].startswith("http://"):
+            line = process.stdout.readline()
+            assert line, f"no URL printed; output: {lines}"
+            lines.append(line.strip())
+        url = lines[-1]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/" + path, url), url
+        if path:
+            assert any("top functions" in line for line in lines), "show printed its summary first"
+        base = url[: url.index("/", len("http://")) + 1]
         deadline = time.monotonic() + 10
         while True:
             try:
-                listed = requests.get(url + "api/profiles", timeout=5)
+                listed = requests.get(base + "api/profiles", timeout=5)
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline

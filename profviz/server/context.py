@@ -40,7 +40,12 @@ class LRU:
                 if key in self._items:
                     self._items.move_to_end(key)
                     return self._items[key]
-            value = make()
+            try:
+                value = make()
+            except BaseException:
+                with self._lock:
+                    self._building.pop(key, None)
+                raise
             with self._lock:
                 self._items[key] = value
                 self._items.move_to_end(key)
