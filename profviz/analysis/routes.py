@@ -229,8 +229,8 @@ def tail_diff(tail_profiles: Sequence[Profile], typical_profiles: Sequence[Profi
     n_tail, n_typical = len(tail_profiles), len(typical_profiles)
     rows = []
     for key in set(tail) | set(typical):
-        a = tail.get(key, np.zeros(4, dtype=np.int64)) / n_tail / 1e6
-        b = typical.get(key, np.zeros(4, dtype=np.int64)) / n_typical / 1e6
+        a = [float(v) for v in tail.get(key, np.zeros(4, dtype=np.int64)) / n_tail / 1e6]
+        b = [float(v) for v in typical.get(key, np.zeros(4, dtype=np.int64)) / n_typical / 1e6]
         rows.append({
             "function": key[0], "file": key[1],
             "tail_total_ms": round(a[0], 3), "typical_total_ms": round(b[0], 3), "extra_total_ms": round(a[0] - b[0], 3),

@@ -1,0 +1,166 @@
+"""Route naming for plain WSGI, percentile and route statistics, the tail diff, and the routes/requests CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from werkzeug.test import Client
+
+from profviz.analysis.routes import (
+    latency_histogram, latency_series, percentiles, route_table, tail_diff, tail_groups, utilisation_series,
+)
+from profviz.cli import main
+from profviz.model import Profile, State
+from profviz.routes import collapse_path
+from profviz.store import Store
+from profviz.store.requests import RequestRow, insert_requests, query_requests, request_columns
+from profviz.wsgi import ProfilerMiddleware
+from tests.targets.wsgi_apps import make_app
+
+
+@pytest.mark.parametrize("path, route", [
+    ("/", "/"),
+    ("", "/"),
+    ("/users/42", "/users/{int}"),
+    ("/users/42/orders/7?x=1", "/users/{int}/orders/{int}"),
+    ("/files/123e4567-E89B-12d3-a456-426614174000", "/files/{uuid}"),
+    ("/blobs/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "/blobs/{hash}"),
+    ("/commits/a1b2c3d4", "/commits/{hash}"),
+    ("/tokens/Zx9_kq2LmN8pQr4sT6uV", "/tokens/{id}"),
+    ("/prices/-3.50", "/prices/{num}"),
+    ("/api/v2/search", "/api/v2/search"),
+    ("/posts/hello-world", "/posts/hello-world"),
+    ("/deadbeef", "/deadbeef"),
+    ("/static/app.js", "/static/app.js"),
+])
+def test_collapse_path(path, route):
+    assert collapse_path(path) == route
+
+
+def test_plain_wsgi_routes_and_route_fn(tmp_path):
+    with Store(tmp_path / "p.db") as store:
+        default = ProfilerMiddleware(make_app(), store=store)
+        custom = ProfilerMiddleware(make_app(), store=store, route_fn=lambda environ: "custom:" + environ["PATH_INFO"].split("/")[1])
+        broken = ProfilerMiddleware(make_app(), store=store, route_fn=lambda environ: 1 / 0)
+        for middleware in (default, custom, broken):
+            response = Client(middleware).get("/items/17", environ_overrides={"SCRIPT_NAME": "/shop"})
+            assert response.get_data() == b"ok /items/17"
+            assert middleware.flush()
+            middleware.close()
+        routes = [r.route for r in query_requests(store)]
+        assert routes == ["/shop/items/{int}", "custom:items", "/shop/items/{int}"]
+        assert broken.stats["errors_by_kind"] == {"route_fn": 1}
+
+
+def test_percentiles_interpolate_linearly_like_numpy():
+    values = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert percentiles(values, (50, 90, 95, 99)) == pytest.approx([55.0, 91.0, 95.5, 99.1])
+    assert percentiles([7.0]) == [7.0] * 4
+    assert all(np.isnan(percentiles([])))
+    rng = np.random.default_rng(3)
+    sample = rng.lognormal(3, 1, 999)
+    assert percentiles(sample, (50, 99)) == pytest.approx(list(np.percentile(sample, [50, 99])))
+
+
+def columns(rows):
+    keys = ("route", "method", "status", "error", "start_ns", "duration_ns", "pid", "tid")
+    return {k: [r[i] for r in rows] for i, k in enumerate(keys)}
+
+
+def test_route_table_counts_rps_errors_and_percentiles():
+    base = 1_700_000_000 * 10**9
+    rows = [("/a", "GET", 200, None, base + i * 10**8, (i + 1) * 10**6, 1, 1) for i in range(100)]
+    rows += [("/a", "POST", 500, None, base, 5 * 10**6, 1, 1), ("/b", "GET", 200, "ValueError: x", base, 10**6, 1, 2)]
+    table = route_table(columns(rows), window_s=10.0)
+    assert [(r["route"], r["method"]) for r in table] == [("/a", "GET"), ("/a", "POST"), ("/b", "GET")]
+    a = table[0]
+    assert set(a) == {"route", "method", "count", "rps", "error_rate", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"}
+    assert a["count"] == 100 and a["rps"] == 10.0 and a["error_rate"] == 0
+    assert (a["p50_ms"], a["p90_ms"], a["p95_ms"], a["p99_ms"], a["max_ms"]) == (50.5, 90.1, 95.05, 99.01, 100.0)
+    assert table[1]["error_rate"] == 1.0 and table[2]["error_rate"] == 1.0
+
+
+def test_histogram_series_and_utilisation():
+    base = 10**18
+    starts = [base + i * 10**8 for i in range(20)]
+    durations = [50 * 10**6] * 10 + [150 * 10**6] * 10
+    hist = latency_histogram(durations, bins=4)
+    assert sum(b["count"] for b in hist) == 20 and hist[0]["count"] == 10 and hist[-1]["count"] == 10
+    series = latency_series(starts, durations, bucket_s=1.0)
+    assert [s["count"] for s in series] == [10, 10] and series[1]["p50_ms"] == 150.0
+    cols = {"pid": [1] * 20, "tid": [1, 2] * 10, "start_ns": starts, "duration_ns": durations}
+    util = utilisation_series(cols, 1.0, since_ns=base, until_ns=base + 2 * 10**9)
+    assert util["capacity"] == 2 and util["capacity_source"] == "observed"
+    first, second = util["series"]
+    assert first["busy_avg"] == pytest.approx(0.5) and first["busy_max"] == 1
+    assert second["busy_avg"] == pytest.approx(1.45) and second["busy_max"] == 2  # the last request runs past the window
+    assert second["utilisation"] == pytest.approx(0.725)
+    configured = utilisation_series({**cols, "capacity": [8] * 20}, 1.0, since_ns=base)
+    assert configured["capacity"] == 8 and configured["capacity_source"] == "configured"
+
+
+def request_profile(work: dict[str, tuple[int, State]]) -> Profile:
+    """A one-thread request profile: handler -> each function for (ms, state)."""
+    profile = Profile({"kind": "request"})
+    thread = profile.add_thread(1, 1, "worker")
+    t = 10**18
+    for function, (ms, state) in work.items():
+        stack = profile.intern_frames([("handler", "app.py", 1), (function, "app.py", 2)])
+        profile.append_sample(t, thread, stack, ms * 10**6, state)
+        t += ms * 10**6
+    return profile
+
+
+def test_tail_groups_and_tail_diff_point_at_the_extra_time():
+    ids = list(range(100))
+    durations = [10**7 + i * 10**4 for i in range(95)] + [10**8] * 5
+    groups = tail_groups(ids, durations)
+    assert groups.tail == [95, 96, 97, 98, 99]
+    assert groups.typical and all(40 <= i <= 60 for i in groups.typical)
+    typical = [request_profile({"render": (8, State.ON_CPU), "query": (2, State.WAITING)}) for _ in range(4)]
+    tail = [request_profile({"render": (8, State.ON_CPU), "query": (62, State.WAITING), "lock": (30, State.WAITING)}) for _ in range(2)]
+    diff = tail_diff(tail, typical)
+    assert diff["extra_ms"] == pytest.approx(90.0) and diff["tail_profiles"] == 2 and diff["typical_profiles"] == 4
+    top = diff["frames"][:2]
+    assert [(f["function"], f["extra_self_ms"]) for f in top] == [("query", 60.0), ("lock", 30.0)]
+    assert top[0]["extra_wait_ms"] == 60.0 and top[0]["extra_cpu_ms"] == 0.0 and top[0]["share_of_extra"] == pytest.approx(2 / 3, abs=1e-3)
+    render = next(f for f in diff["frames"] if f["function"] == "render")
+    assert render["extra_self_ms"] == 0.0
+    with pytest.raises(ValueError, match="both sides"):
+        tail_diff(tail, [])
+
+
+@pytest.fixture
+def filled_store(tmp_path):
+    path = tmp_path / "r.db"
+    with Store(path) as store:
+        import time
+        now = time.time_ns()
+        rows = [RequestRow(1, 1, "/a/{int}", "GET", f"/a/{i}", 200, now - 10**9 + i * 10**6, (i + 1) * 10**6) for i in range(50)]
+        rows.append(RequestRow(1, 1, "/old", "GET", "/old", 200, now - 3 * 3600 * 10**9, 10**6))
+        insert_requests(store, rows)
+    return path
+
+
+def test_routes_and_requests_commands(filled_store):
+    runner = CliRunner()
+    out = runner.invoke(main, ["routes", "--json", "--store", str(filled_store)])
+    assert out.exit_code == 0, out.output
+    table = json.loads(out.output)
+    assert [r["route"] for r in table] == ["/a/{int}", "/old"]
+    recent = json.loads(runner.invoke(main, ["routes", "--since", "1h", "--json", "--store", str(filled_store)]).output)
+    assert [r["route"] for r in recent] == ["/a/{int}"] and recent[0]["count"] == 50
+    assert recent[0]["p50_ms"] == pytest.approx(25.5) and recent[0]["max_ms"] == 50.0
+    text = runner.invoke(main, ["routes", "--store", str(filled_store)])
+    assert "/a/{int}" in text.output and "p99 ms" in text.output
+    slowest = json.loads(runner.invoke(main, ["requests", "--route", "/a/{int}", "--slowest", "3", "--json", "--store", str(filled_store)]).output)
+    assert [r["duration_ms"] for r in slowest] == [50.0, 49.0, 48.0]
+    assert set(slowest[0]) == {"id", "route", "method", "path", "status", "duration_ms", "cpu_ms", "start", "profile_id"}
+    assert slowest[0]["profile_id"] is None
+    bad = runner.invoke(main, ["routes", "--since", "yesterday", "--store", str(filled_store)])
+    assert bad.exit_code != 0 and "profviz: cannot read duration 'yesterday'" in bad.output
+    cols = request_columns(Store(filled_store), route="/a/{int}")
+    assert len(cols["id"]) == 50 and cols["capacity"] == [None] * 50
