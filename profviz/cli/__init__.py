@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import attach, formats, profiles, routes, serve, spans
+    from . import attach, demo, formats, profiles, routes, serve, spans
 
-    for module in (profiles, attach, routes, formats, serve, spans):
+    for module in (profiles, attach, routes, formats, serve, spans, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

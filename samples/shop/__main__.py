@@ -1,13 +1,16 @@
 """Serve the shop: ``python -m samples.shop [--port 8000] [--db PATH] [--rows N]``.
 
 Builds (or reuses) the database, starts the log sink and external service,
-then serves the app with waitress on 127.0.0.1 until interrupted.
+then serves the app with waitress on 127.0.0.1 until interrupted (SIGINT or SIGTERM).
+With ``--profviz-store PATH`` every request goes through profviz's middleware
+(``profviz.flask.init_app``) and OpenTelemetry spans are recorded in that store.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -43,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=DEFAULT_POST_ROWS, help="number of posts to generate")
     parser.add_argument("--log-delay", type=float, default=0.05, help="remote log sink delay in seconds")
     parser.add_argument("--external-delay", type=float, default=0.01, help="external service delay in seconds")
+    parser.add_argument("--profviz-store", type=Path, default=None, help="profile every request into this profviz store")
+    parser.add_argument("--deep-fraction", type=float, default=0.05, help="with --profviz-store: share of requests profiled with pyinstrument")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     db_path = args.db or default_database_path()
     started = time.perf_counter()
@@ -52,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with SlowLogSink(delay_s=args.log_delay) as log_sink, ExternalService(delay_s=args.external_delay) as external:
         app = create_app(db_path, log_sink_url=log_sink.url, external_url=external.url)
+        middleware = None
+        if args.profviz_store is not None:
+            middleware = _profile_with_profviz(app, args.profviz_store, args.deep_fraction)
         server = waitress.create_server(app, host=HOST, port=args.port, threads=SERVER_THREADS)
         print(f"shop serving on http://{HOST}:{server.effective_port}", flush=True)
         try:
@@ -60,7 +69,21 @@ def main(argv: list[str] | None = None) -> int:
             pass
         finally:
             server.close()
+            if middleware is not None:
+                middleware.flush()
     return 0
+
+
+def _profile_with_profviz(app, store_path: Path, deep_fraction: float):
+    """Wrap the app in profviz's middleware and record OpenTelemetry spans in the same store."""
+    import profviz.flask
+    from profviz.otel import setup_otel
+
+    middleware = profviz.flask.init_app(
+        app, store=store_path, deep_fraction=deep_fraction, worker_threads=SERVER_THREADS, labels={"demo": "shop"},
+    )
+    setup_otel(store_path)
+    return middleware
 
 
 if __name__ == "__main__":

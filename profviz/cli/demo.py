@@ -1,0 +1,176 @@
+"""``profviz demo``: the sample shop under bounded load, profiled every way profviz can, then the UI.
+
+Steps: start ``python -m samples.shop`` on 127.0.0.1 with profviz's middleware and OpenTelemetry
+spans recording into the store; attach to it with ``profviz attach`` while a bounded mix of
+requests (fast endpoints and the real bottlenecks: N+1 queries, an unindexed search, synchronous
+remote logging, a big JSON export, a connection per query, one remote call per item) runs against
+it; stop it so everything is flushed; print the route table; serve the UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import click
+
+from ..errors import ProfvizError
+from ..store import Store
+from .common import notice, store_option
+
+DEMO_MIX = {
+    "/health": 14,
+    "/posts": 10,
+    "/posts/fast": 10,
+    "/posts/4242": 6,
+    "/search/slow?q=amber": 6,
+    "/search/fast?q=amber": 6,
+    "/checkout": 8,
+    "/export": 4,
+    "/report": 8,
+    "/report/fast": 8,
+    "/enrich": 8,
+}
+START_TIMEOUT_S = 180.0
+
+
+class DemoError(ProfvizError):
+    """The demo could not run; the message says which step failed."""
+
+
+def _samples_available() -> None:
+    try:
+        import samples.shop  # noqa: F401
+    except ImportError:
+        raise DemoError(
+            "the sample shop (package 'samples') is not importable: run the demo from a clone of profviz "
+            "installed with pip install -e '.[dev]'"
+        ) from None
+
+
+def _read_lines(stream, lines: "queue.Queue[str | None]") -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start the profiled shop; return the process and its base URL (waits for the database build)."""
+    command = [sys.executable, "-m", "samples.shop", "--port", "0", "--profviz-store", str(store.path)]
+    if rows is not None:
+        command += ["--rows", str(rows)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        seen.append(line)
+        if line.startswith("database ready"):
+            notice(line)
+        if "shop serving on " in line:
+            return process, line.split("shop serving on ", 1)[1].strip()
+    process.kill()
+    tail = " | ".join(seen[-3:]) or "no output"
+    raise DemoError(f"the sample shop did not start within {START_TIMEOUT_S:.0f} s ({tail}); run 'python -m samples.shop' to see why")
+
+
+def stop_shop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Stop the shop with SIGINT so its middleware flushes everything to the store."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            notice("the sample shop did not stop in time and was killed; some requests may be missing")
+
+
+def start_attach(store: Store, pid: int, duration_s: float) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "profviz", "attach", str(pid), "--duration", f"{duration_s:g}", "--json",
+        "--store", str(store.path), "--label", "demo=shop",
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_attach(process: subprocess.Popen, timeout_s: float) -> int | None:
+    """The attach profile's id, or None with a notice when attaching failed (the demo goes on)."""
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    if process.returncode != 0:
+        reason = (err.strip().splitlines() or ["no message"])[-1]
+        notice(f"attaching to the shop failed, the demo goes on without an attach profile: {reason}")
+        return None
+    return json.loads(out.strip().splitlines()[-1])["profile_id"]
+
+
+def demo_paths(count: int) -> list[str]:
+    from samples.shop.loadgen import weighted_paths
+
+    return weighted_paths(DEMO_MIX, count, seed=1)
+
+
+def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, rows: int | None = None) -> dict:
+    """Run the shop under load with profviz watching. Returns what was recorded (ids and counts)."""
+    from samples.shop.loadgen import run_load
+
+    _samples_available()
+    shop, base_url = start_shop(store, rows=rows)
+    attach_id = None
+    try:
+        notice(f"sample shop on {base_url} (pid {shop.pid}); sending {requests} requests, {concurrency} at a time")
+        run_load(base_url, ["/health", "/posts/fast"], requests=20, concurrency=2, max_seconds=30)
+        attach_process = start_attach(store, shop.pid, duration_s=10.0) if attach else None
+        result = run_load(base_url, demo_paths(requests), requests=requests, concurrency=concurrency, max_seconds=120)
+        if attach_process is not None:
+            attach_id = finish_attach(attach_process, timeout_s=60)
+    finally:
+        stop_shop(shop)
+    failed = sum(1 for r in result.records if r.status is None or r.status >= 500)
+    notice(f"sent {result.sent} requests in {result.elapsed_s:.1f} s ({failed} failed)")
+    return {"base_url": base_url, "sent": result.sent, "failed": failed, "attach_profile_id": attach_id}
+
+
+@click.command("demo")
+@store_option
+@click.option("--requests", "request_count", type=click.IntRange(50, 5000), default=600, show_default=True,
+              help="Requests to send to the sample shop.")
+@click.option("--concurrency", type=click.IntRange(1, 16), default=4, show_default=True, help="Concurrent clients.")
+@click.option("--attach/--no-attach", default=True, show_default=True, help="Also attach py-spy to the shop during the load.")
+@click.option("--serve/--no-serve", "serve_ui", default=True, show_default=True, help="Serve the UI afterwards.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="UI port (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was recorded as JSON (last stdout line).")
+@click.pass_context
+def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, port, open_browser, as_json) -> None:
+    """Run the sample shop under bounded load with profviz watching, then serve the UI."""
+    from .routes import routes_command
+    from .serve import serve
+
+    store = Store(store_path)
+    summary = run_demo(store, requests=request_count, concurrency=concurrency, attach=attach,
+                       rows=int(os.environ["PROFVIZ_DEMO_ROWS"]) if os.environ.get("PROFVIZ_DEMO_ROWS") else None)
+    ctx.invoke(routes_command, store_path=str(store.path), as_json=False, since=None)
+    if as_json:
+        click.echo(json.dumps(summary))
+    if serve_ui:
+        serve(store, port=port, open_path="/routes", open_browser=open_browser)
+
+
+COMMANDS = (demo_command,)

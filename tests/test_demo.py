@@ -1,0 +1,30 @@
+"""`profviz demo` end to end: the real shop, real load, the middleware, spans and an attach profile."""
+
+import json
+import subprocess
+import sys
+
+from profviz.store import Store
+
+
+def test_demo_records_requests_routes_profiles_and_spans(tmp_path):
+    store_path = tmp_path / "demo.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "profviz", "demo", "--no-serve", "--requests", "120", "--json", "--store", str(store_path)],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["sent"] == 120 and summary["failed"] == 0
+    store = Store(store_path)
+    warmup = 20
+    assert store.execute("SELECT count(*) FROM requests")[0][0] == summary["sent"] + warmup
+    routes = {row[0] for row in store.execute("SELECT DISTINCT route FROM requests")}
+    assert {"/checkout", "/search/slow", "/posts/<int:post_id>", "/export"} <= routes
+    kinds = {m["kind"] for m in store.list_profiles()}
+    assert "request" in kinds
+    attach = store.profile_meta(summary["attach_profile_id"])
+    assert attach["kind"] == "attach" and attach["sample_count"] > 1000 and attach["wait_ns"] > 0
+    span_names = {row[0] for row in store.execute("SELECT DISTINCT name FROM spans")}
+    assert span_names, "OpenTelemetry spans from the shop were recorded"
+    assert "/checkout" in result.stdout and "p99 ms" in result.stdout
