@@ -70,13 +70,11 @@ class ProfvizMiddleware:
         try:
             info.route = route_of(request)
             info.status_line = str(response.status_code)
-            if not response.streaming:
-                info.response_bytes = len(response.content)
-                closers = response._resource_closers
-            else:
+            if response.streaming:
                 response.streaming_content = _counted(response.streaming_content, info)
-                closers = response._resource_closers
-            closers.append(lambda: self.recorder.finish(info))
+            else:
+                info.response_bytes = len(response.content)
+            response._resource_closers.append(lambda: self.recorder.finish(info))
         except Exception as exc:
             self.recorder.health.report("django response", exc)
             self.recorder.finish(info)

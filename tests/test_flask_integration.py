@@ -1,0 +1,117 @@
+"""profviz.flask.init_app on a real Flask app behind waitress: route names, and percentiles that match
+the client's own timings of the same run."""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from flask import Flask, Response, abort
+
+from profviz.analysis.routes import percentiles, route_table
+from profviz.flask import init_app
+from profviz.store import Store
+from profviz.store.requests import query_requests, request_columns
+from tests.targets.wsgi_apps import serve
+
+
+def make_flask_app() -> Flask:
+    app = Flask("profviz-test-shop")
+
+    @app.before_request
+    def deny_admin():
+        from flask import request
+        if request.path.startswith("/admin"):
+            abort(403)
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id):
+        return {"id": item_id}
+
+    @app.get("/admin/<path:rest>")
+    def admin(rest):
+        return "never reached"
+
+    @app.get("/slow")
+    def slow():
+        time.sleep(random.uniform(0.02, 0.2))
+        return "done"
+
+    @app.get("/stream")
+    def stream():
+        return Response((f"part {i}\n" for i in range(3)), mimetype="text/plain")
+
+    @app.get("/fail")
+    def fail():
+        raise RuntimeError("boom")
+
+    return app
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "flask.db") as s:
+        yield s
+
+
+def test_flask_routes_are_url_rules(store):
+    app = make_flask_app()
+    middleware = init_app(app, store=store)
+    assert init_app(app) is middleware and app.wsgi_app is middleware
+    try:
+        with serve(app, threads=4) as base:
+            with requests.Session() as http:
+                assert http.get(base + "/items/5").json() == {"id": 5}
+                assert http.get(base + "/admin/users/3").status_code == 403
+                assert http.get(base + "/nothing/here/42").status_code == 404
+                assert http.get(base + "/stream").text == "part 0\npart 1\npart 2\n"
+                assert http.get(base + "/fail").status_code == 500
+                assert http.post(base + "/items/5").status_code == 405
+        assert middleware.flush()
+        got = [(r.method, r.path, r.route, r.status) for r in query_requests(store)]
+        assert got == [
+            ("GET", "/items/5", "/items/<int:item_id>", 200),
+            ("GET", "/admin/users/3", "/admin/<path:rest>", 403),
+            ("GET", "/nothing/here/42", "(unmatched)", 404),
+            ("GET", "/stream", "/stream", 200),
+            ("GET", "/fail", "/fail", 500),
+            ("POST", "/items/5", "(unmatched)", 405),
+        ]
+        stream_row = query_requests(store, route="/stream")[0]
+        assert stream_row.response_bytes == len("part 0\npart 1\npart 2\n")
+    finally:
+        middleware.close()
+
+
+def test_percentiles_match_client_side_timings_within_5_percent(store):
+    app = make_flask_app()
+    middleware = init_app(app, store=store)
+    client_ms = []
+
+    def fetch(_):
+        started = time.perf_counter()
+        with requests.get(base + "/slow", timeout=10) as response:
+            response.content
+        client_ms.append((time.perf_counter() - started) * 1000)
+        return response.status_code
+
+    try:
+        with serve(app, threads=8) as base:
+            with ThreadPoolExecutor(8) as pool:
+                assert set(pool.map(fetch, range(240))) == {200}
+        assert middleware.flush()
+    finally:
+        middleware.close()
+    rows = query_requests(store, route="/slow")
+    assert len(rows) == 240
+    server = percentiles([r.duration_ns / 1e6 for r in rows])
+    client = percentiles(client_ms)
+    for q, s, c in zip((50, 90, 95, 99), server, client):
+        assert abs(s - c) / c < 0.05, f"P{q}: profviz {s:.1f} ms, client {c:.1f} ms"
+    [row] = route_table(request_columns(store, route="/slow"))
+    assert row["p50_ms"] == pytest.approx(server[0], abs=1e-3) and row["count"] == 240
+    assert np.all(np.asarray([r.duration_ns for r in rows]) >= 19e6)
