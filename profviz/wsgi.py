@@ -40,6 +40,7 @@ Errors for ``error_rate``: a request is an error when its status is >= 500 or th
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import os
 import random
@@ -97,7 +98,8 @@ class Health:
 class RequestInfo:
     """What profviz knows about one request; found in ``environ["profviz.request"]``.
 
-    ``id`` is a random hex id (also stored in the request row's labels as ``request_id``);
+    ``id`` is unique across processes and restarts (a random per-process prefix and a counter;
+    also stored in the request row's labels as ``request_id``);
     ``route`` may be set by the framework integration (otherwise the route function names it at
     the end); ``labels`` may be filled by the app and are stored with the request.
     """
@@ -109,7 +111,7 @@ class RequestInfo:
     )
 
     def __init__(self, environ: Mapping, method: str, path: str):
-        self.id = os.urandom(8).hex()
+        self.id = _next_request_id()
         self.method = method
         self.path = path
         self.route: str | None = None
@@ -141,6 +143,18 @@ class RequestInfo:
         }
 
 
+_id_prefix = os.urandom(6).hex()
+_id_pid = os.getpid()
+_id_counter = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    global _id_prefix, _id_pid, _id_counter
+    if os.getpid() != _id_pid:  # forked worker: a fresh prefix so ids stay unique
+        _id_prefix, _id_pid, _id_counter = os.urandom(6).hex(), os.getpid(), itertools.count(1)
+    return f"{_id_prefix}-{next(_id_counter):x}"
+
+
 def _status_code(status_line: str | None) -> int | None:
     if not status_line:
         return None
@@ -165,9 +179,11 @@ class _FlushAggregates:
 
 
 class _TokenBucket:
+    """``per_minute`` tokens a minute, at most ten seconds' worth saved up."""
+
     def __init__(self, per_minute: float):
         self.rate = per_minute / 60.0
-        self.capacity = max(1.0, per_minute)
+        self.capacity = max(1.0, per_minute / 6.0)
         self.tokens = self.capacity
         self.updated = time.monotonic()
 
@@ -273,6 +289,7 @@ class Recorder:
         self._store: Store | None = store if isinstance(store, Store) else None
         self._sampler: StackSampler | None = process_sampler(sample_hz, self.health.report) if sampler else None
         self._routes: dict[tuple[str, str], _RouteState] = {}
+        self._path_routes: dict[str, str] = {}
         self._aggregates: dict[tuple[str, str], _RouteAggregate] = {}
         self.writer = BackgroundWriter(
             self._handle_batch, maxsize=queue_size, idle=self._idle, idle_s=1.0, on_error=self.health.report,
@@ -399,7 +416,13 @@ class Recorder:
 
     def _process(self, item: _Finished) -> RequestRow:
         info = item.info
-        route = item.route if item.route is not None else collapse_path(info.path)
+        route = item.route
+        if route is None:
+            route = self._path_routes.get(info.path)
+            if route is None:
+                if len(self._path_routes) >= 20_000:
+                    self._path_routes.clear()
+                route = self._path_routes[info.path] = collapse_path(info.path)
         key = (route, info.method)
         state = self._routes.get(key)
         if state is None:
@@ -560,7 +583,7 @@ class Recorder:
         """Counters: requests queued/dropped/recorded, profiles kept by kind, internal errors by kind."""
         sampler = self._sampler
         return {
-            "queued": self.writer.submitted,
+            "handled": self.writer.handled,
             "dropped": self.writer.dropped,
             "pending": self.writer.pending,
             **self.counts,

@@ -1,7 +1,8 @@
 """A bounded queue drained by one background thread: how request records leave the request path.
 
-:meth:`BackgroundWriter.submit` never blocks: when the queue is full the item is dropped and
-counted. The writer thread takes items in batches and hands each batch to ``handle_batch``
+:meth:`BackgroundWriter.submit` never blocks and takes no lock on the common path (a deque
+append); when ``maxsize`` items are waiting the item is dropped and counted. The writer thread
+polls every ``poll_s`` (default 50 ms) and is woken early when the queue is half full. The writer thread takes items in batches and hands each batch to ``handle_batch``
 (which does the SQLite work); an exception there is reported to ``on_error`` and the batch is
 lost, but the thread lives on. ``idle`` runs whenever the queue has been empty for ``idle_s``
 (periodic work such as flushing aggregates). :meth:`close` (also registered with ``atexit``)
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
-import queue
+from collections import deque
 import threading
 import time
 from typing import Any, Callable
@@ -32,6 +33,7 @@ class BackgroundWriter:
         on_error: Callable[[str, BaseException], None] | None = None,
         name: str = "profviz-writer",
         close_timeout_s: float = 30.0,
+        poll_s: float = 0.05,
     ):
         if maxsize < 1:
             raise ValueError(f"writer queue size must be >= 1, got {maxsize}")
@@ -43,11 +45,13 @@ class BackgroundWriter:
         self.on_error = on_error
         self.name = name
         self.close_timeout_s = close_timeout_s
-        self.submitted = 0
+        self.poll_s = poll_s
+        self.handled = 0
         self.dropped = 0
         self.written_batches = 0
         self.failed_batches = 0
-        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._queue: deque = deque()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -56,25 +60,29 @@ class BackgroundWriter:
 
     def submit(self, item: Any) -> bool:
         """Queue one item for the writer thread; False (and counted as dropped) when the queue is full."""
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+        thread = self._thread
+        if thread is None or self._pid != os.getpid() or not thread.is_alive():
             self._start()
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.dropped += 1
+        items = self._queue
+        if len(items) >= self.maxsize:
+            with self._lock:
+                self.dropped += 1
             return False
-        self.submitted += 1
+        items.append(item)
+        if len(items) * 2 == self.maxsize:
+            self._wake.set()
         return True
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     def _start(self) -> None:
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
                 self._pid = os.getpid()
-                self._queue = queue.Queue(self.maxsize)
+                self._queue = deque()
+                self._wake = threading.Event()
                 self._thread = None
             if self._closed:
                 self._closed = False
@@ -87,24 +95,22 @@ class BackgroundWriter:
 
     def _run(self) -> None:
         last_idle = time.monotonic()
+        items = self._queue
         while True:
-            try:
-                first = self._queue.get(timeout=self.idle_s)
-            except queue.Empty:
-                first = None
-            batch = [] if first is None else [first]
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            if not items:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+            batch = []
+            while items and len(batch) < self.batch_size:
+                batch.append(items.popleft())
             stop = any(item is _STOP for item in batch)
             markers = [item for item in batch if isinstance(item, _Marker)]
             batch = [item for item in batch if item is not _STOP and not isinstance(item, _Marker)]
             if batch:
                 self._handle(batch)
+                self.handled += len(batch)
             now = time.monotonic()
-            if self.idle is not None and (stop or first is None or now - last_idle >= self.idle_s):
+            if self.idle is not None and (stop or now - last_idle >= self.idle_s):
                 last_idle = now
                 try:
                     self.idle()
@@ -133,17 +139,11 @@ class BackgroundWriter:
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything submitted so far has been handled; False on timeout."""
         if self._thread is None or not self._thread.is_alive():
-            return self._queue.empty()
+            return not self._queue
         done = threading.Event()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._queue.put(_Marker(done), timeout=max(0.0, deadline - time.monotonic()))
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline:
-                    return False
-        return done.wait(max(0.0, deadline - time.monotonic()))
+        self._queue.append(_Marker(done))
+        self._wake.set()
+        return done.wait(timeout_s)
 
     def close(self) -> None:
         """Drain the queue and stop the thread (waits at most ``close_timeout_s``). Safe to call twice."""
@@ -152,15 +152,9 @@ class BackgroundWriter:
             self._closed = True
             return
         self._closed = True
-        deadline = time.monotonic() + self.close_timeout_s
-        while True:
-            try:
-                self._queue.put(_STOP, timeout=0.1)
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline or not thread.is_alive():
-                    return
-        thread.join(max(0.0, deadline - time.monotonic()))
+        self._queue.append(_STOP)
+        self._wake.set()
+        thread.join(self.close_timeout_s)
         self._thread = None
 
 
