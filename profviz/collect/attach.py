@@ -60,11 +60,12 @@ from .pyspy import (
     permission_message,
 )
 
-REFINE_WINDOW_PERIODS = 5.0
+REFINE_WINDOW_PERIODS = 6.0
 NEAREST_LIMIT_PERIODS = 2.0
 CHILD_SCAN_S = 0.5
 PROGRESS_EVERY_S = 0.25
 START_TIMEOUT_S = 30.0
+READER_NICE = -10
 RUNNING_STATES = (int(State.ON_CPU), int(State.RUNNABLE))
 
 
@@ -151,6 +152,10 @@ class StateRecorder:
             reader.close()
 
     def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
+        except OSError:
+            pass
         cpu_started = time.thread_time_ns()
         next_at = time.monotonic()
         try:
@@ -240,73 +245,138 @@ def _majority(running: np.ndarray) -> bool | None:
     return 2 * count > len(running)
 
 
-def refine_boundaries(
-    bounds: list[int], times: np.ndarray, states: np.ndarray, busy: np.ndarray, period_ns: float
-) -> int:
+class StateTimeline:
+    """The usable readings of one thread, with the instant of every running <-> waiting switch.
+
+    A switch lies between two consecutive readings of different class (running = ON_CPU or
+    RUNNABLE); the cumulative CPU + run-queue time places it: a thread running at the earlier
+    reading and busy for d ns until the later one stopped d ns after the earlier reading; one that
+    was waiting started d ns before the later reading.
+    """
+
+    def __init__(self, states: ThreadStates | None):
+        if states is not None and len(states):
+            all_states = np.frombuffer(states.state, dtype=np.int8)
+            usable = all_states != int(State.UNKNOWN)
+            self.times = np.frombuffer(states.time_ns, dtype=np.int64)[usable]
+            self.states = all_states[usable]
+            self.reasons = np.frombuffer(states.reason, dtype=np.int32)[usable]
+            busy = np.frombuffer(states.busy_ns, dtype=np.int64)[usable]
+        else:
+            self.times = np.zeros(0, np.int64)
+            self.states = np.zeros(0, np.int8)
+            self.reasons = np.zeros(0, np.int32)
+            busy = np.zeros(0, np.int64)
+        self.running = np.isin(self.states, RUNNING_STATES)
+        # pair_switch[j]: switch instant between readings j and j+1 (meaningful where classes differ).
+        if len(self.times) >= 2:
+            before, after = self.times[:-1], self.times[1:]
+            ran = busy[1:] - busy[:-1]
+            at = np.where(self.running[:-1], before + ran, after - ran)
+            self.pair_switch = np.clip(at, before, after)
+            changed = np.flatnonzero(self.running[1:] != self.running[:-1])
+        else:
+            self.pair_switch = np.zeros(0, np.int64)
+            changed = np.zeros(0, np.int64)
+        self.switch_at = self.pair_switch[changed]
+        self.switch_from_running = self.running[changed]
+        # ran_between[j]: readings j and j+1 both say waiting, yet the thread was busy (CPU or run
+        # queue) for at least half the time between them: a short burst the readings missed.
+        if len(self.times) >= 2:
+            gap = np.maximum(self.times[1:] - self.times[:-1], 1)
+            waiting_pair = ~self.running[:-1] & ~self.running[1:]
+            self.ran_between = waiting_pair & (2 * (busy[1:] - busy[:-1]) >= gap)
+        else:
+            self.ran_between = np.zeros(0, bool)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def running_at(self, instant: int) -> bool | None:
+        """Whether the thread was running (CPU or run queue) at ``instant``; None if unknown."""
+        chosen, found, burst = self.pick(np.asarray([instant], dtype=np.int64), 1 << 62)
+        if not found[0]:
+            return None
+        return bool(burst[0] or self.running[chosen[0]])
+
+    def pick(self, points: np.ndarray, limit_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each instant: the reading that describes it, whether there is one, and whether it
+        falls in a burst of running between two waiting readings (see ``ran_between``).
+
+        Between two readings of the same class the nearer one; across a switch, the one on the
+        instant's side of the switch. Before the first or after the last reading, or in a gap of
+        the readings, only a reading at most ``limit_ns`` away counts.
+        """
+        count = len(self.times)
+        if not count:
+            empty = np.zeros(len(points), bool)
+            return np.zeros(len(points), np.int64), empty, empty
+        right = np.searchsorted(self.times, points, side="right")
+        left = np.clip(right - 1, 0, count - 1)
+        right = np.clip(right, 0, count - 1)
+        nearer_left = np.abs(points - self.times[left]) <= np.abs(self.times[right] - points)
+        chosen = np.where(nearer_left, left, right)
+        between = (left != right) & (self.running[left] != self.running[right])
+        if between.any():
+            switch = self.pair_switch[np.minimum(left, len(self.pair_switch) - 1)]
+            chosen = np.where(between, np.where(points < switch, left, right), chosen)
+        gap = self.times[right] - self.times[left]
+        inside = (left != right) & (gap <= 2 * limit_ns)
+        found = inside | (np.abs(self.times[chosen] - points) <= limit_ns)
+        burst = (left != right) & self.ran_between[np.minimum(left, max(len(self.ran_between) - 1, 0))] if len(self.ran_between) else np.zeros(len(points), bool)
+        return chosen, found, burst & found
+
+
+def refine_boundaries(bounds: list[int], keys: list, timeline: StateTimeline, period_ns: float) -> int:
     """Move segment boundaries back to where the thread's state changed (module docstring, step 1).
 
-    ``bounds`` holds the segment edges (len = segments + 1), changed in place; ``times``, ``states``,
-    ``busy`` are the usable readings (time order). A boundary moves only when the old segment is
-    mostly in one class (running: CPU or run queue; or waiting), judged on its readings up to one
-    interval before its end (its last readings may already belong to the next phase), and the
-    first reading after the boundary is in the other class (py-spy reports a start late, so that
-    reading is inside the new phase). Returns how many boundaries moved.
+    ``bounds`` holds the edges of contiguous segments (len = segments + 1), changed in place;
+    ``keys[i]`` identifies segment i's functions (lines aside): a boundary between equal keys is
+    only a line change and is not refined itself, but is pulled back with a refined boundary it
+    would otherwise pass. A boundary moves to the latest running/waiting switch within
+    ``REFINE_WINDOW_PERIODS`` intervals before it and after the start of the previous function
+    run, provided that run was mostly in the state the thread switched away from (judged on its
+    readings before the switch) and the thread is still in the new state at the boundary. Returns
+    how many boundaries moved.
     """
+    change_at, from_running = timeline.switch_at, timeline.switch_from_running
+    if not len(change_at):
+        return 0
     window = int(REFINE_WINDOW_PERIODS * period_ns)
-    running = np.isin(states, RUNNING_STATES)
     moved = 0
+    run_start = bounds[0]
     for i in range(1, len(bounds) - 1):
-        start, boundary, end = bounds[i - 1], bounds[i], bounds[i + 1]
-        first_a = int(np.searchsorted(times, start))
-        first_b = int(np.searchsorted(times, boundary))
-        if first_a >= first_b or first_b >= len(times) or times[first_b] >= max(end, boundary + int(period_ns)):
+        if keys[i] == keys[i - 1]:
             continue
-        class_a = _majority(running[first_a:int(np.searchsorted(times, boundary - int(period_ns)))])
-        if class_a is None:
-            class_a = _majority(running[first_a:first_b])
-        class_b = bool(running[first_b])
-        if class_a is None or class_a == class_b:
-            continue
-        # Walk back from the boundary over readings already in the new state.
-        floor = max(start, boundary - window)
-        j = first_b - 1
-        while j > first_a and times[j] > floor and bool(running[j]) == class_b:
-            j -= 1
-        if bool(running[j]) != class_a:
-            continue
-        after = j + 1
-        ran = int(busy[after] - busy[j])
-        changed_at = int(times[j]) + ran if class_a else int(times[after]) - ran
-        changed_at = min(max(changed_at, int(times[j]), start + 1), int(times[after]), boundary)
-        if changed_at < boundary:
-            bounds[i] = changed_at
-            moved += 1
+        boundary = bounds[i]
+        k = int(np.searchsorted(change_at, boundary, side="right")) - 1
+        at = int(change_at[k]) if k >= 0 else None
+        if at is not None and run_start < at < boundary and at > boundary - window and timeline.running_at(boundary) != bool(from_running[k]):
+            lo, hi = np.searchsorted(timeline.times, [run_start, at])
+            if _majority(timeline.running[lo:hi]) == bool(from_running[k]):
+                bounds[i] = at
+                moved += 1
+                for j in range(i - 1, 0, -1):
+                    if bounds[j] <= at:
+                        break
+                    bounds[j] = at
+        run_start = bounds[i]
     return moved
 
 
 def join_thread(
     segments: list[tuple[int, int]],
+    keys: list,
     states: ThreadStates | None,
     period_ns: float,
     limit_ns: int | None,
 ) -> JoinedSamples:
-    """Samples with states for one thread (module docstring). ``segments`` are (start_ns, end_ns),
-    contiguous or not, in time order; ``limit_ns`` cuts everything after it."""
+    """Samples with states for one thread (module docstring). ``segments`` are (start_ns, end_ns)
+    in time order, contiguous or not; ``keys`` identify each segment's functions (see
+    :func:`refine_boundaries`); ``limit_ns`` cuts everything after it."""
     out = JoinedSamples()
-    if states is not None and len(states):
-        all_states = np.frombuffer(states.state, dtype=np.int8)
-        usable = all_states != int(State.UNKNOWN)
-        times = np.frombuffer(states.time_ns, dtype=np.int64)[usable]
-        kinds = all_states[usable]
-        reasons = np.frombuffer(states.reason, dtype=np.int32)[usable]
-        busy = np.frombuffer(states.busy_ns, dtype=np.int64)[usable]
-    else:
-        times = np.zeros(0, np.int64)
-        kinds = np.zeros(0, np.int8)
-        reasons = np.zeros(0, np.int32)
-        busy = np.zeros(0, np.int64)
+    timeline = StateTimeline(states)
     nearest_limit = int(NEAREST_LIMIT_PERIODS * period_ns)
-    # Group contiguous segments into runs whose inner boundaries may move.
     runs: list[list[int]] = []
     for index, (start, end) in enumerate(segments):
         if limit_ns is not None:
@@ -321,44 +391,29 @@ def join_thread(
         bounds = [segments[run[0]][0]] + [segments[k][1] for k in run]
         if limit_ns is not None:
             bounds = [min(b, limit_ns) for b in bounds]
-        if len(times):
-            out.moved_boundaries += refine_boundaries(bounds, times, kinds, busy, period_ns)
+        if len(timeline):
+            out.moved_boundaries += refine_boundaries(bounds, [keys[k] for k in run], timeline, period_ns)
         for position, index in enumerate(run):
-            start, end = bounds[position], bounds[position + 1]
-            sample_times, weights = segment_sample_times(start, end, period_ns)
+            sample_times, weights = segment_sample_times(bounds[position], bounds[position + 1], period_ns)
             if not len(sample_times):
                 continue
-            midpoints = sample_times + weights // 2
-            lo, hi = np.searchsorted(times, [start, end])
-            if hi > lo:
-                chosen = lo + _nearest(times[lo:hi], midpoints)
-                found = np.ones(len(midpoints), dtype=bool)
-            elif len(times):
-                chosen = _nearest(times, midpoints)
-                found = np.abs(times[chosen] - midpoints) <= nearest_limit
-            else:
-                chosen = np.zeros(len(midpoints), dtype=np.int64)
-                found = np.zeros(len(midpoints), dtype=bool)
+            chosen, found, burst = timeline.pick(sample_times + weights // 2, nearest_limit)
             for k in range(len(sample_times)):
                 out.time_ns.append(int(sample_times[k]))
                 out.weight_ns.append(int(weights[k]))
                 out.segment.append(index)
-                if found[k]:
+                if burst[k]:
+                    out.state.append(int(State.ON_CPU))
+                    out.reason.append(-1)
+                elif found[k]:
                     reading = int(chosen[k])
-                    out.state.append(int(kinds[reading]))
-                    out.reason.append(int(reasons[reading]) if kinds[reading] == int(State.WAITING) else -1)
+                    state = int(timeline.states[reading])
+                    out.state.append(state)
+                    out.reason.append(int(timeline.reasons[reading]) if state == int(State.WAITING) else -1)
                 else:
                     out.state.append(int(State.UNKNOWN))
                     out.reason.append(-1)
     return out
-
-
-def _nearest(times: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Index into ``times`` (sorted, non-empty) of the value nearest to each point."""
-    right = np.clip(np.searchsorted(times, points), 0, len(times) - 1)
-    left = np.clip(right - 1, 0, len(times) - 1)
-    take_left = np.abs(points - times[left]) <= np.abs(times[right] - points)
-    return np.where(take_left, left, right)
 
 
 @dataclass
@@ -398,7 +453,8 @@ def build_profile(
                 cut = seen + int(period_ns)
                 limit = cut if limit is None else min(limit, cut)
         segments = [(origin_ns + s.start_us * 1000, origin_ns + s.end_us * 1000) for s in thread.segments]
-        joined = join_thread(segments, states, period_ns, limit)
+        keys = [tuple((name, file) for name, file, _ in s.frames) for s in thread.segments]
+        joined = join_thread(segments, keys, states, period_ns, limit)
         if states is None and joined.time_ns:
             stats.threads_without_states.append(profile.thread_label(index))
         stacks = [profile.intern_frames(s.frames) if s.frames else NO_STACK for s in thread.segments]

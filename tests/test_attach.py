@@ -1,0 +1,335 @@
+"""`profviz attach` / `profviz record` end to end: real py-spy on real target processes, the real
+CLI in a subprocess, a real SQLite store. The truth test compares against each target's own log
+of when every function ran."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from profviz.store import Store
+
+TARGETS = Path(__file__).parent / "targets"
+TRUTH_TARGET = TARGETS / "attach_truth.py"
+PROFVIZ = [sys.executable, "-c", "from profviz.cli import main; main()"]
+
+
+def profviz(*args, store, env=None, timeout=120, prefix=()):
+    return subprocess.run([*prefix, *PROFVIZ, *args, "--store", str(store)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def one_error_line(result) -> str:
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("profviz: "), result.stderr
+    return lines[0]
+
+
+def profile_count(store) -> int:
+    return len(Store(store).list_profiles()) if Path(store).exists() else 0
+
+
+class Target:
+    """The truth target (tests/targets/attach_truth.py): pid, port and, after finish(), its call log."""
+
+    def __init__(self, tmp_path, lifetime_s=None, python=sys.executable, prefix=()):
+        self.log = tmp_path / f"calls-{time.monotonic_ns()}.json"
+        args = [*prefix, python, str(TRUTH_TARGET), str(self.log)] + ([str(lifetime_s)] if lifetime_s else [])
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        hello = json.loads(self.process.stdout.readline())
+        self.pid, self.port = hello["pid"], hello["port"]
+        time.sleep(0.2)  # let the worker threads reach their loops
+
+    def finish(self) -> list:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=10)
+        return json.loads(self.log.read_text())["calls"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def target(tmp_path):
+    running = Target(tmp_path)
+    yield running
+    running.close()
+
+
+def last_json(stdout: str) -> dict:
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert set(summary) == {"profile_id", "samples", "errors", "duration_s"}
+    return summary
+
+
+def show(profile_id, store, thread=None) -> dict:
+    args = ["show", str(profile_id), "--json"] + (["--thread", thread] if thread else [])
+    result = profviz(*args, store=store)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def truth_shares(calls, thread, start_ns, end_ns) -> dict[str, float]:
+    """Each function's share of [start_ns, end_ns) in ``thread``, from the target's own call log."""
+    shares: dict[str, float] = {}
+    for function, name, began, ended in calls:
+        if name == thread:
+            overlap = max(0, min(ended, end_ns) - max(began, start_ns))
+            shares[function] = shares.get(function, 0.0) + overlap / (end_ns - start_ns)
+    return shares
+
+
+# -- the truth test -------------------------------------------------------------------------------
+
+
+def test_attach_matches_the_targets_own_timings(target, tmp_path):
+    store = tmp_path / "s.db"
+    result = profviz("attach", str(target.pid), "--duration", "5", "--json", "--label", "case=truth", store=store)
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    calls = target.finish()
+    assert 4.5 < summary["duration_s"] < 5.5 and summary["errors"] == 0
+    whole = show(summary["profile_id"], store)
+    assert whole["kind"] == "attach" and whole["pid"] == target.pid and whole["rate_hz"] == 100
+    meta = Store(store).profile_meta(summary["profile_id"])
+    assert meta["labels"] == {"case": "truth"} and "attach_truth.py" in meta["cmdline"]
+    start_ns = int(meta["start_ns"])
+    end_ns = start_ns + int(meta["duration_ns"])
+    expectations = {"cpu_sleeper": ({"burn_cpu"}, {"nap"}), "cpu_recv": ({"crunch"}, {"wait_reply"})}
+    report = []
+    for thread, (cpu_functions, waiting_functions) in expectations.items():
+        view = show(summary["profile_id"], store, thread=thread)
+        (stats,) = view["threads"]
+        assert stats["name"] == thread and stats["wall_s"] == pytest.approx(summary["duration_s"], abs=0.15)
+        truth = truth_shares(calls, thread, start_ns, end_ns)
+        functions = {f["function"]: f for f in view["functions"]}
+        for name in cpu_functions | waiting_functions:
+            f = functions[name]
+            share = f["total_s"] / stats["wall_s"]
+            report.append(f"{thread}.{name}: share {share:.3f} truth {truth[name]:.3f} cpu {f['cpu_s'] / f['total_s']:.2f}"
+                          f" runnable {f['runnable_s'] / f['total_s']:.2f} wait {f['wait_s'] / f['total_s']:.2f}")
+            assert abs(share - truth[name]) <= 0.05, report
+            if name in cpu_functions:
+                # RUNNABLE is "wants the CPU but the box is busy": on a loaded machine it is the truth.
+                assert (f["cpu_s"] + f["runnable_s"]) >= 0.9 * f["total_s"], report
+            else:
+                assert f["wait_s"] >= 0.9 * f["total_s"], report
+        if thread == "cpu_recv":
+            peer = f"socket recv 127.0.0.1:{target.port}"
+            assert stats["waits"].get(peer, 0) >= 0.8 * functions["wait_reply"]["total_s"], stats["waits"]
+        if thread == "cpu_sleeper":
+            assert stats["waits"].get("sleep", 0) >= 0.8 * functions["nap"]["total_s"], stats["waits"]
+    print("\n".join(report))
+
+
+# -- stopping -------------------------------------------------------------------------------------
+
+
+def test_sigint_two_seconds_in_keeps_about_two_seconds(target, tmp_path):
+    store = tmp_path / "s.db"
+    Store(store).close()
+    started = time.monotonic()
+    process = subprocess.Popen([*PROFVIZ, "attach", str(target.pid), "--duration", "10", "--json", "--store", str(store)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    elapsed = time.monotonic() - started
+    assert process.returncode == 0, stderr
+    summary = last_json(stdout)
+    assert 1.0 < summary["duration_s"] <= 2.1 and elapsed < 6, (summary, elapsed)
+    assert "stopped after" in stderr and "kept everything recorded" in stderr
+    view = show(summary["profile_id"], store, thread="cpu_sleeper")
+    assert view["threads"][0]["wall_s"] == pytest.approx(summary["duration_s"], abs=0.15)
+    assert any("stopped by a signal" in note for note in view["notes"])
+
+
+def test_target_killed_mid_recording_keeps_the_partial_profile(target, tmp_path):
+    store = tmp_path / "s.db"
+    process = subprocess.Popen([*PROFVIZ, "attach", str(target.pid), "--duration", "10", "--json", "--store", str(store)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    target.process.kill()
+    killed = time.monotonic()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert time.monotonic() - killed < 5
+    summary = last_json(stdout)
+    assert 0.8 < summary["duration_s"] < 2.6
+    assert f"the target exited after {summary['duration_s']:.1f} s; kept the partial profile" in stderr
+    view = show(summary["profile_id"], store)
+    assert any(note.startswith("partial: the target exited") for note in view["notes"])
+    # Nothing is sampled after the last state reading of the dead process.
+    for thread in view["threads"]:
+        assert thread["wall_s"] <= summary["duration_s"] + 0.02
+
+
+def test_rate_1000(target, tmp_path):
+    store = tmp_path / "s.db"
+    result = profviz("attach", str(target.pid), "--duration", "1.5", "--rate", "1000", "--json", store=store)
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    view = show(summary["profile_id"], store)
+    threads = len(view["threads"])
+    assert threads == 4 and view["rate_hz"] == 1000
+    expected = threads * 1000 * summary["duration_s"]
+    assert 0.9 * expected < summary["samples"] < 1.1 * expected
+    unknown = sum(t["unknown_s"] for t in view["threads"])
+    assert unknown < 0.05 * sum(t["wall_s"] for t in view["threads"]), view["threads"]
+    sleeper = show(summary["profile_id"], store, thread="cpu_sleeper")["threads"][0]
+    assert sleeper["waits"].get("sleep", 0) > 0.5 * summary["duration_s"]
+
+
+def test_record_runs_the_program_and_reports_its_exit_code(tmp_path):
+    store = tmp_path / "s.db"
+    log = tmp_path / "calls.json"
+    result = profviz("record", "--json", "--label", "run=1", "--", sys.executable, str(TRUTH_TARGET), str(log), "2", store=store)
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    assert 1.2 < summary["duration_s"] < 2.3 and summary["samples"] > 400
+    assert "the program exited with code 0" in result.stderr and log.exists()
+    view = show(summary["profile_id"], store)
+    assert view["kind"] == "record"
+    assert {"MainThread", "cpu_sleeper", "cpu_recv", "late_server"} <= {t["name"] for t in view["threads"]}
+    assert {"burn_cpu", "nap", "crunch", "wait_reply"} <= {f["function"] for f in view["functions"]}
+    failing = tmp_path / "fails.py"
+    failing.write_text("import time\nt = time.time()\nwhile time.time() - t < 1.0:\n    pass\nraise SystemExit(3)\n")
+    result = profviz("record", "--", sys.executable, str(failing), store=store)
+    assert result.returncode == 3, result.stderr
+    assert "the program exited with code 3" in result.stderr and result.stdout.startswith("profile ")
+
+
+# -- errors: one line that says what to do, non-zero exit, nothing stored --------------------------
+
+
+def free_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def test_missing_pid(tmp_path):
+    store = tmp_path / "s.db"
+    line = one_error_line(profviz("attach", str(free_pid()), "--duration", "1", store=store))
+    assert "no process with pid" in line and "check the pid" in line
+    assert profile_count(store) == 0
+
+
+def test_not_a_python_process(tmp_path):
+    store = tmp_path / "s.db"
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        line = one_error_line(profviz("attach", str(sleeper.pid), "--duration", "1", store=store))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert f"process {sleeper.pid} is not a Python process" in line and "--subprocesses" in line
+    assert profile_count(store) == 0
+
+
+needs_root_tools = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None or not Path("/usr/bin/python3").exists(),
+    reason="needs root, setpriv and a system /usr/bin/python3 to build a real permission boundary",
+)
+
+
+@needs_root_tools
+def test_permission_denied(tmp_path):
+    """A target owned by nobody, and profviz as root without CAP_SYS_PTRACE: the kernel says EPERM."""
+    store = tmp_path / "s.db"
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    target = subprocess.Popen([*nobody, "/usr/bin/python3", "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        target.stdout.readline()
+        line = one_error_line(profviz("attach", str(target.pid), "--duration", "1", store=store,
+                                      prefix=["setpriv", "--bounding-set=-sys_ptrace"]))
+    finally:
+        target.kill()
+        target.wait()
+    assert f"not allowed to profile process {target.pid}" in line
+    assert "same user" in line or "target's user" in line
+    assert "SYS_PTRACE" in line and "ptrace_scope" in line
+    assert profile_count(store) == 0
+
+
+def test_pyspy_missing(target, tmp_path):
+    """profviz in a fresh environment where py-spy is neither beside python nor on PATH."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ("PROFVIZ_PYSPY", "PYENV_VERSION")}
+    env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
+    store = tmp_path / "s.db"
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", "from profviz.cli import main; main()",
+                             "attach", str(target.pid), "--store", str(store)], capture_output=True, text=True, env=env, timeout=60)
+    line = one_error_line(result)
+    assert "py-spy was not found" in line and "pip install" in line and "PROFVIZ_PYSPY" in line
+    assert profile_count(store) == 0
+
+
+def test_pyspy_too_old(target, tmp_path):
+    old = tmp_path / "py-spy"
+    old.write_text("#!/bin/sh\necho 'py-spy 0.3.8'\n")
+    old.chmod(0o755)
+    store = tmp_path / "s.db"
+    line = one_error_line(profviz("attach", str(target.pid), store=store, env={**os.environ, "PROFVIZ_PYSPY": str(old)}))
+    assert "py-spy 0.3.8" in line and "too old" in line and ">= 0.3.14" in line and "pip install -U py-spy" in line
+    assert profile_count(store) == 0
+
+
+def test_store_not_writable_is_found_before_recording(target, tmp_path):
+    (tmp_path / "plain").write_text("x")
+    started = time.monotonic()
+    line = one_error_line(profviz("attach", str(target.pid), "--duration", "5", store=tmp_path / "plain" / "s.db"))
+    assert "cannot open store" in line and "--store PATH" in line
+    assert time.monotonic() - started < 4  # failed before the 5 s recording
+
+
+@needs_root_tools
+def test_read_only_store_file_is_found_before_recording(target, tmp_path):
+    store = tmp_path / "s.db"
+    Store(store).close()
+    store.chmod(0o444)
+    started = time.monotonic()
+    # Root ignores file modes; without CAP_DAC_OVERRIDE it is an ordinary owner of a read-only file.
+    line = one_error_line(profviz("attach", str(target.pid), "--duration", "5", store=store,
+                                  prefix=["setpriv", "--bounding-set=-dac_override,-dac_read_search"]))
+    assert "store" in line and "make it writable" in line
+    assert time.monotonic() - started < 4
+    store.chmod(0o644)
+    assert profile_count(store) == 0
+
+
+def test_corrupt_store_is_found_before_recording(target, tmp_path):
+    store = tmp_path / "broken.db"
+    store.write_bytes(b"definitely not sqlite" * 200)
+    started = time.monotonic()
+    line = one_error_line(profviz("attach", str(target.pid), "--duration", "5", store=store))
+    assert "is corrupt" in line and "move it aside" in line
+    assert time.monotonic() - started < 4
+    assert store.read_bytes() == b"definitely not sqlite" * 200
+
+
+def test_record_of_a_missing_program(tmp_path):
+    line = one_error_line(profviz("record", "--", str(tmp_path / "no-such-program"), store=tmp_path / "s.db"))
+    assert "cannot start" in line and "check the command" in line
+
+
+def test_bad_label(target, tmp_path):
+    result = profviz("attach", str(target.pid), "--label", "novalue", store=tmp_path / "s.db")
+    assert result.returncode != 0 and "is not KEY=VALUE" in result.stderr
