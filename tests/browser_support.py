@@ -2,8 +2,7 @@
 
 * realistic stored profiles built through ``Profile.append_sample`` (a Flask-style web app
   with request workers doing SQL, HTTP calls, JSON, lock contention, and behaviour that
-  changes half way so time windows differ), a hostile profile whose names are attack strings,
-  and a large synthetic profile for the benchmark;
+  changes half way so time windows differ) and a hostile profile whose names are attack strings;
 * the real server app on a real 127.0.0.1 port (:class:`profviz.server.runner.RunningServer`);
 * headless Debian Chromium through Playwright.
 
@@ -168,58 +167,6 @@ def build_hostile_profile(start_ns: int = 1_764_100_000_000_000_000) -> Profile:
         profile.append_sample(t, t_script, stacks[0], period, State.ON_CPU)
         profile.append_sample(t, t_img, stacks[1], period, State.WAITING, HOSTILE_IMG)
         profile.append_sample(t, t_rtl, stacks[2 if i % 3 else 1], period, State.WAITING if i % 2 else State.ON_CPU, HOSTILE_SCRIPT if i % 2 else None)
-    return profile
-
-
-def build_synthetic_profile(samples: int = 1_000_000, distinct_stacks: int = 50_000, threads: int = 8, seed: int = 0,
-                            start_ns: int = 1_764_200_000_000_000_000) -> Profile:
-    """The benchmark profile: ``samples`` samples over ``distinct_stacks`` stacks in ``threads`` threads.
-
-    Stacks share realistic prefixes (a tree of call paths, zipf-distributed use); states are
-    about half CPU, 45 % waiting (with reasons), 5 % runnable. Samples are set as whole
-    columns for speed after interning through the model, which checks them like append_sample.
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    profile = Profile({"kind": "synthetic", "pid": 1, "cmdline": "synthetic benchmark", "rate_hz": 100.0, "start_ns": start_ns})
-    thread_ids = [profile.add_thread(1, 100 + i, f"worker-{i}") for i in range(threads)]
-    modules = [f"/srv/app/pkg{m // 10}/mod{m}.py" for m in range(60)] + [f"{SITE}/lib{m}/core.py" for m in range(20)]
-    functions = [(f"fn_{i}", modules[i % len(modules)], 10 + (i * 7) % 400) for i in range(3000)]
-    # Grow stacks as a random tree: each new stack extends an earlier one by 1-3 frames.
-    paths: list[tuple[int, int]] = []  # (stack index, depth)
-    stack_ids = []
-    for s in range(distinct_stacks):
-        if s < 40 or rng.random() < 0.02:
-            parent, depth = -1, 0
-        else:
-            parent, depth = paths[int(rng.integers(max(0, len(paths) - 5000), len(paths)))]
-        stack = parent
-        for _ in range(int(rng.integers(1, 4))):
-            if depth >= 60:
-                break
-            fn = functions[int(rng.integers(0, len(functions)))]
-            stack = profile.intern_stack(stack, profile.intern_frame(*fn))
-            depth += 1
-        paths.append((stack, depth))
-        stack_ids.append(stack)
-    reasons = [profile.intern_string(r) for r in ("socket recv", "lock", "disk read", "sleep")]
-    choice = np.minimum(rng.zipf(1.3, samples) - 1, distinct_stacks - 1)
-    period = 10_000_000
-    per_thread = samples // threads + 1
-    state = rng.choice([int(State.ON_CPU), int(State.WAITING), int(State.RUNNABLE)], samples, p=[0.5, 0.45, 0.05]).astype(np.int8)
-    reason = np.where(state == int(State.WAITING), np.asarray(reasons, dtype=np.int32)[rng.integers(0, len(reasons), samples)], -1).astype(np.int32)
-    columns = {
-        "time_ns": start_ns + (np.arange(samples, dtype=np.int64) // threads) * period,
-        "thread": (np.arange(samples) % threads).astype(np.int32),
-        "stack": np.asarray(stack_ids, dtype=np.int32)[choice],
-        "weight_ns": np.full(samples, period, dtype=np.int64),
-        "state": state,
-        "reason": reason,
-    }
-    profile.set_sample_columns(columns)
-    profile.meta["duration_ns"] = int(per_thread * period)
-    del thread_ids
     return profile
 
 

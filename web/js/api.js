@@ -4,6 +4,8 @@
  */
 import { errorMessage } from "./model/api.js";
 
+export { apiUrl } from "./model/query.js";
+
 export class ApiError extends Error {
   constructor(message, status) {
     super(message);
@@ -12,6 +14,15 @@ export class ApiError extends Error {
 }
 
 const cache = new Map();
+
+/** A response boot.js already requested for `url` (each is used once), or null. */
+function takePrefetched(url) {
+  const early = globalThis.__profvizPrefetch;
+  if (!early || !early.has(url)) return null;
+  const response = early.get(url);
+  early.delete(url);
+  return response;
+}
 const CACHE_SIZE = 24;
 
 /**
@@ -25,7 +36,7 @@ export function getJSON(url, { signal } = {}) {
     cache.set(url, hit);
     return hit;
   }
-  const promise = fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+  const promise = (takePrefetched(url) || fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" }))
     .then(async (response) => {
       let body = null;
       try {
@@ -47,13 +58,6 @@ export function getJSON(url, { signal } = {}) {
     signal.addEventListener("abort", abort, { once: true });
     promise.then(resolve, reject);
   });
-}
-
-/** "/api/profiles/3/flamegraph?threads=0" from a path and URLSearchParams (or object). */
-export function apiUrl(path, params) {
-  const query = params instanceof URLSearchParams ? params : new URLSearchParams(params || {});
-  const text = query.toString();
-  return `/api${path}${text ? "?" + text : ""}`;
 }
 
 /** True for the rejection of a superseded request (not an error to show). */

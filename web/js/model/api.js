@@ -7,6 +7,8 @@
  */
 import { FlameTree, functionKey } from "./tree.js";
 
+export { statesParam, filterParams } from "./query.js";
+
 export class ApiShapeError extends Error {}
 
 function need(condition, where, what) {
@@ -30,30 +32,6 @@ function arr(obj, key, where) {
 
 /** The state names of the API, in the order of our node fields. */
 export const API_STATES = ["cpu", "waiting", "runnable", "unknown"];
-
-/** UI state filter ("all" | "cpu" | "wait") -> API `states` value (null = no restriction). */
-export function statesParam(filter) {
-  if (filter === "cpu") return "cpu";
-  if (filter === "wait") return "waiting";
-  return null;
-}
-
-/**
- * Query parameters for the common filters of a UI state: threads (indices), the time window
- * (seconds from the origin -> start_ns/end_ns) and states. `prefix` is "" or "a_" / "b_".
- */
-export function filterParams(state, prefix = "", params = new URLSearchParams()) {
-  const threads = prefix === "b_" ? state.otherThreads : state.threads;
-  const window = prefix === "b_" ? state.otherWindow : state.window;
-  if (threads && threads.length) params.set(`${prefix}threads`, threads.join(","));
-  if (window) {
-    params.set(`${prefix}start_ns`, String(Math.round(window[0] * 1e9)));
-    params.set(`${prefix}end_ns`, String(Math.round(window[1] * 1e9)));
-  }
-  const states = statesParam(state.states);
-  if (states) params.set(`${prefix}states`, states);
-  return params;
-}
 
 function parseFunctions(list, where) {
   need(Array.isArray(list), where, "functions is not an array");

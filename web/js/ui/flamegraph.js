@@ -85,11 +85,21 @@ export class FlameGraph {
 
   /** Client coordinates of the widest drawn frame named `name` (for tests and tools), or null. */
   centerOfName(name) {
+    return this._centerOfWidest((node) => node.name === name);
+  }
+
+  /** Client coordinates of the widest drawn frame at `depth` below the focus, or null. */
+  centerOfDepth(depth) {
+    const want = this.tree ? this.tree.nodes[this.layout.focus].depth + depth : -1;
+    return this._centerOfWidest((node) => node.depth === want && node.kind !== "other");
+  }
+
+  _centerOfWidest(accept) {
     const { layout } = this;
     if (!layout) return null;
     let best = -1;
     for (let p = 0; p < layout.count; p++) {
-      if (this.tree.nodes[layout.index[p]].name !== name) continue;
+      if (!accept(this.tree.nodes[layout.index[p]])) continue;
       if (best < 0 || layout.x1[p] - layout.x0[p] > layout.x1[best] - layout.x0[best]) best = p;
     }
     if (best < 0) return null;

@@ -41,7 +41,8 @@ class FlameView {
     this.crumbs = h("nav", { class: "breadcrumb", id: "breadcrumb", aria: { label: "Zoom path" } });
     this.message = h("div", { class: "view-message", role: "status" });
     this.graphBox = h("div", { class: "flame-box", id: "flame", data: { orientation } });
-    append(container, this.crumbs, this.message, h("div", { class: "flame-scroll" }, this.graphBox));
+    this.scroller = h("div", { class: "flame-scroll" }, this.graphBox);
+    append(container, this.crumbs, this.message, this.scroller);
     this.graph = new FlameGraph(this.graphBox, {
       orientation,
       onClick: (node) => this.onClick(node),
@@ -52,7 +53,10 @@ class FlameView {
     this.searchSlot = new RequestSlot();
     this.tree = null;
     this.focus = 0;
-    debugState().flame = { centerOfName: (name) => this.graph.centerOfName(name) };
+    debugState().flame = {
+      centerOfName: (name) => this.graph.centerOfName(name),
+      centerOfDepth: (depth) => this.graph.centerOfDepth(depth),
+    };
     this.load();
   }
 
@@ -171,11 +175,18 @@ class FlameView {
       searching: Boolean(this.ctx.state.search && search),
       matchedCount: search ? search.count : 0,
     });
+    if (this.orientation === "flame") {
+      // Root at the bottom: keep the bottom (the root and the zoomed frame) in view.
+      this.scroller.scrollTop = this.scroller.scrollHeight;
+    } else if (this.lastFocus !== this.focus) {
+      this.scroller.scrollTop = 0;
+    }
+    this.lastFocus = this.focus;
     this.graphBox.dataset.totalNs = String(tree.nodes[tree.info.focus].total);
     this.graphBox.dataset.treeRoot = String(tree.info.rootId || 0);
     this.renderCrumbs();
     mark("flame-drawn", { nodes: count, ms: performance.now() - t0, focus: tree.nodes[this.focus].id });
-    markAfterPaint("flame-painted", { nodes: count, focus: tree.nodes[this.focus].id });
+    markAfterPaint("flame-painted", { nodes: count, focus: tree.nodes[this.focus].id, treeRoot: tree.info.rootId || 0 });
   }
 
   renderCrumbs() {

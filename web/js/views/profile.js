@@ -16,6 +16,7 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import { parseProfileInfo, parseFlamegraph, parseSearch, filterParams, threadLabel } from "../model/api.js";
 import { parseLocation, buildLocation } from "../model/urlstate.js";
+import { flamegraphUrl } from "../model/query.js";
 import { displayText, formatCount, formatDateTime, formatDuration, formatPercent, shortFile } from "../model/format.js";
 import { nodeColor, STATE_COLORS, reasonColor, rgb } from "../model/colors.js";
 import { maxSelf } from "../model/tree.js";
@@ -339,9 +340,7 @@ class ProfilePage {
   }
 
   treeUrl(root) {
-    const params = this.filters();
-    if (root) params.set("root", String(root));
-    return apiUrl(`/profiles/${this.id}/flamegraph`, params);
+    return flamegraphUrl(this.id, this.state, root);
   }
 
   fetchTree(url, signal) {
