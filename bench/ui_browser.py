@@ -14,6 +14,9 @@ Builds the same synthetic profile as ``bench/ui_server.py`` (default 1,000,000 s
 Times come from the page's own marks (window.__profviz.events / performance.mark
 "profviz:*"), all on the page's clock: ``performance.now()`` counts from navigation start.
 Run: ``python bench/ui_browser.py [--samples N] [--runs 3] [--store PATH --profile ID]``.
+
+``--screenshots DIR`` instead writes ``<view>.png`` of every view at 1280x800 for a realistic
+web-app profile (before/after a regression) into DIR (the README's docs/screenshots/).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from profviz.store import Store  # noqa: E402
-from tests.browser_support import chromium, running_server  # noqa: E402
+from tests.browser_support import build_shop_profile, chromium, running_server  # noqa: E402
 
 
 def synthetic_profile(samples: int, stacks: int, threads: int):
@@ -84,6 +87,55 @@ def zoom_once(page, depth: int) -> dict:
     return result
 
 
+SCREENSHOTS = (
+    # (file name, URL path and query after /profiles/<after>, event that says it is drawn)
+    ("list", None, "list-painted"),
+    ("flamegraph", "", "flame-painted"),
+    ("icicle", "?view=icicle&zoom={checkout}&q=pricing", "flame-painted"),
+    ("flamechart", "?view=chart&t=5.5-8", "chart-painted"),
+    ("sandwich", "?view=sandwich&fn=checkout&file=/srv/shop/shop/views.py", "sandwich-painted"),
+    ("top-functions", "?view=top&sort=self", "top-painted"),
+    ("diff", "DIFF", "diff-painted"),
+)
+
+
+def screenshots(directory: Path) -> None:
+    """Write a PNG of every view for a realistic profile (see the module docstring)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="profviz-shots-") as tmp:
+        store = Store(os.path.join(tmp, "shots.db"))
+        before = store.save_profile(build_shop_profile(seconds=12, workers=6, seed=3, regression=False,
+                                                       start_ns=1_764_000_000_000_000_000, cmdline="python -m shop.serve --port 8000"))
+        after_profile = build_shop_profile(seconds=12, workers=6, seed=4, regression=True,
+                                           start_ns=1_764_003_600_000_000_000, cmdline="python -m shop.serve --port 8000")
+        after = store.save_profile(after_profile)
+        with running_server(store) as base, chromium() as context:
+            import json
+            import urllib.request
+
+            tree = json.load(urllib.request.urlopen(f"{base}/api/profiles/{after}/flamegraph"))
+            names = [f["name"] for f in tree["functions"]]
+            checkout = next(n["id"] for n in tree["nodes"] if n["fn"] >= 0 and names[n["fn"]] == "checkout")
+            for name, query, event in SCREENSHOTS:
+                page = context.new_page()
+                if query is None:
+                    url = f"{base}/"
+                elif query == "DIFF":  # the baseline is A, the regression B: red is what got worse
+                    url = f"{base}/profiles/{before}?view=diff&b={after}"
+                else:
+                    url = f"{base}/profiles/{after}" + query.format(checkout=checkout)
+                page.goto(url)
+                wait_event(page, event)
+                if name == "icicle":
+                    page.wait_for_function("() => Number(document.querySelector('#flame').dataset.matched) > 0")
+                page.wait_for_timeout(400)
+                path = directory / f"{name}.png"
+                page.screenshot(path=str(path))
+                print(f"{path}: {path.stat().st_size / 1024:.0f} kB")
+                page.close()
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=1_000_000)
@@ -92,7 +144,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--store", help="an existing store (with --profile) instead of building the synthetic profile")
     parser.add_argument("--profile", type=int, help="profile id in --store")
+    parser.add_argument("--screenshots", type=Path, metavar="DIR", help="write a PNG of every view into DIR instead of timing")
     args = parser.parse_args()
+    if args.screenshots:
+        screenshots(args.screenshots)
+        return
 
     tmp = None
     if args.store and args.profile:

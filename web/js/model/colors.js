@@ -114,15 +114,35 @@ export function stateColor(node) {
     [STATE_COLORS.runnable, node.runnable || 0],
     [STATE_COLORS.unknown, node.unknown || 0],
   ];
-  let r = 0, g = 0, b = 0, sum = 0;
+  let r = 0, g = 0, b = 0, sum = 0, top = 0;
   for (const [c, w] of parts) {
     r += c[0] * w; g += c[1] * w; b += c[2] * w; sum += w;
+    if (w > top) top = w;
   }
   if (!sum) return rgb(STATE_COLORS.unknown);
   const base = [r / sum, g / sum, b / sum];
-  // Vary lightness a little by name so neighbouring frames stay distinguishable.
+  // Mixed frames fade towards white (their split shows in the state strip); pure ones stay
+  // saturated. A little lightness jitter by name keeps neighbouring frames distinguishable.
+  const purity = top / sum;
   const jitter = (hashString(node.name) % 100) / 100;
-  return rgb(lighten(base, 0.12 + 0.22 * jitter));
+  return rgb(lighten(base, 0.1 + 0.2 * jitter + 0.9 * (1 - purity)));
+}
+
+/**
+ * The state split of a node as [[css colour, fraction], ...] (CPU, waiting, runnable, other),
+ * or null when one state covers (nearly) all of it. Drawn as a strip under mixed frames.
+ */
+export function stateSplit(node) {
+  const total = node.total || 0;
+  if (total <= 0) return null;
+  const parts = [
+    [rgb(STATE_COLORS.cpu), (node.cpu || 0) / total],
+    [rgb(STATE_COLORS.wait), (node.wait || 0) / total],
+    [rgb(STATE_COLORS.runnable), (node.runnable || 0) / total],
+    [rgb(STATE_COLORS.unknown), (node.unknown || 0) / total],
+  ];
+  if (Math.max(...parts.map((p) => p[1])) > 0.97) return null;
+  return parts.filter((p) => p[1] > 0);
 }
 
 /**

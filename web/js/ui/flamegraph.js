@@ -5,8 +5,9 @@
  *   graph.draw(tree, { focus, colorOf, matched, dimmed });
  *
  * `orientation` "flame" puts the root at the bottom, "icicle" at the top. `colorOf(node)`
- * returns a CSS colour; `matched` (Uint8Array per node, optional) highlights search hits and
- * greys the rest. Callbacks get (node, event). The container exposes what was drawn for tests
+ * returns a CSS colour; `split(node)` (optional) returns [[colour, fraction], ...] drawn as a
+ * thin strip along the bottom of the frame (the CPU / wait split); `matched` (Uint8Array per
+ * node, optional) highlights search hits and greys the rest. Callbacks get (node, event). The container exposes what was drawn for tests
  * and tools: data-nodes-drawn, data-focus (server node id), data-matched, data-draw-ms.
  * Handles devicePixelRatio and container resizes; one canvas, one draw per frame at most.
  */
@@ -157,6 +158,7 @@ export class FlameGraph {
         ctx.lineWidth = 1.5;
         ctx.strokeRect(x + 0.75, y + 0.75, Math.max(0, w - 1.5), rowH - 2.5);
       }
+      if (this.opts.split && w > 8 && !(this.opts.searching && this.opts.matched)) this._strip(index, x, y + rowH - 4, w);
       if (w >= this.charWidth * 3 + 6) this._label(index, x, y, w, rowH);
     }
     ctx.globalAlpha = 1;
@@ -171,6 +173,18 @@ export class FlameGraph {
       `${this.options.orientation === "flame" ? "Flame graph" : "Icicle graph"}: ${layout.count} frames drawn, zoomed on ${displayText(this.tree.nodes[layout.focus].name, 80) || "all"}`,
     );
     if (this.options.onDraw) this.options.onDraw(layout.count, ms);
+  }
+
+  _strip(index, x, y, w) {
+    const parts = this.opts.split(this.tree.nodes[index]);
+    if (!parts) return;
+    let left = x;
+    for (const [color, fraction] of parts) {
+      const pw = fraction * (w - 1);
+      this.ctx.fillStyle = color;
+      this.ctx.fillRect(left, y, pw, 3);
+      left += pw;
+    }
   }
 
   _label(index, x, y, w, rowH) {

@@ -171,6 +171,7 @@ class FlameView {
     const count = this.graph.draw(tree, {
       focus: this.focus,
       colorOf: this.ctx.colorOf(tree, this.focus),
+      split: this.ctx.split,
       matched: search ? search.matched : null,
       searching: Boolean(this.ctx.state.search && search),
       matchedCount: search ? search.count : 0,

@@ -11,6 +11,7 @@
  *   ctx.zoomTree(id, signal) the flame tree rooted at node `id`
  *   ctx.search         the current search result (parseSearch) or null
  *   ctx.colorOf(tree)  a node -> colour function for the current colour mode
+ *   ctx.split          node -> CPU/wait split strip (state colouring), or null
  *   ctx.tooltipFor(node, tree, total) tooltip content for a flame node
  */
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
@@ -18,7 +19,7 @@ import { parseProfileInfo, parseFlamegraph, parseSearch, filterParams, threadLab
 import { parseLocation, buildLocation } from "../model/urlstate.js";
 import { flamegraphUrl } from "../model/query.js";
 import { displayText, formatCount, formatDateTime, formatDuration, formatPercent, shortFile } from "../model/format.js";
-import { nodeColor, STATE_COLORS, reasonColor, rgb } from "../model/colors.js";
+import { nodeColor, stateSplit, STATE_COLORS, reasonColor, rgb } from "../model/colors.js";
 import { maxSelf } from "../model/tree.js";
 import { h, clear, append } from "../ui/dom.js";
 import { splitBar } from "../ui/table.js";
@@ -380,6 +381,7 @@ class ProfilePage {
       baseTree: (signal) => this.baseTree(signal),
       zoomTree: (id, signal) => this.zoomTree(id, signal),
       colorOf: (tree, focus = 0) => this.colorFunction(tree, focus),
+      split: this.state.color === "state" ? stateSplit : null,
       tooltipFor: (node, tree, base) => flameTooltip(node, base),
     };
   }

@@ -144,7 +144,7 @@ class SandwichView {
       h("span", { class: "fn-file" }, ` ${shortFile(d.function.file, 3)}${d.function.line ? ":" + d.function.line : ""}`),
       h("span", { class: "fn-stats" }, ` \u00b7 total ${formatDuration(d.totalNs)} (${formatPercent(base ? d.totalNs / base : 0)}) \u00b7 self ${formatDuration(d.selfNs)} (${formatPercent(base ? d.selfNs / base : 0)})`));
     this.title.dataset.fn = d.function.name;
-    const draw = (graph, tree) => graph.draw(tree, { focus: 0, colorOf: this.ctx.colorOf(tree, 0) });
+    const draw = (graph, tree) => graph.draw(tree, { focus: 0, colorOf: this.ctx.colorOf(tree, 0), split: this.ctx.split });
     draw(this.callers, d.callers);
     draw(this.callees, d.callees);
     markAfterPaint("sandwich-painted", {});
