@@ -335,3 +335,57 @@ def test_record_of_a_missing_program(tmp_path):
 def test_bad_label(target, tmp_path):
     result = profviz("attach", str(target.pid), "--label", "novalue", store=tmp_path / "s.db")
     assert result.returncode != 0 and "is not KEY=VALUE" in result.stderr
+
+
+# -- the join on constructed readings (no processes) --------------------------------------------
+
+
+def constructed_states(phases, period_ms=10, offset_ms=5):
+    """ThreadStates for a thread following ``phases`` [(until_ms, "run"|"sleep")], read every period."""
+    from profviz.collect.attach import ReasonTable, ThreadStates
+    from profviz.collect.procstate import ThreadReading
+
+    states, reasons = ThreadStates(), ReasonTable()
+    cpu_ms, previous_ms, now = 0.0, 0.0, offset_ms
+    while now < phases[-1][0]:
+        for until, kind in phases:
+            if now < until:
+                break
+        # CPU accrued since the previous reading: the running parts of (previous_ms, now].
+        edges = [0] + [u for u, _ in phases]
+        for (lo, hi), (_, k) in zip(zip(edges, edges[1:]), phases):
+            if k == "run":
+                cpu_ms += max(0.0, min(hi, now) - max(lo, previous_ms))
+        letter, reason = ("R", None) if kind == "run" else ("S", "sleep")
+        states.add(ThreadReading(int(now * 1e6), 7, letter, int(cpu_ms * 1e6), 0, reason), reasons)
+        previous_ms, now = now, now + period_ms
+    return states, reasons
+
+
+def test_join_moves_late_boundaries_to_the_state_switches():
+    from profviz.collect.attach import join_thread
+    from profviz.model import State
+
+    states, reasons = constructed_states([(30, "run"), (100, "sleep"), (130, "run"), (200, "sleep")])
+    ms = 1_000_000
+    # py-spy saw each change 8 ms late; "work" has a line-only change inside it.
+    segments = [(0, 20 * ms), (20 * ms, 38 * ms), (38 * ms, 108 * ms), (108 * ms, 138 * ms), (138 * ms, 200 * ms)]
+    keys = ["work", "work", "nap", "work", "nap"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    assert joined.moved_boundaries == 3
+    time_in = {}
+    for t, w, seg, state in zip(joined.time_ns, joined.weight_ns, joined.segment, joined.state):
+        time_in.setdefault((keys[seg], State(state)), 0)
+        time_in[(keys[seg], State(state))] += w
+    assert time_in == {("work", State.ON_CPU): 60 * ms, ("nap", State.WAITING): 140 * ms}
+    assert {reasons.text(r) for r, s in zip(joined.reason, joined.state) if s == State.WAITING} == {"sleep"}
+
+
+def test_join_leaves_boundaries_alone_when_the_state_does_not_change():
+    from profviz.collect.attach import join_thread
+
+    states, _ = constructed_states([(200, "sleep")])
+    ms = 1_000_000
+    joined = join_thread([(0, 50 * ms), (50 * ms, 200 * ms)], ["a", "b"], states, 10 * ms, None)
+    assert joined.moved_boundaries == 0
+    assert sum(w for w, s in zip(joined.weight_ns, joined.segment) if s == 0) == 50 * ms

@@ -14,26 +14,32 @@ carries):
 
 1. Boundary refinement. py-spy sees a stack change at the first sample after it, on average one
    sampling interval late, so the end of every segment really belongs to the next one. Where the
-   state readings of two neighbouring segments disagree (one mostly running, the other mostly
-   waiting), the boundary is moved back to where the state changed: between the last reading in
-   the old state and the first in the new one, placed exactly with the thread's cumulative CPU +
-   run-queue time from schedstat (a thread that ran for 4 ms after a reading and then slept
-   changed 4 ms after that reading). Boundaries only move earlier, never before the previous
-   boundary, and never by more than ``REFINE_WINDOW_PERIODS`` intervals.
+   thread switched between running and waiting shortly before a boundary (within
+   ``REFINE_WINDOW_PERIODS`` intervals), the old segment was mostly in the state it switched away
+   from, and the thread is in the new state at the boundary, the boundary moves back to the
+   switch, placed exactly with the thread's cumulative CPU + run-queue time from schedstat (a
+   thread that ran for 4 ms after a reading and then slept switched 4 ms after that reading).
+   Line-only stack changes are carried along. Trade-off: a phase py-spy never sampled (shorter
+   than a few intervals; probability exp(-length x rate)) keeps its time under its neighbour,
+   with its true state, so very short phases lose some of their share in exchange for states
+   that are not smeared across functions.
 2. Samples. Each segment is split into evenly spaced samples of about 1/rate_hz whose weights add
    up to the segment's length (:func:`~profviz.formats.pyspy_chrometrace.segment_sample_times`).
-3. States. Each sample takes the state of the reading nearest to its midpoint among the usable
-   readings inside its own segment, so a CPU -> sleep change is not smeared across functions; a
-   segment with no reading inside takes the nearest usable reading within ``NEAREST_LIMIT_PERIODS``
-   intervals (at least ``NEAREST_LIMIT_MIN_NS``). Readings of a thread stopped by py-spy (``t``) that ``classify`` cannot place are not
-   usable (their neighbours decide). Samples with no usable reading are UNKNOWN and counted.
+3. States. Each sample takes the state of the reading that describes its midpoint
+   (:class:`StateTimeline`): between two readings of the same class the nearer one, across a
+   running/waiting switch the one on the midpoint's side of the switch (placed with schedstat as
+   above), so a CPU -> sleep change is not smeared across functions. Two waiting readings with
+   more than half the time between them spent busy mean a burst the readings missed: ON_CPU.
+   Readings of a thread stopped by py-spy (``t``) that ``classify`` cannot place are not usable
+   (their neighbours decide). A midpoint farther than ``NEAREST_LIMIT_PERIODS`` intervals (at
+   least ``NEAREST_LIMIT_MIN_NS``) from any usable reading, outside a pair of readings at most
+   twice that far apart, has no state: UNKNOWN, counted and noted in the profile.
 4. Ends. A thread that disappears from the readings before the end has its last segment cut one
    interval after its last reading; when the target exits everything is cut there.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 import tempfile
 import threading
@@ -45,7 +51,7 @@ from typing import Callable
 import numpy as np
 import psutil
 
-from ..formats.pyspy_chrometrace import ChromeTrace, TraceThread, parse_events, segment_sample_times, thread_label
+from ..formats.pyspy_chrometrace import ChromeTrace, parse_events, segment_sample_times, thread_label
 from ..formats.base import FormatError, parse_json
 from ..model import NO_STACK, Profile, State
 from .procstate import ProcessGone, ProcStateReader, ThreadReading, classify
