@@ -105,13 +105,16 @@ def _activities(phase: int) -> dict[str, list[Activity]]:
 
 
 def build_shop_profile(*, seconds: float = 6.0, rate_hz: float = 100.0, workers: int = 4, seed: int = 7,
-                       start_ns: int = 1_764_000_000_000_000_000, regression: bool = True, cmdline: str = "python -m shop.serve") -> Profile:
+                       start_ns: int = 1_764_000_000_000_000_000, regression: bool = True, cmdline: str = "python -m shop.serve",
+                       plugins: int = 0) -> Profile:
     """A realistic wall-clock profile of a threaded web app, built through append_sample.
 
     Threads: MainThread (polling), ``workers`` request workers, a cache refresher. Each thread
     keeps doing one activity for a few samples (requests have duration), so flame charts show
     runs. With ``regression`` the second half is CPU-bound (discount computation, search
-    ranking) instead of DB-bound, so time windows and diffs differ visibly.
+    ranking) instead of DB-bound, so time windows and diffs differ visibly. ``plugins`` > 0 adds
+    a "plugin-loader" thread spreading its time over that many distinct small functions under
+    ``load_plugins``, which the server folds away at the default threshold.
     """
     rng = random.Random(seed)
     profile = Profile({"kind": "attach", "pid": 4242, "cmdline": cmdline, "rate_hz": rate_hz, "start_ns": start_ns,
@@ -119,6 +122,12 @@ def build_shop_profile(*, seconds: float = 6.0, rate_hz: float = 100.0, workers:
     threads = [("main", profile.add_thread(4242, 4242, "MainThread"))]
     threads += [("worker", profile.add_thread(4242, 4250 + i, f"waitress-{i}")) for i in range(workers)]
     threads.append(("refresher", profile.add_thread(4242, 4300, "cache-refresher")))
+    plugin_thread = profile.add_thread(4242, 4400, "plugin-loader") if plugins else None
+    plugin_stacks = [
+        profile.intern_frames([("_bootstrap", f"{STDLIB}/threading.py", 995), ("load_plugins", f"{APP}/plugins.py", 10),
+                               (f"plugin_{k}", f"{SITE}/plugin{k}/__init__.py", 1)])
+        for k in range(plugins)
+    ]
     period = int(1e9 / rate_hz)
     n = int(seconds * rate_hz)
     stacks: dict[tuple, int] = {}
@@ -140,6 +149,8 @@ def build_shop_profile(*, seconds: float = 6.0, rate_hz: float = 100.0, workers:
                 stack = stacks[frames] = profile.intern_frames(frames)
             jitter = rng.randint(-period // 20, period // 20)
             profile.append_sample(t + max(0, jitter), thread, stack, period, activity.state, activity.reason)
+        if plugin_thread is not None:
+            profile.append_sample(t, plugin_thread, plugin_stacks[i % plugins], period, State.ON_CPU)
     return profile
 
 

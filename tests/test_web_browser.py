@@ -33,7 +33,7 @@ def site(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("web") / "store.db")
     profiles = {
         "before": build_shop_profile(seed=1, regression=False, start_ns=1_764_000_000_000_000_000),
-        "after": build_shop_profile(seed=2, regression=True, start_ns=1_764_000_100_000_000_000),
+        "after": build_shop_profile(seed=2, regression=True, start_ns=1_764_000_100_000_000_000, plugins=300),
         "hostile": build_hostile_profile(start_ns=1_764_000_200_000_000_000),
     }
     ids = {name: (store.save_profile(p), p) for name, p in profiles.items()}
@@ -113,7 +113,7 @@ def test_profile_list_newest_first(page, site):
     assert links.all_text_contents() == [f"#{ids[n][0]}" for n in ("hostile", "after", "before")]
     assert page.locator("#profile-list tbody .split-bar").count() == 3
     row = page.locator("#profile-list tbody tr").nth(1)
-    assert "3,600" in row.inner_text() and "6.00 s" in row.inner_text()
+    assert f"{ids['after'][1].sample_count:,}" in row.inner_text() and "6.00 s" in row.inner_text()
 
 
 def test_flame_graph_draws_pixels_and_totals(page, site):
@@ -149,6 +149,23 @@ def test_click_zooms_and_breadcrumb_zooms_out(page, site):
     page.click("#breadcrumb button.crumb >> text=all")
     page.wait_for_function("() => document.querySelector('#flame').dataset.focus === '0'")
     assert "zoom" not in parse_qs(urlparse(page.url).query)
+
+
+def test_zoom_refetches_a_folded_subtree(page, site):
+    url, ids = site
+    pid, _ = ids["after"]
+    open_flame(page, f"{url}/profiles/{pid}")
+    assert page.evaluate("() => window.__profviz.flame.centerOfName('plugin_7')") is None, "folded at first"
+    target = page.evaluate("() => window.__profviz.flame.centerOfName('(300 more)')")
+    assert target, "the folded plugins are one 'other' frame"
+    page.mouse.click(target["x"], target["y"])
+    page.wait_for_function("() => document.querySelector('#flame').dataset.treeRoot !== '0'")
+    root = page.get_attribute("#flame", "data-tree-root")
+    assert page.get_attribute("#flame", "data-focus") == root
+    assert parse_qs(urlparse(page.url).query)["zoom"] == [root]
+    assert page.inner_text("#breadcrumb .crumb.current") == "load_plugins"
+    assert int(page.get_attribute("#flame", "data-nodes-drawn")) >= 300
+    assert page.evaluate("() => window.__profviz.flame.centerOfName('plugin_7')") is not None
 
 
 def test_search_highlights_and_shows_matched_share(page, site):

@@ -13,6 +13,7 @@ import { h, clear, append } from "../ui/dom.js";
 import { FlameGraph } from "../ui/flamegraph.js";
 import { showTooltip, hideTooltip } from "../ui/tooltip.js";
 import { mark, markAfterPaint, debugState } from "../ui/debug.js";
+import { setStatus } from "../ui/chrome.js";
 
 /** True when the subtree of `index` in `tree` holds a folded "other" node. */
 function hasFoldedBelow(tree, index) {
@@ -109,7 +110,10 @@ class FlameView {
         ? `The zoomed frame (node ${zoomId}) is not in this profile; showing everything.`
         : `Could not load the flame graph: ${err.message}`;
       this.message.classList.add("error");
-      if (err.status === 404 && zoomId) this.ctx.setState({ zoom: null });
+      if (err.status === 404 && zoomId) {
+        setStatus(this.message.textContent, true);
+        this.ctx.setState({ zoom: null });
+      }
     });
   }
 

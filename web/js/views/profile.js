@@ -118,7 +118,7 @@ class ProfilePage {
       }
     });
     this.regexBox.addEventListener("change", () => this.setState({ regex: this.regexBox.checked }));
-    this.threadBox = h("details", { class: "thread-filter", id: "thread-filter" });
+    this.threadBox = h("details", { class: "thread-filter", id: "thread-filter", hidden: true });
     this.windowChip = h("span", { class: "window-chip", id: "window-chip", hidden: true });
     const controls = h("div", { class: "controls" },
       h("div", { class: "segmented", role: "group", aria: { label: "Thread states" } }, this.stateButtons),
@@ -134,7 +134,7 @@ class ProfilePage {
       h("div", { class: "toolbar" }, this.tabs, controls),
       h("div", { class: "subbar" }, this.totals, this.legend),
       this.host));
-    for (const problem of this.state.problems) setStatus(problem, true);
+    if (this.state.problems.length) setStatus(this.state.problems.join("; "), true);
   }
 
   renderHeader() {
@@ -157,6 +157,7 @@ class ProfilePage {
   renderThreadFilter() {
     const box = this.threadBox;
     clear(box);
+    box.hidden = false;
     const selected = new Set(this.state.threads.map(String));
     const all = this.info.threads;
     const summary = h("summary", {}, selected.size ? `Threads: ${selected.size} of ${all.length}` : `Threads: all ${all.length}`);
