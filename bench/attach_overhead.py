@@ -8,9 +8,11 @@ Not a test: prints figures. Run: ``python bench/attach_overhead.py [--seconds 3]
    (100 / 1000 Hz, blocking / --nonblocking) and each profiler (bare ``py-spy record`` with the
    same flags profviz uses, and profviz's collector), every round runs the target once without
    and once with the profiler, back to back (paired, so machine load drifts cancel). Printed:
-   the median over rounds of throughput(profiled) / throughput(unprofiled), and of the paused
-   fraction 1 - CPU time / wall time of the profiled target minus that of the unprofiled one
-   (the wall time the profiler took away; a busy machine also deschedules the bare target).
+   medians over rounds of throughput(profiled) / throughput(unprofiled), of the paused fraction
+   1 - CPU time / wall time (profiled and bare), and of the stopped fraction: wall time neither on
+   a CPU nor in the run queue, from the target's schedstat. On a loaded machine the first two move
+   with the load (other processes deschedule the target too); the stopped fraction counts only
+   time the target could not run at all, i.e. ptrace stops by the profiler.
 2. Collector cost. A 20-thread target (each thread spins 1 ms then sleeps 19 ms) is profiled at
    100 Hz for ``--seconds`` + 2 s; printed: py-spy's CPU (its rusage once reaped) and the /proc
    state reader thread's CPU, each as % of one core, and the one-off time to build the profile.
@@ -34,16 +36,22 @@ from profviz.collect.pyspy import check_pyspy, record_command, PySpyOptions
 
 SPIN_TARGET = r"""
 import json, sys, time
+def schedstat():
+    with open("/proc/thread-self/schedstat") as f:
+        on_cpu, run_queue, _ = f.read().split()
+    return int(on_cpu) / 1e9, int(run_queue) / 1e9
 print("ready", flush=True)
 sys.stdin.readline()
 seconds = float(sys.argv[1])
-wall0, cpu0 = time.perf_counter(), time.process_time()
+wall0, cpu0, (sched_cpu0, queue0) = time.perf_counter(), time.process_time(), schedstat()
 iterations = 0
 while time.perf_counter() - wall0 < seconds:
     for _ in range(1000):
         iterations += 1
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-print(json.dumps({"iterations": iterations, "wall": wall, "cpu": cpu}), flush=True)
+sched_cpu, queue = schedstat()
+print(json.dumps({"iterations": iterations, "wall": wall, "cpu": cpu, "sched_cpu": sched_cpu - sched_cpu0,
+                  "run_queue": queue - queue0}), flush=True)
 sys.stdin.readline()
 """
 
@@ -125,7 +133,13 @@ def run_profviz(seconds: float, rate: int, nonblocking: bool) -> dict:
 
 
 def paused(result: dict) -> float:
+    """The brief's measure: the share of wall time the CPU-bound target did not run."""
     return 1.0 - result["cpu"] / result["wall"]
+
+
+def stopped(result: dict) -> float:
+    """Share of wall time neither on a CPU nor waiting for one: stopped (ptrace), never load."""
+    return max(0.0, 1.0 - (result["sched_cpu"] + result["run_queue"]) / result["wall"])
 
 
 def throughput(result: dict) -> float:
@@ -135,23 +149,25 @@ def throughput(result: dict) -> float:
 def slowdown_table(seconds: float, rounds: int) -> None:
     modes = [(100, False), (100, True), (1000, False), (1000, True)]
     print(f"target slowdown: single-threaded CPU-bound target, {seconds:g} s per run, median of {rounds} paired rounds")
-    print(f"{'profiler':<10} {'rate':>5} {'mode':<12} {'throughput ratio':>17} {'paused (profiled - bare)':>25} {'bare paused':>12}")
+    print("throughput ratio and 'paused' (1 - CPU time / wall) move with the machine's load; 'stopped' (wall time")
+    print("neither on a CPU nor in the run queue, from schedstat) is what the profiler itself took away.")
+    print(f"{'profiler':<8} {'rate':>5} {'mode':<12} {'throughput':>10} {'paused':>7} {'bare paused':>11} {'stopped':>8} {'bare stopped':>12}")
     with tempfile.TemporaryDirectory(prefix="profviz-bench-") as scratch:
         for rate, nonblocking in modes:
             for name in ("py-spy", "profviz"):
-                ratios, pauses, bare_pauses = [], [], []
+                rows: list[tuple[float, float, float, float, float]] = []
                 for _ in range(rounds):
                     bare = run_unprofiled(seconds)
                     if name == "py-spy":
                         profiled = run_bare_pyspy(seconds, rate, nonblocking, scratch)
                     else:
                         profiled = run_profviz(seconds, rate, nonblocking)
-                    ratios.append(throughput(profiled) / throughput(bare))
-                    pauses.append(paused(profiled) - paused(bare))
-                    bare_pauses.append(paused(bare))
+                    rows.append((throughput(profiled) / throughput(bare), paused(profiled), paused(bare),
+                                 stopped(profiled), stopped(bare)))
+                ratio, pause, bare_pause, stop, bare_stop = (statistics.median(column) for column in zip(*rows))
                 mode = "nonblocking" if nonblocking else "blocking"
-                print(f"{name:<10} {rate:>5} {mode:<12} {statistics.median(ratios):>17.3f} {100 * statistics.median(pauses):>24.1f}% {100 * statistics.median(bare_pauses):>11.1f}%",
-                      flush=True)
+                print(f"{name:<8} {rate:>5} {mode:<12} {ratio:>10.3f} {100 * pause:>6.1f}% {100 * bare_pause:>10.1f}%"
+                      f" {100 * stop:>7.1f}% {100 * bare_stop:>11.1f}%", flush=True)
 
 
 def collector_cost(seconds: float) -> None:
