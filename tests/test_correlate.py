@@ -91,11 +91,20 @@ def test_join_matches_brute_force_for_owner_inclusive_sums_and_coverage():
                               T0 + start + int(rng.integers(0, 400)), thread=int(rng.integers(0, threads))))
         join = join_spans(profile, spans, sample_instant="start")
         cols = profile.columns()
+        self_time = np.zeros((len(State), len(spans)), dtype=np.int64)
+        for t, w, th, st in zip(cols["time_ns"], cols["weight_ns"], cols["thread"], cols["state"]):
+            for ns in range(t, t + w):  # each ns of sample time goes to the innermost span open then
+                open_spans = [(s.start_ns, i) for i, s in enumerate(spans) if s.thread == th and s.start_ns <= ns < s.end_ns]
+                if open_spans:
+                    self_time[st, max(open_spans)[1]] += 1
+        assert (join.self_by_state_ns == self_time).all()
         for i, s in enumerate(spans):
             inside = (cols["thread"] == s.thread) & (cols["time_ns"] >= s.start_ns) & (cols["time_ns"] < s.end_ns)
             assert join.samples[i] == inside.sum()
-            for state in (State.ON_CPU, State.WAITING, State.RUNNABLE):
-                assert join.by_state_ns[state, i] == cols["weight_ns"][inside & (cols["state"] == state)].sum()
+            on_thread = cols["thread"] == s.thread
+            overlap = np.clip(np.minimum(cols["time_ns"] + cols["weight_ns"], s.end_ns) - np.maximum(cols["time_ns"], s.start_ns), 0, None)
+            for state in State:
+                assert join.by_state_ns[state, i] == overlap[on_thread & (cols["state"] == state)].sum()
             covered = set()
             for t, w, th in zip(cols["time_ns"], cols["weight_ns"], cols["thread"]):
                 if th == s.thread:
@@ -192,6 +201,7 @@ def test_unspanned_time_of_a_request_is_outside_every_child_span():
     rows = span_listing_rows(join, (0, T0, T0 + 100 * MS))
     no_span = rows[-1]
     assert no_span["name"] == "(no span)" and no_span["duration_s"] == pytest.approx(0.07)
+    assert no_span["wait_s"] == pytest.approx(0.07) and no_span["cpu_s"] == 0 and no_span["samples"] == 70
     assert no_span["top_functions"][0]["function"] == "handler"
     assert {f["function"] for f in no_span["top_functions"]} == {"handler", "log_wait"}
 

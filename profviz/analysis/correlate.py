@@ -21,7 +21,9 @@ pass the offset to add to span times to bring them onto the samples' clock.
 Everything is vectorised with numpy: spans are sorted per thread (a composite key of thread and
 time), each sample finds the last span started before it with ``searchsorted`` and walks up
 "previous span that ends later" pointers by binary lifting until it reaches an open one;
-inclusive sums come from cumulative sums over the samples sorted the same way. Functions here
+time per state inside any window comes from prefix sums over the samples' intervals
+(:class:`StateTime`), and a span's own ("self") time from the elementary segments between span
+boundaries, each owned by the innermost span open over it. Functions here
 are pure: they read a profile and spans and return new objects.
 """
 
@@ -130,6 +132,47 @@ def covered_before(union_starts: np.ndarray, union_ends: np.ndarray, x: np.ndarr
     return out
 
 
+class StateTime:
+    """Sample time per state lying before any point: ``at(x)[state, i]`` = sum over samples of that
+    state of the length of ``[start, start + weight) ∩ (-inf, x[i])``.
+
+    Exact for overlapping intervals too (samples of several threads). Built from prefix sums over
+    the samples sorted by start and by end; int64 sums may wrap, but every result is a small
+    difference of them and modular arithmetic keeps it exact.
+    """
+
+    def __init__(self, starts: np.ndarray, weights: np.ndarray, states: np.ndarray):
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = starts + np.asarray(weights, dtype=np.int64)
+        states = np.asarray(states, dtype=np.int64)
+        by_start = np.argsort(starts, kind="stable")
+        by_end = np.argsort(ends, kind="stable")
+        self.starts, self.ends = starts[by_start], ends[by_end]
+        one_hot_start = states[by_start][None, :] == np.arange(STATE_COUNT)[:, None]
+        one_hot_end = states[by_end][None, :] == np.arange(STATE_COUNT)[:, None]
+        zero = np.zeros((STATE_COUNT, 1), dtype=np.int64)
+        with np.errstate(over="ignore"):
+            self.started = np.hstack((zero, np.cumsum(one_hot_start, axis=1, dtype=np.int64)))
+            self.started_t = np.hstack((zero, np.cumsum(one_hot_start * self.starts, axis=1, dtype=np.int64)))
+            self.ended = np.hstack((zero, np.cumsum(one_hot_end, axis=1, dtype=np.int64)))
+            self.ended_t = np.hstack((zero, np.cumsum(one_hot_end * starts[by_end], axis=1, dtype=np.int64)))
+            self.ended_w = np.hstack((zero, np.cumsum(one_hot_end * (self.ends - starts[by_end]), axis=1, dtype=np.int64)))
+
+    def at(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        i = np.searchsorted(self.starts, x, side="left")
+        k = np.searchsorted(self.ends, x, side="right")
+        with np.errstate(over="ignore"):
+            open_count = self.started[:, i] - self.ended[:, k]
+            open_t = self.started_t[:, i] - self.ended_t[:, k]
+            return self.ended_w[:, k] + open_count * x[None, :] - open_t
+
+    def between(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """[state, i] sample time inside [a[i], b[i])."""
+        with np.errstate(over="ignore"):
+            return self.at(b) - self.at(a)
+
+
 class _Keys:
     """Composite keys ``group * stride + (time - base)`` so one sorted array serves every thread.
 
@@ -158,10 +201,12 @@ class SpanJoin:
 
     Per sample: ``owner`` (index into ``spans`` of the innermost span, -1 for none). Per span
     (arrays indexed like ``spans``; times already shifted by ``offset_ns``): ``start_ns``,
-    ``end_ns``; inclusive figures over the samples inside the span's window on its thread (all
-    threads for approximate spans) — ``samples``, ``by_state_ns[state, span]``,
-    ``covered_ns`` (span time covered by those samples' intervals); and ``self_samples``,
-    ``self_by_state_ns`` over the samples the span owns.
+    ``end_ns``; ``samples`` (samples taken inside the span's window on its thread, every thread
+    for approximate spans); ``by_state_ns[state, span]``, the sample time of each state inside the
+    window (each sample counts the part of its interval that overlaps the window, so the states
+    add up to ``covered_ns`` and never exceed the duration); ``covered_ns``, the window time
+    covered by sample intervals; ``self_by_state_ns``, the same time-weighted sums over the parts
+    of the window where the span is the innermost open span; ``self_samples``, the samples it owns.
     """
 
     profile: Profile
@@ -240,6 +285,7 @@ def join_spans(profile: Profile, spans: list[Span], *, offset_ns: int = 0, sampl
     samples = np.zeros(n_spans, dtype=np.int64)
     by_state = np.zeros((STATE_COUNT, n_spans), dtype=np.int64)
     covered = np.zeros(n_spans, dtype=np.int64)
+    self_by_state = np.zeros((STATE_COUNT, n_spans), dtype=np.int64)
     if len(instants) and n_spans:
         low = int(min(instants.min(), cols["time_ns"].min())) - 1
         high = int(max(instants.max(), (cols["time_ns"] + weights).max())) + 1
@@ -255,14 +301,9 @@ def join_spans(profile: Profile, spans: list[Span], *, offset_ns: int = 0, sampl
             keys = _Keys(low, high, groups if chosen is exact else 1)
             _join_group(
                 keys, chosen, sample_group, span_group, instants, cols["time_ns"], weights, states, start, end,
-                owner, samples, by_state, covered, claim_only_free=chosen is approximate,
+                owner, samples, by_state, covered, self_by_state, claim_only_free=chosen is approximate,
             )
     self_samples = np.bincount(owner[owner >= 0], minlength=n_spans).astype(np.int64)
-    self_by_state = np.zeros((STATE_COUNT, n_spans), dtype=np.int64)
-    owned = owner >= 0
-    if owned.any():
-        flat = np.bincount(states[owned] * n_spans + owner[owned], weights=weights[owned], minlength=STATE_COUNT * n_spans)
-        self_by_state = flat.reshape(STATE_COUNT, n_spans).astype(np.int64)
     return SpanJoin(profile, list(spans), int(offset_ns), instants, owner, start, end, samples, by_state, covered,
                     self_samples, self_by_state)
 
@@ -270,7 +311,8 @@ def join_spans(profile: Profile, spans: list[Span], *, offset_ns: int = 0, sampl
 def _join_group(
     keys: _Keys, chosen: np.ndarray, sample_group: np.ndarray, span_group: np.ndarray, instants: np.ndarray,
     sample_start: np.ndarray, weights: np.ndarray, states: np.ndarray, start: np.ndarray, end: np.ndarray,
-    owner: np.ndarray, samples: np.ndarray, by_state: np.ndarray, covered: np.ndarray, *, claim_only_free: bool,
+    owner: np.ndarray, samples: np.ndarray, by_state: np.ndarray, covered: np.ndarray, self_by_state: np.ndarray,
+    *, claim_only_free: bool,
 ) -> None:
     """Join the spans ``chosen`` (all exact, or all approximate in group 0), filling the outputs in place."""
     order = chosen[np.lexsort((start[chosen], span_group[chosen]))]
@@ -283,22 +325,25 @@ def _join_group(
         found &= owner < 0
     owner[found] = order[local[found]]
 
-    sample_order = np.argsort(sample_key, kind="stable")
-    sorted_keys = sample_key[sample_order]
-    first = np.searchsorted(sorted_keys, span_start_key, side="left")
-    last = np.searchsorted(sorted_keys, span_end_key, side="left")
-    samples[order] = last - first
-    sorted_states = states[sample_order]
-    sorted_weights = weights[sample_order]
-    for state in range(STATE_COUNT):
-        cumulative = np.concatenate(([0], np.cumsum(np.where(sorted_states == state, sorted_weights, 0))))
-        by_state[state, order] = cumulative[last] - cumulative[first]
+    sorted_keys = np.sort(sample_key)
+    samples[order] = np.searchsorted(sorted_keys, span_end_key, side="left") - np.searchsorted(sorted_keys, span_start_key, side="left")
 
     interval_start = keys(sample_group, sample_start)
+    state_time = StateTime(interval_start, weights, states)
+    by_state[:, order] = state_time.between(span_start_key, span_end_key)
     union_starts, union_ends = merge_intervals(interval_start, interval_start + weights)
     covered[order] = (
         covered_before(union_starts, union_ends, span_end_key) - covered_before(union_starts, union_ends, span_start_key)
     )
+
+    boundaries = np.unique(np.concatenate((span_start_key, span_end_key)))
+    if len(boundaries) > 1:
+        segment_owner = innermost_interval(boundaries[:-1], span_start_key, span_end_key)
+        owned = segment_owner >= 0
+        segment_time = state_time.between(boundaries[:-1][owned], boundaries[1:][owned])
+        target = order[segment_owner[owned]]
+        for state in range(STATE_COUNT):
+            self_by_state[state] += np.bincount(target, weights=segment_time[state], minlength=len(start)).astype(np.int64)
 
 
 # -- time outside child spans -----------------------------------------------------------------
@@ -309,8 +354,8 @@ class Unspanned:
     """The part of a window on one thread that no (non-root) span covers: the "(no span)" lane.
 
     ``mask`` selects the window's samples on the thread that no such span owns;
-    ``duration_ns`` is the window time outside those spans and ``covered_ns`` how much of it
-    the samples cover.
+    ``duration_ns`` is the window time outside those spans (``intervals``), ``covered_ns`` how
+    much of it the samples cover and ``by_state_ns[state]`` their time there per state.
     """
 
     thread: int
@@ -318,6 +363,7 @@ class Unspanned:
     end_ns: int
     duration_ns: int
     covered_ns: int
+    by_state_ns: np.ndarray
     mask: np.ndarray
     intervals: list[tuple[int, int]]
 
@@ -372,8 +418,13 @@ def unspanned(join: SpanJoin, thread: int, start_ns: int, end_ns: int, roots: li
         cursor = max(cursor, b)
     if cursor < end_ns:
         gaps.append((cursor, end_ns))
+    by_state = np.zeros(STATE_COUNT, dtype=np.int64)
+    if gaps:
+        state_time = StateTime(sample_starts, cols["weight_ns"][on_thread], cols["state"][on_thread])
+        gap_array = np.asarray(gaps, dtype=np.int64)
+        by_state = state_time.between(gap_array[:, 0], gap_array[:, 1]).sum(axis=1)
     return Unspanned(thread, start_ns, end_ns, (end_ns - start_ns) - in_spans, int(covered_window) - covered_in_spans,
-                     mask, gaps)
+                     by_state, mask, gaps)
 
 
 # -- summaries --------------------------------------------------------------------------------
@@ -383,11 +434,15 @@ def _s(ns: float) -> float:
     return round(float(ns) / 1e9, 6)
 
 
-def top_self_functions(profile: Profile, group_of_sample: np.ndarray, groups: int, top: int = 5) -> list[list[dict]]:
+def top_self_functions(profile: Profile, group_of_sample: np.ndarray, groups: int, top: int = 5,
+                       group_time_ns: np.ndarray | None = None) -> list[list[dict]]:
     """For each group 0..groups-1, its ``top`` functions by self time (samples with group -1 ignored).
 
     A function is identified by name and file, as in the call tree; self time is the weight of
-    the samples whose innermost frame it is.
+    the samples whose innermost frame it is. With ``group_time_ns``, each group's figures are
+    scaled so that all its functions add up to that time (a sample's weight can reach outside
+    the span it was taken in; the time-weighted span figures cannot). ``share`` is the function's
+    fraction of the group's sample weight.
     """
     cols = profile.columns()
     table = node_table(profile).functions
@@ -403,10 +458,13 @@ def top_self_functions(profile: Profile, group_of_sample: np.ndarray, groups: in
     pair, inverse = np.unique(group * n_fn + leaf_fn, return_inverse=True)
     weight = np.bincount(inverse, weights=cols["weight_ns"][keep]).astype(np.int64)
     pair_group, pair_fn = pair // n_fn, pair % n_fn
+    group_weight = np.bincount(pair_group, weights=weight, minlength=groups)
+    scale = np.ones(groups) if group_time_ns is None else np.asarray(group_time_ns, dtype=float) / np.maximum(group_weight, 1)
     order = np.lexsort((-weight, pair_group))
     for g, f, w in zip(pair_group[order].tolist(), pair_fn[order].tolist(), weight[order].tolist()):
         if len(out[g]) < top:
-            out[g].append({"function": table.names[f], "file": table.files[f], "line": table.lines[f], "self_s": _s(w)})
+            out[g].append({"function": table.names[f], "file": table.files[f], "line": table.lines[f],
+                           "self_s": _s(w * scale[g]), "share": round(w / group_weight[g], 4)})
     return out
 
 
@@ -414,12 +472,13 @@ def span_rows(join: SpanJoin, *, top: int = 5) -> list[dict]:
     """One dict per span, in start order: the rows of ``profviz spans``.
 
     Keys: span_id, parent_id, trace_id, name, kind, status, tid, thread_name, start (epoch s),
-    start_ns, duration_s, samples, cpu_s, wait_s, runnable_s (inclusive, over the samples in the
-    span's window on its thread), self_s (owned samples' weight), uncovered_s, approximate,
-    attributes, top_functions (the ``top`` functions by self time among the samples the span owns).
+    start_ns, duration_s, samples (taken inside the span), cpu_s, wait_s, runnable_s (sample time
+    inside the span by state, child spans included), self_s (sample time where no child span was
+    open), uncovered_s, approximate, attributes, top_functions (the ``top`` functions by self
+    time among the samples the span owns).
     """
     profile = join.profile
-    tops = top_self_functions(profile, join.owner, len(join.spans), top)
+    tops = top_self_functions(profile, join.owner, len(join.spans), top, join.self_by_state_ns.sum(axis=0))
     rows = []
     for i in np.argsort(join.start_ns, kind="stable").tolist():
         span = join.spans[i]
@@ -452,19 +511,17 @@ def span_rows(join: SpanJoin, *, top: int = 5) -> list[dict]:
 def unspanned_row(join: SpanJoin, gap: Unspanned, *, top: int = 5) -> dict:
     """The "(no span)" entry for a window: same keys as :func:`span_rows` rows, ids None."""
     profile = join.profile
-    cols = profile.columns()
-    weights = cols["weight_ns"][gap.mask]
-    states = cols["state"][gap.mask]
     group = np.where(gap.mask, 0, -1)
     thread = profile.threads[gap.thread]
+    by_state = gap.by_state_ns
     return {
         "span_id": None, "parent_id": None, "trace_id": None, "name": "(no span)", "kind": "none", "status": "unset",
         "tid": thread.tid, "thread_name": thread.name, "start": gap.start_ns / 1e9, "start_ns": gap.start_ns,
         "duration_s": _s(gap.duration_ns), "samples": int(gap.mask.sum()),
-        "cpu_s": _s(weights[states == State.ON_CPU].sum()), "wait_s": _s(weights[states == State.WAITING].sum()),
-        "runnable_s": _s(weights[states == State.RUNNABLE].sum()), "self_s": _s(weights.sum()),
+        "cpu_s": _s(by_state[State.ON_CPU]), "wait_s": _s(by_state[State.WAITING]),
+        "runnable_s": _s(by_state[State.RUNNABLE]), "self_s": _s(by_state.sum()),
         "uncovered_s": _s(gap.uncovered_ns), "approximate": False, "attributes": {},
-        "top_functions": top_self_functions(profile, group, 1, top)[0],
+        "top_functions": top_self_functions(profile, group, 1, top, np.array([by_state.sum()]))[0],
         "intervals": [[a, b] for a, b in gap.intervals],
     }
 

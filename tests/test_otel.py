@@ -1,0 +1,261 @@
+"""profviz.otel: the span processor, setup_otel, and spans joined to real samples end to end.
+
+The end-to-end tests run real processes from tests/targets/: a Flask app under the WSGI
+middleware's sampler with OpenTelemetry instrumentation, and an OTLP-exporting service sampled
+by ``profviz attach`` while ``profviz serve`` receives its spans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from profviz.analysis.calltree import build_call_tree, function_stats
+from profviz.analysis.correlate import join_spans, span_flame_tree, unspanned
+from profviz.cli.spans import span_listing
+from profviz.otel import SpanProcessor
+from profviz.store import Store
+from profviz.store.spans import load_span_context, query_spans, spans_for_profile
+
+TARGETS = Path(__file__).parent / "targets"
+PROFVIZ = shutil.which("profviz") or os.path.join(os.path.dirname(sys.executable), "profviz")
+
+
+def _functions(tree) -> set[str]:
+    return {f.function for f in function_stats(tree)}
+
+
+def test_processor_stamps_native_thread_name_and_pid_at_start():
+    provider = TracerProvider()
+    provider.add_span_processor(SpanProcessor())
+    tracer = provider.get_tracer("t")
+    seen = {}
+
+    def work(name):
+        with tracer.start_as_current_span(name) as span:
+            seen[name] = (dict(span.attributes), threading.get_native_id())
+
+    threads = [threading.Thread(target=work, args=(f"job{i}",), name=f"pool-{i}") for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    work("main")
+    tids = set()
+    for name, (attributes, native) in seen.items():
+        assert attributes["thread.id"] == native and attributes["process.pid"] == os.getpid()
+        tids.add(native)
+    assert seen["job1"][0]["thread.name"] == "pool-1"
+    assert seen["main"][0]["thread.name"] == threading.current_thread().name
+    assert len(tids) == 4
+
+
+def test_processor_records_ended_spans_in_the_store(tmp_path):
+    store = Store(tmp_path / "spans.db")
+    processor = SpanProcessor(store)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /orders", kind=SpanKind.SERVER, attributes={"http.route": "/orders"}) as root:
+        with tracer.start_as_current_span("SELECT orders", kind=SpanKind.CLIENT) as child:
+            child.set_status(Status(StatusCode.ERROR, "deadlock"))
+            child.set_attribute("db.statement", "SELECT * FROM orders WHERE id = ?" + " " * 10_000)
+    assert processor.force_flush(10_000)
+    stored = {r.name: r for r in query_spans(store)}
+    assert set(stored) == {"GET /orders", "SELECT orders"}
+    parent, record = stored["GET /orders"], stored["SELECT orders"]
+    assert record.trace_id == format(root.get_span_context().trace_id, "032x")
+    assert record.parent_id == parent.span_id == format(root.get_span_context().span_id, "016x")
+    assert record.kind == "client" and record.status == "error" and parent.kind == "server"
+    assert record.attributes["otel.status_description"] == "deadlock"
+    assert len(record.attributes["db.statement"]) == 4096
+    assert record.tid == threading.get_native_id() and record.pid == os.getpid() and not record.approximate
+    assert record.start_ns == child.start_time and record.end_ns == child.end_time
+    assert record.source == "processor" and processor.recorded == 2 and processor.dropped == 0
+    provider.shutdown()
+
+
+def test_processor_drops_and_counts_when_its_queue_is_full(tmp_path):
+    store = Store(tmp_path / "spans.db")
+    processor = SpanProcessor(store, queue_size=1, batch_size=1)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+
+    def end_spans_while_the_store_is_locked(conn):
+        conn.execute("DELETE FROM spans")  # takes the write lock: the writer thread cannot write meanwhile
+        for i in range(50):
+            tracer.start_span(f"s{i}").end()
+
+    store.transaction("hold the write lock of", end_spans_while_the_store_is_locked)
+    assert processor.force_flush(10_000)
+    assert processor.dropped > 0 and processor.recorded + processor.dropped == 50
+    assert len(query_spans(store)) == processor.recorded
+    provider.shutdown()
+
+
+def _run_target(*args, timeout=120) -> dict:
+    done = subprocess.run([sys.executable, str(TARGETS / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_setup_otel_adds_to_an_existing_sdk_provider_and_changes_nothing_else(tmp_path):
+    result = _run_target("otel_setup.py", "existing", str(tmp_path / "s.db"))
+    assert result["same_provider"] and result["service_name"] == "billing"
+    assert result["idempotent"] and result["profviz_processors"] == 1 and result["processor_count"] == 2
+    assert result["attached"] and {"sqlite3", "requests", "logging"} <= set(result["instrumented"])
+    exported = {s["name"]: s["attributes"] for s in result["exported"]}
+    assert set(exported) == {"checkout", "SELECT"}  # the app's own exporter still gets every span
+    assert exported["SELECT"]["db.statement"] == "SELECT 1" and "thread.id" in exported["SELECT"]
+    assert result["recorded"] == 2
+    stored = {r.name: r for r in query_spans(Store(tmp_path / "s.db"))}
+    assert stored["SELECT"].parent_id == stored["checkout"].span_id
+    assert stored["checkout"].attributes["service.name"] == "billing"
+
+
+def test_setup_otel_installs_a_provider_when_the_app_has_none(tmp_path):
+    result = _run_target("otel_setup.py", "none", str(tmp_path / "s.db"))
+    assert result["provider_type"] == "TracerProvider" and result["attached"] and result["idempotent"]
+    assert result["processor_count"] == 1 and result["recorded"] == 2
+
+
+@pytest.fixture(scope="module")
+def flask_run(tmp_path_factory):
+    """One slow request through Flask + the middleware's sampler + OpenTelemetry (see the target)."""
+    store_path = tmp_path_factory.mktemp("flask") / "store.db"
+    result = _run_target("otel_flask_app.py", str(store_path))
+    store = Store(store_path)
+    (row,) = store.execute("SELECT id, tid FROM requests WHERE route = '/report' AND profile_id IS NOT NULL")
+    return store, int(row["id"]), result
+
+
+def test_flask_request_spans_get_their_own_samples(flask_run):
+    store, request_id, result = flask_run
+    assert result["dropped"] == 0 and {"sqlite3", "requests"} <= set(result["instrumented"])
+    context = load_span_context(store, request_id=request_id)
+    join = join_spans(context.profile, context.spans)
+    by_kind = {}
+    for index, span in enumerate(context.spans):
+        by_kind.setdefault((span.kind, span.attributes.get("db.system") is not None), []).append(index)
+    (query,) = by_kind[("client", True)]
+    (http,) = by_kind[("client", False)]
+    assert context.profile.threads[context.spans[query].thread].tid == result["tid"]
+    query_functions = _functions(span_flame_tree(join, index=query))
+    assert "run_slow_query" in query_functions and "call_inventory" not in query_functions
+    assert "log_audit" not in query_functions
+    http_functions = _functions(span_flame_tree(join, index=http))
+    assert "call_inventory" in http_functions and "run_slow_query" not in http_functions
+    for index in (query, http):
+        assert join.samples[index] >= 3
+        assert join.uncovered_ns[index] <= 0.2 * join.duration_ns[index]
+
+
+def test_flask_request_logging_wait_shows_as_time_outside_every_span(flask_run):
+    store, request_id, _ = flask_run
+    context = load_span_context(store, request_id=request_id)
+    join = join_spans(context.profile, context.spans)
+    gap = unspanned(join, *context.window)
+    assert gap.duration_ns >= 120_000_000  # the ~150 ms synchronous log call has no span
+    gap_functions = _functions(build_call_tree(context.profile, mask=gap.mask))
+    assert {"log_audit", "BlockingSocketLogHandler.emit", "Logger.callHandlers"} <= gap_functions
+    cols = context.profile.columns()
+    stacks_with_emit = np.array([
+        any(context.profile.strings[context.profile.frame_function[f]] == "BlockingSocketLogHandler.emit" for f in context.profile.stack_frames(s))
+        if s >= 0 else False for s in range(len(context.profile.stack_prefix))
+    ])
+    emit_samples = (cols["stack"] >= 0) & stacks_with_emit[np.maximum(cols["stack"], 0)]
+    assert emit_samples.sum() >= 3
+    assert (gap.mask & emit_samples).sum() >= 0.8 * emit_samples.sum()
+    listing = span_listing(store, request_id=request_id)
+    no_span = listing["spans"][-1]
+    assert no_span["name"] == "(no span)" and no_span["duration_s"] >= 0.12
+    assert no_span["wait_s"] >= 0.1
+
+
+def test_profviz_spans_cli_lists_request_spans_and_no_span_entry(flask_run):
+    store, request_id, _ = flask_run
+    done = subprocess.run([PROFVIZ, "spans", "--request", str(request_id), "--store", str(store.path), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    names = [row["name"] for row in listing["spans"]]
+    assert names[-1] == "(no span)" and "GET" in names and len(names) == 3
+    for row in listing["spans"]:
+        assert {"span_id", "parent_id", "name", "kind", "tid", "start", "duration_s", "samples", "cpu_s", "wait_s",
+                "uncovered_s", "top_functions"} <= set(row)
+        assert row["cpu_s"] + row["wait_s"] + row["runnable_s"] <= row["duration_s"] + 1e-6
+    text = subprocess.run([PROFVIZ, "spans", "--request", str(request_id), "--store", str(store.path)],
+                          capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and "(no span)" in text.stdout and "run_slow_query" not in text.stdout.split("(no span)")[1]
+    missing = subprocess.run([PROFVIZ, "spans", "--request", "999", "--store", str(store.path)], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("profviz: no request with id 999")
+
+
+def test_attached_process_spans_over_otlp_join_samples_by_thread_and_time(tmp_path):
+    store_path = tmp_path / "store.db"
+    server = subprocess.Popen([PROFVIZ, "serve", "--port", "0", "--store", str(store_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    service = None
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), server.stderr.read()
+        service = subprocess.Popen([sys.executable, str(TARGETS / "otel_service.py"), f"{url}v1/traces", "30"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = service.stdout.readline().split()
+        assert ready[0] == "ready"
+        attach = subprocess.run([PROFVIZ, "attach", ready[1], "--duration", "2", "--store", str(store_path), "--json"],
+                                capture_output=True, text=True, timeout=90)
+        assert attach.returncode == 0, attach.stderr
+        profile_id = json.loads(attach.stdout)["profile_id"]
+        service.communicate("stop\n", timeout=60)
+        assert service.returncode == 0
+        store = Store(store_path)
+        profile = store.load_profile(profile_id)
+        spans, skipped = spans_for_profile(store, profile)
+        assert skipped == 0 and all(not s.approximate for s in spans)
+        assert {s.attributes.get("service.name") for s in spans} == {"otel-service"}
+        join = join_spans(profile, spans)
+        first, last = profile.time_range_ns
+        inside = [i for i, s in enumerate(spans) if s.start_ns >= first and s.end_ns <= last]
+        assert len(inside) >= 10
+        for i in inside:
+            assert join.covered_ns[i] >= 0.8 * join.duration_ns[i], (spans[i].name, join.covered_ns[i], join.duration_ns[i])
+        cols = profile.columns()
+        owned = join.owner >= 0
+        span_tid = np.array([profile.threads[s.thread].tid for s in spans])
+        sample_tid = np.array([t.tid for t in profile.threads])[cols["thread"]]
+        assert (span_tid[join.owner[owned]] == sample_tid[owned]).all()
+        expected = {"crunch": "burn_cpu", "nap": "take_nap"}
+        right = total = 0
+        for name, function in expected.items():
+            for i in (i for i in inside if spans[i].name == name):
+                tree = span_flame_tree(join, index=i)
+                stats = {f.function: f.total_ns for f in function_stats(tree)}
+                right += stats.get(function, 0)
+                total += tree.root_total_ns
+        assert total > 0 and right >= 0.7 * total
+        cli = subprocess.run([PROFVIZ, "spans", str(profile_id), "--store", str(store_path), "--json"],
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        rows = json.loads(cli.stdout)["spans"]
+        assert {r["name"] for r in rows} == {"job", "crunch", "nap"}
+        crunch_cpu = sum(r["cpu_s"] for r in rows if r["name"] == "crunch")
+        nap_cpu = sum(r["cpu_s"] for r in rows if r["name"] == "nap")
+        assert crunch_cpu > 2 * nap_cpu
+    finally:
+        for process in (service, server):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
