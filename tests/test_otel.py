@@ -259,3 +259,55 @@ def test_attached_process_spans_over_otlp_join_samples_by_thread_and_time(tmp_pa
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+def test_span_api_endpoints_serve_listing_waterfall_lanes_and_span_flame_graphs(flask_run):
+    import requests as http
+
+    from profviz.server import create_app
+    from profviz.server.runner import RunningServer
+
+    store, request_id, result = flask_run
+    profile_id = int(store.execute("SELECT profile_id FROM requests WHERE id = ?", (request_id,))[0][0])
+    with RunningServer(create_app(store.path), "127.0.0.1", 0) as running:
+        api = f"{running.url}api"
+        by_request = http.get(f"{api}/requests/{request_id}/spans", timeout=30).json()
+        by_profile = http.get(f"{api}/profiles/{profile_id}/spans", timeout=30).json()
+        assert by_request["spans"] == by_profile["spans"] and by_request["request"]["id"] == request_id
+        origin = int(by_profile["origin_ns"])
+        rows = {r["name"]: r for r in by_profile["spans"]}
+        assert rows["(no span)"]["intervals"][0][0] >= 0 and rows["GET"]["start_ns"] < 10**12
+        assert rows["GET"]["start_ms"] == pytest.approx((origin + rows["GET"]["start_ns"]) / 1e6, abs=1e-3)
+
+        view = http.get(f"{api}/profiles/{profile_id}/correlation", timeout=30).json()
+        assert [s["name"] for s in view["spans"]] == [r["name"] for r in by_profile["spans"][:-1]]
+        assert all(s["depth"] == 0 for s in view["spans"]) and view["no_span"]["name"] == "(no span)"
+        (lane,) = view["lanes"]
+        assert lane["tid"] == result["tid"] and set(lane["state"]) <= {"cpu", "waiting", "runnable", "unknown"}
+        assert lane["start_ns"][0] >= view["window"]["start_ns"] and lane["end_ns"][-1] <= view["window"]["end_ns"]
+
+        query = next(s for s in view["spans"] if s["attributes"].get("db.system") == "sqlite")
+        flame = http.get(f"{api}/profiles/{profile_id}/span-flamegraph", params={"span_id": query["span_id"]}, timeout=30).json()
+        names = {f["name"] for f in flame["functions"]}
+        assert "run_slow_query" in names and "log_audit" not in names
+        assert flame["root_total_ns"] == pytest.approx(sum(n["self_ns"] for n in flame["nodes"]), rel=0.01)
+        gap = http.get(f"{api}/profiles/{profile_id}/span-flamegraph", params={"no_span": 1}, timeout=30).json()
+        assert "BlockingSocketLogHandler.emit" in {f["name"] for f in gap["functions"]}
+        by_name = http.get(f"{api}/profiles/{profile_id}/span-flamegraph", params={"name": "GET", "children": 1},
+                           timeout=30).json()
+        assert "call_inventory" in {f["name"] for f in by_name["functions"]}
+
+        for url, status in (
+            (f"{api}/profiles/{profile_id}/span-flamegraph", 400),
+            (f"{api}/profiles/{profile_id}/span-flamegraph?span_id=00000000deadbeef", 404),
+            (f"{api}/profiles/{profile_id}/spans?offset_ns=notanumber", 400),
+            (f"{api}/requests/999/spans", 404),
+            (f"{api}/requests/abc/spans", 404),
+            (f"{api}/spans?trace_id=xyz", 400),
+        ):
+            response = http.get(url, timeout=30)
+            assert response.status_code == status, (url, response.text)
+            assert response.json()["error"]["message"]
+        listing = http.get(f"{api}/spans", params={"trace_id": query["trace_id"]}, timeout=30).json()
+        assert [s["span_id"] for s in listing["spans"]] == [query["span_id"]]  # no root span: one trace per call
+        assert all(s["tid"] == result["tid"] and s["source"] == "processor" for s in listing["spans"])
