@@ -22,6 +22,17 @@ from typing import Callable, Mapping
 
 UNMATCHED_ROUTE = "(unmatched)"
 
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*\Z", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``90``, ``30s``, ``15m``, ``2h``, ``1d``, ``500ms``; ValueError otherwise."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ValueError(f"cannot read duration {text!r}: use a number with a unit, like 30s, 15m, 2h or 1d")
+    return float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
+
 _INT = re.compile(r"\d+\Z")
 _NUM = re.compile(r"[-+]?\d+(?:\.\d+)?\Z")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")

@@ -164,3 +164,39 @@ def test_routes_and_requests_commands(filled_store):
     assert bad.exit_code != 0 and "profviz: cannot read duration 'yesterday'" in bad.output
     cols = request_columns(Store(filled_store), route="/a/{int}")
     assert len(cols["id"]) == 50 and cols["capacity"] == [None] * 50
+
+
+def test_routes_api_table_latency_utilisation_requests_and_tail(tmp_path):
+    from profviz.server import create_app
+
+    with Store(tmp_path / "api.db") as store:
+        middleware = ProfilerMiddleware(make_app(), store=store, deep_fraction=1.0, sampler=False, worker_threads=4)
+        client = Client(middleware)
+        for i in range(40):
+            client.get("/sleep/80" if i % 10 == 9 else "/sleep/5").close()
+        assert middleware.flush()
+        middleware.close()
+        api = create_app(store).test_client()
+        table = api.get("/api/routes").get_json()
+        [row] = table["routes"]
+        assert row["route"] == "/sleep/{int}" and row["count"] == 40 and row["max_ms"] >= 80
+        assert table["window"]["duration_s"] >= 1.0
+        latency = api.get("/api/routes/latency?route=/sleep/{int}&bins=10").get_json()
+        assert sum(b["count"] for b in latency["histogram"]) == 40 and sum(s["count"] for s in latency["series"]) == 40
+        util = api.get("/api/routes/utilisation?bucket_s=0.5").get_json()
+        assert util["capacity"] == 4 and util["capacity_source"] == "configured"
+        assert 0 < max(s["utilisation"] for s in util["series"]) <= 0.25 + 1e-9  # one request at a time on 4 threads
+        slowest = api.get("/api/requests?slowest=4").get_json()["requests"]
+        assert [r["path"] for r in slowest] == ["/sleep/80"] * 4 and all(r["profile_id"] for r in slowest)
+        detail = api.get(f"/api/requests/{slowest[0]['id']}").get_json()
+        assert detail["profile"]["capture"] == "deep" and detail["labels"]["request_id"]
+        assert api.get("/api/requests/999999").status_code == 404
+        assert api.get("/api/requests/abc").status_code == 400
+        tail = api.get("/api/routes/tail?route=/sleep/{int}").get_json()
+        assert tail["tail_requests"] == 2 and tail["diff"]["tail_profiles"] == 2 and tail["diff"]["typical_profiles"] >= 5
+        top = tail["diff"]["frames"][0]
+        assert top["function"] == "sleep" and top["extra_wait_ms"] > 60
+        assert api.get("/api/routes/tail?route=/nope").status_code == 404
+        bad_since = api.get("/api/routes?since=soon")
+        assert bad_since.status_code == 400 and "since" in bad_since.get_json()["error"]["message"]
+        assert api.get("/api/routes?since=1h").get_json()["routes"][0]["count"] == 40

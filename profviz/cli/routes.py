@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 
 import click
 
 from ..analysis.routes import route_table
 from ..errors import ProfvizError
+from ..routes import parse_duration as parse_duration_s
 from ..store.requests import query_requests, request_columns
 from .common import json_option, open_cli_store, print_json, store_option
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*\Z", re.IGNORECASE)
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
 
 class UsageError(ProfvizError):
     exit_code = 2
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration like ``90``, ``30s``, ``15m``, ``2h``, ``1d``, ``500ms``."""
-    match = _DURATION.match(text or "")
-    if not match:
-        raise UsageError(f"cannot read duration {text!r}: use a number with a unit, like 30s, 15m, 2h or 1d")
-    return float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
+    """Seconds in a duration (see :func:`profviz.routes.parse_duration`); UsageError when unreadable."""
+    try:
+        return parse_duration_s(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _since_ns(since: str | None) -> int | None:

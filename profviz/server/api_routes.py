@@ -1,0 +1,202 @@
+"""The routes/requests JSON API behind the routes view (see "Routes and requests" in docs/api.md).
+
+Every endpoint reads the store's ``requests`` table (written by the WSGI middleware) over a time
+window given by ``since`` (a duration back from now: ``30s``, ``15m``, ``2h``) or ``since_ns`` /
+``until_ns`` (epoch ns); without them, all requests. Statistics come from the pure functions of
+:mod:`profviz.analysis.routes`. Times in responses are epoch seconds (``start``, ``t``) and
+milliseconds (latencies).
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import NotFound
+
+from ..analysis.routes import latency_histogram, latency_series, route_table, tail_diff, tail_groups, utilisation_series
+from ..routes import parse_duration
+from ..store import ProfileNotFound
+from ..store.requests import RequestNotFound, query_requests, request_by_id, request_columns
+from .context import server_context
+from .params import bad, float_param, int_param
+
+bp = Blueprint("routes_api", __name__)
+MAX_TAIL_PROFILES = 200
+
+
+def _window() -> tuple[int | None, int | None]:
+    args = request.args
+    since = args.get("since")
+    if since:
+        try:
+            since_ns = time.time_ns() - int(parse_duration(since) * 1e9)
+        except ValueError as exc:
+            raise bad("since", str(exc)) from None
+    else:
+        since_ns = int_param(args, "since_ns", None, low=0)
+    until_ns = int_param(args, "until_ns", None, low=0)
+    if since_ns is not None and until_ns is not None and until_ns <= since_ns:
+        raise bad("until_ns", "must be after the window's start")
+    return since_ns, until_ns
+
+
+def _route() -> tuple[str, str]:
+    route = request.args.get("route")
+    if not route:
+        raise bad("route", "required: a route as listed by /api/routes")
+    return route, (request.args.get("method") or "GET").upper()
+
+
+def _span(columns: dict, since_ns: int | None, until_ns: int | None) -> tuple[int, int]:
+    """The window actually covered: from the later of since and the first start to the earlier of until and the last end."""
+    starts = columns["start_ns"]
+    first = max(min(starts), since_ns or 0)
+    last = max(s + d for s, d in zip(starts, columns["duration_ns"]))
+    if until_ns is not None:
+        last = min(last, until_ns)
+    return first, max(last, first + 1)
+
+
+def _auto_bucket(start_ns: int, end_ns: int, points: int = 60) -> float:
+    raw = max(0.001, (end_ns - start_ns) / 1e9 / points)
+    for step in (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400):
+        if step >= raw:
+            return float(step)
+    return 86400.0
+
+
+def _request_entry(row) -> dict:
+    return {
+        "id": row.id, "route": row.route, "method": row.method, "path": row.path, "status": row.status,
+        "duration_ms": round(row.duration_ns / 1e6, 3), "cpu_ms": round(row.cpu_ns / 1e6, 3), "start": row.start_ns / 1e9,
+        "profile_id": row.profile_id, "pid": row.pid, "tid": row.tid, "error": row.error,
+    }
+
+
+@bp.get("/api/routes")
+def routes():
+    since_ns, until_ns = _window()
+    columns = request_columns(server_context().store, since_ns=since_ns, until_ns=until_ns)
+    if not columns["id"]:
+        return jsonify({"window": None, "routes": []})
+    first, last = _span(columns, since_ns, until_ns)
+    return jsonify({
+        "window": {"start": first / 1e9, "end": last / 1e9, "duration_s": round(max(1.0, (last - first) / 1e9), 3)},
+        "routes": route_table(columns, max(1.0, (last - first) / 1e9)),
+    })
+
+
+@bp.get("/api/routes/latency")
+def route_latency():
+    """One route's latency histogram and latency-over-time series."""
+    since_ns, until_ns = _window()
+    route, method = _route()
+    columns = request_columns(server_context().store, since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    if not columns["id"]:
+        raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
+    first, last = _span(columns, since_ns, until_ns)
+    bins = int_param(request.args, "bins", 40, low=1, high=200)
+    bucket_s = float_param(request.args, "bucket_s", _auto_bucket(first, last), low=0.01, high=86400.0)
+    return jsonify({
+        "route": route, "method": method, "count": len(columns["id"]), "bucket_s": bucket_s,
+        "histogram": latency_histogram(columns["duration_ns"], bins),
+        "series": latency_series(columns["start_ns"], columns["duration_ns"], bucket_s, since_ns=first),
+    })
+
+
+@bp.get("/api/routes/utilisation")
+def utilisation():
+    """Busy worker threads over capacity, per time bucket, for all routes."""
+    since_ns, until_ns = _window()
+    columns = request_columns(server_context().store, since_ns=since_ns, until_ns=until_ns)
+    capacity = int_param(request.args, "capacity", None, low=1, high=100_000)
+    if not columns["id"]:
+        return jsonify({"capacity": capacity or 0, "capacity_source": "none", "bucket_s": None, "series": []})
+    first, last = _span(columns, since_ns, until_ns)
+    bucket_s = float_param(request.args, "bucket_s", _auto_bucket(first, last), low=0.01, high=86400.0)
+    if (last - first) / 1e9 / bucket_s > 5000:
+        raise bad("bucket_s", f"{bucket_s} s makes more than 5000 buckets over this window; use a larger bucket")
+    return jsonify(utilisation_series(columns, bucket_s, since_ns=first, until_ns=last, capacity=capacity))
+
+
+@bp.get("/api/requests")
+def requests_list():
+    since_ns, until_ns = _window()
+    args = request.args
+    slowest = int_param(args, "slowest", None, low=1, high=10_000)
+    limit = int_param(args, "limit", 100, low=1, high=10_000)
+    rows = query_requests(
+        server_context().store, since_ns=since_ns, until_ns=until_ns, route=args.get("route") or None,
+        method=args.get("method") or None, slowest=slowest, limit=None if slowest else limit,
+    )
+    return jsonify({"requests": [_request_entry(r) for r in rows]})
+
+
+@bp.get("/api/requests/<request_id>")
+def request_detail(request_id: str):
+    try:
+        rid = int(request_id)
+    except ValueError:
+        raise bad("id", f"expected an integer request id, got {request_id[:40]!r}") from None
+    store = server_context().store
+    try:
+        row = request_by_id(store, rid)
+    except RequestNotFound as exc:
+        raise NotFound(str(exc)) from None
+    entry = {**_request_entry(row), "response_bytes": row.response_bytes, "labels": row.labels, "profile": None}
+    if row.profile_id is not None:
+        try:
+            meta = store.profile_meta(row.profile_id)
+            entry["profile"] = {
+                "id": meta["id"], "kind": meta["kind"], "sample_count": meta["sample_count"],
+                "capture": meta["labels"].get("capture"), "collector": meta["labels"].get("collector"),
+                "cpu_ms": round(meta["cpu_ns"] / 1e6, 3), "wait_ms": round(meta["wait_ns"] / 1e6, 3),
+            }
+        except ProfileNotFound:
+            entry["profile_id"] = None
+    return jsonify(entry)
+
+
+@bp.get("/api/routes/tail")
+def route_tail():
+    """Why is the tail slow: profiles of requests above the route's P95 against those between P40 and P60."""
+    since_ns, until_ns = _window()
+    route, method = _route()
+    store = server_context().store
+    columns = request_columns(store, since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    if not columns["id"]:
+        raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
+    max_profiles = int_param(request.args, "max_profiles", 50, low=1, high=MAX_TAIL_PROFILES)
+    groups = tail_groups(columns["id"], columns["duration_ns"])
+    profile_of = dict(zip(columns["id"], columns["profile_id"]))
+    duration_of = dict(zip(columns["id"], columns["duration_ns"]))
+
+    def profiles(ids: list[int], slowest_first: bool) -> list:
+        with_profile = [i for i in ids if profile_of.get(i)]
+        with_profile.sort(key=lambda i: duration_of[i], reverse=slowest_first)
+        loaded = []
+        for i in with_profile[:max_profiles]:
+            try:
+                loaded.append(server_context().profile(profile_of[i]))
+            except ProfileNotFound:
+                continue
+        return loaded
+
+    tail = profiles(groups.tail, True)
+    typical = profiles(groups.typical, False)
+    answer = {
+        "route": route, "method": method, "requests": len(columns["id"]),
+        "p40_ms": round(groups.p40_ns / 1e6, 3), "p60_ms": round(groups.p60_ns / 1e6, 3), "p95_ms": round(groups.p95_ns / 1e6, 3),
+        "tail_requests": len(groups.tail), "typical_requests": len(groups.typical),
+        "tail_profile_ids": [p.meta.get("id") for p in tail], "typical_profile_ids": [p.meta.get("id") for p in typical],
+        "diff": None, "message": None,
+    }
+    if not tail or not typical:
+        answer["message"] = (
+            f"need request profiles on both sides, have {len(tail)} above P95 and {len(typical)} between P40 and P60:"
+            " let the middleware run longer (it keeps slow requests and a few typical ones per minute), or raise deep_fraction"
+        )
+    else:
+        answer["diff"] = tail_diff(tail, typical, limit=int_param(request.args, "limit", 50, low=1, high=1000))
+    return jsonify(answer)
