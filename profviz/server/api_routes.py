@@ -142,8 +142,8 @@ def request_detail(request_id: str):
     store = server_context().store
     try:
         row = request_by_id(store, rid)
-    except RequestNotFound as exc:
-        raise NotFound(str(exc)) from None
+    except RequestNotFound:
+        raise NotFound(f"no request with id {rid}: list requests with /api/requests") from None
     entry = {**_request_entry(row), "response_bytes": row.response_bytes, "labels": row.labels, "profile": None}
     if row.profile_id is not None:
         try:
