@@ -295,7 +295,7 @@ class Recorder:
         self._aggregates: dict[tuple[str, str], _RouteAggregate] = {}
         self.writer = BackgroundWriter(
             self._handle_batch, maxsize=queue_size, idle=self._idle, idle_s=1.0, on_error=self.health.report,
-            poll_s=writer_interval_s,
+            poll_s=writer_interval_s, on_close=self._final_flush,
         )
 
     # -- the request path -----------------------------------------------------------------
@@ -576,6 +576,9 @@ class Recorder:
     def _idle(self) -> None:
         self._flush_aggregates(force=False)
 
+    def _final_flush(self) -> None:
+        self._flush_aggregates(force=True)
+
     # -- control --------------------------------------------------------------------------
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -585,9 +588,7 @@ class Recorder:
         return self.writer.flush(timeout_s)
 
     def close(self) -> None:
-        """Flush and stop the writer thread (also done at interpreter exit)."""
-        if self.use_sampler and self._aggregates:
-            self.writer.submit(_FlushAggregates())
+        """Write everything, route aggregates included, and stop the writer thread (also done at interpreter exit)."""
         self.writer.close()
 
     @property

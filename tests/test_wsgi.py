@@ -233,6 +233,8 @@ def test_two_worker_processes_write_one_store(tmp_path):
         assert all(r.labels.get("capacity") == 4 for r in rows)
         kept = [r for r in rows if r.profile_id is not None]
         assert kept and all(store.profile_meta(r.profile_id)["pid"] == r.pid for r in kept)
+        aggregates = store.list_profiles(kind="route-aggregate")  # flushed at exit, well before their minute is up
+        assert {m["pid"] for m in aggregates} == {w.pid for w in workers}
 
 
 def test_deep_profiles_only_with_the_configured_secret(store):

@@ -6,7 +6,8 @@ polls every ``poll_s`` (default 50 ms) and is woken early when the queue is half
 (which does the SQLite work); an exception there is reported to ``on_error`` and the batch is
 lost, but the thread lives on. ``idle`` runs whenever the queue has been empty for ``idle_s``
 (periodic work such as flushing aggregates). :meth:`close` (also registered with ``atexit``)
-drains everything still queued, so nothing buffered is lost at normal interpreter exit.
+drains everything still queued and runs ``on_close`` on the writer thread, so nothing buffered
+is lost at normal interpreter exit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class BackgroundWriter:
         name: str = "profviz-writer",
         close_timeout_s: float = 30.0,
         poll_s: float = 0.05,
+        on_close: Callable[[], None] | None = None,
     ):
         if maxsize < 1:
             raise ValueError(f"writer queue size must be >= 1, got {maxsize}")
@@ -46,6 +48,7 @@ class BackgroundWriter:
         self.name = name
         self.close_timeout_s = close_timeout_s
         self.poll_s = poll_s
+        self.on_close = on_close
         self.handled = 0
         self.dropped = 0
         self.written_batches = 0
@@ -116,6 +119,11 @@ class BackgroundWriter:
                     self.idle()
                 except Exception as exc:
                     self._report("writer-idle", exc)
+            if stop and self.on_close is not None:
+                try:
+                    self.on_close()
+                except Exception as exc:
+                    self._report("writer-close", exc)
             for marker in markers:
                 marker.event.set()
             if stop:
