@@ -11,6 +11,7 @@ import { chartView } from "./views/chart.js";
 import { sandwichView } from "./views/sandwich.js";
 import { topView } from "./views/top.js";
 import { diffView } from "./views/diff.js";
+import { correlationView } from "./views/correlation.js";
 
 registerPage(profileListPage);
 registerPage(profilePage);
@@ -21,5 +22,6 @@ registerView(chartView);
 registerView(sandwichView);
 registerView(topView);
 registerView(diffView);
+registerView(correlationView);
 
 start(document.getElementById("app"));

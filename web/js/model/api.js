@@ -382,3 +382,92 @@ export function errorMessage(json, status) {
   if (json && json.error && typeof json.error.message === "string") return json.error.message;
   return `request failed with HTTP ${status}`;
 }
+
+function secondsNs(obj, key, where) {
+  return Math.round(num(obj, key, where) * 1e9);
+}
+
+function parseSpanRow(raw, where) {
+  const startNs = num(raw, "start_ns", where);
+  const durationNs = num(raw, "duration_ns", where);
+  return {
+    index: typeof raw.index === "number" ? raw.index : -1,
+    spanId: raw.span_id === null ? null : str(raw, "span_id", where),
+    parentId: typeof raw.parent_id === "string" ? raw.parent_id : null,
+    traceId: typeof raw.trace_id === "string" ? raw.trace_id : null,
+    name: str(raw, "name", where),
+    kind: str(raw, "kind", where),
+    status: typeof raw.status === "string" ? raw.status : "unset",
+    tid: typeof raw.tid === "number" ? raw.tid : null,
+    threadName: typeof raw.thread_name === "string" ? raw.thread_name : "",
+    depth: typeof raw.depth === "number" ? raw.depth : 0,
+    startNs,
+    durationNs,
+    endNs: startNs + durationNs,
+    samples: num(raw, "samples", where),
+    cpuNs: secondsNs(raw, "cpu_s", where),
+    waitNs: secondsNs(raw, "wait_s", where),
+    runnableNs: secondsNs(raw, "runnable_s", where),
+    selfNs: secondsNs(raw, "self_s", where),
+    uncoveredNs: secondsNs(raw, "uncovered_s", where),
+    approximate: raw.approximate === true,
+    attributes: raw.attributes && typeof raw.attributes === "object" && !Array.isArray(raw.attributes) ? raw.attributes : {},
+    topFunctions: Array.isArray(raw.top_functions) ? raw.top_functions.map((f, i) => ({
+      name: str(f, "function", `${where}.top_functions[${i}]`),
+      file: typeof f.file === "string" ? f.file : "",
+      line: typeof f.line === "number" ? f.line : 0,
+      selfNs: secondsNs(f, "self_s", `${where}.top_functions[${i}]`),
+    })) : [],
+  };
+}
+
+/**
+ * GET /api/profiles/<id>/correlation -> { profileId, requestId, window: [startNs, endNs],
+ * roots: Set of span ids, spans (tree order; see parseSpanRow: times in ns from the origin,
+ * sample time by state in ns), truncated, skipped, lanes: [{ thread, tid, name, start, end:
+ * Float64Array, state: string[] }], noSpan: the "(no span)" row plus `intervals` [[a, b]], or null }.
+ */
+export function parseCorrelation(json) {
+  const where = "correlation";
+  const win = json && json.window;
+  need(win && typeof win === "object", where, "window is missing");
+  const spans = arr(json, "spans", where).map((raw, i) => parseSpanRow(raw, `${where}.spans[${i}]`));
+  const lanes = arr(json, "lanes", where).map((lane, i) => {
+    const w = `${where}.lanes[${i}]`;
+    const start = arr(lane, "start_ns", w);
+    const end = arr(lane, "end_ns", w);
+    const state = arr(lane, "state", w);
+    need(start.length === end.length && end.length === state.length, w, "start_ns, end_ns and state differ in length");
+    return { thread: num(lane, "thread", w), tid: num(lane, "tid", w), name: typeof lane.name === "string" ? lane.name : "",
+      start: Float64Array.from(start), end: Float64Array.from(end), state: state.map(String), truncated: lane.truncated === true };
+  });
+  let noSpan = null;
+  if (json.no_span) {
+    noSpan = parseSpanRow(json.no_span, `${where}.no_span`);
+    noSpan.intervals = arr(json.no_span, "intervals", `${where}.no_span`).map((p, i) => {
+      need(Array.isArray(p) && p.length === 2 && p.every(Number.isFinite), `${where}.no_span.intervals[${i}]`, "not a [start, end] pair");
+      return [p[0], p[1]];
+    });
+  }
+  return {
+    profileId: num(json, "profile_id", where),
+    requestId: typeof json.request_id === "number" ? json.request_id : null,
+    window: [num(win, "start_ns", `${where}.window`), num(win, "end_ns", `${where}.window`)],
+    roots: new Set(Array.isArray(json.roots) ? json.roots : []),
+    spans,
+    truncated: json.truncated === true,
+    skipped: typeof json.skipped_spans === "number" ? json.skipped_spans : 0,
+    lanes,
+    noSpan,
+  };
+}
+
+/** GET .../span-flamegraph -> the FlameTree of parseFlamegraph, its info also giving { spanId, name, children, noSpan }. */
+export function parseSpanFlamegraph(json) {
+  const tree = parseFlamegraph(json);
+  tree.info.spanId = typeof json.span_id === "string" ? json.span_id : null;
+  tree.info.name = typeof json.name === "string" ? json.name : null;
+  tree.info.children = json.children === true;
+  tree.info.noSpan = json.no_span === true;
+  return tree;
+}

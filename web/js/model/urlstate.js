@@ -15,12 +15,16 @@
  *     fn, file the selected function (sandwich)
  *     sort    top-functions sort key, "-" prefix for ascending (default total)
  *     b, bt, bthreads  diff: the other side's profile id, window and threads
+ *     span    correlation: the selected span id (16 hex digits), or "none" for "(no span)"
+ *     children correlation: 1 = the span flame graph includes child spans' samples
+ *     agg     correlation: 1 = aggregate every span named like the selected one
+ *             (in the correlation view, t is the visible range of the shared time axis)
  *
  * parseLocation() never throws: unknown or malformed values fall back to defaults, and it
  * reports them in `problems` so the page can say what it ignored.
  */
 
-export const VIEWS = ["flame", "icicle", "chart", "sandwich", "top", "diff"];
+export const VIEWS = ["flame", "icicle", "chart", "sandwich", "top", "diff", "correlation"];
 export const STATE_FILTERS = ["all", "cpu", "wait"];
 export const COLOR_MODES = ["state", "package", "hot"];
 export const SORT_KEYS = ["total", "self", "cpu", "wait", "runnable", "samples", "name"];
@@ -43,6 +47,9 @@ export const DEFAULTS = Object.freeze({
   other: null,
   otherWindow: null,
   otherThreads: [],
+  span: null,
+  children: false,
+  aggregate: false,
 });
 
 function parseWindow(text, problems, key) {
@@ -113,6 +120,13 @@ export function parseLocation(pathname, search = "") {
   }
   state.otherWindow = parseWindow(params.get("bt"), problems, "bt");
   state.otherThreads = parseList(params.get("bthreads"));
+  const span = params.get("span");
+  if (span) {
+    if (/^([0-9a-f]{16}|none)$/.test(span)) state.span = span;
+    else problems.push(`ignored span=${span.slice(0, 40)}: expected a span id (16 hex digits) or none`);
+  }
+  state.children = params.get("children") === "1";
+  state.aggregate = params.get("agg") === "1";
   return state;
 }
 
@@ -135,6 +149,9 @@ export function buildLocation(state) {
   if (s.other) params.set("b", String(s.other));
   if (s.otherWindow) params.set("bt", formatWindow(s.otherWindow));
   if (s.otherThreads && s.otherThreads.length) params.set("bthreads", s.otherThreads.join(","));
+  if (s.span) params.set("span", s.span);
+  if (s.children) params.set("children", "1");
+  if (s.aggregate) params.set("agg", "1");
   const query = params.toString();
   return `/profiles/${encodeURIComponent(s.profile)}${query ? "?" + query : ""}`;
 }
