@@ -4,9 +4,10 @@ Every 100 ms cycle (aligned to one start time, so the threads never compete for 
 
 * thread ``cpu_sleeper``: ``burn_cpu`` spins pure Python until cycle + 30 ms, then ``nap`` sleeps
   until the next cycle (70 ms);
-* thread ``cpu_recv``: ``crunch`` spins until cycle + 60 ms (20 ms of CPU after its reply came at
-  cycle + 40 ms), sends a request to a loopback server in this process and ``wait_reply`` blocks
-  in ``socket.recv`` until the server answers, 80 ms after the request.
+* thread ``cpu_recv``: ``crunch`` spins for 20 ms from when the reply came (cycle + 40 ms), sends a
+  request to a loopback server in this process and ``wait_reply`` blocks in ``socket.recv`` until
+  the server answers, at the next cycle + 40 ms (about 80 ms later; answering on the shared
+  schedule keeps the two threads' CPU phases from drifting into each other).
 
 Each call is logged as (function, thread, start epoch ns, end epoch ns). Prints one line
 ``{"ready": true, "pid": ..., "port": ...}`` on stdout when running; on SIGTERM writes the log as
@@ -78,24 +79,24 @@ def cpu_sleeper(origin):
         nap_logged(cycle)
 
 
-def cpu_recv(origin, port):
+def cpu_recv(port):
     connection = socket.create_connection(("127.0.0.1", port))
-    cycle = origin
     while not stop.is_set():
-        crunch_logged(cycle + 0.060)
+        crunch_logged(time.perf_counter() + 0.020)
         connection.sendall(b"request")
         if not wait_reply_logged(connection):
             return
-        cycle += CYCLE_S
 
 
-def late_server(listener):
+def late_server(listener, first_answer):
+    """Answer each request at the first slot (first_answer + k cycles) at least 60 ms after it."""
     connection, _ = listener.accept()
     while True:
         request = connection.recv(64)
         if not request:
             return
-        answer_at = time.perf_counter() + 0.080
+        earliest = time.perf_counter() + 0.060
+        answer_at = first_answer + CYCLE_S * max(0, -int(-(earliest - first_answer) // CYCLE_S))
         while time.perf_counter() < answer_at:
             time.sleep(max(0.0, answer_at - time.perf_counter()))
         connection.sendall(b"reply")
@@ -118,11 +119,10 @@ def main():
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     port = listener.getsockname()[1]
-    threading.Thread(target=late_server, args=(listener,), name="late_server", daemon=True).start()
     origin = time.perf_counter() + 0.05
+    threading.Thread(target=late_server, args=(listener, origin + 0.040), name="late_server", daemon=True).start()
     threading.Thread(target=cpu_sleeper, args=(origin,), name="cpu_sleeper", daemon=True).start()
-    # cpu_recv's cycle starts 40 ms into the shared cycle, when its first "reply" would arrive.
-    threading.Thread(target=cpu_recv, args=(origin + 0.040, port), name="cpu_recv", daemon=True).start()
+    threading.Thread(target=cpu_recv, args=(port,), name="cpu_recv", daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: finish(log_path))
     print(json.dumps({"ready": True, "pid": os.getpid(), "port": port}), flush=True)
     if lifetime is not None:
