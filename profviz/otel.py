@@ -160,7 +160,7 @@ class SpanProcessor(_SdkSpanProcessor):
                 continue
             records.append(record)
         with suppressed():
-            insert_spans(self.store, records)
+            insert_spans(self.store, records, checked=True)
         self.recorded += len(records)
 
     def _on_error(self, where: str, exc: BaseException) -> None:

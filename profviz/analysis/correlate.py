@@ -461,10 +461,14 @@ def top_self_functions(profile: Profile, group_of_sample: np.ndarray, groups: in
     group_weight = np.bincount(pair_group, weights=weight, minlength=groups)
     scale = np.ones(groups) if group_time_ns is None else np.asarray(group_time_ns, dtype=float) / np.maximum(group_weight, 1)
     order = np.lexsort((-weight, pair_group))
-    for g, f, w in zip(pair_group[order].tolist(), pair_fn[order].tolist(), weight[order].tolist()):
-        if len(out[g]) < top:
-            out[g].append({"function": table.names[f], "file": table.files[f], "line": table.lines[f],
-                           "self_s": _s(w * scale[g]), "share": round(w / group_weight[g], 4)})
+    sorted_group = pair_group[order]
+    first_of_group = np.searchsorted(sorted_group, sorted_group, side="left")
+    keep = order[(np.arange(len(order)) - first_of_group) < top]
+    names, files, lines = table.names, table.files, table.lines
+    shares = weight[keep] / group_weight[pair_group[keep]]
+    seconds = np.round(weight[keep] * scale[pair_group[keep]] / 1e9, 6)
+    for g, f, sec, share in zip(pair_group[keep].tolist(), pair_fn[keep].tolist(), seconds.tolist(), np.round(shares, 4).tolist()):
+        out[g].append({"function": names[f], "file": files[f], "line": lines[f], "self_s": sec, "share": share})
     return out
 
 
@@ -478,11 +482,24 @@ def span_rows(join: SpanJoin, *, top: int = 5) -> list[dict]:
     time among the samples the span owns).
     """
     profile = join.profile
-    tops = top_self_functions(profile, join.owner, len(join.spans), top, join.self_by_state_ns.sum(axis=0))
+    self_ns = join.self_by_state_ns.sum(axis=0)
+    tops = top_self_functions(profile, join.owner, len(join.spans), top, self_ns)
+    columns = {
+        "start": (join.start_ns / 1e9).tolist(),
+        "start_ns": join.start_ns.tolist(),
+        "duration_s": _seconds(join.duration_ns),
+        "samples": join.samples.tolist(),
+        "cpu_s": _seconds(join.by_state_ns[State.ON_CPU]),
+        "wait_s": _seconds(join.by_state_ns[State.WAITING]),
+        "runnable_s": _seconds(join.by_state_ns[State.RUNNABLE]),
+        "self_s": _seconds(self_ns),
+        "uncovered_s": _seconds(join.uncovered_ns),
+    }
+    threads = profile.threads
     rows = []
     for i in np.argsort(join.start_ns, kind="stable").tolist():
         span = join.spans[i]
-        thread = profile.threads[span.thread] if span.thread >= 0 else None
+        thread = threads[span.thread] if span.thread >= 0 else None
         rows.append({
             "span_id": span.span_id,
             "parent_id": span.parent_id,
@@ -492,20 +509,16 @@ def span_rows(join: SpanJoin, *, top: int = 5) -> list[dict]:
             "status": span.status,
             "tid": thread.tid if thread else None,
             "thread_name": thread.name if thread else None,
-            "start": join.start_ns[i] / 1e9,
-            "start_ns": int(join.start_ns[i]),
-            "duration_s": _s(join.duration_ns[i]),
-            "samples": int(join.samples[i]),
-            "cpu_s": _s(join.by_state_ns[State.ON_CPU, i]),
-            "wait_s": _s(join.by_state_ns[State.WAITING, i]),
-            "runnable_s": _s(join.by_state_ns[State.RUNNABLE, i]),
-            "self_s": _s(join.self_by_state_ns[:, i].sum()),
-            "uncovered_s": _s(join.uncovered_ns[i]),
+            **{key: values[i] for key, values in columns.items()},
             "approximate": bool(span.approximate or span.thread < 0),
             "attributes": span.attributes,
             "top_functions": tops[i],
         })
     return rows
+
+
+def _seconds(ns: np.ndarray) -> list[float]:
+    return np.round(np.asarray(ns, dtype=np.float64) / 1e9, 6).tolist()
 
 
 def unspanned_row(join: SpanJoin, gap: Unspanned, *, top: int = 5) -> dict:

@@ -83,7 +83,7 @@ def receive_traces():
         records = decode_payload(body, content_type, request.headers.get("Content-Encoding"))
     except OtlpError as exc:
         return _otlp_answer(exc.status, str(exc), as_json)
-    insert_spans(server_context().store, records)
+    insert_spans(server_context().store, records, checked=True)
     return _otlp_answer(200, None, as_json)
 
 

@@ -127,8 +127,31 @@ def bound_value(value: Any) -> Any:
     return _cap(text, MAX_ATTRIBUTE_VALUE_CHARS)
 
 
+_PLAIN = (bool, int, float, type(None))
+
+
+def _within_bounds(attributes: dict[str, Any]) -> bool:
+    """True when bounding would change nothing (the common case, checked cheaply)."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        return False
+    for key, value in attributes.items():
+        if type(key) is not str or len(key) > MAX_ATTRIBUTE_KEY_CHARS:
+            return False
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
+                return False
+        elif kind not in _PLAIN or (kind is int and not -(2**63) <= value < 2**63) or (kind is float and value != value):
+            return False
+        elif kind is float and abs(value) == float("inf"):
+            return False
+    return True
+
+
 def bound_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
     """At most MAX_ATTRIBUTES attributes with capped keys and values; the number dropped is recorded."""
+    if attributes and _within_bounds(attributes):
+        return dict(attributes)
     out: dict[str, Any] = {}
     dropped = 0
     for key, value in (attributes or {}).items():
@@ -151,21 +174,25 @@ def bound_record(record: SpanRecord) -> SpanRecord:
     )
 
 
-def insert_spans(store: Store, records: Iterable[SpanRecord]) -> int:
+def insert_spans(store: Store, records: Iterable[SpanRecord], *, checked: bool = False) -> int:
     """Check, bound and insert span records in one transaction; return how many were new.
 
     A span already stored (same trace and span id) is kept as it is. Raises SpanRecordError for
-    the first record that breaks a rule, before anything is written.
+    the first record that breaks a rule, before anything is written (``checked``: the caller
+    already ran :meth:`SpanRecord.check` on every record).
     """
     rows = []
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
     for record in records:
-        record.check()
-        bounded = bound_record(record)
+        if not checked:
+            record.check()
+        name, thread_name = str(record.name), record.thread_name
         rows.append((
-            bounded.trace_id, bounded.span_id, bounded.parent_id, bounded.name, bounded.kind, bounded.status,
-            bounded.start_ns, bounded.end_ns, bounded.pid, bounded.tid, bounded.thread_name,
-            json.dumps(bounded.attributes, ensure_ascii=False), int(bool(bounded.approximate)), bounded.request_id,
-            bounded.source,
+            record.trace_id, record.span_id, record.parent_id,
+            name if len(name) <= MAX_NAME_CHARS else _cap(name, MAX_NAME_CHARS), record.kind, record.status,
+            record.start_ns, record.end_ns, record.pid, record.tid,
+            None if thread_name is None else _cap(str(thread_name), MAX_THREAD_NAME_CHARS),
+            dumps(bound_attributes(record.attributes)), int(bool(record.approximate)), record.request_id, record.source,
         ))
     if not rows:
         return 0
