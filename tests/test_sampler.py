@@ -108,7 +108,9 @@ def store(tmp_path):
 
 
 def test_tail_capture_keeps_slow_requests_and_drops_typical_ones(store):
-    middleware = ProfilerMiddleware(make_app(), store=store, tail_percentile=90, tail_min_requests=20, baseline_per_minute=0)
+    middleware = ProfilerMiddleware(
+        make_app(), store=store, tail_percentile=90, tail_min_requests=20, baseline_per_minute=0, tail_max_per_minute=600,
+    )
     client = Client(middleware)
     try:
         for i in range(60):
