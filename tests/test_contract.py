@@ -22,12 +22,36 @@ import pytest
 
 from profviz.server import create_app
 from profviz.store import Store
-from tests.fixtures.api_profiles import HOSTILE_FUNCTION, HOSTILE_REASON, HOSTILE_THREAD, MS, contract_profile_a, contract_profile_b
+from profviz.store.spans import SpanRecord, insert_spans
+from tests.fixtures.api_profiles import (
+    HOSTILE_FUNCTION, HOSTILE_REASON, HOSTILE_THREAD, MS, ORIGIN_NS, contract_profile_a, contract_profile_b,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "api"
 WEB_TESTS = REPO / "web" / "tests"
 UPDATE = os.environ.get("PROFVIZ_UPDATE_FIXTURES") == "1"
+
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+DB_SPAN = "00000000000000a2"
+
+
+def contract_spans() -> list[SpanRecord]:
+    """Spans on profile A's main thread: a request, two queries (hostile SQL), a hostile-named span, one without a thread."""
+    def span(span_id, parent, name, kind, start_ms, end_ms, tid=4242, **attributes):
+        return SpanRecord(TRACE_ID, span_id, parent, name, kind, "error" if "error" in attributes else "unset",
+                          ORIGIN_NS + start_ms * MS, ORIGIN_NS + end_ms * MS, pid=4242, tid=tid,
+                          thread_name="MainThread" if tid else None, attributes=attributes, approximate=tid is None)
+
+    return [
+        span("00000000000000a1", None, "GET /checkout", "server", 0, 700, **{"http.route": "/checkout"}),
+        span(DB_SPAN, "00000000000000a1", "SELECT", "client", 5, 185, **{
+            "db.system": "postgresql", "db.statement": "SELECT '<script>alert(1)</script>' FROM orders"}),
+        span("00000000000000a3", "00000000000000a1", HOSTILE_FUNCTION, "internal", 265, 395, **{"url.full": "javascript:alert(1)"}),
+        span("00000000000000a4", "00000000000000a1", "SELECT", "client", 600, 640, **{"db.system": "postgresql", "db.statement": "SELECT 1"}),
+        span("00000000000000a5", "00000000000000a1", "cache.get", "client", 190, 200, tid=None),
+    ]
 
 
 def fixture_text(body: object) -> str:
@@ -41,6 +65,7 @@ def emitted(tmp_path_factory) -> dict[str, dict]:
     a = store.save_profile(contract_profile_a())
     b = store.save_profile(contract_profile_b())
     assert (a, b) == (1, 2), "fixture ids must be deterministic"
+    insert_spans(store, contract_spans())
     client = create_app(store).test_client()
     base = f"/api/profiles/{a}"
     flame = client.get(f"{base}/flamegraph").get_json()
@@ -61,9 +86,14 @@ def emitted(tmp_path_factory) -> dict[str, dict]:
         "timeline_window": f"{base}/timeline?threads=0&start_ns={100 * MS}&end_ns={400 * MS}&width=30",
         "diff": f"/api/diff?a={a}&b={b}",
         "diff_windows": f"/api/diff?a={a}&a_end_ns={300 * MS}&b_start_ns={300 * MS}&base=b",
+        "spans": f"{base}/spans",
+        "correlation": f"{base}/correlation",
+        "span_flamegraph": f"{base}/span-flamegraph?span_id={DB_SPAN}",
+        "span_flamegraph_name": f"{base}/span-flamegraph?name=SELECT&children=1",
         "error_not_found": "/api/profiles/99",
         "error_bad_param": f"{base}/flamegraph?min_fraction=2",
         "error_bad_regex": f"{base}/search?q=(&regex=1",
+        "error_span_param": f"{base}/span-flamegraph",
     }
     out = {}
     for name, url in urls.items():

@@ -155,3 +155,21 @@ export function repeatedNames(spans) {
   for (const s of spans) counts.set(s.name, (counts.get(s.name) || 0) + 1);
   return new Map([...counts].filter(([, n]) => n > 1));
 }
+
+/**
+ * Depth below `focus` (a FlameTree index) of the last frame every sample passes through: where
+ * the stacks fork. A span's samples share the framework's outer frames; the view starts there.
+ */
+export function forkDepth(tree, focus) {
+  let index = focus;
+  let depth = 0;
+  for (;;) {
+    const node = tree.nodes[index];
+    const children = node.children;
+    if (children.length !== 1 || node.self > 0) return depth;
+    const child = tree.nodes[children[0]];
+    if (child.kind === "other" || child.total < node.total) return depth;
+    index = child.index;
+    depth++;
+  }
+}

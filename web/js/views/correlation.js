@@ -18,7 +18,7 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import { parseCorrelation, parseSpanFlamegraph, parseTimeline } from "../model/api.js";
 import {
-  NO_SPAN, SPAN_CATEGORIES, aggregateSpans, attributeText, categoryInfo, orderedAttributes, repeatedNames, resolveSelection,
+  NO_SPAN, SPAN_CATEGORIES, aggregateSpans, attributeText, categoryInfo, forkDepth, orderedAttributes, repeatedNames, resolveSelection,
   selectionWindows, spanCategory, spanFlamegraphParams,
 } from "../model/spans.js";
 import { laneColor, rgb } from "../model/colors.js";
@@ -46,21 +46,6 @@ const NO_SPAN_KEY = NO_SPAN;
 
 function plural(n, word) {
   return `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
-}
-
-/** Depth below `focus` of the last frame every sample passes through (where the stacks fork). */
-export function trunkDepth(tree, focus) {
-  let index = focus;
-  let depth = 0;
-  for (;;) {
-    const node = tree.nodes[index];
-    const children = node.children;
-    if (children.length !== 1 || node.self > 0) return depth;
-    const child = tree.nodes[children[0]];
-    if (child.kind === "other" || child.total < node.total) return depth;
-    index = child.index;
-    depth++;
-  }
 }
 
 class CorrelationView {
@@ -584,7 +569,7 @@ class CorrelationView {
     }
     const count = this.flame.draw(this.flameTree, { focus: this.flameFocus, colorOf: this.ctx.colorOf(this.flameTree, this.flameFocus), split: this.ctx.split });
     // Every sample of a span shares the framework's outer frames: start the view where they fork.
-    const trunk = trunkDepth(this.flameTree, this.flameFocus);
+    const trunk = forkDepth(this.flameTree, this.flameFocus);
     this.flameScroll.scrollTop = Math.max(0, (trunk - 2) * 18);
     this.flameBox.dataset.trunkDepth = String(trunk);
     markAfterPaint("span-flame-painted", { nodes: count });
