@@ -39,6 +39,7 @@ Errors for ``error_rate``: a request is an error when its status is >= 500 or th
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import itertools
 import logging
@@ -47,7 +48,7 @@ import random
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -231,6 +232,18 @@ class _RouteAggregate:
         self.weights: dict[tuple[int, int], int] = {}
 
 
+@contextlib.contextmanager
+def _no_spans() -> Iterator[None]:
+    """profviz's own store writes must not become spans of the profiled app."""
+    try:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+    except ImportError:
+        yield
+        return
+    with suppress_instrumentation():
+        yield
+
+
 class Recorder:
     """The engine shared by the WSGI, Flask and Django integrations: begin/finish a request.
 
@@ -259,7 +272,10 @@ class Recorder:
         labels: Mapping[str, Any] | None = None,
         enabled: bool = True,
         log_interval_s: float = 60.0,
+        otel: str | None = None,
     ):
+        if otel not in (None, "auto"):
+            raise ValueError(f"otel must be None or 'auto', got {otel!r}")
         if not 0.0 <= deep_fraction <= 1.0:
             raise ValueError(f"deep_fraction must be between 0 and 1, got {deep_fraction}")
         if tail_percentile is not None and not 0 < tail_percentile < 100:
@@ -297,6 +313,17 @@ class Recorder:
             self._handle_batch, maxsize=queue_size, idle=self._idle, idle_s=1.0, on_error=self.health.report,
             poll_s=writer_interval_s, on_close=self._final_flush,
         )
+        self.span_processor = self._setup_otel(store) if otel == "auto" else None
+
+    def _setup_otel(self, store: Store | str | os.PathLike | None):
+        """Record this process's OpenTelemetry spans in the same store (see :func:`profviz.otel.setup_otel`)."""
+        try:
+            from .otel import setup_otel
+
+            return setup_otel(store)
+        except Exception as exc:
+            self.health.report("OpenTelemetry setup", exc)
+            return None
 
     # -- the request path -----------------------------------------------------------------
 
@@ -419,7 +446,8 @@ class Recorder:
                 self.health.report("request record", exc)
         if rows:
             try:
-                insert_requests(self.store(), rows)
+                with _no_spans():
+                    insert_requests(self.store(), rows)
                 self.counts["recorded"] += len(rows)
             except Exception:
                 self.counts["write_failures"] += len(rows)
@@ -621,7 +649,8 @@ class ProfilerMiddleware:
     dropped and counted), ``writer_interval_s=0.25`` (how often the writer commits a batch),
     ``worker_threads=None`` (capacity for the
     utilisation view; default: threads observed), ``labels`` (stored with every request and
-    profile), ``enabled=True``.
+    profile), ``enabled=True``, ``otel=None`` (``"auto"``: record the app's OpenTelemetry spans in
+    the same store, setting OpenTelemetry up when the app has not; :func:`profviz.otel.setup_otel`).
     """
 
     def __init__(self, app: Callable, store: Store | str | os.PathLike | None = None, **options: Any):

@@ -290,3 +290,33 @@ def test_show_works_on_request_profiles(store, tmp_path):
                              capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert '"busy"' in out.stdout
+
+
+def test_otel_auto_records_the_apps_spans_in_the_same_store(tmp_path):
+    """otel="auto" sets OpenTelemetry up and the app's spans land beside its requests."""
+    code = f"""
+import sqlite3
+from werkzeug.test import Client
+from profviz.wsgi import ProfilerMiddleware
+from profviz.store import Store
+
+def app(environ, start_response):
+    conn = sqlite3.connect(":memory:")
+    conn.cursor().execute("SELECT 1").fetchall()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+middleware = ProfilerMiddleware(app, store={str(tmp_path / "s.db")!r}, otel="auto")
+assert middleware.recorder.span_processor is not None
+assert Client(middleware).get("/x").status_code == 200
+middleware.flush()
+middleware.recorder.span_processor.force_flush()
+store = Store({str(tmp_path / "s.db")!r})
+print(sorted({{row[0] for row in store.execute("SELECT name FROM spans")}}))
+print(store.execute("SELECT count(*) FROM requests")[0][0])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    names, requests = result.stdout.strip().splitlines()
+    assert names == "['SELECT']", "the app's query is recorded as a span, and nothing else is"
+    assert requests == "1"

@@ -75,15 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _profile_with_profviz(app, store_path: Path, deep_fraction: float):
-    """Wrap the app in profviz's middleware and record OpenTelemetry spans in the same store."""
+    """Wrap the app in profviz's middleware, recording OpenTelemetry spans in the same store."""
     import profviz.flask
-    from profviz.otel import setup_otel
 
-    middleware = profviz.flask.init_app(
+    return profviz.flask.init_app(
         app, store=store_path, deep_fraction=deep_fraction, worker_threads=SERVER_THREADS, labels={"demo": "shop"},
+        otel="auto",
     )
-    setup_otel(store_path)
-    return middleware
 
 
 if __name__ == "__main__":
