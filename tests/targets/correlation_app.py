@@ -13,6 +13,7 @@ request, inside a server span named like Flask's instrumentation would, does:
   onerror>``, a ``javascript:`` URL, a U+202E override, a 10 kB string);
 * ~100 ms of pure-Python CPU work outside every child span (the "(no span)" time).
 
+``--plain`` (after STORE) names those spans like a normal app would (for screenshots).
 Prints one JSON line: the request thread's native id and the processor's counters.
 """
 
@@ -43,6 +44,10 @@ SLOW_SQL = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) "
     "SELECT sum(x % 7), '<script>window.__pwned=\"sql\"</script>' FROM c"
 )
+PLAIN_SQL = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) "
+    "SELECT sum(x % 7) AS checksum, count(*) AS line_count FROM c"
+)
 QUICK_SQL = (
     "SELECT o.total, (SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000) "
     "SELECT x FROM c)) FROM orders o WHERE o.id = ?"
@@ -63,9 +68,9 @@ class SlowHTTPHandler(BaseHTTPRequestHandler):
         pass
 
 
-def slow_query(conn: sqlite3.Connection) -> int:
+def slow_query(conn: sqlite3.Connection, sql: str) -> int:
     cursor = conn.cursor()
-    cursor.execute(SLOW_SQL)
+    cursor.execute(sql)
     return cursor.fetchone()[0]
 
 
@@ -96,12 +101,18 @@ def render_invoice(rounds: int) -> int:
 
 def main() -> None:
     store_path = sys.argv[1]
+    plain = sys.argv[2:] == ["--plain"]
+    load_name, fetch_name, audit_name = ("load_order", "fetch_stock", "write_audit") if plain else (HOSTILE_SCRIPT, HOSTILE_RTL, HOSTILE_LONG)
+    load_attributes = {"order.id": 7, "order.source": "web"} if plain else {
+        "note": HOSTILE_IMG, "link": HOSTILE_JS_URL, "rtl": HOSTILE_RTL, "blob": HOSTILE_LONG,
+    }
     processor = setup_otel(store_path, instrument=["sqlite3", "requests"])
     tracer = trace.get_tracer("correlation-app")
     http_server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHTTPHandler)
     http_server.daemon_threads = True
     threading.Thread(target=http_server.serve_forever, daemon=True).start()
-    stock_url = f"http://127.0.0.1:{http_server.server_address[1]}/stock?next={HOSTILE_JS_URL}&q=%22%3E%3Cimg%20src%3Dx%3E"
+    query = "sku=7" if plain else f"next={HOSTILE_JS_URL}&q=%22%3E%3Cimg%20src%3Dx%3E"
+    stock_url = f"http://127.0.0.1:{http_server.server_address[1]}/stock?{query}"
     db_path = store_path + ".app.db"
     setup = sqlite3.connect(db_path)
     setup.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, total INTEGER)")
@@ -118,17 +129,15 @@ def main() -> None:
         with tracer.start_as_current_span("GET /orders/<int:order_id>", kind=trace.SpanKind.SERVER,
                                           attributes={"http.route": "/orders/<int:order_id>", "http.method": "GET"}):
             conn = sqlite3.connect(db_path)
-            with tracer.start_as_current_span(HOSTILE_SCRIPT, attributes={
-                "note": HOSTILE_IMG, "link": HOSTILE_JS_URL, "rtl": HOSTILE_RTL, "blob": HOSTILE_LONG,
-            }):
-                total = slow_query(conn)
+            with tracer.start_as_current_span(load_name, attributes=load_attributes):
+                total = slow_query(conn, PLAIN_SQL if plain else SLOW_SQL)
             with tracer.start_as_current_span("load_order_lines"):
                 total += quick_queries(conn, 12)
             conn.close()
-            with tracer.start_as_current_span(HOSTILE_RTL, attributes={"peer": HOSTILE_IMG}):
+            with tracer.start_as_current_span(fetch_name, attributes={"peer": "inventory" if plain else HOSTILE_IMG}):
                 stock = fetch_stock(stock_url)
             invoice = render_invoice(2000)
-            with tracer.start_as_current_span(HOSTILE_LONG):
+            with tracer.start_as_current_span(audit_name):
                 time.sleep(0.02)
         return {"order": order_id, "total": total, "stock": stock, "invoice": invoice}
 

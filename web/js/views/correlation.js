@@ -246,7 +246,7 @@ class CorrelationView {
     if (c.noSpan) {
       const n = c.noSpan;
       rows.push({
-        key: NO_SPAN_KEY, label: "(no span) \u2014 not covered by any span", depth: 0, startNs: n.startNs, endNs: n.endNs,
+        key: NO_SPAN_KEY, label: "(no span)", depth: 0, startNs: n.startNs, endNs: n.endNs,
         intervals: n.intervals, emphasis: true, note: formatDuration(n.durationNs), span: n,
       });
     }
@@ -452,6 +452,11 @@ class CorrelationView {
 
   select(key) {
     this.ctx.setState({ span: key });
+  }
+
+  /** Escape clears the selection. */
+  onKey(event) {
+    if (event.key === "Escape" && this.ctx.state.span) this.ctx.setState({ span: null });
   }
 
   /** A click on the flame chart selects the innermost span open there on that thread ("(no span)" in a gap). */
