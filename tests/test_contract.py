@@ -23,6 +23,7 @@ import pytest
 from profviz.server import create_app
 from profviz.store import Store
 from profviz.store.spans import SpanRecord, insert_spans
+from tests.fixtures.api_requests import store_contract_requests
 from tests.fixtures.api_profiles import (
     HOSTILE_FUNCTION, HOSTILE_REASON, HOSTILE_THREAD, MS, ORIGIN_NS, contract_profile_a, contract_profile_b,
 )
@@ -99,6 +100,30 @@ def emitted(tmp_path_factory) -> dict[str, dict]:
     for name, url in urls.items():
         response = client.get(url)
         assert response.headers["Content-Type"] == "application/json"
+        out[name] = {"url": url, "status": response.status_code, "body": response.get_json()}
+    store.close()
+    out.update(emitted_routes(tmp_path_factory))
+    return out
+
+
+def emitted_routes(tmp_path_factory) -> dict[str, dict]:
+    """The routes/requests endpoints over their own store (tests/fixtures/api_requests.py)."""
+    store = Store(tmp_path_factory.mktemp("contract_routes") / "store.db")
+    ids = store_contract_requests(store)
+    client = create_app(store).test_client()
+    urls = {
+        "routes": "/api/routes",
+        "routes_latency": "/api/routes/latency?route=/checkout&bins=8&bucket_s=2",
+        "routes_utilisation": "/api/routes/utilisation?bucket_s=2",
+        "routes_tail": "/api/routes/tail?route=/checkout&limit=10",
+        "routes_tail_few": "/api/routes/tail?route=(unmatched)",
+        "requests": "/api/requests?slowest=6",
+        "request_detail": f"/api/requests/{ids['slow_request']}",
+        "error_bad_since": "/api/routes?since=soon",
+    }
+    out = {}
+    for name, url in urls.items():
+        response = client.get(url)
         out[name] = {"url": url, "status": response.status_code, "body": response.get_json()}
     store.close()
     return out

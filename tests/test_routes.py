@@ -133,6 +133,24 @@ def test_tail_groups_and_tail_diff_point_at_the_extra_time():
         tail_diff(tail, [])
 
 
+def test_tail_diff_tree_is_per_request_with_widths_from_the_tail():
+    typical = [request_profile({"render": (8, State.ON_CPU), "query": (2, State.WAITING)}) for _ in range(4)]
+    tail = [request_profile({"render": (8, State.ON_CPU), "query": (62, State.WAITING), "lock": (30, State.WAITING)}) for _ in range(2)]
+    tree = tail_diff(tail, typical)["tree"]
+    assert tree["base"] == "b" and tree["a"]["root_total_ns"] == 10 * 10**6 and tree["b"]["root_total_ns"] == 100 * 10**6
+    names = [f["name"] for f in tree["functions"]]
+    by_name = {names[n["fn"]]: n for n in tree["nodes"] if n["fn"] >= 0}
+    assert by_name["query"]["a_total_ns"] == 2 * 10**6 and by_name["query"]["b_total_ns"] == 62 * 10**6
+    assert by_name["query"]["delta_ns"] == 60 * 10**6 and by_name["query"]["b_wait_ns"] == 62 * 10**6
+    assert by_name["lock"]["a_total_ns"] == 0 and by_name["lock"]["delta_ns"] == 30 * 10**6
+    assert by_name["render"]["delta_ns"] == 0 and by_name["handler"]["delta_ns"] == 90 * 10**6
+    assert by_name["render"]["b_fraction"] == pytest.approx(0.08)
+    children = [names[n["fn"]] for n in tree["nodes"] if n["parent"] == by_name["handler"]["id"]]
+    assert children == ["query", "lock", "render"]  # ordered by the tail side
+    doubled = tail_diff(tail + tail, typical * 3)["tree"]
+    assert doubled["nodes"] == tree["nodes"]  # normalised per request: more requests alike change nothing
+
+
 @pytest.fixture
 def filled_store(tmp_path):
     path = tmp_path / "r.db"

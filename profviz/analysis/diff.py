@@ -3,10 +3,13 @@
 Each side is aggregated with :func:`~profviz.analysis.calltree.build_call_tree`; the two trees
 are merged by function path (function name + file at every level), so profiles with different
 tables line up. Differences are *normalised*: each side's time is divided by that side's own
-total, so a 10 s and a 60 s profile compare fairly.
+total, so a 10 s and a 60 s profile compare fairly. :func:`group_diff` merges any number of trees
+per side with a divisor per side (the tail diff of a route: ms per request).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
@@ -42,20 +45,59 @@ def diff(
     A node is kept when its share of either side's total reaches ``min_fraction``. Children are
     ordered by the ``base`` side's total, then the other side's.
     """
+    trees = (build_call_tree(profile_a, selection_a), build_call_tree(profile_b, selection_b))
+    body = group_diff([trees[0]], [trees[1]], base=base, min_fraction=min_fraction, max_nodes=max_nodes)
+    body["changes"] = function_changes(trees[0], trees[1], limit=limit)
+    return body
+
+
+def group_diff(
+    trees_a: Sequence[CallTree],
+    trees_b: Sequence[CallTree],
+    *,
+    divisors: tuple[float, float] = (1.0, 1.0),
+    base: str = "a",
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> dict:
+    """The merged diff tree of two groups of call trees (each side the sum of its trees).
+
+    Each side's times are summed over its trees and divided by its divisor (1 for ``diff``; the
+    number of requests for a per-request comparison), then rounded to ns. ``a_fraction`` /
+    ``b_fraction`` are shares of the side's own (divided) total and ``delta_fraction`` their
+    difference; with ``divisors`` other than (1, 1) each node also has ``delta_ns`` (B minus A,
+    per divisor unit). Returns ``{"a", "b", "base", "min_fraction", "effective_min_fraction",
+    "nodes", "functions"}`` in the node format of ``/api/diff``.
+    """
     if base not in SIDES:
         raise ValueError(f"base must be 'a' or 'b', got {base!r}")
-    trees = (build_call_tree(profile_a, selection_a), build_call_tree(profile_b, selection_b))
-    merged_parent, merged_gid, node_maps, table = _merge(trees)
+    if not trees_a or not trees_b:
+        raise ValueError(f"a diff needs call trees on both sides; have {len(trees_a)} and {len(trees_b)}")
+    if min(divisors) <= 0:
+        raise ValueError(f"divisors must be positive, got {divisors}")
+    groups = (list(trees_a), list(trees_b))
+    merged_parent, merged_gid, node_maps, table = _merge(groups[0] + groups[1])
+    map_groups = (node_maps[: len(groups[0])], node_maps[len(groups[0]):])
     size = len(merged_parent)
+    scaled = tuple(divisors) != (1, 1)
 
-    def side_values(side: int, values: np.ndarray) -> np.ndarray:
-        mapped = node_maps[side]
-        inside = mapped >= 0
-        return np.bincount(mapped[inside], weights=values[inside], minlength=size).astype(np.int64)
+    def side_values(side: int, values_of) -> np.ndarray:
+        summed = np.zeros(size, dtype=np.float64)
+        for mapped, tree in zip(map_groups[side], groups[side]):
+            values = values_of(tree)
+            inside = mapped >= 0
+            summed += np.bincount(mapped[inside], weights=values[inside], minlength=size)
+        if scaled:
+            return np.rint(summed / divisors[side]).astype(np.int64)
+        return summed.astype(np.int64)
 
-    totals = [np.stack([side_values(i, t.total_by_state[s]) for s in range(t.total_by_state.shape[0])]) for i, t in enumerate(trees)]
-    selfs = [side_values(i, t.self_ns) for i, t in enumerate(trees)]
-    roots = [int(t.root_total_ns) for t in trees]
+    n_states = groups[0][0].total_by_state.shape[0]
+    totals = [np.stack([side_values(i, lambda t, s=s: t.total_by_state[s]) for s in range(n_states)]) for i in range(2)]
+    selfs = [side_values(i, lambda t: t.self_ns) for i in range(2)]
+    roots = [
+        int(round(sum(int(t.root_total_ns) for t in groups[i]) / divisors[i])) if scaled else sum(int(t.root_total_ns) for t in groups[i])
+        for i in range(2)
+    ]
     fractions = [totals[i].sum(axis=0) / roots[i] if roots[i] else np.zeros(size) for i in range(2)]
     weight = np.maximum(fractions[0], fractions[1])
     weight[0] = 1.0 if any(roots) else 0.0
@@ -95,6 +137,8 @@ def diff(
         a_fraction = _fraction(row["a_total_ns"], roots[0])
         b_fraction = _fraction(row["b_total_ns"], roots[1])
         row.update({"a_fraction": a_fraction, "b_fraction": b_fraction, "delta_fraction": round(b_fraction - a_fraction, 9)})
+        if scaled:
+            row["delta_ns"] = row["b_total_ns"] - row["a_total_ns"]
         rows.append(row)
     root_weight = float(weight[0])
     return {
@@ -105,12 +149,11 @@ def diff(
         "effective_min_fraction": round(pruned.threshold / root_weight, 9) if root_weight else min_fraction,
         "nodes": rows,
         "functions": functions.rows,
-        "changes": function_changes(trees[0], trees[1], limit=limit),
     }
 
 
-def _merge(trees: tuple[CallTree, CallTree]) -> tuple[list[int], np.ndarray, list[np.ndarray], FunctionTable]:
-    """Merge both trees' non-empty nodes by function path; return parents, function ids, node maps, functions."""
+def _merge(trees: Sequence[CallTree]) -> tuple[list[int], np.ndarray, list[np.ndarray], FunctionTable]:
+    """Merge the trees' non-empty nodes by function path; return parents, function ids, node maps (one per tree), functions."""
     keys: dict[tuple[str, str], int] = {}
     names: list[str] = []
     files: list[str] = []
@@ -157,9 +200,10 @@ def _merge(trees: tuple[CallTree, CallTree]) -> tuple[list[int], np.ndarray, lis
         first_id = len(merged_parent)
         merged_parent.extend((unique // n_functions).tolist())
         merged_gid.extend((unique % n_functions).tolist())
-        split = len(level_keys[0])
-        node_maps[0][level_nodes[0]] = first_id + inverse[:split]
-        node_maps[1][level_nodes[1]] = first_id + inverse[split:]
+        offset = 0
+        for node_map, nodes in zip(node_maps, level_nodes):
+            node_map[nodes] = first_id + inverse[offset:offset + len(nodes)]
+            offset += len(nodes)
     table = FunctionTable(np.zeros(0, dtype=np.int32), names, files, lines)
     return merged_parent, np.asarray(merged_gid, dtype=np.int64), node_maps, table
 

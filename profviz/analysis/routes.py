@@ -15,9 +15,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..model import Profile
-from .calltree import build_call_tree, function_stats
+from .calltree import CallTree, build_call_tree, function_stats
+from .diff import group_diff
+from .flamegraph import DEFAULT_MIN_FRACTION
 
 PERCENTILES = (50, 90, 95, 99)
+TAIL_TREE_MAX_NODES = 5000
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float] = PERCENTILES) -> list[float]:
@@ -195,12 +198,11 @@ def tail_groups(request_ids: Sequence[int], durations_ns: Sequence[int], tail_pe
     return TailGroups(p40, p60, p_tail, tail, typical)
 
 
-def _function_totals(profiles: Iterable[Profile]) -> tuple[dict[tuple[str, str], np.ndarray], int]:
-    """Per (function, file): [total, self, cpu, wait] ns summed over profiles; also the wall sum."""
+def _function_totals(trees: Iterable[CallTree]) -> tuple[dict[tuple[str, str], np.ndarray], int]:
+    """Per (function, file): [total, self, cpu, wait] ns summed over call trees; also the wall sum."""
     totals: dict[tuple[str, str], np.ndarray] = {}
     wall = 0
-    for profile in profiles:
-        tree = build_call_tree(profile)
+    for tree in trees:
         wall += tree.root_total_ns
         for stat in function_stats(tree):
             key = (stat.function, stat.file)
@@ -211,21 +213,35 @@ def _function_totals(profiles: Iterable[Profile]) -> tuple[dict[tuple[str, str],
     return totals, wall
 
 
-def tail_diff(tail_profiles: Sequence[Profile], typical_profiles: Sequence[Profile], *, limit: int = 50) -> dict:
+def tail_diff(
+    tail_profiles: Sequence[Profile],
+    typical_profiles: Sequence[Profile],
+    *,
+    limit: int = 50,
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    max_nodes: int = TAIL_TREE_MAX_NODES,
+) -> dict:
     """Why is the tail slow? Per-request mean profile of the tail minus that of typical requests.
 
     Each group's function times (inclusive total, self, and the inclusive total split into CPU
-    and waiting) are summed over its profiles and divided by its number of profiles. ``frames``
-    lists functions by extra self time per request (tail minus typical), largest first; self
-    times partition the samples, so the positive ``extra_self_ms`` values account for the extra
-    time. Times in ms per request. Raises ValueError when a group has no profiles.
+    and waiting) are summed over its profiles and divided by its number of profiles (one profile
+    per request). ``frames`` lists functions by extra self time per request (tail minus typical),
+    largest first; self times partition the samples, so the positive ``extra_self_ms`` values
+    account for the extra time. Times in ms per request.
+
+    ``tree`` is the diff flame graph in the node format of ``/api/diff``
+    (:func:`profviz.analysis.diff.group_diff`): side ``a`` the typical requests, side ``b`` the
+    tail, both in ns per request, ``base`` ``"b"`` (widths from the tail), ``delta_ns`` the extra
+    ns per request of each node. Raises ValueError when a group has no profiles.
     """
     if not tail_profiles or not typical_profiles:
         raise ValueError(
             f"a tail diff needs profiles on both sides; have {len(tail_profiles)} tail and {len(typical_profiles)} typical"
         )
-    tail, tail_wall = _function_totals(tail_profiles)
-    typical, typical_wall = _function_totals(typical_profiles)
+    tail_trees = [build_call_tree(p) for p in tail_profiles]
+    typical_trees = [build_call_tree(p) for p in typical_profiles]
+    tail, tail_wall = _function_totals(tail_trees)
+    typical, typical_wall = _function_totals(typical_trees)
     n_tail, n_typical = len(tail_profiles), len(typical_profiles)
     rows = []
     for key in set(tail) | set(typical):
@@ -242,6 +258,7 @@ def tail_diff(tail_profiles: Sequence[Profile], typical_profiles: Sequence[Profi
     for r in rows:
         r["share_of_extra"] = round(max(0.0, r["extra_self_ms"]) / positive, 4)
     rows.sort(key=lambda r: (-r["extra_self_ms"], -r["extra_total_ms"], r["function"]))
+    tree = group_diff(typical_trees, tail_trees, divisors=(n_typical, n_tail), base="b", min_fraction=min_fraction, max_nodes=max_nodes)
     return {
         "tail_profiles": n_tail,
         "typical_profiles": n_typical,
@@ -249,10 +266,11 @@ def tail_diff(tail_profiles: Sequence[Profile], typical_profiles: Sequence[Profi
         "typical_sampled_ms": round(typical_wall / n_typical / 1e6, 3),
         "extra_ms": round(extra_wall, 3),
         "frames": rows[:limit],
+        "tree": tree,
     }
 
 
 __all__ = [
-    "PERCENTILES", "TailGroups", "is_error", "latency_histogram", "latency_series", "percentiles",
+    "PERCENTILES", "TAIL_TREE_MAX_NODES", "TailGroups", "is_error", "latency_histogram", "latency_series", "percentiles",
     "route_table", "tail_diff", "tail_groups", "utilisation_series",
 ]

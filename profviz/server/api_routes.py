@@ -14,7 +14,10 @@ import time
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from ..analysis.routes import latency_histogram, latency_series, route_table, tail_diff, tail_groups, utilisation_series
+from ..analysis.flamegraph import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION
+from ..analysis.routes import (
+    TAIL_TREE_MAX_NODES, latency_histogram, latency_series, route_table, tail_diff, tail_groups, utilisation_series,
+)
 from ..routes import parse_duration
 from ..store import ProfileNotFound
 from ..store.requests import RequestNotFound, query_requests, request_by_id, request_columns
@@ -185,18 +188,24 @@ def route_tail():
 
     tail = profiles(groups.tail, True)
     typical = profiles(groups.typical, False)
+    min_profiles = int_param(request.args, "min_profiles", 2, low=1, high=MAX_TAIL_PROFILES)
     answer = {
         "route": route, "method": method, "requests": len(columns["id"]),
         "p40_ms": round(groups.p40_ns / 1e6, 3), "p60_ms": round(groups.p60_ns / 1e6, 3), "p95_ms": round(groups.p95_ns / 1e6, 3),
-        "tail_requests": len(groups.tail), "typical_requests": len(groups.typical),
+        "tail_requests": len(groups.tail), "typical_requests": len(groups.typical), "min_profiles": min_profiles,
         "tail_profile_ids": [p.meta.get("id") for p in tail], "typical_profile_ids": [p.meta.get("id") for p in typical],
         "diff": None, "message": None,
     }
-    if not tail or not typical:
+    if len(tail) < min_profiles or len(typical) < min_profiles:
         answer["message"] = (
-            f"need request profiles on both sides, have {len(tail)} above P95 and {len(typical)} between P40 and P60:"
-            " let the middleware run longer (it keeps slow requests and a few typical ones per minute), or raise deep_fraction"
+            f"need at least {min_profiles} profiled requests on each side, have {len(tail)} above P95 ({answer['p95_ms']:g} ms)"
+            f" and {len(typical)} between P40 and P60: send more traffic to this route (the middleware keeps requests over"
+            " the route's running P95 once it has seen tail_min_requests, and baseline_per_minute typical ones per minute)"
         )
     else:
-        answer["diff"] = tail_diff(tail, typical, limit=int_param(request.args, "limit", 50, low=1, high=1000))
+        answer["diff"] = tail_diff(
+            tail, typical, limit=int_param(request.args, "limit", 50, low=1, high=1000),
+            min_fraction=float_param(request.args, "min_fraction", DEFAULT_MIN_FRACTION, low=0.0, high=1.0),
+            max_nodes=int_param(request.args, "max_nodes", TAIL_TREE_MAX_NODES, low=10, high=DEFAULT_MAX_NODES),
+        )
     return jsonify(answer)
