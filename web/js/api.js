@@ -27,10 +27,11 @@ const CACHE_SIZE = 24;
 
 /**
  * GET `url` and return its JSON. Responses are cached by URL (profiles are immutable);
- * a failed request is not cached. Throws ApiError with the server's message.
+ * a failed request is not cached; `fresh` skips the cache (data that grows, like requests).
+ * Throws ApiError with the server's message.
  */
-export function getJSON(url, { signal } = {}) {
-  const hit = cache.get(url);
+export function getJSON(url, { signal, fresh = false } = {}) {
+  const hit = fresh ? null : cache.get(url);
   if (hit) {
     cache.delete(url);
     cache.set(url, hit);
@@ -48,9 +49,11 @@ export function getJSON(url, { signal } = {}) {
       if (body === null) throw new ApiError(`${url} did not return JSON`, response.status);
       return body;
     });
-  cache.set(url, promise);
-  promise.catch(() => cache.delete(url));
-  while (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value);
+  if (!fresh) {
+    cache.set(url, promise);
+    promise.catch(() => cache.delete(url));
+    while (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value);
+  }
   if (!signal) return promise;
   return new Promise((resolve, reject) => {
     const abort = () => reject(new DOMException("aborted", "AbortError"));

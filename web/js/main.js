@@ -12,9 +12,13 @@ import { sandwichView } from "./views/sandwich.js";
 import { topView } from "./views/top.js";
 import { diffView } from "./views/diff.js";
 import { correlationView } from "./views/correlation.js";
+import { routesPage } from "./views/routes.js";
+import { routePage } from "./views/route.js";
 
 registerPage(profileListPage);
 registerPage(profilePage);
+registerPage(routesPage);
+registerPage(routePage);
 
 registerView(flameView);
 registerView(icicleView);

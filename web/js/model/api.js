@@ -33,7 +33,7 @@ function arr(obj, key, where) {
 /** The state names of the API, in the order of our node fields. */
 export const API_STATES = ["cpu", "waiting", "runnable", "unknown"];
 
-function parseFunctions(list, where) {
+export function parseFunctions(list, where) {
   need(Array.isArray(list), where, "functions is not an array");
   return list.map((f, i) => {
     const w = `${where}.functions[${i}]`;

@@ -25,6 +25,7 @@ import { h, clear, append } from "../ui/dom.js";
 import { splitBar } from "../ui/table.js";
 import { setCrumbs, setStatus } from "../ui/chrome.js";
 import { mark } from "../ui/debug.js";
+import { requestInfoLine } from "./route.js";
 
 const views = [];
 
@@ -152,6 +153,8 @@ class ProfilePage {
       splitBar({ cpu: p.cpuNs, wait: p.waitNs, runnable: p.runnableNs }),
     ));
     for (const note of p.notes.slice(0, 3)) this.head.appendChild(h("p", { class: "note" }, displayText(note, 300)));
+    const request = requestInfoLine(p);
+    if (request) this.head.appendChild(request);
   }
 
   renderThreadFilter() {

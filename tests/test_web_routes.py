@@ -1,0 +1,285 @@
+"""The routes view in headless Chromium on the real sample shop.
+
+One store for the module, filled the way production fills it: the sample shop (``samples/shop``,
+a smaller database than its 200k-post default, 20k posts, for speed) wrapped in the real
+middleware (``profviz.flask.init_app``: sampler, tail capture over the running P95, typical
+baseline profiles) on a real waitress server on 127.0.0.1, under bounded real load
+(``samples.shop.loadgen.run_load``) where ``/checkout`` has a real slow tail: a cart of 10 items
+logs 12 lines synchronously to the slow log sink instead of 3. Plus a plain WSGI app whose route
+function names its route with markup, and unmatched paths with markup. Then the real profviz
+server and Chromium: the route table against what was sent and against ``profviz routes --json``,
+a route's charts and slowest requests, a request's flame graph, and the tail-vs-typical diff,
+whose top function must lie under the slow-log handler (``Handler.handle``: its lock and ``emit``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import waitress
+from click.testing import CliRunner
+from werkzeug.exceptions import NotFound
+from werkzeug.test import Client
+
+import profviz.flask
+from profviz.analysis.calltree import build_call_tree
+from profviz.cli import main
+from profviz.routes import UNMATCHED_ROUTE
+from profviz.store import Store
+from profviz.store.requests import query_requests
+from profviz.wsgi import ProfilerMiddleware
+from samples.shop.app import create_app as create_shop
+from samples.shop.data import build_database
+from samples.shop.loadgen import run_load, weighted_paths
+from samples.shop.services import ExternalService, SlowLogSink
+
+from .browser_support import chromium, running_server
+
+pytestmark = pytest.mark.browser
+
+SHOP_ROWS = 20_000
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+HOSTILE_ROUTE = "/posts/<script>window.__pwned='route'</script>"
+HOSTILE_PATHS = ["/posts/<script>window.__pwned='path'</script>", "/x/\"><img/src=x/onerror=window.__pwned='img'>"]
+MIX = {
+    "/checkout?items=1": 190,
+    "/checkout?items=10": 10,
+    "/health": 40,
+    "/posts/fast": 30,
+    "/posts/42": 15,
+    "/posts/7": 15,
+    "/search/fast?q=amber": 20,
+    "/search/slow?q=amber": 20,
+}
+
+
+def rule_of(shop, path: str) -> str:
+    """The Flask rule a path matches (what the middleware names the route), or (unmatched)."""
+    try:
+        rule, _ = shop.url_map.bind("127.0.0.1").match(path.split("?")[0], return_rule=True)
+        return rule.rule
+    except NotFound:
+        return UNMATCHED_ROUTE
+
+
+def hostile_wsgi_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+@pytest.fixture(scope="module")
+def shop_store(tmp_path_factory):
+    """(store, {route: requests sent}) after real load on the profiled sample shop."""
+    tmp = tmp_path_factory.mktemp("routes_ui")
+    store = Store(tmp / "store.db")
+    db = tmp / "shop.db"
+    build_database(db, rows=SHOP_ROWS)
+    paths = weighted_paths(MIX, sum(MIX.values()), seed=3) + HOSTILE_PATHS * 2
+    with SlowLogSink(delay_s=0.02) as sink, ExternalService(delay_s=0.005) as external:
+        shop = create_shop(db, log_sink_url=sink.url, external_url=external.url)
+        middleware = profviz.flask.init_app(shop, store=store, tail_percentile=95, tail_min_requests=20,
+                                            baseline_per_minute=600, tail_max_per_minute=600, worker_threads=4)
+        server = waitress.create_server(shop, host="127.0.0.1", port=0, threads=4)
+        thread = threading.Thread(target=server.run, name="shop-server", daemon=True)
+        thread.start()
+        try:
+            result = run_load(f"http://127.0.0.1:{server.effective_port}", paths, requests=len(paths), concurrency=4, max_seconds=60)
+        finally:
+            server.close()
+            server.task_dispatcher.shutdown()
+            thread.join(timeout=5)
+        assert middleware.flush()
+        middleware.close()
+    assert result.sent == len(paths) and not result.hit_time_limit
+    assert all(r.status is not None for r in result.records), [r.error for r in result.records if r.status is None][:3]
+    sent = Counter(rule_of(shop, r.path) for r in result.records)
+    named = ProfilerMiddleware(hostile_wsgi_app, store=store, sampler=False, route_fn=lambda environ: HOSTILE_ROUTE)
+    client = Client(named)
+    for _ in range(3):
+        client.get("/named").close()
+    assert named.flush()
+    named.close()
+    sent[HOSTILE_ROUTE] = 3
+    yield store, dict(sent)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def site(shop_store):
+    store, sent = shop_store
+    with running_server(store) as url:
+        yield url, store, sent
+
+
+@pytest.fixture(scope="module")
+def browser_context():
+    with chromium() as context:
+        yield context
+
+
+@pytest.fixture
+def page(browser_context):
+    """A fresh page that records page errors, console errors and dialogs (none may happen)."""
+    page = browser_context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and page.problems.append(f"console.error: {msg.text}"))
+    page.on("dialog", lambda dialog: (page.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    yield page
+    pwned = page.evaluate("() => window.__pwned === undefined ? null : String(window.__pwned)")
+    problems = list(page.problems)
+    page.close()
+    assert problems == [] and pwned is None
+
+
+def to_ms(text: str) -> float:
+    """A formatDuration() text back to ms: "62.3 ms", "1.20 s", "789 µs"."""
+    value, unit = re.fullmatch(r"([\d.]+) (ns|µs|ms|s|min)", text.strip()).groups()
+    return float(value) * {"ns": 1e-6, "µs": 1e-3, "ms": 1.0, "s": 1e3, "min": 6e4}[unit]
+
+
+def shown_ms(text: str, expected_ms: float) -> bool:
+    """The shown text is ``expected_ms`` at display precision (3 significant digits or so)."""
+    return abs(to_ms(text) - expected_ms) <= max(0.051, expected_ms * 0.006)
+
+
+def painted_pixels(page, selector: str) -> int:
+    return page.evaluate(
+        """(selector) => {
+            const c = document.querySelector(selector);
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+            return n;
+        }""",
+        selector,
+    )
+
+
+def table_rows(page, selector: str) -> list[list[str]]:
+    return page.eval_on_selector_all(f"{selector} tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+
+
+def test_route_table_matches_the_load_and_the_cli(site, page):
+    url, store, sent = site
+    page.goto(f"{url}/routes")
+    page.wait_for_selector("#route-table[data-rows]")
+    rows = {(r[0], r[1]): r for r in table_rows(page, "#route-table")}
+    assert {route: int(r[2].replace(",", "")) for (route, _), r in rows.items()} == sent
+    cli = CliRunner().invoke(main, ["routes", "--json", "--store", str(store.path)])
+    assert cli.exit_code == 0, cli.output
+    for expected in json.loads(cli.output):
+        row = rows[(expected["route"], expected["method"])]
+        for column, key in ((5, "p50_ms"), (6, "p90_ms"), (7, "p95_ms"), (8, "p99_ms"), (9, "max_ms")):
+            assert shown_ms(row[column], expected[key]), (expected["route"], key, row[column], expected[key])
+    checkout = rows[("/checkout", "GET")]
+    assert to_ms(checkout[9]) > 3 * to_ms(checkout[5]), "the big carts make a real tail"
+    # the hostile route name and the unmatched hostile paths are text
+    assert page.locator("#route-table bdi.route-name", has_text="__pwned='route'").inner_text() == HOSTILE_ROUTE
+    assert page.locator("#route-table img, #route-table script").count() == 0
+    # sorting is in the URL
+    page.click("#route-table th[data-key='p95']")
+    assert parse_qs(urlparse(page.url).query)["sort"] == ["p95"]
+    first = table_rows(page, "#route-table")[0]
+    assert first[0] == "/checkout"
+    page.wait_for_function("() => +document.querySelector('#routes-latency').dataset.points > 0")
+    assert int(page.get_attribute("#routes-utilisation", "data-points")) > 0
+    assert page.locator("#routes-slowest tbody tr").count() == 15
+    page.screenshot(path=str(SCREENSHOTS / "routes.png"))
+
+
+def test_route_page_charts_requests_and_tail_diff(site, page):
+    url, store, _ = site
+    page.goto(f"{url}/routes")
+    page.wait_for_selector("#route-table[data-rows]")
+    page.locator("#route-table tbody tr", has_text="/checkout").first.click()
+    page.wait_for_selector("#route-histogram[data-bars]")
+    assert urlparse(page.url).path == "/routes/GET" and parse_qs(urlparse(page.url).query)["route"] == ["/checkout"]
+    assert int(page.get_attribute("#route-histogram", "data-bars")) >= 2
+    assert page.locator("#route-histogram svg rect").count() >= 2
+    page.wait_for_function("() => +document.querySelector('#route-latency').dataset.points > 0")
+    assert int(page.get_attribute("#route-latency", "data-dots")) >= 10, "a dot per slow request"
+    requests = table_rows(page, "#route-requests")
+    slowest = query_requests(store, route="/checkout", method="GET", slowest=50)
+    assert [int(r[0]) for r in requests] == [r.id for r in slowest]
+    assert [to_ms(r[3]) for r in requests] == sorted((to_ms(r[3]) for r in requests), reverse=True)
+    # why is the tail slow?
+    page.wait_for_selector("#tail-flame[data-nodes-drawn]", timeout=20_000)
+    assert painted_pixels(page, "#tail-flame canvas") > 20_000
+    headline = page.inner_text("#tail-headline")
+    tail_n, typical_n = map(int, re.search(r"Compared (\d+) tail and (\d+) typical", headline).groups())
+    assert tail_n >= 5 and typical_n >= 5
+    extra_ms = to_ms(re.search(r"\+([\d.]+ m?s) per request", headline).group(1))
+    frames = table_rows(page, "#tail-frames")
+    top_function = frames[0][0]
+    tail_ids = [r.profile_id for r in query_requests(store, route="/checkout", slowest=10, with_profile=True)]
+    # every log line goes through the one remote log handler: Handler.handle takes its lock and emits
+    # (a synchronous POST) under it, so a big cart waits for the lock and the sink once per line
+    under_handler = functions_below(store, tail_ids, "Handler.handle")
+    assert top_function in under_handler, (top_function, sorted(under_handler)[:20])
+    page.evaluate("() => window.scrollTo(0, document.querySelector('#route-tail').getBoundingClientRect().top + window.scrollY - 8)")
+    page.screenshot(path=str(SCREENSHOTS / "route.png"))
+    page.click("#tail-frames th[data-key='extra_total']")
+    assert parse_qs(urlparse(page.url).query)["fsort"] == ["extra_total"]
+    handler = next(r for r in table_rows(page, "#tail-frames") if r[0] == "Handler.handle")
+    assert to_ms(handler[3].lstrip("+")) > 0.7 * extra_ms, (handler, extra_ms)
+    # a request's flame graph
+    link = page.locator("#route-requests a.profile-link").first
+    profile_id = link.get_attribute("data-profile")
+    link.click()
+    page.wait_for_url(f"{url}/profiles/{profile_id}")
+    page.wait_for_selector("#flame[data-nodes-drawn]")
+    assert painted_pixels(page, "#flame canvas") > 5_000
+    assert page.inner_text("#request-line #request-route-link") == "/checkout"
+    assert "GET /checkout" in page.inner_text("#request-line")
+    page.screenshot(path=str(SCREENSHOTS / "request.png"))
+
+
+def functions_below(store, profile_ids, name: str) -> set[str]:
+    """Functions called (directly or not) under ``name`` in the given profiles."""
+    found: set[str] = set()
+    for profile_id in profile_ids:
+        tree = build_call_tree(store.load_profile(profile_id))
+        nodes = tree.nodes
+        names = nodes.functions.names
+        for node in range(1, nodes.size):
+            ancestor = int(nodes.parent[node])
+            while ancestor > 0:
+                if names[nodes.function[ancestor]] == name:
+                    found.add(names[nodes.function[node]])
+                    break
+                ancestor = int(nodes.parent[ancestor])
+    return found
+
+
+def test_hostile_routes_and_paths_are_text_and_too_few_profiles_say_so(site, page):
+    url, _, _ = site
+    page.goto(f"{url}/routes")
+    page.wait_for_selector("#route-table[data-rows]")
+    page.locator("#route-table tbody tr", has_text="__pwned='route'").click()
+    page.wait_for_selector("#tail-message .tail-few")
+    assert page.inner_text("#route-title") == HOSTILE_ROUTE
+    assert "need at least 2 profiled requests" in page.inner_text("#tail-message")
+    page.goto(f"{url}/routes/GET?route=(unmatched)")
+    page.wait_for_selector("#route-requests[data-rows]")
+    paths = {r[1] for r in table_rows(page, "#route-requests")}
+    assert paths == set(HOSTILE_PATHS)
+    assert page.locator("#route-requests img, #route-requests script").count() == 0
+    # a brushed window goes in the URL and a copied link reproduces it
+    box = page.locator("#route-latency svg").bounding_box()
+    page.mouse.move(box["x"] + 80, box["y"] + 60)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 30, box["y"] + 60, steps=5)
+    page.mouse.up()
+    page.wait_for_selector("#routes-window-chip")
+    query = parse_qs(urlparse(page.url).query)
+    assert float(query["to"][0]) > float(query["from"][0]) and query["route"] == ["(unmatched)"]
+    page.goto(page.url)
+    page.wait_for_selector("#routes-window-chip")
+

@@ -1,0 +1,326 @@
+/**
+ * The routes view's model: URL state of the routes pages and the routes/requests API JSON
+ * (docs/api.md "Routes and requests") read into plain structures. DOM-free (node tests too).
+ *
+ *   /routes?w=1h&sort=p95                       the route table; w = 5m | 1h | 24h | all
+ *   /routes?from=<s>&to=<s>                      ... over a brushed window (epoch seconds)
+ *   /routes/<METHOD>?route=<route>&w=...         one route's page (the route is a query value:
+ *                                                routes hold slashes, "<int:id>", anything)
+ *     rsort   slowest-requests sort key, "-" prefix for ascending   (default duration)
+ *     fsort   tail-frames sort key                                    (default extra_self)
+ *     zoom    server node id of the zoomed frame of the tail diff
+ *
+ * Everything a route, path or function name holds is hostile: views show it as text only.
+ */
+import { treeFromApiNodes, parseFunctions, ApiShapeError } from "./api.js";
+import { FlameTree } from "./tree.js";
+
+export const WINDOW_PRESETS = [
+  { id: "5m", label: "Last 5 min", since: "5m" },
+  { id: "1h", label: "Last hour", since: "1h" },
+  { id: "24h", label: "Last 24 h", since: "24h" },
+  { id: "all", label: "All", since: null },
+];
+export const ROUTE_SORT_KEYS = ["route", "method", "count", "rps", "errors", "p50", "p90", "p95", "p99", "max"];
+export const REQUEST_SORT_KEYS = ["id", "path", "status", "duration", "cpu", "start"];
+export const FRAME_SORT_KEYS = ["function", "extra_self", "extra_total", "tail_self", "typical_self", "extra_wait", "extra_cpu"];
+const METHOD_RE = /^[A-Z][A-Z0-9_-]{0,19}$/;
+
+function need(condition, where, what) {
+  if (!condition) throw new ApiShapeError(`${where}: ${what}`);
+}
+
+function num(obj, key, where) {
+  need(obj && typeof obj[key] === "number" && Number.isFinite(obj[key]), where, `${key} is not a number (got ${obj ? typeof obj[key] : "no object"})`);
+  return obj[key];
+}
+
+function numOrNull(obj, key, where) {
+  if (obj && obj[key] === null) return null;
+  return num(obj, key, where);
+}
+
+function str(obj, key, where) {
+  need(obj && typeof obj[key] === "string", where, `${key} is not a string (got ${obj ? typeof obj[key] : "no object"})`);
+  return obj[key];
+}
+
+function arr(obj, key, where) {
+  need(obj && Array.isArray(obj[key]), where, `${key} is not an array`);
+  return obj[key];
+}
+
+function parseSort(text, allowed, fallback, problems, key) {
+  const raw = text || "";
+  const ascending = raw.startsWith("-");
+  const name = raw.replace(/^-/, "");
+  if (!name) return { sort: fallback, ascending: false };
+  if (!allowed.includes(name)) {
+    problems.push(`ignored ${key}=${raw.slice(0, 40)}: expected one of ${allowed.join(", ")}`);
+    return { sort: fallback, ascending: false };
+  }
+  return { sort: name, ascending };
+}
+
+/**
+ * Parse a routes page location. Returns { page: "routes" | "route" | null, method, route,
+ * window: { preset } | { from, to } (epoch s), sort, ascending, requestSort, requestAscending,
+ * frameSort, frameAscending, zoom, problems }; page null when the path is not a routes page.
+ */
+export function parseRoutesLocation(pathname, search = "") {
+  const problems = [];
+  const params = new URLSearchParams(search);
+  const path = String(pathname || "").replace(/\/+$/, "");
+  const state = {
+    page: null, method: null, route: null, window: { preset: "all" }, sort: "count", ascending: false,
+    requestSort: "duration", requestAscending: false, frameSort: "extra_self", frameAscending: false, zoom: null, problems,
+  };
+  if (path === "/routes") state.page = "routes";
+  else {
+    const m = /^\/routes\/([^/]+)$/.exec(path);
+    if (!m) return state;
+    let method = "";
+    try {
+      method = decodeURIComponent(m[1]).toUpperCase();
+    } catch {
+      method = "";
+    }
+    if (!METHOD_RE.test(method)) {
+      problems.push(`ignored method ${m[1].slice(0, 20)}: expected an HTTP method like GET`);
+      method = "GET";
+    }
+    state.page = "route";
+    state.method = method;
+    state.route = params.get("route");
+    if (!state.route) problems.push("no route= in the address: pick a route from the route table");
+  }
+  const from = Number(params.get("from"));
+  const to = Number(params.get("to"));
+  if (params.has("from") || params.has("to")) {
+    if (Number.isFinite(from) && Number.isFinite(to) && from > 0 && to > from) state.window = { from, to };
+    else problems.push("ignored from/to: expected epoch seconds with from < to");
+  } else if (params.has("w")) {
+    const w = params.get("w");
+    if (WINDOW_PRESETS.some((p) => p.id === w)) state.window = { preset: w };
+    else problems.push(`ignored w=${String(w).slice(0, 20)}: expected one of ${WINDOW_PRESETS.map((p) => p.id).join(", ")}`);
+  }
+  Object.assign(state, parseSort(params.get("sort"), ROUTE_SORT_KEYS, "count", problems, "sort"));
+  const requests = parseSort(params.get("rsort"), REQUEST_SORT_KEYS, "duration", problems, "rsort");
+  state.requestSort = requests.sort;
+  state.requestAscending = requests.ascending;
+  const frames = parseSort(params.get("fsort"), FRAME_SORT_KEYS, "extra_self", problems, "fsort");
+  state.frameSort = frames.sort;
+  state.frameAscending = frames.ascending;
+  const zoom = params.get("zoom");
+  if (zoom) {
+    if (/^\d+$/.test(zoom)) state.zoom = zoom;
+    else problems.push(`ignored zoom=${zoom.slice(0, 40)}: expected a node id`);
+  }
+  return state;
+}
+
+function windowQuery(window, params) {
+  if (window && "from" in window) {
+    params.set("from", String(Number(window.from.toFixed(3))));
+    params.set("to", String(Number(window.to.toFixed(3))));
+  } else if (window && window.preset && window.preset !== "all") params.set("w", window.preset);
+  return params;
+}
+
+/** The address of a routes page state (defaults left out). */
+export function buildRoutesLocation(state) {
+  const params = new URLSearchParams();
+  if (state.page === "route") params.set("route", state.route || "");
+  windowQuery(state.window, params);
+  if (state.page === "routes" && (state.sort !== "count" || state.ascending)) params.set("sort", (state.ascending ? "-" : "") + state.sort);
+  if (state.page === "route") {
+    if (state.requestSort !== "duration" || state.requestAscending) params.set("rsort", (state.requestAscending ? "-" : "") + state.requestSort);
+    if (state.frameSort !== "extra_self" || state.frameAscending) params.set("fsort", (state.frameAscending ? "-" : "") + state.frameSort);
+    if (state.zoom) params.set("zoom", String(state.zoom));
+  }
+  const query = params.toString();
+  const path = state.page === "route" ? `/routes/${encodeURIComponent(state.method || "GET")}` : "/routes";
+  return `${path}${query ? "?" + query : ""}`;
+}
+
+/** Link to one route's page over `window`. */
+export function routeHref(route, method, window) {
+  return buildRoutesLocation({ page: "route", route, method, window, requestSort: "duration", frameSort: "extra_self" });
+}
+
+/** Link to the route table over `window`. */
+export function routesHref(window) {
+  return buildRoutesLocation({ page: "routes", window, sort: "count" });
+}
+
+/** Epoch seconds -> epoch ns as a decimal string (exact to the ms; ns exceed 2^53). */
+export function epochNs(seconds) {
+  return (BigInt(Math.round(seconds * 1000)) * 1000000n).toString();
+}
+
+/** API window parameters for a window state: { since } or { since_ns, until_ns } or {}. */
+export function windowApiParams(window, params = new URLSearchParams()) {
+  if (window && "from" in window) {
+    params.set("since_ns", epochNs(window.from));
+    params.set("until_ns", epochNs(window.to));
+  } else {
+    const preset = WINDOW_PRESETS.find((p) => window && p.id === window.preset);
+    if (preset && preset.since) params.set("since", preset.since);
+  }
+  return params;
+}
+
+/** GET /api/routes -> { window: { start, end, durationS } | null, routes: [row] }. */
+export function parseRouteTable(json) {
+  const where = "routes";
+  const routes = arr(json, "routes", where).map((r, i) => {
+    const w = `${where}.routes[${i}]`;
+    return {
+      route: str(r, "route", w), method: str(r, "method", w), count: num(r, "count", w), rps: num(r, "rps", w),
+      errorRate: num(r, "error_rate", w), p50: num(r, "p50_ms", w), p90: num(r, "p90_ms", w), p95: num(r, "p95_ms", w),
+      p99: num(r, "p99_ms", w), max: num(r, "max_ms", w),
+    };
+  });
+  let window = null;
+  if (json.window !== null) {
+    need(json.window && typeof json.window === "object", where, "window is neither an object nor null");
+    window = { start: num(json.window, "start", `${where}.window`), end: num(json.window, "end", `${where}.window`), durationS: num(json.window, "duration_s", `${where}.window`) };
+  }
+  return { window, routes };
+}
+
+/** GET /api/routes/latency -> { route, method, count, bucketS, histogram: [{low, high, count}] (ms), series: [{t, count, p50, p95, p99, max}] }. */
+export function parseRouteLatency(json) {
+  const where = "routes/latency";
+  return {
+    route: str(json, "route", where),
+    method: str(json, "method", where),
+    count: num(json, "count", where),
+    bucketS: num(json, "bucket_s", where),
+    histogram: arr(json, "histogram", where).map((b, i) => {
+      const w = `${where}.histogram[${i}]`;
+      return { low: num(b, "low_ms", w), high: num(b, "high_ms", w), count: num(b, "count", w) };
+    }),
+    series: arr(json, "series", where).map((s, i) => {
+      const w = `${where}.series[${i}]`;
+      return { t: num(s, "t", w), count: num(s, "count", w), p50: num(s, "p50_ms", w), p95: num(s, "p95_ms", w), p99: num(s, "p99_ms", w), max: num(s, "max_ms", w) };
+    }),
+  };
+}
+
+/** GET /api/routes/utilisation -> { capacity, capacitySource, bucketS, series: [{t, busyAvg, busyMax, utilisation}] }. */
+export function parseUtilisation(json) {
+  const where = "routes/utilisation";
+  return {
+    capacity: num(json, "capacity", where),
+    capacitySource: str(json, "capacity_source", where),
+    bucketS: json.bucket_s === null ? null : num(json, "bucket_s", where),
+    series: arr(json, "series", where).map((s, i) => {
+      const w = `${where}.series[${i}]`;
+      return { t: num(s, "t", w), busyAvg: num(s, "busy_avg", w), busyMax: num(s, "busy_max", w), utilisation: numOrNull(s, "utilisation", w) };
+    }),
+  };
+}
+
+function parseRequestRow(r, where) {
+  return {
+    id: num(r, "id", where), route: str(r, "route", where), method: str(r, "method", where), path: str(r, "path", where),
+    status: r.status === null ? null : num(r, "status", where), durationMs: num(r, "duration_ms", where), cpuMs: num(r, "cpu_ms", where),
+    start: num(r, "start", where), profileId: numOrNull(r, "profile_id", where), error: typeof r.error === "string" ? r.error : null,
+  };
+}
+
+/** GET /api/requests -> [request] ({ id, route, method, path, status, durationMs, cpuMs, start (epoch s), profileId, error }). */
+export function parseRequestList(json) {
+  return arr(json, "requests", "requests").map((r, i) => parseRequestRow(r, `requests[${i}]`));
+}
+
+/** GET /api/requests/<id> -> a request plus { labels, responseBytes, profile: { id, capture, collector, ... } | null }. */
+export function parseRequestDetail(json) {
+  const where = "request";
+  const row = parseRequestRow(json, where);
+  row.responseBytes = typeof json.response_bytes === "number" ? json.response_bytes : 0;
+  row.labels = json.labels && typeof json.labels === "object" ? json.labels : {};
+  row.profile = null;
+  if (json.profile) {
+    const w = `${where}.profile`;
+    row.profile = { id: num(json.profile, "id", w), kind: str(json.profile, "kind", w), sampleCount: num(json.profile, "sample_count", w),
+      capture: typeof json.profile.capture === "string" ? json.profile.capture : null,
+      collector: typeof json.profile.collector === "string" ? json.profile.collector : null };
+  }
+  return row;
+}
+
+/**
+ * The tail diff's flame tree (side a typical, b tail, ns per request, widths from the tail):
+ * a FlameTree whose nodes also carry aTotal, bTotal, aSelf, bSelf, aFraction, bFraction and
+ * deltaNs (extra ns per request).
+ */
+export function parseTailTree(json, where = "routes/tail.diff.tree") {
+  const functions = parseFunctions(json.functions, where);
+  need(json.base === "b", where, `base is ${JSON.stringify(json.base)}, expected "b" (widths from the tail)`);
+  const timeKeys = { total: "b_total_ns", self: "b_self_ns", cpu: "b_cpu_ns", wait: "b_wait_ns", runnable: "__none__", unknown: "__none__" };
+  const extra = (raw, node, w) => {
+    node.aTotal = num(raw, "a_total_ns", w);
+    node.bTotal = num(raw, "b_total_ns", w);
+    node.aSelf = num(raw, "a_self_ns", w);
+    node.bSelf = num(raw, "b_self_ns", w);
+    node.aFraction = num(raw, "a_fraction", w);
+    node.bFraction = num(raw, "b_fraction", w);
+    node.deltaNs = num(raw, "delta_ns", w);
+    node.delta = node.deltaNs;
+    node.unknown = Math.max(0, node.total - node.cpu - node.wait);
+  };
+  const { nodes } = treeFromApiNodes(arr(json, "nodes", where), functions, where, { extra, timeKeys });
+  return new FlameTree(nodes, {
+    focus: 0,
+    typicalNs: num(json.a || {}, "root_total_ns", `${where}.a`),
+    tailNs: num(json.b || {}, "root_total_ns", `${where}.b`),
+  });
+}
+
+/**
+ * GET /api/routes/tail -> { route, method, requests, p40, p60, p95 (ms), tailRequests,
+ * typicalRequests, minProfiles, tailProfileIds, typicalProfileIds, message, diff: null |
+ * { tailProfiles, typicalProfiles, tailSampledMs, typicalSampledMs, extraMs, frames, tree } }.
+ */
+export function parseTail(json) {
+  const where = "routes/tail";
+  const out = {
+    route: str(json, "route", where), method: str(json, "method", where), requests: num(json, "requests", where),
+    p40: num(json, "p40_ms", where), p60: num(json, "p60_ms", where), p95: num(json, "p95_ms", where),
+    tailRequests: num(json, "tail_requests", where), typicalRequests: num(json, "typical_requests", where),
+    minProfiles: typeof json.min_profiles === "number" ? json.min_profiles : 1,
+    tailProfileIds: arr(json, "tail_profile_ids", where).slice(), typicalProfileIds: arr(json, "typical_profile_ids", where).slice(),
+    message: typeof json.message === "string" ? json.message : null, diff: null,
+  };
+  if (json.diff) {
+    const d = json.diff;
+    const w = `${where}.diff`;
+    out.diff = {
+      tailProfiles: num(d, "tail_profiles", w), typicalProfiles: num(d, "typical_profiles", w),
+      tailSampledMs: num(d, "tail_sampled_ms", w), typicalSampledMs: num(d, "typical_sampled_ms", w), extraMs: num(d, "extra_ms", w),
+      frames: arr(d, "frames", w).map((f, i) => {
+        const fw = `${w}.frames[${i}]`;
+        return {
+          function: str(f, "function", fw), file: str(f, "file", fw),
+          tailTotal: num(f, "tail_total_ms", fw), typicalTotal: num(f, "typical_total_ms", fw), extraTotal: num(f, "extra_total_ms", fw),
+          tailSelf: num(f, "tail_self_ms", fw), typicalSelf: num(f, "typical_self_ms", fw), extraSelf: num(f, "extra_self_ms", fw),
+          extraCpu: num(f, "extra_cpu_ms", fw), extraWait: num(f, "extra_wait_ms", fw), share: num(f, "share_of_extra", fw),
+        };
+      }),
+      tree: parseTailTree(d.tree || {}, `${w}.tree`),
+    };
+  } else {
+    need(out.message !== null, where, "diff is null without a message");
+  }
+  return out;
+}
+
+const BUCKET_STEPS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400];
+
+/** A time bucket (s) giving about `points` buckets over `durationS`, rounded like the server's default. */
+export function autoBucket(durationS, points = 60) {
+  const raw = Math.max(0.001, durationS / points);
+  return BUCKET_STEPS.find((step) => step >= raw) ?? 86400;
+}
