@@ -73,11 +73,8 @@ def hostile_wsgi_app(environ, start_response):
     return [b"ok"]
 
 
-@pytest.fixture(scope="module")
-def shop_store(tmp_path_factory):
-    """(store, {route: requests sent}) after real load on the profiled sample shop."""
-    tmp = tmp_path_factory.mktemp("routes_ui")
-    store = Store(tmp / "store.db")
+def record_shop_load(store: Store, tmp: Path) -> dict[str, int]:
+    """Run the profiled sample shop under the load mix into ``store``; return {route: requests sent}."""
     db = tmp / "shop.db"
     build_database(db, rows=SHOP_ROWS)
     paths = weighted_paths(MIX, sum(MIX.values()), seed=3) + HOSTILE_PATHS * 2
@@ -106,7 +103,16 @@ def shop_store(tmp_path_factory):
     assert named.flush()
     named.close()
     sent[HOSTILE_ROUTE] = 3
-    yield store, dict(sent)
+    return dict(sent)
+
+
+@pytest.fixture(scope="module")
+def shop_store(tmp_path_factory):
+    """(store, {route: requests sent}) after real load on the profiled sample shop."""
+    tmp = tmp_path_factory.mktemp("routes_ui")
+    store = Store(tmp / "store.db")
+    sent = record_shop_load(store, tmp)
+    yield store, sent
     store.close()
 
 

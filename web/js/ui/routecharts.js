@@ -72,14 +72,16 @@ export function drawHistogram(container, bins, { marks = [], height = 190 } = {}
   box.svg.append("g").attr("class", "axis").attr("transform", `translate(0,${box.bottom})`)
     .call(d3.axisBottom(x).tickValues(logTicks(lo, hi)).tickFormat((v) => formatMs(v)));
   box.svg.append("g").attr("class", "axis").attr("transform", `translate(${box.left},0)`)
-    .call(d3.axisLeft(y).ticks(4).tickFormat(d3.format("~s")));
+    .call(d3.axisLeft(y).tickValues(y.ticks(4).filter(Number.isInteger)).tickFormat(d3.format("~s")));
   box.svg.append("text").attr("class", "axis-label").attr("transform", `translate(11,${(box.top + box.bottom) / 2}) rotate(-90)`)
     .attr("text-anchor", "middle").text("requests");
   const rules = box.svg.append("g").attr("class", "marks");
   marks.filter((m) => Number.isFinite(m.value) && m.value >= lo && m.value <= hi).forEach((m, i) => {
     const at = x(m.value);
     rules.append("line").attr("class", `mark ${m.className || ""}`).attr("x1", at).attr("x2", at).attr("y1", box.top).attr("y2", box.bottom);
-    rules.append("text").attr("class", `mark-label ${m.className || ""}`).attr("x", at + 3).attr("y", box.top + 10 + (i % 3) * 11).text(m.label);
+    const flip = at > box.right - 30;
+    rules.append("text").attr("class", `mark-label ${m.className || ""}`).attr("x", flip ? at - 3 : at + 3).attr("text-anchor", flip ? "end" : "start")
+      .attr("y", box.top + 10 + (i % 3) * 11).text(m.label);
   });
 }
 

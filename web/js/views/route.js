@@ -230,17 +230,18 @@ class RoutePage {
   drawTail() {
     const t = this.tail;
     const kept = (ids) => `${ids.length} of them profiled`;
+    const requests = (n) => `${formatCount(n)} request${n === 1 ? "" : "s"}`;
     append(clear(this.tailSummary),
       h("p", {},
-        h("span", { class: "side-tag b" }, "tail"), ` ${formatCount(t.tailRequests)} requests above P95 (${formatMs(t.p95)}), ${kept(t.tailProfileIds)}`,
+        h("span", { class: "side-tag b" }, "tail"), ` ${requests(t.tailRequests)} above P95 (${formatMs(t.p95)}), ${kept(t.tailProfileIds)}`,
         h("span", { class: "sep" }, " \u00b7 "),
-        h("span", { class: "side-tag a" }, "typical"), ` ${formatCount(t.typicalRequests)} requests between P40 and P60 (${formatMs(t.p40)}\u2013${formatMs(t.p60)}), ${kept(t.typicalProfileIds)}`));
+        h("span", { class: "side-tag a" }, "typical"), ` ${requests(t.typicalRequests)} between P40 and P60 (${formatMs(t.p40)}\u2013${formatMs(t.p60)}), ${kept(t.typicalProfileIds)}`));
     this.tailMessage.classList.remove("error");
     if (!t.diff) {
       this.tailBody.hidden = true;
       clear(this.tailMessage).appendChild(h("div", { class: "tail-few" },
-        h("p", {}, displayText(t.message, 600)),
-        h("p", { class: "hint" }, `Needs at least ${t.minProfiles} profiled slow requests and ${t.minProfiles} profiled typical ones in this window. Send more traffic to this route, keep the middleware running longer, or widen the window.`)));
+        h("p", {}, `Not enough to compare: need at least ${t.minProfiles} profiled requests on each side, have ${t.tailProfileIds.length} above P95 and ${t.typicalProfileIds.length} around P50.`),
+        h("p", { class: "hint" }, "Send more traffic to this route, keep the middleware running longer, or widen the window: it profiles requests slower than the route's running P95 once it has seen tail_min_requests of them, and keeps baseline_per_minute typical ones a minute.")));
       return;
     }
     const d = t.diff;
