@@ -206,5 +206,28 @@ def chromium(viewport=(1280, 800)):
             browser.close()
 
 
+@contextmanager
+def watched_page(context) -> Iterator:
+    """A fresh page that must see no page error, console error, dialog or ``window.__pwned``.
+
+    Injected markup in profiled data would trip one of these; the check runs when the page closes.
+    """
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and page.problems.append(f"console.error: {msg.text}"))
+
+    def on_dialog(dialog):
+        page.problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    yield page
+    pwned = page.evaluate("() => window.__pwned === undefined ? null : String(window.__pwned)")
+    problems = list(page.problems)
+    page.close()
+    assert pwned is None and problems == [], (pwned, problems)
+
+
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]

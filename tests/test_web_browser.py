@@ -19,7 +19,7 @@ from profviz.store import Store
 
 from .browser_support import (
     HOSTILE_IMG, HOSTILE_JS_URL, HOSTILE_LONG, HOSTILE_SCRIPT, build_hostile_profile, build_shop_profile, chromium,
-    running_server,
+    running_server, watched_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -50,21 +50,9 @@ def browser_context():
 
 @pytest.fixture
 def page(browser_context):
-    """A fresh page that records page errors, console errors and dialogs (none may happen)."""
-    page = browser_context.new_page()
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: msg.type == "error" and page.problems.append(f"console.error: {msg.text}"))
-
-    def on_dialog(dialog):
-        page.problems.append(f"dialog: {dialog.message}")
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    yield page
-    problems = list(page.problems)
-    page.close()
-    assert problems == []
+    """A fresh page that records page errors, console errors, dialogs and ``window.__pwned`` (none may happen)."""
+    with watched_page(browser_context) as page:
+        yield page
 
 
 def canvas_stats(page, selector: str, color: tuple[int, int, int] | None = None) -> dict:

@@ -20,7 +20,7 @@ import pytest
 
 from profviz.store import Store
 
-from .browser_support import build_shop_profile, chromium, running_server
+from .browser_support import build_shop_profile, chromium, running_server, watched_page
 from .targets.correlation_app import HOSTILE_IMG, HOSTILE_JS_URL, HOSTILE_LONG, HOSTILE_SCRIPT, SLOW_SQL
 
 pytestmark = pytest.mark.browser
@@ -58,23 +58,9 @@ def browser_context():
 
 @pytest.fixture
 def page(browser_context):
-    """A fresh page that records page errors, console errors and dialogs (none may happen)."""
-    page = browser_context.new_page()
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: msg.type == "error" and page.problems.append(f"console.error: {msg.text}"))
-
-    def on_dialog(dialog):
-        page.problems.append(f"dialog: {dialog.message}")
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    yield page
-    pwned = page.evaluate("() => window.__pwned")
-    problems = list(page.problems)
-    page.close()
-    assert pwned is None
-    assert problems == []
+    """A fresh page that records page errors, console errors, dialogs and ``window.__pwned`` (none may happen)."""
+    with watched_page(browser_context) as page:
+        yield page
 
 
 def span_named(correlation: dict, predicate) -> dict:

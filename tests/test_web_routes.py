@@ -42,7 +42,7 @@ from samples.shop.data import build_database
 from samples.shop.loadgen import run_load, weighted_paths
 from samples.shop.services import ExternalService, SlowLogSink
 
-from .browser_support import chromium, running_server
+from .browser_support import chromium, running_server, watched_page
 
 pytestmark = pytest.mark.browser
 
@@ -134,17 +134,9 @@ def browser_context():
 
 @pytest.fixture
 def page(browser_context):
-    """A fresh page that records page errors, console errors and dialogs (none may happen)."""
-    page = browser_context.new_page()
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: msg.type == "error" and page.problems.append(f"console.error: {msg.text}"))
-    page.on("dialog", lambda dialog: (page.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-    yield page
-    pwned = page.evaluate("() => window.__pwned === undefined ? null : String(window.__pwned)")
-    problems = list(page.problems)
-    page.close()
-    assert problems == [] and pwned is None
+    """A fresh page that records page errors, console errors, dialogs and ``window.__pwned`` (none may happen)."""
+    with watched_page(browser_context) as page:
+        yield page
 
 
 def to_ms(text: str) -> float:
