@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def truth_shares(calls, thread, start_ns, end_ns) -> dict[str, float]:
 # -- the truth test -------------------------------------------------------------------------------
 
 
-def test_attach_matches_the_targets_own_timings(target, tmp_path):
+def test_attach_truth_matches_the_targets_own_timings(target, tmp_path):
     store = tmp_path / "s.db"
     result = profviz("attach", str(target.pid), "--duration", "5", "--json", "--label", "case=truth", store=store)
     assert result.returncode == 0, result.stderr
@@ -133,6 +134,52 @@ def test_attach_matches_the_targets_own_timings(target, tmp_path):
         if thread == "cpu_sleeper":
             assert stats["waits"].get("sleep", 0) >= 0.8 * functions["nap"]["total_s"], stats["waits"]
     print("\n".join(report))
+
+
+def test_short_lived_threads_reusing_pthread_ids_stay_separate(tmp_path):
+    """tests/targets/attach_short_threads.py: one ~50 ms thread after another, each given the pthread
+    id of the one before; each must be its own thread with its own lifetime and state readings."""
+    store, log = tmp_path / "s.db", tmp_path / "threads.json"
+    process = subprocess.Popen([sys.executable, str(TARGETS / "attach_short_threads.py"), str(log)], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = json.loads(process.stdout.readline())["pid"]
+        result = profviz("attach", str(pid), "--duration", "3", "--json", store=store)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    lives = json.loads(log.read_text())["threads"]
+    assert len({life[4] for life in lives}) < len(lives) / 2  # the pthread ids really were reused
+    meta = Store(store).profile_meta(summary["profile_id"])
+    start_ns, end_ns = int(meta["start_ns"]), int(meta["start_ns"]) + int(meta["duration_ns"])
+    view = show(summary["profile_id"], store)
+    by_tid = {t["tid"]: t for t in view["threads"]}
+    assert by_tid[pid]["name"] == "MainThread"
+    (steady,) = [t for t in view["threads"] if t["name"] == "steady"]
+    assert steady["wall_s"] == pytest.approx(summary["duration_s"], abs=0.15)
+    inside = [life for life in lives if life[2] > start_ns + 20_000_000 and life[3] < end_ns - 20_000_000]
+    assert len(inside) >= 40
+    seen = [(life, by_tid[life[1]]) for life in inside if life[1] in by_tid]
+    assert len(seen) >= 0.9 * len(inside), (len(seen), len(inside))
+    errors_ms = sorted(1000 * thread["wall_s"] - (life[3] - life[2]) / 1e6 for life, thread in seen)
+    assert abs(errors_ms[len(errors_ms) // 2]) <= 10, errors_ms  # median: samples stop when the thread ends
+    assert sum(abs(e) <= 25 for e in errors_ms) >= 0.9 * len(errors_ms), errors_ms
+    assert max(thread["wall_s"] for _, thread in seen) < 0.2
+    logged_names = {life[0] for life in lives}
+    for life, thread in seen:
+        # Its own name, or py-spy's cached name of the thread before it, marked as such.
+        assert thread["name"] == life[0] or (thread["name"].endswith(" (stale name?)")
+                                             and thread["name"].removesuffix(" (stale name?)") in logged_names), (thread, life)
+    own_names = [thread["name"] for _, thread in seen if not thread["name"].endswith("(stale name?)")]
+    assert len(own_names) == len(set(own_names))
+    short = [thread for _, thread in seen]
+    assert sum(t["cpu_s"] for t in short) > 0.2 and sum(t["wait_s"] for t in short) > 0.2
+    wall = sum(t["wall_s"] for t in view["threads"])
+    assert sum(t["unknown_s"] for t in view["threads"]) < 0.05 * wall, view["threads"]
 
 
 # -- stopping -------------------------------------------------------------------------------------
@@ -235,6 +282,30 @@ def test_record_runs_the_program_and_reports_its_exit_code(tmp_path):
     result = profviz("record", "--", sys.executable, str(failing), store=store)
     assert result.returncode == 3, result.stderr
     assert "the program exited with code 3" in result.stderr and result.stdout.startswith("profile ")
+
+
+def test_attach_serve_serves_the_saved_profile_until_sigint(target, tmp_path):
+    """--serve: the JSON line first, then the URL of the profile page; the API answers until SIGINT."""
+    store = tmp_path / "s.db"
+    process = subprocess.Popen([*PROFVIZ, "attach", "--store", str(store), str(target.pid), "--duration", "1", "--json", "--serve"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        summary = last_json(process.stdout.readline())
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith(f"/profiles/{summary['profile_id']}"), url
+        base = url[: url.index("/profiles/")]
+        with urllib.request.urlopen(f"{base}/api/profiles/{summary['profile_id']}", timeout=30) as response:
+            detail = json.loads(response.read())
+        assert detail["profile"]["id"] == summary["profile_id"]
+        assert {"cpu_sleeper", "cpu_recv"} <= {t["name"] for t in detail["threads"]}
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "serving profiles from" in stderr
 
 
 # -- errors: one line that says what to do, non-zero exit, nothing stored --------------------------
@@ -443,6 +514,48 @@ def test_join_gives_a_missed_cpu_phase_the_stack_of_the_nearest_running_sample()
     assert joined.inferred_samples == 3 and joined.inferred_ns == 30 * ms
     # Equally near on both sides: the earlier running sample's segment.
     assert {seg for seg, t in zip(joined.segment, joined.time_ns) if 100 * ms <= t < 130 * ms} == {0}
+
+
+def test_join_gives_a_missed_blocking_call_the_stack_of_the_nearest_wait_for_the_same_reason():
+    """py-spy saw no sample during the second sleep: its time goes to "nap", not to the CPU function."""
+    from profviz.collect.attach import join_thread
+    from profviz.model import State
+
+    ms = 1_000_000
+    states, _ = constructed_states([(30, "run"), (100, "sleep"), (130, "run"), (200, "sleep"), (230, "run"), (300, "sleep")])
+    segments = [(0, 38 * ms), (38 * ms, 108 * ms), (108 * ms, 238 * ms), (238 * ms, 300 * ms)]
+    keys = ["work", "nap", "work", "nap"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    assert state_time(joined, keys) == {("work", State.ON_CPU): 90 * ms, ("nap", State.WAITING): 210 * ms}
+    assert joined.inferred_ns == 70 * ms
+
+
+def test_pyspy_lag_is_measured_from_the_changes_it_saw_late():
+    """py-spy's times come out early by its start-up time; the lags behind the state switches show by how much."""
+    import numpy as np
+
+    from profviz.collect.attach import estimate_pyspy_lag
+    from profviz.formats.pyspy_chrometrace import ChromeTrace, StackSegment, TraceThread
+
+    ms = 1_000_000
+    phases = []
+    for cycle in range(60):
+        phases += [(cycle * 100 + 30, "run"), (cycle * 100 + 100, "sleep")]
+    states, _ = constructed_states(phases)
+    rng = np.random.default_rng(7)
+    early_ms = 4.0
+    thread = TraceThread(pid=1, trace_tid=1, native_tid=7)
+    change_us = [0]
+    for cycle in range(60):
+        for switch_ms in (cycle * 100 + 30, cycle * 100 + 100):
+            change_us.append(int((switch_ms + rng.exponential(10.0) - early_ms) * 1000))
+    change_us[-1] = 6000 * 1000
+    for k, (start, end) in enumerate(zip(change_us, change_us[1:])):
+        thread.segments.append(StackSegment(start, end, ((("work", "nap")[k % 2], "t.py", 1),)))
+    trace = ChromeTrace([thread], 0, change_us[-1], 0)
+    lag = estimate_pyspy_lag(trace, 0, {(1, 7): states}, 10 * ms)
+    assert abs(lag / ms - early_ms) < 1.5, lag / ms
+    assert estimate_pyspy_lag(trace, 0, {}, 10 * ms) == 0
 
 
 def test_join_leaves_a_long_burst_inside_a_blocked_stack_alone():

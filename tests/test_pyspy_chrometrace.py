@@ -158,3 +158,36 @@ def test_a_file_written_by_real_pyspy(tmp_path):
     for thread in by_name.values():
         covered = sum(s.end_us - s.start_us for s in thread.segments)
         assert 0.8e6 < covered < 1.3e6, (thread.name, covered)
+
+
+def test_a_reused_pthread_id_starts_a_new_thread_at_the_new_native_tid():
+    """glibc gives an ended thread's pthread id (chrometrace tid) to the next thread; py-spy shows
+    the old thread's last stack until its first sample of the new one, and (caching names by
+    pthread id) may repeat the old name."""
+    from profviz.formats.pyspy_chrometrace import name_is_stale, thread_name
+
+    events = [thread_frame("B", 0, native=501, name="req-1"), ev("B", "handle", 0, line=3)]
+    events += [ev("E", "handle", 40000, line=3), thread_frame("E", 40000, native=501, name="req-1")]
+    events += [thread_frame("B", 40000, native=502, name="req-1"), ev("B", "handle", 40000, line=3)]
+    events += [ev("E", "handle", 90000, line=3), thread_frame("E", 90000, native=502, name="req-1")]
+    events += [thread_frame("B", 90000, native=503, name="req-3"), ev("B", "handle", 90000, line=9)]
+    events += [ev("E", "handle", 120000, line=9), thread_frame("E", 120000, native=503, name="req-3")]
+    first, second, third = parse_events(events).threads
+    assert [(t.native_tid, t.trace_tid) for t in (first, second, third)] == [(501, 7), (502, 7), (503, 7)]
+    assert [[(s.start_us, s.end_us) for s in t.segments] for t in (first, second, third)] == [
+        [(0, 40000)], [(40000, 90000)], [(90000, 120000)]
+    ]
+    assert [name_is_stale(t) for t in (first, second, third)] == [False, True, False]
+    assert [thread_name(t) for t in (first, second, third)] == ["req-1", "req-1 (stale name?)", "req-3"]
+    profile = load(json.dumps(events).encode(), origin_ns=0, rate_hz=100)
+    assert sorted((t.tid, t.name) for t in profile.threads) == [(501, "req-1"), (502, "req-1 (stale name?)"), (503, "req-3")]
+
+
+def test_a_name_change_within_one_thread_keeps_one_thread():
+    """py-spy renames the root frame when the program renames the thread: same native tid, one thread."""
+    events = [thread_frame("B", 0, native=501, name="Thread-1"), ev("B", "run", 0, line=3),
+              ev("E", "run", 20000, line=3), thread_frame("E", 20000, native=501, name="Thread-1"),
+              thread_frame("B", 20000, native=501, name="renamed"), ev("B", "run", 20000, line=3),
+              ev("E", "run", 30000, line=3), thread_frame("E", 30000, native=501, name="renamed")]
+    (thread,) = parse_events(events).threads
+    assert thread.name == "renamed" and [(s.start_us, s.end_us) for s in thread.segments] == [(0, 30000)]

@@ -59,6 +59,10 @@ def collector_options(command):
                      help="Label stored with the profile (repeatable)."),
         store_option,
         json_option,
+        click.option("--serve", "serve_ui", is_flag=True,
+                     help="After saving, serve the UI for this profile on 127.0.0.1 until Ctrl-C."),
+        click.option("--open", "open_ui", is_flag=True,
+                     help="After saving, serve the UI and open this profile in a browser (implies --serve)."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -158,11 +162,12 @@ def _options(duration, rate, native, subprocesses, nonblocking, labels, kind) ->
 @click.command("attach")
 @click.argument("pid", type=click.IntRange(min=1))
 @collector_options
-def attach_command(pid, duration, rate, native, subprocesses, nonblocking, labels, store_path, as_json) -> None:
+def attach_command(pid, duration, rate, native, subprocesses, nonblocking, labels, store_path, as_json, serve_ui, open_ui) -> None:
     """Profile a running Python process: every thread, wall clock, CPU / waiting / runnable.
 
     Runs py-spy on PID and reads each thread's state from /proc at the same rate. Stops after
     --duration, on Ctrl-C / SIGTERM, or when the process exits; what was recorded is kept.
+    With --serve / --open the saved profile is then served in the browser UI until Ctrl-C.
     """
     store = open_store_for_recording(store_path)
     info = check_pyspy()
@@ -173,17 +178,21 @@ def attach_command(pid, duration, rate, native, subprocesses, nonblocking, label
                              stop=signals.event, on_progress=progress, pyspy=info)
         finally:
             progress.clear()
-    _save_and_report(store, result, "the target", as_json)
+    profile_id = _save_and_report(store, result, "the target", as_json)
+    _serve_if_asked(store, profile_id, serve_ui, open_ui)
 
 
 @click.command("record", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @collector_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def record_command(duration, rate, native, subprocesses, nonblocking, labels, store_path, as_json, command) -> None:
+def record_command(duration, rate, native, subprocesses, nonblocking, labels, store_path, as_json, serve_ui, open_ui,
+                   command) -> None:
     """Start a Python program and profile it like 'attach':  profviz record [OPTIONS] -- python app.py ARGS
 
     profviz exits with the program's exit code. With --duration the recording stops early and
-    profviz then waits for the program to finish.
+    profviz then waits for the program to finish. With --serve / --open the saved profile is
+    served in the browser UI as soon as the recording is saved, until Ctrl-C (which a program
+    still running in the same terminal receives too); profviz then waits for the program.
     """
     store = open_store_for_recording(store_path)
     info = check_pyspy()
@@ -211,12 +220,22 @@ def record_command(duration, rate, native, subprocesses, nonblocking, labels, st
             raise exc
         if signals.received == signal.SIGTERM and child.poll() is None:
             _end_child(child, signal.SIGTERM)
-    _save_and_report(store, result, "the program", as_json)
+    profile_id = _save_and_report(store, result, "the program", as_json)
+    _serve_if_asked(store, profile_id, serve_ui, open_ui)
     if child.poll() is None:
         notice(f"recording done; waiting for the program (pid {child.pid}) to exit")
     code = _wait_child(child)
     notice(f"the program exited with code {code}")
     sys.exit(code)
+
+
+def _serve_if_asked(store: Store, profile_id: int, serve_ui: bool, open_ui: bool) -> None:
+    """--serve / --open: serve the UI for the saved profile until Ctrl-C, as ``show`` does."""
+    if serve_ui or open_ui:
+        from .serve import serve_profile
+
+        sys.stdout.flush()
+        serve_profile(store, profile_id, open_browser=open_ui)
 
 
 def _end_child(child: subprocess.Popen, signum: int) -> None:

@@ -38,6 +38,8 @@ THREAD_FRAME = re.compile(r"thread \((0x[0-9A-Fa-f]+|\d+)\)(?:: (.*))?", re.S)
 PROCESS_FRAME = re.compile(r'process (\d+):"(.*)"', re.S)
 METADATA_THREAD_NAME = re.compile(r"(\d+): (.*)", re.S)
 
+STALE_NAME_MARK = "(stale name?)"
+
 Frame = tuple[str, str, int]
 
 
@@ -52,7 +54,11 @@ class StackSegment:
 
 @dataclass
 class TraceThread:
-    """One thread of a chrome trace. ``native_tid`` is None when py-spy did not know it."""
+    """One thread of a chrome trace. ``native_tid`` is None when py-spy did not know it.
+
+    ``predecessor_name`` is the name of the thread that had the same pthread id before this one
+    (None if there was none); see :func:`thread_name`.
+    """
 
     pid: int
     trace_tid: int
@@ -60,6 +66,7 @@ class TraceThread:
     name: str = ""
     segments: list[StackSegment] = field(default_factory=list)
     process_command: str = ""
+    predecessor_name: str | None = None
 
 
 @dataclass
@@ -92,10 +99,18 @@ def _thread_identity(frame_name: str) -> tuple[int | None, str] | None:
 
 
 class _OpenThread:
-    __slots__ = ("thread", "stack", "pending_us", "open_start_us", "open_frames")
+    """The frames currently open under one chrometrace ``tid``, and the thread they belong to.
 
-    def __init__(self, thread: TraceThread):
+    ``tid`` is a pthread id, which glibc hands to the next thread once one has ended; the root
+    frame ``thread (<native tid>): <name>`` tells them apart, so a stack with another native tid
+    than the current thread's starts a new :class:`TraceThread` (appended to ``order``).
+    """
+
+    __slots__ = ("thread", "order", "stack", "pending_us", "open_start_us", "open_frames")
+
+    def __init__(self, thread: TraceThread, order: list[TraceThread]):
         self.thread = thread
+        self.order = order
         self.stack: list[tuple[str, str, int]] = []
         self.pending_us: int | None = None
         self.open_start_us: int | None = None
@@ -107,38 +122,55 @@ class _OpenThread:
         if at is None:
             return
         self.pending_us = None
-        frames = self._python_frames()
+        native, name, command, frames = _split_stack(self.stack, self.thread.pid)
+        if native is not None and self.thread.native_tid is not None and native != self.thread.native_tid:
+            self.close(at)
+            predecessor = self.thread.name
+            self.thread = TraceThread(pid=self.thread.pid, trace_tid=self.thread.trace_tid, predecessor_name=predecessor)
+            self.order.append(self.thread)
+        if native is not None:
+            self.thread.native_tid = native
+        if name:
+            self.thread.name = name
+        if command:
+            self.thread.process_command = command
         if frames == self.open_frames and self.open_start_us is not None:
             return
-        if self.open_start_us is not None and at > self.open_start_us:
-            self.thread.segments.append(StackSegment(self.open_start_us, at, self.open_frames or ()))
+        self.close(at)
         if self.stack:
             self.open_start_us, self.open_frames = at, frames
         else:
             self.open_start_us, self.open_frames = None, None
 
-    def _python_frames(self) -> tuple[Frame, ...]:
-        start = 0
-        for i, (name, file, line) in enumerate(self.stack):
-            if file or line:
-                break
-            identity = _thread_identity(name)
-            if identity is not None:
-                native, thread_name = identity
-                if native is not None:
-                    self.thread.native_tid = native
-                if thread_name:
-                    self.thread.name = thread_name
-                start = i + 1
-                continue
-            process = PROCESS_FRAME.fullmatch(name)
-            if process is not None:
-                if int(process.group(1)) == self.thread.pid:
-                    self.thread.process_command = process.group(2)
-                start = i + 1
-                continue
+    def close(self, at: int) -> None:
+        """End the open segment at ``at``."""
+        if self.open_start_us is not None and at > self.open_start_us:
+            self.thread.segments.append(StackSegment(self.open_start_us, at, self.open_frames or ()))
+        self.open_start_us, self.open_frames = None, None
+
+
+def _split_stack(stack: list[Frame], pid: int) -> tuple[int | None, str, str, tuple[Frame, ...]]:
+    """(native tid, thread name, command line of process ``pid``, Python frames) of a py-spy
+    stack, root first: the ``process`` and ``thread`` pseudo frames at its root (no file, no line)
+    are taken off."""
+    native, thread_name, command = None, "", ""
+    start = 0
+    for i, (name, file, line) in enumerate(stack):
+        if file or line:
             break
-        return tuple(self.stack[start:])
+        identity = _thread_identity(name)
+        if identity is not None:
+            native, thread_name = identity
+            start = i + 1
+            continue
+        process = PROCESS_FRAME.fullmatch(name)
+        if process is not None:
+            if int(process.group(1)) == pid:
+                command = process.group(2)
+            start = i + 1
+            continue
+        break
+    return native, thread_name, command, tuple(stack[start:])
 
 
 def parse_events(events: Any) -> ChromeTrace:
@@ -180,7 +212,7 @@ def parse_events(events: Any) -> ChromeTrace:
         if state is None:
             thread = TraceThread(pid=key[0], trace_tid=key[1])
             order.append(thread)
-            state = open_threads[key] = _OpenThread(thread)
+            state = open_threads[key] = _OpenThread(thread, order)
         if state.pending_us is not None and state.pending_us != ts:
             state.commit()
         state.pending_us = ts
@@ -197,8 +229,8 @@ def parse_events(events: Any) -> ChromeTrace:
         last_us = max(last_us, ts)
     for state in open_threads.values():
         state.commit()
-        if state.open_start_us is not None and last_us > state.open_start_us:
-            state.thread.segments.append(StackSegment(state.open_start_us, last_us, state.open_frames or ()))
+        state.close(last_us)
+    order = [thread for thread in order if thread.segments]
     for thread in order:
         named = metadata_names.get((thread.pid, thread.trace_tid))
         if named is not None:
@@ -221,6 +253,21 @@ def segment_sample_times(start_ns: int, end_ns: int, period_ns: float) -> tuple[
     count = max(1, min(length, int(round(length / period_ns))))
     edges = int(start_ns) + (np.arange(count + 1, dtype=np.int64) * length) // count
     return edges[:-1], np.diff(edges)
+
+
+def name_is_stale(thread: TraceThread) -> bool:
+    """True when py-spy gave ``thread`` the name of the thread that had its pthread id before it.
+
+    py-spy caches thread names by pthread id and (on Python >= 3.11, where it reads the native id
+    from the thread state) does not drop the cache when glibc reuses the id for a new thread, so
+    the new thread carries the old name until py-spy next refreshes its name table.
+    """
+    return bool(thread.name) and thread.name == thread.predecessor_name
+
+
+def thread_name(thread: TraceThread) -> str:
+    """The name to store: py-spy's, marked ``(stale name?)`` when :func:`name_is_stale`."""
+    return f"{thread.name} {STALE_NAME_MARK}" if name_is_stale(thread) else thread.name
 
 
 def thread_label(thread: TraceThread) -> int:
@@ -265,7 +312,7 @@ def add_trace_samples(profile: Profile, trace: ChromeTrace, origin_ns: int, rate
     period_ns = 1e9 / rate_hz
     appended = 0
     for thread in trace.threads:
-        index = profile.add_thread(thread.pid, thread_label(thread), thread.name)
+        index = profile.add_thread(thread.pid, thread_label(thread), thread_name(thread))
         for segment in thread.segments:
             stack = profile.intern_frames(segment.frames) if segment.frames else NO_STACK
             times, weights = segment_sample_times(
