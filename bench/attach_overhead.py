@@ -14,8 +14,9 @@ Not a test: prints figures. Run: ``python bench/attach_overhead.py [--seconds 3]
    with the load (other processes deschedule the target too); the stopped fraction counts only
    time the target could not run at all, i.e. ptrace stops by the profiler.
 2. Collector cost. A 20-thread target (each thread spins 1 ms then sleeps 19 ms) is profiled at
-   100 Hz for ``--seconds`` + 2 s; printed: py-spy's CPU (its rusage once reaped) and the /proc
-   state reader thread's CPU, each as % of one core, and the one-off time to build the profile.
+   100 Hz for ``--seconds`` + 2 s, blocking and ``--nonblocking``; printed: py-spy's CPU (its
+   rusage once reaped) and the /proc state reader thread's CPU, each as % of one core, and the
+   one-off time to build the profile.
 """
 
 from __future__ import annotations
@@ -170,12 +171,12 @@ def slowdown_table(seconds: float, rounds: int) -> None:
                       f" {100 * stop:>7.1f}% {100 * bare_stop:>11.1f}%", flush=True)
 
 
-def collector_cost(seconds: float) -> None:
+def collector_cost(seconds: float, nonblocking: bool) -> None:
     target = start(THREADS_TARGET)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     duration = seconds + 2
     started = time.perf_counter()
-    result = collect(target.pid, AttachOptions(rate_hz=100, duration_s=duration))
+    result = collect(target.pid, AttachOptions(rate_hz=100, duration_s=duration, nonblocking=nonblocking))
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     target.stdin.write("\n")
@@ -183,7 +184,8 @@ def collector_cost(seconds: float) -> None:
     target.wait(timeout=30)
     pyspy_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     threads = len(result.profile.threads)
-    print(f"\ncollector cost: 20-thread target ({threads} threads seen), 100 Hz, {result.duration_s:.1f} s recorded")
+    mode = "nonblocking" if nonblocking else "blocking"
+    print(f"\ncollector cost: 20-thread target ({threads} threads seen), 100 Hz {mode}, {result.duration_s:.1f} s recorded")
     print(f"  py-spy process      {100 * pyspy_cpu / result.duration_s:5.1f}% of one core")
     print(f"  profviz state reader {100 * result.collector_cpu_s / result.duration_s:5.1f}% of one core")
     print(f"  together            {100 * (pyspy_cpu + result.collector_cpu_s) / result.duration_s:5.1f}% of one core (goal <= 10%)")
@@ -200,7 +202,8 @@ def main() -> None:
     print(f"py-spy {check_pyspy().version_text}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     if not args.skip_slowdown:
         slowdown_table(args.seconds, args.rounds)
-    collector_cost(args.seconds)
+    collector_cost(args.seconds, nonblocking=False)
+    collector_cost(args.seconds, nonblocking=True)
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 

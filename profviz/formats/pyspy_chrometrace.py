@@ -14,6 +14,15 @@ native id), ``--subprocesses`` puts ``process <pid>:"<command line>"`` frames ab
 the pthread id in 0.4.x (newer py-spy renumbers it and adds ``"ph": "M"`` ``thread_name`` events
 whose ``args.name`` is ``"<native tid>: <name>"``; both are understood).
 
+Thread identity: glibc gives an ended thread's pthread id to the next thread it creates, so one
+``tid`` can carry many threads in turn (a server with a thread per request). A thread is therefore
+the native tid of the root frame: when it changes under the same ``tid``, the open segment ends
+there and a new :class:`TraceThread` begins. py-spy emits nothing when a thread ends, so its last
+segment runs until py-spy's first sample of the next thread with that ``tid`` (or the end of the
+file); the live collector cuts it with the thread's state readings, an imported file cannot. py-spy
+also caches thread names by pthread id (on Python >= 3.11 it never drops that cache), so a thread
+that reuses an id can carry its predecessor's name: :func:`thread_name` marks those.
+
 :func:`parse_events` turns the events into :class:`TraceThread` objects holding
 :class:`StackSegment` runs (times still in µs since py-spy's origin, Python frames only);
 :func:`segment_sample_times` splits a segment into evenly spaced samples whose weights add up to
