@@ -171,6 +171,8 @@ def test_short_lived_threads_reusing_pthread_ids_stay_separate(tmp_path):
     assert max(thread["wall_s"] for _, thread in seen) < 0.2
     logged_names = {life[0] for life in lives}
     for life, thread in seen:
+        if life[2] < start_ns + 200_000_000:
+            continue  # its pthread id may have had another name in py-spy's cache before the first sample
         # Its own name, or py-spy's cached name of the thread before it, marked as such.
         assert thread["name"] == life[0] or (thread["name"].endswith(" (stale name?)")
                                              and thread["name"].removesuffix(" (stale name?)") in logged_names), (thread, life)

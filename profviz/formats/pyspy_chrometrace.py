@@ -21,7 +21,9 @@ there and a new :class:`TraceThread` begins. py-spy emits nothing when a thread 
 segment runs until py-spy's first sample of the next thread with that ``tid`` (or the end of the
 file); the live collector cuts it with the thread's state readings, an imported file cannot. py-spy
 also caches thread names by pthread id (on Python >= 3.11 it never drops that cache), so a thread
-that reuses an id can carry its predecessor's name: :func:`thread_name` marks those.
+that reuses an id can carry its predecessor's name: :func:`thread_name` marks those. It cannot
+mark the first thread of an id in the trace whose predecessor ended before py-spy's first recorded
+sample (py-spy reads the names once while attaching).
 
 :func:`parse_events` turns the events into :class:`TraceThread` objects holding
 :class:`StackSegment` runs (times still in µs since py-spy's origin, Python frames only);
