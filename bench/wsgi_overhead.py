@@ -1,11 +1,13 @@
 """Overhead of profviz's WSGI middleware on the sample shop, as ratios to no middleware.
 
-For each configuration a waitress server (8 threads) runs the sample shop (``samples/shop``, a
-small database) in its own process; this process drives the same bounded closed-loop load
-(``--requests`` requests from ``--concurrency`` keep-alive connections over a fixed mix of the
-shop's database endpoints) and measures throughput and latency. Configurations run interleaved in
-``--runs`` rounds; ratios are taken against the bare app of the same round and their median is
-reported (the box's load drifts between rounds):
+One waitress server (8 threads) per configuration runs the sample shop (``samples/shop``, 20k
+posts) in its own process, all started up front and warmed up. This process is only the client:
+it drives a bounded closed-loop load (``--requests`` requests from ``--concurrency`` keep-alive
+connections over a fixed mix of the shop's database endpoints) against one server at a time, so
+client threads never share a GIL with the server they measure. Rounds alternate the order of
+the configurations (forward, then backward: A B C C B A ...) and each ratio is taken against
+the bare app of the same round; the table shows the median over ``--runs`` rounds and the
+per-round spread (the box's load drifts; the load average is printed at start and end):
 
     none          the bare app
     timing        ProfilerMiddleware(sampler=False): every request timed and stored
@@ -14,15 +16,17 @@ reported (the box's load drifts between rounds):
     pyinst-100%   pyinstrument deep profiles on every request (sampler off)
     werkzeug      werkzeug.middleware.profiler.ProfilerMiddleware (cProfile, no output)
 
-Ratios: ``rps`` (throughput), ``p50``/``p99`` (client latency), and ``cpu-cap``: the bare app's
-server CPU time per request over this configuration's (psutil, user + system of the server
-process during the measured load), i.e. the throughput ratio a CPU-bound server would see. On a
-shared box the throughput ratio is noisy; CPU per request is much less so.
+Ratios: ``rps`` (throughput), ``p50``/``p99`` (client latency; a ratio above 1 is slower), and
+``cpu-cap``: the bare app's server CPU time per request over this configuration's (user +
+system of the whole server process, profviz's background threads included, during the measured
+load), i.e. the throughput ratio a CPU-bound server would see. On a shared box the throughput
+ratio is noisy; CPU per request much less so. ``ctx/req`` is the server's context switches per
+request (GIL handoffs show up there).
 
 Then the sampler's own CPU time per second of wall time with 10 and 100 threads busy serving
 requests (each blocked in a 40-frame-deep stack, as a web framework's worker would be).
 
-Run: python bench/wsgi_overhead.py [--runs 5] [--requests 800]
+Run: python bench/wsgi_overhead.py [--runs 7] [--requests 800] [--configs none,timing]
 """
 
 from __future__ import annotations
@@ -130,29 +134,50 @@ def load(port: int, requests: int, concurrency: int) -> tuple[float, list[float]
     return requests / elapsed, latencies
 
 
-def measure(config: str, db: str, args) -> tuple[float, float, float, float, str]:
-    """(req/s, p50 ms, p99 ms, server CPU ms per request, the server's profviz counters)."""
-    with tempfile.TemporaryDirectory(prefix="profviz-bench-") as tmp:
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", config, "--db", db, "--store", os.path.join(tmp, "bench.db")],
+class Server:
+    """One configuration's server process (see :func:`serve`) and its CPU/context-switch counters."""
+
+    def __init__(self, config: str, db: str, store: str):
+        self.config = config
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", config, "--db", db, "--store", store],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
         )
-        try:
-            port = int(proc.stdout.readline())
-            load(port, 200, args.concurrency)  # warm up connections, caches, lazy imports
-            server = psutil.Process(proc.pid)
-            time.sleep(0.2)
-            before = server.cpu_times()
-            rps, latencies = load(port, args.requests, args.concurrency)
-            time.sleep(0.2)  # let the writer thread finish this load's records
-            after = server.cpu_times()
-            cpu_ms = ((after.user + after.system) - (before.user + before.system)) * 1000 / args.requests
-        finally:
-            proc.stdin.close()
-            tail = proc.stdout.read().strip()
-            proc.wait(timeout=120)
+        self.port = int(self.proc.stdout.readline())
+        self.process = psutil.Process(self.proc.pid)
+
+    def counters(self) -> tuple[float, int]:
+        """(CPU seconds, context switches) of the whole server process so far."""
+        cpu = self.process.cpu_times()
+        switches = 0
+        for task in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{task}/status") as status:
+                    for line in status:  # voluntary_ctxt_switches and nonvoluntary_ctxt_switches
+                        name, _, value = line.partition(":")
+                        if name.endswith("ctxt_switches"):
+                            switches += int(value)
+            except FileNotFoundError:  # a thread that just ended
+                pass
+        return cpu.user + cpu.system, switches
+
+    def stop(self) -> str:
+        """Stop the server; its profviz counters (empty for the bare app)."""
+        self.proc.stdin.close()
+        tail = self.proc.stdout.read().strip()
+        self.proc.wait(timeout=120)
+        return tail
+
+
+def measure(server: Server, args) -> tuple[float, float, float, float, float]:
+    """(req/s, p50 ms, p99 ms, server CPU ms per request, server context switches per request)."""
+    time.sleep(0.3)  # let the previous load's background work (other servers' writers) settle
+    cpu0, switches0 = server.counters()
+    rps, latencies = load(server.port, args.requests, args.concurrency)
+    time.sleep(0.3)  # let the writer thread finish this load's records (its CPU counts)
+    cpu1, switches1 = server.counters()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return rps, cuts[49], cuts[98], cpu_ms, tail
+    return rps, cuts[49], cuts[98], (cpu1 - cpu0) * 1000 / args.requests, (switches1 - switches0) / args.requests
 
 
 def sampler_cpu(threads: int, seconds: float = 4.0) -> float:
@@ -196,14 +221,17 @@ def main() -> None:
     parser.add_argument("--serve", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--runs", type=int, default=7, help="rounds over all configurations")
+    parser.add_argument("--requests", type=int, default=800, help="requests per configuration per round")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rows", type=int, default=20_000, help="posts in the shop database")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset (none is always included)")
+    parser.add_argument("--no-sampler-cpu", action="store_true", help="skip the sampler CPU measurement")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.db, args.store)
         return
+    configs = ["none"] + [c for c in args.configs.split(",") if c in CONFIGS and c != "none"]
 
     from samples.shop.data import build_database
 
@@ -211,34 +239,45 @@ def main() -> None:
     cache.mkdir(exist_ok=True)
     db = str(cache / f"shop-{args.rows}.sqlite3")
     build_database(db, rows=args.rows)
-    print(f"sample shop ({args.rows} posts), waitress 8 threads, {args.requests} requests x {args.runs} runs per config,"
-          f" {args.concurrency} keep-alive clients, endpoints: {', '.join(sorted(set(PATHS)))}")
+    print(f"sample shop ({args.rows} posts), waitress 8 threads, {args.requests} requests x {args.runs} rounds per config,"
+          f" {args.concurrency} keep-alive clients in the bench process, endpoints: {', '.join(sorted(set(PATHS)))}")
+    print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     started = time.perf_counter()
-    results: dict[str, list[tuple[float, float, float, float]]] = {c: [] for c in CONFIGS}
+    results: dict[str, list[tuple[float, float, float, float, float]]] = {c: [] for c in configs}
     notes: dict[str, str] = {}
-    for run in range(args.runs):
-        for config in CONFIGS:
-            rps, p50, p99, cpu_ms, tail = measure(config, db, args)
-            results[config].append((rps, p50, p99, cpu_ms))
-            if tail:
-                notes[config] = tail
-    print(f"\n{'config':<12} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu/req':>8}   {'rps':>6} {'p50':>6} {'p99':>6} {'cpu-cap':>7}  goal (on rps and cpu-cap)")
-    for config in CONFIGS:
-        rps, p50, p99, cpu = (statistics.median(v[i] for v in results[config]) for i in range(4))
-        # ratios to the bare app of the same round, then the median over rounds (the box's load drifts)
-        ratios = [
-            statistics.median(run[i] / base[i] for run, base in zip(results[config], results["none"])) for i in range(3)
-        ]
-        capacity = statistics.median(base[3] / run[3] for run, base in zip(results[config], results["none"]))
+    with tempfile.TemporaryDirectory(prefix="profviz-bench-") as tmp:
+        servers = {c: Server(c, db, os.path.join(tmp, f"{c}.db")) for c in configs}
+        try:
+            for server in servers.values():  # warm up connections, caches, lazy imports, route windows
+                load(server.port, 300, args.concurrency)
+            for run in range(args.runs):
+                for config in (configs if run % 2 == 0 else configs[::-1]):
+                    results[config].append(measure(servers[config], args))
+        finally:
+            for config, server in servers.items():
+                notes[config] = server.stop()
+    print(f"\n{'config':<12} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu/req':>8} {'ctx/req':>7}"
+          f"   {'rps':>6} {'p50':>6} {'p99':>6} {'cpu-cap':>7}  goal (on rps and cpu-cap)")
+    for config in configs:
+        rps, p50, p99, cpu, switches = (statistics.median(v[i] for v in results[config]) for i in range(5))
+        pairs = list(zip(results[config], results["none"]))
+        ratios = [statistics.median(run[i] / base[i] for run, base in pairs) for i in range(3)]
+        capacities = [base[3] / run[3] for run, base in pairs]
+        capacity = statistics.median(capacities)
         goal = GOALS.get(config)
         verdict = "" if goal is None else (
             f">= {goal:.2f}: rps {'met' if ratios[0] >= goal else 'NOT met'}, cpu-cap {'met' if capacity >= goal else 'NOT met'}"
         )
-        runs = " ".join(f"{run[0] / base[0]:.2f}" for run, base in zip(results[config], results["none"]))
-        print(f"{config:<12} {rps:>7.1f} {p50:>7.2f} {p99:>7.2f} {cpu:>6.2f}ms   {ratios[0]:>6.3f} {ratios[1]:>6.3f} {ratios[2]:>6.3f}"
-              f" {capacity:>7.3f}  {verdict}")
-        print(f"{'':<12} per-round rps ratios {runs}; {notes.get(config, '')}")
-    print(f"\nload phase took {time.perf_counter() - started:.0f} s")
+        print(f"{config:<12} {rps:>7.1f} {p50:>7.2f} {p99:>7.2f} {cpu:>6.3f}ms {switches:>7.1f}"
+              f"   {ratios[0]:>6.3f} {ratios[1]:>6.3f} {ratios[2]:>6.3f} {capacity:>7.3f}  {verdict}")
+        if config != "none":
+            rps_runs = " ".join(f"{run[0] / base[0]:.2f}" for run, base in pairs)
+            cpu_runs = " ".join(f"{c:.2f}" for c in capacities)
+            print(f"{'':<12} per round: rps {rps_runs} | cpu-cap {cpu_runs}  {notes.get(config, '')}")
+    print(f"\nload phase took {time.perf_counter() - started:.0f} s;"
+          f" load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    if args.no_sampler_cpu:
+        return
     for threads in (10, 100):
         cpu = sampler_cpu(threads)
         print(f"sampler CPU at 100 Hz with {threads:>3} busy request threads: {cpu * 1000:.1f} ms per second ({cpu:.2%} of one core)")

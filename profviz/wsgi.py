@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import itertools
+import json
 import logging
 import os
 import random
@@ -50,14 +51,12 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-import numpy as np
-
 from .collect.sampler import StackSampler, process_sampler, samples_to_profile
 from .collect.writer import BackgroundWriter
 from .model import Profile
 from .routes import RouteFn, collapse_path, request_path
 from .store import Store, open_store
-from .store.requests import RequestRow, insert_requests
+from .store.requests import insert_request_values
 
 logger = logging.getLogger("profviz")
 
@@ -65,7 +64,8 @@ ENVIRON_KEY = "profviz.request"
 DEEP_HEADER = "HTTP_X_PROFVIZ_DEEP"
 DEEP_PARAM = "profviz_deep"
 ROUTE_WINDOW = 1000  # recent durations per route behind the running percentiles
-RECOMPUTE_EVERY = 20
+RECOMPUTE_EVERY = 20  # requests between percentile updates while a route's window fills
+RECOMPUTE_EVERY_FULL = ROUTE_WINDOW // 10  # ... and once it is full (a tenth of the window replaced)
 
 
 class Health:
@@ -170,9 +170,10 @@ class _Finished:
 
     __slots__ = ("info", "route", "status", "duration_ns", "cpu_ns", "error", "samples", "deep")
 
-    def __init__(self, info, route, status, duration_ns, cpu_ns, error, samples, deep):
-        self.info, self.route, self.status, self.duration_ns = info, route, status, duration_ns
+    def __init__(self, info, route, duration_ns, cpu_ns, error, samples, deep):
+        self.info, self.route, self.duration_ns = info, route, duration_ns
         self.cpu_ns, self.error, self.samples, self.deep = cpu_ns, error, samples, deep
+        self.status = 0  # set by the writer thread from info.status_line
 
 
 class _FlushAggregates:
@@ -211,14 +212,23 @@ class _RouteState:
         self.baseline_budget = _TokenBucket(baseline_per_minute) if baseline_per_minute > 0 else None
 
     def observe(self, duration_ns: int, tail_percentile: float | None) -> None:
+        """Add one duration; the percentiles are recomputed every ``RECOMPUTE_EVERY`` requests
+        (``RECOMPUTE_EVERY_FULL`` once the window is full) and whenever none is known yet."""
         self.durations.append(duration_ns)
         self.seen += 1
-        if self.seen % RECOMPUTE_EVERY == 0 or self.p_tail is None:
-            values = np.fromiter(self.durations, dtype=np.float64, count=len(self.durations))
-            qs = [40.0, 60.0] + ([tail_percentile] if tail_percentile is not None else [])
-            result = np.percentile(values, qs)
-            self.p40, self.p60 = float(result[0]), float(result[1])
-            self.p_tail = float(result[2]) if tail_percentile is not None else None
+        every = RECOMPUTE_EVERY if self.seen < ROUTE_WINDOW else RECOMPUTE_EVERY_FULL
+        if self.seen % every == 0 or self.p40 is None:
+            ordered = sorted(self.durations)
+            self.p40, self.p60 = _percentile(ordered, 40.0), _percentile(ordered, 60.0)
+            self.p_tail = _percentile(ordered, tail_percentile) if tail_percentile is not None else None
+
+
+def _percentile(ordered: list[int], q: float) -> float:
+    """The ``q``-th percentile of sorted values, interpolated linearly (numpy's default method)."""
+    position = (len(ordered) - 1) * q / 100.0
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 class _RouteAggregate:
@@ -309,6 +319,7 @@ class Recorder:
         self._path_routes: dict[str, str] = {}
         self._tuned_threads: set[int] = set()
         self._aggregates: dict[tuple[str, str], _RouteAggregate] = {}
+        self._labels_tail = self._constant_labels_tail()
         self.writer = BackgroundWriter(
             self._handle_batch, maxsize=queue_size, idle=self._idle, idle_s=1.0, on_error=self.health.report,
             poll_s=writer_interval_s, on_close=self._final_flush,
@@ -399,11 +410,8 @@ class Recorder:
                 except Exception as exc:
                     self.health.report("route_fn", exc)
             info.environ = None
-            status = _status_code(info.status_line)
-            if status is None:
-                status = 500 if error is not None else 0
             error_text = None if error is None else f"{type(error).__name__}: {error}"[:500]
-            self.writer.submit(_Finished(info, route, status, duration_ns, max(0, cpu_ns), error_text, samples, deep))
+            self.writer.submit(_Finished(info, route, duration_ns, max(0, cpu_ns), error_text, samples, deep))
         except Exception as exc:
             self.health.report("request finish", exc)
 
@@ -434,7 +442,7 @@ class Recorder:
         return self._store
 
     def _handle_batch(self, batch: list) -> None:
-        rows: list[RequestRow] = []
+        rows: list[tuple] = []
         flush_all = False
         for item in batch:
             if isinstance(item, _FlushAggregates):
@@ -447,15 +455,18 @@ class Recorder:
         if rows:
             try:
                 with _no_spans():
-                    insert_requests(self.store(), rows)
+                    insert_request_values(self.store(), rows)
                 self.counts["recorded"] += len(rows)
             except Exception:
                 self.counts["write_failures"] += len(rows)
                 raise
         self._flush_aggregates(force=flush_all)
 
-    def _process(self, item: _Finished) -> RequestRow:
+    def _process(self, item: _Finished) -> tuple:
+        """Route, percentiles, tail decision and profile of one finished request; its ``requests`` row."""
         info = item.info
+        status = _status_code(info.status_line)
+        item.status = status if status is not None else (500 if item.error is not None else 0)
         route = item.route
         if route is None:
             route = self._path_routes.get(info.path)
@@ -469,21 +480,42 @@ class Recorder:
             state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
         capture = self._capture_kind(state, item.duration_ns)
         state.observe(item.duration_ns, self.tail_percentile)
+        profile_id = None
+        if item.deep is not None:
+            profile_id = self._save_deep(item, route, self._labels(info))
+        elif capture is not None and item.samples:
+            profile_id = self._save_sampled(item, route, self._labels(info), capture)
+        if item.samples:
+            self._aggregate(key, item)
+        if info.labels or self._labels_tail is None:
+            labels_json = json.dumps(self._labels(info))
+        else:
+            labels_json = '{"request_id": "' + info.id + self._labels_tail
+        return (
+            info.pid, info.tid, route, info.method, info.path, item.status, info.start_ns, item.duration_ns,
+            item.cpu_ns, info.response_bytes, item.error, profile_id, labels_json,
+        )
+
+    def _labels(self, info: RequestInfo) -> dict:
+        """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
         labels = {"request_id": info.id, **self.labels, **info.labels}
         if self.worker_threads:
             labels["capacity"] = self.worker_threads
-        profile_id = None
-        if item.deep is not None:
-            profile_id = self._save_deep(item, route, labels)
-        elif capture is not None and item.samples:
-            profile_id = self._save_sampled(item, route, labels, capture)
-        if item.samples:
-            self._aggregate(key, item)
-        return RequestRow(
-            pid=info.pid, tid=info.tid, route=route, method=info.method, path=info.path, status=item.status,
-            start_ns=info.start_ns, duration_ns=item.duration_ns, cpu_ns=item.cpu_ns, response_bytes=info.response_bytes,
-            error=item.error, profile_id=profile_id, labels=labels,
-        )
+        return labels
+
+    def _constant_labels_tail(self) -> str | None:
+        """``json.dumps(self._labels(info))`` after the request id, for requests without app labels
+        (the id is hex and a dash: nothing to escape); None when that shortcut does not apply."""
+        if "request_id" in self.labels:
+            return None
+        constant = {**self.labels}
+        if self.worker_threads:
+            constant["capacity"] = self.worker_threads
+        try:
+            encoded = json.dumps(constant)
+        except (TypeError, ValueError):
+            return None
+        return '"}' if not constant else '", ' + encoded[1:]
 
     def _capture_kind(self, state: _RouteState, duration_ns: int) -> str | None:
         """"tail", "baseline" or None (dropped) for a request of this route and duration."""

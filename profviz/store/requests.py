@@ -43,16 +43,38 @@ class RequestRow:
 
 def insert_requests(store: Store, rows: Iterable[RequestRow]) -> int:
     """Insert rows in one transaction; returns how many were written."""
-    values = [row.as_tuple() for row in rows]
+    return insert_request_values(store, [row.as_tuple() for row in rows])
+
+
+INSERT_CHUNK_ROWS = 64  # 13 parameters a row: 832 per statement, under every SQLite's variable limit
+_INSERT_HEAD = (
+    "INSERT INTO requests (pid, tid, route, method, path, status, start_ns, duration_ns, cpu_ns,"
+    " response_bytes, error, profile_id, labels) VALUES "
+)
+_insert_sql: dict[int, str] = {}
+
+
+def _multi_row_insert(count: int) -> str:
+    sql = _insert_sql.get(count)
+    if sql is None:
+        sql = _insert_sql[count] = _INSERT_HEAD + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return sql
+
+
+def insert_request_values(store: Store, values: list[tuple]) -> int:
+    """Insert rows given as :meth:`RequestRow.as_tuple` tuples in one transaction; returns how many.
+
+    Rows go in multi-row INSERT statements of up to ``INSERT_CHUNK_ROWS`` rows: SQLite runs each
+    statement with Python's GIL released once, where ``executemany`` would release and retake
+    it for every row (a handoff the request threads of a busy server pay for).
+    """
     if not values:
         return 0
 
     def work(c: sqlite3.Connection) -> int:
-        c.executemany(
-            "INSERT INTO requests (pid, tid, route, method, path, status, start_ns, duration_ns, cpu_ns,"
-            " response_bytes, error, profile_id, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            values,
-        )
+        for start in range(0, len(values), INSERT_CHUNK_ROWS):
+            chunk = values[start:start + INSERT_CHUNK_ROWS]
+            c.execute(_multi_row_insert(len(chunk)), [value for row in chunk for value in row])
         return len(values)
 
     return store.transaction("write requests to", work)
