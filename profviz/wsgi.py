@@ -212,12 +212,13 @@ class _RouteState:
         self.baseline_budget = _TokenBucket(baseline_per_minute) if baseline_per_minute > 0 else None
 
     def observe(self, duration_ns: int, tail_percentile: float | None) -> None:
-        """Add one duration; the percentiles are recomputed every ``RECOMPUTE_EVERY`` requests
-        (``RECOMPUTE_EVERY_FULL`` once the window is full) and whenever none is known yet."""
+        """Add one duration; the percentiles are recomputed after each of a route's first
+        ``RECOMPUTE_EVERY`` requests (few values: cheap), then every ``RECOMPUTE_EVERY``
+        requests (``RECOMPUTE_EVERY_FULL`` once the window is full)."""
         self.durations.append(duration_ns)
         self.seen += 1
         every = RECOMPUTE_EVERY if self.seen < ROUTE_WINDOW else RECOMPUTE_EVERY_FULL
-        if self.seen % every == 0 or self.p40 is None:
+        if self.seen <= RECOMPUTE_EVERY or self.seen % every == 0:
             ordered = sorted(self.durations)
             self.p40, self.p60 = _percentile(ordered, 40.0), _percentile(ordered, 60.0)
             self.p_tail = _percentile(ordered, tail_percentile) if tail_percentile is not None else None
