@@ -95,7 +95,14 @@ def serve(config: str, db: str, store: str) -> None:
         if middleware is not None:
             middleware.flush(60)
             stats = middleware.stats
-            print(f"recorded={stats['recorded']} dropped={stats['dropped']} errors={stats['errors']}", flush=True)
+            sampler = stats["sampler"]
+            sampling = "" if sampler is None else (
+                f" sampler: {sampler['ticks']} ticks, {sampler['samples']} samples,"
+                f" {sampler['cpu_s'] * 1e6 / max(sampler['ticks'], 1):.0f} us CPU a tick"
+            )
+            print(f"recorded={stats['recorded']} dropped={stats['dropped']} errors={stats['errors']}"
+                  f" profiles tail/baseline/deep/aggregate={stats['profiles_tail']}/{stats['profiles_baseline']}"
+                  f"/{stats['profiles_deep']}/{stats['profiles_aggregate']}{sampling}", flush=True)
 
 
 def load(port: int, requests: int, concurrency: int) -> tuple[float, list[float]]:

@@ -48,6 +48,7 @@ class StackTable:
         self.code: list = []
         self.line: list[int] = []
         self._index: dict[tuple, int] = {}
+        self._by_instruction: dict[tuple, int] = {}
         self.full_stack = -1
 
     def __len__(self) -> int:
@@ -71,6 +72,21 @@ class StackTable:
         self.line.append(line)
         self._index[key] = index
         return index
+
+    def intern_frame(self, prefix: int, frame) -> int:
+        """:meth:`intern` of a live frame at its current instruction.
+
+        Keyed first by instruction offset (``f_lasti``, a plain field): a frame's line number
+        (``f_lineno``) is computed by scanning its code's line table, so it is read only the first
+        time an instruction is seen under a prefix.
+        """
+        key = (prefix, frame.f_code, frame.f_lasti)
+        found = self._by_instruction.get(key)
+        if found is None:
+            if len(self._by_instruction) >= 2 * self.limit:
+                self._by_instruction.clear()
+            found = self._by_instruction[key] = self.intern(prefix, frame.f_code, frame.f_lineno or 0)
+        return found
 
     def frames(self, stack_id: int) -> list[tuple[str, str, int]]:
         """(function, file, line) triples of a stack, root first."""
@@ -238,10 +254,11 @@ class StackSampler:
     def _stack_of(self, ident: int, leaf) -> int:
         """Intern the stack ending at ``leaf``, reusing the unchanged outer part of this thread's last stack.
 
-        A frame still on the stack, seen last tick below the leaf and at the same line, is
+        A frame still on the stack, seen last tick below the leaf and at the same instruction, is
         suspended in the same call, and so is everything below it: only the frames above it are
-        walked. Per thread the cache holds the last stack root first as (frame, stack id, line)
-        and a map from frame id to depth, both updated only where the stack changed.
+        walked. Per thread the cache holds the last stack root first as (frame, stack id,
+        instruction offset) and a map from frame id to depth, both updated only where the stack
+        changed.
         """
         cached = self._frame_cache.get(ident)
         if cached is None:
@@ -253,7 +270,7 @@ class StackSampler:
         last = len(chain) - 1
         while frame is not None:
             depth = position.get(id(frame))
-            if depth is not None and depth < last and chain[depth][0] is frame and chain[depth][2] == frame.f_lineno:
+            if depth is not None and depth < last and chain[depth][0] is frame and chain[depth][2] == frame.f_lasti:
                 base = depth
                 break
             walked.append(frame)
@@ -262,12 +279,11 @@ class StackSampler:
             position.pop(id(old), None)
         del chain[base + 1 :]
         stack = chain[base][1] if base >= 0 else -1
-        table = self.table
+        intern_frame = self.table.intern_frame
         for frame in reversed(walked):
-            line = frame.f_lineno or 0
-            stack = table.intern(stack, frame.f_code, line)
+            stack = intern_frame(stack, frame)
             position[id(frame)] = len(chain)
-            chain.append((frame, stack, line))
+            chain.append((frame, stack, frame.f_lasti))
         return stack
 
 
