@@ -33,18 +33,20 @@ function arr(obj, key, where) {
 /** The state names of the API, in the order of our node fields. */
 export const API_STATES = ["cpu", "waiting", "runnable", "unknown"];
 
+/** A function's identity as the API sends it: name, file, line, package, origin. */
+function functionIdentity(f, where) {
+  return {
+    name: str(f, "name", where),
+    file: str(f, "file", where),
+    line: typeof f.line === "number" ? f.line : 0,
+    package: typeof f.package === "string" ? f.package : "",
+    origin: typeof f.origin === "string" ? f.origin : "unknown",
+  };
+}
+
 export function parseFunctions(list, where) {
   need(Array.isArray(list), where, "functions is not an array");
-  return list.map((f, i) => {
-    const w = `${where}.functions[${i}]`;
-    return {
-      name: str(f, "name", w),
-      file: str(f, "file", w),
-      line: typeof f.line === "number" ? f.line : 0,
-      package: typeof f.package === "string" ? f.package : "",
-      origin: typeof f.origin === "string" ? f.origin : "unknown",
-    };
-  });
+  return list.map((f, i) => functionIdentity(f, `${where}.functions[${i}]`));
 }
 
 /** One profile of the list / detail: plain numbers and strings, times in ns/ms. */
@@ -221,11 +223,7 @@ export function parseFunctionTable(json) {
   const rows = arr(json, "functions", where).map((f, i) => {
     const w = `${where}.functions[${i}]`;
     return {
-      name: str(f, "name", w),
-      file: str(f, "file", w),
-      line: typeof f.line === "number" ? f.line : 0,
-      package: typeof f.package === "string" ? f.package : "",
-      origin: typeof f.origin === "string" ? f.origin : "unknown",
+      ...functionIdentity(f, w),
       total: num(f, "total_ns", w),
       self: num(f, "self_ns", w),
       cpu: num(f, "cpu_ns", w),
