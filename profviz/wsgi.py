@@ -443,28 +443,65 @@ class Recorder:
         return self._store
 
     def _handle_batch(self, batch: list) -> None:
-        rows: list[tuple] = []
+        """One writer wake-up: every record's row, and the profiles kept, in one transaction."""
+        rows: list[list] = []
+        kept: list[tuple[Profile, str, int | None]] = []  # (profile, counter, index of its request row)
         flush_all = False
         for item in batch:
             if isinstance(item, _FlushAggregates):
                 flush_all = True
                 continue
             try:
-                rows.append(self._process(item))
+                row, profile, counter = self._process(item)
             except Exception as exc:
                 self.health.report("request record", exc)
-        if rows:
+                continue
+            if profile is not None:
+                kept.append((profile, counter, len(rows)))
+            rows.append(row)
+        kept.extend((profile, "profiles_aggregate", None) for profile in self._due_aggregates(force=flush_all))
+        self._write(rows, kept)
+
+    def _write(self, rows: list[list], kept: list[tuple[Profile, str, int | None]]) -> None:
+        """Insert the profiles, then the request rows pointing at them, in one transaction. When that
+        fails, the rows are written again without profiles (those are reported lost)."""
+        if not rows and not kept:
+            return
+        store = self.store()
+
+        def insert_rows(conn, ids: list[int]) -> None:
+            for (_, _, index), profile_id in zip(kept, ids):
+                if index is not None:
+                    rows[index][11] = profile_id
+            insert_request_values(store, rows, conn=conn)
+
+        try:
+            with _no_spans():
+                if kept:
+                    store.save_profiles([profile for profile, _, _ in kept], also=insert_rows)
+                else:
+                    insert_request_values(store, rows)
+        except Exception as exc:
+            if not kept:
+                self.counts["write_failures"] += len(rows)
+                raise
+            self.health.report("saving profiles", exc)
+            for row in rows:
+                row[11] = None
             try:
                 with _no_spans():
-                    insert_request_values(self.store(), rows)
-                self.counts["recorded"] += len(rows)
+                    insert_request_values(store, rows)
             except Exception:
                 self.counts["write_failures"] += len(rows)
                 raise
-        self._flush_aggregates(force=flush_all)
+        else:
+            for _, counter, _ in kept:
+                self.counts[counter] += 1
+        self.counts["recorded"] += len(rows)
 
-    def _process(self, item: _Finished) -> tuple:
-        """Route, percentiles, tail decision and profile of one finished request; its ``requests`` row."""
+    def _process(self, item: _Finished) -> tuple[list, Profile | None, str]:
+        """Route, percentiles, tail decision and profile of one finished request: its ``requests`` row
+        (profile id left None), the profile to keep (or None) and the counter it adds to."""
         info = item.info
         status = _status_code(info.status_line)
         item.status = status if status is not None else (500 if item.error is not None else 0)
@@ -481,21 +518,22 @@ class Recorder:
             state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
         capture = self._capture_kind(state, item.duration_ns)
         state.observe(item.duration_ns, self.tail_percentile)
-        profile_id = None
+        profile, counter = None, ""
         if item.deep is not None:
-            profile_id = self._save_deep(item, route, self._labels(info))
+            profile, counter = self._deep_profile(item, route, self._labels(info)), "profiles_deep"
         elif capture is not None and item.samples:
-            profile_id = self._save_sampled(item, route, self._labels(info), capture)
+            profile, counter = self._sampled_profile(item, route, self._labels(info), capture), "profiles_" + capture
         if item.samples:
             self._aggregate(key, item)
         if info.labels or self._labels_tail is None:
             labels_json = json.dumps(self._labels(info))
         else:
             labels_json = '{"request_id": "' + info.id + self._labels_tail
-        return (
+        row = [
             info.pid, info.tid, route, info.method, info.path, item.status, info.start_ns, item.duration_ns,
-            item.cpu_ns, info.response_bytes, item.error, profile_id, labels_json,
-        )
+            item.cpu_ns, info.response_bytes, item.error, None, labels_json,
+        ]
+        return row, profile, counter
 
     def _labels(self, info: RequestInfo) -> dict:
         """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
@@ -551,33 +589,27 @@ class Recorder:
             },
         }
 
-    def _save_sampled(self, item: _Finished, route: str, labels: dict, capture: str) -> int | None:
+    def _sampled_profile(self, item: _Finished, route: str, labels: dict, capture: str) -> Profile | None:
         try:
             info = item.info
             meta = self._request_meta(item, route, labels, capture, "sampler", self.sample_hz)
-            profile = samples_to_profile(
+            return samples_to_profile(
                 self._sampler.table, item.samples, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
             )
-            profile_id = self.store().save_profile(profile)
-            self.counts["profiles_" + capture] += 1
-            return profile_id
         except Exception as exc:
             self.health.report("saving a request profile", exc)
             return None
 
-    def _save_deep(self, item: _Finished, route: str, labels: dict) -> int | None:
+    def _deep_profile(self, item: _Finished, route: str, labels: dict) -> Profile | None:
         from .collect.deep import session_to_profile
 
         try:
             session, cpu_at_sample, start_cpu = item.deep
             info = item.info
             meta = self._request_meta(item, route, labels, "deep", "pyinstrument", round(1.0 / self.deep_interval_s, 3))
-            profile = session_to_profile(
+            return session_to_profile(
                 session, cpu_at_sample, start_cpu, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
             )
-            profile_id = self.store().save_profile(profile)
-            self.counts["profiles_deep"] += 1
-            return profile_id
         except Exception as exc:
             self.health.report("saving a deep profile", exc)
             return None
@@ -594,8 +626,10 @@ class Recorder:
             pair = (stack, state)
             weights[pair] = weights.get(pair, 0) + weight
 
-    def _flush_aggregates(self, force: bool = False) -> None:
+    def _due_aggregates(self, force: bool = False) -> list[Profile]:
+        """Route aggregates whose window is over (all when ``force``) as profiles, removed from memory."""
         now = time.time_ns()
+        due = []
         for key in list(self._aggregates):
             aggregate = self._aggregates[key]
             if not force and now - aggregate.start_ns < self.aggregate_interval_ns:
@@ -604,10 +638,15 @@ class Recorder:
             if not aggregate.weights:
                 continue
             try:
-                self.store().save_profile(self._aggregate_profile(key, aggregate))
-                self.counts["profiles_aggregate"] += 1
+                due.append(self._aggregate_profile(key, aggregate))
             except Exception as exc:
                 self.health.report("saving a route aggregate", exc)
+        return due
+
+    def _flush_aggregates(self, force: bool = False) -> None:
+        due = self._due_aggregates(force)
+        if due:
+            self._write([], [(profile, "profiles_aggregate", None) for profile in due])
 
     def _aggregate_profile(self, key: tuple[str, str], aggregate: _RouteAggregate) -> Profile:
         route, method = key

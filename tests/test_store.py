@@ -99,3 +99,43 @@ def test_two_processes_write_concurrently(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
     assert [p.wait(60) for p in procs] == [0, 0, 0]
     assert len(Store(path).list_profiles()) == 45
+
+
+def test_save_profiles_round_trips_a_batch_in_one_transaction(tmp_path):
+    store = Store(tmp_path / "s.db")
+    before = store.save_profile(make_profile(1))
+    store.delete_profile(before)  # AUTOINCREMENT: a deleted id is never handed out again
+    profiles = [make_profile(1_000 + i, hostile=(i == 3)) for i in range(57)]  # more than one multi-row statement
+    seen = []
+    ids = store.save_profiles(profiles, also=lambda conn, new_ids: seen.append(
+        conn.execute("SELECT count(*) FROM profiles").fetchone()[0]))
+    assert len(set(ids)) == 57 and min(ids) > before and seen == [57]
+    assert [p.meta["id"] for p in profiles] == ids
+    for profile, profile_id in zip(profiles, ids):
+        loaded = store.load_profile(profile_id)
+        assert loaded.meta["start_ns"] == profile.meta["start_ns"]
+        assert loaded.strings == profile.strings
+        for name, column in profile.columns().items():
+            assert np.array_equal(loaded.columns()[name], column), name
+    assert store.profile_meta(ids[5]) | {"id": 0, "created_ns": 0} == \
+        store.profile_meta(store.save_profile(make_profile(1_005))) | {"id": 0, "created_ns": 0}
+    assert store.save_profile(make_profile(7)) > max(ids)
+    assert store.save_profiles([]) == []
+
+
+@pytest.mark.parametrize("failure", ["bad row", "also raises"])
+def test_save_profiles_writes_nothing_when_one_insert_fails(tmp_path, failure):
+    store = Store(tmp_path / "s.db")
+    profiles = [make_profile(1), make_profile(2), make_profile(3)]
+    also = None
+    if failure == "bad row":
+        profiles[1].meta["pid"] = object()  # cannot be bound: the second row's insert fails
+    else:
+        def also(conn, ids):
+            conn.execute("INSERT INTO requests (pid) VALUES (1)")  # violates NOT NULL columns
+    with pytest.raises(StoreError):
+        store.save_profiles(profiles, also=also)
+    assert store.list_profiles() == []
+    assert store.execute("SELECT count(*) FROM profile_data")[0][0] == 0
+    assert all("id" not in p.meta for p in profiles)
+    assert store.save_profiles([make_profile(4)]) and len(store.list_profiles()) == 1

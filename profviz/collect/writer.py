@@ -2,7 +2,11 @@
 
 :meth:`BackgroundWriter.submit` never blocks and takes no lock on the common path (a deque
 append); when ``maxsize`` items are waiting the item is dropped and counted. The writer thread
-polls every ``poll_s`` (default 50 ms) and is woken early when the queue is half full. The writer thread takes items in batches and hands each batch to ``handle_batch``
+wakes every ``poll_s`` (default 50 ms), early when the queue is half full or on :meth:`flush` /
+:meth:`close`, and takes what is queued as one batch (up to ``batch_size``; a longer backlog is
+worked off without waiting). Waking on a timer rather than per item keeps the thread's GIL
+handoffs (each SQLite statement and commit releases the GIL) to a few per ``poll_s`` however
+busy the server is. Each batch goes to ``handle_batch``
 (which does the SQLite work); an exception there is reported to ``on_error`` and the batch is
 lost, but the thread lives on. ``idle`` runs whenever the queue has been empty for ``idle_s``
 (periodic work such as flushing aggregates). :meth:`close` (also registered with ``atexit``)
@@ -100,7 +104,7 @@ class BackgroundWriter:
         last_idle = time.monotonic()
         items = self._queue
         while True:
-            if not items:
+            if len(items) < self.batch_size:  # one batch per poll: few, large transactions; a backlog goes at once
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
             batch = []

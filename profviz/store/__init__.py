@@ -116,6 +116,36 @@ def default_store_path() -> Path:
     return Path(base) / "profviz" / "profviz.db"
 
 
+_PROFILE_FIELDS = (
+    "kind, pid, cmdline, start_ns, duration_ns, rate_hz, sample_count, error_count,"
+    " thread_count, cpu_ns, wait_ns, runnable_ns, labels, notes, format_version, created_ns"
+)
+_INSERT_PROFILE = f"INSERT INTO profiles ({_PROFILE_FIELDS})"
+_INSERT_PROFILE_WITH_ID = f"INSERT INTO profiles (id, {_PROFILE_FIELDS}) VALUES "
+_PROFILE_VALUES = " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PROFILE_ROW_WITH_ID = "(" + ", ".join(["?"] * 17) + ")"
+_PROFILES_PER_STATEMENT = 50  # 17 parameters a profile row: 850, under every SQLite's variable limit
+
+
+def _encode_for_insert(profile: Profile) -> tuple[tuple, bytes, bytes]:
+    """A profile's ``profiles`` row values (without id) and its two data blobs."""
+    cols = profile.columns()
+    meta = profile.meta
+    by_state = {s: int(cols["weight_ns"][cols["state"] == int(s)].sum()) for s in State}
+    first, end = profile.time_range_ns
+    start_ns = int(meta.get("start_ns") or first or time.time_ns())
+    duration_ns = int(meta.get("duration_ns") if meta.get("duration_ns") is not None else max(0, end - first))
+    tables = encode_tables(profile)
+    samples = encode_samples(cols)
+    row = (
+        str(meta.get("kind", "unknown")), meta.get("pid"), str(meta.get("cmdline", "")), start_ns, duration_ns,
+        meta.get("rate_hz"), profile.sample_count, int(meta.get("error_count", 0)), len(profile.threads),
+        by_state[State.ON_CPU], by_state[State.WAITING], by_state[State.RUNNABLE],
+        json.dumps(meta.get("labels", {})), json.dumps(meta.get("notes", [])), FORMAT_VERSION, time.time_ns(),
+    )
+    return row, tables, samples
+
+
 def _row_to_meta(row: sqlite3.Row) -> dict[str, Any]:
     meta = dict(row)
     meta["labels"] = json.loads(meta.get("labels") or "{}")
@@ -250,35 +280,58 @@ class Store:
         the rest from ``profile.meta``: kind, pid, cmdline, start_ns, duration_ns, rate_hz,
         error_count, labels, notes.
         """
-        cols = profile.columns()
-        meta = profile.meta
-        by_state = {s: int(cols["weight_ns"][cols["state"] == int(s)].sum()) for s in State}
-        first, end = profile.time_range_ns
-        start_ns = int(meta.get("start_ns") or first or time.time_ns())
-        duration_ns = int(meta.get("duration_ns") if meta.get("duration_ns") is not None else max(0, end - first))
-        tables = encode_tables(profile)
-        samples = encode_samples(cols)
-        row = (
-            str(meta.get("kind", "unknown")), meta.get("pid"), str(meta.get("cmdline", "")), start_ns, duration_ns,
-            meta.get("rate_hz"), profile.sample_count, int(meta.get("error_count", 0)), len(profile.threads),
-            by_state[State.ON_CPU], by_state[State.WAITING], by_state[State.RUNNABLE],
-            json.dumps(meta.get("labels", {})), json.dumps(meta.get("notes", [])), FORMAT_VERSION, time.time_ns(),
-        )
+        row, tables, samples = _encode_for_insert(profile)
 
         def work(c: sqlite3.Connection) -> int:
-            cur = c.execute(
-                "INSERT INTO profiles (kind, pid, cmdline, start_ns, duration_ns, rate_hz, sample_count, error_count,"
-                " thread_count, cpu_ns, wait_ns, runnable_ns, labels, notes, format_version, created_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            cur = c.execute(_INSERT_PROFILE + _PROFILE_VALUES, row)
             profile_id = int(cur.lastrowid)
             c.execute("INSERT INTO profile_data VALUES (?, ?, ?)", (profile_id, tables, samples))
             return profile_id
 
         profile_id = self._retry("write to", work)
-        meta["id"] = profile_id
+        profile.meta["id"] = profile_id
         return profile_id
+
+    def save_profiles(
+        self, profiles: list[Profile], also: Callable[[sqlite3.Connection, list[int]], None] | None = None
+    ) -> list[int]:
+        """Store several profiles in one transaction; their new ids, in order (also set as ``meta['id']``).
+
+        Stored exactly as :meth:`save_profile` stores each. All profiles are encoded before the
+        transaction starts, and inserted with a few multi-row statements (one commit, a few GIL
+        releases, whatever the count). ``also(conn, ids)``, when given, runs inside the same
+        transaction (e.g. to insert rows referring to the new ids). If anything fails, nothing of
+        the batch is written and no ``meta['id']`` is set.
+        """
+        encoded = [_encode_for_insert(profile) for profile in profiles]
+
+        def work(c: sqlite3.Connection) -> list[int]:
+            ids: list[int] = []
+            if encoded:
+                first = int(c.execute(_INSERT_PROFILE + _PROFILE_VALUES, encoded[0][0]).lastrowid)
+                # the insert holds the write lock, and AUTOINCREMENT gave ``first`` above every id ever used:
+                # the next ids are free, and explicit ids keep AUTOINCREMENT's sequence past them
+                ids = list(range(first, first + len(encoded)))
+                for start in range(1, len(encoded), _PROFILES_PER_STATEMENT):
+                    chunk = encoded[start:start + _PROFILES_PER_STATEMENT]
+                    c.execute(
+                        _INSERT_PROFILE_WITH_ID + ", ".join([_PROFILE_ROW_WITH_ID] * len(chunk)),
+                        [value for offset, (row, _, _) in enumerate(chunk) for value in (first + start + offset, *row)],
+                    )
+                for start in range(0, len(encoded), _PROFILES_PER_STATEMENT):
+                    chunk = encoded[start:start + _PROFILES_PER_STATEMENT]
+                    c.execute(
+                        "INSERT INTO profile_data VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)),
+                        [value for offset, (_, tables, samples) in enumerate(chunk) for value in (ids[start + offset], tables, samples)],
+                    )
+            if also is not None:
+                also(c, ids)
+            return ids
+
+        ids = self.transaction("write to", work)
+        for profile, profile_id in zip(profiles, ids):
+            profile.meta["id"] = profile_id
+        return ids
 
     def profile_meta(self, profile_id: int) -> dict[str, Any]:
         rows = self.execute(f"SELECT {', '.join(PROFILE_COLUMNS)} FROM profiles WHERE id = ?", (int(profile_id),))

@@ -61,9 +61,11 @@ def _multi_row_insert(count: int) -> str:
     return sql
 
 
-def insert_request_values(store: Store, values: list[tuple]) -> int:
-    """Insert rows given as :meth:`RequestRow.as_tuple` tuples in one transaction; returns how many.
+def insert_request_values(store: Store, values: list, *, conn: sqlite3.Connection | None = None) -> int:
+    """Insert rows given as :meth:`RequestRow.as_tuple` sequences in one transaction; returns how many.
 
+    With ``conn`` (a connection inside a transaction of ``store``, e.g. from
+    :meth:`Store.save_profiles`) the rows are inserted there, in that transaction.
     Rows go in multi-row INSERT statements of up to ``INSERT_CHUNK_ROWS`` rows: SQLite runs each
     statement with Python's GIL released once, where ``executemany`` would release and retake
     it for every row (a handoff the request threads of a busy server pay for).
@@ -77,6 +79,8 @@ def insert_request_values(store: Store, values: list[tuple]) -> int:
             c.execute(_multi_row_insert(len(chunk)), [value for row in chunk for value in row])
         return len(values)
 
+    if conn is not None:
+        return work(conn)
     return store.transaction("write requests to", work)
 
 
