@@ -101,6 +101,39 @@ def test_cached_stacks_match_a_full_walk():
     del frame
 
 
+def test_cached_stacks_follow_the_same_helper_called_from_different_callers():
+    """The cache reuses only the common root part of consecutive stacks: a helper at the same
+    instruction under another caller (or a new call of the same function) gets its real callers."""
+    import sys
+    import traceback
+
+    sampler = StackSampler(100)
+    ident = threading.get_ident()
+    seen = []
+
+    def helper():
+        frame = sys._getframe()
+        stack, expected = sampler._stack_of(ident, frame), [(f.name, f.lineno) for f in traceback.extract_stack(frame)]
+        got = [(name.rsplit(".", 1)[-1], line) for name, _, line in sampler.table.frames(stack)]
+        seen.append((got, expected))
+
+    def caller_a():
+        helper()
+
+    def caller_b():
+        helper()
+
+    for _ in range(3):
+        caller_a()
+        caller_b()
+        caller_b()
+        helper()
+    assert len(seen) == 12
+    for got, expected in seen:
+        assert got == expected
+    assert {got[-2][0] for got, _ in seen} == {"caller_a", "caller_b", "test_cached_stacks_follow_the_same_helper_called_from_different_callers"}
+
+
 @pytest.fixture
 def store(tmp_path):
     with Store(tmp_path / "p.db") as s:

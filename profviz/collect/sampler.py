@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+from operator import is_
 import threading
 import time
 from dataclasses import dataclass, field
@@ -133,7 +134,7 @@ class StackSampler:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._frame_cache: dict[int, list] = {}  # ident -> [chain, position], see _stack_of
+        self._frame_cache: dict[int, tuple] = {}  # ident -> (codes, offsets, stack ids), see _stack_of
 
     # -- request threads ------------------------------------------------------------------
 
@@ -252,40 +253,46 @@ class StackSampler:
         return kept
 
     def _stack_of(self, ident: int, leaf) -> int:
-        """Intern the stack ending at ``leaf``, reusing the unchanged outer part of this thread's last stack.
+        """Intern the stack ending at ``leaf``, reusing the part shared with this thread's last stack.
 
-        A frame still on the stack, seen last tick below the leaf and at the same instruction, is
-        suspended in the same call, and so is everything below it: only the frames above it are
-        walked. Per thread the cache holds the last stack root first as (frame, stack id,
-        instruction offset) and a map from frame id to depth, both updated only where the stack
-        changed.
+        The whole stack is walked (a few attribute reads a frame) into root-first lists of code
+        objects and instruction offsets; the longest common prefix with the thread's last stack
+        (same code, same offset: same line) keeps its stack ids, only the frames above it are
+        interned. The cache holds no frame, only code objects and ints: holding frames would keep
+        finished calls' locals alive and free them here, on the sampler's tick, with cold caches.
         """
-        cached = self._frame_cache.get(ident)
-        if cached is None:
-            cached = self._frame_cache[ident] = [[], {}]
-        chain, position = cached
-        walked = []
+        codes = []
+        offsets = []
+        frames = []
         frame = leaf
-        base = -1
-        last = len(chain) - 1
         while frame is not None:
-            depth = position.get(id(frame))
-            if depth is not None and depth < last and chain[depth][0] is frame and chain[depth][2] == frame.f_lasti:
-                base = depth
-                break
-            walked.append(frame)
+            frames.append(frame)
+            codes.append(frame.f_code)
+            offsets.append(frame.f_lasti)
             frame = frame.f_back
-        for old, _, _ in chain[base + 1 :]:
-            position.pop(id(old), None)
-        del chain[base + 1 :]
-        stack = chain[base][1] if base >= 0 else -1
+        codes.reverse()
+        offsets.reverse()
+        cached = self._frame_cache.get(ident)
+        if cached is not None:
+            old_codes, old_offsets, old_ids = cached
+            if offsets == old_offsets and all(map(is_, codes, old_codes)):
+                return old_ids[-1] if old_ids else -1
+            same = 0
+            limit = min(len(codes), len(old_codes))
+            while same < limit and codes[same] is old_codes[same] and offsets[same] == old_offsets[same]:
+                same += 1
+            ids = old_ids[:same]
+        else:
+            same = 0
+            ids = []
+        stack = ids[-1] if ids else -1
         intern_frame = self.table.intern_frame
-        for frame in reversed(walked):
-            stack = intern_frame(stack, frame)
-            position[id(frame)] = len(chain)
-            chain.append((frame, stack, frame.f_lasti))
+        depth = len(frames)
+        for index in range(same, depth):
+            stack = intern_frame(stack, frames[depth - 1 - index])
+            ids.append(stack)
+        self._frame_cache[ident] = (codes, offsets, ids)
         return stack
-
 
 def samples_to_profile(
     table: StackTable,
