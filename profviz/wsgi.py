@@ -117,7 +117,7 @@ class RequestInfo:
         self.path = path
         self.route: str | None = None
         self.start_ns = time.time_ns()
-        self.pid = os.getpid()
+        self.pid = _id_pid  # current: _next_request_id just checked it
         self.tid = threading.get_native_id()
         self.thread_name = ""
         self.deep = False
@@ -149,10 +149,19 @@ _id_pid = os.getpid()
 _id_counter = itertools.count(1)
 
 
-def _next_request_id() -> str:
+def _after_fork() -> None:
+    """A forked worker: its own pid, and a fresh id prefix so ids stay unique."""
     global _id_prefix, _id_pid, _id_counter
-    if os.getpid() != _id_pid:  # forked worker: a fresh prefix so ids stay unique
-        _id_prefix, _id_pid, _id_counter = os.urandom(6).hex(), os.getpid(), itertools.count(1)
+    _id_prefix, _id_pid, _id_counter = os.urandom(6).hex(), os.getpid(), itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _next_request_id() -> str:
+    if os.getpid() != _id_pid:  # forked without the fork hook (os.fork is hooked; anything else is not)
+        _after_fork()
     return f"{_id_prefix}-{next(_id_counter):x}"
 
 
@@ -349,7 +358,7 @@ class Recorder:
             if self._sampler is not None:
                 self._sampler.ensure_running()
                 info._previous_slot = self._sampler.active.get(info._ident)
-                info._slot = self._sampler.begin(info._mono_start)
+                info._slot = self._sampler.begin(info._mono_start, info._cpu_start)
                 info.thread_name = info._slot.thread_name
             if self._wants_deep(environ):
                 self._start_deep(info)

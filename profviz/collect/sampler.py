@@ -34,6 +34,17 @@ from ..model import Profile, State
 ON_CPU = int(State.ON_CPU)
 WAITING = int(State.WAITING)
 TABLE_FULL_FRAME = ("(profviz stack table full)", "<profviz>", 0)
+_UNKNOWN = object()
+_forks = 0  # forks of this process so far (in the child): a forked child has no sampling thread
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class StackTable:
@@ -135,18 +146,32 @@ class StackSampler:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._frame_cache: dict[int, tuple] = {}  # ident -> (codes, offsets, stack ids), see _stack_of
+        self._clock_ids: dict[int, int | None] = {}  # native thread id -> its CPU clock (which names only the tid)
+        self._live = False  # the sampling thread is running (cleared by the thread as it ends)
+        self._forks_seen = _forks
 
     # -- request threads ------------------------------------------------------------------
 
-    def begin(self, mono_ns: int) -> RequestSlot:
-        """Register the calling thread as serving a request from now on; returns its slot."""
+    def begin(self, mono_ns: int, cpu_ns: int | None = None) -> RequestSlot:
+        """Register the calling thread as serving a request from now on; returns its slot.
+
+        ``cpu_ns``: the thread's CPU time (``time.thread_time_ns()``) at ``mono_ns``, if the caller
+        has read it already.
+        """
         ident = threading.get_ident()
-        try:
-            clock_id = time.pthread_getcpuclockid(ident)
-            cpu = time.clock_gettime_ns(clock_id)
-        except (AttributeError, OSError):
-            clock_id, cpu = None, time.thread_time_ns()
-        slot = RequestSlot(ident, threading.get_native_id(), threading.current_thread().name, clock_id, mono_ns, cpu)
+        native_id = threading.get_native_id()
+        clock_id = self._clock_ids.get(native_id, _UNKNOWN)
+        if clock_id is _UNKNOWN:
+            try:
+                clock_id = time.pthread_getcpuclockid(ident)
+            except (AttributeError, OSError):
+                clock_id = None
+            if len(self._clock_ids) >= 10_000:
+                self._clock_ids.clear()
+            self._clock_ids[native_id] = clock_id
+        if cpu_ns is None:
+            cpu_ns = time.thread_time_ns()
+        slot = RequestSlot(ident, native_id, threading.current_thread().name, clock_id, mono_ns, cpu_ns)
         self.active[ident] = slot
         return slot
 
@@ -166,16 +191,19 @@ class StackSampler:
 
     def ensure_running(self) -> None:
         """Start the sampling thread if it is not running in this process (also after fork)."""
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+        if self._live and self._forks_seen == _forks:
             return
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self.active.clear()
                 self._frame_cache.clear()
+                self._clock_ids.clear()
                 self._thread = None
+            self._forks_seen = _forks
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
+                self._live = True
                 self._thread = threading.Thread(target=self._run, name="profviz-sampler", daemon=True)
                 self._thread.start()
 
@@ -191,6 +219,12 @@ class StackSampler:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._live = False
+
+    def _loop(self) -> None:
         interval_ns = int(1e9 / self.rate_hz)
         next_tick = time.perf_counter_ns() + interval_ns
         while True:

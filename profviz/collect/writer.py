@@ -24,6 +24,16 @@ import time
 from typing import Any, Callable
 
 _STOP = object()
+_forks = 0  # forks of this process so far (in the child): a forked child has no writer thread
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class BackgroundWriter:
@@ -64,11 +74,12 @@ class BackgroundWriter:
         self._pid = os.getpid()
         self._closed = False
         self._atexit_registered = False
+        self._live = False  # the writer thread is running (cleared by the thread as it ends)
+        self._forks_seen = _forks
 
     def submit(self, item: Any) -> bool:
         """Queue one item for the writer thread; False (and counted as dropped) when the queue is full."""
-        thread = self._thread
-        if thread is None or self._pid != os.getpid() or not thread.is_alive():
+        if not self._live or self._forks_seen != _forks:
             self._start()
         items = self._queue
         if len(items) >= self.maxsize:
@@ -93,7 +104,9 @@ class BackgroundWriter:
                 self._thread = None
             if self._closed:
                 self._closed = False
+            self._forks_seen = _forks
             if self._thread is None or not self._thread.is_alive():
+                self._live = True
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
             if not self._atexit_registered:
@@ -101,6 +114,12 @@ class BackgroundWriter:
                 self._atexit_registered = True
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._live = False
+
+    def _loop(self) -> None:
         last_idle = time.monotonic()
         items = self._queue
         while True:
