@@ -85,19 +85,18 @@ class StackTable:
         self._index[key] = index
         return index
 
-    def intern_frame(self, prefix: int, frame) -> int:
-        """:meth:`intern` of a live frame at its current instruction.
+    def intern_instruction(self, prefix: int, code, offset: int) -> int:
+        """:meth:`intern` of a frame of ``code`` stopped at instruction byte offset ``offset`` (``f_lasti``).
 
-        Keyed first by instruction offset (``f_lasti``, a plain field): a frame's line number
-        (``f_lineno``) is computed by scanning its code's line table, so it is read only the first
+        Keyed first by offset: the line is looked up in the code's line table only the first
         time an instruction is seen under a prefix.
         """
-        key = (prefix, frame.f_code, frame.f_lasti)
+        key = (prefix, code, offset)
         found = self._by_instruction.get(key)
         if found is None:
             if len(self._by_instruction) >= 2 * self.limit:
                 self._by_instruction.clear()
-            found = self._by_instruction[key] = self.intern(prefix, frame.f_code, frame.f_lineno or 0)
+            found = self._by_instruction[key] = self.intern(prefix, code, _line_at(code, offset))
         return found
 
     def frames(self, stack_id: int) -> list[tuple[str, str, int]]:
@@ -112,6 +111,16 @@ class StackTable:
             stack_id = self.prefix[stack_id]
         out.reverse()
         return out
+
+
+def _line_at(code, offset: int) -> int:
+    """The line of the instruction at byte ``offset`` of ``code`` (what ``frame.f_lineno`` reports)."""
+    if offset < 0:
+        return code.co_firstlineno
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line or 0
+    return 0
 
 
 @dataclass(eq=False)
@@ -272,7 +281,10 @@ class StackSampler:
             if wall_delta <= 0:
                 continue
             state = ON_CPU if 2 * (cpu - slot.last_cpu_ns) >= wall_delta else WAITING
-            stack = self._stack_of(slot.ident, frame)
+            if cpu == slot.last_cpu_ns and slot.clock_id is not None and slot.samples:
+                stack = slot.samples[-1][1]  # the thread has not run since its last sample: same stack
+            else:
+                stack = self._stack_of(slot.ident, frame)
             if slot.closed:
                 continue
             slot.samples.append((now_wall - wall_delta, stack, state, wall_delta))
@@ -294,15 +306,15 @@ class StackSampler:
         (same code, same offset: same line) keeps its stack ids, only the frames above it are
         interned. The cache holds no frame, only code objects and ints: holding frames would keep
         finished calls' locals alive and free them here, on the sampler's tick, with cold caches.
+        (A thread whose CPU clock has not moved since its last sample is not walked at all.)
         """
         codes = []
         offsets = []
-        frames = []
+        add_code, add_offset = codes.append, offsets.append
         frame = leaf
         while frame is not None:
-            frames.append(frame)
-            codes.append(frame.f_code)
-            offsets.append(frame.f_lasti)
+            add_code(frame.f_code)
+            add_offset(frame.f_lasti)
             frame = frame.f_back
         codes.reverse()
         offsets.reverse()
@@ -320,10 +332,9 @@ class StackSampler:
             same = 0
             ids = []
         stack = ids[-1] if ids else -1
-        intern_frame = self.table.intern_frame
-        depth = len(frames)
-        for index in range(same, depth):
-            stack = intern_frame(stack, frames[depth - 1 - index])
+        intern_instruction = self.table.intern_instruction
+        for index in range(same, len(codes)):
+            stack = intern_instruction(stack, codes[index], offsets[index])
             ids.append(stack)
         self._frame_cache[ident] = (codes, offsets, ids)
         return stack
