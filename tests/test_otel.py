@@ -197,7 +197,10 @@ def test_profviz_spans_cli_lists_request_spans_and_no_span_entry(flask_run):
         assert row["cpu_s"] + row["wait_s"] + row["runnable_s"] <= row["duration_s"] + 1e-6
     text = subprocess.run([PROFVIZ, "spans", "--request", str(request_id), "--store", str(store.path)],
                           capture_output=True, text=True, timeout=60)
-    assert text.returncode == 0 and "(no span)" in text.stdout and "run_slow_query" not in text.stdout.split("(no span)")[1]
+    assert text.returncode == 0 and "(no span)" in text.stdout
+    no_span_top = {f["function"]: f["share"] for f in listing["spans"][-1]["top_functions"]}
+    assert max(no_span_top, key=no_span_top.get) in {"BlockingSocketLogHandler.emit", "SocketIO.readinto", "socket.recv"}, no_span_top
+    assert no_span_top.get("run_slow_query", 0.0) < 0.1, "the query's caller runs inside its span, but for edge samples"
     missing = subprocess.run([PROFVIZ, "spans", "--request", "999", "--store", str(store.path)], capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 1 and missing.stderr.startswith("profviz: no request with id 999")
