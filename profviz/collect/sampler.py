@@ -30,21 +30,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..model import Profile, State
+from . import forks
 
 ON_CPU = int(State.ON_CPU)
 WAITING = int(State.WAITING)
 TABLE_FULL_FRAME = ("(profviz stack table full)", "<profviz>", 0)
 _UNKNOWN = object()
-_forks = 0  # forks of this process so far (in the child): a forked child has no sampling thread
-
-
-def _count_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_count_fork)
 
 
 class StackTable:
@@ -157,7 +148,7 @@ class StackSampler:
         self._frame_cache: dict[int, tuple] = {}  # ident -> (codes, offsets, stack ids), see _stack_of
         self._clock_ids: dict[int, int | None] = {}  # native thread id -> its CPU clock (which names only the tid)
         self._live = False  # the sampling thread is running (cleared by the thread as it ends)
-        self._forks_seen = _forks
+        self._forks_seen = forks.count
 
     # -- request threads ------------------------------------------------------------------
 
@@ -200,7 +191,7 @@ class StackSampler:
 
     def ensure_running(self) -> None:
         """Start the sampling thread if it is not running in this process (also after fork)."""
-        if self._live and self._forks_seen == _forks:
+        if self._live and self._forks_seen == forks.count:
             return
         with self._lock:
             if self._pid != os.getpid():
@@ -209,7 +200,7 @@ class StackSampler:
                 self._frame_cache.clear()
                 self._clock_ids.clear()
                 self._thread = None
-            self._forks_seen = _forks
+            self._forks_seen = forks.count
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._live = True

@@ -23,17 +23,9 @@ import threading
 import time
 from typing import Any, Callable
 
+from . import forks
+
 _STOP = object()
-_forks = 0  # forks of this process so far (in the child): a forked child has no writer thread
-
-
-def _count_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_count_fork)
 
 
 class BackgroundWriter:
@@ -75,11 +67,11 @@ class BackgroundWriter:
         self._closed = False
         self._atexit_registered = False
         self._live = False  # the writer thread is running (cleared by the thread as it ends)
-        self._forks_seen = _forks
+        self._forks_seen = forks.count
 
     def submit(self, item: Any) -> bool:
         """Queue one item for the writer thread; False (and counted as dropped) when the queue is full."""
-        if not self._live or self._forks_seen != _forks:
+        if not self._live or self._forks_seen != forks.count:
             self._start()
         items = self._queue
         if len(items) >= self.maxsize:
@@ -104,7 +96,7 @@ class BackgroundWriter:
                 self._thread = None
             if self._closed:
                 self._closed = False
-            self._forks_seen = _forks
+            self._forks_seen = forks.count
             if self._thread is None or not self._thread.is_alive():
                 self._live = True
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
