@@ -6,6 +6,9 @@ stacks drawn from a call tree whose paths share prefixes (depth up to ~40), a th
 repeating the previous stack and state 85% of the time, states mixed (CPU, waiting with a reason,
 runnable) and tied to the stack as in real services.
 
+Also: the writer-thread CPU to encode one small per-request profile (what the WSGI middleware
+saves many of), for a 3-sample pyinstrument-like and a 40-sample sampler-like profile.
+
 Goals: <= 4 stored bytes per sample; a call tree over 1M samples in < 1 s.
 Run: python bench/store_and_tree.py [--samples N] [--seed S]
 """
@@ -22,7 +25,7 @@ import numpy as np
 from profviz.analysis.calltree import SampleFilter, build_call_tree, function_stats
 from profviz.formats import profviz_json, speedscope
 from profviz.model import Profile, State
-from profviz.store import Store
+from profviz.store import Store, _encode_for_insert
 
 THREADS = 8
 RATE_HZ = 100
@@ -79,6 +82,40 @@ def synthetic_profile(samples: int, seed: int, n_stacks: int) -> Profile:
     return profile
 
 
+def small_request_profile(seed: int, samples: int, frames: int, paths: int) -> Profile:
+    """A per-request profile: ``paths`` call paths sharing a framework prefix, 1 ms (deep) or 10 ms samples."""
+    rng = np.random.default_rng(seed)
+    period = 1_000_000 if samples <= 3 else 10_000_000
+    profile = Profile({"kind": "request", "pid": 4242, "cmdline": "GET /orders/17", "start_ns": 1_700_000_000_000_000_000,
+                       "duration_ns": samples * period, "rate_hz": 1e9 / period,
+                       "labels": {"request_id": f"r{seed}", "route": "/orders/<id>", "method": "GET", "status": 200}})
+    thread = profile.add_thread(4242, 5000, "MainThread")
+    calls = [(f"fn_{i}", f"/srv/venv/lib/python3.11/site-packages/pkg/mod_{i % 12}.py", 10 + 7 * i) for i in range(frames)]
+    shared = frames // 5
+    stacks = [profile.intern_frames(calls[:shared] + calls[shared + k::paths]) for k in range(paths)]
+    now = 1_700_000_000_000_000_000
+    for _ in range(samples):
+        now += period + int(rng.integers(-period // 50, period // 50))
+        state = State.ON_CPU if rng.random() < 0.6 else State.WAITING
+        profile.append_sample(now, thread, stacks[int(rng.integers(0, paths))], period, state,
+                              "socket recv" if state == State.WAITING else None)
+    return profile
+
+
+def small_profile_figures(count: int = 300) -> None:
+    """Print per-profile encode CPU (thread time, best of 5 rounds) and stored bytes for small profiles."""
+    for label, samples, frames, paths in (("3-sample deep", 3, 30, 3), ("40-sample sampler", 40, 100, 8)):
+        best = float("inf")
+        for _ in range(5):
+            profiles = [small_request_profile(i, samples, frames, paths) for i in range(count)]
+            began = time.thread_time_ns()
+            encoded = [_encode_for_insert(profile) for profile in profiles]
+            best = min(best, (time.thread_time_ns() - began) / count / 1000)
+        size = sum(len(tables) + len(blob) for _, tables, blob in encoded) / count
+        print(f"small profile ({label}: {samples} samples, {len(profiles[0].frame_function)} frames, "
+              f"{len(profiles[0].stack_prefix)} stacks): encode {best:.0f} us CPU/profile, {size:.0f} blob bytes")
+
+
 def timed(fn, repeat: int = 1):
     best, result = float("inf"), None
     for _ in range(repeat):
@@ -105,10 +142,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="profviz-bench-") as tmp:
         store = Store(os.path.join(tmp, "bench.db"))
+        encode_s, _ = timed(lambda: _encode_for_insert(profile), repeat=3)
         save_s, profile_id = timed(lambda: store.save_profile(profile))
         stored = store.profile_bytes(profile_id)
         per_sample = stored / n
-        print(f"store: {stored} bytes = {per_sample:.2f} bytes/sample (goal <= 4: {per_sample / 4:.2f}x of budget), save {save_s:.2f} s")
+        print(f"store: {stored} bytes = {per_sample:.2f} bytes/sample (goal <= 4: {per_sample / 4:.2f}x of budget), "
+              f"encode {encode_s:.2f} s, save {save_s:.2f} s")
         load_s, loaded = timed(lambda: store.load_profile(profile_id))
         print(f"store: load {load_s:.2f} s")
         store.close()
@@ -125,6 +164,7 @@ def main() -> None:
         load_s, again = timed(lambda: module.load(blob))
         assert again.sample_count == n
         print(f"{module.NAME} format: export {dump_s:.2f} s, import {load_s:.2f} s, {len(blob) / 1e6:.1f} MB ({len(blob) / n:.1f} bytes/sample)")
+    small_profile_figures()
     print(f"(a thread's consecutive samples repeat its previous stack {repeats:.0%} of the time; threads interleave in time order)")
 
 

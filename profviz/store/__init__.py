@@ -11,6 +11,7 @@ timeout, retry on "database is locked").
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from ..errors import ProfvizError
 from ..model import FORMAT_VERSION, Profile, State
-from .encoding import EncodingError, decode_profile, encode_samples, encode_tables
+from .encoding import SMALL_COLUMN_LIMIT, EncodingError, decode_profile, encode_samples, encode_tables
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -131,8 +132,16 @@ def _encode_for_insert(profile: Profile) -> tuple[tuple, bytes, bytes]:
     """A profile's ``profiles`` row values (without id) and its two data blobs."""
     cols = profile.columns()
     meta = profile.meta
-    by_state = {s: int(cols["weight_ns"][cols["state"] == int(s)].sum()) for s in State}
-    first, end = profile.time_range_ns
+    if profile.sample_count < SMALL_COLUMN_LIMIT:
+        # Plain Python: numpy's per-call cost dominates on the many small per-request profiles.
+        times, weights = cols["time_ns"].tolist(), cols["weight_ns"].tolist()
+        by_state = [0] * len(State)  # indexed by state value; states are checked to be 0..len(State)-1
+        for state, weight in zip(cols["state"].tolist(), weights):
+            by_state[state] += weight
+        first, end = (min(times), max(map(operator.add, times, weights))) if times else (0, 0)
+    else:
+        by_state = {s: int(cols["weight_ns"][cols["state"] == int(s)].sum()) for s in State}
+        first, end = profile.time_range_ns
     start_ns = int(meta.get("start_ns") or first or time.time_ns())
     duration_ns = int(meta.get("duration_ns") if meta.get("duration_ns") is not None else max(0, end - first))
     tables = encode_tables(profile)

@@ -9,8 +9,11 @@ threads and states repeat, which is what makes a stored sample cost a few bytes.
 from __future__ import annotations
 
 import json
+import operator
 import struct
+import sys
 import zlib
+from array import array
 
 import numpy as np
 
@@ -19,19 +22,54 @@ from ..model import FORMAT_VERSION, Profile, ProfileError, profile_from_tables
 MAGIC = b"PVZ1"
 SAMPLE_COLUMNS = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
 _DTYPES = (np.int8, np.int16, np.int32, np.int64)
+# (lowest, highest, dtype) for each stored width, narrowest first: np.iinfo costs ~1 us a call.
+_NUMPY_RANGES = tuple((int(np.iinfo(d).min), int(np.iinfo(d).max), d) for d in _DTYPES)
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+# Columns shorter than this are encoded in pure Python (builtin min/max and the array module):
+# below it numpy's fixed cost per column (~4 us: asarray, min, max, astype, shuffle) exceeds
+# Python's per-value cost. Both paths write the same bytes; the store saves many small
+# per-request profiles (1-50 samples, 5-200 frames).
+SMALL_COLUMN_LIMIT = 64
+# (lowest, highest, numpy dtype string as the header stores it, array typecode) narrowest first.
+_ARRAY_RANGES = (
+    (-(1 << 7), (1 << 7) - 1, np.dtype(np.int8).str, "b"),
+    (-(1 << 15), (1 << 15) - 1, np.dtype(np.int16).str, "h"),
+    (-(1 << 31), (1 << 31) - 1, np.dtype(np.int32).str, "i"),
+    (_INT64_MIN, _INT64_MAX, np.dtype(np.int64).str, "q"),
+)
+# The array module writes native byte order and C widths; the stored format is little-endian
+# with exact widths, so the Python path is only used where the two agree.
+_ARRAY_PATH_OK = sys.byteorder == "little" and all(
+    array(code).itemsize == np.dtype(dtype_str).itemsize for _, _, dtype_str, code in _ARRAY_RANGES
+)
+
+# Parts whose uncompressed body is shorter than this are written as stored (level 0) zlib
+# streams: deflate would save 0-150 bytes on them (a 3-sample profile's samples, stacks and
+# frames: ~100 bytes in all) for a few us each.
+STORE_UNCOMPRESSED_BELOW = 256
+# Bodies below this use level 1 (within a few percent of level 6's size at these sizes, faster);
+# larger ones, such as a long recording's samples, keep level 6 and its size.
+FAST_COMPRESS_BELOW = 4096
 
 
 class EncodingError(ValueError):
     """Stored profile bytes could not be decoded; the message says which part."""
 
 
+def _compress(body: bytes) -> bytes:
+    """A zlib stream of ``body`` (any level: ``zlib.decompress`` reads them all)."""
+    if len(body) < STORE_UNCOMPRESSED_BELOW:
+        return zlib.compress(body, 0)
+    return zlib.compress(body, 1 if len(body) < FAST_COMPRESS_BELOW else 6)
+
+
 def _narrow(values: np.ndarray) -> np.ndarray:
     if not len(values):
         return values.astype(np.int8)
     low, high = int(values.min()), int(values.max())
-    for dtype in _DTYPES:
-        info = np.iinfo(dtype)
-        if info.min <= low and high <= info.max:
+    for lowest, highest, dtype in _NUMPY_RANGES:
+        if lowest <= low and high <= highest:
             return values.astype(dtype)
     raise EncodingError(f"column values {low}..{high} do not fit in 64 bits")
 
@@ -49,22 +87,69 @@ def _unshuffle(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     return np.ascontiguousarray(raw).view(dtype).reshape(count).astype(np.int64)
 
 
+def _column_numpy(values, is_delta: bool) -> tuple[str, bytes]:
+    """(dtype string, shuffled bytes) of one column, with numpy (any length)."""
+    values = np.asarray(values, dtype=np.int64)
+    if is_delta and len(values):
+        deltas = values.copy()  # np.diff(values, prepend=0) without its ~6 us of overhead; wraps alike
+        deltas[1:] -= values[:-1]
+        values = deltas
+    narrow = _narrow(values)
+    return narrow.dtype.str, _shuffle(narrow)
+
+
+def _column_python(values, is_delta: bool) -> tuple[str, bytes]:
+    """:func:`_column_numpy` in pure Python for short columns: the same bytes, no numpy call."""
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    if not values:
+        return _ARRAY_RANGES[0][2], b""
+    if is_delta:
+        values = list(map(operator.sub, values, [0] + values[:-1]))
+    low, high = min(values), max(values)
+    if is_delta and (low < _INT64_MIN or high > _INT64_MAX):
+        # numpy subtracts in int64, wrapping around (and cumsum wraps back when decoding): do the same.
+        values = [(v - _INT64_MIN) % (1 << 64) + _INT64_MIN for v in values]
+        low, high = min(values), max(values)
+    for lowest, highest, dtype_str, code in _ARRAY_RANGES:
+        if lowest <= low and high <= highest:
+            raw = array(code, values).tobytes()
+            itemsize = len(raw) // len(values)
+            return dtype_str, raw if itemsize == 1 else b"".join([raw[i::itemsize] for i in range(itemsize)])
+    raise EncodingError(f"column values {low}..{high} do not fit in 64 bits")
+
+
+_header_entries: dict[tuple[str, str, bool], str] = {}
+
+
+def _column_header(name: str, dtype_str: str, is_delta: bool) -> str:
+    """``json.dumps([name, dtype_str, is_delta])``, cached (few distinct combinations exist)."""
+    key = (name, dtype_str, is_delta)
+    entry = _header_entries.get(key)
+    if entry is None:
+        entry = _header_entries[key] = json.dumps([name, dtype_str, is_delta])
+    return entry
+
+
 def encode_columns(columns: dict[str, np.ndarray], names: tuple[str, ...], delta: tuple[str, ...] = ()) -> bytes:
-    """Encode equal-length integer columns into one compressed blob; ``delta`` columns store differences."""
+    """Encode equal-length integer columns into one compressed blob; ``delta`` columns store differences.
+
+    Columns may be numpy arrays, ``array.array`` or lists of ints. Short columns take a pure
+    Python path (see :data:`SMALL_COLUMN_LIMIT`) that writes the same bytes as the numpy one.
+    """
     count = len(columns[names[0]]) if names else 0
-    header = {"count": count, "columns": []}
-    parts = []
+    encode = _column_python if _ARRAY_PATH_OK and count < SMALL_COLUMN_LIMIT else _column_numpy
+    entries, parts = [], []
     for name in names:
-        values = np.asarray(columns[name], dtype=np.int64)
+        values = columns[name]
         if len(values) != count:
             raise EncodingError(f"column {name} has {len(values)} values, expected {count}")
-        if name in delta and count:
-            values = np.diff(values, prepend=np.int64(0))
-        narrow = _narrow(values)
-        header["columns"].append([name, narrow.dtype.str, name in delta])
-        parts.append(_shuffle(narrow))
-    head = json.dumps(header).encode()
-    return MAGIC + struct.pack("<I", len(head)) + head + zlib.compress(b"".join(parts), 6)
+        is_delta = name in delta
+        dtype_str, data = encode(values, is_delta and count > 0)
+        entries.append(_column_header(name, dtype_str, is_delta))
+        parts.append(data)
+    # Byte for byte json.dumps({"count": count, "columns": [...]}), at a fraction of its cost.
+    head = ('{"count": %d, "columns": [%s]}' % (count, ", ".join(entries))).encode()
+    return MAGIC + struct.pack("<I", len(head)) + head + _compress(b"".join(parts))
 
 
 def decode_columns(blob: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -113,7 +198,7 @@ def encode_tables(profile: Profile) -> bytes:
         "strings": profile.strings,
         "threads": [[t.pid, t.tid, t.name] for t in profile.threads],
     }
-    head_bytes = zlib.compress(json.dumps(head, ensure_ascii=False).encode(), 6)
+    head_bytes = _compress(json.dumps(head, ensure_ascii=False).encode())
     frames = encode_columns(
         {"function": profile.frame_function, "file": profile.frame_file, "line": profile.frame_line}, FRAME_COLUMNS
     )
