@@ -102,36 +102,51 @@ class RequestInfo:
     ``id`` is unique across processes and restarts (a random per-process prefix and a counter;
     also stored in the request row's labels as ``request_id``);
     ``route`` may be set by the framework integration (otherwise the route function names it at
-    the end); ``labels`` may be filled by the app and are stored with the request.
+    the end); ``labels`` may be filled by the app and are stored with the request. Once the
+    request has finished: ``duration_ns``, ``cpu_ns`` (the serving thread's CPU time) and
+    ``error`` (``"Type: message"`` when the app raised, else None).
+
+    The request path sets only what it measures; the rest are class-level defaults (this object
+    is created and dropped for every request, so each attribute set is paid by every request).
     """
 
-    __slots__ = (
-        "id", "method", "path", "route", "start_ns", "pid", "tid", "thread_name", "deep", "status_line",
-        "response_bytes", "labels", "finished", "environ", "_ident", "_mono_start", "_cpu_start", "_slot",
-        "_previous_slot", "_profiler",
-    )
+    route: str | None = None
+    thread_name = ""
+    deep = False
+    status_line: str | None = None
+    response_bytes = 0
+    finished = False
+    duration_ns: int | None = None
+    cpu_ns: int | None = None
+    error: str | None = None
+    _slot = None
+    _previous_slot = None
+    _profiler = None
+    _samples: list | tuple = ()
+    _deep_result = None
+    _status = 0
 
     def __init__(self, environ: Mapping, method: str, path: str):
-        self.id = _next_request_id()
+        self.environ = environ
         self.method = method
         self.path = path
-        self.route: str | None = None
-        self.start_ns = time.time_ns()
-        self.pid = _id_pid  # current: _next_request_id just checked it
-        self.tid = threading.get_native_id()
-        self.thread_name = ""
-        self.deep = False
-        self.status_line: str | None = None
-        self.response_bytes = 0
         self.labels: dict = {}
-        self.finished = False
-        self.environ = environ
+        self._prefix = _id_prefix
+        self._seq = next(_id_counter)
+        self.start_ns = time.time_ns()
         self._ident = threading.get_ident()
+        tid = getattr(_thread_ids, "tid", None)
+        self.tid = tid if tid is not None else _native_thread_id()
         self._mono_start = time.perf_counter_ns()
         self._cpu_start = time.thread_time_ns()
-        self._slot = None
-        self._previous_slot = None
-        self._profiler = None
+
+    @property
+    def id(self) -> str:
+        return f"{self._prefix}-{self._seq:x}"
+
+    @property
+    def pid(self) -> int:
+        return _id_pid
 
     @property
     def status(self) -> int | None:
@@ -147,22 +162,28 @@ class RequestInfo:
 _id_prefix = os.urandom(6).hex()
 _id_pid = os.getpid()
 _id_counter = itertools.count(1)
+_thread_ids = threading.local()  # .tid, .name: the thread's native id (a syscall to read) and name; new after fork
+
+
+def _native_thread_id() -> int:
+    """Read and keep this thread's native id and name (its name as at its first request)."""
+    _thread_ids.name = threading.current_thread().name
+    tid = _thread_ids.tid = threading.get_native_id()
+    return tid
 
 
 def _after_fork() -> None:
-    """A forked worker: its own pid, and a fresh id prefix so ids stay unique."""
-    global _id_prefix, _id_pid, _id_counter
+    """A forked worker: its own pid, a fresh id prefix so ids stay unique, new thread ids."""
+    global _id_prefix, _id_pid, _id_counter, _thread_ids
     _id_prefix, _id_pid, _id_counter = os.urandom(6).hex(), os.getpid(), itertools.count(1)
+    _thread_ids = threading.local()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def _next_request_id() -> str:
-    if os.getpid() != _id_pid:  # forked without the fork hook (os.fork is hooked; anything else is not)
-        _after_fork()
-    return f"{_id_prefix}-{next(_id_counter):x}"
+_STATUS_CODES: dict[str, int] = {}  # status line -> code, filled by the writer thread
 
 
 def _status_code(status_line: str | None) -> int | None:
@@ -172,17 +193,6 @@ def _status_code(status_line: str | None) -> int | None:
         return int(str(status_line).split(None, 1)[0])
     except (ValueError, IndexError):
         return None
-
-
-class _Finished:
-    """A finished request on its way to the writer thread."""
-
-    __slots__ = ("info", "route", "status", "duration_ns", "cpu_ns", "error", "samples", "deep")
-
-    def __init__(self, info, route, duration_ns, cpu_ns, error, samples, deep):
-        self.info, self.route, self.duration_ns = info, route, duration_ns
-        self.cpu_ns, self.error, self.samples, self.deep = cpu_ns, error, samples, deep
-        self.status = 0  # set by the writer thread from info.status_line
 
 
 class _FlushAggregates:
@@ -287,7 +297,7 @@ class Recorder:
         deep_interval_s: float = 0.001,
         deep_trigger_secret: str | None = None,
         queue_size: int = 10_000,
-        writer_interval_s: float = 0.25,
+        writer_interval_s: float = 1.0,
         worker_threads: int | None = None,
         labels: Mapping[str, Any] | None = None,
         enabled: bool = True,
@@ -331,7 +341,7 @@ class Recorder:
         self._aggregates: dict[tuple[str, str], _RouteAggregate] = {}
         self._labels_tail = self._constant_labels_tail()
         self.writer = BackgroundWriter(
-            self._handle_batch, maxsize=queue_size, idle=self._idle, idle_s=1.0, on_error=self.health.report,
+            self._handle_batch, maxsize=queue_size, batch_size=1000, idle=self._idle, idle_s=1.0, on_error=self.health.report,
             poll_s=writer_interval_s, on_close=self._final_flush,
         )
         self.span_processor = self._setup_otel(store) if otel == "auto" else None
@@ -358,9 +368,9 @@ class Recorder:
             if self._sampler is not None:
                 self._sampler.ensure_running()
                 info._previous_slot = self._sampler.active.get(info._ident)
-                info._slot = self._sampler.begin(info._mono_start, info._cpu_start)
-                info.thread_name = info._slot.thread_name
-            if self._wants_deep(environ):
+                info.thread_name = name = _thread_ids.name
+                info._slot = self._sampler.begin(info._mono_start, info._cpu_start, info._ident, info.tid, name)
+            if (self.deep_fraction or self._deep_secret is not None) and self._wants_deep(environ):
                 self._start_deep(info)
             return info
         except Exception as exc:
@@ -395,13 +405,12 @@ class Recorder:
             self.health.report("deep profiler start", exc)
 
     def finish(self, info: RequestInfo, error: BaseException | None = None) -> None:
-        """End a request (idempotent); its record goes to the writer thread."""
+        """End a request (idempotent): set its duration, CPU time and error; it goes to the writer thread."""
         if info.finished:
             return
         info.finished = True
         try:
-            duration_ns = time.perf_counter_ns() - info._mono_start
-            slot = info._slot
+            info.duration_ns = time.perf_counter_ns() - info._mono_start
             if threading.get_ident() == info._ident:
                 cpu_ns = time.thread_time_ns() - info._cpu_start
             else:  # finished on another thread: read the starting thread's CPU clock
@@ -409,19 +418,21 @@ class Recorder:
                     cpu_ns = time.clock_gettime_ns(time.pthread_getcpuclockid(info._ident)) - info._cpu_start
                 except (AttributeError, OSError):
                     cpu_ns = 0
-            samples = self._sampler.end(slot, info._previous_slot) if slot is not None and self._sampler else ()
-            deep = None
+            info.cpu_ns = cpu_ns if cpu_ns > 0 else 0
+            slot = info._slot
+            if slot is not None:
+                info._samples = self._sampler.end(slot, info._previous_slot)
             if info._profiler is not None:
-                deep = self._stop_deep(info)
-            route = info.route
-            if route is None and self.route_fn is not None:
+                info._deep_result = self._stop_deep(info)
+            if info.route is None and self.route_fn is not None:
                 try:
-                    route = str(self.route_fn(info.environ))
+                    info.route = str(self.route_fn(info.environ))
                 except Exception as exc:
                     self.health.report("route_fn", exc)
             info.environ = None
-            error_text = None if error is None else f"{type(error).__name__}: {error}"[:500]
-            self.writer.submit(_Finished(info, route, duration_ns, max(0, cpu_ns), error_text, samples, deep))
+            if error is not None:
+                info.error = f"{type(error).__name__}: {error}"[:500]
+            self.writer.submit(info)
         except Exception as exc:
             self.health.report("request finish", exc)
 
@@ -508,13 +519,16 @@ class Recorder:
                 self.counts[counter] += 1
         self.counts["recorded"] += len(rows)
 
-    def _process(self, item: _Finished) -> tuple[list, Profile | None, str]:
+    def _process(self, info: RequestInfo) -> tuple[list, Profile | None, str]:
         """Route, percentiles, tail decision and profile of one finished request: its ``requests`` row
         (profile id left None), the profile to keep (or None) and the counter it adds to."""
-        info = item.info
-        status = _status_code(info.status_line)
-        item.status = status if status is not None else (500 if item.error is not None else 0)
-        route = item.route
+        status = _STATUS_CODES.get(info.status_line)
+        if status is None:
+            status = _status_code(info.status_line)
+            if status is not None and len(_STATUS_CODES) < 1000:
+                _STATUS_CODES[info.status_line] = status
+        info._status = status if status is not None else (500 if info.error is not None else 0)
+        route = info.route
         if route is None:
             route = self._path_routes.get(info.path)
             if route is None:
@@ -525,22 +539,23 @@ class Recorder:
         state = self._routes.get(key)
         if state is None:
             state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
-        capture = self._capture_kind(state, item.duration_ns)
-        state.observe(item.duration_ns, self.tail_percentile)
+        capture = self._capture_kind(state, info.duration_ns)
+        state.observe(info.duration_ns, self.tail_percentile)
         profile, counter = None, ""
-        if item.deep is not None:
-            profile, counter = self._deep_profile(item, route, self._labels(info)), "profiles_deep"
-        elif capture is not None and item.samples:
-            profile, counter = self._sampled_profile(item, route, self._labels(info), capture), "profiles_" + capture
-        if item.samples:
-            self._aggregate(key, item)
+        samples = info._samples
+        if info._deep_result is not None:
+            profile, counter = self._deep_profile(info, route, self._labels(info)), "profiles_deep"
+        elif capture is not None and samples:
+            profile, counter = self._sampled_profile(info, route, self._labels(info), capture), "profiles_" + capture
+        if samples:
+            self._aggregate(key, info)
         if info.labels or self._labels_tail is None:
             labels_json = json.dumps(self._labels(info))
         else:
             labels_json = '{"request_id": "' + info.id + self._labels_tail
         row = [
-            info.pid, info.tid, route, info.method, info.path, item.status, info.start_ns, item.duration_ns,
-            item.cpu_ns, info.response_bytes, item.error, None, labels_json,
+            info.pid, info.tid, route, info.method, info.path, info._status, info.start_ns, info.duration_ns,
+            info.cpu_ns, info.response_bytes, info.error, None, labels_json,
         ]
         return row, profile, counter
 
@@ -582,40 +597,37 @@ class Recorder:
         self.counts["typical_dropped"] += 1
         return None
 
-    def _request_meta(self, item: _Finished, route: str, labels: dict, capture: str, collector: str, rate_hz: float) -> dict:
-        info = item.info
+    def _request_meta(self, info: RequestInfo, route: str, labels: dict, capture: str, collector: str, rate_hz: float) -> dict:
         return {
             "kind": "request",
             "pid": info.pid,
             "cmdline": f"{info.method} {info.path}",
             "start_ns": info.start_ns,
-            "duration_ns": item.duration_ns,
+            "duration_ns": info.duration_ns,
             "rate_hz": rate_hz,
             "labels": {
-                **labels, "route": route, "method": info.method, "path": info.path, "status": item.status,
-                "capture": capture, "collector": collector, "duration_ms": round(item.duration_ns / 1e6, 3),
-                "cpu_ms": round(item.cpu_ns / 1e6, 3),
+                **labels, "route": route, "method": info.method, "path": info.path, "status": info._status,
+                "capture": capture, "collector": collector, "duration_ms": round(info.duration_ns / 1e6, 3),
+                "cpu_ms": round(info.cpu_ns / 1e6, 3),
             },
         }
 
-    def _sampled_profile(self, item: _Finished, route: str, labels: dict, capture: str) -> Profile | None:
+    def _sampled_profile(self, info: RequestInfo, route: str, labels: dict, capture: str) -> Profile | None:
         try:
-            info = item.info
-            meta = self._request_meta(item, route, labels, capture, "sampler", self.sample_hz)
+            meta = self._request_meta(info, route, labels, capture, "sampler", self.sample_hz)
             return samples_to_profile(
-                self._sampler.table, item.samples, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
+                self._sampler.table, info._samples, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
             )
         except Exception as exc:
             self.health.report("saving a request profile", exc)
             return None
 
-    def _deep_profile(self, item: _Finished, route: str, labels: dict) -> Profile | None:
+    def _deep_profile(self, info: RequestInfo, route: str, labels: dict) -> Profile | None:
         from .collect.deep import session_to_profile
 
         try:
-            session, cpu_at_sample, start_cpu = item.deep
-            info = item.info
-            meta = self._request_meta(item, route, labels, "deep", "pyinstrument", round(1.0 / self.deep_interval_s, 3))
+            session, cpu_at_sample, start_cpu = info._deep_result
+            meta = self._request_meta(info, route, labels, "deep", "pyinstrument", round(1.0 / self.deep_interval_s, 3))
             return session_to_profile(
                 session, cpu_at_sample, start_cpu, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
             )
@@ -623,15 +635,16 @@ class Recorder:
             self.health.report("saving a deep profile", exc)
             return None
 
-    def _aggregate(self, key: tuple[str, str], item: _Finished) -> None:
+    def _aggregate(self, key: tuple[str, str], info: RequestInfo) -> None:
         aggregate = self._aggregates.get(key)
         if aggregate is None:
-            aggregate = self._aggregates[key] = _RouteAggregate(item.info.start_ns)
+            aggregate = self._aggregates[key] = _RouteAggregate(info.start_ns)
         aggregate.requests += 1
-        aggregate.samples += len(item.samples)
-        aggregate.end_ns = max(aggregate.end_ns, item.info.start_ns + item.duration_ns)
+        samples = info._samples
+        aggregate.samples += len(samples)
+        aggregate.end_ns = max(aggregate.end_ns, info.start_ns + info.duration_ns)
         weights = aggregate.weights
-        for _, stack, state, weight in item.samples:
+        for _, stack, state, weight in samples:
             pair = (stack, state)
             weights[pair] = weights.get(pair, 0) + weight
 
@@ -727,7 +740,7 @@ class ProfilerMiddleware:
     ``tail_min_requests=20``, ``tail_max_per_minute=60`` (per route), ``baseline_per_minute=6``,
     ``aggregate_interval_s=60``, ``deep_fraction=0.0``, ``deep_interval_s=0.001``,
     ``deep_trigger_secret=None``, ``queue_size=10000`` (records waiting for the writer; more are
-    dropped and counted), ``writer_interval_s=0.25`` (how often the writer commits a batch),
+    dropped and counted), ``writer_interval_s=1.0`` (how often the writer commits a batch: larger, rarer transactions cost less per request),
     ``worker_threads=None`` (capacity for the
     utilisation view; default: threads observed), ``labels`` (stored with every request and
     profile), ``enabled=True``, ``otel=None`` (``"auto"``: record the app's OpenTelemetry spans in
@@ -786,33 +799,39 @@ def _counting_write(write: Callable, info: RequestInfo) -> Callable:
 
 
 class _Response:
-    """The app's response iterable, observed: counts bytes, ends the request when exhausted or closed."""
+    """The app's response iterable, observed: counts bytes, ends the request when exhausted or closed.
 
-    __slots__ = ("app_iter", "_iterator", "_info", "_recorder")
+    Iterating it runs a generator over the app's iterable (cheaper per chunk and at the end than
+    a ``__next__`` method raising StopIteration); :meth:`close` closes the app's iterable whether
+    or not iteration ever started.
+    """
+
+    __slots__ = ("app_iter", "_info", "_recorder", "_chunks_iter")
 
     def __init__(self, app_iter, info: RequestInfo, recorder: Recorder):
         self.app_iter = app_iter
-        self._iterator = None
         self._info = info
         self._recorder = recorder
+        self._chunks_iter = None
 
     def __iter__(self):
-        return self
+        chunks = self._chunks_iter
+        if chunks is None:
+            chunks = self._chunks_iter = self._chunks()
+        return chunks
 
-    def __next__(self):
+    def _chunks(self):
         info = self._info
         try:
-            if self._iterator is None:
-                self._iterator = iter(self.app_iter)
-            chunk = next(self._iterator)
-        except StopIteration:
-            self._recorder.finish(info)
+            for chunk in self.app_iter:
+                info.response_bytes += len(chunk)
+                yield chunk
+        except GeneratorExit:
             raise
         except BaseException as exc:
             self._recorder.finish(info, exc)
             raise
-        info.response_bytes += len(chunk)
-        return chunk
+        self._recorder.finish(info)
 
     def close(self):
         close = getattr(self.app_iter, "close", None)

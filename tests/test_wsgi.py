@@ -117,6 +117,37 @@ def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(st
     assert bodies[0].closed and environ[ENVIRON_KEY].finished
 
 
+def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_threads_ids(store):
+    middleware = ProfilerMiddleware(make_app([]), store=store)
+    seen = {}
+
+    def serve_one(path, key):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": ""}
+        try:
+            iterable = middleware(environ, lambda status, headers, exc_info=None: None)
+            list(iterable)
+            list(iterable)  # a second iter() continues the same iteration: no chunk twice, no second finish
+            iterable.close()
+        except AppError:
+            pass
+        seen[key] = (environ[ENVIRON_KEY], threading.get_native_id(), threading.current_thread().name)
+
+    threads = [threading.Thread(target=serve_one, args=(path, path), name=f"worker {path}") for path in ("/stream", "/raise")]
+    for thread in threads:
+        thread.start()
+        thread.join()
+    serve_one("/stream", "main")
+    for key, (info, native_id, name) in seen.items():
+        assert info.finished and info.duration_ns > 0 and info.cpu_ns >= 0, key
+        assert info.tid == native_id and info.pid == os.getpid(), key
+    assert seen["/raise"][0].error.startswith("AppError") and seen["/stream"][0].error is None
+    assert seen["/stream"][0].response_bytes == seen["main"][0].response_bytes > 0
+    assert len({info.id for info, _, _ in seen.values()}) == 3
+    assert middleware.flush()
+    rows = {row.path: row for row in query_requests(store)}
+    assert rows["/raise"].error.startswith("AppError") and rows["/raise"].status == 500
+
+
 def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store):
     middleware = ProfilerMiddleware(make_app(), store=store)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/plain", "SCRIPT_NAME": "", "QUERY_STRING": ""}

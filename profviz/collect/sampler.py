@@ -26,7 +26,6 @@ import sys
 from operator import is_
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 from ..model import Profile, State
@@ -114,18 +113,20 @@ def _line_at(code, offset: int) -> int:
     return 0
 
 
-@dataclass(eq=False)
 class RequestSlot:
     """What the sampler knows about one in-flight request on one thread."""
 
-    ident: int
-    native_id: int
-    thread_name: str
-    clock_id: int | None
-    last_mono_ns: int
-    last_cpu_ns: int
-    samples: list = field(default_factory=list)
-    closed: bool = False
+    __slots__ = ("ident", "native_id", "thread_name", "clock_id", "last_mono_ns", "last_cpu_ns", "samples", "closed")
+
+    def __init__(self, ident: int, native_id: int, thread_name: str, clock_id: int | None, last_mono_ns: int, last_cpu_ns: int):
+        self.ident = ident
+        self.native_id = native_id
+        self.thread_name = thread_name
+        self.clock_id = clock_id
+        self.last_mono_ns = last_mono_ns
+        self.last_cpu_ns = last_cpu_ns
+        self.samples: list = []
+        self.closed = False
 
 
 class StackSampler:
@@ -152,14 +153,20 @@ class StackSampler:
 
     # -- request threads ------------------------------------------------------------------
 
-    def begin(self, mono_ns: int, cpu_ns: int | None = None) -> RequestSlot:
+    def begin(
+        self, mono_ns: int, cpu_ns: int | None = None, ident: int | None = None, native_id: int | None = None,
+        thread_name: str | None = None,
+    ) -> RequestSlot:
         """Register the calling thread as serving a request from now on; returns its slot.
 
-        ``cpu_ns``: the thread's CPU time (``time.thread_time_ns()``) at ``mono_ns``, if the caller
-        has read it already.
+        ``cpu_ns``: the thread's CPU time (``time.thread_time_ns()``) at ``mono_ns``; ``ident``,
+        ``native_id``, ``thread_name``: the calling thread's ``threading.get_ident()``, native id
+        and name; each is read here when the caller has not read it already.
         """
-        ident = threading.get_ident()
-        native_id = threading.get_native_id()
+        if ident is None:
+            ident = threading.get_ident()
+        if native_id is None:
+            native_id = threading.get_native_id()
         clock_id = self._clock_ids.get(native_id, _UNKNOWN)
         if clock_id is _UNKNOWN:
             try:
@@ -171,7 +178,9 @@ class StackSampler:
             self._clock_ids[native_id] = clock_id
         if cpu_ns is None:
             cpu_ns = time.thread_time_ns()
-        slot = RequestSlot(ident, native_id, threading.current_thread().name, clock_id, mono_ns, cpu_ns)
+        if thread_name is None:
+            thread_name = threading.current_thread().name
+        slot = RequestSlot(ident, native_id, thread_name, clock_id, mono_ns, cpu_ns)
         self.active[ident] = slot
         return slot
 
