@@ -817,21 +817,8 @@ class _Response:
     def __iter__(self):
         chunks = self._chunks_iter
         if chunks is None:
-            chunks = self._chunks_iter = self._chunks()
+            chunks = self._chunks_iter = _observed_chunks(self.app_iter, self._info, self._recorder)
         return chunks
-
-    def _chunks(self):
-        info = self._info
-        try:
-            for chunk in self.app_iter:
-                info.response_bytes += len(chunk)
-                yield chunk
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            self._recorder.finish(info, exc)
-            raise
-        self._recorder.finish(info)
 
     def close(self):
         close = getattr(self.app_iter, "close", None)
@@ -847,6 +834,24 @@ class _Response:
         info = getattr(self, "_info", None)
         if info is not None and not info.finished:
             self._recorder.finish(info)
+
+
+def _observed_chunks(app_iter, info: RequestInfo, recorder: Recorder):
+    """The app's chunks, counted; the request ends when they run out or the app raises.
+
+    A function, not a method: a generator holding its ``_Response`` would make a reference cycle
+    and delay ``_Response.__del__`` (the end of an abandoned request) until a cyclic collection.
+    """
+    try:
+        for chunk in app_iter:
+            info.response_bytes += len(chunk)
+            yield chunk
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        recorder.finish(info, exc)
+        raise
+    recorder.finish(info)
 
 
 class _SizedResponse(_Response):

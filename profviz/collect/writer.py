@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from collections import deque
 import threading
 import time
@@ -72,6 +73,10 @@ class BackgroundWriter:
     def submit(self, item: Any) -> bool:
         """Queue one item for the writer thread; False (and counted as dropped) when the queue is full."""
         if not self._live or self._forks_seen != forks.count:
+            if sys.is_finalizing():  # no thread can start any more (e.g. a response collected at exit)
+                with self._lock:
+                    self.dropped += 1
+                return False
             self._start()
         items = self._queue
         if len(items) >= self.maxsize:
