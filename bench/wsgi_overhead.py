@@ -70,6 +70,10 @@ each with ``--configs none,timing,sampler`` on a busy box (load average 1-3.5): 
 requests took 62 s and gave the A/A control an rps interval 0.29 wide, 14 rounds of 400 took
 81 s for 0.15, 28 rounds of 200 took 115 s for 0.17 (each measurement also waits 0.6 s for
 background work to settle, so short rounds cost time); hence the defaults, 14 rounds of 400.
+In two full runs the A/A control's rps median came out 1.086 and 1.097 with intervals that
+excluded 1: besides the noise, this section has a bias of several per cent between two server
+processes running the same app (start order, placement on the 2 CPUs, the box's other load),
+which the intervals alone do not show; read its ratios against the control's.
 
 3. The sampler's own CPU time per second of wall time with 10 and 100 threads busy serving
 requests (each blocked in a 40-frame-deep stack, as a web framework's worker would be).
@@ -500,8 +504,9 @@ def print_verdicts(paired: dict[str, list[float]] | None, waitress: dict | None)
             print(f"{config:<12} >= {goal:.2f}  " + "; ".join(parts))
     if waitress and CONTROL_AGAIN in waitress:
         median, low, high = waitress[CONTROL_AGAIN]["rps"]
-        print(f"(waitress A/A control rps {median:.3f} [{low:.3f}-{high:.3f}]: a waitress interval narrower than"
-              f" this one's distance from 1 is not resolvable)")
+        print(f"(waitress A/A control, the bare app against itself: rps {median:.3f} [{low:.3f}-{high:.3f}];"
+              f" its distance from 1 is this section's bias, its width the noise: a waitress ratio closer"
+              f" to its goal than that decides nothing)")
 
 
 def main() -> None:
