@@ -8,6 +8,7 @@ be ``text/javascript``). Tests, ``node_modules`` and dotfiles are never served.
 from __future__ import annotations
 
 import mimetypes
+from importlib import resources
 from pathlib import Path
 
 from flask import Blueprint, current_app, send_from_directory
@@ -25,7 +26,24 @@ WEB_ROOT_KEY = "PROFVIZ_WEB_ROOT"
 
 
 def default_web_root() -> Path:
-    return Path(__file__).resolve().parents[2] / "web"
+    """The UI's directory: the checkout's top-level ``web/``, else the installed ``profviz/_web/``.
+
+    A checkout (or an editable install of one) is recognised by ``pyproject.toml`` and
+    ``web/index.html`` beside the ``profviz`` package; a wheel or sdist install ships ``web/`` as
+    the data-only package ``profviz._web`` (see ``[tool.setuptools]`` in pyproject.toml). When
+    neither exists the installed location is returned, so the "UI is missing" error names it.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "web" / "index.html").is_file():
+        return checkout / "web"
+    return _installed_web_root()
+
+
+def _installed_web_root() -> Path:
+    installed = resources.files("profviz") / "_web"
+    if isinstance(installed, Path):
+        return installed
+    return Path(__file__).resolve().parents[1] / "_web"
 
 
 def _web_root() -> Path:
