@@ -141,9 +141,9 @@ class StackSampler:
         self.on_error = on_error
         self.ticks = 0
         self.samples_taken = 0
-        self.cpu_ns = 0
+        self.cpu_ns = 0  # the sampling thread's CPU time so far (ticks and the sleeps between them)
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stopping = False  # set by stop(); the thread sees it within one interval
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._frame_cache: dict[int, tuple] = {}  # ident -> (codes, offsets, stack ids), see _stack_of
@@ -211,13 +211,13 @@ class StackSampler:
                 self._thread = None
             self._forks_seen = forks.count
             if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
+                self._stopping = False
                 self._live = True
                 self._thread = threading.Thread(target=self._run, name="profviz-sampler", daemon=True)
                 self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
+        self._stopping = True
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -236,17 +236,19 @@ class StackSampler:
     def _loop(self) -> None:
         interval_ns = int(1e9 / self.rate_hz)
         next_tick = time.perf_counter_ns() + interval_ns
+        cpu_base = time.thread_time_ns() - self.cpu_ns  # cpu_ns: this thread's whole CPU time, sleeps' syscalls included
         while True:
             delay = (next_tick - time.perf_counter_ns()) / 1e9
-            if self._stop.wait(max(0.0, delay)):
+            if delay > 0:
+                time.sleep(delay)  # one syscall; Event.wait costs a Condition, a new lock and more per tick
+            if self._stopping:
                 return
-            cpu_before = time.thread_time_ns()
             try:
                 self.tick()
             except Exception as exc:  # the sampler never dies of one bad tick
                 if self.on_error is not None:
                     self.on_error("sampler", exc)
-            self.cpu_ns += time.thread_time_ns() - cpu_before
+            self.cpu_ns = time.thread_time_ns() - cpu_base
             now = time.perf_counter_ns()
             next_tick += interval_ns
             if next_tick < now:  # fell behind (GIL, suspend): skip missed ticks rather than burst
