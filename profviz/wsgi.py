@@ -27,7 +27,8 @@ counted in :attr:`ProfilerMiddleware.stats`, and the request is served exactly a
 
 WSGI semantics: the response iterable is wrapped, so a streaming response is profiled through its
 iteration and the request ends when the iterable is exhausted or closed (whichever comes first;
-``close()`` of the app's iterable is always called through). ``start_response`` is passed
+``close()`` of the app's iterable is always called through), or when a caller that stopped
+iterating without closing it drops it. ``start_response`` is passed
 through with the same arguments (``exc_info`` only when given) and its ``write()`` callable is
 returned wrapped only to count bytes. Exceptions from the app propagate unchanged. A response
 iterable with ``__len__`` keeps it. ``wsgi.file_wrapper`` responses are streamed by iteration (same
@@ -782,12 +783,9 @@ class ProfilerMiddleware:
                 info.status_line = None
             recorder.finish(info, exc)
             raise
-        wrapper = _SizedResponse if _has_len(app_iter) else _Response
-        return wrapper(app_iter, info, recorder)
-
-
-def _has_len(app_iter: object) -> bool:
-    return hasattr(type(app_iter), "__len__")
+        if hasattr(type(app_iter), "__len__"):
+            return _SizedResponse(app_iter, info, recorder)
+        return _Response(app_iter, info, recorder)
 
 
 def _counting_write(write: Callable, info: RequestInfo) -> Callable:
@@ -830,23 +828,20 @@ class _Response:
             raise
         self._recorder.finish(self._info)
 
-    def __del__(self):
-        info = getattr(self, "_info", None)
-        if info is not None and not info.finished:
-            self._recorder.finish(info)
-
 
 def _observed_chunks(app_iter, info: RequestInfo, recorder: Recorder):
     """The app's chunks, counted; the request ends when they run out or the app raises.
 
-    A function, not a method: a generator holding its ``_Response`` would make a reference cycle
-    and delay ``_Response.__del__`` (the end of an abandoned request) until a cyclic collection.
+    A caller that drops it half-way without calling ``close()`` (not WSGI-compliant, but it
+    happens) still ends the request: collecting a started generator raises GeneratorExit here.
+    A function, not a method, so that the generator holds no reference to its ``_Response``.
     """
     try:
         for chunk in app_iter:
             info.response_bytes += len(chunk)
             yield chunk
     except GeneratorExit:
+        recorder.finish(info)
         raise
     except BaseException as exc:
         recorder.finish(info, exc)

@@ -148,6 +148,22 @@ def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_thread
     assert rows["/raise"].error.startswith("AppError") and rows["/raise"].status == 500
 
 
+def test_a_response_dropped_half_read_without_close_still_ends_its_request(store):
+    import gc
+
+    middleware = ProfilerMiddleware(make_app([]), store=store)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "SCRIPT_NAME": "", "QUERY_STRING": ""}
+    iterable = middleware(environ, lambda status, headers, exc_info=None: None)
+    info = environ[ENVIRON_KEY]
+    assert next(iter(iterable)) == b"chunk-0;" and not info.finished
+    del iterable
+    gc.collect()
+    assert info.finished and info.response_bytes == len(b"chunk-0;")
+    assert middleware.flush()
+    [row] = query_requests(store)
+    assert row.path == "/stream" and row.response_bytes == len(b"chunk-0;")
+
+
 def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store):
     middleware = ProfilerMiddleware(make_app(), store=store)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/plain", "SCRIPT_NAME": "", "QUERY_STRING": ""}
