@@ -11,7 +11,60 @@ Configurations (the same in every section):
 
 Goals: timing >= 0.99, sampler >= 0.97, pyinst-10% >= 0.93 (throughput relative to the bare app).
 
-1. Paired in-process CPU cost (the precise measure; the verdicts rest on it). One child process
+Sections (``--sections``, run in this order; ``--paired-only`` = the first two, ``--no-paired`` =
+the third and the sampler CPU):
+
+    waitress-paired  the served app's CPU per request, bare and wrapped in one server (primary)
+    paired           the same pairing in process, direct WSGI calls on one thread
+    waitress         throughput of one server process per configuration
+
+The first is primary: it measures what a deployment pays (a request through waitress, HTTP and 8
+worker threads costs ~2.5 ms of server CPU here, against ~1.0 ms for a direct call on one thread,
+so the same absolute profviz cost is a smaller fraction of it than in the in-process section,
+which is stricter than any server), and pairing inside one process cancels what makes separate
+server processes incomparable on this 2-core VM (start order, CPU placement, the box's other load:
+the throughput section's A/A control is off by ~9 %).
+
+1. Paired waitress CPU (primary; the verdicts rest on it). Per configuration ONE waitress server
+process (8 threads, 127.0.0.1, ephemeral port) hosts two shop apps over the same database and the
+same log sink / external service: ``/a/...`` reaches the bare app, ``/b/...`` the wrapped one
+(``none``: both bare, the A/A control), the prefix moved from PATH_INFO to SCRIPT_NAME so the
+shop's routes match (checked before the load: every path answers 200 on both sides, the same body
+on both, 404 outside them; after it, the wrapped app's stored routes are listed). The dispatcher
+charges each request's worker-thread CPU (``time.thread_time_ns`` from before the app call until
+the response iterable is closed; waitress iterates and closes it on the same thread) to its side.
+This process is the client: ``--concurrency`` keep-alive connections, each taking the next pair
+and sending the same path to both apps back to back, the order within a pair flipping every full
+cycle of the path list (a path's second call is cheaper: warm caches). After 300 warm-up pairs,
+``--blocks`` blocks of ``--pairs`` pairs; after each block the client reads ``/_bench/counters``,
+which first flushes the writer's queue (so its CPU for the block counts; the sampler's per-route
+aggregate profiles, written once a minute, are not forced) and then returns each side's CPU and
+request count, the process CPU (``time.process_time_ns``) and the CPU clock of each profviz
+thread (``profviz-writer``, ``profviz-sampler``, found by name; ``pthread_getcpuclockid``).
+Per block, in microseconds per request:
+
+    bare app, wrapped   each side's worker-thread CPU per request of that side
+    shared              process CPU - both sides - profviz threads, per request of either side:
+                        waitress's main loop and HTTP parsing outside the app, the shop's service
+                        threads, GIL handoffs (charged to both sides alike)
+    threads             profviz's threads' CPU per wrapped request
+    bare srv            bare app + shared: the bare server's CPU per request
+    ratio               (bare + shared) / (wrapped + shared + threads): the throughput ratio of a
+                        CPU-bound server
+    corrected           ratio / the A/A control's median ratio
+
+The table shows medians and the min-max over blocks, and profviz's cost per wrapped request split
+into the request path (wrapped - bare x the control's wrapped/bare app CPU) and its threads.
+Caveats: with both apps in one server the sampler sees only the wrapped half of the in-flight
+requests, yet its whole CPU is charged to the wrapped requests (conservative for its fixed
+per-tick cost; its per-sampled-thread cost is counted about right). Costs profviz causes outside
+its threads and the wrapped request (e.g. extra GIL handoffs in the waitress loop) land in
+``shared`` and are split over both sides, so half of them is missed. Thread CPU clocks on this VM
+also count time the hypervisor steals from a running thread, so per-request figures rise with the
+box's load and a block's ratio strays by a few per cent (the A/A control's min-max shows how
+much); the ratio's median over blocks is steadier than any one block.
+
+2. Paired in-process CPU cost (the strictest measure; corroboration). One child process
 per configuration (the sampler is process-global, so configurations never share a process)
 builds two shop apps over the same database and the same log sink / external service, wraps
 one of them, and on one thread alternates requests between the two (direct WSGI calls, the
@@ -49,7 +102,7 @@ the bare app), yet every sampler tick is charged to the wrapped requests: conser
 that slow both apps alike (the writer thread's cache pollution, GIL handoffs to background
 threads) cancel in the pair and show only in the waitress section.
 
-2. Waitress throughput (corroboration). One waitress server (8 threads) per configuration runs
+3. Waitress throughput (corroboration). One waitress server (8 threads) per configuration runs
 the shop in its own process, all started up front and warmed up, plus ``none-again``: the bare
 app in a second server process, the A/A control whose ratios are this section's noise floor.
 This process is only the client: it drives a bounded closed-loop load (``--requests`` requests
@@ -75,14 +128,16 @@ excluded 1: besides the noise, this section has a bias of several per cent betwe
 processes running the same app (start order, placement on the 2 CPUs, the box's other load),
 which the intervals alone do not show; read its ratios against the control's.
 
-3. The sampler's own CPU time per second of wall time with 10 and 100 threads busy serving
+4. The sampler's own CPU time per second of wall time with 10 and 100 threads busy serving
 requests (each blocked in a 40-frame-deep stack, as a web framework's worker would be).
 
-Verdicts: ``met`` when the whole range (paired: min-max over blocks of the corrected ratio;
-waitress: the 90 % interval) is at or above the goal, ``NOT met`` when it is entirely below,
+Verdicts: the primary line is section 1's, then sections 2 and 3 as corroboration. ``met`` when
+the whole range (paired sections: min-max over blocks of the corrected ratio; waitress: the 90 %
+interval) is at or above the goal, ``NOT met`` when it is entirely below,
 ``within noise`` when it straddles the goal.
 
-Run: python bench/wsgi_overhead.py [--configs none,timing] [--paired-only | --no-paired]
+Run: python bench/wsgi_overhead.py [--configs none,timing] [--sections waitress-paired,paired,waitress]
+     [--paired-only | --no-paired]
      [--blocks 5] [--pairs 400] [--runs 14] [--requests 400] [--no-sampler-cpu]
 """
 
@@ -107,6 +162,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CONFIGS = ("none", "timing", "sampler", "pyinst-10%", "pyinst-100%", "werkzeug")
+SECTIONS = ("waitress-paired", "paired", "waitress")  # run in this order; see the module docstring
 CONTROL_AGAIN = "none-again"  # the bare app in a second waitress server: the A/A control there
 PATHS = (  # mean in-process service time about 1.3 ms: SQL scans, N+1 queries, connection churn
     "/posts", "/posts/fast", "/search/slow?q=lor", "/report", "/report/fast", "/tags/python", "/posts/17",
@@ -154,7 +210,301 @@ def middleware_stats(middleware) -> str:
             f"/{stats['profiles_deep']}/{stats['profiles_aggregate']}{sampling}")
 
 
-# -- 1. paired in-process CPU cost -------------------------------------------------------------
+# -- 1. paired waitress CPU (primary) ----------------------------------------------------------
+
+SIDES = {"/a": "bare", "/b": "wrapped"}  # path prefix -> app in the paired server
+COUNTERS_PATH = "/_bench/counters"
+PROFVIZ_THREAD_PREFIX = "profviz-"  # profviz-writer (collect/writer.py), profviz-sampler (collect/sampler.py)
+
+
+def profviz_threads_cpu_ns() -> dict[str, int]:
+    """CPU nanoseconds so far of each of this process's profviz threads, by thread name."""
+    cpu: dict[str, int] = {}
+    for thread in threading.enumerate():
+        if thread.name.startswith(PROFVIZ_THREAD_PREFIX) and thread.ident is not None:
+            try:
+                used = time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
+            except (OSError, ProcessLookupError):  # ended since enumerate()
+                continue
+            cpu[thread.name] = cpu.get(thread.name, 0) + used
+    return cpu
+
+
+class _TimedBody:
+    """A response iterable that charges its worker thread's CPU, from the app call to close(), to one side."""
+
+    __slots__ = ("body", "side", "start_ns", "dispatcher")
+
+    def __init__(self, body, side: str, start_ns: int, dispatcher: PairedDispatcher):
+        self.body, self.side, self.start_ns, self.dispatcher = body, side, start_ns, dispatcher
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.dispatcher.charge(self.side, self.start_ns)
+
+
+class PairedDispatcher:
+    """WSGI app over a bare and a wrapped app: ``/a/...`` -> bare, ``/b/...`` -> wrapped, counters at
+    ``/_bench/counters`` (JSON, after flushing the writer's queue). The prefix moves from PATH_INFO to
+    SCRIPT_NAME, so the apps' routes match as if mounted there."""
+
+    def __init__(self, bare, wrapped, middleware):
+        self.apps = {"bare": bare, "wrapped": wrapped}
+        self.middleware = middleware
+        self.cpu_ns = {"bare": 0, "wrapped": 0}
+        self.requests = {"bare": 0, "wrapped": 0}
+        self.lock = threading.Lock()
+
+    def charge(self, side: str, start_ns: int) -> None:
+        used = time.thread_time_ns() - start_ns
+        with self.lock:
+            self.cpu_ns[side] += used
+            self.requests[side] += 1
+
+    def __call__(self, environ: dict, start_response):
+        path = environ.get("PATH_INFO", "")
+        side = SIDES.get(path[:2]) if path[2:3] == "/" else None
+        if side is None:
+            if path == COUNTERS_PATH:
+                return self.counters(start_response)
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"paired bench server: /a/... (bare) or /b/... (wrapped)\n"]
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path[:2]
+        environ["PATH_INFO"] = path[2:]
+        start_ns = time.thread_time_ns()
+        try:
+            body = self.apps[side](environ, start_response)
+        except BaseException:
+            self.charge(side, start_ns)
+            raise
+        return _TimedBody(body, side, start_ns, self)
+
+    def counters(self, start_response):
+        flushed = True
+        stats = None
+        if self.middleware is not None:  # the queue only: flush() would also force the route aggregates
+            flushed = self.middleware.recorder.writer.flush(60)
+            stats = self.middleware.stats
+        threads = profviz_threads_cpu_ns()
+        process_ns = time.process_time_ns()
+        with self.lock:
+            body = {"requests": dict(self.requests), "app_ns": dict(self.cpu_ns), "process_ns": process_ns,
+                    "threads_ns": threads, "flushed": flushed,
+                    "recorded": None if stats is None else stats["recorded"],
+                    "sampler_cpu_ns": None if stats is None or stats["sampler"] is None else int(stats["sampler"]["cpu_s"] * 1e9)}
+        data = json.dumps(body).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+
+def serve_paired(config: str, db: str, store: str) -> None:
+    """Paired server process: a bare and a ``config`` shop behind one waitress; print the port,
+    serve until stdin closes, print profviz stats."""
+    import logging
+
+    import waitress
+
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+    from samples.shop.app import create_app
+    from samples.shop.services import ExternalService, SlowLogSink
+
+    with SlowLogSink(delay_s=0.001) as sink, ExternalService(delay_s=0.001) as external:
+        bare = create_app(db, log_sink_url=sink.url, external_url=external.url)
+        wrapped = create_app(db, log_sink_url=sink.url, external_url=external.url)
+        middleware = instrument(wrapped, config, store)
+        server = waitress.create_server(PairedDispatcher(bare, wrapped, middleware), host="127.0.0.1", port=0, threads=8)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        print(server.effective_port, flush=True)
+        sys.stdin.read()
+        server.task_dispatcher.shutdown()  # workers first: a finishing task pulls the server's trigger
+        server.close()
+        if middleware is not None:
+            middleware.flush(60)
+            print(middleware_stats(middleware), flush=True)
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    """One GET on a fresh connection: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def check_paired_routing(port: int) -> None:
+    """Both prefixes reach their app's routes (same answer), unknown paths 404: or exit with what failed."""
+    for path in sorted(set(PATHS)):
+        bare, wrapped = get(port, "/a" + path), get(port, "/b" + path)
+        if bare[0] != 200 or wrapped[0] != 200:
+            raise SystemExit(f"bench: paired server answered {path} with {bare[0]} (bare) / {wrapped[0]} (wrapped), expected 200")
+    if get(port, "/a/posts/17") != get(port, "/b/posts/17"):
+        raise SystemExit("bench: the bare and wrapped apps answered /posts/17 differently")
+    for path in ("/a/no-such-page", "/b/no-such-page", "/posts"):
+        status = get(port, path)[0]
+        if status != 404:
+            raise SystemExit(f"bench: paired server answered {path} with {status}, expected 404")
+
+
+def paired_load(port: int, first_pair: int, pairs: int, concurrency: int) -> None:
+    """Pairs ``first_pair`` .. + ``pairs`` over ``concurrency`` keep-alive connections; each pair is
+    the same path on the bare and the wrapped app, back to back on one connection, the order
+    flipping every full cycle of PATHS."""
+    counter = iter(range(first_pair, first_pair + pairs))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            while not errors:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    break
+                path = PATHS[index % len(PATHS)]
+                for prefix in (("/a", "/b") if (index // len(PATHS)) % 2 == 0 else ("/b", "/a")):
+                    conn.request("GET", prefix + path)
+                    response = conn.getresponse()
+                    response.read()
+                    if response.status != 200:
+                        errors.append(f"{prefix}{path}: {response.status}")
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"connection: {exc}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"bench: paired load failed ({len(errors)} errors, first: {errors[0]})")
+
+
+def counters(port: int) -> dict:
+    status, body = get(port, COUNTERS_PATH)
+    if status != 200:
+        raise SystemExit(f"bench: {COUNTERS_PATH} answered {status}")
+    return json.loads(body)
+
+
+def block_figures(before: dict, after: dict) -> dict:
+    """One block's CPU nanoseconds (apps, profviz threads by name, shared rest) and request counts."""
+    requests = {side: after["requests"][side] - before["requests"][side] for side in ("bare", "wrapped")}
+    app = {side: after["app_ns"][side] - before["app_ns"][side] for side in ("bare", "wrapped")}
+    threads = {name: used - before["threads_ns"].get(name, 0) for name, used in after["threads_ns"].items()}
+    process = after["process_ns"] - before["process_ns"]
+    recorded = None if after["recorded"] is None else after["recorded"] - before["recorded"]
+    sampler = None if after["sampler_cpu_ns"] is None else after["sampler_cpu_ns"] - before["sampler_cpu_ns"]
+    return {"requests": requests, "app_ns": app, "threads_ns": threads, "process_ns": process,
+            "shared_ns": process - sum(app.values()) - sum(threads.values()), "recorded": recorded,
+            "sampler_cpu_ns": sampler, "flushed": after["flushed"]}
+
+
+def run_waitress_paired(configs: list[str], db: str, tmp: str, args) -> dict[str, list[dict]]:
+    """Each configuration's paired server in turn (never two at once); block figures by configuration."""
+    results: dict[str, list[dict]] = {}
+    notes: dict[str, str] = {}
+    for config in configs:
+        store = os.path.join(tmp, f"waitress-paired-{config}.db")
+        server = Server(config, db, store, mode="--serve-paired")
+        try:
+            check_paired_routing(server.port)
+            paired_load(server.port, 0, WARMUP_PAIRS, args.concurrency)
+            blocks = []
+            before = counters(server.port)
+            for block in range(args.blocks):
+                paired_load(server.port, WARMUP_PAIRS + block * args.pairs, args.pairs, args.concurrency)
+                after = counters(server.port)
+                blocks.append(block_figures(before, after))
+                before = after
+        finally:
+            notes[config] = server.stop()
+        if config not in ("none", "werkzeug"):
+            notes[config] += "; " + recorded_routes(store)
+        results[config] = blocks
+    results["_notes"] = notes  # type: ignore[assignment]
+    return results
+
+
+def recorded_routes(store: str) -> str:
+    """What the wrapped app stored: request rows by route (a check that prefix stripping kept route names)."""
+    import sqlite3
+
+    with sqlite3.connect(store) as conn:
+        rows = conn.execute("SELECT route, count(*) FROM requests GROUP BY route ORDER BY route").fetchall()
+    return "stored routes: " + ", ".join(f"{route} {count}" for route, count in rows)
+
+
+def report_waitress_paired(results: dict[str, list[dict]]) -> dict[str, list[float]]:
+    """Print the paired waitress table; corrected ratios per block by configuration (for the verdicts)."""
+    notes = results.pop("_notes")
+
+    def per_request(block: dict) -> dict[str, float]:
+        """Microseconds per request: each app, shared (per request of either app), profviz threads (per wrapped request)."""
+        n = block["requests"]
+        return {
+            "bare": block["app_ns"]["bare"] / n["bare"] / 1e3,
+            "wrapped": block["app_ns"]["wrapped"] / n["wrapped"] / 1e3,
+            "shared": block["shared_ns"] / (n["bare"] + n["wrapped"]) / 1e3,
+            "threads": sum(block["threads_ns"].values()) / n["wrapped"] / 1e3,
+        }
+
+    def ratio(us: dict[str, float]) -> float:
+        return (us["bare"] + us["shared"]) / (us["wrapped"] + us["shared"] + us["threads"])
+
+    control = [per_request(b) for b in results["none"]]
+    control_ratios = [ratio(us) for us in control]
+    control_ratio = statistics.median(control_ratios)
+    control_app_ratio = statistics.median(us["wrapped"] / us["bare"] for us in control)
+    print(f"\n{'config':<12} {'bare app':>8} {'wrapped':>8} {'shared':>7} {'threads':>8} {'bare srv':>8}"
+          f"   {'ratio median [min-max]':<24} {'corrected median [min-max]':<26} profviz us/req: request path + threads = total")
+    corrected: dict[str, list[float]] = {}
+    for config, blocks in results.items():
+        figures = [per_request(b) for b in blocks]
+        ratios = [ratio(us) for us in figures]
+        corrected[config] = [r / control_ratio for r in ratios]
+        path_cost = [us["wrapped"] - us["bare"] * control_app_ratio for us in figures]
+        threads = [us["threads"] for us in figures]
+        label = "A/A control: the method's bias and noise floor" if config == "none" else (
+            f"{statistics.median(path_cost):6.1f} + {statistics.median(threads):6.1f} ="
+            f" {statistics.median([p + t for p, t in zip(path_cost, threads)]):6.1f}")
+        med = {key: statistics.median(us[key] for us in figures) for key in ("bare", "wrapped", "shared", "threads")}
+        print(f"{config:<12} {med['bare']:>8.1f} {med['wrapped']:>8.1f} {med['shared']:>7.1f} {med['threads']:>8.1f}"
+              f" {med['bare'] + med['shared']:>8.1f}   {spread(ratios, 4):<24} {spread(corrected[config], 4):<26} {label}")
+        by_thread: dict[str, list[float]] = {}
+        for block in blocks:
+            for name, used in block["threads_ns"].items():
+                by_thread.setdefault(name, []).append(used / block["requests"]["wrapped"] / 1e3)
+        detail = [f"{name} {statistics.median(v):.1f}" for name, v in sorted(by_thread.items())]
+        sampler = [b["sampler_cpu_ns"] / b["requests"]["wrapped"] / 1e3 for b in blocks if b["sampler_cpu_ns"] is not None]
+        if sampler:
+            detail.append(f"(sampler.cpu_ns {statistics.median(sampler):.1f})")
+        unrecorded = sum(b["requests"]["wrapped"] - b["recorded"] for b in blocks if b["recorded"] is not None)
+        unflushed = sum(not b["flushed"] for b in blocks)
+        problems = (f" NOT RECORDED: {unrecorded} wrapped requests" if unrecorded else "") + (
+            f" WRITER FLUSH TIMED OUT in {unflushed} blocks" if unflushed else "")
+        if detail or notes.get(config) or problems:
+            print(f"{'':<12} threads us/wrapped req: {', '.join(detail) or 'none'}{problems}  {notes.get(config, '')}")
+    print(f"(control ratio per block: {' '.join(f'{r:.4f}' for r in control_ratios)};"
+          f" control wrapped/bare app CPU: {control_app_ratio:.4f})")
+    return corrected
+
+
+# -- 2. paired in-process CPU cost -------------------------------------------------------------
 
 
 def paired_child(config: str, db: str, store: str, blocks: int, pairs: int) -> None:
@@ -273,7 +623,7 @@ def report_paired(results: dict[str, list[dict]]) -> dict[str, list[float]]:
     return corrected
 
 
-# -- 2. waitress throughput --------------------------------------------------------------------
+# -- 3. waitress throughput --------------------------------------------------------------------
 
 
 def serve(config: str, db: str, store: str) -> None:
@@ -295,8 +645,8 @@ def serve(config: str, db: str, store: str) -> None:
         thread.start()
         print(server.effective_port, flush=True)
         sys.stdin.read()
+        server.task_dispatcher.shutdown()  # workers first: a finishing task pulls the server's trigger
         server.close()
-        server.task_dispatcher.shutdown()
         if middleware is not None:
             middleware.flush(60)
             print(middleware_stats(middleware), flush=True)
@@ -339,12 +689,13 @@ def load(port: int, requests: int, concurrency: int) -> tuple[float, list[float]
 
 
 class Server:
-    """One configuration's server process (see :func:`serve`) and its CPU/context-switch counters."""
+    """One configuration's server process (:func:`serve`, or :func:`serve_paired` with ``mode="--serve-paired"``)
+    and its CPU/context-switch counters."""
 
-    def __init__(self, config: str, db: str, store: str):
+    def __init__(self, config: str, db: str, store: str, mode: str = "--serve"):
         self.config = config
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", config, "--db", db, "--store", store],
+            [sys.executable, __file__, mode, config, "--db", db, "--store", store],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
         )
         self.port = int(self.proc.stdout.readline())
@@ -437,7 +788,7 @@ def run_waitress(configs: list[str], db: str, tmp: str, args) -> dict[str, dict[
     return summary
 
 
-# -- 3. sampler CPU ----------------------------------------------------------------------------
+# -- 4. sampler CPU ----------------------------------------------------------------------------
 
 
 def sampler_cpu(threads: int, seconds: float = 4.0) -> float:
@@ -488,20 +839,30 @@ def verdict(low: float, high: float, goal: float) -> str:
     return "within noise"
 
 
-def print_verdicts(paired: dict[str, list[float]] | None, waitress: dict | None) -> None:
-    print("\n== verdicts (primary: paired CPU, corrected ratio over blocks; corroboration: waitress, 90% CI)")
+def range_verdict(name: str, values: list[float], goal: float) -> str:
+    return f"{name} {statistics.median(values):.4f} [{min(values):.4f}-{max(values):.4f}]: {verdict(min(values), max(values), goal)}"
+
+
+def print_verdicts(served: dict[str, list[float]] | None, paired: dict[str, list[float]] | None, waitress: dict | None) -> None:
+    print("\n== verdicts (primary: paired waitress CPU, corrected ratio median [min-max over blocks];"
+          " corroboration: paired in-process CPU [min-max], waitress throughput [90% CI])")
     for config, goal in GOALS.items():
         parts = []
+        if served and config in served:
+            parts.append(range_verdict("PRIMARY waitress-paired", served[config], goal))
         if paired and config in paired:
-            values = paired[config]
-            parts.append(f"paired {statistics.median(values):.4f} [{min(values):.4f}-{max(values):.4f}]:"
-                         f" {verdict(min(values), max(values), goal)}")
+            parts.append(range_verdict("in-process paired", paired[config], goal))
         if waitress and config in waitress:
             for key in ("rps", "cpu-cap"):
                 median, low, high = waitress[config][key]
                 parts.append(f"waitress {key} {median:.3f} [{low:.3f}-{high:.3f}]: {verdict(low, high, goal)}")
         if parts:
             print(f"{config:<12} >= {goal:.2f}  " + "; ".join(parts))
+    for name, section in (("waitress-paired", served), ("in-process paired", paired)):
+        if section and "none" in section:
+            values = section["none"]
+            print(f"({name} A/A control, corrected per block: {' '.join(f'{v:.4f}' for v in values)};"
+                  f" its spread is that section's noise floor)")
     if waitress and CONTROL_AGAIN in waitress:
         median, low, high = waitress[CONTROL_AGAIN]["rps"]
         print(f"(waitress A/A control, the bare app against itself: rps {median:.3f} [{low:.3f}-{high:.3f}];"
@@ -512,28 +873,44 @@ def print_verdicts(paired: dict[str, list[float]] | None, waitress: dict | None)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", choices=CONFIGS + (CONTROL_AGAIN,), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-paired", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--paired-child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset (none is always included)")
-    parser.add_argument("--paired-only", action="store_true", help="run only the paired in-process CPU section")
-    parser.add_argument("--no-paired", action="store_true", help="skip the paired in-process CPU section")
-    parser.add_argument("--blocks", type=int, default=5, help="paired: blocks per configuration")
-    parser.add_argument("--pairs", type=int, default=400, help=f"paired: request pairs per block (a multiple of {2 * len(PATHS)})")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--paired-only", action="store_true", help="run only the two paired sections (--sections waitress-paired,paired)")
+    parser.add_argument("--no-paired", action="store_true", help="skip both paired sections (--sections waitress)")
+    parser.add_argument("--blocks", type=int, default=5, help="paired sections: blocks per configuration")
+    parser.add_argument("--pairs", type=int, default=400,
+                        help=f"paired sections: request pairs per block (a multiple of {2 * len(PATHS)})")
     parser.add_argument("--runs", type=int, default=14, help="waitress: rounds over all configurations")
     parser.add_argument("--requests", type=int, default=400, help="waitress: requests per configuration per round")
-    parser.add_argument("--concurrency", type=int, default=8, help="waitress: keep-alive client connections")
+    parser.add_argument("--concurrency", type=int, default=8, help="waitress sections: keep-alive client connections")
     parser.add_argument("--rows", type=int, default=20_000, help="posts in the shop database")
     parser.add_argument("--no-sampler-cpu", action="store_true", help="skip the sampler CPU measurement")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.db, args.store)
         return
+    if args.serve_paired:
+        serve_paired(args.serve_paired, args.db, args.store)
+        return
     if args.paired_child:
         paired_child(args.paired_child, args.db, args.store, args.blocks, args.pairs)
         return
     if args.paired_only and args.no_paired:
         parser.error("--paired-only and --no-paired exclude each other")
+    sections = {s for s in args.sections.split(",") if s}
+    if sections - set(SECTIONS) or not sections:
+        parser.error(f"--sections: choose from {', '.join(SECTIONS)} (got {args.sections!r})")
+    if args.paired_only:
+        sections &= {"waitress-paired", "paired"}
+    if args.no_paired:
+        sections -= {"waitress-paired", "paired"}
+    if not sections:
+        parser.error("no section left to run (check --sections against --paired-only / --no-paired)")
     if args.pairs <= 0 or args.pairs % (2 * len(PATHS)):
         parser.error(f"--pairs must be a positive multiple of {2 * len(PATHS)} (each order over every path equally often)")
     if min(args.blocks, args.runs, args.requests, args.concurrency) < 1:
@@ -550,22 +927,29 @@ def main() -> None:
     db = str(cache / f"shop-{args.rows}.sqlite3")
     build_database(db, rows=args.rows)
     print(f"sample shop ({args.rows} posts), endpoints: {', '.join(sorted(set(PATHS)))}")
-    paired = waitress = None
+    served = paired = waitress = None
     with tempfile.TemporaryDirectory(prefix="profviz-bench-") as tmp:
-        if not args.no_paired:
+        if "waitress-paired" in sections:
+            print(f"\n== paired waitress CPU (primary): one waitress server (8 threads) per config hosting a bare and"
+                  f" a wrapped shop; {args.blocks} blocks x {args.pairs} pairs after {WARMUP_PAIRS} warm-up pairs,"
+                  f" {args.concurrency} keep-alive clients; CPU us per request")
+            started = time.perf_counter()
+            served = report_waitress_paired(run_waitress_paired(configs, db, tmp, args))
+            print(f"waitress-paired phase took {time.perf_counter() - started:.0f} s")
+        if "paired" in sections:
             print(f"\n== paired in-process CPU: {args.blocks} blocks x {args.pairs} pairs per config after"
                   f" {WARMUP_PAIRS} warm-up pairs, one child process per config, one thread")
             started = time.perf_counter()
             paired = report_paired(run_paired(configs, db, tmp, args))
             print(f"paired phase took {time.perf_counter() - started:.0f} s")
-        if not args.paired_only:
+        if "waitress" in sections:
             waitress = run_waitress(configs, db, tmp, args)
-    if not args.paired_only and not args.no_sampler_cpu:
+    if "waitress" in sections and not args.no_sampler_cpu:
         print()
         for threads in (10, 100):
             cpu = sampler_cpu(threads)
             print(f"sampler CPU at 100 Hz with {threads:>3} busy request threads: {cpu * 1000:.1f} ms per second ({cpu:.2%} of one core)")
-    print_verdicts(paired, waitress)
+    print_verdicts(served, paired, waitress)
 
 
 if __name__ == "__main__":
