@@ -69,7 +69,7 @@ def request_path(environ: Mapping) -> str:
     return (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "") or "/"
 
 
-RouteFn = Callable[[Mapping], str]
+RouteFn = Callable[[Mapping], "str | None"]
 
 
 def default_route(environ: Mapping) -> str:

@@ -427,7 +427,9 @@ class Recorder:
                 info._deep_result = self._stop_deep(info)
             if info.route is None and self.route_fn is not None:
                 try:
-                    info.route = str(self.route_fn(info.environ))
+                    route = self.route_fn(info.environ)
+                    if route is not None:
+                        info.route = str(route)
                 except Exception as exc:
                     self.health.report("route_fn", exc)
             info.environ = None
@@ -736,7 +738,8 @@ class ProfilerMiddleware:
     """Wrap a WSGI app: time every request and keep profiles of slow ones (see the module docstring).
 
     Options (keyword, with defaults): ``store`` (path or Store; default: the CLI's store),
-    ``route_fn(environ) -> str`` (route names for plain WSGI; default: :func:`collapse_path`),
+    ``route_fn(environ) -> str | None`` (route names for plain WSGI, called as the request ends;
+    None, or no ``route_fn``: :func:`collapse_path` of the path),
     ``sampler=True``, ``sample_hz=100``, ``tail_threshold_ms=None``, ``tail_percentile=95``,
     ``tail_min_requests=20``, ``tail_max_per_minute=60`` (per route), ``baseline_per_minute=6``,
     ``aggregate_interval_s=60``, ``deep_fraction=0.0``, ``deep_interval_s=0.001``,

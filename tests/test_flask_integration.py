@@ -110,6 +110,24 @@ def test_flask_routes_are_url_rules(store):
         middleware.close()
 
 
+def test_an_inner_middleware_that_copies_the_environ_still_gets_url_rules(store):
+    from werkzeug.test import Client
+
+    app = make_flask_app()
+    flask_wsgi = app.wsgi_app
+    app.wsgi_app = lambda environ, start_response: flask_wsgi(dict(environ), start_response)
+    middleware = init_app(app, store=store)
+    try:
+        for path, status in (("/items/5", 200), ("/nothing/7", 404)):
+            response = Client(app).get(path)
+            assert response.status_code == status
+            response.close()
+        assert middleware.flush()
+    finally:
+        middleware.close()
+    assert {r.path: r.route for r in query_requests(store)} == {"/items/5": "/items/<int:item_id>", "/nothing/7": "(unmatched)"}
+
+
 def test_percentiles_match_client_side_timings_within_5_percent(store):
     app = make_flask_app()
     middleware = init_app(app, store=store)
