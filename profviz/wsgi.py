@@ -718,7 +718,8 @@ class Recorder:
 
     @property
     def stats(self) -> dict:
-        """Counters: requests queued/dropped/recorded, profiles kept by kind, internal errors by kind."""
+        """Counters: requests queued/dropped/recorded, profiles kept by kind, internal errors by kind,
+        and profviz's own threads: the writer's batches and CPU time, the sampler's ticks and CPU time."""
         sampler = self._sampler
         return {
             "handled": self.writer.handled,
@@ -727,6 +728,7 @@ class Recorder:
             **self.counts,
             "errors": self.health.total,
             "errors_by_kind": dict(self.health.errors),
+            "writer": {"batches": self.writer.written_batches, "cpu_s": round(self.writer.cpu_ns / 1e9, 6)},
             "sampler": None if sampler is None else {
                 "rate_hz": sampler.rate_hz, "ticks": sampler.ticks, "samples": sampler.samples_taken,
                 "cpu_s": round(sampler.cpu_ns / 1e9, 6), "stacks": len(sampler.table), "running": sampler.running,

@@ -146,6 +146,8 @@ def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_thread
     assert middleware.flush()
     rows = {row.path: row for row in query_requests(store)}
     assert rows["/raise"].error.startswith("AppError") and rows["/raise"].status == 500
+    writer = middleware.stats["writer"]
+    assert writer["batches"] >= 1 and writer["cpu_s"] > 0
 
 
 def test_a_response_dropped_half_read_without_close_still_ends_its_request(store):

@@ -59,6 +59,7 @@ class BackgroundWriter:
         self.handled = 0
         self.dropped = 0
         self.written_batches = 0
+        self.cpu_ns = 0  # the writer thread's CPU time so far (batches, idle work, waking up)
         self.failed_batches = 0
         self._queue: deque = deque()
         self._wake = threading.Event()
@@ -119,6 +120,7 @@ class BackgroundWriter:
     def _loop(self) -> None:
         last_idle = time.monotonic()
         items = self._queue
+        cpu_base = time.thread_time_ns() - self.cpu_ns
         while True:
             if len(items) < self.batch_size:  # one batch per poll: few, large transactions; a backlog goes at once
                 self._wake.wait(self.poll_s)
@@ -144,6 +146,7 @@ class BackgroundWriter:
                     self.on_close()
                 except Exception as exc:
                     self._report("writer-close", exc)
+            self.cpu_ns = time.thread_time_ns() - cpu_base
             for marker in markers:
                 marker.event.set()
             if stop:
