@@ -59,10 +59,13 @@ Caveats: with both apps in one server the sampler sees only the wrapped half of 
 requests, yet its whole CPU is charged to the wrapped requests (conservative for its fixed
 per-tick cost; its per-sampled-thread cost is counted about right). Costs profviz causes outside
 its threads and the wrapped request (e.g. extra GIL handoffs in the waitress loop) land in
-``shared`` and are split over both sides, so half of them is missed. Thread CPU clocks on this VM
-also count time the hypervisor steals from a running thread, so per-request figures rise with the
-box's load and a block's ratio strays by a few per cent (the A/A control's min-max shows how
-much); the ratio's median over blocks is steadier than any one block.
+``shared`` and are split over both sides, so half of them is missed. Per-request CPU rises with
+the box's load (other processes' contention for the 2 cores and their caches; steal time is
+negligible here), so the absolute figures move between runs and configurations, and with 8
+threads interleaving, the two calls of a pair do not see the same conditions as they do on one
+thread: a block's ratio strays by a few per cent (the A/A control's blocks ranged 0.945-1.014 in
+one full run at 400 pairs a block, hence 800 by default), and the median over blocks is steadier
+than the min-max. At this resolution, a goal within ~2 % of the true ratio reads "within noise".
 
 2. Paired in-process CPU cost (the strictest measure; corroboration). One child process
 per configuration (the sampler is process-global, so configurations never share a process)
@@ -883,7 +886,7 @@ def main() -> None:
     parser.add_argument("--paired-only", action="store_true", help="run only the two paired sections (--sections waitress-paired,paired)")
     parser.add_argument("--no-paired", action="store_true", help="skip both paired sections (--sections waitress)")
     parser.add_argument("--blocks", type=int, default=5, help="paired sections: blocks per configuration")
-    parser.add_argument("--pairs", type=int, default=400,
+    parser.add_argument("--pairs", type=int, default=800,
                         help=f"paired sections: request pairs per block (a multiple of {2 * len(PATHS)})")
     parser.add_argument("--runs", type=int, default=14, help="waitress: rounds over all configurations")
     parser.add_argument("--requests", type=int, default=400, help="waitress: requests per configuration per round")
