@@ -52,7 +52,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .collect.sampler import StackSampler, process_sampler, samples_to_profile
+from .collect.sampler import StackConverter, StackSampler, process_sampler, samples_to_profile
 from .collect.writer import BackgroundWriter
 from .model import Profile
 from .routes import RouteFn, collapse_path, request_path
@@ -693,9 +693,9 @@ class Recorder:
             ],
         })
         thread = profile.add_thread(pid, 0, f"{method} {route}")
-        table = self._sampler.table
+        stack_of = StackConverter(self._sampler.table, profile).stack
         for (stack_id, state), weight in sorted(aggregate.weights.items()):
-            profile.append_sample(aggregate.start_ns, thread, profile.intern_frames(table.frames(stack_id)), weight, state)
+            profile.append_sample(aggregate.start_ns, thread, stack_of(stack_id), weight, state)
         return profile
 
     def _idle(self) -> None:

@@ -134,6 +134,41 @@ def test_cached_stacks_follow_the_same_helper_called_from_different_callers():
     assert {got[-2][0] for got, _ in seen} == {"caller_a", "caller_b", "test_cached_stacks_follow_the_same_helper_called_from_different_callers"}
 
 
+def test_profiles_from_samples_have_the_sampled_stacks_with_shared_prefixes_converted_once():
+    import sys
+
+    from profviz.model import Profile
+
+    sampler = StackSampler(100)
+    ident = threading.get_ident()
+    stack_ids = []
+
+    def leaf(n):
+        stack_ids.append(sampler._stack_of(ident, sys._getframe()))
+
+    def branch(depth, n):
+        if depth:
+            return branch(depth - 1, n)
+        leaf(n)
+
+    for n in range(6):
+        branch(n % 3, n)
+        leaf(n)
+    samples = [(1_000 * i, stack, int(State.ON_CPU if i % 2 else State.WAITING), 1_000) for i, stack in enumerate(stack_ids)]
+    profile = samples_to_profile(sampler.table, samples, pid=1, tid=2, thread_name="t", meta={"kind": "request"})
+    expected = Profile({})
+    for stack in stack_ids:
+        expected.intern_frames(sampler.table.frames(stack))
+    for index, stack in enumerate(stack_ids):
+        got, node = [], int(profile.columns()["stack"][index])
+        while node >= 0:
+            got.append(profile.frame(int(profile.stack_frame[node])))
+            node = profile.stack_prefix[node]
+        assert [(f.function, f.file, f.line) for f in reversed(got)] == sampler.table.frames(stack)
+    assert len(profile.stack_prefix) == len(expected.stack_prefix)  # no stack node interned twice
+    assert list(profile.columns()["state"]) == [s[2] for s in samples]
+
+
 @pytest.fixture
 def store(tmp_path):
     with Store(tmp_path / "p.db") as s:

@@ -341,6 +341,40 @@ class StackSampler:
         self._frame_cache[ident] = (codes, offsets, ids)
         return stack
 
+class StackConverter:
+    """Turns :class:`StackTable` stack ids into one profile's stack indexes.
+
+    Each table node (prefix, code, line) becomes one ``intern_stack(prefix, intern_frame(...))``
+    the first time it is met, and is remembered: stacks sharing a prefix (all of a request's
+    stacks share the server's and the framework's frames) convert that prefix once per profile.
+    """
+
+    def __init__(self, table: StackTable, profile: Profile):
+        self.table = table
+        self.profile = profile
+        self._stacks: dict[int, int] = {-1: -1}
+
+    def stack(self, stack_id: int) -> int:
+        converted = self._stacks.get(stack_id)
+        if converted is not None:
+            return converted
+        pending = []
+        node = stack_id
+        while node not in self._stacks:
+            pending.append(node)
+            node = self.table.prefix[node]
+        stack = self._stacks[node]
+        table, profile = self.table, self.profile
+        for node in reversed(pending):
+            code = table.code[node]
+            if code is None:
+                frame = profile.intern_frame(*TABLE_FULL_FRAME)
+            else:
+                frame = profile.intern_frame(getattr(code, "co_qualname", code.co_name), code.co_filename, int(table.line[node] or 0))
+            stack = self._stacks[node] = profile.intern_stack(stack, frame)
+        return stack
+
+
 def samples_to_profile(
     table: StackTable,
     samples: list,
@@ -354,12 +388,9 @@ def samples_to_profile(
     """Add sampler samples of one thread to ``profile`` (a new one with ``meta`` if None)."""
     profile = profile if profile is not None else Profile(meta)
     thread = profile.add_thread(pid, tid, thread_name)
-    converted: dict[int, int] = {}
+    stack_of = StackConverter(table, profile).stack
     for time_ns, stack_id, state, weight_ns in samples:
-        stack = converted.get(stack_id)
-        if stack is None:
-            stack = converted[stack_id] = profile.intern_frames(table.frames(stack_id))
-        profile.append_sample(time_ns, thread, stack, weight_ns, state)
+        profile.append_sample(time_ns, thread, stack_of(stack_id), weight_ns, state)
     return profile
 
 
