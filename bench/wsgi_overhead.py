@@ -135,7 +135,8 @@ which the intervals alone do not show; read its ratios against the control's.
 requests (each blocked in a 40-frame-deep stack, as a web framework's worker would be).
 
 Verdicts: the primary line is section 1's, then sections 2 and 3 as corroboration. ``met`` when
-the whole range (paired sections: min-max over blocks of the corrected ratio; waitress: the 90 %
+the whole range (paired sections: min-max over blocks of the corrected ratio, widened on both
+sides by the largest distance of that section's A/A control blocks from 1; waitress: the 90 %
 interval) is at or above the goal, ``NOT met`` when it is entirely below,
 ``within noise`` when it straddles the goal.
 
@@ -307,9 +308,10 @@ class PairedDispatcher:
         return [data]
 
 
-def serve_paired(config: str, db: str, store: str) -> None:
-    """Paired server process: a bare and a ``config`` shop behind one waitress; print the port,
-    serve until stdin closes, print profviz stats."""
+def serve_shops(config: str, db: str, store: str, paired: bool) -> None:
+    """Server process: one waitress (8 threads) serving the shop (``paired``: a bare and a
+    ``config`` shop behind :class:`PairedDispatcher`; else one ``config`` shop). Prints the port,
+    serves until stdin closes, then prints the middleware's stats."""
     import logging
 
     import waitress
@@ -320,14 +322,29 @@ def serve_paired(config: str, db: str, store: str) -> None:
     from samples.shop.services import ExternalService, SlowLogSink
 
     with SlowLogSink(delay_s=0.001) as sink, ExternalService(delay_s=0.001) as external:
-        bare = create_app(db, log_sink_url=sink.url, external_url=external.url)
-        wrapped = create_app(db, log_sink_url=sink.url, external_url=external.url)
-        middleware = instrument(wrapped, config, store)
-        server = waitress.create_server(PairedDispatcher(bare, wrapped, middleware), host="127.0.0.1", port=0, threads=8)
-        thread = threading.Thread(target=server.run, daemon=True)
+        app = create_app(db, log_sink_url=sink.url, external_url=external.url)
+        if paired:
+            bare = create_app(db, log_sink_url=sink.url, external_url=external.url)
+            middleware = instrument(app, config, store)
+            served = PairedDispatcher(bare, app, middleware)
+        else:
+            middleware = instrument(app, config, store)
+            served = app
+        server = waitress.create_server(served, host="127.0.0.1", port=0, threads=8)
+        closing = threading.Event()
+
+        def run() -> None:
+            try:
+                server.run()
+            except (OSError, ValueError):  # the loop's select() on sockets closed under it at shutdown
+                if not closing.is_set():
+                    raise
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         print(server.effective_port, flush=True)
         sys.stdin.read()
+        closing.set()
         server.task_dispatcher.shutdown()  # workers first: a finishing task pulls the server's trigger
         server.close()
         if middleware is not None:
@@ -629,32 +646,6 @@ def report_paired(results: dict[str, list[dict]]) -> dict[str, list[float]]:
 # -- 3. waitress throughput --------------------------------------------------------------------
 
 
-def serve(config: str, db: str, store: str) -> None:
-    """Server process: print the port, serve until stdin closes, print profviz stats."""
-    import logging
-
-    import waitress
-
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-
-    from samples.shop.app import create_app
-    from samples.shop.services import ExternalService, SlowLogSink
-
-    with SlowLogSink(delay_s=0.001) as sink, ExternalService(delay_s=0.001) as external:
-        app = create_app(db, log_sink_url=sink.url, external_url=external.url)
-        middleware = instrument(app, config, store)
-        server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        print(server.effective_port, flush=True)
-        sys.stdin.read()
-        server.task_dispatcher.shutdown()  # workers first: a finishing task pulls the server's trigger
-        server.close()
-        if middleware is not None:
-            middleware.flush(60)
-            print(middleware_stats(middleware), flush=True)
-
-
 def load(port: int, requests: int, concurrency: int) -> tuple[float, list[float]]:
     """Closed-loop load over keep-alive connections; (requests per second, latencies in ms)."""
     latencies: list[float] = []
@@ -692,7 +683,7 @@ def load(port: int, requests: int, concurrency: int) -> tuple[float, list[float]
 
 
 class Server:
-    """One configuration's server process (:func:`serve`, or :func:`serve_paired` with ``mode="--serve-paired"``)
+    """One configuration's server process (:func:`serve_shops`; paired with ``mode="--serve-paired"``)
     and its CPU/context-switch counters."""
 
     def __init__(self, config: str, db: str, store: str, mode: str = "--serve"):
@@ -842,8 +833,13 @@ def verdict(low: float, high: float, goal: float) -> str:
     return "within noise"
 
 
-def range_verdict(name: str, values: list[float], goal: float) -> str:
-    return f"{name} {statistics.median(values):.4f} [{min(values):.4f}-{max(values):.4f}]: {verdict(min(values), max(values), goal)}"
+def range_verdict(name: str, values: list[float], goal: float, control: list[float] | None = None) -> str:
+    """The verdict on the min-max range of ``values``, widened on both sides by the A/A control's
+    largest distance from 1 (how far this method was off when there was nothing to find)."""
+    slack = max((abs(v - 1.0) for v in control), default=0.0) if control else 0.0
+    low, high = min(values) - slack, max(values) + slack
+    return (f"{name} {statistics.median(values):.4f} [{min(values):.4f}-{max(values):.4f}]"
+            f" +-{slack:.4f} (A/A): {verdict(low, high, goal)}")
 
 
 def print_verdicts(served: dict[str, list[float]] | None, paired: dict[str, list[float]] | None, waitress: dict | None) -> None:
@@ -852,9 +848,9 @@ def print_verdicts(served: dict[str, list[float]] | None, paired: dict[str, list
     for config, goal in GOALS.items():
         parts = []
         if served and config in served:
-            parts.append(range_verdict("PRIMARY waitress-paired", served[config], goal))
+            parts.append(range_verdict("PRIMARY waitress-paired", served[config], goal, served.get("none")))
         if paired and config in paired:
-            parts.append(range_verdict("in-process paired", paired[config], goal))
+            parts.append(range_verdict("in-process paired", paired[config], goal, paired.get("none")))
         if waitress and config in waitress:
             for key in ("rps", "cpu-cap"):
                 median, low, high = waitress[config][key]
@@ -894,11 +890,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="posts in the shop database")
     parser.add_argument("--no-sampler-cpu", action="store_true", help="skip the sampler CPU measurement")
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.db, args.store)
-        return
-    if args.serve_paired:
-        serve_paired(args.serve_paired, args.db, args.store)
+    if args.serve or args.serve_paired:
+        serve_shops(args.serve or args.serve_paired, args.db, args.store, paired=bool(args.serve_paired))
         return
     if args.paired_child:
         paired_child(args.paired_child, args.db, args.store, args.blocks, args.pairs)

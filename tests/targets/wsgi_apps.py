@@ -79,11 +79,21 @@ def make_app(bodies: list | None = None):
 def serve(app, threads: int = 8):
     """Serve ``app`` with waitress on 127.0.0.1 (ephemeral port) in a thread; yields the base URL."""
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
-    thread = threading.Thread(target=server.run, name="wsgi-test-server", daemon=True)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):  # the loop's select() on sockets closed under it at shutdown
+            if not closing.is_set():
+                raise
+
+    thread = threading.Thread(target=run, name="wsgi-test-server", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
+        closing.set()
         server.close()
         server.task_dispatcher.shutdown()
         thread.join(timeout=5)
