@@ -314,11 +314,10 @@ def serve_shops(config: str, db: str, store: str, paired: bool) -> None:
     serves until stdin closes, then prints the middleware's stats."""
     import logging
 
-    import waitress
-
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     from samples.shop.app import create_app
+    from samples.shop.serving import waitress_in_thread
     from samples.shop.services import ExternalService, SlowLogSink
 
     with SlowLogSink(delay_s=0.001) as sink, ExternalService(delay_s=0.001) as external:
@@ -330,23 +329,9 @@ def serve_shops(config: str, db: str, store: str, paired: bool) -> None:
         else:
             middleware = instrument(app, config, store)
             served = app
-        server = waitress.create_server(served, host="127.0.0.1", port=0, threads=8)
-        closing = threading.Event()
-
-        def run() -> None:
-            try:
-                server.run()
-            except (OSError, ValueError):  # the loop's select() on sockets closed under it at shutdown
-                if not closing.is_set():
-                    raise
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        print(server.effective_port, flush=True)
-        sys.stdin.read()
-        closing.set()
-        server.task_dispatcher.shutdown()  # workers first: a finishing task pulls the server's trigger
-        server.close()
+        with waitress_in_thread(served, threads=8) as server:
+            print(server.effective_port, flush=True)
+            sys.stdin.read()
         if middleware is not None:
             middleware.flush(60)
             print(middleware_stats(middleware), flush=True)

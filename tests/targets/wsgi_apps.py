@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
-import threading
 import time
 
-import waitress
+from samples.shop.serving import waitress_in_thread
 
 
 def busy(seconds: float) -> None:
@@ -78,22 +77,5 @@ def make_app(bodies: list | None = None):
 @contextlib.contextmanager
 def serve(app, threads: int = 8):
     """Serve ``app`` with waitress on 127.0.0.1 (ephemeral port) in a thread; yields the base URL."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
-    closing = threading.Event()
-
-    def run() -> None:
-        try:
-            server.run()
-        except (OSError, ValueError):  # the loop's select() on sockets closed under it at shutdown
-            if not closing.is_set():
-                raise
-
-    thread = threading.Thread(target=run, name="wsgi-test-server", daemon=True)
-    thread.start()
-    try:
+    with waitress_in_thread(app, threads=threads) as server:
         yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        closing.set()
-        server.close()
-        server.task_dispatcher.shutdown()
-        thread.join(timeout=5)
