@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from .collect.sampler import StackConverter, StackSampler, process_sampler, samples_to_profile
 from .collect.writer import BackgroundWriter
 from .model import Profile
-from .routes import RouteFn, collapse_path, request_path
+from .routes import RouteFn, collapse_path
 from .store import Store, open_store
 from .store.requests import insert_request_values
 
@@ -126,15 +126,13 @@ class RequestInfo:
     _samples: list | tuple = ()
     _deep_result = None
     _status = 0
+    _labels: dict | None = None
 
     def __init__(self, environ: Mapping, method: str, path: str):
         self.environ = environ
         self.method = method
         self.path = path
-        self.labels: dict = {}
-        self._prefix = _id_prefix
         self._seq = next(_id_counter)
-        self.start_ns = time.time_ns()
         self._ident = threading.get_ident()
         tid = getattr(_thread_ids, "tid", None)
         self.tid = tid if tid is not None else _native_thread_id()
@@ -143,7 +141,23 @@ class RequestInfo:
 
     @property
     def id(self) -> str:
-        return f"{self._prefix}-{self._seq:x}"
+        return f"{_id_prefix}-{self._seq:x}"
+
+    @property
+    def start_ns(self) -> int:
+        """Epoch ns at the start (the monotonic start plus the wall clock's current offset from it)."""
+        return self._mono_start + _wall_offset_ns
+
+    @property
+    def labels(self) -> dict:
+        labels = self._labels
+        if labels is None:
+            labels = self._labels = {}
+        return labels
+
+    @labels.setter
+    def labels(self, value: dict) -> None:
+        self._labels = dict(value)
 
     @property
     def pid(self) -> int:
@@ -156,12 +170,19 @@ class RequestInfo:
     def as_dict(self) -> dict:
         return {
             "id": self.id, "method": self.method, "path": self.path, "route": self.route, "start_ns": self.start_ns,
-            "pid": self.pid, "tid": self.tid, "deep": self.deep, "status": self.status, "labels": dict(self.labels),
+            "pid": self.pid, "tid": self.tid, "deep": self.deep, "status": self.status, "labels": dict(self._labels or {}),
         }
 
 
 _id_prefix = os.urandom(6).hex()
 _id_pid = os.getpid()
+_wall_offset_ns = time.time_ns() - time.perf_counter_ns()  # epoch minus monotonic; refreshed by the writer
+
+
+def _refresh_wall_offset() -> None:
+    global _wall_offset_ns
+    _wall_offset_ns = time.time_ns() - time.perf_counter_ns()
+
 _id_counter = itertools.count(1)
 _thread_ids = threading.local()  # .tid, .name: the thread's native id (a syscall to read) and name; new after fork
 
@@ -364,7 +385,10 @@ class Recorder:
         if not self.enabled:
             return None
         try:
-            info = RequestInfo(environ, str(environ.get("REQUEST_METHOD") or "GET").upper(), request_path(environ))
+            info = RequestInfo(
+                environ, environ.get("REQUEST_METHOD") or "GET",
+                (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "") or "/",  # request_path(), inlined
+            )
             environ[ENVIRON_KEY] = info
             if self._sampler is not None:
                 self._sampler.ensure_running()
@@ -467,6 +491,7 @@ class Recorder:
 
     def _handle_batch(self, batch: list) -> None:
         """One writer wake-up: every record's row, and the profiles kept, in one transaction."""
+        _refresh_wall_offset()
         rows: list[list] = []
         kept: list[tuple[Profile, str, int | None]] = []  # (profile, counter, index of its request row)
         flush_all = False
@@ -531,6 +556,7 @@ class Recorder:
             if status is not None and len(_STATUS_CODES) < 1000:
                 _STATUS_CODES[info.status_line] = status
         info._status = status if status is not None else (500 if info.error is not None else 0)
+        info.method = str(info.method).upper()
         route = info.route
         if route is None:
             route = self._path_routes.get(info.path)
@@ -552,7 +578,7 @@ class Recorder:
             profile, counter = self._sampled_profile(info, route, self._labels(info), capture), "profiles_" + capture
         if samples:
             self._aggregate(key, info)
-        if info.labels or self._labels_tail is None:
+        if info._labels or self._labels_tail is None:
             labels_json = json.dumps(self._labels(info))
         else:
             labels_json = '{"request_id": "' + info.id + self._labels_tail
@@ -564,7 +590,7 @@ class Recorder:
 
     def _labels(self, info: RequestInfo) -> dict:
         """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
-        labels = {"request_id": info.id, **self.labels, **info.labels}
+        labels = {"request_id": info.id, **self.labels, **(info._labels or {})}
         if self.worker_threads:
             labels["capacity"] = self.worker_threads
         return labels
@@ -831,7 +857,8 @@ class _Response:
         except BaseException as exc:
             self._recorder.finish(self._info, exc)
             raise
-        self._recorder.finish(self._info)
+        if not self._info.finished:
+            self._recorder.finish(self._info)
 
 
 def _observed_chunks(app_iter, info: RequestInfo, recorder: Recorder):
