@@ -21,7 +21,7 @@ import time
 
 from pyinstrument import Profiler
 
-from ..model import Profile, State
+from ..model import NO_STACK, Profile, State
 
 SYNTHETIC_WAITING = {"[await]", "[out-of-context]"}
 
@@ -41,6 +41,25 @@ class DeepProfiler(Profiler):
     def _sampler_saw_call_stack(self, call_stack, time_since_last_sample, async_state):
         super()._sampler_saw_call_stack(call_stack, time_since_last_sample, async_state)
         self.cpu_ns_at_sample.append(time.thread_time_ns())
+
+
+_PARSED_LIMIT = 50_000
+_parsed: dict[str, tuple[str, str, int]] = {}  # frame identifier -> (function, file, line), across profiles
+
+
+def _parsed_frame(identifier: str) -> tuple[str, str, int]:
+    """:func:`parse_frame_identifier` (synthetic markers as ``<pyinstrument>`` frames), remembered:
+    the same identifiers come back in every deep profile of a process."""
+    found = _parsed.get(identifier)
+    if found is None:
+        if len(_parsed) >= _PARSED_LIMIT:
+            _parsed.clear()
+        if identifier in SYNTHETIC_WAITING:
+            found = (identifier, "<pyinstrument>", 0)
+        else:
+            found = parse_frame_identifier(identifier)
+        _parsed[identifier] = found
+    return found
 
 
 def parse_frame_identifier(frame_info: str) -> tuple[str, str, int]:
@@ -76,17 +95,18 @@ def session_to_profile(
         profile.meta.setdefault("notes", []).append("pyinstrument CPU readings did not match its samples: states unknown")
     clock_ns = int(session.start_time * 1e9)
     previous_cpu = start_cpu_ns
-    stacks: dict[tuple, int] = {}
+    nodes: dict[tuple[int, str], int] = {}  # (prefix stack, frame identifier) -> stack: shared prefixes converted once
     for index, (call_stack, delta_s) in enumerate(records):
         weight = int(round(delta_s * 1e9))
         frames = call_stack[1:] if call_stack and "\x00<thread>\x00" in call_stack[0] else call_stack
         leaf_marker = frames[-1] if frames and frames[-1] in SYNTHETIC_WAITING else None
-        key = tuple(frames)
-        stack = stacks.get(key)
-        if stack is None:
-            stack = stacks[key] = profile.intern_frames(
-                parse_frame_identifier(f) if f not in SYNTHETIC_WAITING else (f, "<pyinstrument>", 0) for f in frames
-            )
+        stack = NO_STACK
+        for identifier in frames:
+            key = (stack, identifier)
+            node = nodes.get(key)
+            if node is None:
+                node = nodes[key] = profile.intern_stack(stack, profile.intern_frame(*_parsed_frame(identifier)))
+            stack = node
         if cpu is not None:
             state = State.ON_CPU if 2 * (cpu[index] - previous_cpu) >= weight else State.WAITING
             previous_cpu = cpu[index]
