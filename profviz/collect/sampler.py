@@ -79,15 +79,17 @@ class StackTable:
         """:meth:`intern` of a frame of ``code`` stopped at instruction byte offset ``offset`` (``f_lasti``).
 
         Keyed first by offset: the line is looked up in the code's line table only the first
-        time an instruction is seen under a prefix.
+        time an instruction is seen under a prefix. The key holds ``id(code)``, not the code
+        object, whose hash is recomputed from its contents at every lookup; the entry keeps the
+        code object alive and is used only for that very object, so a reused id cannot match.
         """
-        key = (prefix, code, offset)
+        key = (prefix, id(code), offset)
         found = self._by_instruction.get(key)
-        if found is None:
+        if found is None or found[1] is not code:
             if len(self._by_instruction) >= 2 * self.limit:
                 self._by_instruction.clear()
-            found = self._by_instruction[key] = self.intern(prefix, code, _line_at(code, offset))
-        return found
+            found = self._by_instruction[key] = (self.intern(prefix, code, _line_at(code, offset)), code)
+        return found[0]
 
     def frames(self, stack_id: int) -> list[tuple[str, str, int]]:
         """(function, file, line) triples of a stack, root first."""
