@@ -157,7 +157,7 @@ class RequestInfo:
 
     @labels.setter
     def labels(self, value: dict) -> None:
-        self._labels = dict(value)
+        self._labels = value  # checked off the request path, by the writer (see _json_safe_labels)
 
     @property
     def pid(self) -> int:
@@ -215,6 +215,16 @@ def _status_code(status_line: str | None) -> int | None:
         return int(str(status_line).split(None, 1)[0])
     except (ValueError, IndexError):
         return None
+
+
+def _json_safe_labels(labels: Any) -> dict:
+    """An app's request labels as a dict that JSON can store: keys as text, values that JSON
+    cannot encode as their ``str()``; something that is not a mapping is kept as one text label."""
+    try:
+        items = dict(labels)
+    except (TypeError, ValueError):
+        return {"labels": str(labels)[:500]}
+    return json.loads(json.dumps({str(key): value for key, value in items.items()}, default=str))
 
 
 class _FlushAggregates:
@@ -590,7 +600,9 @@ class Recorder:
 
     def _labels(self, info: RequestInfo) -> dict:
         """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
-        labels = {"request_id": info.id, **self.labels, **(info._labels or {})}
+        labels = {"request_id": info.id, **self.labels}
+        if info._labels:
+            labels.update(_json_safe_labels(info._labels))
         if self.worker_threads:
             labels["capacity"] = self.worker_threads
         return labels

@@ -166,6 +166,34 @@ def test_a_response_dropped_half_read_without_close_still_ends_its_request(store
     assert row.path == "/stream" and row.response_bytes == len(b"chunk-0;")
 
 
+def test_app_labels_of_any_type_are_stored_as_text_and_never_lose_the_request(store):
+    import datetime
+
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5)
+
+    def app(environ, start_response):
+        info = environ[ENVIRON_KEY]
+        if environ["PATH_INFO"] == "/odd":
+            info.labels["when"] = stamp
+            info.labels[7] = {"nested": [1, object()]}
+            info.labels["user"] = "<script>alert(1)</script>"
+        else:
+            info.labels = "not a mapping"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = ProfilerMiddleware(app, store=store, sampler=False)
+    client = Client(middleware)
+    assert client.get("/odd").status_code == 200 and client.get("/plain").status_code == 200
+    assert middleware.flush()
+    rows = {row.path: row for row in query_requests(store)}
+    odd = rows["/odd"].labels
+    assert odd["when"] == str(stamp) and odd["user"] == "<script>alert(1)</script>"
+    assert odd["7"]["nested"][0] == 1 and odd["7"]["nested"][1].startswith("<object object")
+    assert rows["/plain"].labels["labels"] == "not a mapping" and rows["/plain"].labels["request_id"]
+    assert middleware.stats["errors"] == 0
+
+
 def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store):
     middleware = ProfilerMiddleware(make_app(), store=store)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/plain", "SCRIPT_NAME": "", "QUERY_STRING": ""}
