@@ -169,6 +169,46 @@ def test_profiles_from_samples_have_the_sampled_stacks_with_shared_prefixes_conv
     assert list(profile.columns()["state"]) == [s[2] for s in samples]
 
 
+def test_a_tick_pauses_the_garbage_collector_only_while_it_holds_frames_and_restores_its_state():
+    import gc
+
+    sampler = StackSampler(100)
+    seen_enabled = []
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def worker():
+        slot = sampler.begin(time.perf_counter_ns())
+        ready.set()
+        while not stop.is_set():
+            sum(range(1000))
+        sampler.end(slot)
+
+    original_stack_of = sampler._stack_of
+
+    def stack_of(ident, leaf):
+        seen_enabled.append(gc.isenabled())
+        return original_stack_of(ident, leaf)
+
+    sampler._stack_of = stack_of
+    thread = threading.Thread(target=worker)
+    thread.start()
+    ready.wait()
+    was_enabled = gc.isenabled()
+    try:
+        for enabled in (True, False, True):
+            (gc.enable if enabled else gc.disable)()
+            for _ in range(3):
+                time.sleep(0.003)
+                sampler.tick()
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
+        stop.set()
+        thread.join()
+    assert seen_enabled and not any(seen_enabled)
+
+
 @pytest.fixture
 def store(tmp_path):
     with Store(tmp_path / "p.db") as s:

@@ -13,6 +13,15 @@ time grew by at least half of that wall interval, ``WAITING`` otherwise. A threa
 the GIL burns no CPU, so it counts as WAITING. Wait reasons are not visible in-process: the
 reason stays None.
 
+Safety: reading another thread's frames is memory-safe only while that thread cannot run, i.e.
+while the sampling thread holds the GIL; anything that lets it go mid-walk (a garbage collection
+running a finalizer that does I/O) gives the other thread the chance to pop frames the walk is
+about to read. CPython 3.11 has crash reports from samplers built this way (Sentry's and
+ddtrace's profilers), so a tick runs with the cyclic garbage collector paused (re-enabled at
+once, and only if it was enabled) and holds the frames only for the tick. The interpreter can still switch threads mid-walk after its switch
+interval (5 ms, far longer than a tick); ``sampler=False`` turns the sampler off where that
+risk is not acceptable (timing and pyinstrument deep profiles do not read other threads).
+
 A sample is ``(time_ns, stack_id, state, weight_ns)``: ``time_ns`` is the start of the interval it
 stands for (epoch ns), ``weight_ns`` its length, so a request's samples tile its lifetime up to the
 last tick. ``stack_id`` indexes the process-wide :class:`StackTable`, turned into model frames
@@ -21,6 +30,7 @@ only off the request path (by the writer thread).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from operator import is_
@@ -264,6 +274,22 @@ class StackSampler:
             if self._frame_cache:
                 self._frame_cache.clear()
             return 0
+        collecting = gc.isenabled()
+        if collecting:  # see the module docstring: no collection, so no finalizer, while frames are held
+            gc.disable()
+        try:
+            kept, seen = self._sample(slots)
+        finally:
+            if collecting:
+                gc.enable()
+        if len(self._frame_cache) > len(seen):
+            for ident in [i for i in self._frame_cache if i not in seen]:
+                del self._frame_cache[ident]
+        self.samples_taken += kept
+        return kept
+
+    def _sample(self, slots: list[RequestSlot]) -> tuple[int, set]:
+        """One sample of each slot's thread: (samples kept, idents seen)."""
         frames = sys._current_frames()
         now_wall = time.time_ns()
         now_mono = time.perf_counter_ns()
@@ -295,12 +321,7 @@ class StackSampler:
             slot.last_mono_ns = now_mono
             slot.last_cpu_ns = cpu
             kept += 1
-        del frames
-        if len(self._frame_cache) > len(seen):
-            for ident in [i for i in self._frame_cache if i not in seen]:
-                del self._frame_cache[ident]
-        self.samples_taken += kept
-        return kept
+        return kept, seen
 
     def _stack_of(self, ident: int, leaf) -> int:
         """Intern the stack ending at ``leaf``, reusing the part shared with this thread's last stack.
