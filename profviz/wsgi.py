@@ -208,6 +208,16 @@ if hasattr(os, "register_at_fork"):
 _STATUS_CODES: dict[str, int] = {}  # status line -> code, filled by the writer thread
 
 
+def _cached_status_code(status_line: str | None) -> int | None:
+    """:func:`_status_code`, remembered for the first thousand distinct status lines (writer thread)."""
+    status = _STATUS_CODES.get(status_line)
+    if status is None:
+        status = _status_code(status_line)
+        if status is not None and len(_STATUS_CODES) < 1000:
+            _STATUS_CODES[status_line] = status
+    return status
+
+
 def _status_code(status_line: str | None) -> int | None:
     if not status_line:
         return None
@@ -560,11 +570,7 @@ class Recorder:
     def _process(self, info: RequestInfo) -> tuple[list, Profile | None, str]:
         """Route, percentiles, tail decision and profile of one finished request: its ``requests`` row
         (profile id left None), the profile to keep (or None) and the counter it adds to."""
-        status = _STATUS_CODES.get(info.status_line)
-        if status is None:
-            status = _status_code(info.status_line)
-            if status is not None and len(_STATUS_CODES) < 1000:
-                _STATUS_CODES[info.status_line] = status
+        status = _cached_status_code(info.status_line)
         info._status = status if status is not None else (500 if info.error is not None else 0)
         info.method = str(info.method).upper()
         route = info.route
@@ -582,14 +588,17 @@ class Recorder:
         state.observe(info.duration_ns, self.tail_percentile)
         profile, counter = None, ""
         samples = info._samples
-        if info._deep_result is not None:
-            profile, counter = self._deep_profile(info, route, self._labels(info)), "profiles_deep"
-        elif capture is not None and samples:
-            profile, counter = self._sampled_profile(info, route, self._labels(info), capture), "profiles_" + capture
+        full_labels = info._labels or self._labels_tail is None  # else the row's labels take the shortcut
+        keep_deep, keep_sampled = info._deep_result is not None, capture is not None and bool(samples)
+        labels = self._labels(info) if full_labels or keep_deep or keep_sampled else None
+        if keep_deep:
+            profile, counter = self._deep_profile(info, route, labels), "profiles_deep"
+        elif keep_sampled:
+            profile, counter = self._sampled_profile(info, route, labels, capture), "profiles_" + capture
         if samples:
             self._aggregate(key, info)
-        if info._labels or self._labels_tail is None:
-            labels_json = json.dumps(self._labels(info))
+        if full_labels:
+            labels_json = json.dumps(labels)
         else:
             labels_json = '{"request_id": "' + info.id + self._labels_tail
         row = [
