@@ -18,9 +18,10 @@ while the sampling thread holds the GIL; anything that lets it go mid-walk (a ga
 running a finalizer that does I/O) gives the other thread the chance to pop frames the walk is
 about to read. CPython 3.11 has crash reports from samplers built this way (Sentry's and
 ddtrace's profilers), so a tick runs with the cyclic garbage collector paused (re-enabled at
-once, and only if it was enabled) and holds the frames only for the tick. The interpreter can still switch threads mid-walk after its switch
-interval (5 ms, far longer than a tick); ``sampler=False`` turns the sampler off where that
-risk is not acceptable (timing and pyinstrument deep profiles do not read other threads).
+once, and only if it was enabled) and holds the frames only for the tick. The interpreter can
+still switch threads mid-walk after its switch interval (5 ms, far longer than a tick);
+``sampler=False`` turns the sampler off where that risk is not acceptable (timing and
+pyinstrument deep profiles do not read other threads).
 
 A sample is ``(time_ns, stack_id, state, weight_ns)``: ``time_ns`` is the start of the interval it
 stands for (epoch ns), ``weight_ns`` its length, so a request's samples tile its lifetime up to the
@@ -101,15 +102,18 @@ class StackTable:
             found = self._by_instruction[key] = (self.intern(prefix, code, _line_at(code, offset)), code)
         return found[0]
 
+    def frame(self, stack_id: int) -> tuple[str, str, int]:
+        """(function, file, line) of the innermost frame of a stack."""
+        code = self.code[stack_id]
+        if code is None:
+            return TABLE_FULL_FRAME
+        return getattr(code, "co_qualname", code.co_name), code.co_filename, int(self.line[stack_id] or 0)
+
     def frames(self, stack_id: int) -> list[tuple[str, str, int]]:
         """(function, file, line) triples of a stack, root first."""
         out = []
         while stack_id >= 0:
-            code = self.code[stack_id]
-            if code is None:
-                out.append(TABLE_FULL_FRAME)
-            else:
-                out.append((getattr(code, "co_qualname", code.co_name), code.co_filename, int(self.line[stack_id] or 0)))
+            out.append(self.frame(stack_id))
             stack_id = self.prefix[stack_id]
         out.reverse()
         return out
@@ -389,12 +393,7 @@ class StackConverter:
         stack = self._stacks[node]
         table, profile = self.table, self.profile
         for node in reversed(pending):
-            code = table.code[node]
-            if code is None:
-                frame = profile.intern_frame(*TABLE_FULL_FRAME)
-            else:
-                frame = profile.intern_frame(getattr(code, "co_qualname", code.co_name), code.co_filename, int(table.line[node] or 0))
-            stack = self._stacks[node] = profile.intern_stack(stack, frame)
+            stack = self._stacks[node] = profile.intern_stack(stack, profile.intern_frame(*table.frame(node)))
         return stack
 
 
