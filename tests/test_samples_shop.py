@@ -13,16 +13,15 @@ import logging
 import os
 import sqlite3
 import statistics
-import threading
 import time
 
 import pytest
 import requests
-import waitress
 
 from samples.shop.app import REPORT_QUERIES, RemoteLogHandler, create_app
 from samples.shop.data import AUTHOR_COUNT, DEFAULT_POST_ROWS, PRODUCT_COUNT, SCHEMA_VERSION, build_database, read_build_info
 from samples.shop.loadgen import LoadResult, RequestRecord, run_load, weighted_paths
+from samples.shop.serving import waitress_in_thread
 from samples.shop.services import ExternalService, SlowLogSink
 
 LOG_SINK_DELAY_S = 0.05
@@ -56,13 +55,8 @@ def app(full_db, log_sink, external):
 
 @pytest.fixture(scope="module")
 def base_url(app):
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, name="shop-test-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    server.task_dispatcher.shutdown()
-    thread.join(timeout=5)
+    with waitress_in_thread(app, threads=8) as server:
+        yield f"http://127.0.0.1:{server.effective_port}"
 
 
 @pytest.fixture

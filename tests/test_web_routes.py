@@ -19,13 +19,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import waitress
 from click.testing import CliRunner
 from werkzeug.exceptions import NotFound
 from werkzeug.test import Client
@@ -40,6 +38,7 @@ from profviz.wsgi import ProfilerMiddleware
 from samples.shop.app import create_app as create_shop
 from samples.shop.data import build_database
 from samples.shop.loadgen import run_load, weighted_paths
+from samples.shop.serving import waitress_in_thread
 from samples.shop.services import ExternalService, SlowLogSink
 
 from .browser_support import chromium, running_server, watched_page
@@ -85,15 +84,8 @@ def record_shop_load(store: Store, tmp: Path) -> dict[str, int]:
         shop = create_shop(db, log_sink_url=sink.url, external_url=external.url)
         middleware = profviz.flask.init_app(shop, store=store, tail_percentile=95, tail_min_requests=20,
                                             baseline_per_minute=600, tail_max_per_minute=600, worker_threads=4)
-        server = waitress.create_server(shop, host="127.0.0.1", port=0, threads=4)
-        thread = threading.Thread(target=server.run, name="shop-server", daemon=True)
-        thread.start()
-        try:
+        with waitress_in_thread(shop, threads=4) as server:
             result = run_load(f"http://127.0.0.1:{server.effective_port}", paths, requests=len(paths), concurrency=4, max_seconds=60)
-        finally:
-            server.close()
-            server.task_dispatcher.shutdown()
-            thread.join(timeout=5)
         assert middleware.flush()
         middleware.close()
     assert result.sent == len(paths) and not result.hit_time_limit

@@ -5,24 +5,17 @@ stdin, then exits normally, so the middleware's atexit flush writes what is stil
 """
 
 import sys
-import threading
-
-import waitress
 
 from profviz.wsgi import ProfilerMiddleware
+from samples.shop.serving import waitress_in_thread
 from tests.targets.wsgi_apps import make_app
 
 
 def main() -> None:
     app = ProfilerMiddleware(make_app(), store=sys.argv[1], tail_threshold_ms=5, worker_threads=4)
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    print(server.effective_port, flush=True)
-    sys.stdin.readline()
-    server.close()
-    server.task_dispatcher.shutdown()
-    thread.join(timeout=5)
+    with waitress_in_thread(app, threads=4) as server:
+        print(server.effective_port, flush=True)
+        sys.stdin.readline()
 
 
 if __name__ == "__main__":
