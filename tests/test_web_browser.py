@@ -18,9 +18,10 @@ from profviz.model import State
 from profviz.store import Store
 
 from .browser_support import (
-    HOSTILE_IMG, HOSTILE_JS_URL, HOSTILE_LONG, HOSTILE_SCRIPT, build_hostile_profile, build_shop_profile, chromium,
-    running_server, watched_page,
+    HOSTILE_IMG, HOSTILE_JS_URL, HOSTILE_LONG, HOSTILE_SCRIPT, build_hostile_profile, build_shop_profile,
+    running_server,
 )
+from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -40,19 +41,6 @@ def site(tmp_path_factory):
     with running_server(store) as url:
         yield url, ids
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser_context():
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser_context):
-    """A fresh page that records page errors, console errors, dialogs and ``window.__pwned`` (none may happen)."""
-    with watched_page(browser_context) as page:
-        yield page
 
 
 def canvas_stats(page, selector: str, color: tuple[int, int, int] | None = None) -> dict:

@@ -20,7 +20,8 @@ import pytest
 
 from profviz.store import Store
 
-from .browser_support import build_shop_profile, chromium, running_server, watched_page
+from .browser_support import build_shop_profile, running_server
+from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
 from .targets.correlation_app import HOSTILE_IMG, HOSTILE_JS_URL, HOSTILE_LONG, HOSTILE_SCRIPT, SLOW_SQL
 
 pytestmark = pytest.mark.browser
@@ -48,19 +49,6 @@ def site(tmp_path_factory):
         correlation = get_json(f"{url}/api/profiles/{request_profile}/correlation")
         yield url, request_profile, correlation, plain
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser_context():
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser_context):
-    """A fresh page that records page errors, console errors, dialogs and ``window.__pwned`` (none may happen)."""
-    with watched_page(browser_context) as page:
-        yield page
 
 
 def span_named(correlation: dict, predicate) -> dict:

@@ -41,7 +41,8 @@ from samples.shop.loadgen import run_load, weighted_paths
 from samples.shop.serving import waitress_in_thread
 from samples.shop.services import ExternalService, SlowLogSink
 
-from .browser_support import chromium, running_server, watched_page
+from .browser_support import running_server
+from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -116,19 +117,6 @@ def site(shop_store):
     store, sent = shop_store
     with running_server(store) as url:
         yield url, store, sent
-
-
-@pytest.fixture(scope="module")
-def browser_context():
-    with chromium() as context:
-        yield context
-
-
-@pytest.fixture
-def page(browser_context):
-    """A fresh page that records page errors, console errors, dialogs and ``window.__pwned`` (none may happen)."""
-    with watched_page(browser_context) as page:
-        yield page
 
 
 def to_ms(text: str) -> float:
