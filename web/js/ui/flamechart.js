@@ -14,6 +14,7 @@ import { d3 } from "../d3.js";
 import { displayText } from "../model/format.js";
 import { laneColor } from "../model/colors.js";
 import { h, clear, append } from "./dom.js";
+import { prepareCanvas } from "./canvas.js";
 
 const FONT = '9.5px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace';
 const MATCH_COLOR = "rgb(230, 0, 180)";
@@ -177,15 +178,7 @@ export class FlameChart {
     if (!this.data || !this.x) return;
     const t0 = performance.now();
     const { ctx, canvas, width, height } = this;
-    const dpr = window.devicePixelRatio || 1;
-    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
-      canvas.width = Math.round(width * dpr);
-      canvas.height = Math.round(height * dpr);
-      canvas.style.width = `${width}px`;
-      canvas.style.height = `${height}px`;
-    }
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, height);
+    prepareCanvas(canvas, width, height, ctx);
     ctx.font = FONT;
     ctx.textBaseline = "middle";
     const charWidth = ctx.measureText("abcdefghij").width / 10 || 6;

@@ -13,6 +13,7 @@
  */
 import { layoutFlame, hitTest } from "../model/tree.js";
 import { displayText } from "../model/format.js";
+import { prepareCanvas } from "./canvas.js";
 
 const FONT = '11px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace';
 const MATCH_COLOR = "rgb(230, 0, 180)";
@@ -123,18 +124,10 @@ export class FlameGraph {
   _paint() {
     const t0 = performance.now();
     const { layout, ctx, canvas } = this;
-    const dpr = window.devicePixelRatio || 1;
     const rowH = this.options.rowHeight;
     const width = this.width;
     const height = Math.max(rowH, (layout.maxDepth + 1) * rowH);
-    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
-      canvas.width = Math.round(width * dpr);
-      canvas.height = Math.round(height * dpr);
-      canvas.style.width = `${width}px`;
-      canvas.style.height = `${height}px`;
-    }
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, height);
+    prepareCanvas(canvas, width, height, ctx);
     ctx.font = FONT;
     ctx.textBaseline = "middle";
     this.charWidth = ctx.measureText("abcdefghij").width / 10 || 6.6;

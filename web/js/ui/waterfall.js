@@ -17,6 +17,7 @@
 import { displayText, formatDuration } from "../model/format.js";
 import { STATE_COLORS, rgb } from "../model/colors.js";
 import { h, append } from "./dom.js";
+import { prepareCanvas } from "./canvas.js";
 
 const FONT = '11px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace';
 const SMALL_FONT = '10px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace';
@@ -137,15 +138,7 @@ export class Waterfall {
     const plotWidth = this.plotWidth;
     const width = Math.max(1, Math.floor(labelWidth + plotWidth));
     const height = Math.max(rowH, Math.min(rows.length * rowH, this.scroller.clientHeight || this.options.maxHeight));
-    const dpr = window.devicePixelRatio || 1;
-    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
-      canvas.width = Math.round(width * dpr);
-      canvas.height = Math.round(height * dpr);
-      canvas.style.width = `${width}px`;
-      canvas.style.height = `${height}px`;
-    }
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, height);
+    prepareCanvas(canvas, width, height, ctx);
     if (!this.x || !rows.length) return;
     const x = this.x;
     const scrollTop = this.scroller.scrollTop;
