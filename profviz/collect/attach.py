@@ -619,7 +619,11 @@ def _seen_running(piece: tuple[int, int, int], timeline: StateTimeline, period_n
     """Whether py-spy saw a piece's stack while the thread ran: the state for most of the first
     interval of the piece (py-spy took the sample at its start; judging a whole interval rather
     than the instant absorbs the ms by which py-spy's clock and the readings disagree)."""
-    start, end = piece[0], min(piece[1], piece[0] + int(period_ns))
+    return _mostly_running(timeline, piece[0], min(piece[1], piece[0] + int(period_ns)))
+
+
+def _mostly_running(timeline: StateTimeline, start: int, end: int) -> bool | None:
+    """Whether the thread ran for more of [start, end) than it waited; None on a tie."""
     ran = waited = 0
     for a, b, running, _ in timeline.stretches_within(start, end):
         if running:
@@ -783,13 +787,7 @@ def _majority_runs(pieces: list[tuple[int, int, int]], keys: list, timeline: Sta
         if position < len(pieces) and keys[pieces[position][2]] == keys[pieces[first][2]] and pieces[position][0] == pieces[position - 1][1]:
             continue
         start, end = pieces[first][0], pieces[position - 1][1]
-        ran = waited = 0
-        for a, b, running, _ in timeline.stretches_within(start, end):
-            if running:
-                ran += b - a
-            else:
-                waited += b - a
-        yield start, end, (None if ran == waited else ran > waited)
+        yield start, end, _mostly_running(timeline, start, end)
         first = position
 
 
