@@ -11,21 +11,70 @@ Configurations (the same in every section):
 
 Goals: timing >= 0.99, sampler >= 0.97, pyinst-10% >= 0.93 (throughput relative to the bare app).
 
-Sections (``--sections``, run in this order; ``--paired-only`` = the first two, ``--no-paired`` =
-the third and the sampler CPU):
+Sections (``--sections``, run in this order; ``--paired-only`` = waitress-paired and paired,
+``--no-paired`` = instructions, waitress and the sampler CPU):
 
-    waitress-paired  the served app's CPU per request, bare and wrapped in one server (primary)
+    instructions     CPU instructions per request of one server per configuration under callgrind
+                     (deterministic; its verdicts are printed first)
+    waitress-paired  the served app's CPU per request, bare and wrapped in one server
     paired           the same pairing in process, direct WSGI calls on one thread
     waitress         throughput of one server process per configuration
 
-The first is primary: it measures what a deployment pays (a request through waitress, HTTP and 8
+The time-based sections cannot resolve a goal within ~2 % of the true ratio on this noisy 2-vCPU
+box (their A/A controls swing by +-2-3 %); the instruction count can (see 0.). Of the time-based
+sections, waitress-paired is the primary one: it measures what a deployment pays (a request through waitress, HTTP and 8
 worker threads costs ~2.5 ms of server CPU here, against ~1.0 ms for a direct call on one thread,
 so the same absolute profviz cost is a smaller fraction of it than in the in-process section,
 which is stricter than any server), and pairing inside one process cancels what makes separate
 server processes incomparable on this 2-core VM (start order, CPU placement, the box's other load:
 the throughput section's A/A control is off by ~9 %).
 
-1. Paired waitress CPU (primary; the verdicts rest on it). Per configuration ONE waitress server
+0. Instructions (``--sections instructions``; the first verdicts). The CPU work per request as
+user-space instructions counted by valgrind's callgrind, which is repeatable to ~0.03 % between
+identical runs whatever else the machine does. One waitress server (the ``--serve`` shop, 8
+threads, 127.0.0.1, ephemeral port) per configuration runs under ``valgrind --tool=callgrind
+--separate-threads=no --fair-sched=try`` with the real interpreter binary (``sys.executable``
+resolved: a pyenv shim is a bash script, and valgrind would count bash) and
+``PYTHONHASHSEED=0`` (hash randomisation moves the counts); ``random`` is seeded in the server, so
+``pyinst-10%`` profiles the same number of requests in every run. The server answers
+``/_bench/counters`` outside the middleware: it flushes the writer's queue and returns the
+middleware's stats. This process is the client (native speed; ``--concurrency`` keep-alive
+connections over PATHS): 200 warm-up requests, counters (flush), ``callgrind_control --zero``,
+``--instr-requests`` requests, counters (the writer's work for them is done and counted), then
+``callgrind_control --dump`` and the dump's ``totals:`` line: every thread of the process (waitress
+loop and workers, the shop's service threads, profviz's writer and sampler). At most two valgrind
+servers run at once (2 vCPUs).
+
+Everything runs ~30x slower under callgrind, so profviz's time-driven parts are scaled by the
+slowdown S, or a 100 Hz sampler would take S times more samples per request and the writer, waking
+every second, would commit S times smaller batches. S is the bare app's server CPU per request
+under callgrind over its CPU per request natively (both measured here: the bare app natively,
+then under callgrind twice); the instrumented servers then run with ``sample_hz``,
+``tail_max_per_minute`` and ``baseline_per_minute`` divided by S and ``writer_interval_s``,
+``aggregate_interval_s``, ``deep_interval_s`` (and the writer's 1 s idle check) multiplied by it
+(defaults read from ``profviz.wsgi.Recorder``'s signature). The sampler config is also run
+natively, and its ticks and samples per request are printed next to the callgrind run's: they
+should agree if the scaling is right. Werkzeug's profiler (cProfile) has no time-driven part.
+The bare app is measured in two server processes (``none``, ``none-again``): their difference is
+the method's noise floor. Per configuration: millions of instructions per request, the ratio
+bare / config (bare = the mean of the two bare runs: the throughput ratio of a CPU-bound server
+counted in instructions), the goal and the verdict: ``met`` when ratio - A/A difference >= goal,
+``NOT met`` when ratio + A/A difference < goal, else ``within noise``.
+
+What it does NOT capture: instructions are not time. Cache misses and memory stalls (profviz's
+data structures polluting the app's caches), branch mispredictions and the cost of slow
+instructions weigh the same as any instruction; callgrind counts user-space instructions only, so
+system calls and everything in the kernel (socket I/O, futex waits and wake-ups, i.e. the kernel
+side of GIL handoffs, the sampler's sleeps, SQLite's file writes and fsyncs) are not counted;
+nor are the extra context switches themselves. The app's own waits (the shop's 1 ms service
+delays) and Python's 5 ms GIL switch interval are not scaled, so requests are more CPU-bound
+under callgrind than natively, and GIL handoff patterns differ somewhat (the same for every
+configuration). Scheduling still moves a few things: which requests turn out slow enough for a
+tail profile (the count is printed), and the sampler's idle ticks in the ~1 s between the load's
+end and the dump. The route aggregates (written once a minute natively, every ~20k requests)
+fall outside the counted window, as in the paired sections.
+
+1. Paired waitress CPU (the primary time-based measure). Per configuration ONE waitress server
 process (8 threads, 127.0.0.1, ephemeral port) hosts two shop apps over the same database and the
 same log sink / external service: ``/a/...`` reaches the bare app, ``/b/...`` the wrapped one
 (``none``: both bare, the A/A control), the prefix moved from PATH_INFO to SCRIPT_NAME so the
@@ -134,13 +183,15 @@ which the intervals alone do not show; read its ratios against the control's.
 4. The sampler's own CPU time per second of wall time with 10 and 100 threads busy serving
 requests (each blocked in a 40-frame-deep stack, as a web framework's worker would be).
 
-Verdicts: the primary line is section 1's, then sections 2 and 3 as corroboration. ``met`` when
+Verdicts: the instruction counts' first (section 0), then section 1's, then sections 2 and 3 as
+corroboration; for the time-based sections: ``met`` when
 the whole range (paired sections: min-max over blocks of the corrected ratio, widened on both
 sides by the largest distance of that section's A/A control blocks from 1; waitress: the 90 %
 interval) is at or above the goal, ``NOT met`` when it is entirely below,
 ``within noise`` when it straddles the goal.
 
-Run: python bench/wsgi_overhead.py [--configs none,timing] [--sections waitress-paired,paired,waitress]
+Run: python bench/wsgi_overhead.py [--configs none,timing] [--sections instructions,waitress-paired,paired,waitress]
+     [--instr-requests 1000]
      [--paired-only | --no-paired]
      [--blocks 5] [--pairs 400] [--runs 14] [--requests 400] [--no-sampler-cpu]
 """
@@ -149,15 +200,18 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import inspect
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -166,7 +220,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CONFIGS = ("none", "timing", "sampler", "pyinst-10%", "pyinst-100%", "werkzeug")
-SECTIONS = ("waitress-paired", "paired", "waitress")  # run in this order; see the module docstring
+SECTIONS = ("instructions", "waitress-paired", "paired", "waitress")  # run in this order; see the module docstring
 CONTROL_AGAIN = "none-again"  # the bare app in a second waitress server: the A/A control there
 PATHS = (  # mean in-process service time about 1.3 ms: SQL scans, N+1 queries, connection churn
     "/posts", "/posts/fast", "/search/slow?q=lor", "/report", "/report/fast", "/tags/python", "/posts/17",
@@ -185,8 +239,9 @@ OPTIONS = {
 }
 
 
-def instrument(app, config: str, store: str):
-    """Wrap the Flask ``app`` as ``config`` says; the profviz middleware, or None (bare, werkzeug)."""
+def instrument(app, config: str, store: str, **overrides):
+    """Wrap the Flask ``app`` as ``config`` says (profviz options: OPTIONS[config], then ``overrides``);
+    the profviz middleware, or None (bare, werkzeug)."""
     if config == "werkzeug":
         from werkzeug.middleware.profiler import ProfilerMiddleware as WerkzeugProfiler
 
@@ -196,7 +251,7 @@ def instrument(app, config: str, store: str):
         return None
     from profviz.flask import init_app
 
-    return init_app(app, store=store, **OPTIONS[config])
+    return init_app(app, store=store, **{**OPTIONS[config], **overrides})
 
 
 def middleware_stats(middleware) -> str:
@@ -212,6 +267,186 @@ def middleware_stats(middleware) -> str:
     return (f"recorded={stats['recorded']} dropped={stats['dropped']} errors={stats['errors']}"
             f" profiles tail/baseline/deep/aggregate={stats['profiles_tail']}/{stats['profiles_baseline']}"
             f"/{stats['profiles_deep']}/{stats['profiles_aggregate']}{sampling}")
+
+
+# -- 0. instructions (callgrind) ---------------------------------------------------------------
+
+INSTR_WARMUP = 200  # requests before the counted window: imports, caches, route windows, valgrind's translations
+SCALED_INTERVALS = ("writer_interval_s", "aggregate_interval_s", "deep_interval_s")  # wall-time intervals: x S
+SCALED_RATES = ("sample_hz", "tail_max_per_minute", "baseline_per_minute")  # per wall-time rates: / S
+CALLGRIND = ("valgrind", "--tool=callgrind", "--separate-threads=no", "--fair-sched=try")
+INSTR_ORDER = ("pyinst-100%", "werkzeug", "sampler", "pyinst-10%", "timing")  # slowest first: two at a time pack better
+
+
+def scaled_options(config: str, scale: float) -> dict:
+    """profviz's time-driven options for ``config`` with wall time stretched ``scale`` times
+    (intervals x scale, rates / scale; unset ones from ``Recorder``'s defaults); {} without profviz."""
+    if config not in OPTIONS:
+        return {}
+    from profviz.wsgi import Recorder
+
+    defaults = inspect.signature(Recorder.__init__).parameters
+    options = {}
+    for name in SCALED_INTERVALS + SCALED_RATES:
+        value = OPTIONS[config].get(name, defaults[name].default)
+        options[name] = value * scale if name in SCALED_INTERVALS else value / scale
+    return options
+
+
+def real_interpreter() -> str:
+    """The interpreter binary itself: under pyenv ``python`` may be a bash shim, and valgrind would count bash."""
+    path = os.path.realpath(sys.executable)
+    with open(path, "rb") as binary:
+        if binary.read(4) != b"\x7fELF":
+            raise SystemExit(f"bench: {path} (sys.executable resolved) is not an ELF binary; run the bench with the real interpreter")
+    return path
+
+
+def callgrind_control(pid: int, *command: str) -> None:
+    """Send ``command`` to the callgrind process ``pid`` and wait for it to be done, or exit with what failed."""
+    run = subprocess.run(["callgrind_control", *command, str(pid)], capture_output=True, text=True, timeout=600)
+    if run.returncode != 0 or "OK" not in run.stdout:
+        raise SystemExit(f"bench: callgrind_control {' '.join(command)} {pid} failed (exit {run.returncode}):"
+                         f" {(run.stdout + run.stderr).strip()[-500:]}")
+
+
+def dump_totals(out_file: str, label: str) -> tuple[int, str]:
+    """(instructions, command) of the callgrind dump triggered as ``label``: its ``totals:`` line (the
+    sum of its cost lines; with one event, Ir) and its ``cmd:`` line."""
+    prefix = os.path.basename(out_file) + "."
+    for name in sorted(os.listdir(os.path.dirname(out_file))):
+        if not name.startswith(prefix):
+            continue
+        header: dict[str, str] = {}
+        with open(os.path.join(os.path.dirname(out_file), name), errors="replace") as dump:
+            for line in dump:
+                key, sep, value = line.partition(":")
+                if sep and key in ("cmd", "desc", "events", "totals"):
+                    header.setdefault(key if key != "desc" or "Trigger" not in value else "trigger", value.strip())
+        if header.get("trigger") == f"Trigger: dump {label}":
+            if header.get("events") != "Ir" or "totals" not in header:
+                raise SystemExit(f"bench: callgrind dump {name} has events {header.get('events')!r}, totals {header.get('totals')!r}")
+            return int(header["totals"]), header.get("cmd", "")
+    raise SystemExit(f"bench: no callgrind dump {label!r} next to {out_file}")
+
+
+def instr_counters(port: int) -> dict:
+    """``/_bench/counters`` of a ``--time-scale`` server: the writer's queue flushed, then its stats."""
+    status, body = get(port, COUNTERS_PATH)
+    if status != 200:
+        raise SystemExit(f"bench: {COUNTERS_PATH} answered {status}")
+    answer = json.loads(body)
+    if not answer["flushed"]:
+        raise SystemExit("bench: the writer's queue did not flush in time")
+    return answer["stats"] or {}
+
+
+def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float, under_callgrind: bool) -> dict:
+    """One ``config`` server (natively or under callgrind) through warm-up and the counted window of
+    ``--instr-requests`` requests: instructions (callgrind), server CPU and wall time, profviz's
+    counters over the window."""
+    label = label.replace("%", "pct")  # valgrind expands % in --callgrind-out-file
+    out_file = os.path.join(tmp, f"callgrind.{label}.out")
+    wrapper = (*CALLGRIND, f"--callgrind-out-file={out_file}") if under_callgrind else ()
+    log_path = os.path.join(tmp, f"instr-{label}.log")
+    with open(log_path, "w") as log:
+        server = Server(config, db, os.path.join(tmp, f"instr-{label}.db"), python=real_interpreter(), wrapper=wrapper,
+                        extra=("--time-scale", repr(scale)), env=dict(os.environ, PYTHONHASHSEED="0"), stderr=log)
+        try:
+            load(server.port, INSTR_WARMUP, args.instr_concurrency)
+            before = instr_counters(server.port)
+            if under_callgrind:
+                callgrind_control(server.proc.pid, "--zero")
+            cpu0, wall0 = server.counters()[0], time.perf_counter()
+            load(server.port, args.instr_requests, args.instr_concurrency)
+            after = instr_counters(server.port)
+            cpu, wall = server.counters()[0] - cpu0, time.perf_counter() - wall0
+            if under_callgrind:
+                callgrind_control(server.proc.pid, f"--dump={label}")
+        finally:
+            note = server.stop(timeout_s=600)
+    n = args.instr_requests
+    figures = {"config": config, "cpu_ms": cpu * 1e3 / n, "wall_ms": wall * 1e3 / n, "note": note, "instructions": None}
+    if after:
+        counts = {"recorded": after["recorded"] - before["recorded"], "dropped": after["dropped"] - before["dropped"],
+                  "tail": after["profiles_tail"] - before["profiles_tail"], "deep": after["profiles_deep"] - before["profiles_deep"]}
+        if after["sampler"] is not None:
+            counts["ticks"] = (after["sampler"]["ticks"] - before["sampler"]["ticks"]) / n
+            counts["samples"] = (after["sampler"]["samples"] - before["sampler"]["samples"]) / n
+        figures["counts"] = counts
+    if under_callgrind:
+        instructions, command = dump_totals(out_file, label)
+        if real_interpreter() not in command or instructions < 1e5 * n:
+            raise SystemExit(f"bench: callgrind counted {instructions} instructions for {n} requests of {command!r}:"
+                             " not the server's interpreter (see the log)")
+        figures["instructions"] = instructions / n
+    return figures
+
+
+def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
+    """Measure and print the instructions table; {"ratios": {config: ratio}, "noise": A/A difference}."""
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: the instructions section needs {tool} (apt-get install valgrind), or leave it out of --sections")
+    n = args.instr_requests
+    started = time.perf_counter()
+    print(f"\n== instructions: callgrind, {n} requests per config after {INSTR_WARMUP} warm-up,"
+          f" one server (8 threads) per config, at most 2 at once; {args.instr_concurrency} keep-alive clients;"
+          f" git {git_commit()}")
+    print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
+    native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False) for c in ("none", "sampler") if c in configs}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        bare = list(pool.map(lambda label: instr_measure("none", label, db, tmp, args, 1.0, True), ("none", CONTROL_AGAIN)))
+        scale = statistics.mean(b["cpu_ms"] for b in bare) / native["none"]["cpu_ms"]
+        options = {c: scaled_options(c, scale) for c in OPTIONS}
+        print(f"slowdown S = {scale:.1f}: bare server CPU per request {bare[0]['cpu_ms']:.1f} / {bare[1]['cpu_ms']:.1f} ms"
+              f" under callgrind, {native['none']['cpu_ms']:.3f} ms natively (wall per request"
+              f" {bare[0]['wall_ms']:.1f} / {bare[1]['wall_ms']:.1f} ms, natively {native['none']['wall_ms']:.3f} ms)")
+        print("scaled profviz settings under callgrind: " + ", ".join(f"{k}={v:.4g}" for k, v in options["sampler"].items())
+              + f", writer idle_s={scale:.4g} (natively: x1 or /1 of {', '.join(SCALED_INTERVALS + SCALED_RATES)})")
+        jobs = [c for c in INSTR_ORDER if c in configs]
+        measured = dict(zip(jobs, pool.map(lambda c: instr_measure(c, c, db, tmp, args, scale, True), jobs)))
+    results = {"none": bare[0], CONTROL_AGAIN: bare[1], **measured}
+    base = statistics.mean(b["instructions"] for b in bare)
+    noise = abs(bare[0]["instructions"] - bare[1]["instructions"]) / base
+    print(f"\n{'config':<12} {'Minstr/req':>10} {'ratio':>7} {'goal':>5}  {'verdict':<13} {'cg CPU ms':>9} {'wall ms':>8}  window counts")
+    ratios: dict[str, float] = {}
+    for config in [c for c in CONFIGS if c in results] + [CONTROL_AGAIN]:
+        figures = results[config]
+        ratios[config] = ratio = base / figures["instructions"]
+        goal = GOALS.get(config)
+        verdict_text = instr_verdict(ratio, noise, goal) if goal else ("A/A control" if config in ("none", CONTROL_AGAIN) else "")
+        counts = figures.get("counts", {})
+        shown = " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in counts.items())
+        print(f"{config:<12} {figures['instructions'] / 1e6:>10.3f} {ratio:>7.4f} {goal or '':>5}  {verdict_text:<13}"
+              f" {figures['cpu_ms']:>9.1f} {figures['wall_ms']:>8.1f}  {shown}")
+        if counts and counts["recorded"] != n:
+            print(f"{'':<12} NOT RECORDED: {n - counts['recorded']} of {n} requests in the window")
+    print(f"(A/A: the bare app in two servers, {bare[0]['instructions'] / 1e6:.4f} and {bare[1]['instructions'] / 1e6:.4f}"
+          f" Minstr/req: difference {noise:.4%}, the noise floor; ratio = mean of the two / config)")
+    if "sampler" in measured and "sampler" in native:
+        callgrind_counts, native_counts = measured["sampler"]["counts"], native["sampler"]["counts"]
+        print(f"(sampler per request: {callgrind_counts['ticks']:.2f} ticks, {callgrind_counts['samples']:.2f} samples under"
+              f" callgrind at {options['sampler']['sample_hz']:.3g} Hz; natively at 100 Hz {native_counts['ticks']:.2f} ticks,"
+              f" {native_counts['samples']:.2f} samples, {native_counts['tail']} tail profiles: the scaling is right when they agree)")
+    print(f"instructions phase took {time.perf_counter() - started:.0f} s;"
+          f" load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    return {"ratios": ratios, "noise": noise}
+
+
+def instr_verdict(ratio: float, noise: float, goal: float) -> str:
+    """met when the ratio clears the goal by the A/A noise, NOT met when it misses it by more, else within noise."""
+    return verdict(ratio - noise, ratio + noise, goal)
+
+
+def git_commit() -> str:
+    """The checkout's commit (short hash, ``+dirty`` when bench or profviz files differ from it)."""
+    try:
+        commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "profviz", "bench"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    except OSError:
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 # -- 1. paired waitress CPU (primary) ----------------------------------------------------------
@@ -291,11 +526,7 @@ class PairedDispatcher:
         return _TimedBody(body, side, start_ns, self)
 
     def counters(self, start_response):
-        flushed = True
-        stats = None
-        if self.middleware is not None:  # the queue only: flush() would also force the route aggregates
-            flushed = self.middleware.recorder.writer.flush(60)
-            stats = self.middleware.stats
+        flushed, stats = flush_queue(self.middleware)
         threads = profviz_threads_cpu_ns()
         process_ns = time.process_time_ns()
         with self.lock:
@@ -303,15 +534,43 @@ class PairedDispatcher:
                     "threads_ns": threads, "flushed": flushed,
                     "recorded": None if stats is None else stats["recorded"],
                     "sampler_cpu_ns": None if stats is None or stats["sampler"] is None else int(stats["sampler"]["cpu_s"] * 1e9)}
-        data = json.dumps(body).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-        return [data]
+        return json_response(start_response, body)
 
 
-def serve_shops(config: str, db: str, store: str, paired: bool) -> None:
+def json_response(start_response, body: dict) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def flush_queue(middleware, timeout_s: float = 60.0) -> tuple[bool, dict | None]:
+    """(flushed in time, stats) after the writer's queue is written; the route aggregates are not
+    forced (``middleware.flush()`` would). (True, None) without a profviz middleware."""
+    if middleware is None:
+        return True, None
+    return middleware.recorder.writer.flush(timeout_s), middleware.stats
+
+
+class CountersEndpoint:
+    """The served app, plus ``/_bench/counters`` answered outside it: JSON ``{"flushed", "stats"}``
+    after flushing the writer's queue (timeout scaled with the server's slowdown)."""
+
+    def __init__(self, app, middleware, flush_timeout_s: float):
+        self.app, self.middleware, self.flush_timeout_s = app, middleware, flush_timeout_s
+
+    def __call__(self, environ: dict, start_response):
+        if environ.get("PATH_INFO") != COUNTERS_PATH:
+            return self.app(environ, start_response)
+        flushed, stats = flush_queue(self.middleware, self.flush_timeout_s)
+        return json_response(start_response, {"flushed": flushed, "stats": stats})
+
+
+def serve_shops(config: str, db: str, store: str, paired: bool, time_scale: float | None = None) -> None:
     """Server process: one waitress (8 threads) serving the shop (``paired``: a bare and a
     ``config`` shop behind :class:`PairedDispatcher`; else one ``config`` shop). Prints the port,
-    serves until stdin closes, then prints the middleware's stats."""
+    serves until stdin closes, then prints the middleware's stats. With ``time_scale`` (the
+    instructions section): profviz's time-driven options scaled by it (:func:`scaled_options`),
+    ``random`` seeded, and ``/_bench/counters`` served by :class:`CountersEndpoint`."""
     import logging
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -326,6 +585,13 @@ def serve_shops(config: str, db: str, store: str, paired: bool) -> None:
             bare = create_app(db, log_sink_url=sink.url, external_url=external.url)
             middleware = instrument(app, config, store)
             served = PairedDispatcher(bare, app, middleware)
+        elif time_scale is not None:
+            random.seed(0)  # pyinst-10%: the same requests profiled in every run
+            middleware = instrument(app, config, store, **scaled_options(config, time_scale))
+            if middleware is not None:  # the writer's idle check (route aggregates due?) runs every idle_s
+                writer = middleware.recorder.writer
+                writer.idle_s = writer.idle_s * time_scale
+            served = CountersEndpoint(app, middleware, 60.0 * time_scale)
         else:
             middleware = instrument(app, config, store)
             served = app
@@ -333,7 +599,7 @@ def serve_shops(config: str, db: str, store: str, paired: bool) -> None:
             print(server.effective_port, flush=True)
             sys.stdin.read()
         if middleware is not None:
-            middleware.flush(60)
+            middleware.flush(60 * (time_scale or 1.0))
             print(middleware_stats(middleware), flush=True)
 
 
@@ -671,13 +937,21 @@ class Server:
     """One configuration's server process (:func:`serve_shops`; paired with ``mode="--serve-paired"``)
     and its CPU/context-switch counters."""
 
-    def __init__(self, config: str, db: str, store: str, mode: str = "--serve"):
+    def __init__(self, config: str, db: str, store: str, mode: str = "--serve", *, python: str = sys.executable,
+                 wrapper: tuple[str, ...] = (), extra: tuple[str, ...] = (), env: dict | None = None, stderr=None):
         self.config = config
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, mode, config, "--db", db, "--store", store],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            [*wrapper, python, __file__, mode, config, "--db", db, "--store", store, *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=env,
         )
-        self.port = int(self.proc.stdout.readline())
+        line = self.proc.stdout.readline().strip()
+        if not line.isdigit():
+            self.proc.kill()
+            self.proc.wait()
+            log = getattr(stderr, "name", None)
+            tail = Path(log).read_text(errors="replace").strip()[-1500:] if log else "(on stderr above)"
+            raise SystemExit(f"bench: the {config} server did not start (printed {line!r}, exit {self.proc.returncode}): {tail}")
+        self.port = int(line)
         self.process = psutil.Process(self.proc.pid)
 
     def counters(self) -> tuple[float, int]:
@@ -695,11 +969,11 @@ class Server:
                 pass
         return cpu.user + cpu.system, switches
 
-    def stop(self) -> str:
+    def stop(self, timeout_s: float = 120.0) -> str:
         """Stop the server; its profviz counters (empty for the bare app)."""
         self.proc.stdin.close()
         tail = self.proc.stdout.read().strip()
-        self.proc.wait(timeout=120)
+        self.proc.wait(timeout=timeout_s)
         return tail
 
 
@@ -827,13 +1101,18 @@ def range_verdict(name: str, values: list[float], goal: float, control: list[flo
             f" +-{slack:.4f} (A/A): {verdict(low, high, goal)}")
 
 
-def print_verdicts(served: dict[str, list[float]] | None, paired: dict[str, list[float]] | None, waitress: dict | None) -> None:
-    print("\n== verdicts (primary: paired waitress CPU, corrected ratio median [min-max over blocks];"
-          " corroboration: paired in-process CPU [min-max], waitress throughput [90% CI])")
+def print_verdicts(instructions: dict | None, served: dict[str, list[float]] | None,
+                   paired: dict[str, list[float]] | None, waitress: dict | None) -> None:
+    print("\n== verdicts (first: instructions per request under callgrind, ratio +- the A/A difference;"
+          " time-based: paired waitress CPU, corrected ratio median [min-max over blocks],"
+          " paired in-process CPU [min-max], waitress throughput [90% CI])")
     for config, goal in GOALS.items():
         parts = []
+        if instructions and config in instructions["ratios"]:
+            ratio, noise = instructions["ratios"][config], instructions["noise"]
+            parts.append(f"INSTRUCTIONS {ratio:.4f} +-{noise:.4f} (A/A): {instr_verdict(ratio, noise, goal)}")
         if served and config in served:
-            parts.append(range_verdict("PRIMARY waitress-paired", served[config], goal, served.get("none")))
+            parts.append(range_verdict("waitress-paired", served[config], goal, served.get("none")))
         if paired and config in paired:
             parts.append(range_verdict("in-process paired", paired[config], goal, paired.get("none")))
         if waitress and config in waitress:
@@ -861,11 +1140,16 @@ def main() -> None:
     parser.add_argument("--paired-child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--time-scale", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset (none is always included)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--paired-only", action="store_true", help="run only the two paired sections (--sections waitress-paired,paired)")
-    parser.add_argument("--no-paired", action="store_true", help="skip both paired sections (--sections waitress)")
+    parser.add_argument("--no-paired", action="store_true", help="skip both paired sections (--sections instructions,waitress)")
+    parser.add_argument("--instr-requests", type=int, default=1000,
+                        help="instructions: counted requests per configuration (after 200 warm-up requests)")
+    parser.add_argument("--instr-concurrency", type=int,
+                        help="instructions: keep-alive client connections (default: --concurrency)")
     parser.add_argument("--blocks", type=int, default=5, help="paired sections: blocks per configuration")
     parser.add_argument("--pairs", type=int, default=800,
                         help=f"paired sections: request pairs per block (a multiple of {2 * len(PATHS)})")
@@ -876,7 +1160,7 @@ def main() -> None:
     parser.add_argument("--no-sampler-cpu", action="store_true", help="skip the sampler CPU measurement")
     args = parser.parse_args()
     if args.serve or args.serve_paired:
-        serve_shops(args.serve or args.serve_paired, args.db, args.store, paired=bool(args.serve_paired))
+        serve_shops(args.serve or args.serve_paired, args.db, args.store, paired=bool(args.serve_paired), time_scale=args.time_scale)
         return
     if args.paired_child:
         paired_child(args.paired_child, args.db, args.store, args.blocks, args.pairs)
@@ -894,8 +1178,10 @@ def main() -> None:
         parser.error("no section left to run (check --sections against --paired-only / --no-paired)")
     if args.pairs <= 0 or args.pairs % (2 * len(PATHS)):
         parser.error(f"--pairs must be a positive multiple of {2 * len(PATHS)} (each order over every path equally often)")
-    if min(args.blocks, args.runs, args.requests, args.concurrency) < 1:
-        parser.error("--blocks, --runs, --requests and --concurrency must be at least 1")
+    if args.instr_concurrency is None:
+        args.instr_concurrency = args.concurrency
+    if min(args.blocks, args.runs, args.requests, args.concurrency, args.instr_requests, args.instr_concurrency) < 1:
+        parser.error("--blocks, --runs, --requests, --instr-requests and --concurrency must be at least 1")
     unknown = [c for c in args.configs.split(",") if c and c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
@@ -908,8 +1194,10 @@ def main() -> None:
     db = str(cache / f"shop-{args.rows}.sqlite3")
     build_database(db, rows=args.rows)
     print(f"sample shop ({args.rows} posts), endpoints: {', '.join(sorted(set(PATHS)))}")
-    served = paired = waitress = None
+    instructions = served = paired = waitress = None
     with tempfile.TemporaryDirectory(prefix="profviz-bench-") as tmp:
+        if "instructions" in sections:
+            instructions = run_instructions(configs, db, tmp, args)
         if "waitress-paired" in sections:
             print(f"\n== paired waitress CPU (primary): one waitress server (8 threads) per config hosting a bare and"
                   f" a wrapped shop; {args.blocks} blocks x {args.pairs} pairs after {WARMUP_PAIRS} warm-up pairs,"
@@ -930,7 +1218,7 @@ def main() -> None:
         for threads in (10, 100):
             cpu = sampler_cpu(threads)
             print(f"sampler CPU at 100 Hz with {threads:>3} busy request threads: {cpu * 1000:.1f} ms per second ({cpu:.2%} of one core)")
-    print_verdicts(served, paired, waitress)
+    print_verdicts(instructions, served, paired, waitress)
 
 
 if __name__ == "__main__":
