@@ -341,10 +341,11 @@ def instr_counters(port: int) -> dict:
     return answer["stats"] or {}
 
 
-def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float, under_callgrind: bool) -> dict:
+def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float, under_callgrind: bool,
+                  connections: int) -> dict:
     """One ``config`` server (natively or under callgrind) through warm-up and the counted window of
-    ``--instr-requests`` requests: instructions (callgrind), server CPU and wall time, profviz's
-    counters over the window."""
+    ``--instr-requests`` requests from ``connections`` keep-alive clients: instructions (callgrind),
+    server CPU and wall time, profviz's counters over the window."""
     label = label.replace("%", "pct")  # valgrind expands % in --callgrind-out-file
     out_file = os.path.join(tmp, f"callgrind.{label}.out")
     wrapper = (*CALLGRIND, f"--callgrind-out-file={out_file}") if under_callgrind else ()
@@ -353,12 +354,12 @@ def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float
         server = Server(config, db, os.path.join(tmp, f"instr-{label}.db"), python=real_interpreter(), wrapper=wrapper,
                         extra=("--time-scale", repr(scale)), env=dict(os.environ, PYTHONHASHSEED="0"), stderr=log)
         try:
-            load(server.port, INSTR_WARMUP, args.instr_concurrency)
+            load(server.port, INSTR_WARMUP, connections)
             before = instr_counters(server.port)
             if under_callgrind:
                 callgrind_control(server.proc.pid, "--zero")
             cpu0, wall0 = server.counters()[0], time.perf_counter()
-            load(server.port, args.instr_requests, args.instr_concurrency)
+            load(server.port, args.instr_requests, connections)
             after = instr_counters(server.port)
             cpu, wall = server.counters()[0] - cpu0, time.perf_counter() - wall0
             if under_callgrind:
@@ -384,19 +385,20 @@ def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float
 
 
 def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
-    """Measure and print the instructions table; {"ratios": {config: ratio}, "noise": A/A difference}."""
+    """Measure and print the instructions table; {"ratios": {config: ratio}, "noise": A/A difference,
+    "sampler_native": the sampler's ratio at native samples per request, or None}."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: the instructions section needs {tool} (apt-get install valgrind), or leave it out of --sections")
-    n = args.instr_requests
+    n, conns = args.instr_requests, args.instr_concurrency
+    half = conns // 2
     started = time.perf_counter()
     print(f"\n== instructions: callgrind, {n} requests per config after {INSTR_WARMUP} warm-up,"
-          f" one server (8 threads) per config, at most 2 at once; {args.instr_concurrency} keep-alive clients;"
-          f" git {git_commit()}")
+          f" one server (8 threads) per config, at most 2 at once; {conns} keep-alive clients; git {git_commit()}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
-    native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False) for c in ("none", "sampler") if c in configs}
+    native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False, conns) for c in ("none", "sampler") if c in configs}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        bare = list(pool.map(lambda label: instr_measure("none", label, db, tmp, args, 1.0, True), ("none", CONTROL_AGAIN)))
+        bare = list(pool.map(lambda label: instr_measure("none", label, db, tmp, args, 1.0, True, conns), ("none", CONTROL_AGAIN)))
         scale = statistics.mean(b["cpu_ms"] for b in bare) / native["none"]["cpu_ms"]
         options = {c: scaled_options(c, scale) for c in OPTIONS}
         print(f"slowdown S = {scale:.1f}: bare server CPU per request {bare[0]['cpu_ms']:.1f} / {bare[1]['cpu_ms']:.1f} ms"
@@ -404,34 +406,66 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
               f" {bare[0]['wall_ms']:.1f} / {bare[1]['wall_ms']:.1f} ms, natively {native['none']['wall_ms']:.3f} ms)")
         print("scaled profviz settings under callgrind: " + ", ".join(f"{k}={v:.4g}" for k, v in options["sampler"].items())
               + f", writer idle_s={scale:.4g} (natively: x1 or /1 of {', '.join(SCALED_INTERVALS + SCALED_RATES)})")
-        jobs = [c for c in INSTR_ORDER if c in configs]
-        measured = dict(zip(jobs, pool.map(lambda c: instr_measure(c, c, db, tmp, args, scale, True), jobs)))
+        jobs = [(c, c, conns) for c in INSTR_ORDER if c in configs]
+        if "sampler" in configs and half >= 1:  # the sampler's cost per sample, for samples per request as natively
+            jobs[1:1] = [("sampler", f"sampler@{half}", half), ("none", f"none@{half}", half)]
+        measured = dict(zip((label for _, label, _ in jobs),
+                            pool.map(lambda job: instr_measure(job[0], job[1], db, tmp, args, scale, True, job[2]), jobs)))
     results = {"none": bare[0], CONTROL_AGAIN: bare[1], **measured}
     base = statistics.mean(b["instructions"] for b in bare)
     noise = abs(bare[0]["instructions"] - bare[1]["instructions"]) / base
     print(f"\n{'config':<12} {'Minstr/req':>10} {'ratio':>7} {'goal':>5}  {'verdict':<13} {'cg CPU ms':>9} {'wall ms':>8}  window counts")
     ratios: dict[str, float] = {}
-    for config in [c for c in CONFIGS if c in results] + [CONTROL_AGAIN]:
-        figures = results[config]
-        ratios[config] = ratio = base / figures["instructions"]
-        goal = GOALS.get(config)
-        verdict_text = instr_verdict(ratio, noise, goal) if goal else ("A/A control" if config in ("none", CONTROL_AGAIN) else "")
+    rows = [c for c in CONFIGS if c in results] + [CONTROL_AGAIN] + [label for label in (f"sampler@{half}", f"none@{half}") if label in results]
+    for label in rows:
+        figures = results[label]
+        own_base = results[f"none@{half}"]["instructions"] if label == f"sampler@{half}" else base
+        ratios[label] = ratio = own_base / figures["instructions"]
+        goal = GOALS.get(label)
+        verdict_text = instr_verdict(ratio, noise, goal) if goal else ("A/A control" if label in ("none", CONTROL_AGAIN) else "")
         counts = figures.get("counts", {})
         shown = " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in counts.items())
-        print(f"{config:<12} {figures['instructions'] / 1e6:>10.3f} {ratio:>7.4f} {goal or '':>5}  {verdict_text:<13}"
+        print(f"{label:<12} {figures['instructions'] / 1e6:>10.3f} {ratio:>7.4f} {goal or '':>5}  {verdict_text:<13}"
               f" {figures['cpu_ms']:>9.1f} {figures['wall_ms']:>8.1f}  {shown}")
         if counts and counts["recorded"] != n:
             print(f"{'':<12} NOT RECORDED: {n - counts['recorded']} of {n} requests in the window")
     print(f"(A/A: the bare app in two servers, {bare[0]['instructions'] / 1e6:.4f} and {bare[1]['instructions'] / 1e6:.4f}"
-          f" Minstr/req: difference {noise:.4%}, the noise floor; ratio = mean of the two / config)")
+          f" Minstr/req: difference {noise:.4%}, the noise floor; ratio = mean of the two / config;"
+          f" rows @{half}: {half} client connections, ratio against none@{half})")
+    sampler_native = None
     if "sampler" in measured and "sampler" in native:
-        callgrind_counts, native_counts = measured["sampler"]["counts"], native["sampler"]["counts"]
-        print(f"(sampler per request: {callgrind_counts['ticks']:.2f} ticks, {callgrind_counts['samples']:.2f} samples under"
-              f" callgrind at {options['sampler']['sample_hz']:.3g} Hz; natively at 100 Hz {native_counts['ticks']:.2f} ticks,"
-              f" {native_counts['samples']:.2f} samples, {native_counts['tail']} tail profiles: the scaling is right when they agree)")
+        at_full, native_counts = measured["sampler"]["counts"], native["sampler"]["counts"]
+        print(f"(sampler per request: {at_full['ticks']:.2f} ticks, {at_full['samples']:.2f} samples under callgrind at"
+              f" {options['sampler']['sample_hz']:.3g} Hz; natively at 100 Hz {native_counts['ticks']:.2f} ticks,"
+              f" {native_counts['samples']:.2f} samples, {native_counts['tail']} tail profiles. Ticks per request agree when"
+              f" the time scaling is right; samples per tick are the requests in flight, more under callgrind: the"
+              f" client runs at native speed, so a connection spends less of its cycle outside the server)")
+        if f"sampler@{half}" in measured:
+            sampler_native = sampler_at_native_samples(results, base, half, native_counts["samples"])
     print(f"instructions phase took {time.perf_counter() - started:.0f} s;"
           f" load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
-    return {"ratios": ratios, "noise": noise}
+    return {"ratios": ratios, "noise": noise, "sampler_native": sampler_native}
+
+
+def sampler_at_native_samples(results: dict, base: float, half: int, native_samples: float) -> float | None:
+    """The sampler's ratio had it taken as many samples per request as natively: its excess over the
+    bare app at the same concurrency, linear in samples per request through the full and half
+    concurrency runs (printed); None when the two runs' samples per request are too close."""
+    full, reduced = results["sampler"], results[f"sampler@{half}"]
+    excess_full = full["instructions"] - base
+    excess_half = reduced["instructions"] - results[f"none@{half}"]["instructions"]
+    spread = full["counts"]["samples"] - reduced["counts"]["samples"]
+    if spread < 0.1:
+        print(f"(sampler at native samples per request: not estimated, {spread:.2f} samples/req apart at {half} and full concurrency)")
+        return None
+    per_sample = (excess_full - excess_half) / spread
+    excess_native = excess_full + (native_samples - full["counts"]["samples"]) * per_sample
+    ratio = base / (base + excess_native)
+    print(f"(sampler excess over bare: {excess_full / 1e3:.0f} k instr/req at {full['counts']['samples']:.2f} samples/req,"
+          f" {excess_half / 1e3:.0f} k at {reduced['counts']['samples']:.2f}: {per_sample / 1e3:.1f} k per sample,"
+          f" {(excess_full - full['counts']['samples'] * per_sample) / 1e3:.0f} k per request besides;"
+          f" at the native {native_samples:.2f} samples/req: {excess_native / 1e3:.0f} k, ratio {ratio:.4f})")
+    return ratio
 
 
 def instr_verdict(ratio: float, noise: float, goal: float) -> str:
@@ -1111,6 +1145,9 @@ def print_verdicts(instructions: dict | None, served: dict[str, list[float]] | N
         if instructions and config in instructions["ratios"]:
             ratio, noise = instructions["ratios"][config], instructions["noise"]
             parts.append(f"INSTRUCTIONS {ratio:.4f} +-{noise:.4f} (A/A): {instr_verdict(ratio, noise, goal)}")
+            if config == "sampler" and instructions["sampler_native"] is not None:
+                adjusted = instructions["sampler_native"]
+                parts.append(f"at native samples/req {adjusted:.4f}: {instr_verdict(adjusted, noise, goal)}")
         if served and config in served:
             parts.append(range_verdict("waitress-paired", served[config], goal, served.get("none")))
         if paired and config in paired:
