@@ -105,7 +105,7 @@ def test_samples_are_laid_end_to_end_in_absolute_time_with_cpu_or_waiting_states
     assert times[0] == session.start_ns and before <= session.start_ns
     assert all(t + w == t_next for t, w, t_next in zip(times, weights, times[1:]))
     assert times[-1] + weights[-1] <= after
-    assert min(weights) > 0 and max(weights) < 20_000_000
+    assert min(weights) > 0
     assert sum(weights) == session.perf_ns_at_sample[-1] - session.start_perf_ns
     # the spinning samples ran, the sleeping ones waited (a descheduled spin on a loaded box may count as waiting)
     states = columns["state"].tolist()
@@ -159,3 +159,20 @@ def test_stopped_from_another_thread_the_hook_removes_itself():
     assert profile.sample_count >= 5 and "notes" not in profile.meta
     with pytest.raises(RuntimeError, match="not running"):
         profiler.stop()
+
+
+def test_every_hook_event_is_attributed_as_pyinstrument_attributes_it():
+    """A call counts for the caller, a returning C function is a <built-in> leaf, a return or line stays in its frame."""
+    profiler = DeepProfiler(60.0)  # the installed hook never samples on its own here
+    profiler.begin()
+    sample = profiler._make_hook()  # the same callback the C hook calls, filling the same session
+    frame = sys._getframe()
+    events = [("call", None), ("return", None), ("line", None), ("c_return", len), ("c_exception", time.sleep)]
+    for event, arg in events:
+        sample(frame, event, arg)
+    session = profiler.stop()
+    assert session.sample_count == len(events)
+    for index, (event, arg) in enumerate(events):
+        assert session.frames(index) == _pyinstrument_frames(frame, event, arg), event
+    assert session.frames(0)[-1][0] != "test_every_hook_event_is_attributed_as_pyinstrument_attributes_it"
+    assert session.frames(3)[-1] == ("len", "<built-in>", 0)

@@ -45,12 +45,11 @@ class DeepSession:
     first), the name of the C function at the leaf (or None) and the monotonic clock at the
     sample; ``start_ns`` (epoch) and ``start_perf_ns`` (monotonic) at the start."""
 
-    __slots__ = ("start_ns", "start_perf_ns", "interval", "stacks", "c_leaves", "perf_ns_at_sample")
+    __slots__ = ("start_ns", "start_perf_ns", "stacks", "c_leaves", "perf_ns_at_sample")
 
-    def __init__(self, start_ns: int, start_perf_ns: int, interval: float, stacks: list, c_leaves: list, perf_ns: list):
+    def __init__(self, start_ns: int, start_perf_ns: int, stacks: list, c_leaves: list, perf_ns: list):
         self.start_ns = start_ns
         self.start_perf_ns = start_perf_ns
-        self.interval = interval
         self.stacks = stacks
         self.c_leaves = c_leaves
         self.perf_ns_at_sample = perf_ns
@@ -92,10 +91,6 @@ class DeepProfiler:
         self._thread = 0
         self._hook_state = None
         self._running = False
-
-    @property
-    def is_running(self) -> bool:
-        return self._running
 
     def begin(self) -> None:
         """Start sampling this thread."""
@@ -162,7 +157,7 @@ class DeepProfiler:
             complete = min(len(stacks), len(c_leaves), len(perf_ns), len(self.cpu_ns_at_sample))
             stacks, c_leaves, perf_ns = stacks[:complete], c_leaves[:complete], perf_ns[:complete]
             self.cpu_ns_at_sample = self.cpu_ns_at_sample[:complete]
-        return DeepSession(self._start_ns, self._start_perf_ns, self.interval, stacks, c_leaves, perf_ns)
+        return DeepSession(self._start_ns, self._start_perf_ns, stacks, c_leaves, perf_ns)
 
 
 def session_to_profile(
