@@ -101,7 +101,7 @@ def test_samples_are_laid_end_to_end_in_absolute_time_with_cpu_or_waiting_states
     profile = _convert(profiler, session)
     columns = profile.columns()
     times, weights = columns["time_ns"].tolist(), columns["weight_ns"].tolist()
-    assert len(times) >= 20
+    assert len(times) >= 10  # 5 sleeps and about 20 ms of spinning, sampled every 1 ms
     assert times[0] == session.start_ns and before <= session.start_ns
     assert all(t + w == t_next for t, w, t_next in zip(times, weights, times[1:]))
     assert times[-1] + weights[-1] <= after
