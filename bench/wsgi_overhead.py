@@ -30,49 +30,70 @@ server processes incomparable on this 2-core VM (start order, CPU placement, the
 the throughput section's A/A control is off by ~9 %).
 
 0. Instructions (``--sections instructions``; the first verdicts). The CPU work per request as
-user-space instructions counted by valgrind's callgrind, which is repeatable to ~0.03 % between
-identical runs whatever else the machine does. One waitress server (the ``--serve`` shop, 8
-threads, 127.0.0.1, ephemeral port) per configuration runs under ``valgrind --tool=callgrind
---separate-threads=no --fair-sched=try`` with the real interpreter binary (``sys.executable``
-resolved: a pyenv shim is a bash script, and valgrind would count bash) and
-``PYTHONHASHSEED=0`` (hash randomisation moves the counts); ``random`` is seeded in the server, so
-``pyinst-10%`` profiles the same number of requests in every run. The server answers
-``/_bench/counters`` outside the middleware: it flushes the writer's queue and returns the
-middleware's stats. This process is the client (native speed; ``--concurrency`` keep-alive
-connections over PATHS): 200 warm-up requests, counters (flush), ``callgrind_control --zero``,
-``--instr-requests`` requests, counters (the writer's work for them is done and counted), then
-``callgrind_control --dump`` and the dump's ``totals:`` line: every thread of the process (waitress
-loop and workers, the shop's service threads, profviz's writer and sampler). At most two valgrind
-servers run at once (2 vCPUs).
+user-space instructions counted by valgrind's callgrind, repeatable to ~0.03 % between identical
+runs whatever else the machine does; the A/A difference below, two server processes of the bare
+app, has come out 0.03-0.3 % at 1000 requests (thread interleaving is not deterministic: waitress
+handoffs, GIL waits timed in wall-clock time, how many requests a sampler tick finds in flight).
+One waitress server (the ``--serve`` shop, 8 threads, 127.0.0.1, ephemeral port) per configuration
+runs under ``valgrind --tool=callgrind --separate-threads=no --fair-sched=try`` with the real
+interpreter binary (``sys.executable`` resolved: a pyenv shim is a bash script, and valgrind would
+count bash; the dump's ``cmd:`` and count are checked) and ``PYTHONHASHSEED=0`` (hash randomisation
+moves the counts); ``random`` is seeded in the server, so ``pyinst-10%`` profiles the same number
+of requests in every run. The server answers ``/_bench/counters`` outside the middleware: it
+flushes the writer's queue and returns the middleware's stats. This process is the client (native
+speed; ``--instr-concurrency`` keep-alive connections, default ``--concurrency``, over PATHS): 200
+warm-up requests, counters (flush), ``callgrind_control --zero``, ``--instr-requests`` requests
+(1000), counters (the writer's work for them is done and counted), then ``callgrind_control
+--dump`` and the dump's ``totals:`` line (which, with the final dump's, adds up to callgrind's
+"Collected"): every thread of the process (waitress loop and workers, the shop's service threads,
+profviz's writer and sampler). At most two valgrind servers run at once (2 vCPUs); with all configs
+the section took 10.5 and 14 minutes here (load average 6-12 from other work; ``--instr-requests
+600`` shortens it).
 
-Everything runs ~30x slower under callgrind, so profviz's time-driven parts are scaled by the
-slowdown S, or a 100 Hz sampler would take S times more samples per request and the writer, waking
-every second, would commit S times smaller batches. S is the bare app's server CPU per request
-under callgrind over its CPU per request natively (both measured here: the bare app natively,
-then under callgrind twice); the instrumented servers then run with ``sample_hz``,
-``tail_max_per_minute`` and ``baseline_per_minute`` divided by S and ``writer_interval_s``,
-``aggregate_interval_s``, ``deep_interval_s`` (and the writer's 1 s idle check) multiplied by it
-(defaults read from ``profviz.wsgi.Recorder``'s signature). The sampler config is also run
-natively, and its ticks and samples per request are printed next to the callgrind run's: they
-should agree if the scaling is right. Werkzeug's profiler (cProfile) has no time-driven part.
+Everything runs ~25-45x slower under callgrind (more when the box is busy), so profviz's
+time-driven parts are scaled by the slowdown S, or a 100 Hz sampler would take S times more samples
+per request and the writer, waking every second, would commit S times smaller batches. S is the
+bare app's server CPU per request under callgrind over its CPU per request natively (both measured
+here: the bare app natively, then under callgrind twice); the instrumented servers then run with
+``sample_hz``, ``tail_max_per_minute`` and ``baseline_per_minute`` divided by S and
+``writer_interval_s``, ``aggregate_interval_s``, ``deep_interval_s`` (and the writer's 1 s idle
+check) multiplied by it (defaults read from ``profviz.wsgi.Recorder``'s signature). Werkzeug's
+profiler (cProfile) has no time-driven part. The sampler config is also run natively, and its ticks
+per request are printed next to the callgrind run's: they agree when the scaling is right, to
+within how much more the box's load stretches wall time than CPU time under callgrind (S is also
+printed from wall time; 0.30 against 0.18-0.24 ticks per request in three runs). Its samples per
+request do not: a tick samples every request in flight, and under callgrind ~6 of the 8
+connections' requests are in the server at a tick against ~3.5 natively (the client runs at native
+speed, so a connection spends a smaller part of its cycle outside the server), which charges the
+sampler about twice the native samples per request. Hence the sampler and the bare app are also run
+with half the connections (``sampler@4``, ``none@4``): the sampler's excess over the bare app at
+the two concurrencies gives its cost per sample and per request besides, and from them its ratio at
+the native samples per request (printed, and in the verdict line next to the measured one; the
+measured ratio is the one for a saturated server, whose 8 threads are all busy).
+
 The bare app is measured in two server processes (``none``, ``none-again``): their difference is
-the method's noise floor. Per configuration: millions of instructions per request, the ratio
-bare / config (bare = the mean of the two bare runs: the throughput ratio of a CPU-bound server
-counted in instructions), the goal and the verdict: ``met`` when ratio - A/A difference >= goal,
-``NOT met`` when ratio + A/A difference < goal, else ``within noise``.
+the method's noise floor. Per configuration: millions of instructions per request, the ratio bare /
+config (bare = the mean of the two bare runs: the throughput ratio of a CPU-bound server counted in
+instructions), the goal and the verdict: ``met`` when ratio - A/A difference >= goal, ``NOT met``
+when ratio + A/A difference < goal, else ``within noise``; then the window's counts (requests
+recorded and dropped, tail and deep profiles, sampler ticks and samples per request), the server's
+CPU and wall time per request under callgrind (for S; not compared).
 
-What it does NOT capture: instructions are not time. Cache misses and memory stalls (profviz's
-data structures polluting the app's caches), branch mispredictions and the cost of slow
-instructions weigh the same as any instruction; callgrind counts user-space instructions only, so
-system calls and everything in the kernel (socket I/O, futex waits and wake-ups, i.e. the kernel
-side of GIL handoffs, the sampler's sleeps, SQLite's file writes and fsyncs) are not counted;
-nor are the extra context switches themselves. The app's own waits (the shop's 1 ms service
-delays) and Python's 5 ms GIL switch interval are not scaled, so requests are more CPU-bound
-under callgrind than natively, and GIL handoff patterns differ somewhat (the same for every
-configuration). Scheduling still moves a few things: which requests turn out slow enough for a
-tail profile (the count is printed), and the sampler's idle ticks in the ~1 s between the load's
-end and the dump. The route aggregates (written once a minute natively, every ~20k requests)
-fall outside the counted window, as in the paired sections.
+What it does NOT capture: instructions are not time. Cache misses and memory stalls (profviz's data
+structures polluting the app's caches), branch mispredictions and the cost of slow instructions
+weigh the same as any instruction; callgrind counts user-space instructions only: system calls are
+not counted, nor anything in the kernel (socket I/O, futex waits and wake-ups, i.e. the kernel side
+of GIL handoffs, the sampler's sleeps, SQLite's file writes and fsyncs), nor the extra context
+switches themselves. The app's own waits (the shop's 1 ms service delays) and Python's 5 ms GIL
+switch interval are not scaled, so requests are more CPU-bound under callgrind than natively and
+GIL handoff patterns differ somewhat (alike for every configuration). The tail profile budget is a
+token bucket per route whose burst (ten seconds' worth, at least one token) shrinks to one token
+when its rate is divided by S, so fewer tail profiles are kept in the window than in a native run
+of the same requests (both counts are printed: 14-18 against 33-38 per 1000 requests). Scheduling
+still moves a few things: which requests turn out slow enough for a tail profile, how many requests
+a tick finds in flight, and the sampler's idle ticks in the ~1 s between the load's end and the
+dump. The route aggregates (written once a minute natively, every ~20k requests) fall outside the
+counted window, as in the paired sections.
 
 1. Paired waitress CPU (the primary time-based measure). Per configuration ONE waitress server
 process (8 threads, 127.0.0.1, ephemeral port) hosts two shop apps over the same database and the
@@ -403,7 +424,8 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
         options = {c: scaled_options(c, scale) for c in OPTIONS}
         print(f"slowdown S = {scale:.1f}: bare server CPU per request {bare[0]['cpu_ms']:.1f} / {bare[1]['cpu_ms']:.1f} ms"
               f" under callgrind, {native['none']['cpu_ms']:.3f} ms natively (wall per request"
-              f" {bare[0]['wall_ms']:.1f} / {bare[1]['wall_ms']:.1f} ms, natively {native['none']['wall_ms']:.3f} ms)")
+              f" {bare[0]['wall_ms']:.1f} / {bare[1]['wall_ms']:.1f} ms, natively {native['none']['wall_ms']:.3f} ms:"
+              f" {statistics.mean(b['wall_ms'] for b in bare) / native['none']['wall_ms']:.1f}x)")
         print("scaled profviz settings under callgrind: " + ", ".join(f"{k}={v:.4g}" for k, v in options["sampler"].items())
               + f", writer idle_s={scale:.4g} (natively: x1 or /1 of {', '.join(SCALED_INTERVALS + SCALED_RATES)})")
         jobs = [(c, c, conns) for c in INSTR_ORDER if c in configs]
@@ -430,8 +452,8 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
         if counts and counts["recorded"] != n:
             print(f"{'':<12} NOT RECORDED: {n - counts['recorded']} of {n} requests in the window")
     print(f"(A/A: the bare app in two servers, {bare[0]['instructions'] / 1e6:.4f} and {bare[1]['instructions'] / 1e6:.4f}"
-          f" Minstr/req: difference {noise:.4%}, the noise floor; ratio = mean of the two / config;"
-          f" rows @{half}: {half} client connections, ratio against none@{half})")
+          f" Minstr/req: difference {noise:.4%}, the noise floor; ratio = mean of the two / config"
+          + (f"; rows @{half}: {half} client connections, ratio against none@{half})" if f"none@{half}" in results else ")"))
     sampler_native = None
     if "sampler" in measured and "sampler" in native:
         at_full, native_counts = measured["sampler"]["counts"], native["sampler"]["counts"]
