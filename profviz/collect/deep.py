@@ -70,7 +70,7 @@ class DeepSession:
 class DeepProfiler:
     """Samples the calling thread's stack every ``interval`` seconds (wall) with pyinstrument's hook.
 
-    ``begin()`` and ``stop()`` must run on the same thread. A thread can have one profile hook:
+    ``stop()`` normally runs on the thread that called ``begin()``. A thread has one profile hook:
     ``begin()`` raises RuntimeError when another profiler (cProfile, pyinstrument, a second
     DeepProfiler) is active on the thread, and ``stop()`` leaves a hook that replaced ours alone.
     ``stop()`` called on another thread ends the recording at once; the hook removes itself at the
@@ -112,7 +112,7 @@ class DeepProfiler:
 
     def _make_hook(self):
         """The Python half of a sample (the C hook calls it once per interval): a closure over the
-        lists it fills, so that a sample reads no attributes."""
+        lists it fills, so that a sample reads one attribute (whether the profiler still runs)."""
         stacks, c_leaves = self._stacks, self._c_leaves
         perf_ns, cpu_ns = self._perf_ns, self.cpu_ns_at_sample
         perf_counter_ns, thread_time_ns = time.perf_counter_ns, time.thread_time_ns
