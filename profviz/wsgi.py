@@ -49,6 +49,7 @@ import os
 import random
 import threading
 import time
+from bisect import bisect_left, insort
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -57,7 +58,7 @@ from .collect.writer import BackgroundWriter
 from .model import Profile
 from .routes import RouteFn, collapse_path
 from .store import Store, open_store
-from .store.requests import insert_request_values
+from .store.requests import ROW_PROFILE_ID, ROW_WIDTH, insert_request_params
 
 logger = logging.getLogger("profviz")
 
@@ -65,8 +66,7 @@ ENVIRON_KEY = "profviz.request"
 DEEP_HEADER = "HTTP_X_PROFVIZ_DEEP"
 DEEP_PARAM = "profviz_deep"
 ROUTE_WINDOW = 1000  # recent durations per route behind the running percentiles
-RECOMPUTE_EVERY = 20  # requests between percentile updates while a route's window fills
-RECOMPUTE_EVERY_FULL = ROUTE_WINDOW // 10  # ... and once it is full (a tenth of the window replaced)
+RECOMPUTE_EVERY = 20  # requests between updates of a route's cached percentiles
 
 
 class Health:
@@ -127,6 +127,8 @@ class RequestInfo:
     _deep_result = None
     _status = 0
     _labels: dict | None = None
+    _start_response: Callable | None = None  # the server's, for the request's lifetime
+    _write: Callable | None = None
 
     def __init__(self, environ: Mapping, method: str, path: str):
         self.environ = environ
@@ -138,6 +140,20 @@ class RequestInfo:
         self.tid = tid if tid is not None else _native_thread_id()
         self._mono_start = time.perf_counter_ns()
         self._cpu_start = time.thread_time_ns()
+
+    def _observed_start_response(self, status, headers, exc_info=None):
+        """The server's ``start_response``, called through with the same arguments; notes the
+        status and returns the server's ``write`` wrapped to count bytes."""
+        if exc_info is None:
+            self._write = self._start_response(status, headers)
+        else:
+            self._write = self._start_response(status, headers, exc_info)
+        self.status_line = status
+        return self._counting_write
+
+    def _counting_write(self, data):
+        self.response_bytes += len(data)
+        return self._write(data)
 
     @property
     def id(self) -> str:
@@ -261,10 +277,15 @@ class _TokenBucket:
 
 
 class _RouteState:
-    """Writer-thread state of one (route, method): recent durations, cached percentiles, budgets."""
+    """Writer-thread state of one (route, method): recent durations, cached percentiles, budgets.
+
+    The window of the last ``ROUTE_WINDOW`` durations is kept twice: in arrival order (to know
+    which one leaves) and sorted (``bisect``: a percentile is an index, never a sort).
+    """
 
     def __init__(self, tail_per_minute: float, baseline_per_minute: float):
-        self.durations: deque[int] = deque(maxlen=ROUTE_WINDOW)
+        self.durations: deque[int] = deque()
+        self.ordered: list[int] = []
         self.seen = 0
         self.p_tail: float | None = None
         self.p40: float | None = None
@@ -273,14 +294,15 @@ class _RouteState:
         self.baseline_budget = _TokenBucket(baseline_per_minute) if baseline_per_minute > 0 else None
 
     def observe(self, duration_ns: int, tail_percentile: float | None) -> None:
-        """Add one duration; the percentiles are recomputed after each of a route's first
-        ``RECOMPUTE_EVERY`` requests (few values: cheap), then every ``RECOMPUTE_EVERY``
-        requests (``RECOMPUTE_EVERY_FULL`` once the window is full)."""
-        self.durations.append(duration_ns)
-        self.seen += 1
-        every = RECOMPUTE_EVERY if self.seen < ROUTE_WINDOW else RECOMPUTE_EVERY_FULL
-        if self.seen <= RECOMPUTE_EVERY or self.seen % every == 0:
-            ordered = sorted(self.durations)
+        """Add one duration; the cached percentiles are refreshed after each of a route's first
+        ``RECOMPUTE_EVERY`` requests, then every ``RECOMPUTE_EVERY`` requests."""
+        durations, ordered = self.durations, self.ordered
+        durations.append(duration_ns)
+        insort(ordered, duration_ns)
+        if len(durations) > ROUTE_WINDOW:
+            del ordered[bisect_left(ordered, durations.popleft())]
+        self.seen = seen = self.seen + 1
+        if seen <= RECOMPUTE_EVERY or seen % RECOMPUTE_EVERY == 0:
             self.p40, self.p60 = _percentile(ordered, 40.0), _percentile(ordered, 60.0)
             self.p_tail = _percentile(ordered, tail_percentile) if tail_percentile is not None else None
 
@@ -367,6 +389,8 @@ class Recorder:
         self.deep_fraction = deep_fraction
         self.deep_interval_s = deep_interval_s
         self._deep_secret = deep_trigger_secret.encode() if deep_trigger_secret else None
+        if deep_fraction or self._deep_secret is not None:
+            from .collect import deep  # noqa: F401  (now, not in the first profiled request: pyinstrument takes ~15 ms to import)
         self.worker_threads = worker_threads
         self.labels = dict(labels or {})
         self.enabled = enabled
@@ -476,7 +500,7 @@ class Recorder:
                         info.route = str(route)
                 except Exception as exc:
                     self.health.report("route_fn", exc)
-            info.environ = None
+            info.environ = info._start_response = info._write = None
             if error is not None:
                 info.error = f"{type(error).__name__}: {error}"[:500]
             self.writer.submit(info)
@@ -512,80 +536,87 @@ class Recorder:
     def _handle_batch(self, batch: list) -> None:
         """One writer wake-up: every record's row, and the profiles kept, in one transaction."""
         _refresh_wall_offset()
-        rows: list[list] = []
-        kept: list[tuple[Profile, str, int | None]] = []  # (profile, counter, index of its request row)
+        params: list = []  # the request rows' parameters, ROW_WIDTH a row
+        kept: list[tuple[Profile, str, int | None]] = []  # (profile, counter, where its row's profile_id is in params)
         flush_all = False
+        process = self._process
         for item in batch:
             if isinstance(item, _FlushAggregates):
                 flush_all = True
                 continue
             try:
-                row, profile, counter = self._process(item)
+                profile, counter = process(item, params)
             except Exception as exc:
                 self.health.report("request record", exc)
                 continue
             if profile is not None:
-                kept.append((profile, counter, len(rows)))
-            rows.append(row)
+                kept.append((profile, counter, len(params) - ROW_WIDTH + ROW_PROFILE_ID))
         kept.extend((profile, "profiles_aggregate", None) for profile in self._due_aggregates(force=flush_all))
-        self._write(rows, kept)
+        self._write(params, kept)
 
-    def _write(self, rows: list[list], kept: list[tuple[Profile, str, int | None]]) -> None:
+    def _write(self, params: list, kept: list[tuple[Profile, str, int | None]]) -> None:
         """Insert the profiles, then the request rows pointing at them, in one transaction. When that
         fails, the rows are written again without profiles (those are reported lost)."""
-        if not rows and not kept:
+        if not params and not kept:
             return
         store = self.store()
+        rows = len(params) // ROW_WIDTH
 
         def insert_rows(conn, ids: list[int]) -> None:
-            for (_, _, index), profile_id in zip(kept, ids):
-                if index is not None:
-                    rows[index][11] = profile_id
-            insert_request_values(store, rows, conn=conn)
+            for (_, _, at), profile_id in zip(kept, ids):
+                if at is not None:
+                    params[at] = profile_id
+            insert_request_params(store, params, conn=conn)
 
         try:
             with _no_spans():
                 if kept:
                     store.save_profiles([profile for profile, _, _ in kept], also=insert_rows)
                 else:
-                    insert_request_values(store, rows)
+                    insert_request_params(store, params)
         except Exception as exc:
             if not kept:
-                self.counts["write_failures"] += len(rows)
+                self.counts["write_failures"] += rows
                 raise
             self.health.report("saving profiles", exc)
-            for row in rows:
-                row[11] = None
+            for _, _, at in kept:
+                if at is not None:
+                    params[at] = 0
             try:
                 with _no_spans():
-                    insert_request_values(store, rows)
+                    insert_request_params(store, params)
             except Exception:
-                self.counts["write_failures"] += len(rows)
+                self.counts["write_failures"] += rows
                 raise
         else:
             for _, counter, _ in kept:
                 self.counts[counter] += 1
-        self.counts["recorded"] += len(rows)
+        self.counts["recorded"] += rows
 
-    def _process(self, info: RequestInfo) -> tuple[list, Profile | None, str]:
-        """Route, percentiles, tail decision and profile of one finished request: its ``requests`` row
-        (profile id left None), the profile to keep (or None) and the counter it adds to."""
-        status = _cached_status_code(info.status_line)
+    def _process(self, info: RequestInfo, params: list) -> tuple[Profile | None, str]:
+        """Route, percentiles, tail decision and profile of one finished request: appends its
+        ``requests`` row to ``params`` (``error`` "" and ``profile_id`` 0 for NULL, see
+        :func:`insert_request_params`) and returns the profile to keep (or None) and the counter it adds to."""
+        status = _STATUS_CODES.get(info.status_line) or _cached_status_code(info.status_line)
         info._status = status if status is not None else (500 if info.error is not None else 0)
-        info.method = str(info.method).upper()
+        method = info.method
+        if not method.isupper():
+            method = info.method = str(method).upper()
+        path = info.path
         route = info.route
         if route is None:
-            route = self._path_routes.get(info.path)
+            route = self._path_routes.get(path)
             if route is None:
                 if len(self._path_routes) >= 20_000:
                     self._path_routes.clear()
-                route = self._path_routes[info.path] = collapse_path(info.path)
-        key = (route, info.method)
+                route = self._path_routes[path] = collapse_path(path)
+        key = (route, method)
         state = self._routes.get(key)
         if state is None:
             state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
-        capture = self._capture_kind(state, info.duration_ns)
-        state.observe(info.duration_ns, self.tail_percentile)
+        duration_ns = info.duration_ns
+        capture = self._capture_kind(state, duration_ns)
+        state.observe(duration_ns, self.tail_percentile)
         profile, counter = None, ""
         samples = info._samples
         full_labels = info._labels or self._labels_tail is None  # else the row's labels take the shortcut
@@ -600,12 +631,12 @@ class Recorder:
         if full_labels:
             labels_json = json.dumps(labels)
         else:
-            labels_json = '{"request_id": "' + info.id + self._labels_tail
-        row = [
-            info.pid, info.tid, route, info.method, info.path, info._status, info.start_ns, info.duration_ns,
-            info.cpu_ns, info.response_bytes, info.error, None, labels_json,
-        ]
-        return row, profile, counter
+            labels_json = f'{{"request_id": "{_id_prefix}-{info._seq:x}{self._labels_tail}'
+        params += (
+            _id_pid, info.tid, route, method, path, info._status, info._mono_start + _wall_offset_ns, duration_ns,
+            info.cpu_ns, info.response_bytes, info.error or "", 0, labels_json,
+        )
+        return profile, counter
 
     def _labels(self, info: RequestInfo) -> dict:
         """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
@@ -819,17 +850,9 @@ class ProfilerMiddleware:
         info = recorder.begin(environ)
         if info is None:
             return self.app(environ, start_response)
-
-        def observing_start_response(status, headers, exc_info=None):
-            if exc_info is None:
-                write = start_response(status, headers)
-            else:
-                write = start_response(status, headers, exc_info)
-            info.status_line = status
-            return _counting_write(write, info)
-
+        info._start_response = start_response
         try:
-            app_iter = self.app(environ, observing_start_response)
+            app_iter = self.app(environ, info._observed_start_response)
         except BaseException as exc:
             if not info.response_bytes:  # nothing went out: the server answers 500 whatever status was started
                 info.status_line = None
@@ -838,14 +861,6 @@ class ProfilerMiddleware:
         if hasattr(type(app_iter), "__len__"):
             return _SizedResponse(app_iter, info, recorder)
         return _Response(app_iter, info, recorder)
-
-
-def _counting_write(write: Callable, info: RequestInfo) -> Callable:
-    def counting_write(data):
-        info.response_bytes += len(data)
-        return write(data)
-
-    return counting_write
 
 
 class _Response:

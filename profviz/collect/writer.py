@@ -121,9 +121,10 @@ class BackgroundWriter:
         last_idle = time.monotonic()
         items = self._queue
         cpu_base = time.thread_time_ns() - self.cpu_ns
+        draining = False  # woken early (flush, close, a half-full queue): empty the queue before waiting again
         while True:
-            if len(items) < self.batch_size:  # one batch per poll: few, large transactions; a backlog goes at once
-                self._wake.wait(self.poll_s)
+            if not draining and len(items) < self.batch_size:  # one batch per poll: few, large transactions
+                draining = self._wake.wait(self.poll_s)
                 self._wake.clear()
             batch = []
             while items and len(batch) < self.batch_size:
@@ -134,6 +135,8 @@ class BackgroundWriter:
             if batch:
                 self._handle(batch)
                 self.handled += len(batch)
+            if not items:
+                draining = False
             now = time.monotonic()
             if self.idle is not None and (stop or now - last_idle >= self.idle_s):
                 last_idle = now

@@ -51,33 +51,53 @@ _INSERT_HEAD = (
     "INSERT INTO requests (pid, tid, route, method, path, status, start_ns, duration_ns, cpu_ns,"
     " response_bytes, error, profile_id, labels) VALUES "
 )
+# error "" and profile_id 0 are stored as NULL: the request path passes those instead of None,
+# which Python's sqlite3 binds only after two failed attribute lookups (its adaptation protocol)
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, 0), ?)"
 _insert_sql: dict[int, str] = {}
 
 
 def _multi_row_insert(count: int) -> str:
     sql = _insert_sql.get(count)
     if sql is None:
-        sql = _insert_sql[count] = _INSERT_HEAD + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+        sql = _insert_sql[count] = _INSERT_HEAD + ", ".join([_ROW_PLACEHOLDERS] * count)
     return sql
+
+
+ROW_WIDTH = 13  # parameters per row, in RequestRow.as_tuple() order
+ROW_PROFILE_ID = 11  # position of profile_id within a row's parameters
 
 
 def insert_request_values(store: Store, values: list, *, conn: sqlite3.Connection | None = None) -> int:
     """Insert rows given as :meth:`RequestRow.as_tuple` sequences in one transaction; returns how many.
+    An ``error`` of ``""`` and a ``profile_id`` of 0 are stored as NULL, like None.
 
     With ``conn`` (a connection inside a transaction of ``store``, e.g. from
     :meth:`Store.save_profiles`) the rows are inserted there, in that transaction.
+    """
+    return insert_request_params(store, [value for row in values for value in row], conn=conn)
+
+
+def insert_request_params(store: Store, params: list, *, conn: sqlite3.Connection | None = None) -> int:
+    """:func:`insert_request_values` for the rows' parameters laid end to end (``ROW_WIDTH`` a row),
+    as the middleware's writer builds them; returns how many rows.
+
     Rows go in multi-row INSERT statements of up to ``INSERT_CHUNK_ROWS`` rows: SQLite runs each
     statement with Python's GIL released once, where ``executemany`` would release and retake
     it for every row (a handoff the request threads of a busy server pay for).
     """
-    if not values:
+    rows, extra = divmod(len(params), ROW_WIDTH)
+    if extra:
+        raise ValueError(f"request parameters must come {ROW_WIDTH} a row, got {len(params)} values")
+    if not rows:
         return 0
+    step = INSERT_CHUNK_ROWS * ROW_WIDTH
 
     def work(c: sqlite3.Connection) -> int:
-        for start in range(0, len(values), INSERT_CHUNK_ROWS):
-            chunk = values[start:start + INSERT_CHUNK_ROWS]
-            c.execute(_multi_row_insert(len(chunk)), [value for row in chunk for value in row])
-        return len(values)
+        for start in range(0, len(params), step):
+            chunk = params[start:start + step]
+            c.execute(_multi_row_insert(len(chunk) // ROW_WIDTH), chunk)
+        return rows
 
     if conn is not None:
         return work(conn)
