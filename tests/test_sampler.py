@@ -134,6 +134,112 @@ def test_cached_stacks_follow_the_same_helper_called_from_different_callers():
     assert {got[-2][0] for got, _ in seen} == {"caller_a", "caller_b", "test_cached_stacks_follow_the_same_helper_called_from_different_callers"}
 
 
+def test_held_frames_never_lend_their_callers_to_a_generator_resumed_from_elsewhere():
+    """A generator's frame sits at the same depth, code and instruction whoever resumes it: it must
+    never be the known frame a walk stops at, or the first resumer's callers would be reused."""
+    import sys
+    import traceback
+
+    sampler = StackSampler(100)
+    ident = threading.get_ident()
+    seen = []
+
+    def helper():
+        frame = sys._getframe()
+        stack, expected = sampler._stack_of(ident, frame), [(f.name, f.lineno) for f in traceback.extract_stack(frame)]
+        got = [(name.rsplit(".", 1)[-1], line) for name, _, line in sampler.table.frames(stack)]
+        seen.append((got, expected))
+
+    def generator():
+        while True:
+            helper()
+            yield
+
+    resumed = generator()
+
+    def resume_a():
+        next(resumed)
+
+    def resume_b():
+        next(resumed)
+
+    for resume in (resume_a, resume_a, resume_a, resume_b, resume_b, resume_a, resume_b):
+        resume()
+    assert len(seen) == 7
+    for got, expected in seen:
+        assert got == expected
+    assert [got[-3][0] for got, _ in seen] == ["resume_a"] * 3 + ["resume_b"] * 2 + ["resume_a", "resume_b"]
+    assert sampler._frame_cache[ident].held  # the root part was known: the walks did stop early
+
+
+def test_a_returned_call_is_released_by_the_next_tick_and_known_frames_give_the_right_stacks():
+    import weakref
+
+    sampler = StackSampler(100)
+    refs, slot = [], {}
+    started, leave_inner, returned, stop = (threading.Event() for _ in range(4))
+
+    class Marker:
+        pass
+
+    def burn_until(event):  # runs between ticks, so every tick walks this thread's stack
+        while not event.is_set():
+            sum(range(300))
+            time.sleep(0.0005)
+
+    def inner():
+        marker = Marker()
+        refs.append(weakref.ref(marker))
+        started.set()
+        burn_until(leave_inner)
+
+    def outer():
+        inner()
+        returned.set()
+        burn_until(stop)
+
+    def worker():
+        slot["s"] = sampler.begin(time.perf_counter_ns())
+        outer()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        started.wait()
+        deadline = time.monotonic() + 10
+        while not (sampler._frame_cache.get(thread.ident) and sampler._frame_cache[thread.ident].held):
+            assert time.monotonic() < deadline, "the sampler never came to hold a frame of the busy thread"
+            time.sleep(0.004)
+            sampler.tick()
+        for _ in range(5):
+            time.sleep(0.004)
+            sampler.tick()
+        before = len(slot["s"].samples)
+        leave_inner.set()
+        returned.wait()
+        while len(slot["s"].samples) == before:  # the first sample since inner() returned
+            assert time.monotonic() < deadline
+            time.sleep(0.004)
+            sampler.tick()
+        assert refs[0]() is None  # inner's frame (and its locals) let go by that very tick
+        for _ in range(5):
+            time.sleep(0.004)
+            sampler.tick()
+    finally:
+        leave_inner.set()
+        stop.set()
+        thread.join()
+    samples = sampler.end(slot["s"])
+    stacks = [[name.rsplit(".", 1)[-1] for name, _, _ in sampler.table.frames(s[1])] for s in samples]
+    in_inner = [names for names in stacks[:before]]
+    after = [names for names in stacks[before:]]
+    assert len(in_inner) >= 5 and len(after) >= 5
+    for names in in_inner + after:
+        assert names[-1] in ("burn_until", "is_set") and names[names.index("worker"):][:2] == ["worker", "outer"], names
+    assert all(names[names.index("outer") + 1] == "inner" for names in in_inner)
+    assert all(names[names.index("outer") + 1] == "burn_until" for names in after)  # not inner's stale callers
+
+
 def test_profiles_from_samples_have_the_sampled_stacks_with_shared_prefixes_converted_once():
     import sys
 

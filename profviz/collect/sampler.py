@@ -13,12 +13,19 @@ time grew by at least half of that wall interval, ``WAITING`` otherwise. A threa
 the GIL burns no CPU, so it counts as WAITING. Wait reasons are not visible in-process: the
 reason stays None.
 
+Cost: a tick walks a thread's stack only when its CPU clock moved since its last sample, and then
+only down to the first frame it already knows: the sampler holds references to frames that stayed
+put between two samples (see :meth:`StackSampler._stack_of`), so a thread still inside the same
+call at the same instruction costs a few attribute reads, whatever its depth.
+
 Safety: reading another thread's frames is memory-safe only while that thread cannot run, i.e.
 while the sampling thread holds the GIL; anything that lets it go mid-walk (a garbage collection
 running a finalizer that does I/O) gives the other thread the chance to pop frames the walk is
 about to read. CPython 3.11 has crash reports from samplers built this way (Sentry's and
 ddtrace's profilers), so a tick runs with the cyclic garbage collector paused (re-enabled at
-once, and only if it was enabled) and holds the frames only for the tick. The interpreter can
+once, and only if it was enabled), and the held frames that left their stack (whose release can
+run finalizers) are let go only after the walks. Holding a frame that is still running reads
+nothing; a held call that returns keeps its locals at most one tick longer. The interpreter can
 still switch threads mid-walk after its switch interval (5 ms, far longer than a tick);
 ``sampler=False`` turns the sampler off where that risk is not acceptable (timing and
 pyinstrument deep profiles do not read other threads).
@@ -32,9 +39,9 @@ only off the request path (by the writer thread).
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import sys
-from operator import is_
 import threading
 import time
 from typing import Callable
@@ -43,6 +50,7 @@ from ..model import Profile, State
 from . import forks
 
 ON_CPU = int(State.ON_CPU)
+_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 WAITING = int(State.WAITING)
 TABLE_FULL_FRAME = ("(profviz stack table full)", "<profviz>", 0)
 _UNKNOWN = object()
@@ -162,7 +170,8 @@ class StackSampler:
         self._stopping = False  # set by stop(); the thread sees it within one interval
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._frame_cache: dict[int, tuple] = {}  # ident -> (codes, offsets, stack ids), see _stack_of
+        self._frame_cache: dict[int, _ThreadStack] = {}  # ident -> its last stack, see _stack_of
+        self._retired: list = []  # held frames that left their stack this tick, released after the walks
         self._clock_ids: dict[int, int | None] = {}  # native thread id -> its CPU clock (which names only the tid)
         self._live = False  # the sampling thread is running (cleared by the thread as it ends)
         self._forks_seen = forks.count
@@ -223,6 +232,7 @@ class StackSampler:
                 self._pid = os.getpid()
                 self.active.clear()
                 self._frame_cache.clear()
+                self._retired.clear()
                 self._clock_ids.clear()
                 self._thread = None
             self._forks_seen = forks.count
@@ -247,6 +257,8 @@ class StackSampler:
         try:
             self._loop()
         finally:
+            self._frame_cache.clear()  # no frame stays held by a stopped sampler
+            self._retired.clear()
             self._live = False
 
     def _loop(self) -> None:
@@ -276,97 +288,162 @@ class StackSampler:
         slots = list(self.active.values())
         if not slots:
             if self._frame_cache:
-                self._frame_cache.clear()
+                self._frame_cache.clear()  # drops held frames here, outside any walk
             return 0
         collecting = gc.isenabled()
-        if collecting:  # see the module docstring: no collection, so no finalizer, while frames are held
+        if collecting:  # see the module docstring: no collection, so no finalizer, while frames are walked
             gc.disable()
         try:
-            kept, seen = self._sample(slots)
+            kept = self._sample(slots)
         finally:
             if collecting:
                 gc.enable()
-        if len(self._frame_cache) > len(seen):
-            for ident in [i for i in self._frame_cache if i not in seen]:
+        if len(self._frame_cache) > len(slots):  # threads no longer serving a request: forget their stacks
+            active = self.active
+            for ident in [i for i in self._frame_cache if i not in active]:
                 del self._frame_cache[ident]
+        if self._retired:
+            self._retired.clear()  # frames that left their stack: freed only now, after the walks
         self.samples_taken += kept
         return kept
 
-    def _sample(self, slots: list[RequestSlot]) -> tuple[int, set]:
-        """One sample of each slot's thread: (samples kept, idents seen)."""
+    def _sample(self, slots: list[RequestSlot]) -> int:
+        """One sample of each slot's thread; returns how many were kept."""
         frames = sys._current_frames()
+        del frames[threading.get_ident()]  # this very frame: kept, the dict and it would form a cycle
         now_wall = time.time_ns()
         now_mono = time.perf_counter_ns()
+        get_frame = frames.get
+        cpu_clock = time.clock_gettime_ns
+        stack_of = self._stack_of
+        last_stack_of = self._frame_cache.get
         kept = 0
-        seen = set()
         for slot in slots:
-            frame = frames.get(slot.ident)
+            ident = slot.ident
+            frame = get_frame(ident)
             if frame is None or slot.closed:
+                if frame is None and ident in self._frame_cache:  # the thread is gone: release its frames
+                    self._retired.append(self._frame_cache.pop(ident))
                 continue
-            seen.add(slot.ident)
-            if slot.clock_id is not None:
-                try:
-                    cpu = time.clock_gettime_ns(slot.clock_id)
-                except OSError:
-                    continue
-            else:
-                cpu = slot.last_cpu_ns
             wall_delta = now_mono - slot.last_mono_ns
             if wall_delta <= 0:
                 continue
-            state = ON_CPU if 2 * (cpu - slot.last_cpu_ns) >= wall_delta else WAITING
-            if cpu == slot.last_cpu_ns and slot.clock_id is not None and slot.samples:
-                stack = slot.samples[-1][1]  # the thread has not run since its last sample: same stack
+            last_cpu = slot.last_cpu_ns
+            if slot.clock_id is not None:
+                try:
+                    cpu = cpu_clock(slot.clock_id)
+                except OSError:
+                    continue
+                if cpu == last_cpu and slot.samples:
+                    stack = slot.samples[-1][1]  # the thread has not run since its last sample: same stack
+                else:
+                    last = last_stack_of(ident)
+                    if last is not None and last.leaf is frame and frame.f_lasti == last.leaf_offset:
+                        stack = last.leaf_id  # the same call at the same instruction: the same stack
+                    else:
+                        stack = stack_of(ident, frame)
             else:
-                stack = self._stack_of(slot.ident, frame)
+                cpu = last_cpu
+                stack = stack_of(ident, frame)
             if slot.closed:
                 continue
-            slot.samples.append((now_wall - wall_delta, stack, state, wall_delta))
+            slot.samples.append((now_wall - wall_delta, stack, ON_CPU if 2 * (cpu - last_cpu) >= wall_delta else WAITING, wall_delta))
             slot.last_mono_ns = now_mono
             slot.last_cpu_ns = cpu
             kept += 1
-        return kept, seen
+        return kept
 
     def _stack_of(self, ident: int, leaf) -> int:
-        """Intern the stack ending at ``leaf``, reusing the part shared with this thread's last stack.
+        """Intern the stack ending at ``leaf``, walking only the part that may differ from this thread's last stack.
 
-        The whole stack is walked (a few attribute reads a frame) into root-first lists of code
-        objects and instruction offsets; the longest common prefix with the thread's last stack
-        (same code, same offset: same line) keeps its stack ids, only the frames above it are
-        interned. The cache holds no frame, only code objects and ints: holding frames would keep
-        finished calls' locals alive and free them here, on the sampler's tick, with cold caches.
-        (A thread whose CPU clock has not moved since its last sample is not walked at all.)
+        Per thread the cache keeps the last stack root first (code objects, instruction offsets,
+        stack ids) and holds a reference to its *settled* frames: plain function frames (not
+        generators or coroutines) that sat at the same depth with the same code and offset in
+        two consecutive walks. The walk goes from the leaf down only until it meets a held frame.
+        Holding it makes its identity safe (no other frame can reuse its address) and a plain
+        frame still on the stack has run without a break since it was held, so everything below
+        it is unchanged; only it (its offset may have moved) and the frames above are read.
+        Frames that leave the stack are released by :meth:`tick` after the walks, so a call that
+        returned lives at most one tick longer; frames that come and go between ticks (the
+        changing top of a stack) are never held. The frames above the held one are compared
+        with the cached ones (same code, same offset: same line) and keep their stack ids.
+        When the last stack's leaf is held and is the leaf again at the same offset,
+        :meth:`_sample` reuses the stack id without calling this.
         """
-        codes = []
-        offsets = []
-        add_code, add_offset = codes.append, offsets.append
-        frame = leaf
-        while frame is not None:
-            add_code(frame.f_code)
-            add_offset(frame.f_lasti)
-            frame = frame.f_back
-        codes.reverse()
-        offsets.reverse()
         cached = self._frame_cache.get(ident)
-        if cached is not None:
-            old_codes, old_offsets, old_ids = cached
-            if offsets == old_offsets and all(map(is_, codes, old_codes)):
-                return old_ids[-1] if old_ids else -1
-            same = 0
-            limit = min(len(codes), len(old_codes))
-            while same < limit and codes[same] is old_codes[same] and offsets[same] == old_offsets[same]:
-                same += 1
-            ids = old_ids[:same]
+        if cached is None:
+            cached = self._frame_cache[ident] = _ThreadStack()
+        held = cached.held
+        fresh = []
+        push = fresh.append
+        frame = leaf
+        if held:
+            while frame is not None and frame not in held:
+                push(frame)
+                frame = frame.f_back
         else:
-            same = 0
-            ids = []
+            while frame is not None:
+                push(frame)
+                frame = frame.f_back
+        codes, offsets, ids = cached.codes, cached.offsets, cached.ids
+        if frame is None:
+            base = 0
+            if held:
+                self._retired.extend(held)
+                held.clear()
+                cached.top = -1
+        else:
+            base = held[frame]
+            push(frame)
+            if cached.top > base:
+                self._retired.extend(f for f, depth in held.items() if depth > base)
+                cached.held = held = {f: depth for f, depth in held.items() if depth <= base}
+                cached.top = base
+        fresh.reverse()
+        new_codes = [f.f_code for f in fresh]
+        new_offsets = [f.f_lasti for f in fresh]
+        same = 0
+        limit = min(len(codes) - base, len(fresh))
+        while same < limit and new_codes[same] is codes[base + same] and new_offsets[same] == offsets[base + same]:
+            same += 1
+        for index in range(1 if frame is not None else 0, same):
+            settled = fresh[index]
+            if not new_codes[index].co_flags & _RESUMABLE:
+                held[settled] = base + index
+                cached.top = base + index
+        del codes[base + same:], offsets[base + same:], ids[base + same:]
         stack = ids[-1] if ids else -1
-        intern_instruction = self.table.intern_instruction
-        for index in range(same, len(codes)):
-            stack = intern_instruction(stack, codes[index], offsets[index])
-            ids.append(stack)
-        self._frame_cache[ident] = (codes, offsets, ids)
+        if same < len(fresh):
+            intern_instruction = self.table.intern_instruction
+            add_id = ids.append
+            for index in range(same, len(fresh)):
+                stack = intern_instruction(stack, new_codes[index], new_offsets[index])
+                add_id(stack)
+            codes.extend(new_codes[same:])
+            offsets.extend(new_offsets[same:])
+        if held.get(leaf) == len(ids) - 1:
+            cached.leaf, cached.leaf_offset, cached.leaf_id = leaf, offsets[-1], stack
+        else:
+            cached.leaf = None
         return stack
+
+
+class _ThreadStack:
+    """One thread's last sampled stack (see :meth:`StackSampler._stack_of`): root-first code
+    objects, instruction offsets and stack ids, and the held settled frames by depth."""
+
+    __slots__ = ("codes", "offsets", "ids", "held", "top", "leaf", "leaf_offset", "leaf_id")
+
+    def __init__(self):
+        self.codes: list = []
+        self.offsets: list[int] = []
+        self.ids: list[int] = []
+        self.held: dict = {}  # frame -> depth; a reference, so identity comparisons are safe
+        self.top = -1  # the deepest held depth
+        self.leaf = None  # the last stack's leaf frame when it is held, with its offset and stack id
+        self.leaf_offset = -1
+        self.leaf_id = -1
+
 
 class StackConverter:
     """Turns :class:`StackTable` stack ids into one profile's stack indexes.
