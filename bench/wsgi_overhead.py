@@ -37,8 +37,10 @@ handoffs, GIL waits timed in wall-clock time, how many requests a sampler tick f
 One waitress server (the ``--serve`` shop, 8 threads, 127.0.0.1, ephemeral port) per configuration
 runs under ``valgrind --tool=callgrind --separate-threads=no --fair-sched=try`` with the real
 interpreter binary (``sys.executable`` resolved: a pyenv shim is a bash script, and valgrind would
-count bash; the dump's ``cmd:`` and count are checked) and ``PYTHONHASHSEED=0`` (hash randomisation
-moves the counts); ``random`` is seeded in the server, so ``pyinst-10%`` profiles the same number
+count bash; the dump's ``cmd:`` and count are checked), ``PYTHONHASHSEED=0`` (hash randomisation
+moves the counts) and ``OPENBLAS_NUM_THREADS=1`` (numpy, imported by profviz only, starts OpenBLAS
+worker threads whose idle spin-wait, brief natively, runs on under valgrind's thread scheduler and
+was counted at 3-6k instructions per request, in proportion to wall time, not work); ``random`` is seeded in the server, so ``pyinst-10%`` profiles the same number
 of requests in every run. The server answers ``/_bench/counters`` outside the middleware: it
 flushes the writer's queue and returns the middleware's stats. This process is the client (native
 speed; ``--instr-concurrency`` keep-alive connections, default ``--concurrency``, over PATHS): 200
@@ -373,7 +375,7 @@ def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float
     log_path = os.path.join(tmp, f"instr-{label}.log")
     with open(log_path, "w") as log:
         server = Server(config, db, os.path.join(tmp, f"instr-{label}.db"), python=real_interpreter(), wrapper=wrapper,
-                        extra=("--time-scale", repr(scale)), env=dict(os.environ, PYTHONHASHSEED="0"), stderr=log)
+                        extra=("--time-scale", repr(scale)), env=dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1"), stderr=log)
         try:
             load(server.port, INSTR_WARMUP, connections)
             before = instr_counters(server.port)

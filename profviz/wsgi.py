@@ -611,14 +611,17 @@ class Recorder:
                     self._path_routes.clear()
                 route = self._path_routes[path] = collapse_path(path)
         key = (route, method)
-        state = self._routes.get(key)
-        if state is None:
-            state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
         duration_ns = info.duration_ns
-        capture = self._capture_kind(state, duration_ns)
-        state.observe(duration_ns, self.tail_percentile)
-        profile, counter = None, ""
         samples = info._samples
+        capture = None
+        if self._sampler is not None:  # running percentiles: which sampled requests to keep (timing alone needs none)
+            state = self._routes.get(key)
+            if state is None:
+                state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
+            if samples:
+                capture = self._capture_kind(state, duration_ns)
+            state.observe(duration_ns, self.tail_percentile)
+        profile, counter = None, ""
         full_labels = info._labels or self._labels_tail is None  # else the row's labels take the shortcut
         keep_deep, keep_sampled = info._deep_result is not None, capture is not None and bool(samples)
         labels = self._labels(info) if full_labels or keep_deep or keep_sampled else None
@@ -858,9 +861,24 @@ class ProfilerMiddleware:
                 info.status_line = None
             recorder.finish(info, exc)
             raise
-        if hasattr(type(app_iter), "__len__"):
+        if _is_sized(type(app_iter)):
             return _SizedResponse(app_iter, info, recorder)
         return _Response(app_iter, info, recorder)
+
+
+_SIZED: dict[type, bool] = {}  # response iterable type -> has __len__ (a failed lookup costs an exception each time)
+
+
+def _is_sized(cls: type) -> bool:
+    sized = _SIZED.get(cls)
+    if sized is None:
+        sized = hasattr(cls, "__len__")
+        if len(_SIZED) < 1000:
+            _SIZED[cls] = sized
+    return sized
+
+
+_NO_CLOSE = (list, tuple)  # the usual response iterables without close(); they cannot have instance attributes
 
 
 class _Response:
@@ -886,7 +904,8 @@ class _Response:
         return chunks
 
     def close(self):
-        close = getattr(self.app_iter, "close", None)
+        app_iter = self.app_iter
+        close = None if type(app_iter) in _NO_CLOSE else getattr(app_iter, "close", None)
         try:
             if close is not None:
                 close()

@@ -126,12 +126,16 @@ class BackgroundWriter:
             if not draining and len(items) < self.batch_size:  # one batch per poll: few, large transactions
                 draining = self._wake.wait(self.poll_s)
                 self._wake.clear()
-            batch = []
+            batch, markers, stop = [], [], False
+            take = items.popleft
             while items and len(batch) < self.batch_size:
-                batch.append(items.popleft())
-            stop = any(item is _STOP for item in batch)
-            markers = [item for item in batch if isinstance(item, _Marker)]
-            batch = [item for item in batch if item is not _STOP and not isinstance(item, _Marker)]
+                item = take()
+                if item.__class__ is _Marker:
+                    markers.append(item)
+                elif item is _STOP:
+                    stop = True
+                else:
+                    batch.append(item)
             if batch:
                 self._handle(batch)
                 self.handled += len(batch)
