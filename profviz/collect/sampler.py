@@ -374,50 +374,52 @@ class StackSampler:
         if cached is None:
             cached = self._frame_cache[ident] = _ThreadStack()
         held = cached.held
-        fresh = []
-        push = fresh.append
+        fresh, new_codes, new_offsets = [], [], []
+        push, add_code, add_offset = fresh.append, new_codes.append, new_offsets.append
         frame = leaf
-        if held:
-            while frame is not None and frame not in held:
-                push(frame)
-                frame = frame.f_back
-        else:
-            while frame is not None:
-                push(frame)
-                frame = frame.f_back
-        codes, offsets, ids = cached.codes, cached.offsets, cached.ids
+        while frame is not None and frame not in held:
+            push(frame)
+            add_code(frame.f_code)
+            add_offset(frame.f_lasti)
+            frame = frame.f_back
+        codes, offsets, ids, order = cached.codes, cached.offsets, cached.ids, cached.order
         if frame is None:
             base = 0
-            if held:
-                self._retired.extend(held)
+            if order:
+                self._retired.extend(order)
+                order.clear()
                 held.clear()
-                cached.top = -1
         else:
             base = held[frame]
             push(frame)
-            if cached.top > base:
-                self._retired.extend(f for f, depth in held.items() if depth > base)
-                cached.held = held = {f: depth for f, depth in held.items() if depth <= base}
-                cached.top = base
+            add_code(frame.f_code)
+            add_offset(frame.f_lasti)
+            while held[order[-1]] > base:  # held frames above it have left the stack
+                gone = order.pop()
+                del held[gone]
+                self._retired.append(gone)
         fresh.reverse()
-        new_codes = [f.f_code for f in fresh]
-        new_offsets = [f.f_lasti for f in fresh]
+        new_codes.reverse()
+        new_offsets.reverse()
         same = 0
         limit = min(len(codes) - base, len(fresh))
         while same < limit and new_codes[same] is codes[base + same] and new_offsets[same] == offsets[base + same]:
             same += 1
         for index in range(1 if frame is not None else 0, same):
-            settled = fresh[index]
             if not new_codes[index].co_flags & _RESUMABLE:
+                settled = fresh[index]
                 held[settled] = base + index
-                cached.top = base + index
+                order.append(settled)
         del codes[base + same:], offsets[base + same:], ids[base + same:]
         stack = ids[-1] if ids else -1
         if same < len(fresh):
+            by_instruction = self.table._by_instruction
             intern_instruction = self.table.intern_instruction
             add_id = ids.append
             for index in range(same, len(fresh)):
-                stack = intern_instruction(stack, new_codes[index], new_offsets[index])
+                code = new_codes[index]
+                found = by_instruction.get((stack, id(code), new_offsets[index]))  # intern_instruction's lookup, inlined
+                stack = found[0] if found is not None and found[1] is code else intern_instruction(stack, code, new_offsets[index])
                 add_id(stack)
             codes.extend(new_codes[same:])
             offsets.extend(new_offsets[same:])
@@ -432,14 +434,14 @@ class _ThreadStack:
     """One thread's last sampled stack (see :meth:`StackSampler._stack_of`): root-first code
     objects, instruction offsets and stack ids, and the held settled frames by depth."""
 
-    __slots__ = ("codes", "offsets", "ids", "held", "top", "leaf", "leaf_offset", "leaf_id")
+    __slots__ = ("codes", "offsets", "ids", "held", "order", "leaf", "leaf_offset", "leaf_id")
 
     def __init__(self):
         self.codes: list = []
         self.offsets: list[int] = []
         self.ids: list[int] = []
         self.held: dict = {}  # frame -> depth; a reference, so identity comparisons are safe
-        self.top = -1  # the deepest held depth
+        self.order: list = []  # the held frames, root first
         self.leaf = None  # the last stack's leaf frame when it is held, with its offset and stack id
         self.leaf_offset = -1
         self.leaf_id = -1
