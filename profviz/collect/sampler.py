@@ -364,8 +364,9 @@ class StackSampler:
         frame still on the stack has run without a break since it was held, so everything below
         it is unchanged; only it (its offset may have moved) and the frames above are read.
         Frames that leave the stack are released by :meth:`tick` after the walks, so a call that
-        returned lives at most one tick longer; frames that come and go between ticks (the
-        changing top of a stack) are never held. The frames above the held one are compared
+        returned lives at most one tick longer; most calls that come and go between ticks (the
+        changing top of a stack) are never held (a fresh call of the same function at the same
+        place as in the last walk is). The frames above the held one are compared
         with the cached ones (same code, same offset: same line) and keep their stack ids.
         When the last stack's leaf is held and is the leaf again at the same offset,
         :meth:`_sample` reuses the stack id without calling this.
