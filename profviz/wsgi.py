@@ -861,7 +861,10 @@ class ProfilerMiddleware:
                 info.status_line = None
             recorder.finish(info, exc)
             raise
-        if _is_sized(type(app_iter)):
+        sized = _SIZED.get(type(app_iter))
+        if sized is None:
+            sized = _is_sized(type(app_iter))
+        if sized:
             return _SizedResponse(app_iter, info, recorder)
         return _Response(app_iter, info, recorder)
 
@@ -870,11 +873,9 @@ _SIZED: dict[type, bool] = {}  # response iterable type -> has __len__ (a failed
 
 
 def _is_sized(cls: type) -> bool:
-    sized = _SIZED.get(cls)
-    if sized is None:
-        sized = hasattr(cls, "__len__")
-        if len(_SIZED) < 1000:
-            _SIZED[cls] = sized
+    sized = hasattr(cls, "__len__")
+    if len(_SIZED) < 1000:
+        _SIZED[cls] = sized
     return sized
 
 
