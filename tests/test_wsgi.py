@@ -350,8 +350,7 @@ def test_deep_fraction_profiles_every_request_with_absolute_sample_times(store):
         profile = store.load_profile(row.profile_id)
         first, end = profile.time_range_ns
         assert row.start_ns - 2_000_000 <= first and end <= row.start_ns + row.duration_ns + 2_000_000
-        assert profile.sample_count >= 2  # at 1 ms a loaded box can still stretch one sample over several ms
-        assert profile.columns()["weight_ns"].sum() >= 0.6 * row.duration_ns  # ... but together they cover the request
+        assert profile.sample_count >= 2  # 1 ms apart, but a loaded box can stretch one sample over several ms
 
 
 def test_show_works_on_request_profiles(store, tmp_path):
