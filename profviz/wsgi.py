@@ -597,7 +597,7 @@ class Recorder:
         """Route, percentiles, tail decision and profile of one finished request: appends its
         ``requests`` row to ``params`` (``error`` "" and ``profile_id`` 0 for NULL, see
         :func:`insert_request_params`) and returns the profile to keep (or None) and the counter it adds to."""
-        status = _STATUS_CODES.get(info.status_line) or _cached_status_code(info.status_line)
+        status = _cached_status_code(info.status_line)
         info._status = status if status is not None else (500 if info.error is not None else 0)
         method = info.method
         if not method.isupper():
@@ -634,9 +634,9 @@ class Recorder:
         if full_labels:
             labels_json = json.dumps(labels)
         else:
-            labels_json = f'{{"request_id": "{_id_prefix}-{info._seq:x}{self._labels_tail}'
+            labels_json = '{"request_id": "' + info.id + self._labels_tail
         params += (
-            _id_pid, info.tid, route, method, path, info._status, info._mono_start + _wall_offset_ns, duration_ns,
+            info.pid, info.tid, route, method, path, info._status, info.start_ns, duration_ns,
             info.cpu_ns, info.response_bytes, info.error or "", 0, labels_json,
         )
         return profile, counter
