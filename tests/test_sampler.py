@@ -101,21 +101,29 @@ def test_cached_stacks_match_a_full_walk():
     del frame
 
 
-def test_cached_stacks_follow_the_same_helper_called_from_different_callers():
-    """The cache reuses only the common root part of consecutive stacks: a helper at the same
-    instruction under another caller (or a new call of the same function) gets its real callers."""
+def _stack_recorder(sampler: StackSampler, seen: list):
+    """A function named ``helper`` that appends (the sampler's stack of its own frame, as (function,
+    line) pairs; the same stack as the traceback module reads it) to ``seen`` each time it is called."""
     import sys
     import traceback
 
-    sampler = StackSampler(100)
     ident = threading.get_ident()
-    seen = []
 
     def helper():
         frame = sys._getframe()
         stack, expected = sampler._stack_of(ident, frame), [(f.name, f.lineno) for f in traceback.extract_stack(frame)]
         got = [(name.rsplit(".", 1)[-1], line) for name, _, line in sampler.table.frames(stack)]
         seen.append((got, expected))
+
+    return helper
+
+
+def test_cached_stacks_follow_the_same_helper_called_from_different_callers():
+    """The cache reuses only the common root part of consecutive stacks: a helper at the same
+    instruction under another caller (or a new call of the same function) gets its real callers."""
+    sampler = StackSampler(100)
+    seen = []
+    helper = _stack_recorder(sampler, seen)
 
     def caller_a():
         helper()
@@ -137,18 +145,9 @@ def test_cached_stacks_follow_the_same_helper_called_from_different_callers():
 def test_held_frames_never_lend_their_callers_to_a_generator_resumed_from_elsewhere():
     """A generator's frame sits at the same depth, code and instruction whoever resumes it: it must
     never be the known frame a walk stops at, or the first resumer's callers would be reused."""
-    import sys
-    import traceback
-
     sampler = StackSampler(100)
-    ident = threading.get_ident()
     seen = []
-
-    def helper():
-        frame = sys._getframe()
-        stack, expected = sampler._stack_of(ident, frame), [(f.name, f.lineno) for f in traceback.extract_stack(frame)]
-        got = [(name.rsplit(".", 1)[-1], line) for name, _, line in sampler.table.frames(stack)]
-        seen.append((got, expected))
+    helper = _stack_recorder(sampler, seen)
 
     def generator():
         while True:
@@ -169,7 +168,7 @@ def test_held_frames_never_lend_their_callers_to_a_generator_resumed_from_elsewh
     for got, expected in seen:
         assert got == expected
     assert [got[-3][0] for got, _ in seen] == ["resume_a"] * 3 + ["resume_b"] * 2 + ["resume_a", "resume_b"]
-    assert sampler._frame_cache[ident].held  # the root part was known: the walks did stop early
+    assert sampler._frame_cache[threading.get_ident()].held  # the root part was known: the walks did stop early
 
 
 def test_a_returned_call_is_released_by_the_next_tick_and_known_frames_give_the_right_stacks():
