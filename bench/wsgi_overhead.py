@@ -55,15 +55,18 @@ the section took 10.5 and 14 minutes here (load average 6-12 from other work; ``
 Everything runs ~25-45x slower under callgrind (more when the box is busy), so profviz's
 time-driven parts are scaled by the slowdown S, or a 100 Hz sampler would take S times more samples
 per request and the writer, waking every second, would commit S times smaller batches. S is the
-bare app's server CPU per request under callgrind over its CPU per request natively (both measured
-here: the bare app natively, then under callgrind twice); the instrumented servers then run with
+bare app's wall time per request under callgrind (two servers) over its wall time per request
+natively (the median of three native runs): the sampler's ticks, the deep profiler's interval and
+the writer's polls follow wall time, and with the server saturated by the closed-loop clients wall
+time per request is the inverse of throughput. (S from CPU time, used at first, moved with the
+box's load between 19.5 and 43 and left the sampler with 0.40 ticks per request under callgrind
+against 0.26 natively; from wall time the same run gave 0.29.) The instrumented servers then run with
 ``sample_hz``, ``tail_max_per_minute`` and ``baseline_per_minute`` divided by S and
 ``writer_interval_s``, ``aggregate_interval_s``, ``deep_interval_s`` (and the writer's 1 s idle
 check) multiplied by it (defaults read from ``profviz.wsgi.Recorder``'s signature). Werkzeug's
 profiler (cProfile) has no time-driven part. The sampler config is also run natively, and its ticks
 per request are printed next to the callgrind run's: they agree when the scaling is right, to
-within how much more the box's load stretches wall time than CPU time under callgrind (S is also
-printed from wall time; 0.30 against 0.18-0.24 ticks per request in three runs). Its samples per
+within the box's noise (S from CPU time is printed too). Its samples per
 request do not: a tick samples every request in flight, and under callgrind ~6 of the 8
 connections' requests are in the server at a tick against ~3.5 natively (the client runs at native
 speed, so a connection spends a smaller part of its cycle outside the server), which charges the
@@ -420,14 +423,19 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
           f" one server (8 threads) per config, at most 2 at once; {conns} keep-alive clients; git {git_commit()}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False, conns) for c in ("none", "sampler") if c in configs}
+    native_walls = [native["none"]["wall_ms"]] + [
+        instr_measure("none", f"native-none-{i}", db, tmp, args, 1.0, False, conns)["wall_ms"] for i in (2, 3)
+    ]
+    native_wall_ms = statistics.median(native_walls)
     with ThreadPoolExecutor(max_workers=2) as pool:
         bare = list(pool.map(lambda label: instr_measure("none", label, db, tmp, args, 1.0, True, conns), ("none", CONTROL_AGAIN)))
-        scale = statistics.mean(b["cpu_ms"] for b in bare) / native["none"]["cpu_ms"]
+        scale = statistics.mean(b["wall_ms"] for b in bare) / native_wall_ms
         options = {c: scaled_options(c, scale) for c in OPTIONS}
-        print(f"slowdown S = {scale:.1f}: bare server CPU per request {bare[0]['cpu_ms']:.1f} / {bare[1]['cpu_ms']:.1f} ms"
-              f" under callgrind, {native['none']['cpu_ms']:.3f} ms natively (wall per request"
-              f" {bare[0]['wall_ms']:.1f} / {bare[1]['wall_ms']:.1f} ms, natively {native['none']['wall_ms']:.3f} ms:"
-              f" {statistics.mean(b['wall_ms'] for b in bare) / native['none']['wall_ms']:.1f}x)")
+        print(f"slowdown S = {scale:.1f}: bare server wall time per request {bare[0]['wall_ms']:.1f} / {bare[1]['wall_ms']:.1f} ms"
+              f" under callgrind, natively {native_wall_ms:.3f} ms (median of {', '.join(f'{w:.3f}' for w in native_walls)});"
+              f" server CPU per request {bare[0]['cpu_ms']:.1f} / {bare[1]['cpu_ms']:.1f} ms under callgrind,"
+              f" {native['none']['cpu_ms']:.3f} ms natively:"
+              f" {statistics.mean(b['cpu_ms'] for b in bare) / native['none']['cpu_ms']:.1f}x)")
         print("scaled profviz settings under callgrind: " + ", ".join(f"{k}={v:.4g}" for k, v in options["sampler"].items())
               + f", writer idle_s={scale:.4g} (natively: x1 or /1 of {', '.join(SCALED_INTERVALS + SCALED_RATES)})")
         jobs = [(c, c, conns) for c in INSTR_ORDER if c in configs]
