@@ -128,6 +128,43 @@ def test_an_inner_middleware_that_copies_the_environ_still_gets_url_rules(store)
     assert {r.path: r.route for r in query_requests(store)} == {"/items/5": "/items/<int:item_id>", "/nothing/7": "(unmatched)"}
 
 
+def test_the_apps_request_class_and_its_url_rule_reads_are_kept(store):
+    from flask import Request, request
+    from werkzeug.test import Client
+
+    class ShopRequest(Request):
+        def shop_marker(self) -> str:
+            return "shop"
+
+    app = make_flask_app()
+    app.request_class = ShopRequest
+    seen = []
+
+    @app.get("/folder/")
+    def folder():
+        seen.append((type(request._get_current_object()), request.shop_marker(), request.url_rule.rule,
+                     request.endpoint, request.routing_exception))
+        return "ok"
+
+    middleware = init_app(app, store=store)
+    assert issubclass(app.request_class, ShopRequest) and app.request_class.__name__ == "ShopRequest"
+    unmatched = app.request_class({"REQUEST_METHOD": "GET", "PATH_INFO": "/"})
+    assert unmatched.url_rule is None and unmatched.routing_exception is None and unmatched.endpoint is None
+    try:
+        client = Client(app)
+        for path, status in (("/folder/", 200), ("/folder", 308), ("/items/x", 404)):
+            response = client.get(path)
+            assert response.status_code == status, path
+            response.close()
+        assert middleware.flush()
+    finally:
+        middleware.close()
+    assert seen == [(app.request_class, "shop", "/folder/", "folder", None)]
+    assert [(r.path, r.route, r.status) for r in query_requests(store)] == [
+        ("/folder/", "/folder/", 200), ("/folder", "(unmatched)", 308), ("/items/x", "(unmatched)", 404),
+    ]
+
+
 def test_percentiles_match_client_side_timings_within_5_percent(store):
     app = make_flask_app()
     middleware = init_app(app, store=store)
