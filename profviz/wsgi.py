@@ -53,7 +53,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .collect.sampler import StackConverter, StackSampler, process_sampler, samples_to_profile
+from .collect.sampler import StackSampler, process_sampler, samples_to_profile
 from .collect.writer import BackgroundWriter
 from .model import Profile
 from .routes import RouteFn, collapse_path
@@ -757,7 +757,7 @@ class Recorder:
     def _aggregate_profile(self, key: tuple[str, str], aggregate: _RouteAggregate) -> Profile:
         route, method = key
         pid = os.getpid()
-        profile = Profile({
+        meta = {
             "kind": "route-aggregate",
             "pid": pid,
             "cmdline": f"{method} {route}",
@@ -772,12 +772,10 @@ class Recorder:
                 f"sums {aggregate.samples} samples of {aggregate.requests} requests of {method} {route} over all threads;"
                 " each sample here is one (stack, state) with its summed weight"
             ],
-        })
-        thread = profile.add_thread(pid, 0, f"{method} {route}")
-        stack_of = StackConverter(self._sampler.table, profile).stack
-        for (stack_id, state), weight in sorted(aggregate.weights.items()):
-            profile.append_sample(aggregate.start_ns, thread, stack_of(stack_id), weight, state)
-        return profile
+        }
+        start_ns = aggregate.start_ns
+        samples = [(start_ns, stack_id, state, weight) for (stack_id, state), weight in sorted(aggregate.weights.items())]
+        return samples_to_profile(self._sampler.table, samples, pid=pid, tid=0, thread_name=f"{method} {route}", meta=meta)
 
     def _idle(self) -> None:
         self._flush_aggregates(force=False)

@@ -130,16 +130,21 @@ _PROFILES_PER_STATEMENT = 50  # 17 parameters a profile row: 850, under every SQ
 
 def _encode_for_insert(profile: Profile) -> tuple[tuple, bytes, bytes]:
     """A profile's ``profiles`` row values (without id) and its two data blobs."""
-    cols = profile.columns()
     meta = profile.meta
     if profile.sample_count < SMALL_COLUMN_LIMIT:
-        # Plain Python: numpy's per-call cost dominates on the many small per-request profiles.
-        times, weights = cols["time_ns"].tolist(), cols["weight_ns"].tolist()
+        # Plain Python on the model's own sample arrays: numpy's per-call cost (the columns' copies
+        # included) dominates on the many small per-request profiles.
+        times, weights, states = profile._time.tolist(), profile._weight.tolist(), profile._state.tolist()
+        cols = {
+            "time_ns": times, "thread": profile._thread.tolist(), "stack": profile._stack.tolist(),
+            "weight_ns": weights, "state": states, "reason": profile._reason.tolist(),
+        }
         by_state = [0] * len(State)  # indexed by state value; states are checked to be 0..len(State)-1
-        for state, weight in zip(cols["state"].tolist(), weights):
+        for state, weight in zip(states, weights):
             by_state[state] += weight
         first, end = (min(times), max(map(operator.add, times, weights))) if times else (0, 0)
     else:
+        cols = profile.columns()
         by_state = {s: int(cols["weight_ns"][cols["state"] == int(s)].sum()) for s in State}
         first, end = profile.time_range_ns
     start_ns = int(meta.get("start_ns") or first or time.time_ns())

@@ -60,13 +60,26 @@ class EncodingError(ValueError):
 def _compress(body: bytes) -> bytes:
     """A zlib stream of ``body`` (any level or memLevel: ``zlib.decompress`` reads them all).
 
-    Bodies under ``FAST_COMPRESS_BELOW`` use memLevel 2: every zlib stream clears its hash table
-    first (64 KB at the default memLevel 8), which cost more than compressing a small body
-    (callgrind: 74k -> 12k instructions a call, ~250k per small stored profile)."""
-    if len(body) >= FAST_COMPRESS_BELOW:
+    Bodies under ``STORE_UNCOMPRESSED_BELOW`` become a stored (level 0) stream, written here byte
+    for byte as zlib writes it: a compressor object costs ~30k instructions to set up and tear
+    down, ~100x the copy. Bodies under ``FAST_COMPRESS_BELOW`` use memLevel 2: every zlib stream
+    clears its hash table first (64 KB at the default memLevel 8), which cost more than
+    compressing a small body (callgrind: 74k -> 12k instructions a call)."""
+    size = len(body)
+    if size < STORE_UNCOMPRESSED_BELOW:
+        return b"".join((_STORED_PREFIX, _STORED_LENGTHS.pack(size, size ^ 0xFFFF), body, _ADLER32.pack(zlib.adler32(body))))
+    if size >= FAST_COMPRESS_BELOW:
         return zlib.compress(body, 6)
-    compressor = zlib.compressobj(0 if len(body) < STORE_UNCOMPRESSED_BELOW else 1, zlib.DEFLATED, zlib.MAX_WBITS, 2)
+    compressor = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 2)
     return compressor.compress(body) + compressor.flush()
+
+
+# A stored zlib stream of one block (what level 0 writes for under 64 KB): the zlib header
+# (deflate, 32 KB window, "fastest" level), a final stored block's header (type byte, LEN and its
+# one's complement, little-endian), the body, and its Adler-32 (big-endian).
+_STORED_PREFIX = b"\x78\x01\x01"
+_STORED_LENGTHS = struct.Struct("<HH")
+_ADLER32 = struct.Struct(">I")
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -105,7 +118,8 @@ def _column_numpy(values, is_delta: bool) -> tuple[str, bytes]:
 
 def _column_python(values, is_delta: bool) -> tuple[str, bytes]:
     """:func:`_column_numpy` in pure Python for short columns: the same bytes, no numpy call."""
-    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    if type(values) is not list:  # a failed hasattr() on a list would build an exception
+        values = values.tolist() if hasattr(values, "tolist") else list(values)
     if not values:
         return _ARRAY_RANGES[0][2], b""
     if is_delta:
@@ -117,10 +131,19 @@ def _column_python(values, is_delta: bool) -> tuple[str, bytes]:
         low, high = min(values), max(values)
     for lowest, highest, dtype_str, code in _ARRAY_RANGES:
         if lowest <= low and high <= highest:
-            raw = array(code, values).tobytes()
-            itemsize = len(raw) // len(values)
+            count = len(values)
+            packer = _PACKERS.get((code, count))
+            if packer is None:
+                packer = struct.Struct(f"<{count}{code}")
+                if len(_PACKERS) < 4096:
+                    _PACKERS[(code, count)] = packer
+            raw = packer.pack(*values)  # array(code, values) parses each value with PyArg_Parse: ~5x the cost
+            itemsize = packer.size // count
             return dtype_str, raw if itemsize == 1 else b"".join([raw[i::itemsize] for i in range(itemsize)])
     raise EncodingError(f"column values {low}..{high} do not fit in 64 bits")
+
+
+_PACKERS: dict[tuple[str, int], struct.Struct] = {}  # (typecode, count) -> little-endian packer of count values
 
 
 _header_entries: dict[tuple[str, str, bool], str] = {}
