@@ -76,6 +76,21 @@ the two concurrencies gives its cost per sample and per request besides, and fro
 the native samples per request (printed, and in the verdict line next to the measured one; the
 measured ratio is the one for a saturated server, whose 8 threads are all busy).
 
+The cyclic garbage collector: a full (generation 2) collection of the shop server's heap costs
+~27 ms of CPU and comes about once per few thousand requests, so whether one falls inside a
+1000-request window depends on where each configuration's allocations left the collector's
+counters, not on its work: that alone can move a ratio by ~1 %, the same way in every run of the
+same configuration (so the A/A control, two identical servers, does not show it). Hence at the
+window's start (``/_bench/counters?window=start``) every server runs ``gc.collect()`` and
+``gc.freeze()`` (``--instr-gc freeze``, the default; ``asis`` to compare): young collections,
+driven by allocations, stay counted, while a full collection no longer walks the heap built
+before the window. What that leaves out is measured natively, without a frozen heap:
+``--gc-requests`` (10000) requests per configuration, the full collections' count and CPU time
+(from ``gc.callbacks``) as a share of the server's CPU, printed per configuration with the count
+behind it (a few collections per 10000 requests: the share is good to a few tenths of itself), and each ratio
+with that share put back, ratio x (1 - share) / (1 - the bare app's share), in the table's notes and
+the verdicts ("with full collections at their native share").
+
 The bare app is measured in two server processes (``none``, ``none-again``): their difference is
 the method's noise floor. Per configuration: millions of instructions per request, the ratio bare /
 config (bare = the mean of the two bare runs: the throughput ratio of a CPU-bound server counted in
@@ -225,6 +240,7 @@ Run: python bench/wsgi_overhead.py [--configs none,timing] [--sections instructi
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import inspect
 import json
@@ -356,44 +372,48 @@ def dump_totals(out_file: str, label: str) -> tuple[int, str]:
     raise SystemExit(f"bench: no callgrind dump {label!r} next to {out_file}")
 
 
-def instr_counters(port: int) -> dict:
-    """``/_bench/counters`` of a ``--time-scale`` server: the writer's queue flushed, then its stats."""
-    status, body = get(port, COUNTERS_PATH)
+def instr_counters(port: int, window_start: bool = False) -> tuple[dict, dict]:
+    """``/_bench/counters`` of a ``--time-scale`` server: the writer's queue flushed, then (its
+    stats, the server's garbage-collector figures); ``window_start`` marks the counted window's start."""
+    status, body = get(port, COUNTERS_PATH + ("?window=start" if window_start else ""))
     if status != 200:
         raise SystemExit(f"bench: {COUNTERS_PATH} answered {status}")
     answer = json.loads(body)
     if not answer["flushed"]:
         raise SystemExit("bench: the writer's queue did not flush in time")
-    return answer["stats"] or {}
+    return answer["stats"] or {}, answer["gc"]
 
 
 def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float, under_callgrind: bool,
-                  connections: int) -> dict:
+                  connections: int, requests: int | None = None, freeze_gc: bool = True) -> dict:
     """One ``config`` server (natively or under callgrind) through warm-up and the counted window of
-    ``--instr-requests`` requests from ``connections`` keep-alive clients: instructions (callgrind),
-    server CPU and wall time, profviz's counters over the window."""
+    ``requests`` (default ``--instr-requests``) requests from ``connections`` keep-alive clients:
+    instructions (callgrind), server CPU and wall time, profviz's and the garbage collector's
+    counters over the window (``freeze_gc``: the heap frozen at the window's start)."""
+    n = requests or args.instr_requests
     label = label.replace("%", "pct")  # valgrind expands % in --callgrind-out-file
     out_file = os.path.join(tmp, f"callgrind.{label}.out")
     wrapper = (*CALLGRIND, f"--callgrind-out-file={out_file}") if under_callgrind else ()
     log_path = os.path.join(tmp, f"instr-{label}.log")
     with open(log_path, "w") as log:
         server = Server(config, db, os.path.join(tmp, f"instr-{label}.db"), python=real_interpreter(), wrapper=wrapper,
-                        extra=("--time-scale", repr(scale)), env=dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1"), stderr=log)
+                        extra=("--time-scale", repr(scale), *(("--freeze-gc",) if freeze_gc else ())), env=dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1"), stderr=log)
         try:
             load(server.port, INSTR_WARMUP, connections)
-            before = instr_counters(server.port)
+            before, gc_before = instr_counters(server.port, window_start=True)
             if under_callgrind:
                 callgrind_control(server.proc.pid, "--zero")
             cpu0, wall0 = server.counters()[0], time.perf_counter()
-            load(server.port, args.instr_requests, connections)
-            after = instr_counters(server.port)
+            load(server.port, n, connections)
+            after, gc_after = instr_counters(server.port)
             cpu, wall = server.counters()[0] - cpu0, time.perf_counter() - wall0
             if under_callgrind:
                 callgrind_control(server.proc.pid, f"--dump={label}")
         finally:
             note = server.stop(timeout_s=600)
-    n = args.instr_requests
-    figures = {"config": config, "cpu_ms": cpu * 1e3 / n, "wall_ms": wall * 1e3 / n, "note": note, "instructions": None}
+    gc_window = {key: [a - b for a, b in zip(gc_after[key], gc_before[key])] for key in gc_after}
+    figures = {"config": config, "cpu_ms": cpu * 1e3 / n, "wall_ms": wall * 1e3 / n, "note": note, "instructions": None,
+               "gc": gc_window, "requests": n}
     if after:
         counts = {"recorded": after["recorded"] - before["recorded"], "dropped": after["dropped"] - before["dropped"],
                   "tail": after["profiles_tail"] - before["profiles_tail"], "deep": after["profiles_deep"] - before["profiles_deep"]}
@@ -412,7 +432,8 @@ def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float
 
 def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
     """Measure and print the instructions table; {"ratios": {config: ratio}, "noise": A/A difference,
-    "sampler_native": the sampler's ratio at native samples per request, or None}."""
+    "sampler_native": the sampler's ratio at native samples per request, or None, "with_gc":
+    {config: ratio with full collections at their native share}}."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: the instructions section needs {tool} (apt-get install valgrind), or leave it out of --sections")
@@ -422,13 +443,17 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
     print(f"\n== instructions: callgrind, {n} requests per config after {INSTR_WARMUP} warm-up,"
           f" one server (8 threads) per config, at most 2 at once; {conns} keep-alive clients; git {git_commit()}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
-    native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False, conns) for c in ("none", "sampler") if c in configs}
+    frozen = args.instr_gc == "freeze"
+    native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False, conns, freeze_gc=frozen) for c in ("none", "sampler") if c in configs}
+    gc_native = {c: instr_measure(c, f"gc-{c}", db, tmp, args, 1.0, False, conns, requests=args.gc_requests, freeze_gc=False)
+                 for c in configs} if frozen and args.gc_requests else {}
     native_walls = [native["none"]["wall_ms"]] + [
-        instr_measure("none", f"native-none-{i}", db, tmp, args, 1.0, False, conns)["wall_ms"] for i in (2, 3)
+        instr_measure("none", f"native-none-{i}", db, tmp, args, 1.0, False, conns, freeze_gc=frozen)["wall_ms"] for i in (2, 3)
     ]
     native_wall_ms = statistics.median(native_walls)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        bare = list(pool.map(lambda label: instr_measure("none", label, db, tmp, args, 1.0, True, conns), ("none", CONTROL_AGAIN)))
+        bare = list(pool.map(lambda label: instr_measure("none", label, db, tmp, args, 1.0, True, conns, freeze_gc=frozen),
+                            ("none", CONTROL_AGAIN)))
         scale = statistics.mean(b["wall_ms"] for b in bare) / native_wall_ms
         options = {c: scaled_options(c, scale) for c in OPTIONS}
         print(f"slowdown S = {scale:.1f}: bare server wall time per request {bare[0]['wall_ms']:.1f} / {bare[1]['wall_ms']:.1f} ms"
@@ -442,7 +467,7 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
         if "sampler" in configs and half >= 1:  # the sampler's cost per sample, for samples per request as natively
             jobs[1:1] = [("sampler", f"sampler@{half}", half), ("none", f"none@{half}", half)]
         measured = dict(zip((label for _, label, _ in jobs),
-                            pool.map(lambda job: instr_measure(job[0], job[1], db, tmp, args, scale, True, job[2]), jobs)))
+                            pool.map(lambda job: instr_measure(job[0], job[1], db, tmp, args, scale, True, job[2], freeze_gc=frozen), jobs)))
     results = {"none": bare[0], CONTROL_AGAIN: bare[1], **measured}
     base = statistics.mean(b["instructions"] for b in bare)
     noise = abs(bare[0]["instructions"] - bare[1]["instructions"]) / base
@@ -457,6 +482,7 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
         verdict_text = instr_verdict(ratio, noise, goal) if goal else ("A/A control" if label in ("none", CONTROL_AGAIN) else "")
         counts = figures.get("counts", {})
         shown = " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in counts.items())
+        shown += " gc=" + "/".join(str(c) for c in figures["gc"]["collections"])
         print(f"{label:<12} {figures['instructions'] / 1e6:>10.3f} {ratio:>7.4f} {goal or '':>5}  {verdict_text:<13}"
               f" {figures['cpu_ms']:>9.1f} {figures['wall_ms']:>8.1f}  {shown}")
         if counts and counts["recorded"] < n:
@@ -466,6 +492,9 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
     print(f"(A/A: the bare app in two servers, {bare[0]['instructions'] / 1e6:.4f} and {bare[1]['instructions'] / 1e6:.4f}"
           f" Minstr/req: difference {noise:.4%}, the noise floor; ratio = mean of the two / config"
           + (f"; rows @{half}: {half} client connections, ratio against none@{half})" if f"none@{half}" in results else ")"))
+    print("(gc=a/b/c: the cyclic collector's generation 0/1/2 collections in the window; "
+          + ("the heap was frozen at its start, see --instr-gc)" if frozen else "the heap was not frozen: --instr-gc asis)"))
+    with_gc = gc_adjusted_ratios(gc_native, ratios) if gc_native else {}
     sampler_native = None
     if "sampler" in measured and "sampler" in native:
         at_full, native_counts = measured["sampler"]["counts"], native["sampler"]["counts"]
@@ -478,7 +507,31 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
             sampler_native = sampler_at_native_samples(results, base, half, native_counts["samples"])
     print(f"instructions phase took {time.perf_counter() - started:.0f} s;"
           f" load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
-    return {"ratios": ratios, "noise": noise, "sampler_native": sampler_native}
+    return {"ratios": ratios, "noise": noise, "sampler_native": sampler_native, "with_gc": with_gc}
+
+
+def gc_adjusted_ratios(gc_native: dict, ratios: dict) -> dict:
+    """Print the full (generation 2) collections of native runs without a frozen heap, and each
+    config's ratio with their share of the server's CPU time put back: ratio x (1 - share) /
+    (1 - the bare app's share). Returns {config: adjusted ratio}."""
+    shares = {}
+    print(f"\nfull garbage collections natively (heap not frozen), {next(iter(gc_native.values()))['requests']} requests per config:")
+    for config, figures in gc_native.items():
+        n = figures["requests"]
+        collections, cpu_ms = figures["gc"]["collections"], figures["gc"]["cpu_ms"]
+        shares[config] = cpu_ms[2] / (figures["cpu_ms"] * n) if figures["cpu_ms"] else 0.0
+        each = cpu_ms[2] / collections[2] if collections[2] else 0.0
+        print(f"  {config:<12} {collections[2]:3d} ({collections[2] * 1000 / n:5.2f} per 1000 requests), {each:6.1f} ms CPU each,"
+              f" {shares[config]:.2%} of the server's CPU (generations 0/1: {collections[0]}/{collections[1]},"
+              f" {cpu_ms[0] + cpu_ms[1]:.0f} ms)")
+    adjusted = {}
+    for config, ratio in ratios.items():
+        if config in shares and config != "none" and "none" in shares:
+            adjusted[config] = ratio * (1 - shares[config]) / (1 - shares["none"])
+    if adjusted:
+        print("  ratios with full collections at their native share: "
+              + ", ".join(f"{config} {value:.4f}" for config, value in adjusted.items()))
+    return adjusted
 
 
 def sampler_at_native_samples(results: dict, base: float, half: int, native_samples: float) -> float | None:
@@ -619,21 +672,49 @@ def flush_queue(middleware, timeout_s: float = 60.0) -> tuple[bool, dict | None]
     return middleware.recorder.writer.flush(timeout_s), middleware.stats
 
 
-class CountersEndpoint:
-    """The served app, plus ``/_bench/counters`` answered outside it: JSON ``{"flushed", "stats"}``
-    after flushing the writer's queue (timeout scaled with the server's slowdown)."""
+class GcWatch:
+    """The cyclic garbage collector's collections and thread CPU time per generation, since start."""
 
-    def __init__(self, app, middleware, flush_timeout_s: float):
-        self.app, self.middleware, self.flush_timeout_s = app, middleware, flush_timeout_s
+    def __init__(self):
+        self.collections = [0, 0, 0]
+        self.cpu_ns = [0, 0, 0]
+        self._started_ns = 0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started_ns = time.thread_time_ns()
+        else:
+            generation = info["generation"]
+            self.collections[generation] += 1
+            self.cpu_ns[generation] += time.thread_time_ns() - self._started_ns
+
+    def figures(self) -> dict:
+        return {"collections": list(self.collections), "cpu_ms": [ns / 1e6 for ns in self.cpu_ns]}
+
+
+class CountersEndpoint:
+    """The served app, plus ``/_bench/counters`` answered outside it: JSON ``{"flushed", "stats",
+    "gc"}`` after flushing the writer's queue (timeout scaled with the server's slowdown).
+    ``?window=start`` marks the counted window's start: with ``freeze_gc``, a full collection
+    and ``gc.freeze()`` there (see :func:`run_instructions` on why)."""
+
+    def __init__(self, app, middleware, flush_timeout_s: float, freeze_gc: bool = False):
+        self.app, self.middleware, self.flush_timeout_s, self.freeze_gc = app, middleware, flush_timeout_s, freeze_gc
+        self.gc = GcWatch()
 
     def __call__(self, environ: dict, start_response):
         if environ.get("PATH_INFO") != COUNTERS_PATH:
             return self.app(environ, start_response)
         flushed, stats = flush_queue(self.middleware, self.flush_timeout_s)
-        return json_response(start_response, {"flushed": flushed, "stats": stats})
+        if self.freeze_gc and environ.get("QUERY_STRING") == "window=start":
+            gc.collect()
+            gc.freeze()
+        return json_response(start_response, {"flushed": flushed, "stats": stats, "gc": self.gc.figures()})
 
 
-def serve_shops(config: str, db: str, store: str, paired: bool, time_scale: float | None = None) -> None:
+def serve_shops(config: str, db: str, store: str, paired: bool, time_scale: float | None = None,
+                freeze_gc: bool = False) -> None:
     """Server process: one waitress (8 threads) serving the shop (``paired``: a bare and a
     ``config`` shop behind :class:`PairedDispatcher`; else one ``config`` shop). Prints the port,
     serves until stdin closes, then prints the middleware's stats. With ``time_scale`` (the
@@ -659,7 +740,7 @@ def serve_shops(config: str, db: str, store: str, paired: bool, time_scale: floa
             if middleware is not None:  # the writer's idle check (route aggregates due?) runs every idle_s
                 writer = middleware.recorder.writer
                 writer.idle_s = writer.idle_s * time_scale
-            served = CountersEndpoint(app, middleware, 60.0 * time_scale)
+            served = CountersEndpoint(app, middleware, 60.0 * time_scale, freeze_gc)
         else:
             middleware = instrument(app, config, store)
             served = app
@@ -1182,6 +1263,9 @@ def print_verdicts(instructions: dict | None, served: dict[str, list[float]] | N
             if config == "sampler" and instructions["sampler_native"] is not None:
                 adjusted = instructions["sampler_native"]
                 parts.append(f"at native samples/req {adjusted:.4f}: {instr_verdict(adjusted, noise, goal)}")
+            if config in instructions.get("with_gc", {}):
+                with_gc = instructions["with_gc"][config]
+                parts.append(f"with full collections at their native share {with_gc:.4f}: {instr_verdict(with_gc, noise, goal)}")
         if served and config in served:
             parts.append(range_verdict("waitress-paired", served[config], goal, served.get("none")))
         if paired and config in paired:
@@ -1212,6 +1296,7 @@ def main() -> None:
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--time-scale", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--freeze-gc", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset (none is always included)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)")
@@ -1219,6 +1304,10 @@ def main() -> None:
     parser.add_argument("--no-paired", action="store_true", help="skip both paired sections (--sections instructions,waitress)")
     parser.add_argument("--instr-requests", type=int, default=1000,
                         help="instructions: counted requests per configuration (after 200 warm-up requests)")
+    parser.add_argument("--instr-gc", choices=("freeze", "asis"), default="freeze",
+                        help="instructions: freeze the heap at the counted window's start (default), or leave the collector as is")
+    parser.add_argument("--gc-requests", type=int, default=10000,
+                        help="instructions: requests per config of the native runs that measure full collections (0: skip)")
     parser.add_argument("--instr-concurrency", type=int,
                         help="instructions: keep-alive client connections (default: --concurrency)")
     parser.add_argument("--blocks", type=int, default=5, help="paired sections: blocks per configuration")
@@ -1231,7 +1320,8 @@ def main() -> None:
     parser.add_argument("--no-sampler-cpu", action="store_true", help="skip the sampler CPU measurement")
     args = parser.parse_args()
     if args.serve or args.serve_paired:
-        serve_shops(args.serve or args.serve_paired, args.db, args.store, paired=bool(args.serve_paired), time_scale=args.time_scale)
+        serve_shops(args.serve or args.serve_paired, args.db, args.store, paired=bool(args.serve_paired), time_scale=args.time_scale,
+                    freeze_gc=args.freeze_gc)
         return
     if args.paired_child:
         paired_child(args.paired_child, args.db, args.store, args.blocks, args.pairs)
