@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import time
 
@@ -11,7 +12,7 @@ from werkzeug.test import Client
 
 from profviz.collect.sampler import StackSampler, samples_to_profile
 from profviz.analysis.calltree import build_call_tree, function_stats
-from profviz.model import State
+from profviz.model import Profile, ProfileError, State
 from profviz.store import Store
 from profviz.store.requests import query_requests
 from profviz.wsgi import ProfilerMiddleware
@@ -387,3 +388,45 @@ def test_sampler_runs_once_per_process_and_its_cost_is_counted(store):
     finally:
         first.close()
         second.close()
+
+
+def test_a_new_profile_gets_the_tables_and_samples_the_interning_path_builds():
+    """samples_to_profile fills a new profile directly; an existing profile goes through
+    StackConverter and append_sample: both give the same tables, samples, and further interning."""
+    sampler = StackSampler(100)
+    ident = threading.get_ident()
+    stack_ids = []
+
+    def leaf():
+        stack_ids.append(sampler._stack_of(ident, sys._getframe()))
+
+    def recurse(depth):
+        if depth:
+            return recurse(depth - 1)
+        leaf()
+
+    for depth in (0, 2, 4, 2):
+        recurse(depth)
+        leaf()
+    samples = [(5_000 + 1_000 * i, stack, int(State.ON_CPU if i % 3 else State.WAITING), 700 + i) for i, stack in enumerate(stack_ids)]
+    fast = samples_to_profile(sampler.table, samples, pid=7, tid=8, thread_name="t", meta={"kind": "request", "x": 1})
+    slow = samples_to_profile(sampler.table, samples, pid=7, tid=8, thread_name="t", meta={}, profile=Profile({"kind": "request", "x": 1}))
+    assert fast.meta == slow.meta and fast.threads == slow.threads
+    assert fast.strings == slow.strings
+    for name in ("frame_function", "frame_file", "frame_line", "stack_prefix", "stack_frame"):
+        assert getattr(fast, name) == getattr(slow, name) and getattr(fast, name).typecode == "i", name
+    for name, column in slow.columns().items():
+        assert fast.columns()[name].tolist() == column.tolist() and fast.columns()[name].dtype == column.dtype, name
+    assert len(slow.frame_function) < len(slow.stack_prefix)  # the recursion's frames are shared by several stacks
+    for profile in (fast, slow):  # the interning indexes are in place: known frames are found, new ones appended
+        assert profile.intern_frames(sampler.table.frames(stack_ids[-1])) == profile.columns()["stack"][-1]
+        profile.append_sample(99_000, 0, profile.intern_frames([("extra", "x.py", 3)]), 10, State.ON_CPU)
+    assert fast.strings == slow.strings and fast.stack_prefix == slow.stack_prefix
+
+
+def test_samples_to_profile_rejects_samples_the_model_would_reject():
+    sampler = StackSampler(100)
+    stack = sampler._stack_of(threading.get_ident(), sys._getframe())
+    for bad in ((1_000, stack, int(State.ON_CPU), 0), (-1, stack, int(State.ON_CPU), 10), (1_000, stack, 9, 10)):
+        with pytest.raises(ProfileError):
+            samples_to_profile(sampler.table, [bad], pid=1, tid=2, thread_name="t", meta={})

@@ -198,3 +198,39 @@ def test_small_profiles_encode_without_numpy_calls_per_column(monkeypatch):
     monkeypatch.setattr(encoding, "_column_numpy", forbidden)
     row, tables, samples = _encode_for_insert(profile)
     assert_same_profile(encoding.decode_profile({}, tables, samples), profile)
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 1000, encoding.STORE_UNCOMPRESSED_BELOW - 1])
+def test_small_parts_are_written_as_one_stored_zlib_block(size):
+    body = bytes((i * 7 + 3) % 256 for i in range(size))
+    stream = encoding._compress(body)
+    assert zlib.decompress(stream) == body
+    assert len(stream) == size + 11 and stream[2:3] == b"\x01"  # zlib header, one final stored block, Adler-32
+    if size < 256:  # where zlib's own level 0 writes one block too: the very same bytes
+        level0 = zlib.compressobj(0, zlib.DEFLATED, zlib.MAX_WBITS, 2)
+        assert stream == level0.compress(body) + level0.flush()
+
+
+def test_large_parts_are_compressed():
+    body = b"profviz " * encoding.STORE_UNCOMPRESSED_BELOW
+    assert len(encoding._compress(body)) < len(body) // 10 and zlib.decompress(encoding._compress(body)) == body
+
+
+def test_profiles_stored_with_compressed_small_parts_still_load(tmp_path, monkeypatch):
+    """Stores written before small parts were stored uncompressed (level 1, memLevel 2) load the same profiles."""
+    profile = small_profile(5)
+    with Store(tmp_path / "new.db") as store:
+        new_id = store.save_profile(profile)
+        new_blobs = store.execute("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (new_id,))[0]
+
+    def compressed_as_before(body: bytes) -> bytes:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 2)
+        return compressor.compress(body) + compressor.flush()
+
+    monkeypatch.setattr(encoding, "_compress", compressed_as_before)
+    with Store(tmp_path / "old.db") as store:
+        old_id = store.save_profile(small_profile(5))
+        old_blobs = store.execute("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (old_id,))[0]
+        assert old_blobs["tables"] != new_blobs["tables"] and old_blobs["samples"] != new_blobs["samples"]
+        monkeypatch.undo()
+        assert_same_profile(store.load_profile(old_id), profile)

@@ -48,7 +48,7 @@ import time
 from array import array
 from typing import Callable
 
-from ..model import Profile, State
+from ..model import NO_REASON, Profile, ProfileError, State
 from . import forks
 
 ON_CPU = int(State.ON_CPU)
@@ -578,14 +578,14 @@ def samples_to_profile(
     converted = _new_profile_tables(table, profile, [sample[1] for sample in samples])
     for time_ns, stack_id, state, weight_ns in samples:
         if weight_ns <= 0 or time_ns < 0 or not (ON_CPU == state or WAITING == state):
-            raise ValueError(f"sampler sample ({time_ns}, {stack_id}, {state}, {weight_ns}) has a weight <= 0, a negative time or a state other than ON_CPU/WAITING")
+            raise ProfileError(f"sampler sample ({time_ns}, {stack_id}, {state}, {weight_ns}) has a weight <= 0, a negative time or a state other than ON_CPU/WAITING")
     count = len(samples)
     profile._time.extend([sample[0] for sample in samples])
     profile._thread.extend([thread] * count)
     profile._stack.extend([converted[sample[1]] for sample in samples])
     profile._weight.extend([sample[3] for sample in samples])
     profile._state.extend([sample[2] for sample in samples])
-    profile._reason.extend([-1] * count)
+    profile._reason.extend([NO_REASON] * count)
     return profile
 
 

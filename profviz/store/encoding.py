@@ -45,12 +45,11 @@ _ARRAY_PATH_OK = sys.byteorder == "little" and all(
 )
 
 # Parts whose uncompressed body is shorter than this are written as stored (level 0) zlib
-# streams: deflate would save 0-150 bytes on them (a 3-sample profile's samples, stacks and
-# frames: ~100 bytes in all) for a few us each.
-STORE_UNCOMPRESSED_BELOW = 256
-# Bodies below this use level 1 (within a few percent of level 6's size at these sizes, faster);
-# larger ones, such as a long recording's samples, keep level 6 and its size.
-FAST_COMPRESS_BELOW = 4096
+# streams: on a small per-request profile (strings of ~40 frames: 1-3 KB) deflate saves about half
+# the bytes for ~140k instructions a part (callgrind, level 1, memLevel 2: mostly the stream's set-up),
+# a tenth of the cost of building and storing the whole profile. Larger parts, such as a long
+# recording's samples, are compressed at level 6.
+STORE_UNCOMPRESSED_BELOW = 4096
 
 
 class EncodingError(ValueError):
@@ -58,20 +57,15 @@ class EncodingError(ValueError):
 
 
 def _compress(body: bytes) -> bytes:
-    """A zlib stream of ``body`` (any level or memLevel: ``zlib.decompress`` reads them all).
+    """A zlib stream of ``body`` (``zlib.decompress`` reads any level).
 
     Bodies under ``STORE_UNCOMPRESSED_BELOW`` become a stored (level 0) stream, written here byte
     for byte as zlib writes it: a compressor object costs ~30k instructions to set up and tear
-    down, ~100x the copy. Bodies under ``FAST_COMPRESS_BELOW`` use memLevel 2: every zlib stream
-    clears its hash table first (64 KB at the default memLevel 8), which cost more than
-    compressing a small body (callgrind: 74k -> 12k instructions a call)."""
+    down, ~100x the copy."""
     size = len(body)
     if size < STORE_UNCOMPRESSED_BELOW:
         return b"".join((_STORED_PREFIX, _STORED_LENGTHS.pack(size, size ^ 0xFFFF), body, _ADLER32.pack(zlib.adler32(body))))
-    if size >= FAST_COMPRESS_BELOW:
-        return zlib.compress(body, 6)
-    compressor = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 2)
-    return compressor.compress(body) + compressor.flush()
+    return zlib.compress(body, 6)
 
 
 # A stored zlib stream of one block (what level 0 writes for under 64 KB): the zlib header
