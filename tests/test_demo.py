@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from profviz.store import Store
+from profviz.store.requests import query_requests
 
 
 def test_demo_records_requests_routes_profiles_and_spans(tmp_path):
@@ -18,8 +19,9 @@ def test_demo_records_requests_routes_profiles_and_spans(tmp_path):
     assert summary["sent"] == 120 and summary["failed"] == 0
     store = Store(store_path)
     warmup = 20
-    assert store.execute("SELECT count(*) FROM requests")[0][0] == summary["sent"] + warmup
-    routes = {row[0] for row in store.execute("SELECT DISTINCT route FROM requests")}
+    rows = query_requests(store)
+    assert len(rows) == summary["sent"] + warmup
+    routes = {row.route for row in rows}
     assert {"/checkout", "/search/slow", "/posts/<int:post_id>", "/export"} <= routes
     kinds = {m["kind"] for m in store.list_profiles()}
     assert "request" in kinds

@@ -25,6 +25,7 @@ from profviz.analysis.correlate import join_spans, span_flame_tree, unspanned
 from profviz.cli.spans import span_listing
 from profviz.otel import SpanProcessor
 from profviz.store import Store
+from profviz.store.requests import query_requests, request_by_id
 from profviz.store.spans import load_span_context, query_spans, spans_for_profile
 
 TARGETS = Path(__file__).parent / "targets"
@@ -136,8 +137,8 @@ def flask_run(tmp_path_factory):
     store_path = tmp_path_factory.mktemp("flask") / "store.db"
     result = _run_target("otel_flask_app.py", str(store_path))
     store = Store(store_path)
-    (row,) = store.execute("SELECT id, tid FROM requests WHERE route = '/report' AND profile_id IS NOT NULL")
-    return store, int(row["id"]), result
+    (row,) = query_requests(store, route="/report", with_profile=True)
+    return store, int(row.id), result
 
 
 def test_flask_request_spans_get_their_own_samples(flask_run):
@@ -271,7 +272,7 @@ def test_span_api_endpoints_serve_listing_waterfall_lanes_and_span_flame_graphs(
     from profviz.server.runner import RunningServer
 
     store, request_id, result = flask_run
-    profile_id = int(store.execute("SELECT profile_id FROM requests WHERE id = ?", (request_id,))[0][0])
+    profile_id = int(request_by_id(store, request_id).profile_id)
     with RunningServer(create_app(store.path), "127.0.0.1", 0) as running:
         api = f"{running.url}api"
         by_request = http.get(f"{api}/requests/{request_id}/spans", timeout=30).json()

@@ -23,7 +23,7 @@ from ..errors import ProfvizError
 from ..model import FORMAT_VERSION, Profile, State
 from .encoding import SMALL_COLUMN_LIMIT, EncodingError, decode_profile, encode_samples, encode_tables
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: request_log (see profviz.store.requests); version 1 stores are migrated on open
 T = TypeVar("T")
 
 SCHEMA = """
@@ -71,6 +71,11 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_route_start ON requests (route, method, start_ns);
 CREATE INDEX IF NOT EXISTS requests_start ON requests (start_ns);
+CREATE TABLE IF NOT EXISTS request_log (
+    id INTEGER PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS spans (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     trace_id TEXT NOT NULL,
@@ -250,6 +255,8 @@ class Store:
             found = c.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()
             if found is None:
                 c.execute("INSERT INTO store_info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(found[0]) == 1:  # version 1 lacks only request_log, which SCHEMA just created
+                c.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             elif int(found[0]) != SCHEMA_VERSION:
                 raise StoreError(
                     f"store {self.path} has schema version {found[0]}, this profviz uses {SCHEMA_VERSION}: "

@@ -1,9 +1,23 @@
-"""Reading and writing the store's ``requests`` table (one row per request the middleware timed)."""
+"""Reading and writing the store's ``requests`` table (one row per request the middleware timed).
+
+Writing is append-only: :func:`insert_request_params` (the middleware's writer, inside the profiled
+server) stores a whole batch of rows as ONE ``request_log`` row, its parameters pickled (protocol 4,
+plain values only), which costs about a tenth of inserting them into ``requests`` with its two
+indexes. Every reader of ``requests`` here first calls :func:`materialize_requests`, which moves the
+pending batches into ``requests`` in write transactions of up to ``MATERIALIZE_CHUNK_ROWS`` rows
+(each one decodes, inserts and deletes the same log rows under SQLite's write lock, so concurrent
+processes neither lose nor duplicate a row). Request ids are given then, in commit order. Code that
+reads ``requests`` with its own SQL must call :func:`materialize_requests` first.
+"""
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import pickle
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -35,9 +49,12 @@ class RequestRow:
     id: int | None = None
 
     def as_tuple(self) -> tuple:
+        """The row's parameters, as plain ints and strs (e.g. an ``HTTPStatus`` becomes its int)."""
         return (
-            self.pid, self.tid, self.route, self.method, self.path, self.status, self.start_ns, self.duration_ns,
-            self.cpu_ns, self.response_bytes, self.error, self.profile_id, json.dumps(self.labels) if self.labels else "{}",
+            int(self.pid), int(self.tid), str(self.route), str(self.method), str(self.path), int(self.status),
+            int(self.start_ns), int(self.duration_ns), int(self.cpu_ns), int(self.response_bytes),
+            None if self.error is None else str(self.error), None if self.profile_id is None else int(self.profile_id),
+            json.dumps(self.labels) if self.labels else "{}",
         )
 
 
@@ -78,30 +95,136 @@ def insert_request_values(store: Store, values: list, *, conn: sqlite3.Connectio
     return insert_request_params(store, [value for row in values for value in row], conn=conn)
 
 
+_encode_log = functools.partial(pickle.dumps, protocol=4)
+_APPEND_LOG = "INSERT INTO request_log (rows, data) VALUES (?, ?)"
+
+
 def insert_request_params(store: Store, params: list, *, conn: sqlite3.Connection | None = None) -> int:
     """:func:`insert_request_values` for the rows' parameters laid end to end (``ROW_WIDTH`` a row),
     as the middleware's writer builds them; returns how many rows.
 
-    Rows go in multi-row INSERT statements of up to ``INSERT_CHUNK_ROWS`` rows: SQLite runs each
-    statement with Python's GIL released once, where ``executemany`` would release and retake
-    it for every row (a handoff the request threads of a busy server pay for).
+    Values must be plain ``int``, ``float``, ``str``, ``bytes`` or None (not subclasses: the log's
+    reader refuses anything else). The batch is appended to ``request_log`` as one row, in one
+    statement; readers see the rows once :func:`materialize_requests` moved them (every reader
+    here calls it). A row of a batch that SQLite then refuses (a string that is not valid
+    Unicode, an int over 64 bits) is dropped there with a notice; the batch's other rows are kept.
     """
     rows, extra = divmod(len(params), ROW_WIDTH)
     if extra:
         raise ValueError(f"request parameters must come {ROW_WIDTH} a row, got {len(params)} values")
     if not rows:
         return 0
-    step = INSERT_CHUNK_ROWS * ROW_WIDTH
+    data = _encode_log(params)
 
     def work(c: sqlite3.Connection) -> int:
-        for start in range(0, len(params), step):
-            chunk = params[start:start + step]
-            c.execute(_multi_row_insert(len(chunk) // ROW_WIDTH), chunk)
+        c.execute(_APPEND_LOG, (rows, data))
         return rows
 
     if conn is not None:
         return work(conn)
     return store.transaction("write requests to", work)
+
+
+class _PlainValuesUnpickler(pickle.Unpickler):
+    """Loads lists of plain values only: a pickle naming any class or function is refused (no code runs)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"names {module}.{name}")
+
+
+MATERIALIZE_CHUNK_ROWS = 20_000  # rows moved per write transaction: a few tenths of a second holding the lock
+
+
+def materialize_requests(store: Store) -> int:
+    """Move every batch pending in ``request_log`` into ``requests``; returns how many rows moved.
+
+    One indexed lookup when nothing is pending. Otherwise one write transaction per
+    ``MATERIALIZE_CHUNK_ROWS`` rows, so writers (the middleware) wait at most one chunk; batches
+    appended after the call started are left to the next call. Rows pointing at a profile that
+    was deleted meanwhile get a NULL ``profile_id``, as stored rows do.
+    """
+    found = store.execute("SELECT max(id) FROM request_log")
+    last = found[0][0] if found else None
+    if last is None:
+        return 0
+    moved = 0
+    more = True
+    while more:
+        count, more, dropped = store.transaction("move logged requests into", lambda c: _materialize_chunk(c, last))
+        moved += count
+        if dropped:
+            print(f"profviz: dropped logged requests in store {store.path}: {'; '.join(dropped[:5])}"
+                  + (f" (and {len(dropped) - 5} more)" if len(dropped) > 5 else ""), file=sys.stderr)
+    return moved
+
+
+def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, list[str]]:
+    """Move the oldest pending batches with ids up to ``last`` (about ``MATERIALIZE_CHUNK_ROWS`` rows);
+    returns (rows moved, whether batches up to ``last`` remain, what was dropped)."""
+    c.execute("BEGIN IMMEDIATE")  # claim the write lock before reading the log: no other process moves these batches
+    params: list = []
+    dropped: list[str] = []
+    upto = None
+    more = False
+    for log_id, rows, data in c.execute("SELECT id, rows, data FROM request_log WHERE id <= ? ORDER BY id", (last,)):
+        if upto is not None and len(params) >= MATERIALIZE_CHUNK_ROWS * ROW_WIDTH:
+            more = True
+            break
+        upto = log_id
+        try:
+            values = _PlainValuesUnpickler(io.BytesIO(data)).load()
+            if type(values) is not list or len(values) != rows * ROW_WIDTH:
+                raise ValueError(f"holds {len(values) if type(values) is list else type(values).__name__} values, not {rows} rows")
+        except Exception as exc:  # a damaged batch must not block every later one
+            dropped.append(f"batch {log_id} of {rows} rows is unreadable ({type(exc).__name__}: {exc})")
+            continue
+        params.extend(values)
+    if upto is None:
+        return 0, False, dropped
+    _null_deleted_profiles(c, params)
+    moved = _insert_rows(c, params, dropped)
+    c.execute("DELETE FROM request_log WHERE id <= ?", (upto,))
+    return moved, more, dropped
+
+
+def _null_deleted_profiles(c: sqlite3.Connection, params: list) -> None:
+    """Set to 0 (stored as NULL) the ``profile_id`` of rows whose profile no longer exists."""
+    wanted = {value for value in params[ROW_PROFILE_ID::ROW_WIDTH] if value}
+    if not wanted:
+        return
+    existing: set = set()
+    ids = list(wanted)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        existing.update(r[0] for r in c.execute(f"SELECT id FROM profiles WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+    if existing != wanted:
+        for at in range(ROW_PROFILE_ID, len(params), ROW_WIDTH):
+            if params[at] and params[at] not in existing:
+                params[at] = 0
+
+
+def _insert_rows(c: sqlite3.Connection, params: list, dropped: list[str]) -> int:
+    """Insert rows with multi-row statements; a statement SQLite refuses is redone row by row,
+    skipping (and describing in ``dropped``) the rows it refuses. Returns how many were inserted."""
+    step = INSERT_CHUNK_ROWS * ROW_WIDTH
+    inserted = 0
+    for start in range(0, len(params), step):
+        chunk = params[start:start + step]
+        try:
+            c.execute(_multi_row_insert(len(chunk) // ROW_WIDTH), chunk)
+            inserted += len(chunk) // ROW_WIDTH
+        except sqlite3.OperationalError:
+            raise  # locked, disk full...: the transaction fails and is retried or reported
+        except (sqlite3.Error, ValueError, TypeError, OverflowError):  # that statement alone failed; the transaction goes on
+            for at in range(0, len(chunk), ROW_WIDTH):
+                try:
+                    c.execute(_multi_row_insert(1), chunk[at:at + ROW_WIDTH])
+                    inserted += 1
+                except sqlite3.OperationalError:
+                    raise
+                except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
+                    dropped.append(f"a {chunk[at + 3]!r} {chunk[at + 2]!r} request SQLite refuses ({type(exc).__name__}: {exc})"[:300])
+    return inserted
 
 
 def _row(row: sqlite3.Row) -> RequestRow:
@@ -125,6 +248,7 @@ def query_requests(
     with_profile: bool = False,
 ) -> list[RequestRow]:
     """Requests in a window, oldest first; or the ``slowest`` N, slowest first."""
+    materialize_requests(store)
     where, params = _where(since_ns, until_ns, route, method)
     if with_profile:
         where.append("profile_id IS NOT NULL")
@@ -143,6 +267,7 @@ def query_requests(
 
 
 def request_by_id(store: Store, request_id: int) -> RequestRow:
+    materialize_requests(store)
     rows = store.execute(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?", (int(request_id),))
     if not rows:
         raise RequestNotFound(f"no request with id {request_id} in {store.path}: run 'profviz requests' to see the ids")
@@ -163,6 +288,7 @@ def request_columns(
 ) -> dict[str, list[Any]]:
     """Columns for analysis: id, pid, tid, route, method, status, error, start_ns, duration_ns,
     cpu_ns, profile_id, and capacity (the ``capacity`` label, else None), oldest first."""
+    materialize_requests(store)
     names = ("id", "pid", "tid", "route", "method", "status", "error", "start_ns", "duration_ns", "cpu_ns", "profile_id", "capacity")
     where, params = _where(since_ns, until_ns, route, method)
     select = ", ".join(names[:-1]) + ", json_extract(labels, '$.capacity') AS capacity"
@@ -172,6 +298,7 @@ def request_columns(
 
 
 def latest_request_ns(store: Store) -> int | None:
+    materialize_requests(store)
     rows = store.execute("SELECT MAX(start_ns + duration_ns) FROM requests")
     return int(rows[0][0]) if rows and rows[0][0] is not None else None
 

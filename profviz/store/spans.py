@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from ..errors import ProfvizError
 from ..model import Profile, Span
 from . import Store
-from .requests import RequestRow, request_by_id
+from .requests import RequestRow, materialize_requests, request_by_id
 
 MAX_NAME_CHARS = 1024
 MAX_ATTRIBUTE_KEY_CHARS = 256
@@ -328,6 +328,7 @@ def spans_for_profile(
 
 def request_for_profile(store: Store, profile_id: int) -> int | None:
     """The id of the request whose profile this is, if any."""
+    materialize_requests(store)
     rows = store.execute("SELECT id FROM requests WHERE profile_id = ? ORDER BY id LIMIT 1", (int(profile_id),))
     return int(rows[0][0]) if rows else None
 
