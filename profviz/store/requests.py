@@ -86,11 +86,12 @@ ROW_PROFILE_ID = 11  # position of profile_id within a row's parameters
 
 
 def insert_request_values(store: Store, values: list, *, conn: sqlite3.Connection | None = None) -> int:
-    """Insert rows given as :meth:`RequestRow.as_tuple` sequences in one transaction; returns how many.
-    An ``error`` of ``""`` and a ``profile_id`` of 0 are stored as NULL, like None.
+    """Store rows given as :meth:`RequestRow.as_tuple` sequences in one transaction (as one
+    ``request_log`` batch, see :func:`insert_request_params`); returns how many. An ``error`` of
+    ``""`` and a ``profile_id`` of 0 are stored as NULL, like None.
 
     With ``conn`` (a connection inside a transaction of ``store``, e.g. from
-    :meth:`Store.save_profiles`) the rows are inserted there, in that transaction.
+    :meth:`Store.save_profiles`) the rows are written there, in that transaction.
     """
     return insert_request_params(store, [value for row in values for value in row], conn=conn)
 
