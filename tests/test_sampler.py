@@ -405,10 +405,18 @@ def test_a_new_profile_gets_the_tables_and_samples_the_interning_path_builds():
             return recurse(depth - 1)
         leaf()
 
-    for depth in (0, 2, 4, 2):
+    for depth in (0, 2, 4, 2, 11, 9):  # deeper than PREFIX_EVERY: the table remembers prefixes of first stacks
         recurse(depth)
         leaf()
     samples = [(5_000 + 1_000 * i, stack, int(State.ON_CPU if i % 3 else State.WAITING), 700 + i) for i, stack in enumerate(stack_ids)]
+    for first in (8, 10, 0, 8, 11, 9):  # profiles starting from remembered stacks and prefixes, and from new ones
+        reordered = samples[first:] + samples[:first]
+        once = samples_to_profile(sampler.table, reordered, pid=7, tid=8, thread_name="t", meta={})
+        interned = samples_to_profile(sampler.table, reordered, pid=7, tid=8, thread_name="t", meta={}, profile=Profile({}))
+        assert once.strings == interned.strings and once.frame_line == interned.frame_line, first
+        assert once.stack_prefix == interned.stack_prefix and once.stack_frame == interned.stack_frame, first
+        assert once.columns()["stack"].tolist() == interned.columns()["stack"].tolist(), first
+    assert sampler.table.profile_prefixes  # the prefix memory was used
     fast = samples_to_profile(sampler.table, samples, pid=7, tid=8, thread_name="t", meta={"kind": "request", "x": 1})
     slow = samples_to_profile(sampler.table, samples, pid=7, tid=8, thread_name="t", meta={}, profile=Profile({"kind": "request", "x": 1}))
     assert fast.meta == slow.meta and fast.threads == slow.threads
@@ -430,3 +438,39 @@ def test_samples_to_profile_rejects_samples_the_model_would_reject():
     for bad in ((1_000, stack, int(State.ON_CPU), 0), (-1, stack, int(State.ON_CPU), 10), (1_000, stack, 9, 10)):
         with pytest.raises(ProfileError):
             samples_to_profile(sampler.table, [bad], pid=1, tid=2, thread_name="t", meta={})
+
+
+def test_a_new_request_each_tick_holds_a_few_frames_and_the_walk_stops_at_the_server_loop():
+    """Each tick finds the thread in a new call chain (same code, same offsets, new frames) above a
+    loop that outlives them: the sampler holds the loop's frame, and only two frames above it."""
+    sampler = StackSampler(100)
+    go, parked = threading.Semaphore(0), threading.Semaphore(0)
+
+    def request(depth):
+        if depth:
+            return request(depth - 1)
+        parked.release()
+        go.acquire()
+
+    def server_loop():
+        sampler.begin(time.perf_counter_ns(), 0)
+        for _ in range(13):
+            request(20)
+
+    thread = threading.Thread(target=server_loop)
+    thread.start()
+    try:
+        for _ in range(12):
+            parked.acquire()
+            sampler.tick()
+            go.release()
+        cached = sampler._frame_cache[thread.ident]
+        loop_depth = next(i for i, code in enumerate(cached.codes) if code is server_loop.__code__)
+        held_depths = sorted(cached.held.values())
+        assert loop_depth in held_depths and len(held_depths) <= loop_depth + 3, (loop_depth, held_depths)
+        stacks = {sample[1] for sample in sampler.active[thread.ident].samples}
+        assert len(stacks) == 1  # every request's stack is the same stack
+    finally:
+        for _ in range(14):  # lets every remaining request through, wherever the test stopped
+            go.release()
+        thread.join(10)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import operator
 import os
 import struct
 import sys
@@ -73,6 +74,8 @@ class StackTable:
         self._index: dict[tuple, int] = {}
         self._by_instruction: dict[tuple, int] = {}
         self.full_stack = -1
+        # stack id -> the tables a new profile gets from that stack alone (see _new_profile_tables)
+        self.profile_prefixes: dict[int, tuple] = {}
 
     def __len__(self) -> int:
         return len(self.prefix)
@@ -359,9 +362,13 @@ class StackSampler:
         """Intern the stack ending at ``leaf``, walking only the part that may differ from this thread's last stack.
 
         Per thread the cache keeps the last stack root first (code objects, instruction offsets,
-        stack ids) and holds a reference to its *settled* frames: plain function frames (not
-        generators or coroutines) that sat at the same depth with the same code and offset in
-        two consecutive walks. The walk goes from the leaf down only until it meets a held frame.
+        stack ids) and holds a reference to some of its *settled* frames: plain function frames
+        (not generators or coroutines) that sat at the same depth with the same code and offset
+        in two consecutive walks. Each walk holds at most two more, the lowest and the highest
+        settled frame it found (one held frame vouches for all below it; holding and releasing
+        every settled frame cost ~2k instructions a frame when each tick finds a new request above
+        the server's frames).
+        The walk goes from the leaf down only until it meets a held frame.
         Holding it makes its identity safe (no other frame can reuse its address) and a plain
         frame still on the stack has run without a break since it was held, so everything below
         it is unchanged; only it (its offset may have moved) and the frames above are read.
@@ -397,22 +404,39 @@ class StackSampler:
             push(frame)
             add_code(frame.f_code)
             add_offset(frame.f_lasti)
+            retired = self._retired
             while held[order[-1]] > base:  # held frames above it have left the stack
                 gone = order.pop()
                 del held[gone]
-                self._retired.append(gone)
+                retired.append(gone)
         fresh.reverse()
         new_codes.reverse()
         new_offsets.reverse()
-        same = 0
-        limit = min(len(codes) - base, len(fresh))
-        while same < limit and new_codes[same] is codes[base + same] and new_offsets[same] == offsets[base + same]:
-            same += 1
-        for index in range(1 if frame is not None else 0, same):
-            if not new_codes[index].co_flags & _RESUMABLE:
-                settled = fresh[index]
-                held[settled] = base + index
-                order.append(settled)
+        # how many frames from the base match the cached ones (same code object, same offset),
+        # compared element by element in C (a Python loop cost ~800 instructions a frame)
+        same_code = list(map(operator.is_, new_codes, codes[base:]))
+        same_offset = list(map(operator.eq, new_offsets, offsets[base:]))
+        same = len(same_code)
+        if False in same_code:
+            same = same_code.index(False)
+        if False in same_offset:
+            same = min(same, same_offset.index(False))
+        # hold the lowest and the highest settled frame: the highest vouches for every frame below
+        # it while its call lasts; the lowest, one frame up from the last held one each walk, ends
+        # up on the frames that outlive every request (a server thread's loop)
+        lowest = 1 if frame is not None else 0
+        top = same - 1
+        while top >= lowest and new_codes[top].co_flags & _RESUMABLE:
+            top -= 1
+        if top >= lowest:
+            bottom = lowest
+            while new_codes[bottom].co_flags & _RESUMABLE:
+                bottom += 1
+            if bottom < top:
+                held[fresh[bottom]] = base + bottom
+                order.append(fresh[bottom])
+            held[fresh[top]] = base + top
+            order.append(fresh[top])
         del codes[base + same:], offsets[base + same:], ids[base + same:]
         stack = ids[-1] if ids else -1
         if same < len(fresh):
@@ -479,22 +503,43 @@ class StackConverter:
         return stack
 
 
-def _new_profile_tables(table: StackTable, profile: Profile, stack_ids) -> dict[int, int]:
+PREFIX_EVERY = 8  # _new_profile_tables remembers a first stack's tables at every 8th depth and at its leaf
+PREFIXES_KEPT = 4096  # at most this many remembered, then forgotten all at once
+
+
+def _new_profile_tables(table: StackTable, profile: Profile, stack_ids: list[int]) -> dict[int, int]:
     """Fill the empty tables of a new ``profile`` with the stacks ``stack_ids`` use; table id -> profile stack.
 
     The tables come out exactly as :class:`StackConverter` builds them through the interning
     methods (same strings, frames and stacks in the same order), built in lists and written
     into the profile's arrays and indexes at once: the interning methods' checks hold by
     construction here (table nodes are (prefix, code, line) with a smaller prefix id, lines are
-    ints >= 0), and per node they and the arrays' appends cost more than the conversion itself
-    (~40 frames a stack, one stored profile per slow request).
+    ints >= 0), and per node they and the arrays' appends cost more than the conversion itself.
+
+    The first stack is converted into empty tables, so what its root-first frames add is a pure
+    function of the table's nodes: the table remembers it (``profile_prefixes``) at every
+    ``PREFIX_EVERY``-th depth and at the leaf, and a later profile whose first stack passes
+    through a remembered node starts from a copy (C-level list and dict building) and converts
+    only the nodes above it: the server's and the framework's frames, below every request's
+    stacks, are converted once per process, not once per stored profile.
     """
-    strings, string_index = profile.strings, profile._string_index
-    functions, files, lines, prefixes, stack_frames = [], [], [], [], []
-    frame_index: dict[tuple[int, int, int], int] = {}
-    stack_index: dict[tuple[int, int], int] = {}
-    table_prefix, frame_of = table.prefix, table.frame
-    converted: dict[int, int] = {-1: -1}
+    table_prefix, frame_of, prefixes_kept = table.prefix, table.frame, table.profile_prefixes
+    first = stack_ids[0] if stack_ids else -1
+    node = first
+    while node >= 0 and node not in prefixes_kept:
+        node = table_prefix[node]
+    if node >= 0:
+        nodes, strings, functions, files, lines, stack_frames = (list(part) for part in prefixes_kept[node])
+    else:
+        nodes, strings, functions, files, lines, stack_frames = [], [], [], [], [], []
+    depth = len(nodes)
+    string_index = dict(zip(strings, range(len(strings))))
+    frame_index = dict(zip(zip(functions, files, lines), range(len(functions))))
+    prefixes = list(range(-1, depth - 1))
+    stack_index = dict(zip(zip(prefixes, stack_frames), range(depth)))
+    converted = dict(zip(nodes, range(depth)))
+    converted[-1] = -1
+    remembered = []  # (node, string count, frame count, depth) of the first stack's nodes to remember
     for stack_id in stack_ids:
         if stack_id in converted:
             continue
@@ -504,7 +549,10 @@ def _new_profile_tables(table: StackTable, profile: Profile, stack_ids) -> dict[
             pending.append(node)
             node = table_prefix[node]
         stack = converted[node]
-        for node in reversed(pending):
+        pending.reverse()
+        if stack_id == first:
+            nodes.extend(pending)  # the first stack's chain, root first: its nodes are stacks 0, 1, ...
+        for node in pending:
             function, file, line = frame_of(node)
             function_id = string_index.get(function)
             if function_id is None:
@@ -528,6 +576,17 @@ def _new_profile_tables(table: StackTable, profile: Profile, stack_ids) -> dict[
                 prefixes.append(stack)
                 stack_frames.append(frame)
             stack = converted[node] = found
+            if stack_id == first and ((stack + 1) % PREFIX_EVERY == 0 or node == first):
+                remembered.append((node, len(strings), len(functions), stack + 1))
+    if remembered:
+        if len(prefixes_kept) + len(remembered) > PREFIXES_KEPT:
+            prefixes_kept.clear()
+        for node, string_count, frame_count, depth in remembered:
+            prefixes_kept[node] = (
+                tuple(nodes[:depth]), tuple(strings[:string_count]), tuple(functions[:frame_count]),
+                tuple(files[:frame_count]), tuple(lines[:frame_count]), tuple(stack_frames[:depth]),
+            )
+    profile.strings, profile._string_index = strings, string_index
     profile.frame_function, profile.frame_file, profile.frame_line = _int_array(functions), _int_array(files), _int_array(lines)
     profile.stack_prefix, profile.stack_frame = _int_array(prefixes), _int_array(stack_frames)
     profile._frame_index, profile._stack_index = frame_index, stack_index
