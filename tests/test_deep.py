@@ -6,12 +6,13 @@ import cProfile
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 from pyinstrument.stack_sampler import build_call_stack
 
-from profviz.collect.deep import DeepProfiler, session_to_profile
-from profviz.model import State
+from profviz.collect.deep import DeepProfiler, DeepSession, session_to_profile
+from profviz.model import Profile, State
 
 
 def _pyinstrument_frames(frame, event: str, arg) -> list[tuple[str, str, int]]:
@@ -176,3 +177,179 @@ def test_every_hook_event_is_attributed_as_pyinstrument_attributes_it():
         assert session.frames(index) == _pyinstrument_frames(frame, event, arg), event
     assert session.frames(0)[-1][0] != "test_every_hook_event_is_attributed_as_pyinstrument_attributes_it"
     assert session.frames(3)[-1] == ("len", "<built-in>", 0)
+
+
+# -- the changed-part walk and the direct conversion --------------------------------------------
+
+
+def _countdown(n: int):
+    while n:
+        _spin(0.0002)
+        yield n
+        n -= 1
+
+
+def _delegating(n: int):
+    yield from _countdown(n)
+
+
+async def _awaited() -> int:
+    _spin(0.0002)
+    return 1
+
+
+async def _coroutine(rounds: int) -> int:
+    total = 0
+    for _ in range(rounds):
+        total += await _awaited()
+    return total
+
+
+def _advance(generator) -> int:
+    return next(generator)
+
+
+def _advance_elsewhere(generator) -> int:
+    return _advance(generator) + 0
+
+
+def _recurse(depth: int, generator) -> int:
+    if depth:
+        return _recurse(depth - 1, generator) + 1
+    return _advance(generator) if depth % 2 == 0 else _advance_elsewhere(generator)
+
+
+def _raise_through(depth: int) -> None:
+    if depth:
+        _raise_through(depth - 1)
+    _spin(0.0002)
+    raise KeyError(depth)
+
+
+def _mixed_work() -> None:
+    """Recursion, generators resumed from different callers (and depths), yield from, a coroutine
+    driven by hand, an exception unwinding several frames."""
+    generator = _delegating(40)
+    for round_number in range(12):
+        _recurse(round_number % 5, generator)
+        _advance_elsewhere(generator)
+        try:
+            _raise_through(3)
+        except KeyError:
+            pass
+    coroutine = _coroutine(6)
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        pass
+
+
+def _checked_profiler(interval: float) -> tuple[DeepProfiler, list]:
+    """A DeepProfiler whose callback also records, at every sample, the whole stack walked from the
+    leaf to the root (code objects, root first): the reference the changed-part walk must match."""
+    profiler = DeepProfiler(interval)
+    full_walks: list = []
+
+    def make_hook():
+        sample = DeepProfiler._make_hook(profiler)
+
+        def checked(frame, event, arg):
+            if profiler._running:
+                walked = frame.f_back if event == "call" else frame
+                codes = []
+                while walked is not None:
+                    codes.append(walked.f_code)
+                    walked = walked.f_back
+                full_walks.append(codes[::-1])
+            return sample(frame, event, arg)
+
+        return checked
+
+    profiler._make_hook = make_hook
+    return profiler, full_walks
+
+
+@pytest.mark.parametrize("interval", [1e-7, 1e-4])  # about every hook event; a few samples inside each generator step
+def test_the_changed_part_walk_gives_exactly_the_stacks_a_full_walk_gives(interval):
+    profiler, full_walks = _checked_profiler(interval)
+    profiler.begin()
+    _mixed_work()
+    session = profiler.stop()
+    assert session.sample_count == len(full_walks) > 40
+    assert session.code_stacks() == full_walks
+    assert max(session.shared) > 20 and 0 < sum(map(len, session.changed)) < sum(map(len, full_walks)) / 4
+    # the generator was sampled resumed under different callers, the coroutine and the recursion at depth
+    resumed = {
+        (stack.index(_countdown.__code__), stack[stack.index(_advance.__code__) - 1].co_name)
+        for stack in full_walks if _countdown.__code__ in stack
+    }
+    assert {caller for _, caller in resumed} == {"_recurse", "_advance_elsewhere"} and len({depth for depth, _ in resumed}) >= 4
+    assert any(_awaited.__code__ in stack for stack in full_walks)
+    assert max(stack.count(_recurse.__code__) for stack in full_walks) == 5
+    assert max(stack.count(_raise_through.__code__) for stack in full_walks) == 4
+    assert not profiler._last_frames and not profiler._last_frame_set  # stop() let every held frame go
+
+
+def _reference_profile(session: DeepSession, cpu: list[int], start_cpu: int):
+    """The profile the public builder makes of the session's samples: intern_frames + append_sample."""
+    profile = Profile({"kind": "request"})
+    thread = profile.add_thread(1, 2, "t")
+    clock, previous_perf, previous_cpu = session.start_ns, session.start_perf_ns, start_cpu
+    for index in range(session.sample_count):
+        stack = profile.intern_frames(session.frames(index))
+        weight = session.perf_ns_at_sample[index] - previous_perf
+        previous_perf = session.perf_ns_at_sample[index]
+        state = State.ON_CPU if 2 * (cpu[index] - previous_cpu) >= weight else State.WAITING
+        previous_cpu = cpu[index]
+        if weight > 0:
+            profile.append_sample(clock, thread, stack, weight, state)
+            clock += weight
+    return profile
+
+
+def _tables(profile) -> tuple:
+    columns = profile.columns()
+    return (
+        profile.strings, list(profile.frame_function), list(profile.frame_file), list(profile.frame_line),
+        list(profile.stack_prefix), list(profile.stack_frame), [(t.pid, t.tid, t.name) for t in profile.threads],
+        {name: values.tolist() for name, values in columns.items()},
+    )
+
+
+def test_the_profile_is_the_one_the_public_builder_makes(recorded):
+    profiler, full_walks = _checked_profiler(1e-5)
+    profiler.begin()
+    _mixed_work()
+    session = profiler.stop()
+    for profiler, session in ((profiler, session), recorded[:2]):
+        profile = _convert(profiler, session)
+        assert _tables(profile) == _tables(_reference_profile(session, profiler.cpu_ns_at_sample, profiler.start_cpu_ns))
+        profile.check()
+        assert profile.sample_count > 10
+        stacks = len(profile.stack_prefix)  # interning more finds what the conversion wrote (indexes rebuilt)
+        assert profile.intern_frames(session.frames(0)) == int(profile.columns()["stack"][0]) and len(profile.stack_prefix) == stacks
+
+
+def test_a_held_frame_is_let_go_at_the_next_sample_or_at_stop():
+    class Token:
+        pass
+
+    profiler = DeepProfiler(60.0)  # only the samples taken by hand below
+    profiler.begin()
+    sample = profiler._make_hook()
+    tokens: list = []
+
+    def holder() -> None:
+        token = Token()  # noqa: F841  (lives as long as this frame)
+        tokens.append(weakref.ref(token))
+        sample(sys._getframe(), "line", None)
+
+    holder()
+    assert tokens[0]() is not None  # its frame was held by the sample taken inside it
+    sample(sys._getframe(), "line", None)  # holder has left the stack: the next sample lets it go
+    assert tokens[0]() is None
+    holder()
+    assert tokens[1]() is not None
+    session = profiler.stop()
+    assert tokens[1]() is None and session.sample_count == 3
+    assert session.shared[1] == len(session.code_stacks()[1]) and session.changed[1] == []  # nothing new above the caller

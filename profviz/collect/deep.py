@@ -5,8 +5,10 @@ hook runs in C on every Python call and return and calls back into Python at mos
 ``interval`` (1 ms, wall clock); that callback is the sample. It keeps only what the profile
 needs and defers the rest to :func:`session_to_profile` (run off the request path):
 
-* the call stack as its code objects, leaf first (an event ``call`` is attributed to the caller;
-  after a C function returned or raised, that function is the leaf, as a ``<built-in>`` frame);
+* the call stack as its code objects (an event ``call`` is attributed to the caller; after a C
+  function returned or raised, that function is the leaf, as a ``<built-in>`` frame). A sample
+  walks only the part of the stack that changed since the previous sample (see
+  :meth:`DeepProfiler._make_hook`) and records how many root-side frames it shares with it;
 * the monotonic clock (``perf_counter_ns``), so each sample's weight is the wall time since the
   previous sample (the first one since :meth:`DeepProfiler.begin`);
 * the thread's CPU clock (``thread_time_ns``), so a sample's state is known: ``ON_CPU`` when the
@@ -28,6 +30,8 @@ one interval) is not recorded.
 
 from __future__ import annotations
 
+import inspect
+import struct
 import sys
 import threading
 import time
@@ -35,32 +39,53 @@ import types
 
 from pyinstrument.low_level.stat_profile import setstatprofile
 
-from ..model import NO_STACK, Profile, State
+from ..model import NO_REASON, NO_STACK, Profile, ProfileError, State
 
 BUILTIN_FILE = "<built-in>"
+# Frames of these codes can be suspended and resumed under another caller: never a stopping point.
+_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+_ON_CPU, _WAITING, _UNKNOWN = int(State.ON_CPU), int(State.WAITING), int(State.UNKNOWN)
+# Stack keys are (prefix stack + 1) * _KEY_BASE + frame: one-digit ints multiply and hash fastest,
+# and no profile has 2**29 frames.
+_KEY_BASE = 1 << 29
 
 
 class DeepSession:
-    """What one :class:`DeepProfiler` run recorded: per sample, the stack's code objects (leaf
-    first), the name of the C function at the leaf (or None) and the monotonic clock at the
-    sample; ``start_ns`` (epoch) and ``start_perf_ns`` (monotonic) at the start."""
+    """What one :class:`DeepProfiler` run recorded, per sample: how many root-side frames its stack
+    shares with the previous sample's (``shared``; 0 for the first), the code objects of the rest
+    (``changed``, leaf first), the name of the C function at the leaf (or None) and the monotonic
+    clock at the sample; ``start_ns`` (epoch) and ``start_perf_ns`` (monotonic) at the start."""
 
-    __slots__ = ("start_ns", "start_perf_ns", "stacks", "c_leaves", "perf_ns_at_sample")
+    __slots__ = ("start_ns", "start_perf_ns", "shared", "changed", "c_leaves", "perf_ns_at_sample")
 
-    def __init__(self, start_ns: int, start_perf_ns: int, stacks: list, c_leaves: list, perf_ns: list):
+    def __init__(self, start_ns: int, start_perf_ns: int, shared: list, changed: list, c_leaves: list, perf_ns: list):
         self.start_ns = start_ns
         self.start_perf_ns = start_perf_ns
-        self.stacks = stacks
+        self.shared = shared
+        self.changed = changed
         self.c_leaves = c_leaves
         self.perf_ns_at_sample = perf_ns
 
     @property
     def sample_count(self) -> int:
-        return len(self.stacks)
+        return len(self.shared)
+
+    def code_stacks(self) -> list[list[types.CodeType]]:
+        """Every sample's whole stack as code objects, root first (without the C leaf)."""
+        stacks, path = [], []
+        for shared, changed in zip(self.shared, self.changed):
+            del path[shared:]
+            path.extend(reversed(changed))
+            stacks.append(list(path))
+        return stacks
 
     def frames(self, index: int) -> list[tuple[str, str, int]]:
         """Sample ``index``'s call stack as ``(function, file, line)``, root first."""
-        frames = [(code.co_name, code.co_filename, code.co_firstlineno) for code in reversed(self.stacks[index])]
+        path: list[types.CodeType] = []
+        for shared, changed in zip(self.shared[: index + 1], self.changed[: index + 1]):
+            del path[shared:]
+            path.extend(reversed(changed))
+        frames = [(code.co_name, code.co_filename, code.co_firstlineno) for code in path]
         c_leaf = self.c_leaves[index]
         if c_leaf is not None:
             frames.append((c_leaf, BUILTIN_FILE, 0))
@@ -75,6 +100,9 @@ class DeepProfiler:
     DeepProfiler) is active on the thread, and ``stop()`` leaves a hook that replaced ours alone.
     ``stop()`` called on another thread ends the recording at once; the hook removes itself at the
     next event of the profiled thread.
+
+    While running, the profiler holds references to the frames on the stack at the last sample
+    (see :meth:`_make_hook`): a call that returned keeps its locals until the next sample or ``stop()``.
     """
 
     def __init__(self, interval: float = 0.001):
@@ -83,9 +111,12 @@ class DeepProfiler:
         self.interval = interval
         self.start_cpu_ns = 0
         self.cpu_ns_at_sample: list[int] = []
-        self._stacks: list[list[types.CodeType]] = []
+        self._shared: list[int] = []
+        self._changed: list[list[types.CodeType]] = []
         self._c_leaves: list[str | None] = []
         self._perf_ns: list[int] = []
+        self._last_frames: list = []  # the last sample's frames, leaf first (see _make_hook)
+        self._last_frame_set: set = set()  # the same frames
         self._start_ns = 0
         self._start_perf_ns = 0
         self._thread = 0
@@ -112,14 +143,27 @@ class DeepProfiler:
 
     def _make_hook(self):
         """The Python half of a sample (the C hook calls it once per interval): a closure over the
-        lists it fills, so that a sample reads one attribute (whether the profiler still runs)."""
-        stacks, c_leaves = self._stacks, self._c_leaves
+        lists it fills, so that a sample reads one attribute (whether the profiler still runs).
+
+        The profiler keeps the previous sample's frames (leaf first, and as a set): the walk goes
+        from the leaf towards the root only until it meets one of them that is a plain function
+        frame (not a generator or coroutine, which can be resumed from another caller: those are
+        walked through). Holding the frame object keeps its identity safe (no new frame can reuse
+        it), and a plain frame still on the stack has not returned since, so every frame below it
+        is the one below it then. The sample records how many frames it shares with the previous
+        one (up to and including that frame) and the code objects above it; the kept frames are
+        updated with C-level list and set operations on the changed part only.
+        """
+        shared_counts, changed_codes, c_leaves = self._shared, self._changed, self._c_leaves
         perf_ns, cpu_ns = self._perf_ns, self.cpu_ns_at_sample
+        frames, on_stack = self._last_frames, self._last_frame_set
         perf_counter_ns, thread_time_ns = time.perf_counter_ns, time.thread_time_ns
         profiler = self
 
         def sample(frame, event, arg):
             if not profiler._running:  # stopped from another thread: unhook here
+                frames.clear()
+                on_stack.clear()
                 if sys.getprofile() is profiler._hook_state:
                     setstatprofile(None)
                 return
@@ -132,12 +176,30 @@ class DeepProfiler:
                 c_leaf = getattr(arg, "__qualname__", None) or getattr(arg, "__name__", "?")
             else:
                 c_leaf = None
-            codes = []
-            append = codes.append
+            fresh, codes = [], []
+            push, add_code = fresh.append, codes.append
             while frame is not None:
-                append(frame.f_code)
+                if frame in on_stack and not frame.f_code.co_flags & _RESUMABLE:
+                    break
+                push(frame)
+                add_code(frame.f_code)
                 frame = frame.f_back
-            stacks.append(codes)
+            if frame is None:
+                shared = 0
+                if frames:
+                    frames.clear()
+                    on_stack.clear()
+            else:
+                above = frames.index(frame)  # the last sample's frames above it: they left the stack
+                shared = len(frames) - above
+                if above:
+                    on_stack.difference_update(frames[:above])
+                    del frames[:above]
+            if fresh:
+                frames[:0] = fresh
+                on_stack.update(fresh)
+            shared_counts.append(shared)
+            changed_codes.append(codes)
             c_leaves.append(c_leaf)
             perf_ns.append(now)
             cpu_ns.append(cpu)
@@ -149,15 +211,17 @@ class DeepProfiler:
         if not self._running:
             raise RuntimeError("this DeepProfiler is not running")
         self._running = False
-        stacks, c_leaves, perf_ns = self._stacks, self._c_leaves, self._perf_ns
+        shared, changed, c_leaves, perf_ns = self._shared, self._changed, self._c_leaves, self._perf_ns
         if threading.get_ident() == self._thread:
             if sys.getprofile() is self._hook_state:
                 setstatprofile(None)
+            self._last_frames.clear()
+            self._last_frame_set.clear()
         else:  # the profiled thread may be half-way through a sample: keep the complete ones
-            complete = min(len(stacks), len(c_leaves), len(perf_ns), len(self.cpu_ns_at_sample))
-            stacks, c_leaves, perf_ns = stacks[:complete], c_leaves[:complete], perf_ns[:complete]
+            complete = min(len(shared), len(changed), len(c_leaves), len(perf_ns), len(self.cpu_ns_at_sample))
+            shared, changed, c_leaves, perf_ns = shared[:complete], changed[:complete], c_leaves[:complete], perf_ns[:complete]
             self.cpu_ns_at_sample = self.cpu_ns_at_sample[:complete]
-        return DeepSession(self._start_ns, self._start_perf_ns, stacks, c_leaves, perf_ns)
+        return DeepSession(self._start_ns, self._start_perf_ns, shared, changed, c_leaves, perf_ns)
 
 
 def session_to_profile(
@@ -173,43 +237,113 @@ def session_to_profile(
     """Convert one thread's :class:`DeepSession` into a Profile (see the module docstring).
 
     ``cpu_ns_at_sample`` and ``start_cpu_ns`` are the profiler's thread CPU clock readings (its
-    attributes of the same names)."""
+    attributes of the same names).
+
+    The profile is the one ``intern_frames`` and ``append_sample`` would build from the samples'
+    frames (same strings, frames and stacks in the same order; samples of zero weight are left
+    out but their stacks interned), written straight into its tables: each sample converts only
+    the frames above those it shares with the previous sample, each code object is turned into a
+    frame once, and the interning methods' checks hold by construction (lines are first line
+    numbers, weights are checked here, states are ON_CPU, WAITING or UNKNOWN, no wait reasons).
+    """
     profile = Profile(meta)
     thread = profile.add_thread(pid, tid, thread_name)
-    stacks, c_leaves, perf_ns = session.stacks, session.c_leaves, session.perf_ns_at_sample
-    count = len(stacks)
+    shared_counts, changed_codes, c_leaves, perf_ns = session.shared, session.changed, session.c_leaves, session.perf_ns_at_sample
+    count = len(shared_counts)
     cpu = cpu_ns_at_sample if cpu_ns_at_sample is not None and len(cpu_ns_at_sample) == count else None
     if cpu is None:
         profile.meta.setdefault("notes", []).append("deep profile CPU readings did not match its samples: states unknown")
-    intern_stack, intern_frame, append_sample = profile.intern_stack, profile.intern_frame, profile.append_sample
-    nodes: dict[tuple[int, int], int] = {}  # (prefix stack, id(code)) -> stack: shared prefixes converted once
-    builtin_nodes: dict[tuple[int, str], int] = {}
+    strings, string_index = profile.strings, profile._string_index
+    functions: list[int] = []
+    files: list[int] = []
+    lines: list[int] = []
+    prefixes: list[int] = []
+    stack_frames: list[int] = []
+    frame_of: dict[tuple[int, int, int], int] = {}
+
+    def intern_frame(function: str, file: str, line: int) -> int:
+        function_id = string_index.get(function)
+        if function_id is None:
+            function_id = string_index[function] = len(strings)
+            strings.append(function)
+        file_id = string_index.get(file)
+        if file_id is None:
+            file_id = string_index[file] = len(strings)
+            strings.append(file)
+        key = (function_id, file_id, line)
+        frame = frame_of.get(key)
+        if frame is None:
+            frame = frame_of[key] = len(functions)
+            functions.append(function_id)
+            files.append(file_id)
+            lines.append(line)
+        return frame
+
+    stack_of: dict[int, int] = {}
+    frame_of_code: dict[int, int] = {}  # id(code) -> frame (the session holds the codes: ids are stable meanwhile)
+    builtin_frames: dict[str, int] = {}
+    path: list[int] = []  # the previous sample's stacks, root first (without its C leaf)
+    times, stacks, weights, states = [], [], [], []
     clock_ns = session.start_ns
     previous_perf, previous_cpu = session.start_perf_ns, start_cpu_ns
     for index in range(count):
-        stack = NO_STACK
-        for code in reversed(stacks[index]):
-            key = (stack, id(code))  # the session holds the code objects: ids are stable while converting
-            node = nodes.get(key)
-            if node is None:
-                node = nodes[key] = intern_stack(stack, intern_frame(code.co_name, code.co_filename, code.co_firstlineno))
-            stack = node
+        shared = shared_counts[index]
+        if shared < len(path):
+            del path[shared:]
+        stack = path[-1] if path else NO_STACK
+        changed = changed_codes[index]
+        if changed:
+            for code in reversed(changed):
+                frame = frame_of_code.get(id(code))
+                if frame is None:
+                    frame = frame_of_code[id(code)] = intern_frame(code.co_name, code.co_filename, code.co_firstlineno)
+                key = (stack + 1) * _KEY_BASE + frame
+                found = stack_of.get(key)
+                if found is None:
+                    found = stack_of[key] = len(prefixes)
+                    prefixes.append(stack)
+                    stack_frames.append(frame)
+                stack = found
+                path.append(stack)
         c_leaf = c_leaves[index]
         if c_leaf is not None:
-            key = (stack, c_leaf)
-            node = builtin_nodes.get(key)
-            if node is None:
-                node = builtin_nodes[key] = intern_stack(stack, intern_frame(str(c_leaf), BUILTIN_FILE, 0))
-            stack = node
+            frame = builtin_frames.get(c_leaf)
+            if frame is None:
+                frame = builtin_frames[c_leaf] = intern_frame(str(c_leaf), BUILTIN_FILE, 0)
+            key = (stack + 1) * _KEY_BASE + frame
+            found = stack_of.get(key)
+            if found is None:
+                found = stack_of[key] = len(prefixes)
+                prefixes.append(stack)
+                stack_frames.append(frame)
+            stack = found
         now = perf_ns[index]
         weight = now - previous_perf
         previous_perf = now
         if cpu is not None:
-            state = State.ON_CPU if 2 * (cpu[index] - previous_cpu) >= weight else State.WAITING
+            state = _ON_CPU if 2 * (cpu[index] - previous_cpu) >= weight else _WAITING
             previous_cpu = cpu[index]
         else:
-            state = State.UNKNOWN
+            state = _UNKNOWN
         if weight > 0:
-            append_sample(clock_ns, thread, stack, weight, state)
+            times.append(clock_ns)
+            stacks.append(stack)
+            weights.append(weight)
+            states.append(state)
             clock_ns += weight
+    if times and times[0] < 0:
+        raise ProfileError(f"deep session starts at {times[0]} ns, before the epoch")
+    profile._frame_index = profile._stack_index = None  # rebuilt from the tables if anything interns more
+    # one packed fill per array: an array's append parses its argument (~1k instructions a value)
+    for column, code, values in (
+        (profile.frame_function, "i", functions), (profile.frame_file, "i", files), (profile.frame_line, "i", lines),
+        (profile.stack_prefix, "i", prefixes), (profile.stack_frame, "i", stack_frames),
+        (profile._time, "q", times), (profile._stack, "i", stacks), (profile._weight, "q", weights), (profile._state, "b", states),
+    ):
+        if values:
+            column.frombytes(struct.pack(f"={len(values)}{code}", *values))
+    kept = len(times)
+    if kept:
+        profile._thread.frombytes(struct.pack(f"={kept}i", *[thread] * kept))
+        profile._reason.frombytes(struct.pack(f"={kept}i", *[NO_REASON] * kept))
     return profile
