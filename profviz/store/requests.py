@@ -167,7 +167,8 @@ def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, lis
     dropped: list[str] = []
     upto = None
     more = False
-    for log_id, rows, data in c.execute("SELECT id, rows, data FROM request_log WHERE id <= ? ORDER BY id", (last,)):
+    pending = c.execute("SELECT id, rows, data FROM request_log WHERE id <= ? ORDER BY id", (last,))
+    for log_id, rows, data in pending:
         if upto is not None and len(params) >= MATERIALIZE_CHUNK_ROWS * ROW_WIDTH:
             more = True
             break
@@ -180,6 +181,7 @@ def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, lis
             dropped.append(f"batch {log_id} of {rows} rows is unreadable ({type(exc).__name__}: {exc})")
             continue
         params.extend(values)
+    pending.close()  # before writing the table it reads
     if upto is None:
         return 0, False, dropped
     _null_deleted_profiles(c, params)
