@@ -334,16 +334,38 @@ def session_to_profile(
     if times and times[0] < 0:
         raise ProfileError(f"deep session starts at {times[0]} ns, before the epoch")
     profile._frame_index = profile._stack_index = None  # rebuilt from the tables if anything interns more
-    # one packed fill per array: an array's append parses its argument (~1k instructions a value)
-    for column, code, values in (
-        (profile.frame_function, "i", functions), (profile.frame_file, "i", files), (profile.frame_line, "i", lines),
-        (profile.stack_prefix, "i", prefixes), (profile.stack_frame, "i", stack_frames),
-        (profile._time, "q", times), (profile._stack, "i", stacks), (profile._weight, "q", weights), (profile._state, "b", states),
-    ):
-        if values:
-            column.frombytes(struct.pack(f"={len(values)}{code}", *values))
+    # One packed fill per array (an array's append parses its argument: ~1k instructions a value).
+    if functions:
+        packer = _INT32.get(len(functions)) or _packer(_INT32, "i", len(functions))
+        profile.frame_function.frombytes(packer.pack(*functions))
+        profile.frame_file.frombytes(packer.pack(*files))
+        profile.frame_line.frombytes(packer.pack(*lines))
+    if prefixes:
+        packer = _INT32.get(len(prefixes)) or _packer(_INT32, "i", len(prefixes))
+        profile.stack_prefix.frombytes(packer.pack(*prefixes))
+        profile.stack_frame.frombytes(packer.pack(*stack_frames))
     kept = len(times)
     if kept:
-        profile._thread.frombytes(struct.pack(f"={kept}i", *[thread] * kept))
-        profile._reason.frombytes(struct.pack(f"={kept}i", *[NO_REASON] * kept))
+        packer = _INT64.get(kept) or _packer(_INT64, "q", kept)
+        profile._time.frombytes(packer.pack(*times))
+        profile._weight.frombytes(packer.pack(*weights))
+        packer = _INT32.get(kept) or _packer(_INT32, "i", kept)
+        profile._stack.frombytes(packer.pack(*stacks))
+        profile._thread.frombytes(packer.pack(*[thread] * kept))
+        profile._reason.frombytes(packer.pack(*[NO_REASON] * kept))
+        profile._state.frombytes((_INT8.get(kept) or _packer(_INT8, "b", kept)).pack(*states))
     return profile
+
+
+# Structs packing n values as the profile's arrays hold them (typecodes i, q, b: native order, standard sizes), by n.
+_INT32: dict[int, struct.Struct] = {}
+_INT64: dict[int, struct.Struct] = {}
+_INT8: dict[int, struct.Struct] = {}
+
+
+def _packer(cache: dict[int, struct.Struct], code: str, count: int) -> struct.Struct:
+    """The struct packing ``count`` values of array typecode ``code``, kept in ``cache`` for counts under 4096."""
+    packer = struct.Struct(f"={count}{code}")
+    if count < 4096:
+        cache[count] = packer
+    return packer
