@@ -862,11 +862,14 @@ def run_waitress_paired(configs: list[str], db: str, tmp: str, args) -> dict[str
 
 def recorded_routes(store: str) -> str:
     """What the wrapped app stored: request rows by route (a check that prefix stripping kept route names)."""
-    import sqlite3
+    from collections import Counter
 
-    with sqlite3.connect(store) as conn:
-        rows = conn.execute("SELECT route, count(*) FROM requests GROUP BY route ORDER BY route").fetchall()
-    return "stored routes: " + ", ".join(f"{route} {count}" for route, count in rows)
+    from profviz.store import Store
+    from profviz.store.requests import request_columns
+
+    with Store(store) as opened:
+        routes = Counter(request_columns(opened)["route"])
+    return "stored routes: " + ", ".join(f"{route} {count}" for route, count in sorted(routes.items()))
 
 
 def report_waitress_paired(results: dict[str, list[dict]]) -> dict[str, list[float]]:
