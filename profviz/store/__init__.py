@@ -156,11 +156,12 @@ def _encode_for_insert(profile: Profile) -> tuple[tuple, bytes, bytes]:
     duration_ns = int(meta.get("duration_ns") if meta.get("duration_ns") is not None else max(0, end - first))
     tables = encode_tables(profile)
     samples = encode_samples(cols)
+    notes = meta.get("notes", [])
     row = (
         str(meta.get("kind", "unknown")), meta.get("pid"), str(meta.get("cmdline", "")), start_ns, duration_ns,
         meta.get("rate_hz"), profile.sample_count, int(meta.get("error_count", 0)), len(profile.threads),
         by_state[State.ON_CPU], by_state[State.WAITING], by_state[State.RUNNABLE],
-        json.dumps(meta.get("labels", {})), json.dumps(meta.get("notes", [])), FORMAT_VERSION, time.time_ns(),
+        json.dumps(meta.get("labels", {})), "[]" if type(notes) is list and not notes else json.dumps(notes), FORMAT_VERSION, time.time_ns(),
     )
     return row, tables, samples
 
