@@ -281,7 +281,7 @@ def test_the_changed_part_walk_gives_exactly_the_stacks_a_full_walk_gives(interv
     # the generator was sampled resumed under different callers, the coroutine and the recursion at depth
     resumed = {
         (stack.index(_countdown.__code__), stack[stack.index(_advance.__code__) - 1].co_name)
-        for stack in full_walks if _countdown.__code__ in stack
+        for stack in full_walks if _countdown.__code__ in stack and _advance.__code__ in stack
     }
     assert {caller for _, caller in resumed} == {"_recurse", "_advance_elsewhere"} and len({depth for depth, _ in resumed}) >= 4
     assert any(_awaited.__code__ in stack for stack in full_walks)
