@@ -63,7 +63,9 @@ box's load between 19.5 and 43 and left the sampler with 0.40 ticks per request 
 against 0.26 natively; from wall time the same run gave 0.29.) The instrumented servers then run with
 ``sample_hz``, ``tail_max_per_minute`` and ``baseline_per_minute`` divided by S and
 ``writer_interval_s``, ``aggregate_interval_s``, ``deep_interval_s`` (and the writer's 1 s idle
-check) multiplied by it (defaults read from ``profviz.wsgi.Recorder``'s signature). Werkzeug's
+check, and the poll interval of the shop's two loopback services, which the measured paths leave
+idle: unscaled, their 50 ms wake-ups came ~2 times a request each under callgrind, 4-9k
+instructions a request per service that moved with the box's load) multiplied by it (defaults read from ``profviz.wsgi.Recorder``'s signature). Werkzeug's
 profiler (cProfile) has no time-driven part. The sampler config is also run natively, and its ticks
 per request are printed next to the callgrind run's: they agree when the scaling is right, to
 within the box's noise (S from CPU time is printed too). Its samples per
@@ -728,7 +730,8 @@ def serve_shops(config: str, db: str, store: str, paired: bool, time_scale: floa
     from samples.shop.serving import waitress_in_thread
     from samples.shop.services import ExternalService, SlowLogSink
 
-    with SlowLogSink(delay_s=0.001) as sink, ExternalService(delay_s=0.001) as external:
+    poll_s = 0.05 * (time_scale or 1.0)  # the services' idle loops wake as often per request as natively
+    with SlowLogSink(delay_s=0.001, poll_interval_s=poll_s) as sink, ExternalService(delay_s=0.001, poll_interval_s=poll_s) as external:
         app = create_app(db, log_sink_url=sink.url, external_url=external.url)
         if paired:
             bare = create_app(db, log_sink_url=sink.url, external_url=external.url)

@@ -20,10 +20,13 @@ MAX_REQUEST_BODY_BYTES = 1_000_000
 class _LoopbackService:
     """Lifecycle shared by the helper services; subclasses implement ``_handle``."""
 
-    def __init__(self, delay_s: float) -> None:
+    def __init__(self, delay_s: float, poll_interval_s: float = 0.05) -> None:
         if delay_s < 0:
             raise ValueError("delay_s must be >= 0")
+        if poll_interval_s <= 0:
+            raise ValueError("poll_interval_s must be > 0")
         self.delay_s = delay_s
+        self.poll_interval_s = poll_interval_s  # how often the idle server loop wakes (and how long stop() may wait)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -37,7 +40,7 @@ class _LoopbackService:
         server.daemon_threads = True
         thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": self.poll_interval_s},
             name=f"{type(self).__name__}-server",
             daemon=True,
         )
@@ -105,8 +108,8 @@ class SlowLogSink(_LoopbackService):
     order; ``received_count`` counts every line ever received.
     """
 
-    def __init__(self, delay_s: float = 0.05, *, max_lines: int = 10_000) -> None:
-        super().__init__(delay_s)
+    def __init__(self, delay_s: float = 0.05, *, max_lines: int = 10_000, poll_interval_s: float = 0.05) -> None:
+        super().__init__(delay_s, poll_interval_s)
         self._lines: collections.deque[str] = collections.deque(maxlen=max_lines)
         self.received_count = 0
 
@@ -141,8 +144,8 @@ class ExternalService(_LoopbackService):
     lookups and ``requested_ids()`` lists them in arrival order.
     """
 
-    def __init__(self, delay_s: float = 0.01, *, max_ids: int = 10_000) -> None:
-        super().__init__(delay_s)
+    def __init__(self, delay_s: float = 0.01, *, max_ids: int = 10_000, poll_interval_s: float = 0.05) -> None:
+        super().__init__(delay_s, poll_interval_s)
         self._requested_ids: collections.deque[int] = collections.deque(maxlen=max_ids)
         self.request_count = 0
 
