@@ -129,6 +129,7 @@ class RequestInfo:
     _labels: dict | None = None
     _start_response: Callable | None = None  # the server's, for the request's lifetime
     _write: Callable | None = None
+    pid = os.getpid()  # this process's id: a class attribute, set again in a forked child
 
     def __init__(self, environ: Mapping, method: str, path: str):
         self.environ = environ
@@ -176,10 +177,6 @@ class RequestInfo:
         self._labels = value  # checked off the request path, by the writer (see _json_safe_labels)
 
     @property
-    def pid(self) -> int:
-        return _id_pid
-
-    @property
     def status(self) -> int | None:
         return _status_code(self.status_line)
 
@@ -191,7 +188,6 @@ class RequestInfo:
 
 
 _id_prefix = os.urandom(6).hex()
-_id_pid = os.getpid()
 _wall_offset_ns = time.time_ns() - time.perf_counter_ns()  # epoch minus monotonic; refreshed by the writer
 
 
@@ -212,8 +208,9 @@ def _native_thread_id() -> int:
 
 def _after_fork() -> None:
     """A forked worker: its own pid, a fresh id prefix so ids stay unique, new thread ids."""
-    global _id_prefix, _id_pid, _id_counter, _thread_ids
-    _id_prefix, _id_pid, _id_counter = os.urandom(6).hex(), os.getpid(), itertools.count(1)
+    global _id_prefix, _id_counter, _thread_ids
+    _id_prefix, _id_counter = os.urandom(6).hex(), itertools.count(1)
+    RequestInfo.pid = os.getpid()
     _thread_ids = threading.local()
 
 
