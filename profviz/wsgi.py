@@ -717,13 +717,16 @@ class Recorder:
             return None
 
     def _aggregate(self, key: tuple[str, str], info: RequestInfo) -> None:
+        start_ns = info.start_ns
         aggregate = self._aggregates.get(key)
         if aggregate is None:
-            aggregate = self._aggregates[key] = _RouteAggregate(info.start_ns)
+            aggregate = self._aggregates[key] = _RouteAggregate(start_ns)
         aggregate.requests += 1
         samples = info._samples
         aggregate.samples += len(samples)
-        aggregate.end_ns = max(aggregate.end_ns, info.start_ns + info.duration_ns)
+        end_ns = start_ns + info.duration_ns
+        if end_ns > aggregate.end_ns:
+            aggregate.end_ns = end_ns
         weights = aggregate.weights
         for _, stack, state, weight in samples:
             pair = (stack, state)
