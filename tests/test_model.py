@@ -99,3 +99,68 @@ def test_state_parse():
     assert State.parse(3) is State.RUNNABLE
     with pytest.raises(ValueError, match="unknown state 'idle'"):
         State.parse("idle")
+
+
+def _bulk_copy(source: Profile) -> Profile:
+    """``source`` (one thread, no wait reasons) rebuilt through the bulk builders."""
+    profile = Profile(source.meta)
+    profile.set_tables(list(source.strings), list(source.frame_function), list(source.frame_file), list(source.frame_line),
+                       list(source.stack_prefix), list(source.stack_frame))
+    thread = profile.add_thread(1, 10, "main")
+    columns = source.columns()
+    profile.extend_samples(columns["time_ns"].tolist(), thread, columns["stack"].tolist(),
+                           columns["weight_ns"].tolist(), columns["state"].tolist())
+    return profile
+
+
+def test_bulk_builders_build_what_interning_and_append_sample_build():
+    source = Profile({"kind": "test"})
+    main = source.add_thread(1, 10, "main")
+    for stack_frames, state in (([("main", "app.py", 1), ("f", "app.py", 5)], State.ON_CPU),
+                                ([("main", "app.py", 1), ("g", "lib.py", 9)], State.WAITING),
+                                ([("main", "app.py", 1)], State.UNKNOWN)):
+        source.append_sample(1_000 + len(source.columns()["time_ns"]), main, source.intern_frames(stack_frames), 5_000, state)
+    copy = _bulk_copy(source)
+    assert copy.strings == source.strings
+    assert [copy.frame(i) for i in range(len(copy.frame_function))] == [source.frame(i) for i in range(len(source.frame_function))]
+    assert list(copy.stack_prefix) == list(source.stack_prefix) and list(copy.stack_frame) == list(source.stack_frame)
+    for name, column in source.columns().items():
+        assert copy.columns()[name].tolist() == column.tolist(), name
+    # interning more afterwards finds what the bulk tables hold
+    assert copy.intern_frames([("main", "app.py", 1), ("g", "lib.py", 9)]) == source.intern_frames([("main", "app.py", 1), ("g", "lib.py", 9)])
+    assert copy.intern_string("lib.py") == source.strings.index("lib.py")
+
+
+@pytest.mark.parametrize("tables, message", [
+    ((["a", "a"], [], [], [], [], []), "distinct"),
+    ((["a"], [0], [1], [1], [], []), "outside the 1 strings"),
+    ((["a"], [0], [0], [-1], [], []), "lines must be >= 0"),
+    ((["a"], [0], [0], [1], [0], [0]), "earlier stack"),
+    ((["a"], [0], [0], [1], [-1], [1]), "one of the 1 frames"),
+    ((["a"], [0, 0], [0], [1], [], []), "differ in length"),
+])
+def test_set_tables_rejects_broken_tables(tables, message):
+    with pytest.raises(ProfileError, match=message):
+        Profile().set_tables(*tables)
+
+
+def test_set_tables_refuses_a_profile_that_has_tables():
+    with pytest.raises(ProfileError, match="has some"):
+        small_profile().set_tables(["a"], [], [], [], [], [])
+
+
+@pytest.mark.parametrize("samples, message", [
+    (([1], 0, [0], [0], [0]), "weight must be > 0"),
+    (([-1], 0, [0], [5], [0]), "time must be >= 0"),
+    (([1], 0, [0], [5], [99]), "not States"),
+    (([1], 0, [7], [5], [0]), "stack is outside"),
+    (([1], 3, [0], [5], [0]), "not a thread index"),
+    (([1, 2], 0, [0], [5], [0]), "differ in length"),
+])
+def test_extend_samples_rejects_what_append_sample_rejects(samples, message):
+    profile = Profile()
+    profile.add_thread(1, 10, "main")
+    profile.intern_frames([("main", "app.py", 1)])
+    with pytest.raises(ProfileError, match=message):
+        profile.extend_samples(*samples)
+    assert len(profile.columns()["time_ns"]) == 0

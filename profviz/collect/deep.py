@@ -31,7 +31,6 @@ one interval) is not recorded.
 from __future__ import annotations
 
 import inspect
-import struct
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ import types
 
 from pyinstrument.low_level.stat_profile import setstatprofile
 
-from ..model import NO_REASON, NO_STACK, Profile, ProfileError, State
+from ..model import NO_STACK, Profile, ProfileError, State
 
 BUILTIN_FILE = "<built-in>"
 # Frames of these codes can be suspended and resumed under another caller: never a stopping point.
@@ -241,10 +240,10 @@ def session_to_profile(
 
     The profile is the one ``intern_frames`` and ``append_sample`` would build from the samples'
     frames (same strings, frames and stacks in the same order; samples of zero weight are left
-    out but their stacks interned), written straight into its tables: each sample converts only
-    the frames above those it shares with the previous sample, each code object is turned into a
-    frame once, and the interning methods' checks hold by construction (lines are first line
-    numbers, weights are checked here, states are ON_CPU, WAITING or UNKNOWN, no wait reasons).
+    out but their stacks interned), built in lists and handed over with :meth:`Profile.set_tables`
+    and :meth:`Profile.extend_samples` (which check what the interning methods and
+    ``append_sample`` check): each sample converts only the frames above those it shares with the
+    previous sample, and each code object is turned into a frame once.
     """
     profile = Profile(meta)
     thread = profile.add_thread(pid, tid, thread_name)
@@ -253,7 +252,8 @@ def session_to_profile(
     cpu = cpu_ns_at_sample if cpu_ns_at_sample is not None and len(cpu_ns_at_sample) == count else None
     if cpu is None:
         profile.meta.setdefault("notes", []).append("deep profile CPU readings did not match its samples: states unknown")
-    strings, string_index = profile.strings, profile._string_index
+    strings: list[str] = []
+    string_index: dict[str, int] = {}
     functions: list[int] = []
     files: list[int] = []
     lines: list[int] = []
@@ -333,39 +333,8 @@ def session_to_profile(
             clock_ns += weight
     if times and times[0] < 0:
         raise ProfileError(f"deep session starts at {times[0]} ns, before the epoch")
-    profile._frame_index = profile._stack_index = None  # rebuilt from the tables if anything interns more
-    # One packed fill per array (an array's append parses its argument: ~1k instructions a value).
-    if functions:
-        packer = _INT32.get(len(functions)) or _packer(_INT32, "i", len(functions))
-        profile.frame_function.frombytes(packer.pack(*functions))
-        profile.frame_file.frombytes(packer.pack(*files))
-        profile.frame_line.frombytes(packer.pack(*lines))
-    if prefixes:
-        packer = _INT32.get(len(prefixes)) or _packer(_INT32, "i", len(prefixes))
-        profile.stack_prefix.frombytes(packer.pack(*prefixes))
-        profile.stack_frame.frombytes(packer.pack(*stack_frames))
-    kept = len(times)
-    if kept:
-        packer = _INT64.get(kept) or _packer(_INT64, "q", kept)
-        profile._time.frombytes(packer.pack(*times))
-        profile._weight.frombytes(packer.pack(*weights))
-        packer = _INT32.get(kept) or _packer(_INT32, "i", kept)
-        profile._stack.frombytes(packer.pack(*stacks))
-        profile._thread.frombytes(packer.pack(*[thread] * kept))
-        profile._reason.frombytes(packer.pack(*[NO_REASON] * kept))
-        profile._state.frombytes((_INT8.get(kept) or _packer(_INT8, "b", kept)).pack(*states))
+    profile.set_tables(strings, functions, files, lines, prefixes, stack_frames)
+    profile.extend_samples(times, thread, stacks, weights, states)
     return profile
 
 
-# Structs packing n values as the profile's arrays hold them (typecodes i, q, b: native order, standard sizes), by n.
-_INT32: dict[int, struct.Struct] = {}
-_INT64: dict[int, struct.Struct] = {}
-_INT8: dict[int, struct.Struct] = {}
-
-
-def _packer(cache: dict[int, struct.Struct], code: str, count: int) -> struct.Struct:
-    """The struct packing ``count`` values of array typecode ``code``, kept in ``cache`` for counts under 4096."""
-    packer = struct.Struct(f"={count}{code}")
-    if count < 4096:
-        cache[count] = packer
-    return packer

@@ -42,14 +42,12 @@ import gc
 import inspect
 import operator
 import os
-import struct
 import sys
 import threading
 import time
-from array import array
 from typing import Callable
 
-from ..model import NO_REASON, Profile, ProfileError, State
+from ..model import Profile, State
 from . import forks
 
 ON_CPU = int(State.ON_CPU)
@@ -586,28 +584,8 @@ def _new_profile_tables(table: StackTable, profile: Profile, stack_ids: list[int
                 tuple(nodes[:depth]), tuple(strings[:string_count]), tuple(functions[:frame_count]),
                 tuple(files[:frame_count]), tuple(lines[:frame_count]), tuple(stack_frames[:depth]),
             )
-    profile.strings, profile._string_index = strings, string_index
-    profile.frame_function, profile.frame_file, profile.frame_line = _int_array(functions), _int_array(files), _int_array(lines)
-    profile.stack_prefix, profile.stack_frame = _int_array(prefixes), _int_array(stack_frames)
-    profile._frame_index, profile._stack_index = frame_index, stack_index
+    profile.set_tables(strings, functions, files, lines, prefixes, stack_frames)
     return converted
-
-
-_INT_PACKERS: dict[int, struct.Struct] = {}
-
-
-def _int_array(values: list[int]) -> array:
-    """``array("i", values)`` through one ``struct`` pack: the array parses each value with
-    ``PyArg_Parse`` (~500 instructions), the packer converts them for a tenth of that."""
-    count = len(values)
-    packer = _INT_PACKERS.get(count)
-    if packer is None:
-        packer = struct.Struct(f"{count}i")  # native order and sizes, as array("i")
-        if len(_INT_PACKERS) < 1024:
-            _INT_PACKERS[count] = packer
-    out = array("i")
-    out.frombytes(packer.pack(*values))
-    return out
 
 
 def samples_to_profile(
@@ -622,9 +600,9 @@ def samples_to_profile(
 ) -> Profile:
     """Add sampler samples of one thread to ``profile`` (a new one with ``meta`` if None).
 
-    A new profile is filled directly (see :func:`_new_profile_tables`; the same profile as
-    through ``append_sample``, whose checks the sampler's samples pass by construction:
-    weights > 0, states ON_CPU or WAITING, no reasons).
+    A new profile is filled in bulk (see :func:`_new_profile_tables`): the same profile as
+    through ``intern_frames`` and ``append_sample``, built with :meth:`Profile.set_tables` and
+    :meth:`Profile.extend_samples`, which check what those check.
     """
     if profile is not None:
         thread = profile.add_thread(pid, tid, thread_name)
@@ -635,16 +613,10 @@ def samples_to_profile(
     profile = Profile(meta)
     thread = profile.add_thread(pid, tid, thread_name)
     converted = _new_profile_tables(table, profile, [sample[1] for sample in samples])
-    for time_ns, stack_id, state, weight_ns in samples:
-        if weight_ns <= 0 or time_ns < 0 or not (ON_CPU == state or WAITING == state):
-            raise ProfileError(f"sampler sample ({time_ns}, {stack_id}, {state}, {weight_ns}) has a weight <= 0, a negative time or a state other than ON_CPU/WAITING")
-    count = len(samples)
-    profile._time.extend([sample[0] for sample in samples])
-    profile._thread.extend([thread] * count)
-    profile._stack.extend([converted[sample[1]] for sample in samples])
-    profile._weight.extend([sample[3] for sample in samples])
-    profile._state.extend([sample[2] for sample in samples])
-    profile._reason.extend([NO_REASON] * count)
+    profile.extend_samples(
+        [sample[0] for sample in samples], thread, [converted[sample[1]] for sample in samples],
+        [sample[3] for sample in samples], [sample[2] for sample in samples],
+    )
     return profile
 
 

@@ -18,6 +18,7 @@ pyinstrument, SQLite or Flask.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -202,6 +203,60 @@ class Profile:
         self._reason.append(NO_REASON if reason is None else self.intern_string(reason))
         self._columns = None
 
+    def set_tables(
+        self, strings: list[str], functions: list[int], files: list[int], lines: list[int],
+        prefixes: list[int], stack_frames: list[int],
+    ) -> None:
+        """Fill the string, frame and stack tables of a profile that has none yet, all at once (the
+        bulk form of :meth:`intern_frames` for collectors that intern on their own). Checked like
+        :func:`profile_from_tables`, with C-level passes over the lists: strings distinct, frames
+        naming strings, lines >= 0, each stack's prefix -1 or an earlier stack, frames in range."""
+        if self.strings or len(self.frame_function) or len(self.stack_prefix):
+            raise ProfileError("set_tables fills a profile without strings, frames or stacks; this one has some")
+        n_strings, n_frames, n_stacks = len(strings), len(functions), len(prefixes)
+        if not (len(files) == len(lines) == n_frames) or len(stack_frames) != n_stacks:
+            raise ProfileError(f"frame columns {n_frames}/{len(files)}/{len(lines)} or stack columns {n_stacks}/{len(stack_frames)} differ in length")
+        string_index = dict(zip(strings, range(n_strings)))
+        if len(string_index) != n_strings or not set(map(type, strings)) <= {str}:
+            raise ProfileError("set_tables: strings must be distinct str values")
+        if n_frames and (min(functions) < 0 or min(files) < 0 or max(functions) >= n_strings or max(files) >= n_strings):
+            raise ProfileError(f"a frame names a string outside the {n_strings} strings")
+        if n_frames and min(lines) < 0:
+            raise ProfileError(f"a frame has line {min(lines)}; lines must be >= 0")
+        if n_stacks and (min(prefixes) < NO_STACK or not all(map(int.__lt__, prefixes, range(n_stacks)))
+                         or min(stack_frames) < 0 or max(stack_frames) >= n_frames):
+            raise ProfileError(f"a stack's prefix is not -1 or an earlier stack, or its frame is not one of the {n_frames} frames")
+        self.strings, self._string_index = list(strings), string_index
+        self.frame_function, self.frame_file, self.frame_line = _int32_array(functions), _int32_array(files), _int32_array(lines)
+        self.stack_prefix, self.stack_frame = _int32_array(prefixes), _int32_array(stack_frames)
+        self._frame_index = self._stack_index = None  # rebuilt from the tables if anything interns more
+
+    def extend_samples(self, times: list[int], thread: int, stacks: list[int], weights: list[int], states: list[int]) -> None:
+        """Add samples of one thread, without wait reasons, all at once (the bulk form of
+        :meth:`append_sample`, checked like it with C-level passes over the lists)."""
+        count = len(times)
+        if not (len(stacks) == len(weights) == len(states) == count):
+            raise ProfileError(f"sample lists differ in length: {count}/{len(stacks)}/{len(weights)}/{len(states)}")
+        if not count:
+            return
+        if not (0 <= thread < len(self.threads)):
+            raise ProfileError(f"sample thread {thread} is not a thread index (have {len(self.threads)} threads)")
+        if min(stacks) < NO_STACK or max(stacks) >= len(self.stack_prefix):
+            raise ProfileError(f"a sample's stack is outside [{NO_STACK}, {len(self.stack_prefix)})")
+        if min(weights) <= 0:
+            raise ProfileError(f"sample weight must be > 0 ns, got {min(weights)}")
+        if min(times) < 0:
+            raise ProfileError(f"sample time must be >= 0 ns since the epoch, got {min(times)}")
+        if not set(states) <= _STATE_VALUES:
+            raise ProfileError(f"sample states {sorted(set(states) - _STATE_VALUES)} are not States")
+        self._time.frombytes(_packer("q", count).pack(*times))
+        self._weight.frombytes(_packer("q", count).pack(*weights))
+        self._stack.frombytes(_packer("i", count).pack(*stacks))
+        self._thread.frombytes(_packer("i", count).pack(*[thread] * count))
+        self._reason.frombytes(_packer("i", count).pack(*[NO_REASON] * count))
+        self._state.frombytes(_packer("b", count).pack(*states))
+        self._columns = None
+
     def set_sample_columns(self, columns: dict[str, np.ndarray]) -> None:
         """Replace all samples with whole columns (used by the store when loading). Checked like append_sample."""
         names = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
@@ -306,6 +361,29 @@ class Profile:
             if not (0 <= fn < len(self.strings)) or not (0 <= fl < len(self.strings)):
                 raise ProfileError(f"frame {i} names strings {fn}/{fl}, outside the {len(self.strings)} strings")
         self.set_sample_columns(self.columns())
+
+
+_STATE_VALUES = frozenset(int(state) for state in State)
+_PACKERS: dict[tuple[str, int], struct.Struct] = {}
+
+
+def _packer(code: str, count: int) -> struct.Struct:
+    """A struct packing ``count`` values as the profile's arrays hold them (``i``, ``q``, ``b``:
+    native order, standard sizes): one pack fills an array, where each ``append`` parses its
+    argument (~1k instructions a value on CPython 3.11)."""
+    packer = _PACKERS.get((code, count))
+    if packer is None:
+        packer = struct.Struct(f"{count}{code}")
+        if len(_PACKERS) < 3072:
+            _PACKERS[code, count] = packer
+    return packer
+
+
+def _int32_array(values: list[int]) -> array:
+    out = array("i")
+    if values:
+        out.frombytes(_packer("i", len(values)).pack(*values))
+    return out
 
 
 def profile_from_tables(
