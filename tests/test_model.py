@@ -126,6 +126,7 @@ def test_bulk_builders_build_what_interning_and_append_sample_build():
     assert list(copy.stack_prefix) == list(source.stack_prefix) and list(copy.stack_frame) == list(source.stack_frame)
     for name, column in source.columns().items():
         assert copy.columns()[name].tolist() == column.tolist(), name
+    assert copy.column_lists() == {name: column.tolist() for name, column in source.columns().items()}
     # interning more afterwards finds what the bulk tables hold
     assert copy.intern_frames([("main", "app.py", 1), ("g", "lib.py", 9)]) == source.intern_frames([("main", "app.py", 1), ("g", "lib.py", 9)])
     assert copy.intern_string("lib.py") == source.strings.index("lib.py")

@@ -137,13 +137,10 @@ def _encode_for_insert(profile: Profile) -> tuple[tuple, bytes, bytes]:
     """A profile's ``profiles`` row values (without id) and its two data blobs."""
     meta = profile.meta
     if profile.sample_count < SMALL_COLUMN_LIMIT:
-        # Plain Python on the model's own sample arrays: numpy's per-call cost (the columns' copies
-        # included) dominates on the many small per-request profiles.
-        times, weights, states = profile._time.tolist(), profile._weight.tolist(), profile._state.tolist()
-        cols = {
-            "time_ns": times, "thread": profile._thread.tolist(), "stack": profile._stack.tolist(),
-            "weight_ns": weights, "state": states, "reason": profile._reason.tolist(),
-        }
+        # Plain Python lists: numpy's per-call cost (the columns' copies included) dominates on the
+        # many small per-request profiles.
+        cols = profile.column_lists()
+        times, weights, states = cols["time_ns"], cols["weight_ns"], cols["state"]
         by_state = [0] * len(State)  # indexed by state value; states are checked to be 0..len(State)-1
         for state, weight in zip(states, weights):
             by_state[state] += weight
