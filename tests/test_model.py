@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from profviz.model import NO_STACK, Profile, ProfileError, State, profile_from_tables
+from profviz.model import NO_STACK, Profile, ProfileError, State, TableLists, profile_from_tables
 
 
 def small_profile() -> Profile:
@@ -165,3 +165,27 @@ def test_extend_samples_rejects_what_append_sample_rejects(samples, message):
     with pytest.raises(ProfileError, match=message):
         profile.extend_samples(*samples)
     assert len(profile.columns()["time_ns"]) == 0
+
+
+def test_table_lists_give_the_ids_intern_frames_gives_and_continue_from_given_tables():
+    chains = [[("main", "app.py", 1), ("f", "app.py", 5)], [("main", "app.py", 1), ("g", "lib.py", 9)], [("h", "app.py", 2)]]
+    expected = Profile()
+    expected_leaves = [expected.intern_frames(chain) for chain in chains]
+
+    def build(tables: TableLists) -> list[int]:
+        leaves = []
+        for chain in chains:
+            stack = NO_STACK
+            for function, file, line in chain:
+                stack = tables.stack(stack, tables.frame(function, file, line))
+            leaves.append(stack)
+        return leaves
+
+    tables = TableLists()
+    assert build(tables) == expected_leaves
+    profile = Profile()
+    tables.fill(profile)
+    assert profile.strings == expected.strings
+    assert list(profile.stack_prefix) == list(expected.stack_prefix) and list(profile.stack_frame) == list(expected.stack_frame)
+    resumed = TableLists(tables.strings[:2], tables.functions[:1], tables.files[:1], tables.lines[:1], [NO_STACK], tables.stack_frames[:1])
+    assert build(resumed) == expected_leaves and resumed.prefixes == tables.prefixes

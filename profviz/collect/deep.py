@@ -38,16 +38,12 @@ import types
 
 from pyinstrument.low_level.stat_profile import setstatprofile
 
-from ..model import NO_STACK, Profile, ProfileError, State
+from ..model import NO_STACK, Profile, ProfileError, State, TableLists
 
 BUILTIN_FILE = "<built-in>"
 # Frames of these codes can be suspended and resumed under another caller: never a stopping point.
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 _ON_CPU, _WAITING, _UNKNOWN = int(State.ON_CPU), int(State.WAITING), int(State.UNKNOWN)
-# Stack keys are (prefix stack + 1) * _KEY_BASE + frame: one-digit ints multiply and hash fastest,
-# and no profile has 2**29 frames.
-_KEY_BASE = 1 << 29
-
 
 class DeepSession:
     """What one :class:`DeepProfiler` run recorded, per sample: how many root-side frames its stack
@@ -240,10 +236,10 @@ def session_to_profile(
 
     The profile is the one ``intern_frames`` and ``append_sample`` would build from the samples'
     frames (same strings, frames and stacks in the same order; samples of zero weight are left
-    out but their stacks interned), built in lists and handed over with :meth:`Profile.set_tables`
-    and :meth:`Profile.extend_samples` (which check what the interning methods and
-    ``append_sample`` check): each sample converts only the frames above those it shares with the
-    previous sample, and each code object is turned into a frame once.
+    out but their stacks interned), built in a :class:`TableLists` and handed over with
+    :meth:`Profile.set_tables` and :meth:`Profile.extend_samples` (which check what the interning
+    methods and ``append_sample`` check): each sample converts only the frames above those it
+    shares with the previous sample, and each code object is turned into a frame once.
     """
     profile = Profile(meta)
     thread = profile.add_thread(pid, tid, thread_name)
@@ -252,34 +248,8 @@ def session_to_profile(
     cpu = cpu_ns_at_sample if cpu_ns_at_sample is not None and len(cpu_ns_at_sample) == count else None
     if cpu is None:
         profile.meta.setdefault("notes", []).append("deep profile CPU readings did not match its samples: states unknown")
-    strings: list[str] = []
-    string_index: dict[str, int] = {}
-    functions: list[int] = []
-    files: list[int] = []
-    lines: list[int] = []
-    prefixes: list[int] = []
-    stack_frames: list[int] = []
-    frame_of: dict[tuple[int, int, int], int] = {}
-
-    def intern_frame(function: str, file: str, line: int) -> int:
-        function_id = string_index.get(function)
-        if function_id is None:
-            function_id = string_index[function] = len(strings)
-            strings.append(function)
-        file_id = string_index.get(file)
-        if file_id is None:
-            file_id = string_index[file] = len(strings)
-            strings.append(file)
-        key = (function_id, file_id, line)
-        frame = frame_of.get(key)
-        if frame is None:
-            frame = frame_of[key] = len(functions)
-            functions.append(function_id)
-            files.append(file_id)
-            lines.append(line)
-        return frame
-
-    stack_of: dict[int, int] = {}
+    tables = TableLists()
+    intern_frame, intern_stack = tables.frame, tables.stack
     frame_of_code: dict[int, int] = {}  # id(code) -> frame (the session holds the codes: ids are stable meanwhile)
     builtin_frames: dict[str, int] = {}
     path: list[int] = []  # the previous sample's stacks, root first (without its C leaf)
@@ -297,26 +267,14 @@ def session_to_profile(
                 frame = frame_of_code.get(id(code))
                 if frame is None:
                     frame = frame_of_code[id(code)] = intern_frame(code.co_name, code.co_filename, code.co_firstlineno)
-                key = (stack + 1) * _KEY_BASE + frame
-                found = stack_of.get(key)
-                if found is None:
-                    found = stack_of[key] = len(prefixes)
-                    prefixes.append(stack)
-                    stack_frames.append(frame)
-                stack = found
+                stack = intern_stack(stack, frame)
                 path.append(stack)
         c_leaf = c_leaves[index]
         if c_leaf is not None:
             frame = builtin_frames.get(c_leaf)
             if frame is None:
                 frame = builtin_frames[c_leaf] = intern_frame(str(c_leaf), BUILTIN_FILE, 0)
-            key = (stack + 1) * _KEY_BASE + frame
-            found = stack_of.get(key)
-            if found is None:
-                found = stack_of[key] = len(prefixes)
-                prefixes.append(stack)
-                stack_frames.append(frame)
-            stack = found
+            stack = intern_stack(stack, frame)
         now = perf_ns[index]
         weight = now - previous_perf
         previous_perf = now
@@ -333,7 +291,7 @@ def session_to_profile(
             clock_ns += weight
     if times and times[0] < 0:
         raise ProfileError(f"deep session starts at {times[0]} ns, before the epoch")
-    profile.set_tables(strings, functions, files, lines, prefixes, stack_frames)
+    tables.fill(profile)
     profile.extend_samples(times, thread, stacks, weights, states)
     return profile
 

@@ -47,7 +47,7 @@ import threading
 import time
 from typing import Callable
 
-from ..model import Profile, State
+from ..model import Profile, State, TableLists
 from . import forks
 
 ON_CPU = int(State.ON_CPU)
@@ -509,10 +509,9 @@ def _new_profile_tables(table: StackTable, profile: Profile, stack_ids: list[int
     """Fill the empty tables of a new ``profile`` with the stacks ``stack_ids`` use; table id -> profile stack.
 
     The tables come out exactly as :class:`StackConverter` builds them through the interning
-    methods (same strings, frames and stacks in the same order), built in lists and written
-    into the profile's arrays and indexes at once: the interning methods' checks hold by
-    construction here (table nodes are (prefix, code, line) with a smaller prefix id, lines are
-    ints >= 0), and per node they and the arrays' appends cost more than the conversion itself.
+    methods (same strings, frames and stacks in the same order), built in a :class:`TableLists`
+    and handed to the profile at once (per node, the interning methods' checks and the arrays'
+    appends cost more than the conversion itself; ``set_tables`` checks the whole tables once).
 
     The first stack is converted into empty tables, so what its root-first frames add is a pure
     function of the table's nodes: the table remembers it (``profile_prefixes``) at every
@@ -527,16 +526,14 @@ def _new_profile_tables(table: StackTable, profile: Profile, stack_ids: list[int
     while node >= 0 and node not in prefixes_kept:
         node = table_prefix[node]
     if node >= 0:
-        nodes, strings, functions, files, lines, stack_frames = (list(part) for part in prefixes_kept[node])
+        nodes, strings, functions, files, lines, stack_frames = prefixes_kept[node]
+        nodes = list(nodes)
+        tables = TableLists(strings, functions, files, lines, range(-1, len(nodes) - 1), stack_frames)
     else:
-        nodes, strings, functions, files, lines, stack_frames = [], [], [], [], [], []
-    depth = len(nodes)
-    string_index = dict(zip(strings, range(len(strings))))
-    frame_index = dict(zip(zip(functions, files, lines), range(len(functions))))
-    prefixes = list(range(-1, depth - 1))
-    stack_index = dict(zip(zip(prefixes, stack_frames), range(depth)))
-    converted = dict(zip(nodes, range(depth)))
+        nodes, tables = [], TableLists()
+    converted = dict(zip(nodes, range(len(nodes))))
     converted[-1] = -1
+    intern_frame, intern_stack = tables.frame, tables.stack
     remembered = []  # (node, string count, frame count, depth) of the first stack's nodes to remember
     for stack_id in stack_ids:
         if stack_id in converted:
@@ -551,40 +548,18 @@ def _new_profile_tables(table: StackTable, profile: Profile, stack_ids: list[int
         if stack_id == first:
             nodes.extend(pending)  # the first stack's chain, root first: its nodes are stacks 0, 1, ...
         for node in pending:
-            function, file, line = frame_of(node)
-            function_id = string_index.get(function)
-            if function_id is None:
-                function_id = string_index[function] = len(strings)
-                strings.append(function)
-            file_id = string_index.get(file)
-            if file_id is None:
-                file_id = string_index[file] = len(strings)
-                strings.append(file)
-            key = (function_id, file_id, line)
-            frame = frame_index.get(key)
-            if frame is None:
-                frame = frame_index[key] = len(functions)
-                functions.append(function_id)
-                files.append(file_id)
-                lines.append(line)
-            key = (stack, frame)
-            found = stack_index.get(key)
-            if found is None:
-                found = stack_index[key] = len(prefixes)
-                prefixes.append(stack)
-                stack_frames.append(frame)
-            stack = converted[node] = found
+            stack = converted[node] = intern_stack(stack, intern_frame(*frame_of(node)))
             if stack_id == first and ((stack + 1) % PREFIX_EVERY == 0 or node == first):
-                remembered.append((node, len(strings), len(functions), stack + 1))
+                remembered.append((node, len(tables.strings), len(tables.functions), stack + 1))
     if remembered:
         if len(prefixes_kept) + len(remembered) > PREFIXES_KEPT:
             prefixes_kept.clear()
         for node, string_count, frame_count, depth in remembered:
             prefixes_kept[node] = (
-                tuple(nodes[:depth]), tuple(strings[:string_count]), tuple(functions[:frame_count]),
-                tuple(files[:frame_count]), tuple(lines[:frame_count]), tuple(stack_frames[:depth]),
+                tuple(nodes[:depth]), tuple(tables.strings[:string_count]), tuple(tables.functions[:frame_count]),
+                tuple(tables.files[:frame_count]), tuple(tables.lines[:frame_count]), tuple(tables.stack_frames[:depth]),
             )
-    profile.set_tables(strings, functions, files, lines, prefixes, stack_frames)
+    tables.fill(profile)
     return converted
 
 

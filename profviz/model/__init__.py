@@ -8,12 +8,13 @@ from .profile import (
     Profile,
     ProfileError,
     Span,
+    TableLists,
     Thread,
     profile_from_tables,
 )
 from .state import State
 
 __all__ = [
-    "FORMAT_VERSION", "NO_REASON", "NO_STACK", "Frame", "Profile", "ProfileError", "Span", "State",
+    "FORMAT_VERSION", "NO_REASON", "NO_STACK", "Frame", "Profile", "ProfileError", "Span", "State", "TableLists",
     "Thread", "profile_from_tables",
 ]

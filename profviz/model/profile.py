@@ -371,6 +371,59 @@ class Profile:
         self.set_sample_columns(self.columns())
 
 
+class TableLists:
+    """A new profile's string, frame and stack tables built in plain lists, for collectors that
+    intern many frames at once (a method call and two dict lookups a frame, none of the arrays'
+    per-value appends); :meth:`fill` hands them to :meth:`Profile.set_tables`, which checks them.
+    Ids come out as :meth:`Profile.intern_frames` would give them in the same order.
+    It may start from tables already built (e.g. a remembered stack's), given root first."""
+
+    __slots__ = ("strings", "functions", "files", "lines", "prefixes", "stack_frames",
+                 "_string_index", "_frame_index", "_stack_index")
+
+    def __init__(self, strings: Sequence[str] = (), functions: Sequence[int] = (), files: Sequence[int] = (),
+                 lines: Sequence[int] = (), prefixes: Sequence[int] = (), stack_frames: Sequence[int] = ()):
+        self.strings, self.functions, self.files, self.lines = list(strings), list(functions), list(files), list(lines)
+        self.prefixes, self.stack_frames = list(prefixes), list(stack_frames)
+        self._string_index = dict(zip(self.strings, range(len(self.strings))))
+        self._frame_index = dict(zip(zip(self.functions, self.files, self.lines), range(len(self.functions))))
+        self._stack_index = dict(zip(zip(self.prefixes, self.stack_frames), range(len(self.prefixes))))
+
+    def frame(self, function: str, file: str, line: int) -> int:
+        """The id of the frame (function, file, line), added if new."""
+        string_index, strings = self._string_index, self.strings
+        function_id = string_index.get(function)
+        if function_id is None:
+            function_id = string_index[function] = len(strings)
+            strings.append(function)
+        file_id = string_index.get(file)
+        if file_id is None:
+            file_id = string_index[file] = len(strings)
+            strings.append(file)
+        key = (function_id, file_id, line)
+        frame = self._frame_index.get(key)
+        if frame is None:
+            frame = self._frame_index[key] = len(self.functions)
+            self.functions.append(function_id)
+            self.files.append(file_id)
+            self.lines.append(line)
+        return frame
+
+    def stack(self, prefix: int, frame: int) -> int:
+        """The id of the stack ``frame`` called from stack ``prefix`` (NO_STACK at the root), added if new."""
+        key = (prefix, frame)
+        stack = self._stack_index.get(key)
+        if stack is None:
+            stack = self._stack_index[key] = len(self.prefixes)
+            self.prefixes.append(prefix)
+            self.stack_frames.append(frame)
+        return stack
+
+    def fill(self, profile: Profile) -> None:
+        """Hand the tables to ``profile`` (one without tables yet): :meth:`Profile.set_tables`."""
+        profile.set_tables(self.strings, self.functions, self.files, self.lines, self.prefixes, self.stack_frames)
+
+
 _STATE_VALUES = frozenset(int(state) for state in State)
 _PACKERS: dict[tuple[str, int], struct.Struct] = {}
 
