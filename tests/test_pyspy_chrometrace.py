@@ -191,3 +191,19 @@ def test_a_name_change_within_one_thread_keeps_one_thread():
               ev("E", "run", 30000, line=3), thread_frame("E", 30000, native=501, name="renamed")]
     (thread,) = parse_events(events).threads
     assert thread.name == "renamed" and [(s.start_us, s.end_us) for s in thread.segments] == [(0, 30000)]
+
+
+def test_another_threads_pthread_id_reporting_the_main_threads_native_id_stays_that_thread():
+    """The main thread's native tid is the pid and its pthread id is never reused while the process
+    lives: a stack under another pthread id that claims the pid is a misread, not the main thread."""
+    events = [thread_frame("B", 0, native=501, name="short-1"), ev("B", "work", 0, line=3)]
+    events += [ev("E", "work", 30000, line=3), thread_frame("E", 30000, native=501, name="short-1")]
+    events += [thread_frame("B", 30000, native=100, name="short-1"), ev("B", "start", 30000, line=5)]
+    events += [ev("E", "start", 40000, line=5), thread_frame("E", 40000, native=100, name="short-1")]
+    events += [thread_frame("B", 40000, native=502, name="short-2"), ev("B", "work", 40000, line=3)]
+    events += [ev("E", "work", 70000, line=3), thread_frame("E", 70000, native=502, name="short-2")]
+    first, second = parse_events(events).threads
+    assert [(t.native_tid, t.name) for t in (first, second)] == [(501, "short-1"), (502, "short-2")]
+    assert [(s.start_us, s.end_us, s.frames[-1][0]) for s in first.segments] == [(0, 30000, "work"), (30000, 40000, "start")]
+    profile = load(json.dumps(events).encode(), origin_ns=0, rate_hz=100)
+    assert sorted(t.tid for t in profile.threads) == [501, 502]

@@ -134,6 +134,11 @@ class _OpenThread:
             return
         self.pending_us = None
         native, name, command, frames = _split_stack(self.stack, self.thread.pid)
+        if native == self.thread.pid and self.thread.native_tid not in (None, native):
+            # The main thread (native tid = pid) keeps its pthread id for the process's life, so
+            # another thread's pthread id reporting it is a misread (CPython 3.11 starts a new
+            # thread's state with its creator's ids until it runs): the stack stays with the thread.
+            native = None
         if native is not None and self.thread.native_tid is not None and native != self.thread.native_tid:
             self.close(at)
             predecessor = self.thread.name
