@@ -63,9 +63,11 @@ box's load between 19.5 and 43 and left the sampler with 0.40 ticks per request 
 against 0.26 natively; from wall time the same run gave 0.29.) The instrumented servers then run with
 ``sample_hz``, ``tail_max_per_minute`` and ``baseline_per_minute`` divided by S and
 ``writer_interval_s``, ``aggregate_interval_s``, ``deep_interval_s`` (and the writer's 1 s idle
-check, and the poll interval of the shop's two loopback services, which the measured paths leave
+check, the poll interval of the shop's two loopback services, which the measured paths leave
 idle: unscaled, their 50 ms wake-ups came ~2 times a request each under callgrind, 4-9k
-instructions a request per service that moved with the box's load) multiplied by it (defaults read from ``profviz.wsgi.Recorder``'s signature). Werkzeug's
+instructions a request per service that moved with the box's load, and the interpreter's GIL
+switch interval, 5 ms: a thread waiting that long for the GIL makes the holder hand it over, so
+unscaled the 8 server threads traded it S times more often per request than natively) multiplied by it (defaults read from ``profviz.wsgi.Recorder``'s signature). Werkzeug's
 profiler (cProfile) has no time-driven part. The sampler config is also run natively, and its ticks
 per request are printed next to the callgrind run's: they agree when the scaling is right, to
 within the box's noise (S from CPU time is printed too). Its samples per
@@ -739,6 +741,7 @@ def serve_shops(config: str, db: str, store: str, paired: bool, time_scale: floa
             served = PairedDispatcher(bare, app, middleware)
         elif time_scale is not None:
             random.seed(0)  # pyinst-10%: the same requests profiled in every run
+            sys.setswitchinterval(sys.getswitchinterval() * time_scale)  # GIL handoffs per request as natively
             middleware = instrument(app, config, store, **scaled_options(config, time_scale))
             if middleware is not None:  # the writer's idle check (route aggregates due?) runs every idle_s
                 writer = middleware.recorder.writer
