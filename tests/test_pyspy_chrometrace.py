@@ -25,6 +25,12 @@ def thread_frame(ph, ts, native=4085, name="w1", tid=7, pid=100):
     return ev(ph, f"thread ({native}): {name}", ts, tid=tid, pid=pid, filename="", line=0)
 
 
+def one_call(start, end, native, name, function, line):
+    """py-spy's events for thread ``native`` (named ``name``) in one ``function`` from ``start`` to ``end``."""
+    return [thread_frame("B", start, native=native, name=name), ev("B", function, start, line=line),
+            ev("E", function, end, line=line), thread_frame("E", end, native=native, name=name)]
+
+
 def stack_change(ts, leave, enter, tid=7):
     """py-spy's events for one stack change: E for frames that left (leaf first), B for new ones (root first)."""
     return [ev("E", name, ts, tid=tid, line=line) for name, line in leave] + [
@@ -166,12 +172,8 @@ def test_a_reused_pthread_id_starts_a_new_thread_at_the_new_native_tid():
     pthread id) may repeat the old name."""
     from profviz.formats.pyspy_chrometrace import name_is_stale, thread_name
 
-    events = [thread_frame("B", 0, native=501, name="req-1"), ev("B", "handle", 0, line=3)]
-    events += [ev("E", "handle", 40000, line=3), thread_frame("E", 40000, native=501, name="req-1")]
-    events += [thread_frame("B", 40000, native=502, name="req-1"), ev("B", "handle", 40000, line=3)]
-    events += [ev("E", "handle", 90000, line=3), thread_frame("E", 90000, native=502, name="req-1")]
-    events += [thread_frame("B", 90000, native=503, name="req-3"), ev("B", "handle", 90000, line=9)]
-    events += [ev("E", "handle", 120000, line=9), thread_frame("E", 120000, native=503, name="req-3")]
+    events = (one_call(0, 40000, 501, "req-1", "handle", 3) + one_call(40000, 90000, 502, "req-1", "handle", 3)
+              + one_call(90000, 120000, 503, "req-3", "handle", 9))
     first, second, third = parse_events(events).threads
     assert [(t.native_tid, t.trace_tid) for t in (first, second, third)] == [(501, 7), (502, 7), (503, 7)]
     assert [[(s.start_us, s.end_us) for s in t.segments] for t in (first, second, third)] == [
@@ -185,10 +187,7 @@ def test_a_reused_pthread_id_starts_a_new_thread_at_the_new_native_tid():
 
 def test_a_name_change_within_one_thread_keeps_one_thread():
     """py-spy renames the root frame when the program renames the thread: same native tid, one thread."""
-    events = [thread_frame("B", 0, native=501, name="Thread-1"), ev("B", "run", 0, line=3),
-              ev("E", "run", 20000, line=3), thread_frame("E", 20000, native=501, name="Thread-1"),
-              thread_frame("B", 20000, native=501, name="renamed"), ev("B", "run", 20000, line=3),
-              ev("E", "run", 30000, line=3), thread_frame("E", 30000, native=501, name="renamed")]
+    events = one_call(0, 20000, 501, "Thread-1", "run", 3) + one_call(20000, 30000, 501, "renamed", "run", 3)
     (thread,) = parse_events(events).threads
     assert thread.name == "renamed" and [(s.start_us, s.end_us) for s in thread.segments] == [(0, 30000)]
 
@@ -196,12 +195,8 @@ def test_a_name_change_within_one_thread_keeps_one_thread():
 def test_another_threads_pthread_id_reporting_the_main_threads_native_id_stays_that_thread():
     """The main thread's native tid is the pid and its pthread id is never reused while the process
     lives: a stack under another pthread id that claims the pid is a misread, not the main thread."""
-    events = [thread_frame("B", 0, native=501, name="short-1"), ev("B", "work", 0, line=3)]
-    events += [ev("E", "work", 30000, line=3), thread_frame("E", 30000, native=501, name="short-1")]
-    events += [thread_frame("B", 30000, native=100, name="short-1"), ev("B", "start", 30000, line=5)]
-    events += [ev("E", "start", 40000, line=5), thread_frame("E", 40000, native=100, name="short-1")]
-    events += [thread_frame("B", 40000, native=502, name="short-2"), ev("B", "work", 40000, line=3)]
-    events += [ev("E", "work", 70000, line=3), thread_frame("E", 70000, native=502, name="short-2")]
+    events = (one_call(0, 30000, 501, "short-1", "work", 3) + one_call(30000, 40000, 100, "short-1", "start", 5)
+              + one_call(40000, 70000, 502, "short-2", "work", 3))
     first, second = parse_events(events).threads
     assert [(t.native_tid, t.name) for t in (first, second)] == [(501, "short-1"), (502, "short-2")]
     assert [(s.start_us, s.end_us, s.frames[-1][0]) for s in first.segments] == [(0, 30000, "work"), (30000, 40000, "start")]
