@@ -292,9 +292,9 @@ def test_a_tick_pauses_the_garbage_collector_only_while_it_holds_frames_and_rest
 
     original_stack_of = sampler._stack_of
 
-    def stack_of(ident, leaf):
+    def stack_of(ident, leaf, same_request=True):
         seen_enabled.append(gc.isenabled())
-        return original_stack_of(ident, leaf)
+        return original_stack_of(ident, leaf, same_request)
 
     sampler._stack_of = stack_of
     thread = threading.Thread(target=worker)
@@ -465,7 +465,7 @@ def test_a_new_request_each_tick_holds_a_few_frames_and_the_walk_stops_at_the_se
             sampler.tick()
             go.release()
         cached = sampler._frame_cache[thread.ident]
-        loop_depth = next(i for i, code in enumerate(cached.codes) if code is server_loop.__code__)
+        loop_depth = next(i for i, stack in enumerate(cached.ids) if sampler.table.code[stack] is server_loop.__code__)
         held_depths = sorted(cached.held.values())
         assert loop_depth in held_depths and len(held_depths) <= loop_depth + 3, (loop_depth, held_depths)
         stacks = {sample[1] for sample in sampler.active[thread.ident].samples}
@@ -474,3 +474,84 @@ def test_a_new_request_each_tick_holds_a_few_frames_and_the_walk_stops_at_the_se
         for _ in range(14):  # lets every remaining request through, wherever the test stopped
             go.release()
         thread.join(10)
+
+
+
+def test_the_first_sample_of_each_request_holds_nothing_above_the_server_loop():
+    """Each tick finds a new request (its own slot) above a loop that outlives them: the first
+    sample of a request holds none of its frames (they end before the next tick), the held
+    frames climb once past the loop, learn where frames stop outliving requests, and stay there;
+    every stack is still the real one."""
+    import sys
+    import traceback
+
+    sampler = StackSampler(100)
+    go, parked = threading.Semaphore(0), threading.Semaphore(0)
+    expected = []
+
+    def request(depth):
+        if depth:
+            return request(depth - 1)
+        expected.append([(f.name, f.lineno) for f in traceback.extract_stack(sys._getframe())])
+        parked.release()
+        go.acquire()
+
+    def server_loop():
+        for _ in range(13):
+            slot = sampler.begin(time.perf_counter_ns(), 0)
+            request(20 + len(expected) % 3)
+            sampler.end(slot)
+
+    thread = threading.Thread(target=server_loop)
+    thread.start()
+    stacks = []
+    try:
+        for _ in range(12):
+            parked.acquire()
+            sampler.tick()
+            stacks.append(sampler.active[thread.ident].samples[-1][1])
+            go.release()
+        cached = sampler._frame_cache[thread.ident]
+        loop_depth = next(i for i, stack in enumerate(cached.ids) if sampler.table.code[stack] is server_loop.__code__)
+        assert sorted(cached.held.values()) == list(range(loop_depth + 1))  # the loop and below, nothing above
+        assert cached.floor == loop_depth + 1
+    finally:
+        for _ in range(14):
+            go.release()
+        thread.join(10)
+    assert len(stacks) == 12 and len({len(frames) for frames in expected}) == 3
+    for stack, frames in zip(stacks, expected):
+        got = [(name.rsplit(".", 1)[-1], line) for name, _, line in sampler.table.frames(stack)]
+        at = len(frames) - 1  # the innermost request call; above it, go.acquire()'s frames
+        assert got[:at] == frames[:-1]
+        assert got[at] == ("request", frames[-1][1] + 2)  # two lines below the traceback's call: go.acquire()
+        assert got[at + 1][0] == "acquire"
+
+
+def test_remembered_runs_give_the_ids_of_frame_by_frame_interning(monkeypatch):
+    from profviz.collect import sampler as sampler_module
+    from profviz.collect.sampler import StackTable
+
+    codes = [compile(f"def f{i}():\n    a = 1\n    return a\n", "<run>", "exec").co_consts[0] for i in range(6)]
+    offsets = [0, 2, 4, 6, 2, 4]
+    table = StackTable()
+    expected, stack = [], -1
+    for code, offset in zip(codes, offsets):
+        stack = table.intern_instruction(stack, code, offset)
+        expected.append(stack)
+    size = len(table)
+    assert list(table.intern_run(-1, codes, offsets)) == expected
+    assert list(table.intern_run(-1, codes, offsets)) == expected  # remembered: the same ids, no new stacks
+    assert len(table) == size
+    assert list(table.intern_run(expected[1], codes[2:], offsets[2:])) == expected[2:]  # a run on a prefix
+    moved = table.intern_run(-1, codes, offsets[:-1] + [0])  # the leaf at another instruction: another leaf stack
+    assert list(moved[:-1]) == expected[:-1] and moved[-1] not in expected
+    assert table.frames(moved[-1])[-1] == ("f5", "<run>", 1)  # offset 0 is the function's first line
+    other = [compile("def f0():\n    a = 1\n    return a\n", "<elsewhere>", "exec").co_consts[0]] + codes[1:]
+    elsewhere = table.intern_run(-1, other, offsets)[0]  # alike but for its file: code objects compare equal
+    assert elsewhere != expected[0] and table.frames(elsewhere) == [("f0", "<elsewhere>", 1)]
+
+    monkeypatch.setattr(sampler_module, "RUNS_KEPT", 2)
+    for start in range(4):  # more runs than kept: forgotten, and still right
+        assert list(table.intern_run(expected[start], codes[start + 1:], offsets[start + 1:])) == expected[start + 1:]
+    assert len(table._runs) <= 2

@@ -53,8 +53,10 @@ from . import forks
 ON_CPU = int(State.ON_CPU)
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 WAITING = int(State.WAITING)
+RUNS_KEPT = 8192  # StackTable.intern_run's remembered runs (each ~1 KB at 25 frames)
 TABLE_FULL_FRAME = ("(profviz stack table full)", "<profviz>", 0)
 _UNKNOWN = object()
+_NO_FLOOR = 1 << 30
 
 
 class StackTable:
@@ -71,6 +73,7 @@ class StackTable:
         self.line: list[int] = []
         self._index: dict[tuple, int] = {}
         self._by_instruction: dict[tuple, int] = {}
+        self._runs: dict[tuple, tuple] = {}  # see intern_run
         self.full_stack = -1
         # stack id -> the tables a new profile gets from that stack alone (see _new_profile_tables)
         self.profile_prefixes: dict[int, tuple] = {}
@@ -79,7 +82,11 @@ class StackTable:
         return len(self.prefix)
 
     def intern(self, prefix: int, code, line: int) -> int:
-        key = (prefix, code, line)
+        """The id of stack ``prefix`` + ``code`` at ``line``. Keyed by the code object's identity:
+        code objects compare equal by content, file name aside, so two functions alike in two
+        files would share a stack (and the hash is recomputed from the content at each lookup).
+        The table holds every code object it has interned, so no id in a key can be reused."""
+        key = (prefix, id(code), line)
         found = self._index.get(key)
         if found is not None:
             return found
@@ -112,6 +119,32 @@ class StackTable:
                 self._by_instruction.clear()
             found = self._by_instruction[key] = (self.intern(prefix, code, _line_at(code, offset)), code)
         return found[0]
+
+    def intern_run(self, prefix: int, codes: list, offsets: list[int]) -> tuple[int, ...]:
+        """The stack ids of a run of frames on top of stack ``prefix``: ``codes[i]`` stopped at byte
+        offset ``offsets[i]``, root first (each :meth:`intern_instruction` on the one before).
+
+        Whole runs are remembered (up to ``RUNS_KEPT``, then forgotten all at once): a walk's
+        frames usually repeat a run seen before (another request to the same endpoint), and one
+        lookup keyed by the whole run costs far less than one per frame. The key
+        holds ``id()`` of each code object (see :meth:`intern_instruction`); the entry keeps the
+        code objects alive, so no id in a key can be reused while the key exists.
+        """
+        key = (prefix, *map(id, codes), *offsets)
+        found = self._runs.get(key)
+        if found is not None:
+            return found[0]
+        by_instruction, intern_instruction = self._by_instruction, self.intern_instruction
+        stack, run = prefix, []
+        for code, offset in zip(codes, offsets):
+            found = by_instruction.get((stack, id(code), offset))  # intern_instruction's lookup, inlined
+            stack = found[0] if found is not None and found[1] is code else intern_instruction(stack, code, offset)
+            run.append(stack)
+        if len(self._runs) >= RUNS_KEPT:
+            self._runs.clear()
+        run = tuple(run)
+        self._runs[key] = (run, tuple(codes))
+        return run
 
     def frame(self, stack_id: int) -> tuple[str, str, int]:
         """(function, file, line) of the innermost frame of a stack."""
@@ -344,10 +377,10 @@ class StackSampler:
                     if last is not None and last.leaf is frame and frame.f_lasti == last.leaf_offset:
                         stack = last.leaf_id  # the same call at the same instruction: the same stack
                     else:
-                        stack = stack_of(ident, frame)
+                        stack = stack_of(ident, frame, bool(slot.samples))
             else:
                 cpu = last_cpu
-                stack = stack_of(ident, frame)
+                stack = stack_of(ident, frame, bool(slot.samples))
             if slot.closed:
                 continue
             slot.samples.append((now_wall - wall_delta, stack, ON_CPU if 2 * (cpu - last_cpu) >= wall_delta else WAITING, wall_delta))
@@ -356,25 +389,31 @@ class StackSampler:
             kept += 1
         return kept
 
-    def _stack_of(self, ident: int, leaf) -> int:
+    def _stack_of(self, ident: int, leaf, same_request: bool = True) -> int:
         """Intern the stack ending at ``leaf``, walking only the part that may differ from this thread's last stack.
 
-        Per thread the cache keeps the last stack root first (code objects, instruction offsets,
-        stack ids) and holds a reference to some of its *settled* frames: plain function frames
-        (not generators or coroutines) that sat at the same depth with the same code and offset
-        in two consecutive walks. Each walk holds at most two more, the lowest and the highest
-        settled frame it found (one held frame vouches for all below it; holding and releasing
-        every settled frame cost ~2k instructions a frame when each tick finds a new request above
-        the server's frames).
+        Per thread the cache keeps the last stack's ids root first and holds a reference to some
+        of its *settled* frames: plain function frames (not generators or coroutines) that sat
+        at the same depth with the same stack id (same code, same line, same callers) in two
+        consecutive walks. A walk of a request sampled before (``same_request``) holds at most
+        two more, the lowest and the highest settled frame it found (one held frame vouches for
+        all below it; holding and releasing every settled frame cost ~2k instructions a frame
+        when each tick finds a new request above the server's frames). The first walk of a
+        request holds at most the one frame above the lowest held one: its own frames usually
+        end before the next tick, and a held frame that ends keeps its callers' frames too (each
+        copied out as it returns, released a tick later). Holding the lowest climbs one frame a
+        walk until a held frame leaves the stack; its depth (``floor``) is where frames stop
+        outliving requests (a server thread's loop is below it), and no walk holds from there up
+        but the highest settled frame of a request sampled before.
         The walk goes from the leaf down only until it meets a held frame.
         Holding it makes its identity safe (no other frame can reuse its address) and a plain
         frame still on the stack has run without a break since it was held, so everything below
-        it is unchanged; only it (its offset may have moved) and the frames above are read.
+        it is unchanged; only it (its offset may have moved) and the frames above are read, and
+        interned as one run (:meth:`StackTable.intern_run`) on the cached id below it.
         Frames that leave the stack are released by :meth:`tick` after the walks, so a call that
         returned lives at most one tick longer; most calls that come and go between ticks (the
         changing top of a stack) are never held (a fresh call of the same function at the same
-        place as in the last walk is). The frames above the held one are compared
-        with the cached ones (same code, same offset: same line) and keep their stack ids.
+        place as in the last walk is).
         When the last stack's leaf is held and is the leaf again at the same offset,
         :meth:`_sample` reuses the stack id without calling this.
         """
@@ -390,9 +429,10 @@ class StackSampler:
             add_code(frame.f_code)
             add_offset(frame.f_lasti)
             frame = frame.f_back
-        codes, offsets, ids, order = cached.codes, cached.offsets, cached.ids, cached.order
+        ids, order = cached.ids, cached.order
         if frame is None:
             base = 0
+            cached.floor = _NO_FLOOR  # nothing held is on the stack (a new thread under this ident?): learn again
             if order:
                 self._retired.extend(order)
                 order.clear()
@@ -405,66 +445,67 @@ class StackSampler:
             retired = self._retired
             while held[order[-1]] > base:  # held frames above it have left the stack
                 gone = order.pop()
+                if held[gone] < cached.floor:
+                    cached.floor = held[gone]
                 del held[gone]
                 retired.append(gone)
         fresh.reverse()
         new_codes.reverse()
         new_offsets.reverse()
-        # how many frames from the base match the cached ones (same code object, same offset),
-        # compared element by element in C (a Python loop cost ~800 instructions a frame)
-        same_code = list(map(operator.is_, new_codes, codes[base:]))
-        same_offset = list(map(operator.eq, new_offsets, offsets[base:]))
-        same = len(same_code)
-        if False in same_code:
-            same = same_code.index(False)
-        if False in same_offset:
-            same = min(same, same_offset.index(False))
-        # hold the lowest and the highest settled frame: the highest vouches for every frame below
-        # it while its call lasts; the lowest, one frame up from the last held one each walk, ends
-        # up on the frames that outlive every request (a server thread's loop)
+        run = self.table.intern_run(ids[base - 1] if base else -1, new_codes, new_offsets)
         lowest = 1 if frame is not None else 0
-        top = same - 1
-        while top >= lowest and new_codes[top].co_flags & _RESUMABLE:
-            top -= 1
-        if top >= lowest:
-            bottom = lowest
-            while new_codes[bottom].co_flags & _RESUMABLE:
-                bottom += 1
-            if bottom < top:
-                held[fresh[bottom]] = base + bottom
-                order.append(fresh[bottom])
-            held[fresh[top]] = base + top
-            order.append(fresh[top])
-        del codes[base + same:], offsets[base + same:], ids[base + same:]
-        stack = ids[-1] if ids else -1
-        if same < len(fresh):
-            by_instruction = self.table._by_instruction
-            intern_instruction = self.table.intern_instruction
-            add_id = ids.append
-            for index in range(same, len(fresh)):
-                code = new_codes[index]
-                found = by_instruction.get((stack, id(code), new_offsets[index]))  # intern_instruction's lookup, inlined
-                stack = found[0] if found is not None and found[1] is code else intern_instruction(stack, code, new_offsets[index])
-                add_id(stack)
-            codes.extend(new_codes[same:])
-            offsets.extend(new_offsets[same:])
+        if same_request:
+            self._hold_settled(cached, base, fresh, new_codes, run, lowest)
+        elif base + lowest < cached.floor and lowest < len(fresh) and not new_codes[lowest].co_flags & _RESUMABLE:
+            held[fresh[lowest]] = base + lowest  # climb towards the frames that outlive requests
+            order.append(fresh[lowest])
+        del ids[base:]
+        ids.extend(run)
+        stack = run[-1]
         if held.get(leaf) == len(ids) - 1:
-            cached.leaf, cached.leaf_offset, cached.leaf_id = leaf, offsets[-1], stack
+            cached.leaf, cached.leaf_offset, cached.leaf_id = leaf, new_offsets[-1], stack
         else:
             cached.leaf = None
         return stack
 
+    @staticmethod
+    def _hold_settled(cached: "_ThreadStack", base: int, fresh: list, codes: list, run: tuple, lowest: int) -> None:
+        """Hold the lowest and the highest settled frame of a walk (see :meth:`_stack_of`).
+
+        ``fresh``, ``codes`` and ``run``: the walked frames root first from depth ``base``, their
+        code objects and stack ids. The highest vouches for every frame below it while its call
+        lasts; the lowest, one frame up from the last held one each walk and only below the
+        thread's ``floor``, ends up on the frames that outlive every request (a server thread's loop).
+        """
+        ids, held, order = cached.ids, cached.held, cached.order
+        # how many frames from the base have the stack ids of the last walk (same code, same line,
+        # same callers), compared element by element in C (a Python loop cost ~800 instructions a frame)
+        same_ids = list(map(operator.eq, run, ids[base:]))
+        same = same_ids.index(False) if False in same_ids else len(same_ids)
+        top = same - 1
+        while top >= lowest and codes[top].co_flags & _RESUMABLE:
+            top -= 1
+        if top >= lowest:
+            bottom = lowest
+            while codes[bottom].co_flags & _RESUMABLE:
+                bottom += 1
+            if base + bottom < cached.floor or bottom == top:
+                held[fresh[bottom]] = base + bottom
+                order.append(fresh[bottom])
+            if bottom < top:
+                held[fresh[top]] = base + top
+                order.append(fresh[top])
+
 
 class _ThreadStack:
-    """One thread's last sampled stack (see :meth:`StackSampler._stack_of`): root-first code
-    objects, instruction offsets and stack ids, and the held settled frames by depth."""
+    """One thread's last sampled stack (see :meth:`StackSampler._stack_of`): root-first stack
+    ids, and the held settled frames by depth."""
 
-    __slots__ = ("codes", "offsets", "ids", "held", "order", "leaf", "leaf_offset", "leaf_id")
+    __slots__ = ("ids", "held", "order", "leaf", "leaf_offset", "leaf_id", "floor")
 
     def __init__(self):
-        self.codes: list = []
-        self.offsets: list[int] = []
         self.ids: list[int] = []
+        self.floor = _NO_FLOOR  # the lowest depth at which a held frame left the stack: climbing stops below it
         self.held: dict = {}  # frame -> depth; a reference, so identity comparisons are safe
         self.order: list = []  # the held frames, root first
         self.leaf = None  # the last stack's leaf frame when it is held, with its offset and stack id
