@@ -274,7 +274,8 @@ class _TokenBucket:
 
 
 class _RouteState:
-    """Writer-thread state of one (route, method): recent durations, cached percentiles, budgets.
+    """Writer-thread state of one (route, method) when the sampler runs: recent durations, cached
+    percentiles, budgets, and the samples summed over the current aggregate window.
 
     The window of the last ``ROUTE_WINDOW`` durations is kept twice: in arrival order (to know
     which one leaves) and sorted (``bisect``: a percentile is an index, never a sort).
@@ -289,10 +290,26 @@ class _RouteState:
         self.p60: float | None = None
         self.tail_budget = _TokenBucket(tail_per_minute)
         self.baseline_budget = _TokenBucket(baseline_per_minute) if baseline_per_minute > 0 else None
+        self.aggregate: _RouteAggregate | None = None  # taken away by Recorder._due_aggregates
 
-    def observe(self, duration_ns: int, tail_percentile: float | None) -> None:
-        """Add one duration; the cached percentiles are refreshed after each of a route's first
-        ``RECOMPUTE_EVERY`` requests, then every ``RECOMPUTE_EVERY`` requests."""
+    def observe(self, duration_ns: int, start_ns: int, samples: list, tail_percentile: float | None) -> None:
+        """Add one request: its duration to the window, its sampler samples (if any) to the
+        aggregate. The cached percentiles are refreshed after each of a route's first
+        ``RECOMPUTE_EVERY`` requests, then every ``RECOMPUTE_EVERY`` requests. (One call does
+        both: this runs for every request, and a call costs more than either body.)"""
+        if samples:
+            aggregate = self.aggregate
+            if aggregate is None:
+                aggregate = self.aggregate = _RouteAggregate(start_ns)
+            aggregate.requests += 1
+            aggregate.samples += len(samples)
+            end_ns = start_ns + duration_ns
+            if end_ns > aggregate.end_ns:
+                aggregate.end_ns = end_ns
+            weights = aggregate.weights
+            for _, stack, state, weight in samples:
+                pair = (stack, state)
+                weights[pair] = weights.get(pair, 0) + weight
         durations, ordered = self.durations, self.ordered
         durations.append(duration_ns)
         insort(ordered, duration_ns)
@@ -398,10 +415,9 @@ class Recorder:
         }
         self._store: Store | None = store if isinstance(store, Store) else None
         self._sampler: StackSampler | None = process_sampler(sample_hz, self.health.report) if sampler else None
-        self._routes: dict[tuple[str, str], _RouteState] = {}
+        self._routes: dict[tuple[str, str], _RouteState] = {}  # only with the sampler
         self._path_routes: dict[str, str] = {}
         self._tuned_threads: set[int] = set()
-        self._aggregates: dict[tuple[str, str], _RouteAggregate] = {}
         self._labels_tail = self._constant_labels_tail()
         self.writer = BackgroundWriter(
             self._handle_batch, maxsize=queue_size, batch_size=1000, idle=self._idle, idle_s=1.0, on_error=self.health.report,
@@ -609,6 +625,7 @@ class Recorder:
                 route = self._path_routes[path] = collapse_path(path)
         key = (route, method)
         duration_ns = info.duration_ns
+        start_ns = info._mono_start + _wall_offset_ns  # info.start_ns, inlined
         samples = info._samples
         capture = None
         if self._sampler is not None:  # running percentiles: which sampled requests to keep (timing alone needs none)
@@ -617,7 +634,7 @@ class Recorder:
                 state = self._routes[key] = _RouteState(self.tail_max_per_minute, self.baseline_per_minute)
             if samples:
                 capture = self._capture_kind(state, duration_ns)
-            state.observe(duration_ns, self.tail_percentile)
+            state.observe(duration_ns, start_ns, samples, self.tail_percentile)
         profile, counter = None, ""
         full_labels = info._labels or self._labels_tail is None  # else the row's labels take the shortcut
         keep_deep, keep_sampled = info._deep_result is not None, capture is not None and bool(samples)
@@ -626,14 +643,12 @@ class Recorder:
             profile, counter = self._deep_profile(info, route, labels), "profiles_deep"
         elif keep_sampled:
             profile, counter = self._sampled_profile(info, route, labels, capture), "profiles_" + capture
-        if samples:
-            self._aggregate(key, info)
         if full_labels:
             labels_json = json.dumps(labels)
         else:
             labels_json = '{"request_id": "' + info.id + self._labels_tail
         params += (
-            info.pid, info.tid, route, method, path, info._status, info.start_ns, duration_ns,
+            info.pid, info.tid, route, method, path, info._status, start_ns, duration_ns,
             info.cpu_ns, info.response_bytes, info.error or "", 0, labels_json,
         )
         return profile, counter
@@ -716,31 +731,15 @@ class Recorder:
             self.health.report("saving a deep profile", exc)
             return None
 
-    def _aggregate(self, key: tuple[str, str], info: RequestInfo) -> None:
-        start_ns = info.start_ns
-        aggregate = self._aggregates.get(key)
-        if aggregate is None:
-            aggregate = self._aggregates[key] = _RouteAggregate(start_ns)
-        aggregate.requests += 1
-        samples = info._samples
-        aggregate.samples += len(samples)
-        end_ns = start_ns + info.duration_ns
-        if end_ns > aggregate.end_ns:
-            aggregate.end_ns = end_ns
-        weights = aggregate.weights
-        for _, stack, state, weight in samples:
-            pair = (stack, state)
-            weights[pair] = weights.get(pair, 0) + weight
-
     def _due_aggregates(self, force: bool = False) -> list[Profile]:
         """Route aggregates whose window is over (all when ``force``) as profiles, removed from memory."""
         now = time.time_ns()
         due = []
-        for key in list(self._aggregates):
-            aggregate = self._aggregates[key]
-            if not force and now - aggregate.start_ns < self.aggregate_interval_ns:
+        for key, state in self._routes.items():
+            aggregate = state.aggregate
+            if aggregate is None or not force and now - aggregate.start_ns < self.aggregate_interval_ns:
                 continue
-            del self._aggregates[key]
+            state.aggregate = None
             if not aggregate.weights:
                 continue
             try:
