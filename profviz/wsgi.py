@@ -58,6 +58,7 @@ from .collect.writer import BackgroundWriter
 from .model import Profile
 from .routes import RouteFn, collapse_path
 from .store import Store, open_store
+from .store.shared_stacks import SharedStackProfile, insert_stack_nodes
 from .store.requests import ROW_PROFILE_ID, ROW_WIDTH, insert_request_params
 
 logger = logging.getLogger("profviz")
@@ -419,6 +420,8 @@ class Recorder:
         self._path_routes: dict[str, str] = {}
         self._tuned_threads: set[int] = set()
         self._labels_tail = self._constant_labels_tail()
+        self._nodes_source: str | None = None  # the sampler's stack nodes stored so far, and under which source
+        self._nodes_stored = 0
         self.writer = BackgroundWriter(
             self._handle_batch, maxsize=queue_size, batch_size=1000, idle=self._idle, idle_s=1.0, on_error=self.health.report,
             poll_s=writer_interval_s, on_close=self._final_flush,
@@ -567,15 +570,19 @@ class Recorder:
         kept.extend((profile, "profiles_aggregate", None) for profile in self._due_aggregates(force=flush_all))
         self._write(params, kept)
 
-    def _write(self, params: list, kept: list[tuple[Profile, str, int | None]]) -> None:
-        """Insert the profiles, then the request rows pointing at them, in one transaction. When that
-        fails, the rows are written again without profiles (those are reported lost)."""
+    def _write(self, params: list, kept: list[tuple[Profile | SharedStackProfile, str, int | None]]) -> None:
+        """Insert the profiles (and the sampler's stack nodes they use), then the request rows
+        pointing at them, in one transaction. When that fails, the rows are written again without
+        profiles (those are reported lost)."""
         if not params and not kept:
             return
         store = self.store()
         rows = len(params) // ROW_WIDTH
+        nodes = self._new_stack_nodes() if any(type(profile) is SharedStackProfile for profile, _, _ in kept) else None
 
         def insert_rows(conn, ids: list[int]) -> None:
+            if nodes is not None:
+                insert_stack_nodes(conn, nodes[0], nodes[2])
             for (_, _, at), profile_id in zip(kept, ids):
                 if at is not None:
                     params[at] = profile_id
@@ -604,7 +611,22 @@ class Recorder:
         else:
             for _, counter, _ in kept:
                 self.counts[counter] += 1
+            if nodes is not None:
+                self._nodes_source, self._nodes_stored = nodes[0], nodes[1]
         self.counts["recorded"] += rows
+
+    def _new_stack_nodes(self) -> tuple[str, int, list]:
+        """(source, table length, nodes) of the sampler's stack nodes not stored yet by this writer.
+
+        The source is this process's request id prefix, new in a forked child: the child's table
+        grows apart from its parent's, so its nodes are all stored again under its own source.
+        """
+        table = self._sampler.table
+        source, stored = _id_prefix, self._nodes_stored
+        if source != self._nodes_source:
+            stored = 0
+        end = len(table)
+        return source, end, table.nodes(stored, end)
 
     def _process(self, info: RequestInfo, params: list) -> tuple[Profile | None, str]:
         """Route, percentiles, tail decision and profile of one finished request: appends its
@@ -708,11 +730,15 @@ class Recorder:
             },
         }
 
-    def _sampled_profile(self, info: RequestInfo, route: str, labels: dict, capture: str) -> Profile | None:
+    def _sampled_profile(self, info: RequestInfo, route: str, labels: dict, capture: str) -> SharedStackProfile | None:
+        """The request's samples over the sampler's stack table (see :mod:`profviz.store.shared_stacks`:
+        no Profile is built until someone loads it)."""
         try:
             meta = self._request_meta(info, route, labels, capture, "sampler", self.sample_hz)
-            return samples_to_profile(
-                self._sampler.table, info._samples, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
+            samples = info._samples
+            return SharedStackProfile(
+                meta, _id_prefix, (info.pid, info.tid, info.thread_name), [sample[0] for sample in samples],
+                [sample[1] for sample in samples], [sample[3] for sample in samples], [sample[2] for sample in samples],
             )
         except Exception as exc:
             self.health.report("saving a request profile", exc)

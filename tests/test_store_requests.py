@@ -12,7 +12,8 @@ from http import HTTPStatus
 import pytest
 
 from profviz.model import Profile, State
-from profviz.store import SCHEMA, Store, StoreError
+from profviz.store import SCHEMA, SCHEMA_VERSION, Store, StoreError
+from profviz.store.shared_stacks import STACK_NODES_SCHEMA
 from profviz.store import requests as store_requests
 from profviz.store.requests import (
     ROW_WIDTH, RequestRow, _multi_row_insert, insert_request_params, insert_requests, latest_request_ns,
@@ -216,7 +217,7 @@ def test_concurrent_writers_and_readers_in_other_processes_lose_and_duplicate_no
 
 def v1_store(path) -> None:
     """A schema-1 store as profviz 1 wrote it: no request_log, rows inserted straight into requests."""
-    head, rest = SCHEMA.split("CREATE TABLE IF NOT EXISTS request_log")
+    head, rest = SCHEMA.replace(STACK_NODES_SCHEMA, "").split("CREATE TABLE IF NOT EXISTS request_log")
     schema = head + rest[rest.index(";") + 1:]
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -230,9 +231,10 @@ def v1_store(path) -> None:
 def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
     path = tmp_path / "v1.db"
     v1_store(path)
-    assert "request_log" not in {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert not {"request_log", "stack_nodes"} & {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     store = Store(path)
-    assert store.execute("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == "2"
+    assert store.execute("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION) == "3"
+    assert store.execute("SELECT count(*) FROM stack_nodes")[0][0] == 0
     insert_request_params(store, batch(2, 1))
     assert [(r.id, r.path) for r in query_requests(store)] == [(1, "/posts/0"), (2, "/posts/1"), (3, "/posts/2")]
     store.close()
@@ -240,7 +242,7 @@ def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
 
 
 def test_a_store_from_a_newer_profviz_is_refused(tmp_path):
-    path = tmp_path / "v3.db"
-    Store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = '3' WHERE key = 'schema_version'"))
-    with pytest.raises(StoreError, match="schema version 3, this profviz uses 2: upgrade profviz"):
+    path = tmp_path / "v4.db"
+    Store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = '4' WHERE key = 'schema_version'"))
+    with pytest.raises(StoreError, match="schema version 4, this profviz uses 3: upgrade profviz"):
         Store(path)

@@ -398,3 +398,51 @@ print(len(query_requests(store)))
     names, requests = result.stdout.strip().splitlines()
     assert names == "['SELECT']", "the app's query is recorded as a span, and nothing else is"
     assert requests == "1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_stores_the_stacks_it_sampled_under_its_own_source(store):
+    """After a fork the parent's and the child's sampler tables grow apart from the same ids;
+    each process stores its kept profiles' stack nodes under its own source, so every kept
+    profile loads with the functions its own process ran."""
+    import time
+
+    def parent_second():
+        time.sleep(0.06)
+
+    def child_only():
+        time.sleep(0.06)
+
+    def parent_first():
+        time.sleep(0.06)
+
+    views = {"/parent-first": parent_first, "/child": child_only, "/parent-second": parent_second}
+
+    def app(environ, start_response):
+        views[environ["PATH_INFO"]]()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = ProfilerMiddleware(app, store=store, tail_threshold_ms=20, tail_percentile=None)
+    Client(middleware).get("/parent-first").close()
+    assert middleware.flush()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            Client(middleware).get("/child").close()
+            code = 0 if middleware.flush() else 3
+        finally:
+            os._exit(code)
+    Client(middleware).get("/parent-second").close()
+    assert middleware.flush()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    kept = {row.path: row.profile_id for row in query_requests(store) if row.profile_id is not None}
+    assert set(kept) == set(views)
+    sources = {row[0] for row in store.execute("SELECT DISTINCT source FROM stack_nodes")}
+    assert len(sources) == 2
+    for path, profile_id in kept.items():
+        loaded = store.load_profile(profile_id)
+        functions = {loaded.frame(index).function.rsplit(".", 1)[-1] for index in range(len(loaded.frame_function))}
+        assert views[path].__name__ in functions and not (functions & ({v.__name__ for v in views.values()} - {views[path].__name__}))

@@ -153,6 +153,12 @@ class StackTable:
             return TABLE_FULL_FRAME
         return getattr(code, "co_qualname", code.co_name), code.co_filename, int(self.line[stack_id] or 0)
 
+    def nodes(self, start: int, end: int) -> list[tuple[int, int, str, str, int]]:
+        """Stacks ``start`` .. ``end - 1`` as ``(id, prefix id, function, file, line)`` (a prefix id is
+        always lower than its stack's)."""
+        prefix, frame = self.prefix, self.frame
+        return [(node, prefix[node], *frame(node)) for node in range(start, end)]
+
     def frames(self, stack_id: int) -> list[tuple[str, str, int]]:
         """(function, file, line) triples of a stack, root first."""
         out = []

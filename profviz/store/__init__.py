@@ -22,8 +22,11 @@ from typing import Any, Callable, Iterable, TypeVar
 from ..errors import ProfvizError
 from ..model import FORMAT_VERSION, Profile, State
 from .encoding import SMALL_COLUMN_LIMIT, EncodingError, decode_profile, encode_samples, encode_tables
+from .shared_stacks import STACK_NODES_SCHEMA, SharedStackProfile, decode_shared, encode_shared, is_shared
 
-SCHEMA_VERSION = 2  # 2: request_log (see profviz.store.requests); version 1 stores are migrated on open
+# 2: request_log (see profviz.store.requests); 3: stack_nodes (see profviz.store.shared_stacks).
+# Older stores are migrated on open: each version only added tables, which SCHEMA creates.
+SCHEMA_VERSION = 3
 T = TypeVar("T")
 
 SCHEMA = """
@@ -97,7 +100,7 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 CREATE INDEX IF NOT EXISTS spans_pid_start ON spans (pid, start_ns);
 CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id);
-"""
+""" + STACK_NODES_SCHEMA
 
 PROFILE_COLUMNS = (
     "id", "kind", "pid", "cmdline", "start_ns", "duration_ns", "rate_hz", "sample_count", "error_count",
@@ -133,30 +136,40 @@ _PROFILE_ROW_WITH_ID = "(" + ", ".join(["?"] * 17) + ")"
 _PROFILES_PER_STATEMENT = 50  # 17 parameters a profile row: 850, under every SQLite's variable limit
 
 
-def _encode_for_insert(profile: Profile) -> tuple[tuple, bytes, bytes]:
+def _sums(times: list[int], weights: list[int], states: list[int]) -> tuple[list[int], int, int]:
+    """Weight by state (indexed by state value, 0..len(State)-1), first sample start, last sample end."""
+    by_state = [0] * len(State)
+    for state, weight in zip(states, weights):
+        by_state[state] += weight
+    first, end = (min(times), max(map(operator.add, times, weights))) if times else (0, 0)
+    return by_state, first, end
+
+
+def _encode_for_insert(profile: Profile | SharedStackProfile) -> tuple[tuple, bytes, bytes]:
     """A profile's ``profiles`` row values (without id) and its two data blobs."""
     meta = profile.meta
-    if profile.sample_count < SMALL_COLUMN_LIMIT:
+    thread_count = 1
+    if type(profile) is SharedStackProfile:
+        by_state, first, end = _sums(profile.times, profile.weights, profile.states)
+        tables, samples = encode_shared(profile)
+    elif profile.sample_count < SMALL_COLUMN_LIMIT:
         # Plain Python lists: numpy's per-call cost (the columns' copies included) dominates on the
         # many small per-request profiles.
         cols = profile.column_lists()
-        times, weights, states = cols["time_ns"], cols["weight_ns"], cols["state"]
-        by_state = [0] * len(State)  # indexed by state value; states are checked to be 0..len(State)-1
-        for state, weight in zip(states, weights):
-            by_state[state] += weight
-        first, end = (min(times), max(map(operator.add, times, weights))) if times else (0, 0)
+        by_state, first, end = _sums(cols["time_ns"], cols["weight_ns"], cols["state"])
     else:
         cols = profile.columns()
         by_state = {s: int(cols["weight_ns"][cols["state"] == int(s)].sum()) for s in State}
         first, end = profile.time_range_ns
+    if type(profile) is not SharedStackProfile:
+        tables, samples = encode_tables(profile), encode_samples(cols)
+        thread_count = len(profile.threads)
     start_ns = int(meta.get("start_ns") or first or time.time_ns())
     duration_ns = int(meta.get("duration_ns") if meta.get("duration_ns") is not None else max(0, end - first))
-    tables = encode_tables(profile)
-    samples = encode_samples(cols)
     notes = meta.get("notes", [])
     row = (
         str(meta.get("kind", "unknown")), meta.get("pid"), str(meta.get("cmdline", "")), start_ns, duration_ns,
-        meta.get("rate_hz"), profile.sample_count, int(meta.get("error_count", 0)), len(profile.threads),
+        meta.get("rate_hz"), profile.sample_count, int(meta.get("error_count", 0)), thread_count,
         by_state[State.ON_CPU], by_state[State.WAITING], by_state[State.RUNNABLE],
         json.dumps(meta.get("labels", {})), "[]" if type(notes) is list and not notes else json.dumps(notes), FORMAT_VERSION, time.time_ns(),
     )
@@ -253,7 +266,7 @@ class Store:
             found = c.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()
             if found is None:
                 c.execute("INSERT INTO store_info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) == 1:  # version 1 lacks only request_log, which SCHEMA just created
+            elif int(found[0]) in (1, 2):  # older versions lack only tables SCHEMA just created
                 c.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             elif int(found[0]) != SCHEMA_VERSION:
                 raise StoreError(
@@ -312,9 +325,11 @@ class Store:
         return profile_id
 
     def save_profiles(
-        self, profiles: list[Profile], also: Callable[[sqlite3.Connection, list[int]], None] | None = None
+        self, profiles: list[Profile | SharedStackProfile], also: Callable[[sqlite3.Connection, list[int]], None] | None = None
     ) -> list[int]:
         """Store several profiles in one transaction; their new ids, in order (also set as ``meta['id']``).
+        A :class:`~profviz.store.shared_stacks.SharedStackProfile` is stored as its samples over
+        its source's ``stack_nodes`` (which ``also`` may insert) and loads as a Profile.
 
         Stored exactly as :meth:`save_profile` stores each. All profiles are encoded before the
         transaction starts, and inserted with a few multi-row statements (one commit, a few GIL
@@ -364,8 +379,11 @@ class Store:
         rows = self.execute("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (int(profile_id),))
         if not rows:
             raise StoreError(f"profile {profile_id} has no data in {self.path}: delete it with 'profviz delete {profile_id}'")
+        tables, samples = rows[0]["tables"], rows[0]["samples"]
         try:
-            return decode_profile(meta, rows[0]["tables"], rows[0]["samples"])
+            if is_shared(tables):
+                return decode_shared(meta, tables, samples, self._connect())
+            return decode_profile(meta, tables, samples)
         except EncodingError as exc:
             raise StoreError(f"profile {profile_id} in {self.path} is damaged ({exc}): delete it with 'profviz delete {profile_id}'") from None
 
