@@ -528,6 +528,63 @@ def test_the_first_sample_of_each_request_holds_nothing_above_the_server_loop():
         assert got[at + 1][0] == "acquire"
 
 
+
+def test_a_thread_between_requests_keeps_only_its_loop_frames_held_and_a_gone_thread_is_forgotten():
+    """A tick that finds a server thread between requests lets go of its request's frames but keeps
+    the loop's (its next request's walk stops there); a thread that has ended is forgotten."""
+    sampler = StackSampler(100)
+    go, parked, idle, resume = (threading.Semaphore(0) for _ in range(4))
+    other_started, other_stop = threading.Event(), threading.Event()
+
+    def request(depth):
+        if depth:
+            return request(depth - 1)
+        parked.release()
+        go.acquire()
+
+    def server_loop():
+        for _ in range(8):
+            slot = sampler.begin(time.perf_counter_ns(), 0)
+            request(15)
+            sampler.end(slot)
+            idle.release()
+            resume.acquire()
+
+    def other_request():  # keeps one slot active, so ticks do sample
+        slot = sampler.begin(time.perf_counter_ns(), 0)
+        other_started.set()
+        other_stop.wait()
+        sampler.end(slot)
+
+    other = threading.Thread(target=other_request)
+    other.start()
+    other_started.wait()
+    thread = threading.Thread(target=server_loop)
+    thread.start()
+    try:
+        for _ in range(8):
+            parked.acquire()
+            sampler.tick()  # in a request
+            go.release()
+            idle.acquire()
+            sampler.tick()  # between requests
+            cached = sampler._frame_cache[thread.ident]
+            assert all(depth < cached.floor for depth in cached.held.values())
+            resume.release()
+        loop_depth = next(i for i, stack in enumerate(cached.ids) if sampler.table.code[stack] is server_loop.__code__)
+        assert sorted(cached.held.values()) == list(range(loop_depth + 1)) and cached.floor == loop_depth + 1
+        thread.join(10)
+        sampler.tick()
+        assert thread.ident not in sampler._frame_cache  # ended: forgotten
+    finally:
+        for _ in range(9):
+            go.release()
+            resume.release()
+        other_stop.set()
+        thread.join(10)
+        other.join(10)
+
+
 def test_remembered_runs_give_the_ids_of_frame_by_frame_interning(monkeypatch):
     from profviz.collect import sampler as sampler_module
     from profviz.collect.sampler import StackTable

@@ -340,10 +340,6 @@ class StackSampler:
         finally:
             if collecting:
                 gc.enable()
-        if len(self._frame_cache) > len(slots):  # threads no longer serving a request: forget their stacks
-            active = self.active
-            for ident in [i for i in self._frame_cache if i not in active]:
-                del self._frame_cache[ident]
         if self._retired:
             self._retired.clear()  # frames that left their stack: freed only now, after the walks
         self.samples_taken += kept
@@ -393,7 +389,33 @@ class StackSampler:
             slot.last_mono_ns = now_mono
             slot.last_cpu_ns = cpu
             kept += 1
+        if len(self._frame_cache) > len(slots):
+            self._forget_idle(frames)
         return kept
+
+    def _forget_idle(self, frames: dict) -> None:
+        """Threads not serving a request now keep the held frames that are still on their stack (a
+        server thread's loop, where its next request's first walk stops) and let go of the rest,
+        whose lowest depth is the thread's ``floor``: once it is known, no walk is needed to
+        tell them apart. A thread that has ended is forgotten. Released frames go to ``_retired``."""
+        active, cache, retired = self.active, self._frame_cache, self._retired
+        for ident in [i for i in cache if i not in active]:
+            cached = cache[ident]
+            frame = frames.get(ident)
+            if frame is not None and cached.floor == _NO_FLOOR:  # find the highest held frame still on the stack
+                held = cached.held
+                while frame is not None and frame not in held:
+                    frame = frame.f_back
+                if frame is not None:
+                    order, depth = cached.order, held[frame]
+                    above = [held[f] for f in order if held[f] > depth]
+                    if above:
+                        cached.floor = above[0]
+            if frame is None:
+                retired.extend(cached.order)
+                del cache[ident]
+            else:
+                cached.release_from(cached.floor, retired)
 
     def _stack_of(self, ident: int, leaf, same_request: bool = True) -> int:
         """Intern the stack ending at ``leaf``, walking only the part that may differ from this thread's last stack.
@@ -517,6 +539,15 @@ class _ThreadStack:
         self.leaf = None  # the last stack's leaf frame when it is held, with its offset and stack id
         self.leaf_offset = -1
         self.leaf_id = -1
+
+    def release_from(self, depth: int, retired: list) -> None:
+        """Let go of the held frames at ``depth`` and above (appended to ``retired``)."""
+        order, held = self.order, self.held
+        while order and held[order[-1]] >= depth:
+            gone = order.pop()
+            del held[gone]
+            retired.append(gone)
+        self.leaf = None
 
 
 class StackConverter:
