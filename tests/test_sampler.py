@@ -440,17 +440,27 @@ def test_samples_to_profile_rejects_samples_the_model_would_reject():
             samples_to_profile(sampler.table, [bad], pid=1, tid=2, thread_name="t", meta={})
 
 
+def _parked_request(parked: threading.Semaphore, go: threading.Semaphore, on_leaf=None):
+    """``request(depth)``: recurses ``depth`` calls deep, then calls ``on_leaf()`` (if given),
+    releases ``parked`` and waits for ``go`` (a request the test can sample where it stands)."""
+
+    def request(depth):
+        if depth:
+            return request(depth - 1)
+        if on_leaf is not None:
+            on_leaf()
+        parked.release()
+        go.acquire()
+
+    return request
+
 def test_a_new_request_each_tick_holds_a_few_frames_and_the_walk_stops_at_the_server_loop():
     """Each tick finds the thread in a new call chain (same code, same offsets, new frames) above a
     loop that outlives them: the sampler holds the loop's frame, and only two frames above it."""
     sampler = StackSampler(100)
     go, parked = threading.Semaphore(0), threading.Semaphore(0)
 
-    def request(depth):
-        if depth:
-            return request(depth - 1)
-        parked.release()
-        go.acquire()
+    request = _parked_request(parked, go)
 
     def server_loop():
         sampler.begin(time.perf_counter_ns(), 0)
@@ -489,12 +499,9 @@ def test_the_first_sample_of_each_request_holds_nothing_above_the_server_loop():
     go, parked = threading.Semaphore(0), threading.Semaphore(0)
     expected = []
 
-    def request(depth):
-        if depth:
-            return request(depth - 1)
-        expected.append([(f.name, f.lineno) for f in traceback.extract_stack(sys._getframe())])
-        parked.release()
-        go.acquire()
+    request = _parked_request(parked, go, lambda: expected.append(
+        [(f.name, f.lineno) for f in traceback.extract_stack(sys._getframe(1))]  # request's frame, at its on_leaf() call
+    ))
 
     def server_loop():
         for _ in range(13):
@@ -524,7 +531,7 @@ def test_the_first_sample_of_each_request_holds_nothing_above_the_server_loop():
         got = [(name.rsplit(".", 1)[-1], line) for name, _, line in sampler.table.frames(stack)]
         at = len(frames) - 1  # the innermost request call; above it, go.acquire()'s frames
         assert got[:at] == frames[:-1]
-        assert got[at] == ("request", frames[-1][1] + 2)  # two lines below the traceback's call: go.acquire()
+        assert got[at] == ("request", frames[-1][1] + 2)  # two lines below on_leaf(): go.acquire()
         assert got[at + 1][0] == "acquire"
 
 
@@ -536,11 +543,7 @@ def test_a_thread_between_requests_keeps_only_its_loop_frames_held_and_a_gone_th
     go, parked, idle, resume = (threading.Semaphore(0) for _ in range(4))
     other_started, other_stop = threading.Event(), threading.Event()
 
-    def request(depth):
-        if depth:
-            return request(depth - 1)
-        parked.release()
-        go.acquire()
+    request = _parked_request(parked, go)
 
     def server_loop():
         for _ in range(8):
