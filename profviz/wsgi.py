@@ -53,6 +53,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from .accel import speedups
 from .collect.sampler import StackSampler, process_sampler, samples_to_profile
 from .collect.writer import BackgroundWriter
 from .model import Profile
@@ -98,22 +99,15 @@ class Health:
         return sum(self.errors.values())
 
 
-class RequestInfo:
-    """What profviz knows about one request; found in ``environ["profviz.request"]``.
+class _RequestFieldsPython:
+    """The fields of a :class:`RequestInfo`, as class-level defaults (the base class when the C
+    extension is not there; its ``RequestFields`` stores the same fields, with the same defaults,
+    in a C struct). The request path sets only what it measures: this object is created and
+    dropped for every request, so each attribute set is paid by every request."""
 
-    ``id`` is unique across processes and restarts (a random per-process prefix and a counter;
-    also stored in the request row's labels as ``request_id``);
-    ``route`` may be set by the framework integration (otherwise the route function names it at
-    the end); ``labels`` may be filled by the app and are stored with the request. Once the
-    request has finished: ``duration_ns``, ``cpu_ns`` (the serving thread's CPU time) and
-    ``error`` (``"Type: message"`` when the app raised, else None).
-
-    The request path sets only what it measures; the rest are class-level defaults (this object
-    is created and dropped for every request, so each attribute set is paid by every request).
-    :meth:`Recorder.begin` makes it (without an ``__init__``: calling a class whose ``__init__`` is
-    Python costs ~1.5k instructions more than the attribute sets).
-    """
-
+    environ: Mapping | None = None
+    method = "GET"
+    path = "/"
     route: str | None = None
     thread_name = ""
     deep = False
@@ -123,6 +117,11 @@ class RequestInfo:
     duration_ns: int | None = None
     cpu_ns: int | None = None
     error: str | None = None
+    tid = 0
+    _seq = 0
+    _ident = 0
+    _mono_start = 0
+    _cpu_start = 0
     _slot = None
     _previous_slot = None
     _profiler = None
@@ -132,11 +131,6 @@ class RequestInfo:
     _labels: dict | None = None
     _start_response: Callable | None = None  # the server's, for the request's lifetime
     _write: Callable | None = None
-    pid = os.getpid()  # this process's id: a class attribute, set again in a forked child
-    environ: Mapping | None
-    method: str
-    path: str
-    tid: int
 
     def _observed_start_response(self, status, headers, exc_info=None):
         """The server's ``start_response``, called through with the same arguments; notes the
@@ -151,6 +145,24 @@ class RequestInfo:
     def _counting_write(self, data):
         self.response_bytes += len(data)
         return self._write(data)
+
+
+_RequestFields: type = speedups.RequestFields if speedups is not None else _RequestFieldsPython
+
+
+class RequestInfo(_RequestFields):
+    """What profviz knows about one request; found in ``environ["profviz.request"]``.
+
+    ``id`` is unique across processes and restarts (a random per-process prefix and a counter;
+    also stored in the request row's labels as ``request_id``);
+    ``route`` may be set by the framework integration (otherwise the route function names it at
+    the end); ``labels`` may be filled by the app and are stored with the request. Once the
+    request has finished: ``duration_ns``, ``cpu_ns`` (the serving thread's CPU time) and
+    ``error`` (``"Type: message"`` when the app raised, else None). The fields and their
+    defaults are those of :class:`_RequestFieldsPython`. :meth:`Recorder.begin` makes it.
+    """
+
+    pid = os.getpid()  # this process's id: a class attribute, set again in a forked child
 
     @property
     def id(self) -> str:
@@ -201,6 +213,47 @@ def _native_thread_id() -> int:
     _thread_ids.name = threading.current_thread().name
     tid = _thread_ids.tid = threading.get_native_id()
     return tid
+
+
+def _start_request_python(cls: type, environ: dict, counter, thread_ids, native_thread_id: Callable[[], int], environ_key: str):
+    """A new ``cls`` (a :class:`RequestInfo`) for ``environ``, its clocks started; ``environ[environ_key]`` is set to it."""
+    info = cls.__new__(cls)
+    info.environ = environ
+    info.method = environ.get("REQUEST_METHOD") or "GET"
+    info.path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "") or "/"  # request_path(), inlined
+    info._seq = next(counter)
+    info._ident = threading.get_ident()
+    tid = getattr(thread_ids, "tid", None)
+    info.tid = tid if tid is not None else native_thread_id()
+    info._mono_start = time.perf_counter_ns()
+    info._cpu_start = time.thread_time_ns()
+    environ[environ_key] = info
+    return info
+
+
+def _stop_clocks_python(info: RequestInfo, other_thread_cpu_ns: Callable[[int], int | None]) -> None:
+    """Set ``info.duration_ns`` and ``info.cpu_ns`` (CPU time of the thread that started it, at least 0)."""
+    info.duration_ns = time.perf_counter_ns() - info._mono_start
+    if threading.get_ident() == info._ident:
+        cpu_ns = time.thread_time_ns() - info._cpu_start
+    else:
+        now = other_thread_cpu_ns(info._ident)
+        cpu_ns = 0 if now is None else now - info._cpu_start
+    info.cpu_ns = cpu_ns if cpu_ns > 0 else 0
+
+
+def _other_thread_cpu_ns(ident: int) -> int | None:
+    """The CPU clock of the thread ``ident`` (a request finished on another thread than it began on); None when unreadable."""
+    try:
+        return time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
+    except (AttributeError, OSError):
+        return None
+
+
+if speedups is not None:  # the C versions (see profviz/accel.py)
+    _start_request, _stop_clocks = speedups.start_request, speedups.stop_clocks
+else:
+    _start_request, _stop_clocks = _start_request_python, _stop_clocks_python
 
 
 def _after_fork() -> None:
@@ -441,17 +494,7 @@ class Recorder:
         if not self.enabled:
             return None
         try:
-            info = _new_object(RequestInfo)
-            info.environ = environ
-            info.method = environ.get("REQUEST_METHOD") or "GET"
-            info.path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "") or "/"  # request_path(), inlined
-            info._seq = next(_id_counter)
-            info._ident = threading.get_ident()
-            tid = getattr(_thread_ids, "tid", None)
-            info.tid = tid if tid is not None else _native_thread_id()
-            info._mono_start = time.perf_counter_ns()
-            info._cpu_start = time.thread_time_ns()
-            environ[ENVIRON_KEY] = info
+            info = _start_request(RequestInfo, environ, _id_counter, _thread_ids, _native_thread_id, ENVIRON_KEY)
             if self._sampler is not None:
                 self._sampler.ensure_running()
                 info._previous_slot = self._sampler.active.get(info._ident)
@@ -497,15 +540,7 @@ class Recorder:
             return
         info.finished = True
         try:
-            info.duration_ns = time.perf_counter_ns() - info._mono_start
-            if threading.get_ident() == info._ident:
-                cpu_ns = time.thread_time_ns() - info._cpu_start
-            else:  # finished on another thread: read the starting thread's CPU clock
-                try:
-                    cpu_ns = time.clock_gettime_ns(time.pthread_getcpuclockid(info._ident)) - info._cpu_start
-                except (AttributeError, OSError):
-                    cpu_ns = 0
-            info.cpu_ns = cpu_ns if cpu_ns > 0 else 0
+            _stop_clocks(info, _other_thread_cpu_ns)
             slot = info._slot
             if slot is not None:
                 info._samples = self._sampler.end(slot, info._previous_slot)
@@ -891,9 +926,7 @@ class ProfilerMiddleware:
         sized = _SIZED.get(type(app_iter))
         if sized is None:
             sized = _is_sized(type(app_iter))
-        response = _new_object(_SizedResponse if sized else _Response)  # see _Response
-        response.app_iter, response._info, response._recorder, response._chunks_iter = app_iter, info, recorder, None
-        return response
+        return _observe_response(app_iter, info, recorder, sized)
 
 
 _SIZED: dict[type, bool] = {}  # response iterable type -> has __len__ (a failed lookup costs an exception each time)
@@ -964,3 +997,13 @@ class _SizedResponse(_Response):
 
     def __len__(self):
         return len(self.app_iter)
+
+
+def _observe_response_python(app_iter, info: RequestInfo, recorder: Recorder, sized: bool) -> _Response:
+    """The app's response iterable, observed (:class:`_Response`; with ``__len__`` when ``sized``)."""
+    response = _new_object(_SizedResponse if sized else _Response)  # see _Response
+    response.app_iter, response._info, response._recorder, response._chunks_iter = app_iter, info, recorder, None
+    return response
+
+
+_observe_response = speedups.observe_response if speedups is not None else _observe_response_python  # see profviz/accel.py

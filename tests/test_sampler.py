@@ -16,7 +16,10 @@ from profviz.model import Profile, ProfileError, State
 from profviz.store import Store
 from profviz.store.requests import query_requests
 from profviz.wsgi import ProfilerMiddleware
+from tests.speedups_support import implementation  # noqa: F401 - a fixture
 from tests.targets.wsgi_apps import make_app
+
+pytestmark = pytest.mark.usefixtures("implementation")  # every test with the C stack walker and with the Python one
 
 
 DATA = b"x" * 4_000_000

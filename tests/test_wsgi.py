@@ -20,6 +20,7 @@ from profviz.store import Store, StoreError
 from profviz.store.requests import query_requests
 from profviz.wsgi import ENVIRON_KEY
 from profviz.wsgi import ProfilerMiddleware as _ProfilerMiddleware
+from tests.speedups_support import implementation  # noqa: F401 - a fixture
 from tests.targets.wsgi_apps import AppError, make_app, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,7 @@ def exchange(client, path):
 
 
 @pytest.mark.parametrize("path", ["/plain", "/stream", "/write", "/exc-info", "/raise", "/stream/fail"])
-def test_responses_and_exceptions_are_identical_to_the_bare_app(store, path):
+def test_responses_and_exceptions_are_identical_to_the_bare_app(store, path, implementation):
     bare_bodies, wrapped_bodies = [], []
     bare, wrapped, middleware = both(path, bare_bodies, wrapped_bodies, store=store)
     expected = exchange(bare, path)
@@ -84,7 +85,7 @@ def test_responses_and_exceptions_are_identical_to_the_bare_app(store, path):
             assert wrapped_bodies[0].closed
 
 
-def test_streaming_request_ends_when_the_body_is_consumed_and_close_is_called(store):
+def test_streaming_request_ends_when_the_body_is_consumed_and_close_is_called(store, implementation):
     bodies = []
     middleware = ProfilerMiddleware(make_app(bodies), store=store)
     seen = {}
@@ -108,7 +109,7 @@ def test_streaming_request_ends_when_the_body_is_consumed_and_close_is_called(st
     assert row.response_bytes == len(first + rest) and row.status == 200 and row.route == "/stream"
 
 
-def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(store):
+def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(store, implementation):
     bodies = []
     middleware = ProfilerMiddleware(make_app(bodies), store=store)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "SCRIPT_NAME": "", "QUERY_STRING": ""}
@@ -117,7 +118,7 @@ def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(st
     assert bodies[0].closed and environ[ENVIRON_KEY].finished
 
 
-def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_threads_ids(store):
+def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_threads_ids(store, implementation):
     middleware = ProfilerMiddleware(make_app([]), store=store)
     seen = {}
 
@@ -150,7 +151,7 @@ def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_thread
     assert writer["batches"] >= 1 and writer["cpu_s"] > 0
 
 
-def test_a_response_dropped_half_read_without_close_still_ends_its_request(store):
+def test_a_response_dropped_half_read_without_close_still_ends_its_request(store, implementation):
     import gc
 
     middleware = ProfilerMiddleware(make_app([]), store=store)
@@ -194,7 +195,7 @@ def test_app_labels_of_any_type_are_stored_as_text_and_never_lose_the_request(st
     assert middleware.stats["errors"] == 0
 
 
-def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store):
+def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store, implementation):
     middleware = ProfilerMiddleware(make_app(), store=store)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/plain", "SCRIPT_NAME": "", "QUERY_STRING": ""}
     iterable = middleware(environ, lambda status, headers, exc_info=None: None)
@@ -249,7 +250,7 @@ def test_a_failing_store_changes_no_response_and_is_counted_and_logged_once(tmp_
         locker.close()
 
 
-def test_concurrent_clients_on_a_real_server_lose_no_requests(store):
+def test_concurrent_clients_on_a_real_server_lose_no_requests(store, implementation):
     middleware = ProfilerMiddleware(make_app(), store=store, tail_threshold_ms=30)
     paths = [f"/items/{i}" for i in range(150)] + [f"/sleep/{5 + i % 20}" for i in range(100)] + ["/busy/40"] * 10
     with serve(middleware, threads=8) as base:

@@ -47,6 +47,7 @@ import threading
 import time
 from typing import Callable
 
+from ..accel import speedups
 from ..model import Profile, State, TableLists
 from . import forks
 
@@ -450,13 +451,7 @@ class StackSampler:
             cached = self._frame_cache[ident] = _ThreadStack()
         held = cached.held
         fresh, new_codes, new_offsets = [], [], []
-        push, add_code, add_offset = fresh.append, new_codes.append, new_offsets.append
-        frame = leaf
-        while frame is not None and frame not in held:
-            push(frame)
-            add_code(frame.f_code)
-            add_offset(frame.f_lasti)
-            frame = frame.f_back
+        frame = _walk_fresh(leaf, held, fresh, new_codes, new_offsets)
         ids, order = cached.ids, cached.order
         if frame is None:
             base = 0
@@ -467,9 +462,9 @@ class StackSampler:
                 held.clear()
         else:
             base = held[frame]
-            push(frame)
-            add_code(frame.f_code)
-            add_offset(frame.f_lasti)
+            fresh.append(frame)
+            new_codes.append(frame.f_code)
+            new_offsets.append(frame.f_lasti)
             retired = self._retired
             while held[order[-1]] > base:  # held frames above it have left the stack
                 gone = order.pop()
@@ -523,6 +518,23 @@ class StackSampler:
             if bottom < top:
                 held[fresh[top]] = base + top
                 order.append(fresh[top])
+
+
+def _walk_fresh_python(leaf, held: dict, fresh: list, codes: list, offsets: list):
+    """From ``leaf`` down through ``f_back`` until a frame in ``held`` (or the stack's end):
+    appends each frame, its ``f_code`` and its ``f_lasti`` to the three lists, leaf first;
+    returns the held frame met, or None."""
+    push, add_code, add_offset = fresh.append, codes.append, offsets.append
+    frame = leaf
+    while frame is not None and frame not in held:
+        push(frame)
+        add_code(frame.f_code)
+        add_offset(frame.f_lasti)
+        frame = frame.f_back
+    return frame
+
+
+_walk_fresh = speedups.walk_fresh if speedups is not None else _walk_fresh_python  # see profviz/accel.py
 
 
 class _ThreadStack:
