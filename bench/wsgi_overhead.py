@@ -411,6 +411,12 @@ def instr_measure(config: str, label: str, db: str, tmp: str, args, scale: float
             load(server.port, n, connections)
             after, gc_after = instr_counters(server.port)
             cpu, wall = server.counters()[0] - cpu0, time.perf_counter() - wall0
+            deadline = time.monotonic() + 60
+            while after and after["recorded"] - before["recorded"] < n and time.monotonic() < deadline:
+                # a response can reach the client before its worker ends the request (waitress sends each
+                # chunk as it comes, then finishes iterating and calls close()): wait for those records
+                time.sleep(1.0)
+                after, gc_after = instr_counters(server.port)
             if under_callgrind:
                 callgrind_control(server.proc.pid, f"--dump={label}")
         finally:
@@ -445,7 +451,7 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
     half = conns // 2
     started = time.perf_counter()
     print(f"\n== instructions: callgrind, {n} requests per config after {INSTR_WARMUP} warm-up,"
-          f" one server (8 threads) per config, at most 2 at once; {conns} keep-alive clients; git {git_commit()}")
+          f" one server (8 threads) per config, at most 2 at once; {conns} keep-alive clients; git {git_commit()}; {speedups_state()}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     frozen = args.instr_gc == "freeze"
     native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False, conns, freeze_gc=frozen) for c in ("none", "sampler") if c in configs}
@@ -562,6 +568,15 @@ def sampler_at_native_samples(results: dict, base: float, half: int, native_samp
 def instr_verdict(ratio: float, noise: float, goal: float) -> str:
     """met when the ratio clears the goal by the A/A noise, NOT met when it misses it by more, else within noise."""
     return verdict(ratio - noise, ratio + noise, goal)
+
+
+def speedups_state() -> str:
+    """Whether the servers run profviz's C extension (they import profviz as this process does)."""
+    from profviz.accel import speedups
+
+    if speedups is not None:
+        return "C speedups in use"
+    return "C speedups disabled (PROFVIZ_NO_SPEEDUPS)" if os.environ.get("PROFVIZ_NO_SPEEDUPS") else "C speedups NOT BUILT"
 
 
 def git_commit() -> str:

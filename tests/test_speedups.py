@@ -19,7 +19,7 @@ import pytest
 
 from profviz.collect.sampler import _walk_fresh_python
 from profviz.wsgi import RequestInfo, _observe_response_python, _RequestFieldsPython, _start_request_python
-from tests.speedups_support import _speedups
+from tests.speedups_support import _speedups, implementation  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVERS = {"python": _observe_response_python}
@@ -322,3 +322,44 @@ def test_the_pure_python_versions_pass_the_wsgi_and_sampler_tests(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout
+
+
+def test_the_request_path_keeps_no_references(tmp_path, implementation):
+    """Every object a request passes through (the app's iterable, the server's start_response and
+    write, the environ, the request's info) is released once the request is written."""
+    from profviz.wsgi import ProfilerMiddleware
+
+    body = Body([b"ab", b"cd"])
+    written = []
+
+    def server_write(data):
+        written.append(data)
+
+    def server_start_response(status, headers, exc_info=None):
+        return server_write
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"early")
+        return body
+
+    middleware = ProfilerMiddleware(app, store=tmp_path / "profviz.db", sampler=False)
+    infos = []
+    try:
+        before = (sys.getrefcount(body), sys.getrefcount(server_write), sys.getrefcount(server_start_response))
+        for i in range(300):
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/x/{i}", "SCRIPT_NAME": ""}
+            response = middleware(environ, server_start_response)
+            assert b"".join(response) == b"abcd"
+            response.close()
+            infos.append(weakref.ref(environ["profviz.request"]))
+            del environ, response
+        assert middleware.flush()
+        gc.collect()
+        after = (sys.getrefcount(body), sys.getrefcount(server_write), sys.getrefcount(server_start_response))
+        assert after == before
+        assert [ref for ref in infos if ref() is not None] == []
+        assert middleware.stats["recorded"] == 300 and middleware.stats["errors"] == 0
+        assert len(written) == 300 and body.closed == 300
+    finally:
+        middleware.close()

@@ -139,6 +139,7 @@ class BackgroundWriter:
             if batch:
                 self._handle(batch)
                 self.handled += len(batch)
+                batch.clear()  # not kept while waiting for the next one (requests' samples, pyinstrument sessions)
             if not items:
                 draining = False
             now = time.monotonic()
