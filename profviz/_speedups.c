@@ -1,8 +1,20 @@
-/* profviz._speedups: the two request-path hot spots of the WSGI middleware, in C.
+/* profviz._speedups: the WSGI middleware's request-path hot spots, in C.
  *
- * Optional: setup.py builds it when a C compiler is there; without it profviz uses the pure
- * Python versions (profviz.wsgi._Response, profviz.collect.sampler._walk_fresh_python), which
- * behave the same and are tested against the same tests.
+ * Optional: setup.py builds it when a C compiler is there; without it (or with
+ * PROFVIZ_NO_SPEEDUPS=1, see profviz/accel.py) profviz uses the pure Python versions, which
+ * behave the same and pass the same tests (tests/speedups_support.py, tests/test_speedups.py).
+ * Python version of each piece: RequestFields -> profviz.wsgi._RequestFieldsPython,
+ * start_request / stop_clocks -> profviz.wsgi._start_request_python / _stop_clocks_python,
+ * observe_response -> profviz.wsgi._observe_response_python, walk_fresh ->
+ * profviz.collect.sampler._walk_fresh_python.
+ *
+ * RequestFields: the base class of profviz.wsgi.RequestInfo. Its fields (field_names below)
+ *   are member descriptors over a C array, set to their defaults at creation: the request path
+ *   and the writer read and write them without a dict. Its _observed_start_response(status,
+ *   headers, exc_info=None) is the start_response the app gets: it calls the server's
+ *   (_start_response) with the same arguments (exc_info only when given), keeps the server's
+ *   write() as _write and the status as status_line, and returns _counting_write, which counts
+ *   len(data) into response_bytes and calls the server's write().
  *
  * observe_response(app_iter, info, recorder, sized): the app's response iterable, observed.
  *   Iterating it counts each chunk's len() into info.response_bytes and ends the request
@@ -12,12 +24,12 @@
  *   without close() ends the request as it is collected. With sized true, len() is the app
  *   iterable's len() (servers use it to set Content-Length).
  *
- * start_request(cls, environ, counter, thread_ids, native_thread_id, environ_key): a new instance
- *   of cls (made as object.__new__(cls) makes it) for the request of dict environ, with
- *   environ (the dict), method (REQUEST_METHOD, or "GET"), path (SCRIPT_NAME + PATH_INFO, or "/"),
- *   _seq (next(counter)), _ident (threading.get_ident()), tid (thread_ids.tid, or
- *   native_thread_id() when thread_ids has none), then _mono_start (time.perf_counter_ns())
- *   and _cpu_start (time.thread_time_ns()) set; stored as environ[environ_key] and returned.
+ * start_request(cls, environ, counter, thread_ids, native_thread_id, environ_key): a new cls
+ *   (a RequestFields subclass) for the request of dict environ, with environ (the dict), method
+ *   (REQUEST_METHOD, or "GET"), path (SCRIPT_NAME + PATH_INFO, or "/"), _seq (next(counter)),
+ *   _ident (threading.get_ident()), tid (thread_ids.tid, or native_thread_id() when thread_ids
+ *   has none), then _mono_start (time.perf_counter_ns()) and _cpu_start (time.thread_time_ns())
+ *   set; stored as environ[environ_key] and returned.
  *
  * stop_clocks(info, other_thread_cpu_ns): sets info.duration_ns (perf_counter_ns() minus
  *   info._mono_start) and info.cpu_ns (the thread's CPU time since info._cpu_start, at least
@@ -35,9 +47,8 @@
 #include <structmember.h>
 
 static PyObject *str_finish, *str_finished, *str_response_bytes, *str_close, *str_counting_write;
-static PyObject *str_environ, *str_method, *str_path, *str_seq, *str_ident, *str_tid, *str_mono_start,
-    *str_cpu_start, *str_duration_ns, *str_cpu_ns, *str_REQUEST_METHOD, *str_SCRIPT_NAME, *str_PATH_INFO,
-    *str_GET, *str_slash, *str_empty, *empty_tuple;
+static PyObject *str_tid, *str_REQUEST_METHOD, *str_SCRIPT_NAME, *str_PATH_INFO, *str_GET, *str_slash, *str_empty,
+    *empty_tuple;
 static PyObject *perf_counter_ns, *thread_time_ns, *zero;  /* time's functions, called as Python calls them */
 
 /* RequestFields: the fields of profviz.wsgi.RequestInfo (its base class) as a C struct, so that
@@ -65,6 +76,17 @@ typedef struct {
 static PyTypeObject RequestFieldsType;
 
 #define FIELD(info, index) (((RequestFields *)(info))->fields[index])
+
+/* The field (a borrowed reference), or NULL with AttributeError set when Python code deleted it. */
+static PyObject *
+get_field(PyObject *info, int index)
+{
+    PyObject *value = FIELD(info, index);
+    if (value == NULL)
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s' (it was deleted)",
+                     Py_TYPE(info)->tp_name, field_names[index]);
+    return value;
+}
 
 /* Stores value (a new reference, or NULL with an error set) in the field, dropping the old one. */
 static int
@@ -155,7 +177,10 @@ observed_start_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     PyObject *call_args[3] = {given[0], given[1], given[2]};
     size_t count = given[2] == NULL || given[2] == Py_None ? 2 : 3;
-    PyObject *write = PyObject_Vectorcall(FIELD(self, F_START_RESPONSE), call_args, count, NULL);
+    PyObject *server_start_response = get_field(self, F_START_RESPONSE);
+    if (server_start_response == NULL)
+        return NULL;
+    PyObject *write = PyObject_Vectorcall(server_start_response, call_args, count, NULL);
     if (write == NULL)
         return NULL;
     set_field(self, F_WRITE, write);
@@ -170,13 +195,16 @@ counting_write(PyObject *self, PyObject *data)
     Py_ssize_t size = PyObject_Size(data);
     if (size < 0)
         return NULL;
+    PyObject *before = get_field(self, F_RESPONSE_BYTES), *server_write = get_field(self, F_WRITE);
+    if (before == NULL || server_write == NULL)
+        return NULL;
     PyObject *added = PyLong_FromSsize_t(size);
-    if (added == NULL || set_field(self, F_RESPONSE_BYTES, PyNumber_Add(FIELD(self, F_RESPONSE_BYTES), added)) < 0) {
+    if (added == NULL || set_field(self, F_RESPONSE_BYTES, PyNumber_Add(before, added)) < 0) {
         Py_XDECREF(added);
         return NULL;
     }
     Py_DECREF(added);
-    return PyObject_CallOneArg(FIELD(self, F_WRITE), data);
+    return PyObject_CallOneArg(server_write, data);
 }
 
 static PyMethodDef request_fields_methods[] = {
@@ -248,7 +276,7 @@ static int
 add_response_bytes(PyObject *info, Py_ssize_t size)
 {
     int fields = PyObject_TypeCheck(info, &RequestFieldsType);
-    PyObject *before = fields ? Py_NewRef(FIELD(info, F_RESPONSE_BYTES)) : PyObject_GetAttr(info, str_response_bytes);
+    PyObject *before = fields ? Py_XNewRef(get_field(info, F_RESPONSE_BYTES)) : PyObject_GetAttr(info, str_response_bytes);
     if (before == NULL)
         return -1;
     PyObject *added = PyLong_FromSsize_t(size);
@@ -324,7 +352,7 @@ response_close(ObservedResponse *self, PyObject *Py_UNUSED(ignored))
             Py_DECREF(result);
         }
     }
-    PyObject *finished = PyObject_TypeCheck(self->info, &RequestFieldsType) ? Py_NewRef(FIELD(self->info, F_FINISHED))
+    PyObject *finished = PyObject_TypeCheck(self->info, &RequestFieldsType) ? Py_XNewRef(get_field(self->info, F_FINISHED))
                                                                            : PyObject_GetAttr(self->info, str_finished);
     if (finished == NULL)
         return NULL;
@@ -539,17 +567,6 @@ error:
     return NULL;
 }
 
-/* now minus start (a new reference; drops now), or NULL with an error set. */
-static PyObject *
-elapsed_since(PyObject *start, PyObject *now)
-{
-    if (now == NULL)
-        return NULL;
-    PyObject *elapsed = PyNumber_Subtract(now, start);
-    Py_DECREF(now);
-    return elapsed;
-}
-
 static PyObject *
 stop_clocks(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -562,36 +579,36 @@ stop_clocks(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         PyErr_Format(PyExc_TypeError, "stop_clocks() needs a RequestFields, got %.100s", Py_TYPE(info)->tp_name);
         return NULL;
     }
-    if (set_field(info, F_DURATION_NS, elapsed_since(FIELD(info, F_MONO_START), PyObject_CallNoArgs(perf_counter_ns))) < 0)
+    PyObject *mono_start = get_field(info, F_MONO_START), *cpu_start = get_field(info, F_CPU_START);
+    PyObject *ident = get_field(info, F_IDENT);
+    if (mono_start == NULL || cpu_start == NULL || ident == NULL)
         return NULL;
-    PyObject *ident = FIELD(info, F_IDENT);
     unsigned long started_on = PyLong_AsUnsignedLong(ident);
     if (started_on == (unsigned long)-1 && PyErr_Occurred())
         return NULL;
-    PyObject *cpu;
-    if (started_on == PyThread_get_thread_ident()) {
-        cpu = elapsed_since(FIELD(info, F_CPU_START), PyObject_CallNoArgs(thread_time_ns));
-    }
-    else {
-        PyObject *now = PyObject_CallOneArg(args[1], ident);
-        if (now == Py_None) {
-            Py_DECREF(now);
-            cpu = PyLong_FromLong(0);
-        }
-        else {
-            cpu = elapsed_since(FIELD(info, F_CPU_START), now);
-        }
-    }
+    Py_INCREF(cpu_start);  /* the calls below run Python code, which may set the fields */
+    Py_INCREF(ident);
+    PyObject *now = PyObject_CallNoArgs(perf_counter_ns), *cpu = NULL;
+    if (now == NULL || set_field(info, F_DURATION_NS, PyNumber_Subtract(now, mono_start)) < 0)
+        goto done;
+    PyObject *cpu_now = started_on == PyThread_get_thread_ident() ? PyObject_CallNoArgs(thread_time_ns)
+                                                                  : PyObject_CallOneArg(args[1], ident);
+    if (cpu_now == NULL)
+        goto done;
+    cpu = cpu_now == Py_None ? Py_NewRef(zero) : PyNumber_Subtract(cpu_now, cpu_start);  /* None: unreadable */
+    Py_DECREF(cpu_now);
     if (cpu == NULL)
-        return NULL;
+        goto done;
     int negative = PyObject_RichCompareBool(cpu, zero, Py_LT);
-    if (negative < 0) {
-        Py_DECREF(cpu);
-        return NULL;
-    }
-    if (negative)
+    if (negative < 0)
+        Py_CLEAR(cpu);
+    else if (negative)
         Py_SETREF(cpu, Py_NewRef(zero));
-    if (set_field(info, F_CPU_NS, cpu) < 0)
+done:
+    Py_XDECREF(now);
+    Py_DECREF(cpu_start);
+    Py_DECREF(ident);
+    if (cpu == NULL || set_field(info, F_CPU_NS, cpu) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -684,9 +701,7 @@ PyInit__speedups(void)
     struct { PyObject **slot; const char *text; } names[] = {
         {&str_finish, "finish"}, {&str_finished, "finished"}, {&str_response_bytes, "response_bytes"},
         {&str_close, "close"}, {&str_counting_write, "_counting_write"},
-        {&str_environ, "environ"}, {&str_method, "method"}, {&str_path, "path"}, {&str_seq, "_seq"},
-        {&str_ident, "_ident"}, {&str_tid, "tid"}, {&str_mono_start, "_mono_start"}, {&str_cpu_start, "_cpu_start"},
-        {&str_duration_ns, "duration_ns"}, {&str_cpu_ns, "cpu_ns"}, {&str_REQUEST_METHOD, "REQUEST_METHOD"},
+        {&str_tid, "tid"}, {&str_REQUEST_METHOD, "REQUEST_METHOD"},
         {&str_SCRIPT_NAME, "SCRIPT_NAME"}, {&str_PATH_INFO, "PATH_INFO"}, {&str_GET, "GET"}, {&str_slash, "/"},
         {&str_empty, ""},
     };

@@ -363,3 +363,28 @@ def test_the_request_path_keeps_no_references(tmp_path, implementation):
         assert len(written) == 300 and body.closed == 300
     finally:
         middleware.close()
+
+
+def test_a_deleted_field_gives_an_attribute_error_not_a_crash():
+    if _speedups is None:
+        pytest.skip("profviz._speedups was not built")
+    info = started({"PATH_INFO": "/x"})
+    del info._mono_start
+    with pytest.raises(AttributeError, match="_mono_start"):
+        info._mono_start
+    with pytest.raises(AttributeError, match="_mono_start.*deleted"):
+        _speedups.stop_clocks(info, None)
+    info = started({"PATH_INFO": "/x"})
+    info._start_response = lambda *args: None
+    write = info._observed_start_response("200 OK", [])
+    del info.response_bytes
+    with pytest.raises(AttributeError, match="response_bytes"):
+        write(b"x")
+    with pytest.raises(AttributeError, match="response_bytes"):
+        list(_speedups.observe_response([b"x"], info, Recorder(), False))
+    del info.finished
+    with pytest.raises(AttributeError, match="finished"):
+        _speedups.observe_response([], info, Recorder(), False).close()
+    del info._start_response
+    with pytest.raises(AttributeError, match="_start_response"):
+        info._observed_start_response("200 OK", [])
