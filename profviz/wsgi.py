@@ -862,9 +862,11 @@ class Recorder:
     @property
     def stats(self) -> dict:
         """Counters: requests queued/dropped/recorded, profiles kept by kind, internal errors by kind,
-        and profviz's own threads: the writer's batches and CPU time, the sampler's ticks and CPU time."""
+        and profviz's own threads: the writer's batches and CPU time, the sampler's ticks and CPU time;
+        ``speedups``: whether the request path runs the C extension (see :mod:`profviz.accel`)."""
         sampler = self._sampler
         return {
+            "speedups": speedups is not None,
             "handled": self.writer.handled,
             "dropped": self.writer.dropped,
             "pending": self.writer.pending,

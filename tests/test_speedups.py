@@ -311,7 +311,8 @@ def test_the_pure_python_versions_pass_the_wsgi_and_sampler_tests(tmp_path):
     """PROFVIZ_NO_SPEEDUPS=1: RequestInfo on its Python base class, every hot spot in Python."""
     env = {**os.environ, "PROFVIZ_NO_SPEEDUPS": "1"}
     check = subprocess.run(
-        [sys.executable, "-c", "from profviz import wsgi; assert wsgi.RequestInfo.__mro__[1] is wsgi._RequestFieldsPython"],
+        [sys.executable, "-c", "from profviz import wsgi; assert wsgi.RequestInfo.__mro__[1] is wsgi._RequestFieldsPython\n"
+         "m = wsgi.ProfilerMiddleware(lambda e, s: [], store=':memory:', sampler=False); assert m.stats['speedups'] is False"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert check.returncode == 0, check.stderr
@@ -360,6 +361,7 @@ def test_the_request_path_keeps_no_references(tmp_path, implementation):
         assert after == before
         assert [ref for ref in infos if ref() is not None] == []
         assert middleware.stats["recorded"] == 300 and middleware.stats["errors"] == 0
+        assert middleware.stats["speedups"] is (_speedups is not None)
         assert len(written) == 300 and body.closed == 300
     finally:
         middleware.close()
