@@ -239,6 +239,8 @@ typedef struct {
     int state;          /* 0: not iterated yet, 1: iterating, 2: chunks ended or raised */
 } ObservedResponse;
 
+/* SizedObservedResponseType: the same type with a len() (servers use it to set Content-Length),
+ * a copy of ObservedResponseType made at module init before either is readied. */
 static PyTypeObject ObservedResponseType, SizedObservedResponseType;
 
 /* recorder.finish(info) or recorder.finish(info, error); 0, or -1 with the call's error set. */
@@ -449,23 +451,6 @@ static PyTypeObject ObservedResponseType = {
     .tp_iternext = (iternextfunc)response_iternext,
     .tp_methods = response_methods,
     .tp_getset = response_getset,
-};
-
-static PyTypeObject SizedObservedResponseType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "profviz._speedups.SizedObservedResponse",
-    .tp_doc = "An observed response whose app iterable has a len() (see observe_response).",
-    .tp_basicsize = sizeof(ObservedResponse),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_dealloc = (destructor)response_dealloc,
-    .tp_traverse = (traverseproc)response_traverse,
-    .tp_clear = (inquiry)response_clear,
-    .tp_finalize = (destructor)response_finalize,
-    .tp_iter = response_iter,
-    .tp_iternext = (iternextfunc)response_iternext,
-    .tp_methods = response_methods,
-    .tp_getset = response_getset,
-    .tp_as_sequence = &sized_as_sequence,
 };
 
 static PyObject *
@@ -696,6 +681,10 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    SizedObservedResponseType = ObservedResponseType;
+    SizedObservedResponseType.tp_name = "profviz._speedups.SizedObservedResponse";
+    SizedObservedResponseType.tp_doc = "An observed response whose app iterable has a len() (see observe_response).";
+    SizedObservedResponseType.tp_as_sequence = &sized_as_sequence;
     if (PyType_Ready(&ObservedResponseType) < 0 || PyType_Ready(&SizedObservedResponseType) < 0)
         return NULL;
     struct { PyObject **slot; const char *text; } names[] = {
