@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind
 from profviz.analysis.correlate import join_spans, span_flame_mask, span_rows, unspanned
 from profviz.model import Profile, Span, State
 from profviz.otel import SpanProcessor
-from profviz.store import Store
+from profviz.store import open_store
 
 THREADS = 8
 RATE_HZ = 100
@@ -55,7 +55,7 @@ def processor_overhead(count: int, repeat: int) -> None:
     stamped = per_span_us(stamping, count, repeat)
 
     with tempfile.TemporaryDirectory() as scratch:
-        store = Store(os.path.join(scratch, "spans.db"))
+        store = open_store(os.path.join(scratch, "spans.db"))
         processor = SpanProcessor(store, queue_size=count * repeat + 1)
         recording = TracerProvider()
         recording.add_span_processor(processor)

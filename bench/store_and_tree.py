@@ -25,7 +25,7 @@ import numpy as np
 from profviz.analysis.calltree import SampleFilter, build_call_tree, function_stats
 from profviz.formats import profviz_json, speedscope
 from profviz.model import Profile, State
-from profviz.store import Store, _encode_for_insert
+from profviz.store import open_store, _encode_for_insert
 
 THREADS = 8
 RATE_HZ = 100
@@ -141,7 +141,7 @@ def main() -> None:
           f"{len(profile.frame_function)} frames, built in {build_s:.2f} s")
 
     with tempfile.TemporaryDirectory(prefix="profviz-bench-") as tmp:
-        store = Store(os.path.join(tmp, "bench.db"))
+        store = open_store(os.path.join(tmp, "bench.db"))
         encode_s, _ = timed(lambda: _encode_for_insert(profile), repeat=3)
         save_s, profile_id = timed(lambda: store.save_profile(profile))
         stored = store.profile_bytes(profile_id)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from profviz.store import Store  # noqa: E402
+from profviz.store import open_store  # noqa: E402
 from tests.browser_support import build_shop_profile, chromium, running_server  # noqa: E402
 
 
@@ -103,7 +103,7 @@ def screenshots(directory: Path) -> None:
     """Write a PNG of every view for a realistic profile (see the module docstring)."""
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="profviz-shots-") as tmp:
-        store = Store(os.path.join(tmp, "shots.db"))
+        store = open_store(os.path.join(tmp, "shots.db"))
         before = store.save_profile(build_shop_profile(seconds=12, workers=6, seed=3, regression=False,
                                                        start_ns=1_764_000_000_000_000_000, cmdline="python -m shop.serve --port 8000"))
         after_profile = build_shop_profile(seconds=12, workers=6, seed=4, regression=True,
@@ -152,7 +152,7 @@ def main() -> None:
 
     tmp = None
     if args.store and args.profile:
-        store = Store(args.store)
+        store = open_store(args.store)
         profile_id = args.profile
         meta = store.profile_meta(profile_id)
         print(f"profile {profile_id} from {args.store}: {meta['sample_count']:,} samples, {meta['thread_count']} threads")
@@ -160,7 +160,7 @@ def main() -> None:
         started = time.perf_counter()
         profile = synthetic_profile(args.samples, args.stacks, args.threads)
         tmp = tempfile.TemporaryDirectory(prefix="profviz-ui-bench-")
-        store = Store(os.path.join(tmp.name, "bench.db"))
+        store = open_store(os.path.join(tmp.name, "bench.db"))
         profile_id = store.save_profile(profile)
         print(f"synthetic profile: {profile.sample_count:,} samples, {len(profile.stack_prefix):,} stacks, "
               f"{len(profile.threads)} threads; built and saved in {time.perf_counter() - started:.1f} s")

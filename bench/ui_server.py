@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from profviz.model import Profile, State  # noqa: E402
 from profviz.server import create_app  # noqa: E402
-from profviz.store import Store  # noqa: E402
+from profviz.store import open_store  # noqa: E402
 
 SAMPLE_PERIOD_NS = 10_000_000
 START_NS = 1_700_000_000_000_000_000
@@ -145,7 +145,7 @@ def main() -> None:
     if store_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="profviz-bench-")
         store_path = os.path.join(tmp.name, "bench.db")
-    store = Store(store_path)
+    store = open_store(store_path)
     started = time.perf_counter()
     profile_id = store.save_profile(profile)
     print(f"saved as profile {profile_id} in {store_path} in {time.perf_counter() - started:.2f} s; "
@@ -164,7 +164,7 @@ def main() -> None:
           f"warm {min(warm_times) * 1000:7.0f} ms; {nodes:,} nodes; {size_text(body)}   [goals: < 1000 ms, < 2 MB]")
     cached = client.application.extensions["profviz"].profile(profile_id)
     start_load = time.perf_counter()
-    Store(store_path).load_profile(profile_id)
+    open_store(store_path).load_profile(profile_id)
     print(f"  of which loading the profile from the store: {(time.perf_counter() - start_load) * 1000:.0f} ms")
 
     elapsed, body = timed_get(client, f"{base}/flamegraph?threads=1&states=waiting")

@@ -743,9 +743,9 @@ def serve_shops(config: str, db: str, store: str, paired: bool, time_scale: floa
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
-    from samples.shop.app import create_app
-    from samples.shop.serving import waitress_in_thread
-    from samples.shop.services import ExternalService, SlowLogSink
+    from profviz_shop.app import create_app
+    from profviz_shop.serving import waitress_in_thread
+    from profviz_shop.services import ExternalService, SlowLogSink
 
     poll_s = 0.05 * (time_scale or 1.0)  # the services' idle loops wake as often per request as natively
     with SlowLogSink(delay_s=0.001, poll_interval_s=poll_s) as sink, ExternalService(delay_s=0.001, poll_interval_s=poll_s) as external:
@@ -885,11 +885,10 @@ def recorded_routes(store: str) -> str:
     """What the wrapped app stored: request rows by route (a check that prefix stripping kept route names)."""
     from collections import Counter
 
-    from profviz.store import Store
-    from profviz.store.requests import request_columns
+    from profviz.store import open_store
 
-    with Store(store) as opened:
-        routes = Counter(request_columns(opened)["route"])
+    with open_store(store) as opened:
+        routes = Counter(opened.request_columns()["route"])
     return "stored routes: " + ", ".join(f"{route} {count}" for route, count in sorted(routes.items()))
 
 
@@ -955,8 +954,8 @@ def paired_child(config: str, db: str, store: str, blocks: int, pairs: int) -> N
     """Child process: print one JSON line per block (CPU ns of each app and background), then stats."""
     from werkzeug.test import create_environ
 
-    from samples.shop.app import create_app
-    from samples.shop.services import ExternalService, SlowLogSink
+    from profviz_shop.app import create_app
+    from profviz_shop.services import ExternalService, SlowLogSink
 
     environs = [create_environ(path, query_string=query) for path, _, query in (p.partition("?") for p in PATHS)]
 
@@ -1372,7 +1371,7 @@ def main() -> None:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     configs = ["none"] + [c for c in args.configs.split(",") if c in CONFIGS and c != "none"]
 
-    from samples.shop.data import build_database
+    from profviz_shop.data import build_database
 
     cache = Path(tempfile.gettempdir()) / "profviz-bench"
     cache.mkdir(exist_ok=True)

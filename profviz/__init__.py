@@ -5,7 +5,7 @@ Public API:
 * :class:`Profile`, :class:`State`, :class:`Span`, :data:`FORMAT_VERSION`: the profile model
   (interned strings, frames, stacks and threads; sample columns; spans). Fill profiles only
   through :meth:`Profile.append_sample`.
-* :class:`Store`: the SQLite store of profiles, requests and spans.
+* :class:`Store`, :func:`open_store`: the store of profiles, requests and spans (SQLite by default).
 * :func:`build_call_tree`, :class:`SampleFilter`: merged call trees over any subset of samples.
 * :class:`ProfilerMiddleware`: the WSGI middleware (``profviz.flask.init_app`` and
   ``profviz.django.ProfvizMiddleware`` wrap it).
@@ -24,12 +24,12 @@ from typing import Any
 from .analysis.calltree import SampleFilter, build_call_tree
 from .errors import ProfvizError
 from .model import FORMAT_VERSION, Profile, Span, State
-from .store import Store
+from .store import Store, open_store
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ProfilerMiddleware": ("profviz.wsgi", "ProfilerMiddleware"),
+    "ProfilerMiddleware": ("profviz.middleware.wsgi", "ProfilerMiddleware"),
     "setup_otel": ("profviz.otel", "setup_otel"),
     "load_any": ("profviz.formats", "load_any"),
     "dump": ("profviz.formats", "dump"),
@@ -38,7 +38,7 @@ _LAZY = {
 
 __all__ = [
     "FORMAT_VERSION", "Profile", "ProfilerMiddleware", "ProfvizError", "SampleFilter", "Span", "State", "Store",
-    "build_call_tree", "create_app", "dump", "load_any", "setup_otel",
+    "build_call_tree", "create_app", "dump", "load_any", "open_store", "setup_otel",
 ]
 
 

@@ -28,8 +28,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace import SpanProcessor as _SdkSpanProcessor
 
 from .collect.writer import BackgroundWriter
-from .store import Store
-from .store.spans import SpanRecord, SpanRecordError, insert_spans
+from .model import Span, SpanError
+from .store import Store, open_store
 
 THREAD_ID = "thread.id"
 THREAD_NAME = "thread.name"
@@ -80,8 +80,8 @@ def suppressed() -> Iterator[None]:
         yield
 
 
-def record_from_span(span: ReadableSpan) -> SpanRecord:
-    """A store record of an ended SDK span; thread and process come from the stamped attributes."""
+def record_from_span(span: ReadableSpan) -> Span:
+    """The profviz Span of an ended SDK span; thread and process come from the stamped attributes."""
     context = span.get_span_context()
     attributes = dict(span.attributes or {})
     tid = attributes.pop(THREAD_ID, None)
@@ -96,7 +96,7 @@ def record_from_span(span: ReadableSpan) -> SpanRecord:
         attributes.setdefault("otel.status_description", status.description)
     tid = tid if isinstance(tid, int) and not isinstance(tid, bool) else None
     pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else resource.get("process.pid")
-    return SpanRecord(
+    return Span(
         trace_id=format(context.trace_id, "032x"),
         span_id=format(context.span_id, "016x"),
         parent_id=format(span.parent.span_id, "016x") if span.parent is not None else None,
@@ -125,7 +125,7 @@ class SpanProcessor(_SdkSpanProcessor):
 
     def __init__(self, store: Store | str | os.PathLike | None = None, *, queue_size: int = 100_000,
                  batch_size: int = 1000):
-        self.store = store if store is None or isinstance(store, Store) else Store(store)
+        self.store = None if store is None else open_store(store)
         self.recorded = 0
         self.rejected = 0
         self.instrumented: list[str] = []
@@ -155,18 +155,18 @@ class SpanProcessor(_SdkSpanProcessor):
             try:
                 record = record_from_span(span)
                 record.check()
-            except (SpanRecordError, AttributeError, TypeError, ValueError):
+            except (SpanError, AttributeError, TypeError, ValueError):
                 self.rejected += 1
                 continue
             records.append(record)
         with suppressed():
-            insert_spans(self.store, records, checked=True)
+            self.store.insert_spans(records, checked=True)
         self.recorded += len(records)
 
     def _on_error(self, where: str, exc: BaseException) -> None:
         if not self._error_reported:
             self._error_reported = True
-            print(f"profviz: could not record spans in {self.store.path} ({exc}); spans are being lost", file=sys.stderr)
+            print(f"profviz: could not record spans in {self.store.location} ({exc}); spans are being lost", file=sys.stderr)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until every span ended so far is written; False on timeout."""
@@ -183,8 +183,8 @@ _setup_lock = threading.Lock()
 def _store_key(store: Store | str | os.PathLike | None) -> str | None:
     if store is None:
         return None
-    path = store.path if isinstance(store, Store) else store
-    return os.path.realpath(os.fspath(path))
+    location = store.location if isinstance(store, Store) else os.fspath(store)
+    return location if "://" in location else os.path.realpath(location)
 
 
 def _processors_of(provider: TracerProvider) -> tuple:

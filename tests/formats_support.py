@@ -81,7 +81,7 @@ def rich_profile(*, hostile: list[str] = HOSTILE, rate_hz: float = 100.0) -> Pro
     for n, (thread, stack, state, reason) in enumerate(plan):
         weight = interval * (1 + n % 3)
         profile.append_sample(start + n * interval, thread, NO_STACK if stack is None else stacks[stack], weight, state, reason)
-    profile.spans.append(Span("t" * 32, "s" * 16, None, "GET /" + hostile[1], "server", "ok", start, start + 5 * interval, main, {"http.route": hostile[0]}))
+    profile.spans.append(Span("t" * 32, "s" * 16, None, "GET /" + hostile[1], "server", "ok", start, start + 5 * interval, thread=main, attributes={"http.route": hostile[0]}))
     return profile
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from profviz.store import Store
+from profviz.store import open_store
 
 TARGETS = Path(__file__).parent / "targets"
 TRUTH_TARGET = TARGETS / "attach_truth.py"
@@ -38,7 +38,7 @@ def one_error_line(result) -> str:
 
 
 def profile_count(store) -> int:
-    return len(Store(store).list_profiles()) if Path(store).exists() else 0
+    return len(open_store(store).list_profiles()) if Path(store).exists() else 0
 
 
 class Target:
@@ -105,7 +105,7 @@ def test_attach_truth_matches_the_targets_own_timings(target, tmp_path):
     assert 4.5 < summary["duration_s"] < 5.5 and summary["errors"] == 0
     whole = show(summary["profile_id"], store)
     assert whole["kind"] == "attach" and whole["pid"] == target.pid and whole["rate_hz"] == 100
-    meta = Store(store).profile_meta(summary["profile_id"])
+    meta = open_store(store).profile_meta(summary["profile_id"])
     assert meta["labels"] == {"case": "truth"} and "attach_truth.py" in meta["cmdline"]
     start_ns = int(meta["start_ns"])
     end_ns = start_ns + int(meta["duration_ns"])
@@ -154,7 +154,7 @@ def test_short_lived_threads_reusing_pthread_ids_stay_separate(tmp_path):
     summary = last_json(result.stdout)
     lives = json.loads(log.read_text())["threads"]
     assert len({life[4] for life in lives}) < len(lives) / 2  # the pthread ids really were reused
-    meta = Store(store).profile_meta(summary["profile_id"])
+    meta = open_store(store).profile_meta(summary["profile_id"])
     start_ns, end_ns = int(meta["start_ns"]), int(meta["start_ns"]) + int(meta["duration_ns"])
     view = show(summary["profile_id"], store)
     by_tid = {t["tid"]: t for t in view["threads"]}
@@ -405,7 +405,7 @@ def test_store_not_writable_is_found_before_recording(target, tmp_path):
 @needs_root_tools
 def test_read_only_store_file_is_found_before_recording(target, tmp_path):
     store = tmp_path / "s.db"
-    Store(store).close()
+    open_store(store).close()
     store.chmod(0o444)
     started = time.monotonic()
     # Root ignores file modes; without CAP_DAC_OVERRIDE it is an ordinary owner of a read-only file.

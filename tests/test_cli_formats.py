@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from profviz.analysis.summary import profile_summary
-from profviz.store import Store
+from profviz.store import open_store
 from tests.formats_support import DATA, HUGE_NAME
 
 
@@ -53,7 +53,7 @@ def test_export_writes_a_file_that_reimports(imported, tmp_path, format_name):
     assert f"wrote profile {result['profile_id']}" in done.stderr
     again = json.loads(profviz("import", str(out), "--json", store=store).stdout)
     assert again["format"] == format_name
-    with Store(store) as opened:
+    with open_store(store) as opened:
         first = profile_summary(opened.load_profile(result["profile_id"]))
         second = profile_summary(opened.load_profile(again["profile_id"]))
     assert _threads(second) == _threads(first)

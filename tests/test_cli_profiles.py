@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from profviz.store import Store
+from profviz.store import open_store
 from tests.test_calltree import profile_with_recursion
 
 SHOW_KEYS = {"id", "kind", "pid", "start", "duration_s", "sample_count", "rate_hz", "errors", "threads", "functions"}
@@ -23,7 +23,7 @@ def profviz(*args, store, check=True):
 @pytest.fixture
 def store_with_two(tmp_path):
     path = tmp_path / "s.db"
-    store = Store(path)
+    store = open_store(path)
     first = profile_with_recursion()
     first.meta.update(kind="attach", pid=7, start_ns=1_000, duration_ns=65_000_000, rate_hz=100.0)
     second = profile_with_recursion()

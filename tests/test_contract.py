@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from profviz.server import create_app
-from profviz.store import Store
-from profviz.store.spans import SpanRecord, insert_spans
+from profviz.store import open_store
+from profviz.model import Span
 from tests.fixtures.api_requests import store_contract_requests
 from tests.fixtures.api_profiles import (
     HOSTILE_FUNCTION, HOSTILE_REASON, HOSTILE_THREAD, MS, ORIGIN_NS, contract_profile_a, contract_profile_b,
@@ -38,10 +38,10 @@ TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 DB_SPAN = "00000000000000a2"
 
 
-def contract_spans() -> list[SpanRecord]:
+def contract_spans() -> list[Span]:
     """Spans on profile A's main thread: a request, two queries (hostile SQL), a hostile-named span, one without a thread."""
     def span(span_id, parent, name, kind, start_ms, end_ms, tid=4242, **attributes):
-        return SpanRecord(TRACE_ID, span_id, parent, name, kind, "error" if "error" in attributes else "unset",
+        return Span(TRACE_ID, span_id, parent, name, kind, "error" if "error" in attributes else "unset",
                           ORIGIN_NS + start_ms * MS, ORIGIN_NS + end_ms * MS, pid=4242, tid=tid,
                           thread_name="MainThread" if tid else None, attributes=attributes, approximate=tid is None)
 
@@ -62,11 +62,11 @@ def fixture_text(body: object) -> str:
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory) -> dict[str, dict]:
     """name -> {"url", "status", "body"} for every endpoint, from the real app."""
-    store = Store(tmp_path_factory.mktemp("contract") / "store.db")
+    store = open_store(tmp_path_factory.mktemp("contract") / "store.db")
     a = store.save_profile(contract_profile_a())
     b = store.save_profile(contract_profile_b())
     assert (a, b) == (1, 2), "fixture ids must be deterministic"
-    insert_spans(store, contract_spans())
+    store.insert_spans(contract_spans())
     client = create_app(store).test_client()
     base = f"/api/profiles/{a}"
     flame = client.get(f"{base}/flamegraph").get_json()
@@ -108,7 +108,7 @@ def emitted(tmp_path_factory) -> dict[str, dict]:
 
 def emitted_routes(tmp_path_factory) -> dict[str, dict]:
     """The routes/requests endpoints over their own store (tests/fixtures/api_requests.py)."""
-    store = Store(tmp_path_factory.mktemp("contract_routes") / "store.db")
+    store = open_store(tmp_path_factory.mktemp("contract_routes") / "store.db")
     ids = store_contract_requests(store)
     client = create_app(store).test_client()
     urls = {

@@ -4,8 +4,7 @@ import json
 import subprocess
 import sys
 
-from profviz.store import Store
-from profviz.store.requests import query_requests
+from profviz.store import open_store
 
 
 def test_demo_records_requests_routes_profiles_and_spans(tmp_path):
@@ -17,9 +16,9 @@ def test_demo_records_requests_routes_profiles_and_spans(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["sent"] == 120 and summary["failed"] == 0
-    store = Store(store_path)
+    store = open_store(store_path)
     warmup = 20
-    rows = query_requests(store)
+    rows = store.query_requests()
     assert len(rows) == summary["sent"] + warmup
     routes = {row.route for row in rows}
     assert {"/checkout", "/search/slow", "/posts/<int:post_id>", "/export"} <= routes
@@ -27,6 +26,6 @@ def test_demo_records_requests_routes_profiles_and_spans(tmp_path):
     assert "request" in kinds
     attach = store.profile_meta(summary["attach_profile_id"])
     assert attach["kind"] == "attach" and attach["sample_count"] > 1000 and attach["wait_ns"] > 0
-    span_names = {row[0] for row in store.execute("SELECT DISTINCT name FROM spans")}
+    span_names = {span.name for span in store.query_spans()}
     assert span_names, "OpenTelemetry spans from the shop were recorded"
     assert "/checkout" in result.stdout and "p99 ms" in result.stdout

@@ -14,8 +14,7 @@ django = pytest.importorskip("django")
 
 from django.conf import settings  # noqa: E402
 
-from profviz.store import Store  # noqa: E402
-from profviz.store.requests import query_requests  # noqa: E402
+from profviz.store import open_store  # noqa: E402
 from tests.targets.wsgi_apps import serve  # noqa: E402
 
 
@@ -68,7 +67,7 @@ def django_app(tmp_path_factory):
     build_urls()
     from django.core.wsgi import get_wsgi_application
 
-    import profviz.django as integration
+    import profviz.middleware.django as integration
 
     integration._recorder = None
     app = get_wsgi_application()
@@ -79,7 +78,7 @@ def django_app(tmp_path_factory):
 
 def test_django_routes_streaming_errors_and_concurrency(django_app):
     app, store_path = django_app
-    import profviz.django as integration
+    import profviz.middleware.django as integration
 
     with serve(app, threads=6) as base:
         with requests.Session() as http:
@@ -97,8 +96,8 @@ def test_django_routes_streaming_errors_and_concurrency(django_app):
             assert set(pool.map(fetch, range(80))) == {200}
     recorder = integration._recorder
     assert recorder.flush()
-    with Store(store_path) as store:
-        rows = query_requests(store)
+    with open_store(store_path) as store:
+        rows = store.query_requests()
         first = [(r.path, r.route, r.status) for r in rows[:6]]
         assert first == [
             ("/items/7/", "/items/<int:item_id>/", 200),

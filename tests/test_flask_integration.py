@@ -16,14 +16,13 @@ from flask import Flask, Response, abort
 
 from profviz.analysis.routes import percentiles, route_table
 from profviz.flask import init_app
-from profviz.store import Store
-from profviz.store.requests import query_requests, request_columns
+from profviz.store import open_store
 from tests.targets.wsgi_apps import serve
 
 
 CLIENT_SCRIPT = """
 import json, sys
-from samples.shop.loadgen import run_load
+from profviz_shop.loadgen import run_load
 result = run_load(sys.argv[1], [sys.argv[2]], requests=int(sys.argv[3]), concurrency=int(sys.argv[4]), max_seconds=120)
 assert all(r.status == 200 for r in result.records), [r.error for r in result.records if r.status != 200][:3]
 print(json.dumps([r.latency_s * 1000 for r in result.records]))
@@ -77,7 +76,7 @@ def make_flask_app() -> Flask:
 
 @pytest.fixture
 def store(tmp_path):
-    with Store(tmp_path / "flask.db") as s:
+    with open_store(tmp_path / "flask.db") as s:
         yield s
 
 
@@ -95,7 +94,7 @@ def test_flask_routes_are_url_rules(store):
                 assert http.get(base + "/fail").status_code == 500
                 assert http.post(base + "/items/5").status_code == 405
         assert middleware.flush()
-        got = [(r.method, r.path, r.route, r.status) for r in query_requests(store)]
+        got = [(r.method, r.path, r.route, r.status) for r in store.query_requests()]
         assert got == [
             ("GET", "/items/5", "/items/<int:item_id>", 200),
             ("GET", "/admin/users/3", "/admin/<path:rest>", 403),
@@ -104,7 +103,7 @@ def test_flask_routes_are_url_rules(store):
             ("GET", "/fail", "/fail", 500),
             ("POST", "/items/5", "(unmatched)", 405),
         ]
-        stream_row = query_requests(store, route="/stream")[0]
+        stream_row = store.query_requests(route="/stream")[0]
         assert stream_row.response_bytes == len("part 0\npart 1\npart 2\n")
     finally:
         middleware.close()
@@ -125,7 +124,7 @@ def test_an_inner_middleware_that_copies_the_environ_still_gets_url_rules(store)
         assert middleware.flush()
     finally:
         middleware.close()
-    assert {r.path: r.route for r in query_requests(store)} == {"/items/5": "/items/<int:item_id>", "/nothing/7": "(unmatched)"}
+    assert {r.path: r.route for r in store.query_requests()} == {"/items/5": "/items/<int:item_id>", "/nothing/7": "(unmatched)"}
 
 
 def test_the_apps_request_class_and_its_url_rule_reads_are_kept(store):
@@ -160,7 +159,7 @@ def test_the_apps_request_class_and_its_url_rule_reads_are_kept(store):
     finally:
         middleware.close()
     assert seen == [(app.request_class, "shop", "/folder/", "folder", None)]
-    assert [(r.path, r.route, r.status) for r in query_requests(store)] == [
+    assert [(r.path, r.route, r.status) for r in store.query_requests()] == [
         ("/folder/", "/folder/", 200), ("/folder", "(unmatched)", 308), ("/items/x", "(unmatched)", 404),
     ]
 
@@ -174,12 +173,12 @@ def test_percentiles_match_client_side_timings_within_5_percent(store):
         assert middleware.flush()
     finally:
         middleware.close()
-    rows = query_requests(store, route="/slow")
+    rows = store.query_requests(route="/slow")
     assert len(rows) == 240
     server = percentiles([r.duration_ns / 1e6 for r in rows])
     client = percentiles(client_ms)
     for q, s, c in zip((50, 90, 95, 99), server, client):
         assert abs(s - c) / c < 0.05, f"P{q}: profviz {s:.1f} ms, client {c:.1f} ms"
-    [row] = route_table(request_columns(store, route="/slow"))
+    [row] = route_table(store.request_columns(route="/slow"))
     assert row["p50_ms"] == pytest.approx(server[0], abs=1e-3) and row["count"] == 240
     assert np.all(np.asarray([r.duration_ns for r in rows]) >= 19e6)

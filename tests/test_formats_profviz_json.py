@@ -5,7 +5,7 @@ import json
 import pytest
 
 from profviz.formats import load_any, profviz_json, speedscope
-from profviz.store import Store
+from profviz.store import open_store
 from tests.formats_support import (
     SAMPLE_FILES,
     assert_format_error,
@@ -39,7 +39,7 @@ def test_round_trip_is_lossless_including_spans_and_meta():
 
 @pytest.mark.parametrize("name", ["pyspy_idle_threads.speedscope.json", "pyspy_raw_subprocesses.txt", "pyinstrument.pyisession"])
 def test_real_profiles_survive_store_export_import(tmp_path, name):
-    store = Store(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     first = load_any(data(name), name)
     stored = store.load_profile(store.save_profile(first))
     again = load_any(profviz_json.dump(stored), "export.json")

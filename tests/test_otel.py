@@ -24,9 +24,8 @@ from profviz.analysis.calltree import build_call_tree, function_stats
 from profviz.analysis.correlate import join_spans, span_flame_tree, unspanned
 from profviz.cli.spans import span_listing
 from profviz.otel import SpanProcessor
-from profviz.store import Store
-from profviz.store.requests import query_requests, request_by_id
-from profviz.store.spans import load_span_context, query_spans, spans_for_profile
+from profviz.store import open_store
+from profviz.store.spans import load_span_context, spans_for_profile
 
 TARGETS = Path(__file__).parent / "targets"
 PROFVIZ = shutil.which("profviz") or os.path.join(os.path.dirname(sys.executable), "profviz")
@@ -62,7 +61,7 @@ def test_processor_stamps_native_thread_name_and_pid_at_start():
 
 
 def test_processor_records_ended_spans_in_the_store(tmp_path):
-    store = Store(tmp_path / "spans.db")
+    store = open_store(tmp_path / "spans.db")
     processor = SpanProcessor(store)
     provider = TracerProvider()
     provider.add_span_processor(processor)
@@ -72,7 +71,7 @@ def test_processor_records_ended_spans_in_the_store(tmp_path):
             child.set_status(Status(StatusCode.ERROR, "deadlock"))
             child.set_attribute("db.statement", "SELECT * FROM orders WHERE id = ?" + " " * 10_000)
     assert processor.force_flush(10_000)
-    stored = {r.name: r for r in query_spans(store)}
+    stored = {r.name: r for r in store.query_spans()}
     assert set(stored) == {"GET /orders", "SELECT orders"}
     parent, record = stored["GET /orders"], stored["SELECT orders"]
     assert record.trace_id == format(root.get_span_context().trace_id, "032x")
@@ -87,7 +86,7 @@ def test_processor_records_ended_spans_in_the_store(tmp_path):
 
 
 def test_processor_drops_and_counts_when_its_queue_is_full(tmp_path):
-    store = Store(tmp_path / "spans.db")
+    store = open_store(tmp_path / "spans.db")
     processor = SpanProcessor(store, queue_size=1, batch_size=1)
     provider = TracerProvider()
     provider.add_span_processor(processor)
@@ -101,7 +100,7 @@ def test_processor_drops_and_counts_when_its_queue_is_full(tmp_path):
     store.transaction("hold the write lock of", end_spans_while_the_store_is_locked)
     assert processor.force_flush(10_000)
     assert processor.dropped > 0 and processor.recorded + processor.dropped == 50
-    assert len(query_spans(store)) == processor.recorded
+    assert len(store.query_spans()) == processor.recorded
     provider.shutdown()
 
 
@@ -120,7 +119,7 @@ def test_setup_otel_adds_to_an_existing_sdk_provider_and_changes_nothing_else(tm
     assert set(exported) == {"checkout", "SELECT"}  # the app's own exporter still gets every span
     assert exported["SELECT"]["db.statement"] == "SELECT 1" and "thread.id" in exported["SELECT"]
     assert result["recorded"] == 2
-    stored = {r.name: r for r in query_spans(Store(tmp_path / "s.db"))}
+    stored = {r.name: r for r in open_store(tmp_path / "s.db").query_spans()}
     assert stored["SELECT"].parent_id == stored["checkout"].span_id
     assert stored["checkout"].attributes["service.name"] == "billing"
 
@@ -136,8 +135,8 @@ def flask_run(tmp_path_factory):
     """One slow request through Flask + the middleware's sampler + OpenTelemetry (see the target)."""
     store_path = tmp_path_factory.mktemp("flask") / "store.db"
     result = _run_target("otel_flask_app.py", str(store_path))
-    store = Store(store_path)
-    (row,) = query_requests(store, route="/report", with_profile=True)
+    store = open_store(store_path)
+    (row,) = store.query_requests(route="/report", with_profile=True)
     return store, int(row.id), result
 
 
@@ -225,7 +224,7 @@ def test_attached_process_spans_over_otlp_join_samples_by_thread_and_time(tmp_pa
         profile_id = json.loads(attach.stdout)["profile_id"]
         service.communicate("stop\n", timeout=60)
         assert service.returncode == 0
-        store = Store(store_path)
+        store = open_store(store_path)
         profile = store.load_profile(profile_id)
         spans, skipped = spans_for_profile(store, profile)
         assert skipped == 0 and all(not s.approximate for s in spans)
@@ -272,7 +271,7 @@ def test_span_api_endpoints_serve_listing_waterfall_lanes_and_span_flame_graphs(
     from profviz.server.runner import RunningServer
 
     store, request_id, result = flask_run
-    profile_id = int(request_by_id(store, request_id).profile_id)
+    profile_id = int(store.request_by_id(request_id).profile_id)
     with RunningServer(create_app(store.path), "127.0.0.1", 0) as running:
         api = f"{running.url}api"
         by_request = http.get(f"{api}/requests/{request_id}/spans", timeout=30).json()

@@ -27,16 +27,14 @@ from profviz.formats.otlp import OtlpError, decode_payload, dump_json, load_file
 from profviz.otel import SpanProcessor
 from profviz.server import create_app
 from profviz.server.runner import RunningServer
-from profviz.store import Store
+from profviz.store import open_store
 from profviz.store.spans import (
     DROPPED_ATTRIBUTES_KEY,
     MAX_ATTRIBUTE_VALUE_CHARS,
     MAX_ATTRIBUTES,
     MAX_NAME_CHARS,
-    SpanRecord,
-    insert_spans,
-    query_spans,
 )
+from profviz.model import Span
 
 PROFVIZ = shutil.which("profviz") or os.path.join(os.path.dirname(sys.executable), "profviz")
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -164,15 +162,15 @@ def test_oversized_payload_is_refused_before_parsing():
 
 
 def test_store_bounds_untrusted_names_and_attributes(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     attributes = {f"k{i}": "v" for i in range(MAX_ATTRIBUTES + 40)}
     attributes["k0"] = "x" * 100_000
     attributes["k1"] = {"nested": ["y" * 10_000]}
-    record = SpanRecord("1" * 32, "2" * 16, None, "n" * 50_000, "internal", "unset", 10, 20, attributes=attributes,
+    record = Span("1" * 32, "2" * 16, None, "n" * 50_000, "internal", "unset", 10, 20, attributes=attributes,
                         thread_name="t" * 5000)
-    assert insert_spans(store, [record]) == 1
-    assert insert_spans(store, [record]) == 0  # same ids: kept once
-    (stored,) = query_spans(store)
+    assert store.insert_spans([record]) == 1
+    assert store.insert_spans([record]) == 0  # same ids: kept once
+    (stored,) = store.query_spans()
     assert len(stored.name) == MAX_NAME_CHARS and stored.name.endswith("…")
     assert len(stored.attributes["k0"]) == MAX_ATTRIBUTE_VALUE_CHARS
     assert isinstance(stored.attributes["k1"], str) and len(stored.attributes["k1"]) == MAX_ATTRIBUTE_VALUE_CHARS
@@ -182,12 +180,12 @@ def test_store_bounds_untrusted_names_and_attributes(tmp_path):
 
 
 def test_invalid_records_are_refused_before_anything_is_written(tmp_path):
-    store = Store(tmp_path / "s.db")
-    good = SpanRecord("1" * 32, "2" * 16, None, "ok", "internal", "unset", 10, 20)
-    bad = SpanRecord("1" * 32, "3" * 16, None, "bad", "internal", "unset", 30, 20)
+    store = open_store(tmp_path / "s.db")
+    good = Span("1" * 32, "2" * 16, None, "ok", "internal", "unset", 10, 20)
+    bad = Span("1" * 32, "3" * 16, None, "bad", "internal", "unset", 30, 20)
     with pytest.raises(ValueError, match="ends"):
-        insert_spans(store, [good, bad])
-    assert query_spans(store) == []
+        store.insert_spans([good, bad])
+    assert store.query_spans() == []
 
 
 # -- the receiver on a real socket ----------------------------------------------------------------
@@ -195,7 +193,7 @@ def test_invalid_records_are_refused_before_anything_is_written(tmp_path):
 
 @pytest.fixture(scope="module")
 def running_server(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("otlp") / "store.db")
+    store = open_store(tmp_path_factory.mktemp("otlp") / "store.db")
     with RunningServer(create_app(store), "127.0.0.1", 0) as running:
         yield running, store
 
@@ -213,7 +211,7 @@ def test_real_otlp_exporter_delivers_spans_to_the_receiver(server, sdk_spans):
         exporter = OTLPSpanExporter(endpoint=f"{running.url}v1/traces", compression=compression, timeout=10)
         assert exporter.export(sdk_spans) == SpanExportResult.SUCCESS
         exporter.shutdown()
-    stored = {r.name: r for r in query_spans(store)}
+    stored = {r.name: r for r in store.query_spans()}
     assert set(stored) == {"GET /cart", "SELECT"}
     assert stored["SELECT"].source == "otlp" and stored["SELECT"].tid is not None
     assert stored["SELECT"].parent_id == stored["GET /cart"].span_id
@@ -225,7 +223,7 @@ def test_receiver_accepts_otlp_json_and_answers_in_kind(server):
     running, store = server
     response = requests.post(f"{running.url}v1/traces", data=_json_body(), headers=JSON_HEADERS, timeout=10)
     assert response.status_code == 200 and response.json() == {}
-    assert [r.span_id for r in query_spans(store)] == ["b7ad6b7169203331"]
+    assert [r.span_id for r in store.query_spans()] == ["b7ad6b7169203331"]
 
 
 @pytest.mark.parametrize("label,body,headers,encoding,status,message", MALFORMED, ids=[m[0] for m in MALFORMED])
@@ -241,7 +239,7 @@ def test_receiver_answers_malformed_payloads_with_4xx_and_the_reason(server, lab
     else:
         assert response.headers["Content-Type"] == "application/x-protobuf"
         assert response.content[:1] == b"\x08" and message.encode() in response.content  # google.rpc.Status
-    assert query_spans(store) == []
+    assert store.query_spans() == []
 
 
 def test_receiver_refuses_a_huge_body_by_content_length(server):
@@ -252,7 +250,7 @@ def test_receiver_refuses_a_huge_body_by_content_length(server):
 
 
 def test_receiver_requires_the_token_when_the_server_has_one(tmp_path, sdk_spans):
-    store = Store(tmp_path / "store.db")
+    store = open_store(tmp_path / "store.db")
     token = "otlp-test-token-123"
     app = create_app(store, token=token, host="0.0.0.0")
     with RunningServer(app, "127.0.0.1", 0) as running:
@@ -261,10 +259,10 @@ def test_receiver_requires_the_token_when_the_server_has_one(tmp_path, sdk_spans
         assert response.status_code == 401
         wrong = OTLPSpanExporter(endpoint=endpoint, headers={"Authorization": "Bearer nope-nope-nope"}, timeout=5)
         assert wrong.export(sdk_spans) == SpanExportResult.FAILURE
-        assert query_spans(store) == []
+        assert store.query_spans() == []
         exporter = OTLPSpanExporter(endpoint=endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert exporter.export(sdk_spans) == SpanExportResult.SUCCESS
-        assert len(query_spans(store)) == 2
+        assert len(store.query_spans()) == 2
         assert requests.get(f"{running.url}api/spans", timeout=10).status_code == 401
 
 
@@ -282,7 +280,7 @@ def test_import_traces_stores_spans_and_reports_bad_files(tmp_path, sdk_spans):
     done = _profviz("import-traces", str(traces), store=store_path)
     assert done.returncode == 0, done.stderr
     assert "imported 2 spans" in done.stdout
-    assert {r.name for r in query_spans(Store(store_path))} == {"GET /cart", "SELECT"}
+    assert {r.name for r in open_store(store_path).query_spans()} == {"GET /cart", "SELECT"}
     again = _profviz("import-traces", str(traces), store=store_path)
     assert "2 of 2 spans were already in the store" in again.stderr
     broken = tmp_path / "broken.json"

@@ -9,7 +9,7 @@ import profviz
 def test_every_public_name_resolves():
     for name in profviz.__all__:
         assert getattr(profviz, name) is not None, name
-    assert profviz.ProfilerMiddleware.__module__ == "profviz.wsgi"
+    assert profviz.ProfilerMiddleware.__module__ == "profviz.middleware.wsgi"
     assert callable(profviz.setup_otel) and callable(profviz.load_any) and callable(profviz.create_app)
 
 

@@ -15,8 +15,8 @@ from profviz.analysis.routes import (
 from profviz.cli import main
 from profviz.model import Profile, State
 from profviz.routes import collapse_path
-from profviz.store import Store
-from profviz.store.requests import RequestRow, insert_requests, query_requests, request_columns
+from profviz.store import open_store
+from profviz.model import RequestRow
 from profviz.wsgi import ProfilerMiddleware
 from tests.targets.wsgi_apps import make_app
 
@@ -41,7 +41,7 @@ def test_collapse_path(path, route):
 
 
 def test_plain_wsgi_routes_and_route_fn(tmp_path):
-    with Store(tmp_path / "p.db") as store:
+    with open_store(tmp_path / "p.db") as store:
         default = ProfilerMiddleware(make_app(), store=store)
         custom = ProfilerMiddleware(make_app(), store=store, route_fn=lambda environ: "custom:" + environ["PATH_INFO"].split("/")[1])
         broken = ProfilerMiddleware(make_app(), store=store, route_fn=lambda environ: 1 / 0)
@@ -50,7 +50,7 @@ def test_plain_wsgi_routes_and_route_fn(tmp_path):
             assert response.get_data() == b"ok /items/17"
             assert middleware.flush()
             middleware.close()
-        routes = [r.route for r in query_requests(store)]
+        routes = [r.route for r in store.query_requests()]
         assert routes == ["/shop/items/{int}", "custom:items", "/shop/items/{int}"]
         assert broken.stats["errors_by_kind"] == {"route_fn": 1}
 
@@ -154,12 +154,12 @@ def test_tail_diff_tree_is_per_request_with_widths_from_the_tail():
 @pytest.fixture
 def filled_store(tmp_path):
     path = tmp_path / "r.db"
-    with Store(path) as store:
+    with open_store(path) as store:
         import time
         now = time.time_ns()
         rows = [RequestRow(1, 1, "/a/{int}", "GET", f"/a/{i}", 200, now - 10**9 + i * 10**6, (i + 1) * 10**6) for i in range(50)]
         rows.append(RequestRow(1, 1, "/old", "GET", "/old", 200, now - 3 * 3600 * 10**9, 10**6))
-        insert_requests(store, rows)
+        store.insert_requests(rows)
     return path
 
 
@@ -180,14 +180,14 @@ def test_routes_and_requests_commands(filled_store):
     assert slowest[0]["profile_id"] is None
     bad = runner.invoke(main, ["routes", "--since", "yesterday", "--store", str(filled_store)])
     assert bad.exit_code != 0 and "profviz: cannot read duration 'yesterday'" in bad.output
-    cols = request_columns(Store(filled_store), route="/a/{int}")
+    cols = open_store(filled_store).request_columns(route="/a/{int}")
     assert len(cols["id"]) == 50 and cols["capacity"] == [None] * 50
 
 
 def test_routes_api_table_latency_utilisation_requests_and_tail(tmp_path):
     from profviz.server import create_app
 
-    with Store(tmp_path / "api.db") as store:
+    with open_store(tmp_path / "api.db") as store:
         middleware = ProfilerMiddleware(make_app(), store=store, deep_fraction=1.0, sampler=False, worker_threads=4)
         client = Client(middleware)
         for i in range(40):

@@ -13,13 +13,10 @@ from werkzeug.test import Client
 from profviz.collect.sampler import StackSampler, samples_to_profile
 from profviz.analysis.calltree import build_call_tree, function_stats
 from profviz.model import Profile, ProfileError, State
-from profviz.store import Store
-from profviz.store.requests import query_requests
+from profviz.store import open_store
 from profviz.wsgi import ProfilerMiddleware
-from tests.speedups_support import implementation  # noqa: F401 - a fixture
 from tests.targets.wsgi_apps import make_app
 
-pytestmark = pytest.mark.usefixtures("implementation")  # every test with the C stack walker and with the Python one
 
 
 DATA = b"x" * 4_000_000
@@ -320,7 +317,7 @@ def test_a_tick_pauses_the_garbage_collector_only_while_it_holds_frames_and_rest
 
 @pytest.fixture
 def store(tmp_path):
-    with Store(tmp_path / "p.db") as s:
+    with open_store(tmp_path / "p.db") as s:
         yield s
 
 
@@ -336,7 +333,7 @@ def test_tail_capture_keeps_slow_requests_and_drops_typical_ones(store):
             path = "/sleep/120" if i >= 40 and i % 5 == 0 else ("/sleep/40" if i % 10 == 3 else "/sleep/30")
             client.get(path).close()
         assert middleware.flush()
-        rows = query_requests(store)
+        rows = store.query_requests()
         slow = [r for r in rows if r.path == "/sleep/120"]
         typical = [r for r in rows if r.path in ("/sleep/30", "/sleep/40")]
         assert len(slow) == 4 and len(typical) == 56
@@ -367,7 +364,7 @@ def test_fixed_threshold_and_baseline_capture(store):
         for i in range(36):
             client.get("/sleep/100" if i in (3, 9) else f"/sleep/{10 + i % 3}").close()
         assert middleware.flush()
-        rows = query_requests(store)
+        rows = store.query_requests()
         captures = {r.path: store.profile_meta(r.profile_id)["labels"]["capture"] for r in rows if r.profile_id}
         assert captures.get("/sleep/100") == "tail"
         kinds = {r.id: store.profile_meta(r.profile_id)["labels"]["capture"] for r in rows if r.profile_id}
@@ -384,7 +381,7 @@ def test_sampler_runs_once_per_process_and_its_cost_is_counted(store):
     try:
         Client(first).get("/sleep/30").close()
         Client(second).get("/sleep/30").close()
-        assert first.recorder._sampler is second.recorder._sampler
+        assert first.recorder.sampler is second.recorder.sampler
         names = [t.name for t in threading.enumerate()]
         assert names.count("profviz-sampler") == 1
         assert first.stats["sampler"]["ticks"] > 0 and first.stats["sampler"]["cpu_s"] >= 0

@@ -19,7 +19,7 @@ from profviz.model import State
 from profviz.server import ServeError, create_app
 from profviz.server.runner import RunningServer
 from profviz.server.security import CONTENT_SECURITY_POLICY, COOKIE_NAME
-from profviz.store import Store
+from profviz.store import open_store
 from tests.fixtures.api_profiles import HOSTILE_FUNCTION, HOSTILE_THREAD, MS, ORIGIN_NS, contract_profile_a, contract_profile_b
 
 TOKEN = "s3cret-token-for-tests"
@@ -42,7 +42,7 @@ def web_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("server") / "store.db")
+    store = open_store(tmp_path_factory.mktemp("server") / "store.db")
     store.save_profile(contract_profile_a())
     store.save_profile(contract_profile_b())
     yield store

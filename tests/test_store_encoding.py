@@ -8,10 +8,11 @@ import zlib
 import numpy as np
 import pytest
 
-import profviz.store as store_module
+from profviz.store import summary
 from profviz.collect.deep import DeepProfiler, session_to_profile
 from profviz.model import Profile, State
-from profviz.store import Store, _encode_for_insert
+from profviz.store import open_store
+from profviz.store.summary import encode_profile
 from profviz.store import encoding
 
 BOUNDARIES = [-(2**7), 2**7 - 1, -(2**15), 2**15 - 1, -(2**31), 2**31 - 1, -(2**63), 2**63 - 1]
@@ -139,13 +140,13 @@ def assert_same_profile(loaded: Profile, original: Profile) -> None:
                          ids=["empty", "1 sample", "3 samples", "40 samples", "5000 samples", "pyinstrument"])
 def test_profiles_round_trip_through_the_store_with_the_same_summary_either_path(tmp_path, monkeypatch, make):
     original = make()
-    store = Store(tmp_path / "s.db")
+    store = open_store(tmp_path / "s.db")
     ids = store.save_profiles([original])
     assert_same_profile(store.load_profile(ids[0]), original)
-    fast_row, fast_tables, fast_samples = _encode_for_insert(original)
-    monkeypatch.setattr(store_module, "SMALL_COLUMN_LIMIT", 0)
+    fast_row, fast_tables, fast_samples = encode_profile(original)
+    monkeypatch.setattr(summary, "SMALL_COLUMN_LIMIT", 0)
     monkeypatch.setattr(encoding, "SMALL_COLUMN_LIMIT", 0)
-    numpy_row, numpy_tables, numpy_samples = _encode_for_insert(original)
+    numpy_row, numpy_tables, numpy_samples = encode_profile(original)
     assert fast_row[:-1] == numpy_row[:-1]  # the last value is the creation time
     assert (fast_tables, fast_samples) == (numpy_tables, numpy_samples)
     meta = store.profile_meta(ids[0])
@@ -196,7 +197,7 @@ def test_small_profiles_encode_without_numpy_calls_per_column(monkeypatch):
         raise AssertionError("numpy column path used for a small profile")
 
     monkeypatch.setattr(encoding, "_column_numpy", forbidden)
-    row, tables, samples = _encode_for_insert(profile)
+    row, tables, samples = encode_profile(profile)
     assert_same_profile(encoding.decode_profile({}, tables, samples), profile)
 
 
@@ -219,18 +220,18 @@ def test_large_parts_are_compressed():
 def test_profiles_stored_with_compressed_small_parts_still_load(tmp_path, monkeypatch):
     """Stores written before small parts were stored uncompressed (level 1, memLevel 2) load the same profiles."""
     profile = small_profile(5)
-    with Store(tmp_path / "new.db") as store:
+    with open_store(tmp_path / "new.db") as store:
         new_id = store.save_profile(profile)
-        new_blobs = store.execute("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (new_id,))[0]
+        new_blobs = store.read("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (new_id,))[0]
 
     def compressed_as_before(body: bytes) -> bytes:
         compressor = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 2)
         return compressor.compress(body) + compressor.flush()
 
     monkeypatch.setattr(encoding, "_compress", compressed_as_before)
-    with Store(tmp_path / "old.db") as store:
+    with open_store(tmp_path / "old.db") as store:
         old_id = store.save_profile(small_profile(5))
-        old_blobs = store.execute("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (old_id,))[0]
+        old_blobs = store.read("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (old_id,))[0]
         assert old_blobs["tables"] != new_blobs["tables"] and old_blobs["samples"] != new_blobs["samples"]
         monkeypatch.undo()
         assert_same_profile(store.load_profile(old_id), profile)

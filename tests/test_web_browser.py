@@ -15,7 +15,7 @@ import pytest
 
 from profviz.analysis.calltree import SampleFilter, build_call_tree
 from profviz.model import State
-from profviz.store import Store
+from profviz.store import open_store
 
 from .browser_support import (
     HOSTILE_IMG, HOSTILE_JS_URL, HOSTILE_LONG, HOSTILE_SCRIPT, build_hostile_profile, build_shop_profile,
@@ -31,7 +31,7 @@ MAGENTA = (230, 0, 180)
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """(base URL, {name: (id, profile)}) for a store holding two shop profiles and a hostile one."""
-    store = Store(tmp_path_factory.mktemp("web") / "store.db")
+    store = open_store(tmp_path_factory.mktemp("web") / "store.db")
     profiles = {
         "before": build_shop_profile(seed=1, regression=False, start_ns=1_764_000_000_000_000_000),
         "after": build_shop_profile(seed=2, regression=True, start_ns=1_764_000_100_000_000_000, plugins=300),

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 
-from profviz.store import Store
+from profviz.store import open_store
 
 from .browser_support import build_shop_profile, running_server
 from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
@@ -42,7 +42,7 @@ def site(tmp_path_factory):
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["dropped"] == 0 and report["rejected"] == 0 and report["recorded"] >= 17, report
-    store = Store(path)
+    store = open_store(path)
     request_profile = next(p["id"] for p in store.list_profiles() if p["kind"] == "request")
     plain = store.save_profile(build_shop_profile(seconds=1.0, workers=1))
     with running_server(store) as url:

@@ -1,10 +1,10 @@
 """The routes view in headless Chromium on the real sample shop.
 
-One store for the module, filled the way production fills it: the sample shop (``samples/shop``,
+One store for the module, filled the way production fills it: the sample shop (``samples/profviz_shop``,
 a smaller database than its 200k-post default, 20k posts, for speed) wrapped in the real
 middleware (``profviz.flask.init_app``: sampler, tail capture over the running P95, typical
 baseline profiles) on a real waitress server on 127.0.0.1, under bounded real load
-(``samples.shop.loadgen.run_load``) where ``/checkout`` has a real slow tail: a cart of 10 items
+(``profviz_shop.loadgen.run_load``) where ``/checkout`` has a real slow tail: a cart of 10 items
 logs 12 lines synchronously to the slow log sink instead of 3. Plus a plain WSGI app whose route
 function names its route with markup, and unmatched paths with markup. Then the real profviz
 server and Chromium: the route table against what was sent and against ``profviz routes --json``,
@@ -32,14 +32,13 @@ import profviz.flask
 from profviz.analysis.calltree import build_call_tree
 from profviz.cli import main
 from profviz.routes import UNMATCHED_ROUTE
-from profviz.store import Store
-from profviz.store.requests import query_requests
+from profviz.store import open_store
 from profviz.wsgi import ProfilerMiddleware
-from samples.shop.app import create_app as create_shop
-from samples.shop.data import build_database
-from samples.shop.loadgen import run_load, weighted_paths
-from samples.shop.serving import waitress_in_thread
-from samples.shop.services import ExternalService, SlowLogSink
+from profviz_shop.app import create_app as create_shop
+from profviz_shop.data import build_database
+from profviz_shop.loadgen import run_load, weighted_paths
+from profviz_shop.serving import waitress_in_thread
+from profviz_shop.services import ExternalService, SlowLogSink
 
 from .browser_support import running_server
 from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
@@ -106,7 +105,7 @@ def record_shop_load(store: Store, tmp: Path) -> dict[str, int]:
 def shop_store(tmp_path_factory):
     """(store, {route: requests sent}) after real load on the profiled sample shop."""
     tmp = tmp_path_factory.mktemp("routes_ui")
-    store = Store(tmp / "store.db")
+    store = open_store(tmp / "store.db")
     sent = record_shop_load(store, tmp)
     yield store, sent
     store.close()
@@ -199,7 +198,7 @@ def test_route_page_charts_requests_and_tail_diff(site, page):
     page.wait_for_function("() => +document.querySelector('#route-latency').dataset.points > 0")
     assert int(page.get_attribute("#route-latency", "data-dots")) >= 10, "a dot per slow request"
     requests = table_rows(page, "#route-requests")
-    slowest = query_requests(store, route="/checkout", method="GET", slowest=50)
+    slowest = store.query_requests(route="/checkout", method="GET", slowest=50)
     assert [int(r[0]) for r in requests] == [r.id for r in slowest]
     assert [to_ms(r[3]) for r in requests] == sorted((to_ms(r[3]) for r in requests), reverse=True)
     # why is the tail slow?
@@ -211,7 +210,7 @@ def test_route_page_charts_requests_and_tail_diff(site, page):
     extra_ms = to_ms(re.search(r"\+([\d.]+ m?s) per request", headline).group(1))
     frames = table_rows(page, "#tail-frames")
     top_function = frames[0][0]
-    tail_ids = [r.profile_id for r in query_requests(store, route="/checkout", slowest=10, with_profile=True)]
+    tail_ids = [r.profile_id for r in store.query_requests(route="/checkout", slowest=10, with_profile=True)]
     # every log line goes through the one remote log handler: Handler.handle takes its lock and emits
     # (a synchronous POST) under it, so a big cart waits for the lock and the sink once per line
     under_handler = functions_below(store, tail_ids, "Handler.handle")

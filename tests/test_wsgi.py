@@ -16,11 +16,10 @@ import pytest
 import requests
 from werkzeug.test import Client
 
-from profviz.store import Store, StoreError
-from profviz.store.requests import query_requests
+from profviz.store import StoreError, open_store
+from profviz.store.sqlite import SQLiteStore
 from profviz.wsgi import ENVIRON_KEY
 from profviz.wsgi import ProfilerMiddleware as _ProfilerMiddleware
-from tests.speedups_support import implementation  # noqa: F401 - a fixture
 from tests.targets.wsgi_apps import AppError, make_app, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def store(tmp_path):
-    with Store(tmp_path / "profviz.db") as s:
+    with open_store(tmp_path / "profviz.db") as s:
         yield s
         for middleware in created:
             middleware.close()
@@ -62,14 +61,14 @@ def exchange(client, path):
 
 
 @pytest.mark.parametrize("path", ["/plain", "/stream", "/write", "/exc-info", "/raise", "/stream/fail"])
-def test_responses_and_exceptions_are_identical_to_the_bare_app(store, path, implementation):
+def test_responses_and_exceptions_are_identical_to_the_bare_app(store, path):
     bare_bodies, wrapped_bodies = [], []
     bare, wrapped, middleware = both(path, bare_bodies, wrapped_bodies, store=store)
     expected = exchange(bare, path)
     got = exchange(wrapped, path)
     assert got == expected
     assert middleware.flush()
-    rows = query_requests(store)
+    rows = store.query_requests()
     assert len(rows) == 1
     row = rows[0]
     if path in ("/raise", "/exc-info"):  # werkzeug's client re-raises exc_info, like a server whose headers went out
@@ -85,7 +84,7 @@ def test_responses_and_exceptions_are_identical_to_the_bare_app(store, path, imp
             assert wrapped_bodies[0].closed
 
 
-def test_streaming_request_ends_when_the_body_is_consumed_and_close_is_called(store, implementation):
+def test_streaming_request_ends_when_the_body_is_consumed_and_close_is_called(store):
     bodies = []
     middleware = ProfilerMiddleware(make_app(bodies), store=store)
     seen = {}
@@ -105,11 +104,11 @@ def test_streaming_request_ends_when_the_body_is_consumed_and_close_is_called(st
     iterable.close()
     assert bodies[0].closed
     assert middleware.flush()
-    [row] = query_requests(store)
+    [row] = store.query_requests()
     assert row.response_bytes == len(first + rest) and row.status == 200 and row.route == "/stream"
 
 
-def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(store, implementation):
+def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(store):
     bodies = []
     middleware = ProfilerMiddleware(make_app(bodies), store=store)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "SCRIPT_NAME": "", "QUERY_STRING": ""}
@@ -118,7 +117,7 @@ def test_close_without_iteration_ends_the_request_and_closes_the_app_iterable(st
     assert bodies[0].closed and environ[ENVIRON_KEY].finished
 
 
-def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_threads_ids(store, implementation):
+def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_threads_ids(store):
     middleware = ProfilerMiddleware(make_app([]), store=store)
     seen = {}
 
@@ -145,13 +144,13 @@ def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_thread
     assert seen["/stream"][0].response_bytes == seen["main"][0].response_bytes > 0
     assert len({info.id for info, _, _ in seen.values()}) == 3
     assert middleware.flush()
-    rows = {row.path: row for row in query_requests(store)}
+    rows = {row.path: row for row in store.query_requests()}
     assert rows["/raise"].error.startswith("AppError") and rows["/raise"].status == 500
     writer = middleware.stats["writer"]
     assert writer["batches"] >= 1 and writer["cpu_s"] > 0
 
 
-def test_a_response_dropped_half_read_without_close_still_ends_its_request(store, implementation):
+def test_a_response_dropped_half_read_without_close_still_ends_its_request(store):
     import gc
 
     middleware = ProfilerMiddleware(make_app([]), store=store)
@@ -163,7 +162,7 @@ def test_a_response_dropped_half_read_without_close_still_ends_its_request(store
     gc.collect()
     assert info.finished and info.response_bytes == len(b"chunk-0;")
     assert middleware.flush()
-    [row] = query_requests(store)
+    [row] = store.query_requests()
     assert row.path == "/stream" and row.response_bytes == len(b"chunk-0;")
 
 
@@ -187,7 +186,7 @@ def test_app_labels_of_any_type_are_stored_as_text_and_never_lose_the_request(st
     client = Client(middleware)
     assert client.get("/odd").status_code == 200 and client.get("/plain").status_code == 200
     assert middleware.flush()
-    rows = {row.path: row for row in query_requests(store)}
+    rows = {row.path: row for row in store.query_requests()}
     odd = rows["/odd"].labels
     assert odd["when"] == str(stamp) and odd["user"] == "<script>alert(1)</script>"
     assert odd["7"]["nested"][0] == 1 and odd["7"]["nested"][1].startswith("<object object")
@@ -195,7 +194,7 @@ def test_app_labels_of_any_type_are_stored_as_text_and_never_lose_the_request(st
     assert middleware.stats["errors"] == 0
 
 
-def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store, implementation):
+def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(store):
     middleware = ProfilerMiddleware(make_app(), store=store)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/plain", "SCRIPT_NAME": "", "QUERY_STRING": ""}
     iterable = middleware(environ, lambda status, headers, exc_info=None: None)
@@ -203,27 +202,24 @@ def test_sized_iterables_keep_their_length_so_servers_can_set_content_length(sto
     iterable.close()
 
 
-class FailingStore(Store):
-    """A real store whose every write raises, as a full disk would."""
+class FailingStore(SQLiteStore):
+    """A real store whose every write raises once it is open, as a full disk would."""
 
-    def transaction(self, action, work):
-        raise StoreError(f"cannot {action} store {self.path}: disk I/O error (simulated full disk)")
-
-    def save_profile(self, profile):
-        raise StoreError(f"cannot write to store {self.path}: disk I/O error (simulated full disk)")
+    def write_batch(self, batch):
+        raise StoreError(f"cannot write requests to store {self.path}: disk I/O error (simulated full disk)")
 
 
 def failing_stores(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the store's directory should be")
     locked_path = tmp_path / "locked.db"
-    Store(locked_path).close()
+    open_store(locked_path).close()
     locker = sqlite3.connect(locked_path)
     locker.execute("BEGIN EXCLUSIVE")
     return {
         "writes raise": FailingStore(tmp_path / "failing.db"),
         "unopenable path": blocker / "profviz.db",
-        "locked database": Store(locked_path, busy_timeout_s=0.2),
+        "locked database": SQLiteStore(locked_path, busy_timeout_s=0.2),
     }, locker
 
 
@@ -250,7 +246,7 @@ def test_a_failing_store_changes_no_response_and_is_counted_and_logged_once(tmp_
         locker.close()
 
 
-def test_concurrent_clients_on_a_real_server_lose_no_requests(store, implementation):
+def test_concurrent_clients_on_a_real_server_lose_no_requests(store):
     middleware = ProfilerMiddleware(make_app(), store=store, tail_threshold_ms=30)
     paths = [f"/items/{i}" for i in range(150)] + [f"/sleep/{5 + i % 20}" for i in range(100)] + ["/busy/40"] * 10
     with serve(middleware, threads=8) as base:
@@ -262,7 +258,7 @@ def test_concurrent_clients_on_a_real_server_lose_no_requests(store, implementat
             results = list(pool.map(fetch, paths))
     assert all(status == 200 for status, _ in results)
     assert middleware.flush()
-    rows = query_requests(store)
+    rows = store.query_requests()
     assert len(rows) == len(paths) and middleware.stats["dropped"] == 0
     assert sorted(r.path for r in rows) == sorted(paths)
     assert {r.route for r in rows} == {"/items/{int}", "/sleep/{int}", "/busy/{int}"}
@@ -281,7 +277,7 @@ def test_concurrent_clients_on_a_real_server_lose_no_requests(store, implementat
 
 def test_two_worker_processes_write_one_store(tmp_path):
     db = tmp_path / "shared.db"
-    Store(db).close()
+    open_store(db).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [
         subprocess.Popen([sys.executable, str(ROOT / "tests/targets/wsgi_worker.py"), str(db)], stdin=subprocess.PIPE,
@@ -304,8 +300,8 @@ def test_two_worker_processes_write_one_store(tmp_path):
             w.stdin.flush()
         codes = [w.wait(timeout=30) for w in workers]
     assert codes == [0, 0]
-    with Store(db) as store:
-        rows = query_requests(store)
+    with open_store(db) as store:
+        rows = store.query_requests()
         assert len(rows) == len(paths)
         assert {r.pid for r in rows} == {w.pid for w in workers}
         assert all(r.labels.get("capacity") == 4 for r in rows)
@@ -326,7 +322,7 @@ def test_deep_profiles_only_with_the_configured_secret(store):
     ]:
         client.get(path, headers=headers).close()
         assert middleware.flush()  # the writer converting a profile would compete for the GIL
-    rows = query_requests(store)
+    rows = store.query_requests()
     assert [r.profile_id is not None for r in rows] == [False, False, True, True]
     cpu = store.profile_meta(rows[2].profile_id)
     wait = store.profile_meta(rows[3].profile_id)
@@ -345,7 +341,7 @@ def test_deep_fraction_profiles_every_request_with_absolute_sample_times(store):
     for _ in range(3):
         client.get("/busy/10").close()
     assert middleware.flush()
-    rows = query_requests(store)
+    rows = store.query_requests()
     assert all(r.profile_id for r in rows)
     for row in rows:
         profile = store.load_profile(row.profile_id)
@@ -358,7 +354,7 @@ def test_show_works_on_request_profiles(store, tmp_path):
     middleware = ProfilerMiddleware(make_app(), store=store, deep_fraction=1.0, tail_threshold_ms=1)
     Client(middleware).get("/busy/30").close()
     assert middleware.flush()
-    [row] = query_requests(store)
+    [row] = store.query_requests()
     out = subprocess.run(
         [sys.executable, "-m", "profviz.cli", "show", str(row.profile_id), "--json", "--store", str(store.path)],
         capture_output=True, text=True, check=False,
@@ -376,8 +372,7 @@ def test_otel_auto_records_the_apps_spans_in_the_same_store(tmp_path):
 import sqlite3
 from werkzeug.test import Client
 from profviz.wsgi import ProfilerMiddleware
-from profviz.store import Store
-from profviz.store.requests import query_requests
+from profviz.store import open_store
 
 def app(environ, start_response):
     conn = sqlite3.connect(":memory:")
@@ -390,9 +385,9 @@ assert middleware.recorder.span_processor is not None
 assert Client(middleware).get("/x").status_code == 200
 middleware.flush()
 middleware.recorder.span_processor.force_flush()
-store = Store({str(tmp_path / "s.db")!r})
-print(sorted({{row[0] for row in store.execute("SELECT name FROM spans")}}))
-print(len(query_requests(store)))
+store = open_store({str(tmp_path / "s.db")!r})
+print(sorted({{span.name for span in store.query_spans()}}))
+print(len(store.query_requests()))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -439,9 +434,9 @@ def test_a_forked_worker_stores_the_stacks_it_sampled_under_its_own_source(store
     assert middleware.flush()
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    kept = {row.path: row.profile_id for row in query_requests(store) if row.profile_id is not None}
+    kept = {row.path: row.profile_id for row in store.query_requests() if row.profile_id is not None}
     assert set(kept) == set(views)
-    sources = {row[0] for row in store.execute("SELECT DISTINCT source FROM stack_nodes")}
+    sources = {row[0] for row in store.read("SELECT DISTINCT source FROM stack_nodes")}
     assert len(sources) == 2
     for path, profile_id in kept.items():
         loaded = store.load_profile(profile_id)

@@ -26,7 +26,7 @@ import click
 from ..collect.attach import AttachOptions, AttachResult, Progress, collect
 from ..collect.pyspy import PySpyError, check_pyspy
 from ..errors import ProfvizError
-from ..store import Store
+from ..store import Store, open_store
 from .common import isatty_stderr, json_option, notice, store_option
 
 
@@ -71,8 +71,8 @@ def collector_options(command):
 
 def open_store_for_recording(store_path: str | None) -> Store:
     """Open the store and prove it accepts writes, before anything is recorded."""
-    store = Store(store_path)
-    store.transaction("write to", lambda conn: conn.execute("DELETE FROM store_info WHERE 0"))
+    store = open_store(store_path)
+    store.check_writable()
     return store
 
 

@@ -8,21 +8,20 @@ from typing import Any
 
 import click
 
-from ..store import Store
+from ..store import Store, open_store
 
 store_option = click.option(
     "--store",
     "store_path",
     envvar="PROFVIZ_STORE",
-    type=click.Path(dir_okay=False),
     default=None,
-    help="Store file (default: $PROFVIZ_STORE or the per-user data directory).",
+    help="Store file or URL (default: $PROFVIZ_STORE or the per-user data directory).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
 def open_cli_store(store_path: str | None) -> Store:
-    return Store(store_path)
+    return open_store(store_path)
 
 
 def notice(message: str) -> None:

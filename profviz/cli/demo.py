@@ -1,6 +1,6 @@
 """``profviz demo``: the sample shop under bounded load, profiled every way profviz can, then the UI.
 
-Steps: start ``python -m samples.shop`` on 127.0.0.1 with profviz's middleware and OpenTelemetry
+Steps: start ``python -m profviz_shop`` on 127.0.0.1 with profviz's middleware and OpenTelemetry
 spans recording into the store; attach to it with ``profviz attach`` while a bounded mix of
 requests (fast endpoints and the real bottlenecks: N+1 queries, an unindexed search, synchronous
 remote logging, a big JSON export, a connection per query, one remote call per item) runs against
@@ -21,7 +21,7 @@ import time
 import click
 
 from ..errors import ProfvizError
-from ..store import Store
+from ..store import Store, open_store
 from .common import notice, store_option
 
 DEMO_MIX = {
@@ -44,13 +44,12 @@ class DemoError(ProfvizError):
     """The demo could not run; the message says which step failed."""
 
 
-def _samples_available() -> None:
+def _shop_available() -> None:
     try:
-        import samples.shop  # noqa: F401
+        import profviz_shop  # noqa: F401
     except ImportError:
         raise DemoError(
-            "the sample shop (package 'samples') is not importable: run the demo from a clone of profviz "
-            "installed with pip install -e '.[dev]'"
+            "the sample shop (package 'profviz_shop') is not importable: reinstall profviz with pip install -e '.[dev]'"
         ) from None
 
 
@@ -62,7 +61,7 @@ def _read_lines(stream, lines: "queue.Queue[str | None]") -> None:
 
 def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start the profiled shop; return the process and its base URL (waits for the database build)."""
-    command = [sys.executable, "-m", "samples.shop", "--port", "0", "--profviz-store", str(store.path)]
+    command = [sys.executable, "-m", "profviz_shop", "--port", "0", "--profviz-store", store.location]
     if rows is not None:
         command += ["--rows", str(rows)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -84,7 +83,7 @@ def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Pop
             return process, line.split("shop serving on ", 1)[1].strip()
     process.kill()
     tail = " | ".join(seen[-3:]) or "no output"
-    raise DemoError(f"the sample shop did not start within {START_TIMEOUT_S:.0f} s ({tail}); run 'python -m samples.shop' to see why")
+    raise DemoError(f"the sample shop did not start within {START_TIMEOUT_S:.0f} s ({tail}); run 'python -m profviz_shop' to see why")
 
 
 def stop_shop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
@@ -101,7 +100,7 @@ def stop_shop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
 def start_attach(store: Store, pid: int, duration_s: float) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "profviz", "attach", str(pid), "--duration", f"{duration_s:g}", "--json",
-        "--store", str(store.path), "--label", "demo=shop",
+        "--store", store.location, "--label", "demo=shop",
     ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -121,16 +120,16 @@ def finish_attach(process: subprocess.Popen, timeout_s: float) -> int | None:
 
 
 def demo_paths(count: int) -> list[str]:
-    from samples.shop.loadgen import weighted_paths
+    from profviz_shop.loadgen import weighted_paths
 
     return weighted_paths(DEMO_MIX, count, seed=1)
 
 
 def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, rows: int | None = None) -> dict:
     """Run the shop under load with profviz watching. Returns what was recorded (ids and counts)."""
-    from samples.shop.loadgen import run_load
+    from profviz_shop.loadgen import run_load
 
-    _samples_available()
+    _shop_available()
     shop, base_url = start_shop(store, rows=rows)
     attach_id = None
     try:
@@ -163,10 +162,10 @@ def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, 
     from .routes import routes_command
     from .serve import serve
 
-    store = Store(store_path)
+    store = open_store(store_path)
     summary = run_demo(store, requests=request_count, concurrency=concurrency, attach=attach,
                        rows=int(os.environ["PROFVIZ_DEMO_ROWS"]) if os.environ.get("PROFVIZ_DEMO_ROWS") else None)
-    ctx.invoke(routes_command, store_path=str(store.path), as_json=False, since=None)
+    ctx.invoke(routes_command, store_path=store.location, as_json=False, since=None)
     if as_json:
         click.echo(json.dumps(summary))
     if serve_ui:

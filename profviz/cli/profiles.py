@@ -47,7 +47,7 @@ def list_command(store_path: str | None, as_json: bool, kind: str | None, limit:
         print_json(entries)
         return
     if not entries:
-        click.echo(f"no profiles in {store.path}; record one with 'profviz attach PID'")
+        click.echo(f"no profiles in {store.location}; record one with 'profviz attach PID'")
         return
     click.echo(f"{'id':>5}  {'kind':<8} {'pid':>7}  {'start':<19} {'dur s':>7} {'samples':>8} {'err':>4} {'cpu%':>5} {'wait%':>5}  command")
     for e in entries:

@@ -10,7 +10,6 @@ import click
 from ..analysis.routes import route_table
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
-from ..store.requests import query_requests, request_columns
 from .common import json_option, open_cli_store, print_json, store_option
 
 class UsageError(ProfvizError):
@@ -46,7 +45,7 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None) -> 
     """
     store = open_cli_store(store_path)
     since_ns = _since_ns(since)
-    columns = request_columns(store, since_ns=since_ns)
+    columns = store.request_columns(since_ns=since_ns)
     window_s = None
     if columns["start_ns"]:
         first = max(min(columns["start_ns"]), since_ns or 0)
@@ -58,7 +57,7 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None) -> 
         return
     if not rows:
         where = f" in the last {since}" if since else ""
-        click.echo(f"no requests{where} in {store.path}; wrap your app with profviz.wsgi.ProfilerMiddleware to record some")
+        click.echo(f"no requests{where} in {store.location}; wrap your app with profviz.wsgi.ProfilerMiddleware to record some")
         return
     width = min(60, max(5, *(len(r["route"]) for r in rows)))
     click.echo(
@@ -86,7 +85,7 @@ def requests_command(
 ) -> None:
     """List timed requests (oldest first, or the slowest first with --slowest); profile ids open with 'profviz show'."""
     store = open_cli_store(store_path)
-    rows = query_requests(store, since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit)
+    rows = store.query_requests(since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit)
     entries = [
         {
             "id": r.id, "route": r.route, "method": r.method, "path": r.path, "status": r.status,
@@ -99,7 +98,7 @@ def requests_command(
         print_json(entries)
         return
     if not entries:
-        click.echo(f"no matching requests in {store.path}")
+        click.echo(f"no matching requests in {store.location}")
         return
     click.echo(f"{'id':>7}  {'start':<23} {'method':<7} {'status':>6} {'ms':>9} {'cpu ms':>9} {'profile':>7}  path (route)")
     for e in entries:

@@ -47,7 +47,7 @@ def serve(
     path = (open_path or "/").lstrip("/")
     url = server.url + path + (f"?token={token}" if token else "")
     click.echo(url)
-    notice(f"serving profiles from {store.path} on {server.url} (Ctrl-C to stop)")
+    notice(f"serving profiles from {store.location} on {server.url} (Ctrl-C to stop)")
     if open_browser:
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
     try:

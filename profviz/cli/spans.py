@@ -9,7 +9,7 @@ import click
 from ..analysis.correlate import join_spans, span_listing_rows
 from ..formats.otlp import load_file
 from ..store import Store
-from ..store.spans import insert_spans, load_span_context
+from ..store.spans import load_span_context
 from .common import json_option, notice, open_cli_store, print_json, store_option
 
 
@@ -107,13 +107,13 @@ def import_traces_command(path: str, store_path: str | None) -> None:
     """Store the spans of an OTLP/JSON traces file (one request object, or one per line; gzip ok)."""
     records = load_file(path)
     store = open_cli_store(store_path)
-    added = insert_spans(store, records)
+    added = store.insert_spans(records)
     if added < len(records):
         notice(f"{len(records) - added} of {len(records)} spans were already in the store")
     approximate = sum(1 for r in records if r.tid is None)
     if approximate:
         notice(f"{approximate} spans have no thread.id attribute: they join samples by time only (approximate)")
-    click.echo(f"imported {added} spans from {path} into {store.path}")
+    click.echo(f"imported {added} spans from {path} into {store.location}")
 
 
 COMMANDS = (spans_command, import_traces_command)

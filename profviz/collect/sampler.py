@@ -47,7 +47,6 @@ import threading
 import time
 from typing import Callable
 
-from ..accel import speedups
 from ..model import Profile, State, TableLists
 from . import forks
 
@@ -520,7 +519,7 @@ class StackSampler:
                 order.append(fresh[top])
 
 
-def _walk_fresh_python(leaf, held: dict, fresh: list, codes: list, offsets: list):
+def _walk_fresh(leaf, held: dict, fresh: list, codes: list, offsets: list):
     """From ``leaf`` down through ``f_back`` until a frame in ``held`` (or the stack's end):
     appends each frame, its ``f_code`` and its ``f_lasti`` to the three lists, leaf first;
     returns the held frame met, or None."""
@@ -533,8 +532,6 @@ def _walk_fresh_python(leaf, held: dict, fresh: list, codes: list, offsets: list
         frame = frame.f_back
     return frame
 
-
-_walk_fresh = speedups.walk_fresh if speedups is not None else _walk_fresh_python  # see profviz/accel.py
 
 
 class _ThreadStack:

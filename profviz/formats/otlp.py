@@ -28,10 +28,11 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from ..errors import ProfvizError
-from ..store.spans import SpanRecord, SpanRecordError
+from ..model import Span, SpanError
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 MAX_VALUE_DEPTH = 8
@@ -40,15 +41,15 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 _KINDS = {
-    Span.SPAN_KIND_UNSPECIFIED: "internal",
-    Span.SPAN_KIND_INTERNAL: "internal",
-    Span.SPAN_KIND_SERVER: "server",
-    Span.SPAN_KIND_CLIENT: "client",
-    Span.SPAN_KIND_PRODUCER: "producer",
-    Span.SPAN_KIND_CONSUMER: "consumer",
+    OtlpSpan.SPAN_KIND_UNSPECIFIED: "internal",
+    OtlpSpan.SPAN_KIND_INTERNAL: "internal",
+    OtlpSpan.SPAN_KIND_SERVER: "server",
+    OtlpSpan.SPAN_KIND_CLIENT: "client",
+    OtlpSpan.SPAN_KIND_PRODUCER: "producer",
+    OtlpSpan.SPAN_KIND_CONSUMER: "consumer",
 }
-_KIND_CODES = {"internal": Span.SPAN_KIND_INTERNAL, "server": Span.SPAN_KIND_SERVER, "client": Span.SPAN_KIND_CLIENT,
-               "producer": Span.SPAN_KIND_PRODUCER, "consumer": Span.SPAN_KIND_CONSUMER}
+_KIND_CODES = {"internal": OtlpSpan.SPAN_KIND_INTERNAL, "server": OtlpSpan.SPAN_KIND_SERVER, "client": OtlpSpan.SPAN_KIND_CLIENT,
+               "producer": OtlpSpan.SPAN_KIND_PRODUCER, "consumer": OtlpSpan.SPAN_KIND_CONSUMER}
 _STATUSES = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Status.STATUS_CODE_ERROR: "error"}
 _STATUS_CODES = {v: k for k, v in _STATUSES.items()}
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -197,9 +198,9 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
-def records_from_request(request: ExportTraceServiceRequest, *, source: str = "otlp") -> list[SpanRecord]:
+def records_from_request(request: ExportTraceServiceRequest, *, source: str = "otlp") -> list[Span]:
     """Span records from a parsed request, each checked. Raises OtlpError naming the first bad span."""
-    records: list[SpanRecord] = []
+    records: list[Span] = []
     for r_index, resource_spans in enumerate(request.resource_spans):
         resource = _attributes(resource_spans.resource.attributes)
         resource_pid = _int_or_none(resource.get("process.pid"))
@@ -211,7 +212,7 @@ def records_from_request(request: ExportTraceServiceRequest, *, source: str = "o
     return records
 
 
-def _record(span: Span, where: str, resource_pid: int | None, service: Any, source: str) -> SpanRecord:
+def _record(span: OtlpSpan, where: str, resource_pid: int | None, service: Any, source: str) -> Span:
     if len(span.trace_id) != 16:
         raise OtlpError(f"{where} has a {len(span.trace_id)}-byte trace id, expected 16")
     if len(span.span_id) != 8:
@@ -234,7 +235,7 @@ def _record(span: Span, where: str, resource_pid: int | None, service: Any, sour
         attributes["service.name"] = service
     if status == "error" and span.status.message:
         attributes.setdefault("otel.status_description", span.status.message)
-    record = SpanRecord(
+    record = Span(
         trace_id=span.trace_id.hex(),
         span_id=span.span_id.hex(),
         parent_id=span.parent_span_id.hex() or None,
@@ -252,7 +253,7 @@ def _record(span: Span, where: str, resource_pid: int | None, service: Any, sour
     )
     try:
         record.check()
-    except SpanRecordError as exc:
+    except SpanError as exc:
         raise OtlpError(f"{where}: {exc}") from None
     return record
 
@@ -260,7 +261,7 @@ def _record(span: Span, where: str, resource_pid: int | None, service: Any, sour
 def decode_payload(
     data: bytes, content_type: str | None, content_encoding: str | None = None, *, max_bytes: int = MAX_PAYLOAD_BYTES,
     source: str = "otlp",
-) -> list[SpanRecord]:
+) -> list[Span]:
     """Span records from an OTLP/HTTP request body. Raises OtlpError with the HTTP status to answer."""
     body = read_limited(data, content_encoding, max_bytes=max_bytes)
     return records_from_request(parse_request(body, content_type), source=source)
@@ -287,7 +288,7 @@ def _any_value(value: Any) -> AnyValue:
     return AnyValue(string_value="" if value is None else str(value))
 
 
-def request_from_records(records: Iterable[SpanRecord]) -> ExportTraceServiceRequest:
+def request_from_records(records: Iterable[Span]) -> ExportTraceServiceRequest:
     """An ``ExportTraceServiceRequest`` holding the records, one resource per process id.
 
     Thread and process go into ``thread.id``/``thread.name``/``process.pid`` span attributes, so
@@ -338,7 +339,7 @@ def request_to_json(request: ExportTraceServiceRequest) -> dict:
     return document
 
 
-def dump_json(records: Iterable[SpanRecord]) -> str:
+def dump_json(records: Iterable[Span]) -> str:
     """OTLP/JSON text for the records (one ExportTraceServiceRequest), readable by :func:`load_file`."""
     return json.dumps(request_to_json(request_from_records(records)), ensure_ascii=False)
 
@@ -363,7 +364,7 @@ def detect(path: str | os.PathLike) -> bool:
     return text.startswith(b"{") and (b'"resourceSpans"' in text or b'"resource_spans"' in text)
 
 
-def load_file(path: str | os.PathLike, *, max_bytes: int = 1024 * 1024 * 1024) -> list[SpanRecord]:
+def load_file(path: str | os.PathLike, *, max_bytes: int = 1024 * 1024 * 1024) -> list[Span]:
     """Span records from an OTLP/JSON file (gzip allowed): one request object, or one per line.
 
     Raises OtlpError naming the file (and the line, for JSON Lines) on any problem.
@@ -388,7 +389,7 @@ def load_file(path: str | os.PathLike, *, max_bytes: int = 1024 * 1024 * 1024) -
         documents = [(None, stripped)]
     except ValueError:
         documents = [(n, line) for n, line in enumerate(stripped.split(b"\n"), 1) if line.strip()]
-    records: list[SpanRecord] = []
+    records: list[Span] = []
     for line_number, document in documents:
         try:
             records.extend(records_from_request(parse_request(document, JSON), source="import"))

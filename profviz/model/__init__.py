@@ -1,4 +1,4 @@
-"""Profile model: interned tables of strings, frames, stacks, threads, samples and spans."""
+"""Profile model: interned tables of strings, frames, stacks, threads, samples and spans; request records."""
 
 from .profile import (
     FORMAT_VERSION,
@@ -7,14 +7,17 @@ from .profile import (
     Frame,
     Profile,
     ProfileError,
-    Span,
     TableLists,
     Thread,
     profile_from_tables,
 )
-from .state import State
+from .requests import FIELD_COUNT, REQUEST_FIELDS, RequestBatch, RequestRow, StackNodes
+from .shared_stacks import SharedStackProfile
+from .span import SPAN_KINDS, SPAN_SOURCES, SPAN_STATUSES, Span, SpanError
+from .state import STATE_NAMES, State
 
 __all__ = [
-    "FORMAT_VERSION", "NO_REASON", "NO_STACK", "Frame", "Profile", "ProfileError", "Span", "State", "TableLists",
-    "Thread", "profile_from_tables",
+    "FIELD_COUNT", "FORMAT_VERSION", "NO_REASON", "NO_STACK", "REQUEST_FIELDS", "SPAN_KINDS", "SPAN_SOURCES",
+    "SPAN_STATUSES", "STATE_NAMES", "Frame", "Profile", "ProfileError", "RequestBatch", "RequestRow", "SharedStackProfile",
+    "Span", "SpanError", "StackNodes", "State", "TableLists", "Thread", "profile_from_tables",
 ]

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import struct
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from .span import Span
 from .state import State
 
 FORMAT_VERSION = 1
@@ -41,27 +42,6 @@ class Thread:
     pid: int
     tid: int
     name: str
-
-
-@dataclass
-class Span:
-    """One trace span, lined up against samples by thread and time.
-
-    ``thread`` is an index into the profile's threads, or -1 when the span carries no thread id
-    (it is then joined by time window and ``approximate`` is set).
-    """
-
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    name: str
-    kind: str
-    status: str
-    start_ns: int
-    end_ns: int
-    thread: int = -1
-    attributes: dict = field(default_factory=dict)
-    approximate: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,7 @@ class State(IntEnum):
             return cls[key]
         except KeyError:
             raise ValueError(f"unknown state {value!r}; expected one of cpu, waiting, runnable, unknown") from None
+
+
+STATE_NAMES = {State.ON_CPU: "cpu", State.WAITING: "waiting", State.RUNNABLE: "runnable", State.UNKNOWN: "unknown"}
+"""A state's name in JSON, the UI and the CLI."""

@@ -111,7 +111,7 @@ def _install_error_handlers(app: Flask) -> None:
 
     def without_store_path(exc: StoreError) -> str:
         """The store's message without the server's file path (clients need not know it)."""
-        path = str(app.extensions[EXTENSION_KEY].store.path)
+        path = app.extensions[EXTENSION_KEY].store.location
         return str(exc).replace(f" in {path}", "").replace(path, "the store")
 
     @app.errorhandler(ProfileNotFound)

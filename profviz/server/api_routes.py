@@ -20,7 +20,7 @@ from ..analysis.routes import (
 )
 from ..routes import parse_duration
 from ..store import ProfileNotFound
-from ..store.requests import RequestNotFound, query_requests, request_by_id, request_columns
+from ..store import RequestNotFound
 from .context import server_context
 from .params import bad, float_param, int_param
 
@@ -80,7 +80,7 @@ def _request_entry(row) -> dict:
 @bp.get("/api/routes")
 def routes():
     since_ns, until_ns = _window()
-    columns = request_columns(server_context().store, since_ns=since_ns, until_ns=until_ns)
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns)
     if not columns["id"]:
         return jsonify({"window": None, "routes": []})
     first, last = _span(columns, since_ns, until_ns)
@@ -95,7 +95,7 @@ def route_latency():
     """One route's latency histogram and latency-over-time series."""
     since_ns, until_ns = _window()
     route, method = _route()
-    columns = request_columns(server_context().store, since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method)
     if not columns["id"]:
         raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
     first, last = _span(columns, since_ns, until_ns)
@@ -112,7 +112,7 @@ def route_latency():
 def utilisation():
     """Busy worker threads over capacity, per time bucket, for all routes."""
     since_ns, until_ns = _window()
-    columns = request_columns(server_context().store, since_ns=since_ns, until_ns=until_ns)
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns)
     capacity = int_param(request.args, "capacity", None, low=1, high=100_000)
     if not columns["id"]:
         return jsonify({"capacity": capacity or 0, "capacity_source": "none", "bucket_s": None, "series": []})
@@ -129,8 +129,8 @@ def requests_list():
     args = request.args
     slowest = int_param(args, "slowest", None, low=1, high=10_000)
     limit = int_param(args, "limit", 100, low=1, high=10_000)
-    rows = query_requests(
-        server_context().store, since_ns=since_ns, until_ns=until_ns, route=args.get("route") or None,
+    rows = server_context().store.query_requests(
+        since_ns=since_ns, until_ns=until_ns, route=args.get("route") or None,
         method=args.get("method") or None, slowest=slowest, limit=None if slowest else limit,
     )
     return jsonify({"requests": [_request_entry(r) for r in rows]})
@@ -144,7 +144,7 @@ def request_detail(request_id: str):
         raise bad("id", f"expected an integer request id, got {request_id[:40]!r}") from None
     store = server_context().store
     try:
-        row = request_by_id(store, rid)
+        row = store.request_by_id(rid)
     except RequestNotFound:
         raise NotFound(f"no request with id {rid}: list requests with /api/requests") from None
     entry = {**_request_entry(row), "response_bytes": row.response_bytes, "labels": row.labels, "profile": None}
@@ -167,7 +167,7 @@ def route_tail():
     since_ns, until_ns = _window()
     route, method = _route()
     store = server_context().store
-    columns = request_columns(store, since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    columns = store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method)
     if not columns["id"]:
         raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
     max_profiles = int_param(request.args, "max_profiles", 50, low=1, high=MAX_TAIL_PROFILES)

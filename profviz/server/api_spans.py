@@ -31,8 +31,8 @@ from ..analysis.correlate import (
 from ..analysis.flamegraph import flamegraph
 from ..formats.otlp import JSON, MAX_PAYLOAD_BYTES, OtlpError, decode_payload
 from ..model import Profile
-from ..store.requests import RequestNotFound
-from ..store.spans import SpanContext, SpanLookupError, insert_spans, load_span_context, query_spans
+from ..store import RequestNotFound
+from ..store.spans import SpanContext, SpanLookupError, load_span_context
 from .context import profile_origin_ns, server_context
 from .params import bad, bool_param, float_param, int_param, profile_id_param
 
@@ -83,7 +83,7 @@ def receive_traces():
         records = decode_payload(body, content_type, request.headers.get("Content-Encoding"))
     except OtlpError as exc:
         return _otlp_answer(exc.status, str(exc), as_json)
-    insert_spans(server_context().store, records, checked=True)
+    server_context().store.insert_spans(records, checked=True)
     return _otlp_answer(200, None, as_json)
 
 
@@ -118,7 +118,7 @@ def _joined(profile_id: int | None, request_id: int | None) -> _Joined:
             raise BadRequest(str(exc)) from None
         return _Joined(loaded, join_spans(loaded.profile, loaded.spans, offset_ns=offset))
 
-    newest = context.store.execute("SELECT max(id) FROM spans")[0][0]
+    newest = context.store.newest_span_id()
     return context.memo(("span-join", profile_id, request_id, offset, newest), make)
 
 
@@ -188,8 +188,7 @@ def list_spans():
         raise bad("trace_id", "expected 32 hex digits")
     start = float_param(args, "start_ms", -1.0, low=-1.0, high=1e16)
     end = float_param(args, "end_ms", -1.0, low=-1.0, high=1e16)
-    records = query_spans(
-        server_context().store,
+    records = server_context().store.query_spans(
         pid=int_param(args, "pid", None, low=0, high=2**31),
         trace_id=trace_id,
         start_ns=None if start < 0 else int(start * 1e6),

@@ -7,7 +7,7 @@ import random
 import sys
 import time
 
-from samples.shop.serving import waitress_in_thread
+from profviz_shop.serving import waitress_in_thread
 
 
 def busy(seconds: float) -> None:

@@ -7,7 +7,7 @@ stdin, then exits normally, so the middleware's atexit flush writes what is stil
 import sys
 
 from profviz.wsgi import ProfilerMiddleware
-from samples.shop.serving import waitress_in_thread
+from profviz_shop.serving import waitress_in_thread
 from tests.targets.wsgi_apps import make_app
 
 

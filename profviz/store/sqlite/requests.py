@@ -1,13 +1,12 @@
-"""Reading and writing the store's ``requests`` table (one row per request the middleware timed).
+"""The ``requests`` table (one row per timed request) and the ``request_log`` it is written through.
 
-Writing is append-only: :func:`insert_request_params` (the middleware's writer, inside the profiled
-server) stores a whole batch of rows as ONE ``request_log`` row, its parameters pickled (protocol 4,
-plain values only), which costs about a tenth of inserting them into ``requests`` with its two
-indexes. Every reader of ``requests`` here first calls :func:`materialize_requests`, which moves the
-pending batches into ``requests`` in write transactions of up to ``MATERIALIZE_CHUNK_ROWS`` rows
-(each one decodes, inserts and deletes the same log rows under SQLite's write lock, so concurrent
-processes neither lose nor duplicate a row). Request ids are given then, in commit order. Code that
-reads ``requests`` with its own SQL must call :func:`materialize_requests` first.
+Writing is append-only: :func:`write_batch` (the middleware's writer, inside the profiled server)
+stores a whole batch of rows as ONE ``request_log`` row, its values pickled (protocol 4, plain
+values only), which costs about a tenth of inserting them into ``requests`` with its two indexes.
+Every reader here first calls :func:`materialize_requests`, which moves the pending batches into
+``requests`` in write transactions of up to ``MATERIALIZE_CHUNK_ROWS`` rows (each one decodes,
+inserts and deletes the same log rows under SQLite's write lock, so concurrent processes neither
+lose nor duplicate a row). Request ids are given then, in commit order.
 """
 
 from __future__ import annotations
@@ -18,50 +17,18 @@ import json
 import pickle
 import sqlite3
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from . import Store, StoreError
+from ...model import FIELD_COUNT, REQUEST_FIELDS, RequestBatch, RequestRow
+from ...model.requests import PROFILE_ID_FIELD
+from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
+from ..summary import encode_profile
+from . import stack_nodes
 
-REQUEST_COLUMNS = (
-    "id", "pid", "tid", "route", "method", "path", "status", "start_ns", "duration_ns", "cpu_ns",
-    "response_bytes", "error", "profile_id", "labels",
-)
+if TYPE_CHECKING:
+    from .store import SQLiteStore
 
-
-@dataclass
-class RequestRow:
-    """One timed request. ``start_ns`` is epoch ns; ``profile_id`` the kept profile, if any."""
-
-    pid: int
-    tid: int
-    route: str
-    method: str
-    path: str
-    status: int
-    start_ns: int
-    duration_ns: int
-    cpu_ns: int = 0
-    response_bytes: int = 0
-    error: str | None = None
-    profile_id: int | None = None
-    labels: dict = field(default_factory=dict)
-    id: int | None = None
-
-    def as_tuple(self) -> tuple:
-        """The row's parameters, as plain ints and strs (e.g. an ``HTTPStatus`` becomes its int)."""
-        return (
-            int(self.pid), int(self.tid), str(self.route), str(self.method), str(self.path), int(self.status),
-            int(self.start_ns), int(self.duration_ns), int(self.cpu_ns), int(self.response_bytes),
-            None if self.error is None else str(self.error), None if self.profile_id is None else int(self.profile_id),
-            json.dumps(self.labels) if self.labels else "{}",
-        )
-
-
-def insert_requests(store: Store, rows: Iterable[RequestRow]) -> int:
-    """Insert rows in one transaction; returns how many were written."""
-    return insert_request_values(store, [row.as_tuple() for row in rows])
-
+REQUEST_COLUMNS = ("id", *REQUEST_FIELDS)
 
 INSERT_CHUNK_ROWS = 64  # 13 parameters a row: 832 per statement, under every SQLite's variable limit
 _INSERT_HEAD = (
@@ -81,49 +48,32 @@ def _multi_row_insert(count: int) -> str:
     return sql
 
 
-ROW_WIDTH = 13  # parameters per row, in RequestRow.as_tuple() order
-ROW_PROFILE_ID = 11  # position of profile_id within a row's parameters
-
-
-def insert_request_values(store: Store, values: list, *, conn: sqlite3.Connection | None = None) -> int:
-    """Store rows given as :meth:`RequestRow.as_tuple` sequences in one transaction (as one
-    ``request_log`` batch, see :func:`insert_request_params`); returns how many. An ``error`` of
-    ``""`` and a ``profile_id`` of 0 are stored as NULL, like None.
-
-    With ``conn`` (a connection inside a transaction of ``store``, e.g. from
-    :meth:`Store.save_profiles`) the rows are written there, in that transaction.
-    """
-    return insert_request_params(store, [value for row in values for value in row], conn=conn)
-
-
 _encode_log = functools.partial(pickle.dumps, protocol=4)
 _APPEND_LOG = "INSERT INTO request_log (rows, data) VALUES (?, ?)"
 
 
-def insert_request_params(store: Store, params: list, *, conn: sqlite3.Connection | None = None) -> int:
-    """:func:`insert_request_values` for the rows' parameters laid end to end (``ROW_WIDTH`` a row),
-    as the middleware's writer builds them; returns how many rows.
+def write_batch(store: "SQLiteStore", batch: RequestBatch) -> list[int]:
+    """Store a batch in one transaction: its stack nodes, its profiles (encoded before the
+    transaction starts), then its requests, linked to the profiles' new ids, as one
+    ``request_log`` row (values must be plain ``int``, ``float``, ``str``, ``bytes`` or None, not
+    subclasses: the log's reader refuses anything else). Returns the profiles' ids."""
+    encoded = [encode_profile(profile) for profile, _ in batch.profiles]
 
-    Values must be plain ``int``, ``float``, ``str``, ``bytes`` or None (not subclasses: the log's
-    reader refuses anything else). The batch is appended to ``request_log`` as one row, in one
-    statement; readers see the rows once :func:`materialize_requests` moved them (every reader
-    here calls it). A row of a batch that SQLite then refuses (a string that is not valid
-    Unicode, an int over 64 bits) is dropped there with a notice; the batch's other rows are kept.
-    """
-    rows, extra = divmod(len(params), ROW_WIDTH)
-    if extra:
-        raise ValueError(f"request parameters must come {ROW_WIDTH} a row, got {len(params)} values")
-    if not rows:
-        return 0
-    data = _encode_log(params)
+    def work(c: sqlite3.Connection) -> list[int]:
+        if batch.stack_nodes is not None:
+            stack_nodes.insert(c, batch.stack_nodes)
+        ids = store.insert_encoded(c, encoded)
+        batch.link(ids)
+        if batch.values:
+            c.execute(_APPEND_LOG, (len(batch), _encode_log(batch.values)))
+        return ids
 
-    def work(c: sqlite3.Connection) -> int:
-        c.execute(_APPEND_LOG, (rows, data))
-        return rows
-
-    if conn is not None:
-        return work(conn)
-    return store.transaction("write requests to", work)
+    if not batch.values and not encoded and batch.stack_nodes is None:
+        return []
+    ids = store.transaction("write requests to", work)
+    for (profile, _), profile_id in zip(batch.profiles, ids):
+        profile.meta["id"] = profile_id
+    return ids
 
 
 class _PlainValuesUnpickler(pickle.Unpickler):
@@ -136,7 +86,7 @@ class _PlainValuesUnpickler(pickle.Unpickler):
 MATERIALIZE_CHUNK_ROWS = 20_000  # rows moved per write transaction: a few tenths of a second holding the lock
 
 
-def materialize_requests(store: Store) -> int:
+def materialize_requests(store: "SQLiteStore") -> int:
     """Move every batch pending in ``request_log`` into ``requests``; returns how many rows moved.
 
     One indexed lookup when nothing is pending. Otherwise one write transaction per
@@ -144,7 +94,7 @@ def materialize_requests(store: Store) -> int:
     appended after the call started are left to the next call. Rows pointing at a profile that
     was deleted meanwhile get a NULL ``profile_id``, as stored rows do.
     """
-    found = store.execute("SELECT max(id) FROM request_log")
+    found = store.read("SELECT max(id) FROM request_log")
     last = found[0][0] if found else None
     if last is None:
         return 0
@@ -154,7 +104,7 @@ def materialize_requests(store: Store) -> int:
         count, more, dropped = store.transaction("move logged requests into", lambda c: _materialize_chunk(c, last))
         moved += count
         if dropped:
-            print(f"profviz: dropped logged requests in store {store.path}: {'; '.join(dropped[:5])}"
+            print(f"profviz: dropped logged requests in store {store.location}: {'; '.join(dropped[:5])}"
                   + (f" (and {len(dropped) - 5} more)" if len(dropped) > 5 else ""), file=sys.stderr)
     return moved
 
@@ -169,13 +119,13 @@ def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, lis
     more = False
     pending = c.execute("SELECT id, rows, data FROM request_log WHERE id <= ? ORDER BY id", (last,))
     for log_id, rows, data in pending:
-        if upto is not None and len(params) >= MATERIALIZE_CHUNK_ROWS * ROW_WIDTH:
+        if upto is not None and len(params) >= MATERIALIZE_CHUNK_ROWS * FIELD_COUNT:
             more = True
             break
         upto = log_id
         try:
             values = _PlainValuesUnpickler(io.BytesIO(data)).load()
-            if type(values) is not list or len(values) != rows * ROW_WIDTH:
+            if type(values) is not list or len(values) != rows * FIELD_COUNT:
                 raise ValueError(f"holds {len(values) if type(values) is list else type(values).__name__} values, not {rows} rows")
         except Exception as exc:  # a damaged batch must not block every later one
             dropped.append(f"batch {log_id} of {rows} rows is unreadable ({type(exc).__name__}: {exc})")
@@ -192,7 +142,7 @@ def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, lis
 
 def _null_deleted_profiles(c: sqlite3.Connection, params: list) -> None:
     """Set to 0 (stored as NULL) the ``profile_id`` of rows whose profile no longer exists."""
-    wanted = {value for value in params[ROW_PROFILE_ID::ROW_WIDTH] if value}
+    wanted = {value for value in params[PROFILE_ID_FIELD::FIELD_COUNT] if value}
     if not wanted:
         return
     existing: set = set()
@@ -201,7 +151,7 @@ def _null_deleted_profiles(c: sqlite3.Connection, params: list) -> None:
         chunk = ids[start:start + 500]
         existing.update(r[0] for r in c.execute(f"SELECT id FROM profiles WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
     if existing != wanted:
-        for at in range(ROW_PROFILE_ID, len(params), ROW_WIDTH):
+        for at in range(PROFILE_ID_FIELD, len(params), FIELD_COUNT):
             if params[at] and params[at] not in existing:
                 params[at] = 0
 
@@ -209,19 +159,19 @@ def _null_deleted_profiles(c: sqlite3.Connection, params: list) -> None:
 def _insert_rows(c: sqlite3.Connection, params: list, dropped: list[str]) -> int:
     """Insert rows with multi-row statements; a statement SQLite refuses is redone row by row,
     skipping (and describing in ``dropped``) the rows it refuses. Returns how many were inserted."""
-    step = INSERT_CHUNK_ROWS * ROW_WIDTH
+    step = INSERT_CHUNK_ROWS * FIELD_COUNT
     inserted = 0
     for start in range(0, len(params), step):
         chunk = params[start:start + step]
         try:
-            c.execute(_multi_row_insert(len(chunk) // ROW_WIDTH), chunk)
-            inserted += len(chunk) // ROW_WIDTH
+            c.execute(_multi_row_insert(len(chunk) // FIELD_COUNT), chunk)
+            inserted += len(chunk) // FIELD_COUNT
         except sqlite3.OperationalError:
             raise  # locked, disk full...: the transaction fails and is retried or reported
         except (sqlite3.Error, ValueError, TypeError, OverflowError):  # that statement alone failed; the transaction goes on
-            for at in range(0, len(chunk), ROW_WIDTH):
+            for at in range(0, len(chunk), FIELD_COUNT):
                 try:
-                    c.execute(_multi_row_insert(1), chunk[at:at + ROW_WIDTH])
+                    c.execute(_multi_row_insert(1), chunk[at:at + FIELD_COUNT])
                     inserted += 1
                 except sqlite3.OperationalError:
                     raise
@@ -240,7 +190,7 @@ def _row(row: sqlite3.Row) -> RequestRow:
 
 
 def query_requests(
-    store: Store,
+    store: "SQLiteStore",
     *,
     since_ns: int | None = None,
     until_ns: int | None = None,
@@ -266,44 +216,45 @@ def query_requests(
         if limit:
             sql = f"SELECT * FROM ({sql.replace(' ORDER BY start_ns, id', ' ORDER BY start_ns DESC, id DESC')} LIMIT ?) ORDER BY start_ns, id"
             params.append(int(limit))
-    return [_row(r) for r in store.execute(sql, params)]
+    return [_row(r) for r in store.read(sql, params)]
 
 
-def request_by_id(store: Store, request_id: int) -> RequestRow:
+def request_by_id(store: "SQLiteStore", request_id: int) -> RequestRow:
     materialize_requests(store)
-    rows = store.execute(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?", (int(request_id),))
+    rows = store.read(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?", (int(request_id),))
     if not rows:
-        raise RequestNotFound(f"no request with id {request_id} in {store.path}: run 'profviz requests' to see the ids")
+        raise RequestNotFound(f"no request with id {request_id} in {store.location}: run 'profviz requests' to see the ids")
     return _row(rows[0])
 
 
-class RequestNotFound(StoreError):
-    """No request with the requested id exists."""
-
-
 def request_columns(
-    store: Store,
+    store: "SQLiteStore",
     *,
     since_ns: int | None = None,
     until_ns: int | None = None,
     route: str | None = None,
     method: str | None = None,
 ) -> dict[str, list[Any]]:
-    """Columns for analysis: id, pid, tid, route, method, status, error, start_ns, duration_ns,
-    cpu_ns, profile_id, and capacity (the ``capacity`` label, else None), oldest first."""
+    """:data:`~profviz.store.base.REQUEST_COLUMN_NAMES` of the requests in a window, oldest first."""
     materialize_requests(store)
-    names = ("id", "pid", "tid", "route", "method", "status", "error", "start_ns", "duration_ns", "cpu_ns", "profile_id", "capacity")
+    names = REQUEST_COLUMN_NAMES
     where, params = _where(since_ns, until_ns, route, method)
     select = ", ".join(names[:-1]) + ", json_extract(labels, '$.capacity') AS capacity"
     sql = f"SELECT {select} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
-    rows = store.execute(sql, params)
+    rows = store.read(sql, params)
     return {name: [r[i] for r in rows] for i, name in enumerate(names)}
 
 
-def latest_request_ns(store: Store) -> int | None:
+def latest_request_ns(store: "SQLiteStore") -> int | None:
     materialize_requests(store)
-    rows = store.execute("SELECT MAX(start_ns + duration_ns) FROM requests")
+    rows = store.read("SELECT MAX(start_ns + duration_ns) FROM requests")
     return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def request_for_profile(store: "SQLiteStore", profile_id: int) -> int | None:
+    materialize_requests(store)
+    rows = store.read("SELECT id FROM requests WHERE profile_id = ? ORDER BY id LIMIT 1", (int(profile_id),))
+    return int(rows[0][0]) if rows else None
 
 
 def _where(since_ns, until_ns, route, method) -> tuple[list[str], list[Any]]:

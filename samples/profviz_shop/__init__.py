@@ -6,5 +6,5 @@ Modules:
     app       -- ``create_app``: the Flask application factory.
     loadgen   -- ``run_load`` and ``weighted_paths``: a bounded loopback load generator.
 
-Run it with ``python -m samples.shop``.
+Run it with ``python -m profviz_shop``.
 """

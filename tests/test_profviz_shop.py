@@ -1,4 +1,4 @@
-"""Tests for samples/shop: the database, the helper services, each bottleneck endpoint and the load generator.
+"""Tests for samples/profviz_shop: the database, the helper services, each bottleneck endpoint and the load generator.
 
 The app runs on a real waitress server on 127.0.0.1 against a full default-size
 database; assertions compare against the database and the helper services'
@@ -18,11 +18,11 @@ import time
 import pytest
 import requests
 
-from samples.shop.app import REPORT_QUERIES, RemoteLogHandler, create_app
-from samples.shop.data import AUTHOR_COUNT, DEFAULT_POST_ROWS, PRODUCT_COUNT, SCHEMA_VERSION, build_database, read_build_info
-from samples.shop.loadgen import LoadResult, RequestRecord, run_load, weighted_paths
-from samples.shop.serving import waitress_in_thread
-from samples.shop.services import ExternalService, SlowLogSink
+from profviz_shop.app import REPORT_QUERIES, RemoteLogHandler, create_app
+from profviz_shop.data import AUTHOR_COUNT, DEFAULT_POST_ROWS, PRODUCT_COUNT, SCHEMA_VERSION, build_database, read_build_info
+from profviz_shop.loadgen import LoadResult, RequestRecord, run_load, weighted_paths
+from profviz_shop.serving import waitress_in_thread
+from profviz_shop.services import ExternalService, SlowLogSink
 
 LOG_SINK_DELAY_S = 0.05
 

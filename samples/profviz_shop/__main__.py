@@ -1,4 +1,4 @@
-"""Serve the shop: ``python -m samples.shop [--port 8000] [--db PATH] [--rows N]``.
+"""Serve the shop: ``python -m profviz_shop [--port 8000] [--db PATH] [--rows N]``.
 
 Builds (or reuses) the database, starts the log sink and external service,
 then serves the app with waitress on 127.0.0.1 until interrupted (SIGINT or SIGTERM).
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import waitress
 
-from samples.shop.app import create_app
-from samples.shop.data import DEFAULT_POST_ROWS, build_database
-from samples.shop.services import ExternalService, SlowLogSink
+from profviz_shop.app import create_app
+from profviz_shop.data import DEFAULT_POST_ROWS, build_database
+from profviz_shop.services import ExternalService, SlowLogSink
 
 HOST = "127.0.0.1"
 SERVER_THREADS = 8
@@ -40,7 +40,7 @@ def default_database_path() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m samples.shop", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m profviz_shop", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 picks a free one)")
     parser.add_argument("--db", type=Path, default=None, help="database path (default: user cache dir)")
     parser.add_argument("--rows", type=int, default=DEFAULT_POST_ROWS, help="number of posts to generate")

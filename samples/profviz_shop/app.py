@@ -37,7 +37,7 @@ from typing import Callable
 import requests
 from flask import Flask, Response, abort, current_app, g, has_app_context, jsonify, request
 
-from samples.shop.data import PRODUCT_COUNT, SCHEMA_VERSION, TAGS
+from profviz_shop.data import PRODUCT_COUNT, SCHEMA_VERSION, TAGS
 
 AUDIT_LOGGER_NAME = "shop.audit"
 TRACE_HISTORY = 1_000

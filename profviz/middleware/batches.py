@@ -1,0 +1,287 @@
+"""The writer thread's side of the engine: finished requests to store batches.
+
+For each finished request: its status and route, the tail decision, the profile to keep (the
+sampler's samples over its shared stack table, or a pyinstrument session), its row; then one
+:meth:`Store.write_batch` a wake-up. When a batch's write fails, its requests are written again
+without profiles (those are reported lost). Route aggregates are stored when their window ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from typing import Any, Iterator
+
+from ..collect.sampler import StackSampler, samples_to_profile
+from ..model import Profile, RequestBatch, SharedStackProfile, StackNodes
+from ..routes import collapse_path
+from ..store import Store, open_store
+from .capture import RouteAggregate, TailCapture
+from .health import Health
+from .options import Options
+from .request import RequestInfo, id_prefix, refresh_wall_offset, status_code
+
+MAX_STATUS_LINES = 1000
+MAX_PATH_ROUTES = 20_000
+
+
+class FlushAggregates:
+    """A queue item: store every route aggregate now."""
+
+
+class BatchWriter:
+    """Turns the writer thread's batches of finished requests into stored rows and profiles."""
+
+    def __init__(self, options: Options, sampler: StackSampler | None, health: Health, counts: dict[str, int]):
+        self.options = options
+        self.sampler = sampler
+        self.health = health
+        self.counts = counts
+        self.capture = TailCapture(options, counts)
+        self.aggregate_interval_ns = int(options.aggregate_interval_s * 1e9)
+        self._store: Store | None = options.store if isinstance(options.store, Store) else None
+        self._tuned_threads: set[int] = set()
+        self._status_codes: dict[Any, int] = {}
+        self._path_routes: dict[str, str] = {}
+        self._labels_tail = self._constant_labels_tail()
+        self._nodes_source: str | None = None  # the sampler's stack nodes stored so far, and under which source
+        self._nodes_stored = 0
+
+    def store(self) -> Store:
+        """The store, opened on first use; the calling thread's commits relaxed (see :meth:`Store.relax_durability`)."""
+        if self._store is None:
+            self._store = open_store(self.options.store)
+        if threading.get_ident() not in self._tuned_threads:
+            self._store.relax_durability()
+            self._tuned_threads.add(threading.get_ident())
+        return self._store
+
+    def handle(self, items: list) -> None:
+        """One writer wake-up: every request's row, and the profiles kept, in one batch."""
+        refresh_wall_offset()
+        batch = RequestBatch()
+        flush_all = False
+        for item in items:
+            if isinstance(item, FlushAggregates):
+                flush_all = True
+                continue
+            try:
+                self._add(item, batch)
+            except Exception as exc:
+                self.health.report("request record", exc)
+        for profile in self.due_aggregates(force=flush_all):
+            batch.keep(profile)
+        self.write(batch)
+
+    def flush_aggregates(self, force: bool = False) -> None:
+        batch = RequestBatch()
+        for profile in self.due_aggregates(force):
+            batch.keep(profile)
+        self.write(batch)
+
+    def write(self, batch: RequestBatch) -> None:
+        """Store the batch (with the sampler's stack nodes its profiles need); on failure, its requests alone."""
+        if not batch.values and not batch.profiles:
+            return
+        store = self.store()
+        nodes_end = None
+        if any(type(profile) is SharedStackProfile for profile, _ in batch.profiles):
+            batch.stack_nodes, nodes_end = self._new_stack_nodes()
+        try:
+            with _no_spans():
+                store.write_batch(batch)
+        except Exception as exc:
+            if not batch.profiles:
+                self.counts["write_failures"] += len(batch)
+                raise
+            self.health.report("saving profiles", exc)
+            try:
+                with _no_spans():
+                    store.write_batch(batch.without_profiles())
+            except Exception:
+                self.counts["write_failures"] += len(batch)
+                raise
+        else:
+            for profile, _ in batch.profiles:
+                self.counts[_counter(profile)] += 1
+            if nodes_end is not None:
+                self._nodes_source, self._nodes_stored = batch.stack_nodes.source, nodes_end
+        self.counts["recorded"] += len(batch)
+
+    def _new_stack_nodes(self) -> tuple[StackNodes, int]:
+        """The sampler's stack nodes not stored yet by this writer, and the table's length. The
+        source is this process's request id prefix, new in a forked child: the child's table grows
+        apart from its parent's, so its nodes are all stored again under its own source."""
+        table = self.sampler.table
+        source, stored = id_prefix(), self._nodes_stored
+        if source != self._nodes_source:
+            stored = 0
+        end = len(table)
+        return StackNodes(source, table.nodes(stored, end)), end
+
+    def _add(self, info: RequestInfo, batch: RequestBatch) -> None:
+        """Route, status, tail decision and profile of one finished request, added to ``batch``."""
+        status = self._status_codes.get(info.status_line)
+        if status is None:
+            status = status_code(info.status_line)
+            if status is not None and len(self._status_codes) < MAX_STATUS_LINES:
+                self._status_codes[info.status_line] = status
+        info.status = status if status is not None else (500 if info.error is not None else 0)
+        if not info.method.isupper():
+            info.method = str(info.method).upper()
+        route = info.route
+        if route is None:
+            route = self._path_routes.get(info.path)
+            if route is None:
+                if len(self._path_routes) >= MAX_PATH_ROUTES:
+                    self._path_routes.clear()
+                route = self._path_routes[info.path] = collapse_path(info.path)
+        start_ns = info.start_ns
+        capture = None
+        if self.sampler is not None:
+            capture = self.capture.observe((route, info.method), info.duration_ns, start_ns, info.samples)
+        keep_deep, keep_sampled = info.deep_result is not None, capture is not None
+        full_labels = info._labels or self._labels_tail is None
+        labels = self._labels(info) if full_labels or keep_deep or keep_sampled else None
+        labels_json = json.dumps(labels) if full_labels else f'{{"request_id": "{info.id}' + self._labels_tail
+        index = batch.add(
+            info.pid, info.tid, route, info.method, info.path, info.status, start_ns, info.duration_ns,
+            info.cpu_ns, info.response_bytes, info.error or "", labels_json,
+        )
+        if keep_deep:
+            profile = self._deep_profile(info, route, labels)
+        elif keep_sampled:
+            profile = self._sampled_profile(info, route, labels, capture)
+        else:
+            return
+        if profile is not None:
+            batch.keep(profile, index)
+
+    def _labels(self, info: RequestInfo) -> dict:
+        """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
+        labels = {"request_id": info.id, **self.options.labels}
+        if info._labels:
+            labels.update(json_safe_labels(info._labels))
+        if self.options.worker_threads:
+            labels["capacity"] = self.options.worker_threads
+        return labels
+
+    def _constant_labels_tail(self) -> str | None:
+        """``json.dumps(self._labels(info))`` after the request id, for requests without app labels
+        (the id is hex and a dash: nothing to escape); None when that shortcut does not apply."""
+        if "request_id" in self.options.labels:
+            return None
+        constant = dict(self.options.labels)
+        if self.options.worker_threads:
+            constant["capacity"] = self.options.worker_threads
+        try:
+            encoded = json.dumps(constant)
+        except (TypeError, ValueError):
+            return None
+        return '"}' if not constant else '", ' + encoded[1:]
+
+    def _request_meta(self, info: RequestInfo, route: str, labels: dict, capture: str, collector: str, rate_hz: float) -> dict:
+        return {
+            "kind": "request",
+            "pid": info.pid,
+            "cmdline": f"{info.method} {info.path}",
+            "start_ns": info.start_ns,
+            "duration_ns": info.duration_ns,
+            "rate_hz": rate_hz,
+            "labels": {
+                **labels, "route": route, "method": info.method, "path": info.path, "status": info.status,
+                "capture": capture, "collector": collector, "duration_ms": round(info.duration_ns / 1e6, 3),
+                "cpu_ms": round(info.cpu_ns / 1e6, 3),
+            },
+        }
+
+    def _sampled_profile(self, info: RequestInfo, route: str, labels: dict, capture: str) -> SharedStackProfile | None:
+        """The request's samples over the sampler's stack table (no Profile is built until someone loads it)."""
+        try:
+            meta = self._request_meta(info, route, labels, capture, "sampler", self.options.sample_hz)
+            samples = info.samples
+            return SharedStackProfile(
+                meta, id_prefix(), (info.pid, info.tid, info.thread_name), [sample[0] for sample in samples],
+                [sample[1] for sample in samples], [sample[3] for sample in samples], [sample[2] for sample in samples],
+            )
+        except Exception as exc:
+            self.health.report("saving a request profile", exc)
+            return None
+
+    def _deep_profile(self, info: RequestInfo, route: str, labels: dict) -> Profile | None:
+        from ..collect.deep import session_to_profile
+
+        try:
+            session, cpu_at_sample, start_cpu = info.deep_result
+            meta = self._request_meta(info, route, labels, "deep", "pyinstrument", round(1.0 / self.options.deep_interval_s, 3))
+            return session_to_profile(
+                session, cpu_at_sample, start_cpu, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
+            )
+        except Exception as exc:
+            self.health.report("saving a deep profile", exc)
+            return None
+
+    def due_aggregates(self, force: bool = False) -> list[Profile]:
+        """Route aggregates whose window is over (all when ``force``) as profiles, removed from memory."""
+        profiles = []
+        for key, aggregate in self.capture.due_aggregates(time.time_ns(), self.aggregate_interval_ns, force):
+            try:
+                profiles.append(self._aggregate_profile(key, aggregate))
+            except Exception as exc:
+                self.health.report("saving a route aggregate", exc)
+        return profiles
+
+    def _aggregate_profile(self, key: tuple[str, str], aggregate: RouteAggregate) -> Profile:
+        route, method = key
+        pid = os.getpid()
+        meta = {
+            "kind": "route-aggregate",
+            "pid": pid,
+            "cmdline": f"{method} {route}",
+            "start_ns": aggregate.start_ns,
+            "duration_ns": max(0, aggregate.end_ns - aggregate.start_ns),
+            "rate_hz": self.options.sample_hz,
+            "labels": {
+                **self.options.labels, "route": route, "method": method, "requests": aggregate.requests,
+                "samples": aggregate.samples, "collector": "sampler",
+            },
+            "notes": [
+                f"sums {aggregate.samples} samples of {aggregate.requests} requests of {method} {route} over all threads;"
+                " each sample here is one (stack, state) with its summed weight"
+            ],
+        }
+        start_ns = aggregate.start_ns
+        samples = [(start_ns, stack_id, state, weight) for (stack_id, state), weight in sorted(aggregate.weights.items())]
+        return samples_to_profile(self.sampler.table, samples, pid=pid, tid=0, thread_name=f"{method} {route}", meta=meta)
+
+
+def json_safe_labels(labels: Any) -> dict:
+    """An app's request labels as a dict that JSON can store: keys as text, values that JSON
+    cannot encode as their ``str()``; something that is not a mapping is kept as one text label."""
+    try:
+        items = dict(labels)
+    except (TypeError, ValueError):
+        return {"labels": str(labels)[:500]}
+    return json.loads(json.dumps({str(key): value for key, value in items.items()}, default=str))
+
+
+def _counter(profile: Profile | SharedStackProfile) -> str:
+    """The stats counter a stored profile adds to."""
+    if profile.meta.get("kind") == "route-aggregate":
+        return "profiles_aggregate"
+    return "profiles_" + profile.meta["labels"]["capture"]
+
+
+@contextlib.contextmanager
+def _no_spans() -> Iterator[None]:
+    """profviz's own store writes must not become spans of the profiled app."""
+    try:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+    except ImportError:
+        yield
+        return
+    with suppress_instrumentation():
+        yield

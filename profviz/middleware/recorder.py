@@ -1,0 +1,182 @@
+"""The request engine shared by every framework adapter: :class:`Recorder`.
+
+An adapter calls :meth:`Recorder.begin` when a request arrives and :meth:`Recorder.finish` when
+its response is done; the engine knows no framework. The request path only reads clocks,
+registers the request with the sampler and queues it: percentiles, tail decisions, profiles and
+store writes happen on a background writer thread fed by a bounded queue (full: the request is
+dropped and counted, never waited for; see :mod:`.batches`). Anything that fails inside profviz
+is counted in :attr:`Recorder.stats` and logged, and the request is served exactly as without it.
+Design notes: docs/middleware.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+from typing import Any, Callable
+
+from ..collect.sampler import StackSampler, process_sampler
+from ..collect.writer import BackgroundWriter
+from .batches import BatchWriter, FlushAggregates
+from .health import Health
+from .options import Options
+from .request import RequestInfo, thread_name
+
+DEEP_HEADER = "X-Profviz-Deep"
+DEEP_PARAM = "profviz_deep"
+
+HeaderFn = Callable[[Any, str], "str | None"]
+"""``header(request, name)``: a request header's value (``name`` as in ``"X-Profviz-Deep"``), or None."""
+QueryFn = Callable[[Any], str]
+"""``query(request)``: the request's raw query string."""
+
+
+class Recorder:
+    """Begin and finish requests; thread safe, one per middleware. ``header`` and ``query`` read
+    the framework's requests (only for on-demand deep profiles)."""
+
+    def __init__(self, options: Options, *, header: HeaderFn, query: QueryFn):
+        self.options = options
+        self.header = header
+        self.query = query
+        self.health = Health(options.log_interval_s)
+        self.counts = {
+            "recorded": 0, "write_failures": 0, "profiles_tail": 0, "profiles_baseline": 0, "profiles_deep": 0,
+            "profiles_aggregate": 0, "tail_rate_limited": 0, "typical_dropped": 0,
+        }
+        self._deep_secret = options.deep_trigger_secret.encode() if options.deep_trigger_secret else None
+        self._deep = bool(options.deep_fraction) or self._deep_secret is not None
+        if self._deep:
+            from ..collect import deep  # noqa: F401  (now, not in the first profiled request: pyinstrument takes ~15 ms to import)
+        self.sampler: StackSampler | None = process_sampler(options.sample_hz, self.health.report) if options.sampler else None
+        self.batches = BatchWriter(options, self.sampler, self.health, self.counts)
+        self.writer = BackgroundWriter(
+            self.batches.handle, maxsize=options.queue_size, batch_size=1000, idle=self.batches.flush_aggregates,
+            idle_s=1.0, on_error=self.health.report, poll_s=options.writer_interval_s,
+            on_close=lambda: self.batches.flush_aggregates(force=True),
+        )
+        self.span_processor = self._setup_otel() if options.otel == "auto" else None
+
+    def _setup_otel(self):
+        """Record this process's OpenTelemetry spans in the same store (see :func:`profviz.otel.setup_otel`)."""
+        try:
+            from ..otel import setup_otel
+
+            return setup_otel(self.options.store)
+        except Exception as exc:
+            self.health.report("OpenTelemetry setup", exc)
+            return None
+
+    # -- the request path -----------------------------------------------------------------
+
+    def begin(self, method: str, path: str, request: Any = None) -> RequestInfo | None:
+        """Start timing a request of the calling thread; None when disabled or when profviz itself failed."""
+        if not self.options.enabled:
+            return None
+        try:
+            info = RequestInfo(method, path, request)
+            sampler = self.sampler
+            if sampler is not None:
+                sampler.ensure_running()
+                info.previous_slot = sampler.active.get(info.ident)
+                info.thread_name = name = thread_name()
+                info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
+            if self._deep and self._wants_deep(request):
+                self._start_deep(info)
+            return info
+        except Exception as exc:
+            self.health.report("request start", exc)
+            return None
+
+    def _wants_deep(self, request: Any) -> bool:
+        if self.options.deep_fraction and random.random() < self.options.deep_fraction:
+            return True
+        if self._deep_secret is None:
+            return False
+        offered = self.header(request, DEEP_HEADER)
+        if offered is None:
+            query = self.query(request)
+            if DEEP_PARAM + "=" not in query:
+                return False
+            from urllib.parse import parse_qs
+
+            values = parse_qs(query).get(DEEP_PARAM)
+            offered = values[0] if values else None
+        return offered is not None and hmac.compare_digest(str(offered).encode(), self._deep_secret)
+
+    def _start_deep(self, info: RequestInfo) -> None:
+        from ..collect.deep import DeepProfiler
+
+        try:
+            profiler = DeepProfiler(self.options.deep_interval_s)
+            profiler.begin()
+            info.profiler = profiler
+            info.deep = True
+        except Exception as exc:
+            self.health.report("deep profiler start", exc)
+
+    def finish(self, info: RequestInfo, error: BaseException | None = None) -> None:
+        """End a request (idempotent): its duration, CPU time and error; it goes to the writer thread."""
+        if info.finished:
+            return
+        info.finished = True
+        try:
+            info.stop_clocks()
+            if info.slot is not None:
+                info.samples = self.sampler.end(info.slot, info.previous_slot)
+            if info.profiler is not None:
+                info.deep_result = self._stop_deep(info)
+            route_fn = self.options.route_fn
+            if info.route is None and route_fn is not None:
+                try:
+                    route = route_fn(info.request)
+                    if route is not None:
+                        info.route = str(route)
+                except Exception as exc:
+                    self.health.report("route_fn", exc)
+            info.request = None
+            if error is not None:
+                info.error = f"{type(error).__name__}: {error}"[:500]
+            self.writer.submit(info)
+        except Exception as exc:
+            self.health.report("request finish", exc)
+
+    def _stop_deep(self, info: RequestInfo):
+        profiler, info.profiler = info.profiler, None
+        try:
+            session = profiler.stop()
+            return (session, profiler.cpu_ns_at_sample, profiler.start_cpu_ns)
+        except Exception as exc:
+            self.health.report("deep profiler stop", exc)
+            return None
+
+    # -- control --------------------------------------------------------------------------
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Write everything recorded so far, including the route aggregates; False on timeout."""
+        if self.sampler is not None:
+            self.writer.submit(FlushAggregates())
+        return self.writer.flush(timeout_s)
+
+    def close(self) -> None:
+        """Write everything, route aggregates included, and stop the writer thread (also done at interpreter exit)."""
+        self.writer.close()
+
+    @property
+    def stats(self) -> dict:
+        """Counters: requests queued/dropped/recorded, profiles kept by kind, internal errors by kind,
+        and profviz's own threads: the writer's batches and CPU time, the sampler's ticks and CPU time."""
+        sampler = self.sampler
+        return {
+            "handled": self.writer.handled,
+            "dropped": self.writer.dropped,
+            "pending": self.writer.pending,
+            **self.counts,
+            "errors": self.health.total,
+            "errors_by_kind": dict(self.health.errors),
+            "writer": {"batches": self.writer.written_batches, "cpu_s": round(self.writer.cpu_ns / 1e9, 6)},
+            "sampler": None if sampler is None else {
+                "rate_hz": sampler.rate_hz, "ticks": sampler.ticks, "samples": sampler.samples_taken,
+                "cpu_s": round(sampler.cpu_ns / 1e9, 6), "stacks": len(sampler.table), "running": sampler.running,
+            },
+        }

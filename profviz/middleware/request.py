@@ -1,0 +1,146 @@
+"""One request as the engine sees it, from its start to the writer: :class:`RequestInfo`."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from typing import Any
+
+_id_prefix = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+_thread_ids = threading.local()  # .tid, .name: the thread's native id (a syscall to read) and name; new after fork
+_wall_offset_ns = time.time_ns() - time.perf_counter_ns()  # epoch minus monotonic; refreshed by the writer
+
+
+def id_prefix() -> str:
+    """This process's random request id prefix (new in a forked child): also the source of its sampler's stack nodes."""
+    return _id_prefix
+
+
+def refresh_wall_offset() -> None:
+    """Re-read the wall clock's offset from the monotonic one (the writer does, once a batch)."""
+    global _wall_offset_ns
+    _wall_offset_ns = time.time_ns() - time.perf_counter_ns()
+
+
+class RequestInfo:
+    """What profviz knows about one request; WSGI apps find it in ``environ["profviz.request"]``.
+
+    ``id`` is unique across processes and restarts (a random per-process prefix and a counter;
+    also stored in the request row's labels as ``request_id``). ``route`` may be set by the
+    framework adapter (otherwise the route function names it at the end); ``labels`` may be
+    filled by the app and are stored with the request. ``status_line`` is the status as the
+    framework gave it (a WSGI status line or an int). Once the request has finished:
+    ``duration_ns``, ``cpu_ns`` (CPU time of the thread that started it) and ``error``
+    (``"Type: message"`` when the app raised, else None). Made by :meth:`Recorder.begin`.
+    """
+
+    pid = os.getpid()  # this process's id: a class attribute, set again in a forked child
+    # set as the request goes on, when at all (class-level defaults: each request pays only for what it sets)
+    route: str | None = None
+    thread_name = ""
+    deep = False
+    status_line: str | int | None = None
+    response_bytes = 0
+    finished = False
+    duration_ns: int | None = None
+    cpu_ns: int | None = None
+    error: str | None = None
+    status = 0  # the status code, set by the writer
+    slot: Any = None  # the sampler's slot while the request runs
+    previous_slot: Any = None  # the slot the thread served before, restored at the end (nested requests)
+    samples: list | tuple = ()
+    profiler: Any = None  # pyinstrument, for a deep profile
+    deep_result: Any = None
+    _labels: dict | None = None
+
+    def __init__(self, method: str, path: str, request: Any = None):
+        self.request = request  # the framework's request (a WSGI environ...), until the request ends
+        self.method = method
+        self.path = path
+        self.seq = next(_id_counter)
+        self.ident = threading.get_ident()
+        tid = getattr(_thread_ids, "tid", None)
+        self.tid = tid if tid is not None else _remember_thread_ids()
+        self.mono_start = time.perf_counter_ns()
+        self.cpu_start = time.thread_time_ns()
+
+    @property
+    def id(self) -> str:
+        return f"{_id_prefix}-{self.seq:x}"
+
+    @property
+    def start_ns(self) -> int:
+        """Epoch ns at the start (the monotonic start plus the wall clock's current offset from it)."""
+        return self.mono_start + _wall_offset_ns
+
+    @property
+    def labels(self) -> dict:
+        labels = self._labels
+        if labels is None:
+            labels = self._labels = {}
+        return labels
+
+    @labels.setter
+    def labels(self, value: dict) -> None:
+        self._labels = value  # checked off the request path, by the writer
+
+    def stop_clocks(self) -> None:
+        """Set ``duration_ns`` and ``cpu_ns`` (at least 0; 0 when the starting thread's clock is unreadable)."""
+        self.duration_ns = time.perf_counter_ns() - self.mono_start
+        if threading.get_ident() == self.ident:
+            cpu_ns = time.thread_time_ns() - self.cpu_start
+        else:  # finished on another thread than it began on
+            try:
+                cpu_ns = time.clock_gettime_ns(time.pthread_getcpuclockid(self.ident)) - self.cpu_start
+            except (AttributeError, OSError):
+                cpu_ns = 0
+        self.cpu_ns = cpu_ns if cpu_ns > 0 else 0
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id, "method": self.method, "path": self.path, "route": self.route, "start_ns": self.start_ns,
+            "pid": self.pid, "tid": self.tid, "deep": self.deep, "status": self.status_code(),
+            "labels": dict(self._labels or {}),
+        }
+
+    def status_code(self) -> int | None:
+        return status_code(self.status_line)
+
+
+def thread_name() -> str:
+    """The calling thread's name as at its first request."""
+    return _thread_ids.name
+
+
+def _remember_thread_ids() -> int:
+    """Read and keep this thread's native id and name."""
+    _thread_ids.name = threading.current_thread().name
+    tid = _thread_ids.tid = threading.get_native_id()
+    return tid
+
+
+def status_code(status: str | int | None) -> int | None:
+    """The code of a status line (``"404 Not Found"``) or an int status; None when there is none."""
+    if status is None or status == "":
+        return None
+    if isinstance(status, int):
+        return int(status)
+    try:
+        return int(str(status).split(None, 1)[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _after_fork() -> None:
+    """A forked worker: its own pid, a fresh id prefix so ids stay unique, new thread ids."""
+    global _id_prefix, _id_counter, _thread_ids
+    _id_prefix, _id_counter = os.urandom(6).hex(), itertools.count(1)
+    RequestInfo.pid = os.getpid()
+    _thread_ids = threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -1,1 +1,0 @@
-"""Runnable sample applications used by profviz demos and tests."""
