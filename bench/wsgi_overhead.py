@@ -67,7 +67,7 @@ check, the poll interval of the shop's two loopback services, which the measured
 idle: unscaled, their 50 ms wake-ups came ~2 times a request each under callgrind, 4-9k
 instructions a request per service that moved with the box's load, and the interpreter's GIL
 switch interval, 5 ms: a thread waiting that long for the GIL makes the holder hand it over, so
-unscaled the 8 server threads traded it S times more often per request than natively) multiplied by it (defaults read from ``profviz.wsgi.Recorder``'s signature). Werkzeug's
+unscaled the 8 server threads traded it S times more often per request than natively) multiplied by it (defaults read from ``profviz.middleware.options``). Werkzeug's
 profiler (cProfile) has no time-driven part. The sampler config is also run natively, and its ticks
 per request are printed next to the callgrind run's: they agree when the scaling is right, to
 within the box's noise (S from CPU time is printed too). Its samples per
@@ -246,7 +246,6 @@ from __future__ import annotations
 import argparse
 import gc
 import http.client
-import inspect
 import json
 import os
 import random
@@ -326,15 +325,15 @@ INSTR_ORDER = ("pyinst-100%", "werkzeug", "sampler", "pyinst-10%", "timing")  # 
 
 def scaled_options(config: str, scale: float) -> dict:
     """profviz's time-driven options for ``config`` with wall time stretched ``scale`` times
-    (intervals x scale, rates / scale; unset ones from ``Recorder``'s defaults); {} without profviz."""
+    (intervals x scale, rates / scale; unset ones from the engine's defaults); {} without profviz."""
     if config not in OPTIONS:
         return {}
-    from profviz.wsgi import Recorder
+    from profviz.middleware.options import defaults
 
-    defaults = inspect.signature(Recorder.__init__).parameters
+    default = defaults()
     options = {}
     for name in SCALED_INTERVALS + SCALED_RATES:
-        value = OPTIONS[config].get(name, defaults[name].default)
+        value = OPTIONS[config].get(name, default[name])
         options[name] = value * scale if name in SCALED_INTERVALS else value / scale
     return options
 
@@ -451,7 +450,7 @@ def run_instructions(configs: list[str], db: str, tmp: str, args) -> dict:
     half = conns // 2
     started = time.perf_counter()
     print(f"\n== instructions: callgrind, {n} requests per config after {INSTR_WARMUP} warm-up,"
-          f" one server (8 threads) per config, at most 2 at once; {conns} keep-alive clients; git {git_commit()}; {speedups_state()}")
+          f" one server (8 threads) per config, at most 2 at once; {conns} keep-alive clients; git {git_commit()}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     frozen = args.instr_gc == "freeze"
     native = {c: instr_measure(c, f"native-{c}", db, tmp, args, 1.0, False, conns, freeze_gc=frozen) for c in ("none", "sampler") if c in configs}
@@ -568,15 +567,6 @@ def sampler_at_native_samples(results: dict, base: float, half: int, native_samp
 def instr_verdict(ratio: float, noise: float, goal: float) -> str:
     """met when the ratio clears the goal by the A/A noise, NOT met when it misses it by more, else within noise."""
     return verdict(ratio - noise, ratio + noise, goal)
-
-
-def speedups_state() -> str:
-    """Whether the servers run profviz's C extension (they import profviz as this process does)."""
-    from profviz.accel import speedups
-
-    if speedups is not None:
-        return "C speedups in use"
-    return "C speedups disabled (PROFVIZ_NO_SPEEDUPS)" if os.environ.get("PROFVIZ_NO_SPEEDUPS") else "C speedups NOT BUILT"
 
 
 def git_commit() -> str:

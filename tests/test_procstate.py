@@ -12,16 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from profviz.collect.procstate import (
-    ProcessGone,
-    ProcStateReader,
-    ThreadReading,
-    _decode_inet_address,
-    classify,
-    measure_read_cost,
-    parse_stat,
-    syscall_names_for,
-)
+from profviz.collect.procstate import ProcessGone, ProcStateReader, measure_read_cost
+from profviz.collect.states import ThreadReading, classify
 from profviz.model.state import State
 
 TARGETS = Path(__file__).parent / "targets"
@@ -240,55 +232,3 @@ def test_nonexistent_pid_raises_process_lookup_error():
 def test_a_thread_id_is_not_accepted_as_a_pid(threads_target):
     with pytest.raises(ProcessLookupError, match="is a thread of process"):
         ProcStateReader(threads_target["tids"]["sleeper"])
-
-
-def test_parse_stat_takes_comm_up_to_the_last_parenthesis():
-    fields_after_comm = " ".join(["S"] + [str(number) for number in range(4, 53)])
-    parsed = parse_stat(f"4242 (a) R (b) {fields_after_comm}\n".encode())
-    assert parsed.comm == "a) R (b"
-    assert parsed.letter == "S"
-    assert (parsed.utime_ticks, parsed.stime_ticks, parsed.num_threads, parsed.start_ticks) == (14, 15, 20, 22)
-    with pytest.raises(ValueError):
-        parse_stat(b"4242 no parenthesis S 1 2 3")
-
-
-def reading(time_ns: int, letter: str, cpu_ns: int, runqueue_ns: int, reason: str | None = None, tid: int = 7):
-    return ThreadReading(time_ns, tid, letter, cpu_ns, runqueue_ns, reason)
-
-
-def test_classify_rules():
-    ms = 1_000_000
-    prev = reading(0, "S", 100 * ms, 100 * ms)
-    assert classify(prev, reading(10 * ms, "R", 108 * ms, 101 * ms)) == (State.ON_CPU, None)
-    assert classify(prev, reading(10 * ms, "R", 102 * ms, 107 * ms)) == (State.RUNNABLE, None)
-    assert classify(None, reading(10 * ms, "R", 0, 0)) == (State.ON_CPU, None)
-    assert classify(prev, reading(10 * ms, "S", 100 * ms, 100 * ms, "sleep")) == (State.WAITING, "sleep")
-    assert classify(prev, reading(10 * ms, "D", 100 * ms, 100 * ms, "disk io")) == (State.WAITING, "disk io")
-    assert classify(prev, reading(10 * ms, "t", 109 * ms, 100 * ms)) == (State.ON_CPU, None)
-    assert classify(prev, reading(10 * ms, "t", 101 * ms, 108 * ms)) == (State.RUNNABLE, None)
-    assert classify(prev, reading(10 * ms, "t", 101 * ms, 100 * ms, "epoll")) == (State.WAITING, "epoll")
-    assert classify(prev, reading(10 * ms, "t", 101 * ms, 100 * ms)) == (State.UNKNOWN, None)
-    assert classify(None, reading(10 * ms, "T", 101 * ms, 100 * ms)) == (State.UNKNOWN, None)
-    assert classify(prev, reading(10 * ms, "Z", 100 * ms, 100 * ms)) == (State.UNKNOWN, None)
-    other_thread = reading(0, "R", 0, 0, tid=8)
-    assert classify(other_thread, reading(10 * ms, "R", 1 * ms, 9 * ms)) == (State.ON_CPU, None)
-
-
-def test_inet_addresses_from_proc_net_tables():
-    little_endian = sys.byteorder == "little"
-    loopback = "0100007F" if little_endian else "7F000001"
-    assert _decode_inet_address(f"{loopback}:1F90") == "127.0.0.1:8080"
-    ipv6_loopback = "00000000000000000000000001000000" if little_endian else "00000000000000000000000000000001"
-    assert _decode_inet_address(f"{ipv6_loopback}:0050") == "[::1]:80"
-    mapped = "0000000000000000FFFF00000100007F" if little_endian else "00000000000000000000FFFF7F000001"
-    assert _decode_inet_address(f"{mapped}:01BB") == "127.0.0.1:443"
-
-
-def test_syscall_tables_cover_both_architectures():
-    x86_64, aarch64 = syscall_names_for("x86_64"), syscall_names_for("aarch64")
-    for name, x86_number, arm_number in [
-        ("read", 0, 63), ("recvfrom", 45, 207), ("futex", 202, 98), ("clock_nanosleep", 230, 115),
-        ("epoll_pwait", 281, 22), ("ppoll", 271, 73), ("accept4", 288, 242), ("wait4", 61, 260),
-    ]:
-        assert x86_64[x86_number] == name and aarch64[arm_number] == name
-    assert "poll" not in aarch64.values() and "epoll_wait" not in aarch64.values()

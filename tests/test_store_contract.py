@@ -13,7 +13,8 @@ from http import HTTPStatus
 import numpy as np
 import pytest
 
-from profviz.collect.sampler import StackSampler, samples_to_profile
+from profviz.collect.sampler import StackSampler
+from profviz.collect.stack_table import samples_to_profile
 from profviz.model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span, SpanError, StackNodes, State
 from profviz.store import REQUEST_COLUMN_NAMES, ProfileNotFound, RequestNotFound, StoreError
 from profviz.store.spans import MAX_NAME_CHARS

@@ -32,7 +32,7 @@ import profviz.flask
 from profviz.analysis.calltree import build_call_tree
 from profviz.cli import main
 from profviz.routes import UNMATCHED_ROUTE
-from profviz.store import open_store
+from profviz.store import Store, open_store
 from profviz.wsgi import ProfilerMiddleware
 from profviz_shop.app import create_app as create_shop
 from profviz_shop.data import build_database

@@ -1,28 +1,10 @@
 """Per-thread scheduler state and wait reasons of a live process, read from /proc.
 
-``ProcStateReader(pid).read()`` returns one ``ThreadReading`` per live thread: the
-state letter from ``/proc/PID/task/TID/stat``, the cumulative on-CPU and run-queue
-times from ``schedstat`` and, for blocked threads only, a short human readable
-wait reason decoded from ``syscall``, ``wchan`` and the file descriptor the
-blocking call is using (sockets are resolved to addresses through
-``/proc/PID/net/*``).  ``classify(prev, cur)`` turns two consecutive readings of
-one thread into a ``State``.
-
-Cost model (it runs at 100-1000 Hz next to py-spy): the task list is cached and
-refreshed every ``TASK_LIST_REFRESH_S`` or as soon as the leader's thread count
-changes or a thread vanishes; ``stat``/``schedstat`` (and ``syscall``/``wchan``
-once needed) stay open and are re-read with ``os.pread``.  A thread whose
-schedstat shows it has not run since its previous reading keeps its letter and
-wait reason without further reads; ``syscall``/``wchan``/fds are only read for
-blocked threads, and a reason is not decoded again while the ``syscall`` line is
-unchanged.  Socket tables are parsed at most once per ``read()`` and only when a
-socket needs resolving; socket endpoints are cached per (tid, fd, inode).
-
-Known limits: schedstat's run-queue time only grows when a waiting thread finally
-gets a CPU, so RUNNABLE shows up in the reading after the wait; a unix socket's
-peer path is only known once the server has accepted the connection; thread
-names are the kernel comm (15 bytes), which Python < 3.14 leaves as the
-process name unless the program sets it.
+``ProcStateReader(pid).read()`` returns one :class:`~.states.ThreadReading` per live thread: the
+state letter from ``stat``, the cumulative on-CPU and run-queue times from ``schedstat`` and, for
+blocked threads only, a short wait reason decoded from ``syscall``, ``wchan`` and the file
+descriptor the blocking call uses (sockets resolved to addresses, :mod:`.sockets`). Its cost model
+and known limits: docs/attach.md.
 """
 
 from __future__ import annotations
@@ -31,21 +13,29 @@ import errno
 import os
 import platform
 import resource
-import socket
 import struct
-import sys
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
 
-from profviz.model.state import State
+from .procfs import (
+    BLOCKING_CALLS,
+    FCNTL_BLOCKING_LOCK_COMMANDS,
+    FIXED_REASONS,
+    POLLIN,
+    POLLOUT,
+    POLLPRI,
+    READ_CALLS,
+    WRITE_CALLS,
+    parse_stat,
+    reason_from_wchan,
+    syscall_names_for,
+)
+from .sockets import ALL_NET_TABLES, NET_TABLE_BY_PROTO, SocketEndpoint, UnixPeerLookup, join_detail, parse_inet_table, parse_unix_table
+from .states import BLOCKED_LETTERS, STOPPED_LETTERS, ThreadReading
 
 TASK_LIST_REFRESH_S = 0.5
 SOCKET_CACHE_TTL_S = 2.0
 MAX_POLL_FDS_RESOLVED = 1
-
-BLOCKED_LETTERS = frozenset("SDIWPK")
-STOPPED_LETTERS = frozenset("tT")
 
 _CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _GONE_ERRNOS = (errno.ENOENT, errno.ESRCH)
@@ -53,345 +43,6 @@ _GONE_ERRNOS = (errno.ENOENT, errno.ESRCH)
 
 class ProcessGone(Exception):
     """The target process exited (or the pid vanished) while being read."""
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadReading:
-    """One thread at one instant.
-
-    ``wait_reason`` is set for blocked threads (S, D, I...) when anything is known
-    about what they wait on, and for stopped threads (t, T) only when they were
-    stopped inside a blocking call; it is ``None`` otherwise.
-    """
-
-    time_ns: int
-    tid: int
-    letter: str
-    cpu_ns: int
-    runqueue_ns: int
-    wait_reason: str | None
-
-
-def classify(prev: ThreadReading | None, cur: ThreadReading) -> tuple[State, str | None]:
-    """State of the thread around ``cur`` and its wait reason (``None`` unless WAITING).
-
-    Deltas are ``cur - prev`` of ``cpu_ns`` and ``runqueue_ns``; they are unknown when
-    ``prev`` is ``None``, is for another tid, is not earlier than ``cur``, or has a
-    larger counter (tid reuse).  The rule, by ``cur.letter``:
-
-    - ``R``: RUNNABLE if the run-queue delta is strictly larger than the cpu delta,
-      otherwise ON_CPU (also when the deltas are unknown or both zero).
-    - ``S``, ``D``, ``I``, ``W``, ``P``, ``K`` (blocked): WAITING with ``cur.wait_reason``.
-    - ``t``, ``T`` (stopped, e.g. by a ptrace-ing sampler): if the deltas are known and
-      cpu + run-queue delta >= half the wall time between the readings, the thread was
-      busy: RUNNABLE if run-queue > cpu, else ON_CPU.  Otherwise, if ``cur.wait_reason``
-      is set (it was stopped inside a blocking call), WAITING with that reason.
-      Otherwise UNKNOWN.
-    - anything else (``Z``, ``X``...): UNKNOWN.
-    """
-    letter = cur.letter
-    if letter in BLOCKED_LETTERS:
-        return State.WAITING, cur.wait_reason
-    deltas = _deltas(prev, cur)
-    if letter == "R":
-        if deltas is not None and deltas[1] > deltas[0]:
-            return State.RUNNABLE, None
-        return State.ON_CPU, None
-    if letter in STOPPED_LETTERS:
-        if deltas is not None:
-            cpu_delta, runqueue_delta, wall_delta = deltas
-            if 2 * (cpu_delta + runqueue_delta) >= wall_delta:
-                return (State.RUNNABLE if runqueue_delta > cpu_delta else State.ON_CPU), None
-        if cur.wait_reason is not None:
-            return State.WAITING, cur.wait_reason
-    return State.UNKNOWN, None
-
-
-def _deltas(prev: ThreadReading | None, cur: ThreadReading) -> tuple[int, int, int] | None:
-    """(cpu delta, run-queue delta, wall delta) in ns, or None when prev is not usable."""
-    if prev is None or prev.tid != cur.tid or prev.time_ns >= cur.time_ns:
-        return None
-    cpu_delta = cur.cpu_ns - prev.cpu_ns
-    runqueue_delta = cur.runqueue_ns - prev.runqueue_ns
-    if cpu_delta < 0 or runqueue_delta < 0:
-        return None
-    return cpu_delta, runqueue_delta, cur.time_ns - prev.time_ns
-
-
-class StatLine(NamedTuple):
-    comm: str
-    letter: str
-    utime_ticks: int
-    stime_ticks: int
-    num_threads: int
-    start_ticks: int
-
-
-def parse_stat(raw: bytes) -> StatLine:
-    """Parse a ``/proc/.../stat`` line.
-
-    The comm is everything between the first ``(`` and the LAST ``)``: it may itself
-    contain spaces and parentheses, so fields are only split after that ``)``.
-    Raises ValueError on a malformed line.
-    """
-    open_paren = raw.find(b"(")
-    close_paren = raw.rfind(b")")
-    if open_paren < 0 or close_paren < open_paren:
-        raise ValueError(f"malformed stat line: {raw[:80]!r}")
-    fields = raw[close_paren + 2 :].split()
-    if len(fields) < 20:
-        raise ValueError(f"malformed stat line: {raw[:80]!r}")
-    return StatLine(
-        comm=raw[open_paren + 1 : close_paren].decode("utf-8", "replace"),
-        letter=chr(fields[0][0]),
-        utime_ticks=int(fields[11]),
-        stime_ticks=int(fields[12]),
-        num_threads=int(fields[17]),
-        start_ticks=int(fields[19]),
-    )
-
-
-# Syscall numbers of the calls a thread can block in (plus a few common ones, for
-# readable fallbacks).  aarch64 uses the generic table: it has no poll, select,
-# epoll_wait, pause, open.
-_SYSCALLS_X86_64 = {
-    0: "read", 1: "write", 2: "open", 3: "close", 7: "poll", 9: "mmap", 16: "ioctl",
-    17: "pread64", 18: "pwrite64", 19: "readv", 20: "writev", 23: "select", 26: "msync",
-    34: "pause", 35: "nanosleep", 40: "sendfile", 42: "connect", 43: "accept",
-    44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg", 61: "wait4",
-    65: "semop", 69: "msgsnd", 70: "msgrcv", 72: "fcntl", 73: "flock", 74: "fsync",
-    75: "fdatasync", 128: "rt_sigtimedwait", 130: "rt_sigsuspend", 162: "sync",
-    202: "futex", 208: "io_getevents", 217: "getdents64", 220: "semtimedop",
-    230: "clock_nanosleep", 232: "epoll_wait", 242: "mq_timedsend",
-    243: "mq_timedreceive", 247: "waitid", 257: "openat", 262: "newfstatat",
-    270: "pselect6", 271: "ppoll", 275: "splice", 277: "sync_file_range",
-    281: "epoll_pwait", 288: "accept4", 295: "preadv", 296: "pwritev", 299: "recvmmsg",
-    306: "syncfs", 307: "sendmmsg", 326: "copy_file_range", 327: "preadv2",
-    328: "pwritev2", 332: "statx", 333: "io_pgetevents", 426: "io_uring_enter",
-    441: "epoll_pwait2", 449: "futex_waitv", 455: "futex_wait",
-}
-_SYSCALLS_AARCH64 = {
-    4: "io_getevents", 22: "epoll_pwait", 25: "fcntl", 29: "ioctl", 32: "flock",
-    56: "openat", 57: "close", 61: "getdents64", 63: "read", 64: "write", 65: "readv",
-    66: "writev", 67: "pread64", 68: "pwrite64", 69: "preadv", 70: "pwritev",
-    71: "sendfile", 72: "pselect6", 73: "ppoll", 76: "splice", 79: "newfstatat",
-    81: "sync", 82: "fsync", 83: "fdatasync", 84: "sync_file_range", 95: "waitid",
-    98: "futex", 101: "nanosleep", 115: "clock_nanosleep", 133: "rt_sigsuspend",
-    137: "rt_sigtimedwait", 182: "mq_timedsend", 183: "mq_timedreceive", 188: "msgrcv",
-    189: "msgsnd", 192: "semtimedop", 193: "semop", 202: "accept", 203: "connect",
-    206: "sendto", 207: "recvfrom", 211: "sendmsg", 212: "recvmsg", 222: "mmap",
-    227: "msync", 242: "accept4", 243: "recvmmsg", 260: "wait4", 267: "syncfs",
-    269: "sendmmsg", 285: "copy_file_range", 286: "preadv2", 287: "pwritev2",
-    291: "statx", 292: "io_pgetevents", 426: "io_uring_enter", 441: "epoll_pwait2",
-    449: "futex_waitv", 455: "futex_wait",
-}
-SYSCALL_NAMES_BY_ARCH = {"x86_64": _SYSCALLS_X86_64, "aarch64": _SYSCALLS_AARCH64}
-
-
-def syscall_names_for(machine: str) -> dict[int, str]:
-    """Syscall number -> name for ``platform.machine()`` values; empty if unsupported."""
-    aliases = {"amd64": "x86_64", "arm64": "aarch64"}
-    return SYSCALL_NAMES_BY_ARCH.get(aliases.get(machine.lower(), machine.lower()), {})
-
-
-_READ_CALLS = frozenset(
-    {"read", "readv", "pread64", "preadv", "preadv2", "recvfrom", "recvmsg", "recvmmsg"}
-)
-_WRITE_CALLS = frozenset(
-    {"write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "sendmmsg", "sendfile"}
-)
-_FIXED_REASONS = {
-    "select": "poll/select", "pselect6": "poll/select",
-    "epoll_wait": "epoll", "epoll_pwait": "epoll", "epoll_pwait2": "epoll",
-    "futex": "lock (futex)", "futex_waitv": "lock (futex)", "futex_wait": "lock (futex)",
-    "semop": "lock (semaphore)", "semtimedop": "lock (semaphore)",
-    "nanosleep": "sleep", "clock_nanosleep": "sleep",
-    "wait4": "child wait", "waitid": "child wait",
-    "pause": "signal wait", "rt_sigsuspend": "signal wait", "rt_sigtimedwait": "signal wait",
-    "io_getevents": "async io", "io_pgetevents": "async io", "io_uring_enter": "async io",
-    "msgrcv": "message queue recv", "mq_timedreceive": "message queue recv",
-    "msgsnd": "message queue send", "mq_timedsend": "message queue send",
-    "sync": "disk io", "syncfs": "disk io", "msync": "disk io",
-}
-_BLOCKING_CALLS = (
-    _READ_CALLS | _WRITE_CALLS | set(_FIXED_REASONS)
-    | {"poll", "ppoll", "connect", "accept", "accept4", "fsync", "fdatasync", "sync_file_range", "flock", "fcntl"}
-)
-_FCNTL_BLOCKING_LOCK_COMMANDS = (7, 38)  # F_SETLKW, F_OFD_SETLKW
-_POLLIN, _POLLPRI, _POLLOUT = 0x1, 0x2, 0x4
-
-# Kernel function names seen in wchan -> reason; matched by prefix, in order.
-_WCHAN_REASONS = (
-    ("futex", "lock (futex)"),
-    ("hrtimer_nanosleep", "sleep"), ("do_nanosleep", "sleep"), ("clock_nanosleep", "sleep"),
-    ("do_epoll_wait", "epoll"), ("ep_poll", "epoll"),
-    ("do_sys_poll", "poll/select"), ("do_select", "poll/select"), ("core_sys_select", "poll/select"),
-    ("poll_schedule_timeout", "poll/select"),
-    ("pipe_read", "pipe read"), ("anon_pipe_read", "pipe read"),
-    ("pipe_write", "pipe write"), ("anon_pipe_write", "pipe write"),
-    ("do_wait", "child wait"), ("kernel_wait", "child wait"),
-    ("inet_csk_accept", "socket accept"), ("inet_wait_for_connect", "socket connect"),
-    ("sk_wait_data", "socket recv"), ("sk_stream_wait_memory", "socket send"),
-    ("unix_stream_read", "unix socket recv"), ("unix_stream_data_wait", "unix socket recv"),
-    ("sigsuspend", "signal wait"), ("do_sigtimedwait", "signal wait"),
-    ("io_schedule", "disk io"), ("folio_wait", "disk io"), ("wait_on_page", "disk io"),
-    ("bit_wait_io", "disk io"), ("jbd2", "disk io"), ("blk_", "disk io"),
-)
-_WCHAN_NOT_A_REASON = ("0", "", "do_signal_stop", "ptrace_stop")
-
-_TCP_STATE_LISTEN = "0A"
-_TCP_STATE_SYN_SENT = "02"
-_UNIX_FLAG_LISTENING = 0x10000  # __SO_ACCEPTCON
-_NET_TABLE_BY_PROTO = {
-    "TCP": ("tcp",), "TCPv6": ("tcp6",), "UDP": ("udp",), "UDPv6": ("udp6",),
-    "UDPLITE": ("udplite",), "UDPLITEv6": ("udplite6",),
-    "UNIX": ("unix",), "UNIX-STREAM": ("unix",), "UNIX-DGRAM": ("unix",), "UNIX-SEQPACKET": ("unix",),
-}
-_ALL_NET_TABLES = ("tcp", "tcp6", "udp", "udp6", "unix")
-
-
-@dataclass(frozen=True, slots=True)
-class SocketEndpoint:
-    """What a socket inode is connected to, from /proc/PID/net/* (and sock_diag for unix peers)."""
-
-    kind: str  # "tcp", "udp", "unix", or "socket" when unknown
-    local: str | None = None
-    remote: str | None = None
-    tcp_state: str | None = None
-    listening: bool = False
-
-    def describe(self, direction: str) -> str:
-        """Wait reason for a call in ``direction`` ("read", "write", "connect", "accept")."""
-        if self.kind == "tcp":
-            if self.tcp_state == _TCP_STATE_LISTEN or direction == "accept":
-                return _join("socket accept", self.local)
-            if self.tcp_state == _TCP_STATE_SYN_SENT or direction == "connect":
-                return _join("socket connect", self.remote)
-            return _join(f"socket {_SOCKET_VERB[direction]}", self.remote)
-        if self.kind == "udp":
-            if self.remote is not None:
-                return _join(f"udp {_SOCKET_VERB[direction]}", self.remote)
-            return _join(f"udp {_SOCKET_VERB[direction]} on", self.local)
-        if self.kind == "unix":
-            verb = "accept" if self.listening else _SOCKET_VERB[direction]
-            return _join(f"unix socket {verb}", self.remote or self.local)
-        return f"socket {_SOCKET_VERB[direction]}"
-
-
-_SOCKET_VERB = {"read": "recv", "write": "send", "connect": "connect", "accept": "accept"}
-
-
-def _join(prefix: str, detail: str | None) -> str:
-    return f"{prefix} {detail}" if detail else prefix
-
-
-def _decode_inet_address(hex_address: str) -> str:
-    """``0100007F:1F90`` / 32-hex-digit IPv6 form of /proc/net/tcp* -> ``127.0.0.1:8080`` / ``[::1]:8080``."""
-    host_hex, _, port_hex = hex_address.partition(":")
-    raw = bytes.fromhex(host_hex)
-    if sys.byteorder == "little":
-        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    port = int(port_hex, 16)
-    if len(raw) == 4:
-        host = socket.inet_ntop(socket.AF_INET, raw)
-    else:
-        if raw[:12] == b"\0" * 10 + b"\xff\xff":
-            host = socket.inet_ntop(socket.AF_INET, raw[12:])
-        else:
-            host = "[" + socket.inet_ntop(socket.AF_INET6, raw) + "]"
-    return f"{host}:{port}"
-
-
-def _parse_inet_table(text: str, kind: str) -> dict[int, SocketEndpoint]:
-    endpoints = {}
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 10:
-            continue
-        try:
-            local, remote = _decode_inet_address(fields[1]), _decode_inet_address(fields[2])
-            inode = int(fields[9])
-        except ValueError:
-            continue
-        endpoints[inode] = SocketEndpoint(
-            kind=kind, local=local, remote=None if remote.endswith(":0") else remote, tcp_state=fields[3]
-        )
-    return endpoints
-
-
-def _parse_unix_table(text: str) -> dict[int, SocketEndpoint]:
-    endpoints = {}
-    for line in text.splitlines()[1:]:
-        fields = line.split(None, 7)
-        if len(fields) < 7:
-            continue
-        path = fields[7].strip() if len(fields) > 7 else None
-        try:
-            inode, flags = int(fields[6]), int(fields[3], 16)
-        except ValueError:
-            continue
-        endpoints[inode] = SocketEndpoint(kind="unix", local=path or None, listening=bool(flags & _UNIX_FLAG_LISTENING))
-    return endpoints
-
-
-class _UnixPeerLookup:
-    """Peer inode of a unix socket via NETLINK_SOCK_DIAG (unix_diag), in our network namespace."""
-
-    _NETLINK_SOCK_DIAG = 4
-    _SOCK_DIAG_BY_FAMILY = 20
-    _NLMSG_ERROR = 2
-    _UDIAG_SHOW_PEER = 0x4
-    _UNIX_DIAG_PEER = 2
-
-    def __init__(self) -> None:
-        self._socket: socket.socket | None = None
-        self._unavailable = False
-        self._sequence = 0
-
-    def peer_inode(self, inode: int) -> int | None:
-        """Inode of the socket connected to unix socket ``inode``, or None if unknown."""
-        if self._unavailable:
-            return None
-        if self._socket is None:
-            try:
-                self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, self._NETLINK_SOCK_DIAG)
-            except OSError:
-                self._unavailable = True
-                return None
-            self._socket.settimeout(0.05)
-        self._sequence += 1
-        request = struct.pack(
-            "=BBHIIIII", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, inode, self._UDIAG_SHOW_PEER, 0xFFFFFFFF, 0xFFFFFFFF
-        )
-        header = struct.pack("=IHHII", 16 + len(request), self._SOCK_DIAG_BY_FAMILY, 1, self._sequence, 0)
-        try:
-            self._socket.send(header + request)
-            reply = self._socket.recv(8192)
-        except OSError:
-            self.close()
-            return None
-        return self._parse_peer(reply)
-
-    def _parse_peer(self, reply: bytes) -> int | None:
-        if len(reply) < 32:
-            return None
-        length, message_type, _, sequence = struct.unpack_from("=IHHI", reply, 0)
-        if message_type == self._NLMSG_ERROR or sequence != self._sequence:
-            return None
-        offset, end = 32, min(length, len(reply))
-        while offset + 4 <= end:
-            attribute_length, attribute_type = struct.unpack_from("=HH", reply, offset)
-            if attribute_length < 4:
-                return None
-            if attribute_type == self._UNIX_DIAG_PEER and attribute_length >= 8:
-                return struct.unpack_from("=I", reply, offset + 4)[0]
-            offset += (attribute_length + 3) & ~3
-        return None
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
 
 
 class _Task:
@@ -442,7 +93,7 @@ class ProcStateReader:
         self._has_schedstat = True
         self._spare_fds = self._fd_budget()
         self._mem_fd = -1
-        self._unix_peers = _UnixPeerLookup()
+        self._unix_peers = UnixPeerLookup()
         self._net_tables: dict[str, dict[int, SocketEndpoint]] = {}
         self._socket_cache: dict[tuple[int, int, int], tuple[float, SocketEndpoint]] = {}
         self._closed = False
@@ -694,7 +345,7 @@ class ProcStateReader:
         if known_blocking_call:
             return reason
         wchan = self._read_optional(task, "wchan")
-        wchan_reason = _reason_from_wchan(wchan.decode("ascii", "replace") if wchan else "")
+        wchan_reason = reason_from_wchan(wchan.decode("ascii", "replace") if wchan else "")
         if wchan_reason is not None:
             return wchan_reason
         if letter == "D":
@@ -714,27 +365,27 @@ class ProcStateReader:
         if number < 0 or len(args) < 6:
             return None, False
         name = self._syscall_names.get(number)
-        if name not in _BLOCKING_CALLS:
+        if name not in BLOCKING_CALLS:
             return f"syscall {name or number}", False
         return self._reason_for_call(tid, name, args), True
 
     def _reason_for_call(self, tid: int, name: str, args: list[int]) -> str:
-        fixed = _FIXED_REASONS.get(name)
+        fixed = FIXED_REASONS.get(name)
         if fixed is not None:
             return fixed
         fd = args[0]
-        if name in _READ_CALLS:
+        if name in READ_CALLS:
             return self._describe_fd(tid, fd, "read", fallback=f"syscall {name}")
-        if name in _WRITE_CALLS:
+        if name in WRITE_CALLS:
             return self._describe_fd(tid, fd, "write", fallback=f"syscall {name}")
         if name == "connect":
             return self._describe_fd(tid, fd, "connect", fallback="socket connect")
         if name in ("accept", "accept4"):
             return self._describe_fd(tid, fd, "accept", fallback="socket accept")
         if name in ("fsync", "fdatasync", "sync_file_range"):
-            return _join("fsync", self._file_path(tid, fd))
-        if name == "flock" or (name == "fcntl" and args[1] in _FCNTL_BLOCKING_LOCK_COMMANDS):
-            return _join("file lock", self._file_path(tid, fd))
+            return join_detail("fsync", self._file_path(tid, fd))
+        if name == "flock" or (name == "fcntl" and args[1] in FCNTL_BLOCKING_LOCK_COMMANDS):
+            return join_detail("file lock", self._file_path(tid, fd))
         if name in ("poll", "ppoll"):
             return self._describe_poll(tid, pollfd_address=args[0], count=args[1])
         return f"syscall {name}"
@@ -775,9 +426,9 @@ class ProcStateReader:
             pollfd = self._read_memory(pollfd_address, 8)
             if pollfd is not None:
                 fd, events, _ = struct.unpack("=ihh", pollfd)
-                if fd >= 0 and events & (_POLLIN | _POLLPRI):
+                if fd >= 0 and events & (POLLIN | POLLPRI):
                     return self._describe_fd(tid, fd, "read", fallback="poll/select")
-                if fd >= 0 and events & _POLLOUT:
+                if fd >= 0 and events & POLLOUT:
                     return self._describe_fd(tid, fd, "write", fallback="poll/select")
         return "poll/select"
 
@@ -803,9 +454,9 @@ class ProcStateReader:
     def _lookup_socket(self, tid: int, fd: int, inode: int) -> SocketEndpoint:
         try:
             protocol = os.getxattr(f"{self._task_dir}/{tid}/fd/{fd}", "system.sockprotoname")
-            tables = _NET_TABLE_BY_PROTO.get(protocol.rstrip(b"\0").decode("ascii", "replace"), ())
+            tables = NET_TABLE_BY_PROTO.get(protocol.rstrip(b"\0").decode("ascii", "replace"), ())
         except OSError:
-            tables = _ALL_NET_TABLES
+            tables = ALL_NET_TABLES
         for table in tables:
             endpoint = self._net_table(table).get(inode)
             if endpoint is None:
@@ -830,9 +481,9 @@ class ProcStateReader:
             except OSError:
                 text = ""
             if table == "unix":
-                parsed = _parse_unix_table(text)
+                parsed = parse_unix_table(text)
             else:
-                parsed = _parse_inet_table(text, "tcp" if table.startswith("tcp") else "udp")
+                parsed = parse_inet_table(text, "tcp" if table.startswith("tcp") else "udp")
             self._net_tables[table] = parsed
         return parsed
 
@@ -861,15 +512,6 @@ class ProcStateReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _reason_from_wchan(wchan: str) -> str | None:
-    if wchan in _WCHAN_NOT_A_REASON:
-        return None
-    for prefix, reason in _WCHAN_REASONS:
-        if wchan.startswith(prefix):
-            return reason
-    return None
 
 
 @dataclass(frozen=True, slots=True)

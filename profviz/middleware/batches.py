@@ -15,7 +15,8 @@ import threading
 import time
 from typing import Any, Iterator
 
-from ..collect.sampler import StackSampler, samples_to_profile
+from ..collect.sampler import StackSampler
+from ..collect.stack_table import samples_to_profile
 from ..model import Profile, RequestBatch, SharedStackProfile, StackNodes
 from ..routes import collapse_path
 from ..store import Store, open_store

@@ -1,0 +1,121 @@
+"""The join of one thread's py-spy segments with its /proc state readings, on constructed readings (no processes)."""
+
+from __future__ import annotations
+
+from profviz.collect.join import INFER_MAX_BURST_PERIODS, join_thread
+from profviz.collect.states import ReasonTable, ThreadReading, ThreadStates
+from profviz.model import State
+
+
+def constructed_states(phases, period_ms=10, offset_ms=5):
+    """ThreadStates for a thread following ``phases`` [(until_ms, "run"|"sleep")], read every period."""
+    states, reasons = ThreadStates(), ReasonTable()
+    cpu_ms, previous_ms, now = 0.0, 0.0, offset_ms
+    while now < phases[-1][0]:
+        for until, kind in phases:
+            if now < until:
+                break
+        # CPU accrued since the previous reading: the running parts of (previous_ms, now].
+        edges = [0] + [u for u, _ in phases]
+        for (lo, hi), (_, k) in zip(zip(edges, edges[1:]), phases):
+            if k == "run":
+                cpu_ms += max(0.0, min(hi, now) - max(lo, previous_ms))
+        letter, reason = ("R", None) if kind == "run" else ("S", "sleep")
+        states.add(ThreadReading(int(now * 1e6), 7, letter, int(cpu_ms * 1e6), 0, reason), reasons)
+        previous_ms, now = now, now + period_ms
+    return states, reasons
+
+
+def test_join_moves_late_boundaries_to_the_state_switches():
+    states, reasons = constructed_states([(30, "run"), (100, "sleep"), (130, "run"), (200, "sleep")])
+    ms = 1_000_000
+    # py-spy saw each change 8 ms late; "work" has a line-only change inside it.
+    segments = [(0, 20 * ms), (20 * ms, 38 * ms), (38 * ms, 108 * ms), (108 * ms, 138 * ms), (138 * ms, 200 * ms)]
+    keys = ["work", "work", "nap", "work", "nap"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    assert joined.moved_boundaries == 3
+    time_in = {}
+    for t, w, seg, state in zip(joined.time_ns, joined.weight_ns, joined.segment, joined.state):
+        time_in.setdefault((keys[seg], State(state)), 0)
+        time_in[(keys[seg], State(state))] += w
+    assert time_in == {("work", State.ON_CPU): 60 * ms, ("nap", State.WAITING): 140 * ms}
+    assert {reasons.text(r) for r, s in zip(joined.reason, joined.state) if s == State.WAITING} == {"sleep"}
+
+
+def test_join_leaves_boundaries_alone_when_the_state_does_not_change():
+    states, _ = constructed_states([(200, "sleep")])
+    ms = 1_000_000
+    joined = join_thread([(0, 50 * ms), (50 * ms, 200 * ms)], ["a", "b"], states, 10 * ms, None)
+    assert joined.moved_boundaries == 0
+    assert sum(w for w, s in zip(joined.weight_ns, joined.segment) if s == 0) == 50 * ms
+
+
+def state_time(joined, keys):
+    """{(function key, State): ns} over a joined thread."""
+    totals = {}
+    for weight, segment, state in zip(joined.weight_ns, joined.segment, joined.state):
+        key = (keys[segment], State(state))
+        totals[key] = totals.get(key, 0) + weight
+    return totals
+
+
+def test_join_gives_a_missed_cpu_phase_the_stack_of_the_nearest_running_sample():
+    ms = 1_000_000
+    states, _ = constructed_states([(30, "run"), (100, "sleep"), (130, "run"), (200, "sleep"), (230, "run"), (300, "sleep")])
+    # py-spy saw the first and third "work" phases (8 ms late) and missed the second entirely.
+    segments = [(0, 38 * ms), (38 * ms, 208 * ms), (208 * ms, 238 * ms), (238 * ms, 300 * ms)]
+    keys = ["work", "nap", "work", "nap"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    assert state_time(joined, keys) == {("work", State.ON_CPU): 90 * ms, ("nap", State.WAITING): 210 * ms}
+    assert joined.inferred_samples == 3 and joined.inferred_ns == 30 * ms
+    # Equally near on both sides: the earlier running sample's segment.
+    assert {seg for seg, t in zip(joined.segment, joined.time_ns) if 100 * ms <= t < 130 * ms} == {0}
+
+
+def test_join_gives_a_missed_blocking_call_the_stack_of_the_nearest_wait_for_the_same_reason():
+    """py-spy saw no sample during the second sleep: its time goes to "nap", not to the CPU function."""
+    ms = 1_000_000
+    states, _ = constructed_states([(30, "run"), (100, "sleep"), (130, "run"), (200, "sleep"), (230, "run"), (300, "sleep")])
+    segments = [(0, 38 * ms), (38 * ms, 108 * ms), (108 * ms, 238 * ms), (238 * ms, 300 * ms)]
+    keys = ["work", "nap", "work", "nap"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    assert state_time(joined, keys) == {("work", State.ON_CPU): 90 * ms, ("nap", State.WAITING): 210 * ms}
+    assert joined.inferred_ns == 70 * ms
+
+
+def test_join_leaves_a_long_burst_inside_a_blocked_stack_alone():
+    """Running for 8 intervals: py-spy would have seen another stack, so the work is the blocked call's own."""
+    ms = 1_000_000
+    assert INFER_MAX_BURST_PERIODS < 8
+    states, _ = constructed_states([(30, "run"), (100, "sleep"), (180, "run"), (300, "sleep")])
+    segments = [(0, 38 * ms), (38 * ms, 300 * ms)]
+    keys = ["work", "ssl_read"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    assert joined.inferred_samples == 0
+    assert state_time(joined, keys) == {("work", State.ON_CPU): 30 * ms, ("ssl_read", State.WAITING): 190 * ms,
+                                        ("ssl_read", State.ON_CPU): 80 * ms}
+
+
+def test_join_counts_a_wakeup_without_work_as_waiting():
+    """A blocked thread woken by py-spy's ptrace stop reads R for a moment but runs none of its code."""
+    ms, us = 1_000_000, 1_000
+
+    def readings(cpu_during_wakeup_ns):
+        states, reasons = ThreadStates(), ReasonTable()
+        cpu = runqueue = 0
+        for k in range(10):
+            letter, reason = ("R", None) if k == 5 else ("S", "socket recv 127.0.0.1:80")
+            if k == 5:
+                cpu, runqueue = cpu + cpu_during_wakeup_ns, runqueue + 6 * ms
+            states.add(ThreadReading(k * 10 * ms + 5 * ms, 7, letter, cpu, runqueue, reason), reasons)
+        return states, reasons
+
+    states, reasons = readings(30 * us)
+    joined = join_thread([(0, 100 * ms)], ["wait_reply"], states, 10 * ms, None)
+    assert joined.wakeups_without_work == 1
+    assert set(joined.state) == {int(State.WAITING)}
+    assert {reasons.text(r) for r in joined.reason} == {"socket recv 127.0.0.1:80"}
+    # The same reading with 6 ms of real CPU is a burst of work.
+    states, _ = readings(6 * ms)
+    joined = join_thread([(0, 100 * ms)], ["wait_reply"], states, 10 * ms, None)
+    assert joined.wakeups_without_work == 0 and int(State.ON_CPU) in joined.state
