@@ -25,7 +25,9 @@ import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
-from profviz.analysis.correlate import join_spans, span_flame_mask, span_rows, unspanned
+from profviz.analysis.correlate import join_spans, unspanned
+from profviz.analysis.span_views import span_flame_mask, span_summaries
+from profviz.shapes.spans import listing_rows
 from profviz.model import Profile, Span, State
 from profviz.otel import SpanProcessor
 from profviz.store import open_store
@@ -128,7 +130,7 @@ def join_time(n_spans: int, n_samples: int, repeat: int) -> None:
         times.append(time.perf_counter() - begin)
     owned = float((join.owner >= 0).mean())
     begin = time.perf_counter()
-    span_rows(join)
+    listing_rows(span_summaries(join), None, join.profile)
     rows_s = time.perf_counter() - begin
     begin = time.perf_counter()
     span_flame_mask(join, name="SELECT", include_children=True)

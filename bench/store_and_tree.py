@@ -25,7 +25,8 @@ import numpy as np
 from profviz.analysis.calltree import SampleFilter, build_call_tree, function_stats
 from profviz.formats import profviz_json, speedscope
 from profviz.model import Profile, State
-from profviz.store import open_store, _encode_for_insert
+from profviz.store import open_store
+from profviz.store.summary import encode_profile
 
 THREADS = 8
 RATE_HZ = 100
@@ -109,7 +110,7 @@ def small_profile_figures(count: int = 300) -> None:
         for _ in range(5):
             profiles = [small_request_profile(i, samples, frames, paths) for i in range(count)]
             began = time.thread_time_ns()
-            encoded = [_encode_for_insert(profile) for profile in profiles]
+            encoded = [encode_profile(profile) for profile in profiles]
             best = min(best, (time.thread_time_ns() - began) / count / 1000)
         size = sum(len(tables) + len(blob) for _, tables, blob in encoded) / count
         print(f"small profile ({label}: {samples} samples, {len(profiles[0].frame_function)} frames, "
@@ -142,7 +143,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="profviz-bench-") as tmp:
         store = open_store(os.path.join(tmp, "bench.db"))
-        encode_s, _ = timed(lambda: _encode_for_insert(profile), repeat=3)
+        encode_s, _ = timed(lambda: encode_profile(profile), repeat=3)
         save_s, profile_id = timed(lambda: store.save_profile(profile))
         stored = store.profile_bytes(profile_id)
         per_sample = stored / n

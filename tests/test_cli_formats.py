@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from profviz.analysis.summary import profile_summary
+from profviz.analysis.summary import profile_summary as summarise
+from profviz.shapes.profiles import summary_json
 from profviz.store import open_store
 from tests.formats_support import DATA, HUGE_NAME
 
@@ -54,8 +55,8 @@ def test_export_writes_a_file_that_reimports(imported, tmp_path, format_name):
     again = json.loads(profviz("import", str(out), "--json", store=store).stdout)
     assert again["format"] == format_name
     with open_store(store) as opened:
-        first = profile_summary(opened.load_profile(result["profile_id"]))
-        second = profile_summary(opened.load_profile(again["profile_id"]))
+        first = summary_json(summarise(opened.load_profile(result["profile_id"])))
+        second = summary_json(summarise(opened.load_profile(again["profile_id"])))
     assert _threads(second) == _threads(first)
     assert _functions(second) == _functions(first)
 

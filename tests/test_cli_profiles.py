@@ -36,7 +36,7 @@ def test_list_json_newest_first(store_with_two):
     entries = json.loads(profviz("list", "--json", store=path).stdout)
     assert [e["id"] for e in entries] == [second, first]
     assert entries[1]["kind"] == "attach" and entries[1]["sample_count"] == 4
-    assert entries[1]["cpu_s"] == pytest.approx(0.010) and entries[1]["wait_s"] == pytest.approx(0.050)
+    assert entries[1]["cpu_ns"] == 10_000_000 and entries[1]["wait_ns"] == 50_000_000, "the same entry as GET /api/profiles"
     text = profviz("list", store=path).stdout
     assert "attach" in text and "record" in text
 

@@ -6,21 +6,20 @@ import numpy as np
 import pytest
 
 from profviz.analysis.calltree import function_stats
-from profviz.analysis.correlate import (
-    innermost_interval,
-    join_spans,
-    merge_intervals,
-    root_spans,
-    sample_instants,
-    span_depths,
-    span_flame_mask,
-    span_flame_tree,
-    span_listing_rows,
-    span_rows,
-    state_lanes,
-    unspanned,
-)
+from profviz.analysis.correlate import innermost_interval, join_spans, merge_intervals, root_spans, sample_instants, unspanned
+from profviz.analysis.span_views import gap_summary, span_depths, span_flame_mask, span_flame_tree, span_summaries, state_lanes
 from profviz.model import Profile, Span, State
+from profviz.shapes.spans import listing_rows
+
+
+def span_rows(join, top: int = 5) -> list[dict]:
+    """The rows of ``profviz spans --json``."""
+    return listing_rows(span_summaries(join, top=top), None, join.profile)
+
+
+def span_listing_rows(join, window, top: int = 5) -> list[dict]:
+    """The rows of ``profviz spans --request --json``: the spans, then the "(no span)" row."""
+    return listing_rows(span_summaries(join, top=top), gap_summary(join, unspanned(join, *window), top=top), join.profile)
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -235,9 +234,9 @@ def test_state_lanes_merge_runs_and_split_on_gaps():
     states = [State.ON_CPU] * 5 + [State.WAITING] * 5
     profile = profile_with([(ms, 0, "f", s) for ms, s in enumerate(states)] + [(20, 0, "f", State.WAITING)])
     lane = state_lanes(profile, [0], T0, T0 + 30 * MS)[0]
-    assert lane["state"] == ["cpu", "waiting", "waiting"]
-    assert lane["start_ns"] == [T0, T0 + 5 * MS, T0 + 20 * MS]
-    assert lane["end_ns"] == [T0 + 5 * MS, T0 + 10 * MS, T0 + 21 * MS]
+    assert lane.states == [State.ON_CPU, State.WAITING, State.WAITING]
+    assert lane.start_ns == [T0, T0 + 5 * MS, T0 + 20 * MS]
+    assert lane.end_ns == [T0 + 5 * MS, T0 + 10 * MS, T0 + 21 * MS]
 
 
 def test_span_depths_follow_parents_within_the_set():

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from profviz.analysis.calltree import SampleFilter, build_call_tree
-from profviz.analysis.diff import diff
+from profviz.analysis import diff as views
 from profviz.model import Profile, State
+from profviz.shapes.diff import diff_json
 from tests.test_flamegraph import random_profile
+
+
+def diff(*args, **kwargs) -> dict:
+    """The diff as the API sends it."""
+    return diff_json(views.diff(*args, **kwargs))
 
 MS = 1_000_000
 

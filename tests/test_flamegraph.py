@@ -6,8 +6,24 @@ import numpy as np
 import pytest
 
 from profviz.analysis.calltree import SampleFilter, build_call_tree, function_stats
-from profviz.analysis.flamegraph import classify_file, compile_query, flamegraph, search, top_functions
+from profviz.analysis import flamegraph as views
+from profviz.analysis.common import classify_file
+from profviz.analysis.flamegraph import compile_query
 from profviz.model import NO_STACK, Profile, State
+from profviz.shapes.flame import flamegraph_json, search_json, top_functions_json
+
+
+def flamegraph(profile, *args, **kwargs) -> dict:
+    """The flame graph as the API sends it."""
+    return flamegraph_json(views.flamegraph(profile, *args, **kwargs))
+
+
+def search(profile, *args, **kwargs) -> dict:
+    return search_json(views.search(profile, *args, **kwargs))
+
+
+def top_functions(profile, *args, **kwargs) -> dict:
+    return top_functions_json(views.top_functions(profile, *args, **kwargs))
 
 MS = 1_000_000
 REASONS = ("socket recv", "lock", "sleep", "disk read", "futex")

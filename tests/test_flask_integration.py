@@ -180,5 +180,5 @@ def test_percentiles_match_client_side_timings_within_5_percent(store):
     for q, s, c in zip((50, 90, 95, 99), server, client):
         assert abs(s - c) / c < 0.05, f"P{q}: profviz {s:.1f} ms, client {c:.1f} ms"
     [row] = route_table(store.request_columns(route="/slow"))
-    assert row["p50_ms"] == pytest.approx(server[0], abs=1e-3) and row["count"] == 240
+    assert row.p50_ms == pytest.approx(server[0], abs=1e-3) and row.count == 240
     assert np.all(np.asarray([r.duration_ns for r in rows]) >= 19e6)

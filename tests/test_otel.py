@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from profviz.analysis.calltree import build_call_tree, function_stats
-from profviz.analysis.correlate import join_spans, span_flame_tree, unspanned
+from profviz.analysis.correlate import join_spans, unspanned
+from profviz.analysis.span_views import span_flame_tree
 from profviz.cli.spans import span_listing
 from profviz.otel import SpanProcessor
 from profviz.store import open_store

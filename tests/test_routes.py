@@ -9,16 +9,37 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.test import Client
 
-from profviz.analysis.routes import (
-    latency_histogram, latency_series, percentiles, route_table, tail_diff, tail_groups, utilisation_series,
-)
+from profviz.analysis import routes as stats
+from profviz.analysis.routes import percentiles, tail_groups
 from profviz.cli import main
 from profviz.model import Profile, State
 from profviz.routes import collapse_path
 from profviz.store import open_store
 from profviz.model import RequestRow
+from profviz.shapes.routes import histogram_json, route_json, series_json, tail_diff_json, utilisation_json
 from profviz.wsgi import ProfilerMiddleware
 from tests.targets.wsgi_apps import make_app
+
+
+def route_table(*args, **kwargs) -> list[dict]:
+    """The route table as the API sends it."""
+    return [route_json(row) for row in stats.route_table(*args, **kwargs)]
+
+
+def latency_histogram(*args, **kwargs) -> list[dict]:
+    return histogram_json(stats.latency_histogram(*args, **kwargs))
+
+
+def latency_series(*args, **kwargs) -> list[dict]:
+    return series_json(stats.latency_series(*args, **kwargs))
+
+
+def utilisation_series(*args, **kwargs) -> dict:
+    return utilisation_json(stats.utilisation_series(*args, **kwargs))
+
+
+def tail_diff(*args, **kwargs) -> dict:
+    return tail_diff_json(stats.tail_diff(*args, **kwargs))
 
 
 @pytest.mark.parametrize("path, route", [
@@ -176,7 +197,7 @@ def test_routes_and_requests_commands(filled_store):
     assert "/a/{int}" in text.output and "p99 ms" in text.output
     slowest = json.loads(runner.invoke(main, ["requests", "--route", "/a/{int}", "--slowest", "3", "--json", "--store", str(filled_store)]).output)
     assert [r["duration_ms"] for r in slowest] == [50.0, 49.0, 48.0]
-    assert set(slowest[0]) == {"id", "route", "method", "path", "status", "duration_ms", "cpu_ms", "start", "profile_id"}
+    assert set(slowest[0]) == {"id", "route", "method", "path", "status", "duration_ms", "cpu_ms", "start", "profile_id", "pid", "tid", "error"}
     assert slowest[0]["profile_id"] is None
     bad = runner.invoke(main, ["routes", "--since", "yesterday", "--store", str(filled_store)])
     assert bad.exit_code != 0 and "profviz: cannot read duration 'yesterday'" in bad.output

@@ -9,9 +9,15 @@ import pytest
 
 from profviz.analysis.calltree import SampleFilter, build_call_tree, function_stats
 from profviz.analysis.flamegraph import AmbiguousFunction, FunctionNotFound
-from profviz.analysis.sandwich import sandwich
+from profviz.analysis import sandwich as views
 from profviz.model import Profile, State
+from profviz.shapes.flame import sandwich_json
 from tests.test_flamegraph import random_profile
+
+
+def sandwich(profile, *args, **kwargs) -> dict:
+    """The sandwich view as the API sends it."""
+    return sandwich_json(views.sandwich(profile, *args, **kwargs))
 
 MS = 1_000_000
 

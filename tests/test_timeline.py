@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 
 from profviz.analysis.calltree import node_table
-from profviz.analysis.flamegraph import flamegraph
-from profviz.analysis.timeline import timeline
+from profviz.analysis import timeline as views
 from profviz.model import Profile, State
-from tests.test_flamegraph import random_profile
+from profviz.shapes.flame import timeline_json
+from tests.test_flamegraph import flamegraph, random_profile
+
+
+def timeline(profile, **kwargs) -> dict:
+    """The flame chart as the API sends it."""
+    return timeline_json(views.timeline(profile, **kwargs))
 
 MS = 1_000_000
 ORIGIN = 1_000 * MS

@@ -9,24 +9,64 @@ per side with a divisor per side (the tail diff of a route: ms per request).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..model import Profile, State
 from .calltree import CallTree, FunctionTable, SampleFilter, build_call_tree, function_stats
-from .flamegraph import (
-    DEFAULT_MAX_NODES,
-    DEFAULT_MIN_FRACTION,
-    FunctionIndex,
-    _fraction,
-    classify_file,
-    levels_of,
-    node_levels,
-    prune_tree,
-)
+from .common import fraction
+from .pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION, FRAME_ENTRY, OTHER_ENTRY, ROOT_ENTRY, levels_of, node_levels, prune_tree
 
 SIDES = ("a", "b")
+
+
+@dataclass
+class DiffTree:
+    """The merged tree of two sides, thresholded; per entry (preorder) as in :class:`~.pruning.TreeView`
+    (``functions`` index ``function_table``), and per side (index 0 for a, 1 for b) the entry's
+    ``total``, ``self``, ``cpu`` and ``wait`` ns (per divisor unit when ``per_unit``).
+    ``root_totals`` are the sides' whole times; ``threshold`` is in shares of the larger side."""
+
+    ids: list[int]
+    parents: list[int | None]
+    depths: list[int]
+    kinds: list[str]
+    functions: list[int]
+    folded: list[int]
+    total: tuple[list[int], list[int]]
+    self: tuple[list[int], list[int]]
+    cpu: tuple[list[int], list[int]]
+    wait: tuple[list[int], list[int]]
+    root_totals: tuple[int, int]
+    base: str
+    min_fraction: float
+    threshold: float
+    root_weight: float
+    per_unit: bool
+    function_table: FunctionTable
+
+
+@dataclass
+class FunctionChange:
+    """One function on both sides: totals and self times, and the change of their shares of each side."""
+
+    name: str
+    file: str
+    line: int
+    a_total_ns: int = 0
+    b_total_ns: int = 0
+    a_self_ns: int = 0
+    b_self_ns: int = 0
+    delta_total_fraction: float = 0.0
+    delta_self_fraction: float = 0.0
+
+
+@dataclass
+class Diff:
+    tree: DiffTree
+    changes: list[FunctionChange]
 
 
 def diff(
@@ -39,16 +79,15 @@ def diff(
     min_fraction: float = DEFAULT_MIN_FRACTION,
     max_nodes: int = DEFAULT_MAX_NODES,
     limit: int = 50,
-) -> dict:
-    """The merged, thresholded tree of both sides and the per-function changes (see docs/api.md).
+) -> Diff:
+    """The merged, thresholded tree of both sides and the per-function changes.
 
     A node is kept when its share of either side's total reaches ``min_fraction``. Children are
     ordered by the ``base`` side's total, then the other side's.
     """
     trees = (build_call_tree(profile_a, selection_a), build_call_tree(profile_b, selection_b))
-    body = group_diff([trees[0]], [trees[1]], base=base, min_fraction=min_fraction, max_nodes=max_nodes)
-    body["changes"] = function_changes(trees[0], trees[1], limit=limit)
-    return body
+    tree = group_diff([trees[0]], [trees[1]], base=base, min_fraction=min_fraction, max_nodes=max_nodes)
+    return Diff(tree, function_changes(trees[0], trees[1], limit=limit))
 
 
 def group_diff(
@@ -59,15 +98,11 @@ def group_diff(
     base: str = "a",
     min_fraction: float = DEFAULT_MIN_FRACTION,
     max_nodes: int = DEFAULT_MAX_NODES,
-) -> dict:
+) -> DiffTree:
     """The merged diff tree of two groups of call trees (each side the sum of its trees).
 
     Each side's times are summed over its trees and divided by its divisor (1 for ``diff``; the
-    number of requests for a per-request comparison), then rounded to ns. ``a_fraction`` /
-    ``b_fraction`` are shares of the side's own (divided) total and ``delta_fraction`` their
-    difference; with ``divisors`` other than (1, 1) each node also has ``delta_ns`` (B minus A,
-    per divisor unit). Returns ``{"a", "b", "base", "min_fraction", "effective_min_fraction",
-    "nodes", "functions"}`` in the node format of ``/api/diff``.
+    number of requests for a per-request comparison, then ``per_unit``), then rounded to ns.
     """
     if base not in SIDES:
         raise ValueError(f"base must be 'a' or 'b', got {base!r}")
@@ -108,48 +143,20 @@ def group_diff(
         parent, levels, weight, min_fraction=min_fraction, max_nodes=max_nodes,
         sort_keys=(totals[base_index].sum(axis=0), totals[1 - base_index].sum(axis=0)),
     )
-    functions = FunctionIndex(table)
-    per_side = []
-    for i in range(2):
-        per_side.append({
-            "total": pruned.values(totals[i].sum(axis=0)),
-            "self": pruned.values(selfs[i]),
-            "cpu": pruned.values(totals[i][State.ON_CPU]),
-            "wait": pruned.values(totals[i][State.WAITING]),
-        })
-    folded = pruned.folded_counts()
-    rows = []
-    for j, node in enumerate(pruned.ids.tolist()):
-        row = {
-            "id": node,
-            "parent": None if j == 0 else int(pruned.parents[j]),
-            "fn": functions.local(int(merged_gid[node])) if node >= 0 else -1,
-            "kind": "root" if j == 0 else ("other" if node < 0 else "frame"),
-            "depth": int(pruned.depths[j]),
-            "folded": int(folded[j]),
-        }
-        for i, side in enumerate(SIDES):
-            values = per_side[i]
-            row[f"{side}_total_ns"] = int(values["total"][j])
-            row[f"{side}_self_ns"] = 0 if node < 0 else int(values["self"][j])
-            row[f"{side}_cpu_ns"] = int(values["cpu"][j])
-            row[f"{side}_wait_ns"] = int(values["wait"][j])
-        a_fraction = _fraction(row["a_total_ns"], roots[0])
-        b_fraction = _fraction(row["b_total_ns"], roots[1])
-        row.update({"a_fraction": a_fraction, "b_fraction": b_fraction, "delta_fraction": round(b_fraction - a_fraction, 9)})
-        if scaled:
-            row["delta_ns"] = row["b_total_ns"] - row["a_total_ns"]
-        rows.append(row)
-    root_weight = float(weight[0])
-    return {
-        "a": {"root_total_ns": roots[0]},
-        "b": {"root_total_ns": roots[1]},
-        "base": base,
-        "min_fraction": min_fraction,
-        "effective_min_fraction": round(pruned.threshold / root_weight, 9) if root_weight else min_fraction,
-        "nodes": rows,
-        "functions": functions.rows,
-    }
+    folded = pruned.folded_counts().tolist()
+    ids = pruned.ids.tolist()
+    sides = [{"total": pruned.values(totals[i].sum(axis=0)).tolist(), "self": pruned.values(selfs[i]).tolist(),
+              "cpu": pruned.values(totals[i][State.ON_CPU]).tolist(), "wait": pruned.values(totals[i][State.WAITING]).tolist()}
+             for i in range(2)]
+    for side in sides:
+        side["self"] = [0 if node < 0 else value for node, value in zip(ids, side["self"])]
+    return DiffTree(
+        ids, [None] + pruned.parents[1:].tolist(), pruned.depths.tolist(),
+        [ROOT_ENTRY if j == 0 else (OTHER_ENTRY if node < 0 else FRAME_ENTRY) for j, node in enumerate(ids)],
+        [int(merged_gid[node]) if node >= 0 else -1 for node in ids], folded,
+        *(tuple(side[key] for side in sides) for key in ("total", "self", "cpu", "wait")),
+        (roots[0], roots[1]), base, min_fraction, float(pruned.threshold), float(weight[0]), scaled, table,
+    )
 
 
 def _merge(trees: Sequence[CallTree]) -> tuple[list[int], np.ndarray, list[np.ndarray], FunctionTable]:
@@ -208,27 +215,24 @@ def _merge(trees: Sequence[CallTree]) -> tuple[list[int], np.ndarray, list[np.nd
     return merged_parent, np.asarray(merged_gid, dtype=np.int64), node_maps, table
 
 
-def function_changes(tree_a: CallTree, tree_b: CallTree, *, limit: int = 50) -> list[dict]:
-    """Per function: normalised total and self on both sides; the biggest increases and decreases."""
+def function_changes(tree_a: CallTree, tree_b: CallTree, *, limit: int = 50) -> list[FunctionChange]:
+    """Per function: normalised total and self on both sides; the biggest increases and decreases
+    (``limit`` of each, by total and by self), largest increase first."""
     root_a, root_b = tree_a.root_total_ns, tree_b.root_total_ns
-    rows: dict[tuple[str, str], dict] = {}
+    rows: dict[tuple[str, str], FunctionChange] = {}
     for side, tree in (("a", tree_a), ("b", tree_b)):
         for s in function_stats(tree):
-            package, origin = classify_file(s.file)
-            row = rows.setdefault((s.function, s.file), {
-                "name": s.function, "file": s.file, "line": int(s.line), "package": package, "origin": origin,
-                "a_total_ns": 0, "b_total_ns": 0, "a_self_ns": 0, "b_self_ns": 0,
-            })
-            row[f"{side}_total_ns"] = s.total_ns
-            row[f"{side}_self_ns"] = s.self_ns
+            row = rows.setdefault((s.function, s.file), FunctionChange(s.function, s.file, int(s.line)))
+            setattr(row, f"{side}_total_ns", s.total_ns)
+            setattr(row, f"{side}_self_ns", s.self_ns)
     for row in rows.values():
-        row["delta_total_fraction"] = round(_fraction(row["b_total_ns"], root_b) - _fraction(row["a_total_ns"], root_a), 9)
-        row["delta_self_fraction"] = round(_fraction(row["b_self_ns"], root_b) - _fraction(row["a_self_ns"], root_a), 9)
-    chosen: dict[tuple[str, str], dict] = {}
+        row.delta_total_fraction = round(fraction(row.b_total_ns, root_b) - fraction(row.a_total_ns, root_a), 9)
+        row.delta_self_fraction = round(fraction(row.b_self_ns, root_b) - fraction(row.a_self_ns, root_a), 9)
+    chosen: dict[tuple[str, str], FunctionChange] = {}
     every = list(rows.items())
     for field in ("delta_total_fraction", "delta_self_fraction"):
-        ordered = sorted(every, key=lambda kv: (kv[1][field], kv[0]))
+        ordered = sorted(every, key=lambda kv: (getattr(kv[1], field), kv[0]))
         for key, row in ordered[:limit] + ordered[::-1][:limit]:
-            if row[field] != 0:
+            if getattr(row, field) != 0:
                 chosen[key] = row
-    return [row for _, row in sorted(chosen.items(), key=lambda kv: (-kv[1]["delta_total_fraction"], kv[0]))]
+    return [row for _, row in sorted(chosen.items(), key=lambda kv: (-kv[1].delta_total_fraction, kv[0]))]

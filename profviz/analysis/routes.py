@@ -16,8 +16,8 @@ import numpy as np
 
 from ..model import Profile
 from .calltree import CallTree, build_call_tree, function_stats
-from .diff import group_diff
-from .flamegraph import DEFAULT_MIN_FRACTION
+from .diff import DiffTree, group_diff
+from .pruning import DEFAULT_MIN_FRACTION
 
 PERCENTILES = (50, 90, 95, 99)
 TAIL_TREE_MAX_NODES = 5000
@@ -34,7 +34,23 @@ def is_error(status: int | None, error: str | None) -> bool:
     return bool(error) or (status is not None and status >= 500)
 
 
-def route_table(columns: dict[str, list], window_s: float | None = None) -> list[dict]:
+@dataclass
+class RouteStats:
+    """One (route, method) over a window: requests, per second, error rate, latency percentiles in ms."""
+
+    route: str
+    method: str
+    count: int
+    rps: float
+    error_rate: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def route_table(columns: dict[str, list], window_s: float | None = None) -> list[RouteStats]:
     """One row per (route, method): count, rps, error_rate, p50/p90/p95/p99/max in ms.
 
     ``columns`` has equal-length lists ``route``, ``method``, ``status``, ``error``, ``start_ns``,
@@ -57,40 +73,49 @@ def route_table(columns: dict[str, list], window_s: float | None = None) -> list
         index_arr = np.asarray(index)
         ms = durations[index_arr] / 1e6
         p50, p90, p95, p99 = percentiles(ms)
-        rows.append({
-            "route": route,
-            "method": method,
-            "count": len(index),
-            "rps": round(len(index) / window_s, 3),
-            "error_rate": round(float(errors[index_arr].mean()), 4),
-            "p50_ms": round(p50, 3),
-            "p90_ms": round(p90, 3),
-            "p95_ms": round(p95, 3),
-            "p99_ms": round(p99, 3),
-            "max_ms": round(float(ms.max()), 3),
-        })
-    rows.sort(key=lambda r: (-r["count"], r["route"], r["method"]))
+        rows.append(RouteStats(
+            route, method, len(index), round(len(index) / window_s, 3), round(float(errors[index_arr].mean()), 4),
+            round(p50, 3), round(p90, 3), round(p95, 3), round(p99, 3), round(float(ms.max()), 3),
+        ))
+    rows.sort(key=lambda r: (-r.count, r.route, r.method))
     return rows
 
 
-def latency_histogram(durations_ns: Sequence[int], bins: int = 40) -> list[dict]:
-    """Counts of durations in ``bins`` log-spaced buckets: ``[{"low_ms", "high_ms", "count"}]``."""
+@dataclass
+class HistogramBin:
+    low_ms: float
+    high_ms: float
+    count: int
+
+
+def latency_histogram(durations_ns: Sequence[int], bins: int = 40) -> list[HistogramBin]:
+    """Counts of durations in ``bins`` log-spaced buckets."""
     if len(durations_ns) == 0:
         return []
     ms = np.maximum(np.asarray(durations_ns, dtype=np.float64) / 1e6, 1e-3)
     low, high = float(ms.min()), float(ms.max())
     if high <= low * 1.0001:
-        return [{"low_ms": round(low, 3), "high_ms": round(high, 3), "count": int(len(ms))}]
+        return [HistogramBin(round(low, 3), round(high, 3), int(len(ms)))]
     edges = np.geomspace(low, high, bins + 1)
     counts, _ = np.histogram(ms, bins=edges)
-    return [
-        {"low_ms": round(float(a), 3), "high_ms": round(float(b), 3), "count": int(c)}
-        for a, b, c in zip(edges[:-1], edges[1:], counts)
-    ]
+    return [HistogramBin(round(float(a), 3), round(float(b), 3), int(c)) for a, b, c in zip(edges[:-1], edges[1:], counts)]
 
 
-def latency_series(start_ns: Sequence[int], duration_ns: Sequence[int], bucket_s: float, *, since_ns: int | None = None) -> list[dict]:
-    """Per time bucket (by request start): ``{"t", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms"}``; ``t`` is epoch s."""
+@dataclass
+class LatencyPoint:
+    """One time bucket (by request start; ``t`` its start in epoch s) of one route's latencies."""
+
+    t: float
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def latency_series(start_ns: Sequence[int], duration_ns: Sequence[int], bucket_s: float, *,
+                   since_ns: int | None = None) -> list[LatencyPoint]:
+    """Per time bucket (by request start), the count and latency percentiles."""
     if len(start_ns) == 0:
         return []
     starts = np.asarray(start_ns, dtype=np.int64)
@@ -102,11 +127,29 @@ def latency_series(start_ns: Sequence[int], duration_ns: Sequence[int], bucket_s
     for b in np.unique(bucket):
         values = ms[bucket == b]
         p50, p95, p99 = percentiles(values, (50, 95, 99))
-        out.append({
-            "t": round((origin + int(b) * width) / 1e9, 3), "count": int(len(values)),
-            "p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "p99_ms": round(p99, 3), "max_ms": round(float(values.max()), 3),
-        })
+        out.append(LatencyPoint(
+            round((origin + int(b) * width) / 1e9, 3), int(len(values)), round(p50, 3), round(p95, 3), round(p99, 3),
+            round(float(values.max()), 3),
+        ))
     return out
+
+
+@dataclass
+class UtilisationPoint:
+    t: float
+    busy_avg: float
+    busy_max: int
+    utilisation: float | None
+
+
+@dataclass
+class Utilisation:
+    """Busy worker threads over capacity per time bucket; ``capacity_source`` says where the capacity came from."""
+
+    capacity: int
+    capacity_source: str
+    bucket_s: float | None
+    series: list[UtilisationPoint]
 
 
 def utilisation_series(
@@ -116,7 +159,7 @@ def utilisation_series(
     since_ns: int | None = None,
     until_ns: int | None = None,
     capacity: int | None = None,
-) -> dict:
+) -> Utilisation:
     """Busy worker threads over capacity, per time bucket, from request start/end times.
 
     A thread is busy while it serves a request. Per bucket: ``busy_avg`` (request time inside
@@ -128,7 +171,7 @@ def utilisation_series(
     """
     n = len(columns.get("start_ns", []))
     if n == 0:
-        return {"capacity": capacity or 0, "capacity_source": "none", "bucket_s": bucket_s, "series": []}
+        return Utilisation(capacity or 0, "none", bucket_s, [])
     starts = np.asarray(columns["start_ns"], dtype=np.int64)
     ends = starts + np.asarray(columns["duration_ns"], dtype=np.int64)
     source = "argument"
@@ -163,15 +206,11 @@ def utilisation_series(
         busy_max[i] = max(level_before, peak)
         level_before = int(in_flight[hi - 1]) if hi > 0 else 0
     series = [
-        {
-            "t": round(edges[i] / 1e9, 3),
-            "busy_avg": round(busy_ns[i] / width, 4),
-            "busy_max": int(busy_max[i]),
-            "utilisation": round(busy_ns[i] / width / capacity, 4) if capacity else None,
-        }
+        UtilisationPoint(round(edges[i] / 1e9, 3), round(busy_ns[i] / width, 4), int(busy_max[i]),
+                         round(busy_ns[i] / width / capacity, 4) if capacity else None)
         for i in range(count)
     ]
-    return {"capacity": int(capacity), "capacity_source": source, "bucket_s": bucket_s, "series": series}
+    return Utilisation(int(capacity), source, bucket_s, series)
 
 
 @dataclass
@@ -213,6 +252,34 @@ def _function_totals(trees: Iterable[CallTree]) -> tuple[dict[tuple[str, str], n
     return totals, wall
 
 
+@dataclass
+class TailFrame:
+    """One function's time per request (ms) in the tail and in typical requests, and the difference."""
+
+    function: str
+    file: str
+    tail_total_ms: float
+    typical_total_ms: float
+    extra_total_ms: float
+    tail_self_ms: float
+    typical_self_ms: float
+    extra_self_ms: float
+    extra_cpu_ms: float
+    extra_wait_ms: float
+    share_of_extra: float = 0.0
+
+
+@dataclass
+class TailDiff:
+    tail_profiles: int
+    typical_profiles: int
+    tail_sampled_ms: float
+    typical_sampled_ms: float
+    extra_ms: float
+    frames: list[TailFrame]
+    tree: DiffTree
+
+
 def tail_diff(
     tail_profiles: Sequence[Profile],
     typical_profiles: Sequence[Profile],
@@ -220,7 +287,7 @@ def tail_diff(
     limit: int = 50,
     min_fraction: float = DEFAULT_MIN_FRACTION,
     max_nodes: int = TAIL_TREE_MAX_NODES,
-) -> dict:
+) -> TailDiff:
     """Why is the tail slow? Per-request mean profile of the tail minus that of typical requests.
 
     Each group's function times (inclusive total, self, and the inclusive total split into CPU
@@ -229,10 +296,9 @@ def tail_diff(
     largest first; self times partition the samples, so the positive ``extra_self_ms`` values
     account for the extra time. Times in ms per request.
 
-    ``tree`` is the diff flame graph in the node format of ``/api/diff``
-    (:func:`profviz.analysis.diff.group_diff`): side ``a`` the typical requests, side ``b`` the
-    tail, both in ns per request, ``base`` ``"b"`` (widths from the tail), ``delta_ns`` the extra
-    ns per request of each node. Raises ValueError when a group has no profiles.
+    ``tree`` is the diff tree (:func:`profviz.analysis.diff.group_diff`): side ``a`` the typical
+    requests, side ``b`` the tail, both in ns per request, ``base`` ``"b"`` (widths from the tail).
+    Raises ValueError when a group has no profiles.
     """
     if not tail_profiles or not typical_profiles:
         raise ValueError(
@@ -247,30 +313,24 @@ def tail_diff(
     for key in set(tail) | set(typical):
         a = [float(v) for v in tail.get(key, np.zeros(4, dtype=np.int64)) / n_tail / 1e6]
         b = [float(v) for v in typical.get(key, np.zeros(4, dtype=np.int64)) / n_typical / 1e6]
-        rows.append({
-            "function": key[0], "file": key[1],
-            "tail_total_ms": round(a[0], 3), "typical_total_ms": round(b[0], 3), "extra_total_ms": round(a[0] - b[0], 3),
-            "tail_self_ms": round(a[1], 3), "typical_self_ms": round(b[1], 3), "extra_self_ms": round(a[1] - b[1], 3),
-            "extra_cpu_ms": round(a[2] - b[2], 3), "extra_wait_ms": round(a[3] - b[3], 3),
-        })
+        rows.append(TailFrame(
+            key[0], key[1], round(a[0], 3), round(b[0], 3), round(a[0] - b[0], 3), round(a[1], 3), round(b[1], 3),
+            round(a[1] - b[1], 3), round(a[2] - b[2], 3), round(a[3] - b[3], 3),
+        ))
     extra_wall = tail_wall / n_tail / 1e6 - typical_wall / n_typical / 1e6
-    positive = sum(r["extra_self_ms"] for r in rows if r["extra_self_ms"] > 0) or 1.0
+    positive = sum(r.extra_self_ms for r in rows if r.extra_self_ms > 0) or 1.0
     for r in rows:
-        r["share_of_extra"] = round(max(0.0, r["extra_self_ms"]) / positive, 4)
-    rows.sort(key=lambda r: (-r["extra_self_ms"], -r["extra_total_ms"], r["function"]))
+        r.share_of_extra = round(max(0.0, r.extra_self_ms) / positive, 4)
+    rows.sort(key=lambda r: (-r.extra_self_ms, -r.extra_total_ms, r.function))
     tree = group_diff(typical_trees, tail_trees, divisors=(n_typical, n_tail), base="b", min_fraction=min_fraction, max_nodes=max_nodes)
-    return {
-        "tail_profiles": n_tail,
-        "typical_profiles": n_typical,
-        "tail_sampled_ms": round(tail_wall / n_tail / 1e6, 3),
-        "typical_sampled_ms": round(typical_wall / n_typical / 1e6, 3),
-        "extra_ms": round(extra_wall, 3),
-        "frames": rows[:limit],
-        "tree": tree,
-    }
+    return TailDiff(
+        n_tail, n_typical, round(tail_wall / n_tail / 1e6, 3), round(typical_wall / n_typical / 1e6, 3),
+        round(extra_wall, 3), rows[:limit], tree,
+    )
 
 
 __all__ = [
-    "PERCENTILES", "TAIL_TREE_MAX_NODES", "TailGroups", "is_error", "latency_histogram", "latency_series", "percentiles",
-    "route_table", "tail_diff", "tail_groups", "utilisation_series",
+    "PERCENTILES", "TAIL_TREE_MAX_NODES", "HistogramBin", "LatencyPoint", "RouteStats", "TailDiff", "TailFrame", "TailGroups",
+    "Utilisation", "UtilisationPoint", "is_error", "latency_histogram", "latency_series", "percentiles", "route_table",
+    "tail_diff", "tail_groups", "utilisation_series",
 ]

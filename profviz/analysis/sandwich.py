@@ -3,28 +3,37 @@
 Built on :func:`~profviz.analysis.calltree.build_call_tree`: the function's *outermost*
 occurrences (nodes of that function with no ancestor of the same function) carry its time
 exactly once per sample, so recursion is counted once. Both trees are merged by function and
-thresholded like the flame graph (:func:`~profviz.analysis.flamegraph.prune_tree`).
+thresholded like the flame graph (:func:`~profviz.analysis.pruning.prune_tree`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..model import Profile
-from .calltree import ROOT, SampleFilter, build_call_tree, function_stats, node_table
-from .flamegraph import (
-    DEFAULT_MAX_NODES,
-    DEFAULT_MIN_FRACTION,
-    AmbiguousFunction,
-    FunctionIndex,
-    FunctionNotFound,
-    _fraction,
-    function_row,
-    levels_of,
-    node_levels,
-    prune_tree,
-    tree_node_rows,
-)
+from .calltree import ROOT, FunctionTable, SampleFilter, build_call_tree, function_stats, node_table
+from .flamegraph import AmbiguousFunction, FunctionNotFound
+from .pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION, TreeView, levels_of, node_levels, prune_tree, tree_view
+
+
+@dataclass
+class Sandwich:
+    """One function's callers (inverted: the function at the root, its callers below) and callees.
+
+    ``function`` is its id in ``functions``; ``total_ns`` counts its outermost occurrences only,
+    so recursion counts once; both trees' roots carry that total.
+    """
+
+    function: int
+    functions: FunctionTable
+    total_ns: int
+    self_ns: int
+    root_total_ns: int
+    min_fraction: float
+    callers: TreeView
+    callees: TreeView
 
 
 def find_function(profile: Profile, name: str, file: str | None = None) -> int:
@@ -48,13 +57,8 @@ def sandwich(
     file: str | None = None,
     min_fraction: float = DEFAULT_MIN_FRACTION,
     max_nodes: int = DEFAULT_MAX_NODES,
-) -> dict:
-    """Callers (inverted) and callees trees of a function over the selected samples.
-
-    Returns function (its functions-table row index is ``callees.nodes[0].fn``), total_ns,
-    self_ns, root_total_ns, callers, callees, functions. Both trees' roots carry the function's
-    total (outermost occurrences only). See docs/api.md.
-    """
+) -> Sandwich:
+    """Callers (inverted) and callees trees of a function over the selected samples."""
     target = find_function(profile, function, file)
     tree = build_call_tree(profile, selection)
     nodes = tree.nodes
@@ -68,35 +72,24 @@ def sandwich(
     total = tree.total_ns
     outermost = np.flatnonzero(is_target & ~under_target & (total > 0))
 
-    functions = FunctionIndex(nodes.functions)
-    target_index = functions.local(target)
-    callees = _callees(tree, levels, outermost, target, functions, min_fraction, max_nodes)
-    callers = _callers(tree, outermost, target, functions, min_fraction, max_nodes)
+    callees = _callees(tree, levels, outermost, target, min_fraction, max_nodes)
+    callers = _callers(tree, outermost, target, min_fraction, max_nodes)
     stats = next((s for s in function_stats(tree) if s.function == function and s.file == nodes.functions.files[target]), None)
-    function_total = int(total[outermost].sum())
-    return {
-        "function": function_row(nodes.functions, target) | {"fn": target_index},
-        "total_ns": function_total,
-        "self_ns": stats.self_ns if stats else 0,
-        "root_total_ns": tree.root_total_ns,
-        "fraction": _fraction(function_total, tree.root_total_ns),
-        "min_fraction": min_fraction,
-        "callers": callers,
-        "callees": callees,
-        "functions": functions.rows,
-    }
+    return Sandwich(
+        target, nodes.functions, int(total[outermost].sum()), stats.self_ns if stats else 0, tree.root_total_ns,
+        min_fraction, callers, callees,
+    )
 
 
-def _merged_tree_rows(parent, fn, total_by_state, self_by_state, samples, functions, min_fraction, max_nodes) -> dict:
+def _merged_tree(parent, fn, total_by_state, self_by_state, samples, functions, min_fraction, max_nodes) -> TreeView:
     parent = np.asarray(parent, dtype=np.int64)
     _, levels = levels_of(parent)
     total = total_by_state.sum(axis=0)
     pruned = prune_tree(parent, levels, total, root=0, min_fraction=min_fraction, max_nodes=max_nodes)
-    rows = tree_node_rows(pruned, np.asarray(fn), total_by_state, self_by_state, samples, functions, root_parent_is_null=True)
-    return {"nodes": rows, "effective_min_fraction": _fraction(pruned.threshold, total[0]) if total[0] else min_fraction}
+    return tree_view(pruned, np.asarray(fn), total_by_state, self_by_state, samples, functions, root_parent_is_null=True)
 
 
-def _callees(tree, levels, outermost, target, functions, min_fraction, max_nodes) -> dict:
+def _callees(tree, levels, outermost, target, min_fraction, max_nodes) -> TreeView:
     """The function's subtrees merged by function path below the outermost occurrences."""
     nodes = tree.nodes
     size = nodes.size
@@ -126,10 +119,10 @@ def _callees(tree, levels, outermost, target, functions, min_fraction, max_nodes
     total_by_state = np.stack([gather(tree.total_by_state[s]) for s in range(tree.total_by_state.shape[0])])
     self_by_state = np.stack([gather(tree.self_by_state[s]) for s in range(tree.self_by_state.shape[0])])
     samples = gather(tree.total_samples)
-    return _merged_tree_rows(parent_of, fn_of, total_by_state, self_by_state, samples, functions, min_fraction, max_nodes)
+    return _merged_tree(parent_of, fn_of, total_by_state, self_by_state, samples, nodes.functions, min_fraction, max_nodes)
 
 
-def _callers(tree, outermost, target, functions, min_fraction, max_nodes) -> dict:
+def _callers(tree, outermost, target, min_fraction, max_nodes) -> TreeView:
     """The inverted tree: root = the function, children = callers, and so on outwards."""
     nodes = tree.nodes
     parent_of = [-1]
@@ -170,4 +163,4 @@ def _callers(tree, outermost, target, functions, min_fraction, max_nodes) -> dic
         for s in range(total_by_state.shape[0]):
             children_sum[s] = np.bincount(parent_arr[1:], weights=total_by_state[s, 1:], minlength=count).astype(np.int64)
     self_by_state = total_by_state - children_sum
-    return _merged_tree_rows(parent_of, fn_of, total_by_state, self_by_state, samples, functions, min_fraction, max_nodes)
+    return _merged_tree(parent_of, fn_of, total_by_state, self_by_state, samples, nodes.functions, min_fraction, max_nodes)

@@ -1,69 +1,40 @@
-"""The profile summary behind ``profviz show`` (text and ``--json``)."""
+"""What a whole profile (or one thread of it) holds: per-thread time by state, the heaviest
+functions, wait reasons. Behind ``profviz show`` and ``GET /api/profiles/<id>``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from ..model import Profile
-from .calltree import SampleFilter, build_call_tree, function_stats, thread_stats
+from .calltree import ROOT, FunctionStats, SampleFilter, ThreadStats, build_call_tree, function_stats, thread_stats
 
 
-def _s(ns: int) -> float:
-    return round(ns / 1e9, 6)
+@dataclass
+class ProfileSummary:
+    """The selected samples of a profile: ``sample_count``, per-thread stats (heaviest first),
+    functions (heaviest total first: the ``max_functions`` heaviest by total and by self time),
+    ``by_state`` (ns per state value) and ``waits`` (waiting ns by reason, largest first)."""
+
+    meta: dict
+    sample_count: int
+    threads: list[ThreadStats]
+    functions: list[FunctionStats]
+    by_state: np.ndarray
+    waits: dict[str, int]
 
 
-def profile_summary(profile: Profile, *, thread: str | int | None = None, max_functions: int = 200) -> dict:
-    """Summarise a profile as the JSON of ``profviz show --json``.
-
-    Keys: id, kind, pid, start (epoch s), duration_s, sample_count, rate_hz, errors, notes,
-    threads (per thread: tid, name, wall_s, cpu_s, wait_s, runnable_s, unknown_s, waits by
-    reason in s) and functions (function, file, line, total_s, self_s, cpu_s, wait_s,
-    runnable_s, samples; cpu_s/wait_s split the inclusive total by state), heaviest total first,
-    at most ``max_functions``. ``thread`` (tid or name) restricts everything to that thread.
-    """
-    meta = profile.meta
+def profile_summary(profile: Profile, *, thread: str | int | None = None, max_functions: int = 200) -> ProfileSummary:
+    """Summarise a profile; ``thread`` (tid or name) restricts everything to that thread."""
     selection = SampleFilter(threads=profile.find_threads(thread)) if thread is not None else SampleFilter()
     tree = build_call_tree(profile, selection)
-    threads = [
-        {
-            "tid": t.tid,
-            "name": t.name,
-            "wall_s": _s(t.wall_ns),
-            "cpu_s": _s(t.cpu_ns),
-            "wait_s": _s(t.wait_ns),
-            "runnable_s": _s(t.runnable_ns),
-            "unknown_s": _s(t.unknown_ns),
-            "samples": t.samples,
-            "waits": {reason: _s(ns) for reason, ns in t.waits.items()},
-        }
-        for t in thread_stats(profile, selection)
-    ]
     stats = function_stats(tree)
     by_self = sorted(stats, key=lambda f: -f.self_ns)[:max_functions]
     chosen = {id(f): f for f in stats[:max_functions]}
     chosen.update({id(f): f for f in by_self if f.self_ns > 0})
-    functions = [
-        {
-            "function": f.function,
-            "file": f.file,
-            "line": f.line,
-            "total_s": _s(f.total_ns),
-            "self_s": _s(f.self_ns),
-            "cpu_s": _s(f.cpu_ns),
-            "wait_s": _s(f.wait_ns),
-            "runnable_s": _s(f.runnable_ns),
-            "samples": f.samples,
-        }
-        for f in sorted(chosen.values(), key=lambda f: (-f.total_ns, f.function))
-    ]
-    return {
-        "id": meta.get("id"),
-        "kind": meta.get("kind"),
-        "pid": meta.get("pid"),
-        "start": (meta.get("start_ns") or 0) / 1e9,
-        "duration_s": _s(int(meta.get("duration_ns") or 0)),
-        "sample_count": int(tree.mask.sum()),
-        "rate_hz": meta.get("rate_hz"),
-        "errors": int(meta.get("error_count") or 0),
-        "notes": list(meta.get("notes") or []),
-        "threads": threads,
-        "functions": functions,
-    }
+    functions = sorted(chosen.values(), key=lambda f: (-f.total_ns, f.function))
+    return ProfileSummary(
+        profile.meta, int(tree.mask.sum()), thread_stats(profile, selection), functions,
+        tree.total_by_state[:, ROOT].copy(), tree.waits_by_reason(),
+    )

@@ -9,13 +9,60 @@ with the sample count. Node ids are the call tree's merged node ids
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..model import NO_REASON, Profile, State
-from .calltree import node_table
-from .flamegraph import STATE_NAMES, FunctionIndex, sample_nodes
+from .calltree import NodeTable, node_table
+from .pruning import sample_nodes
 
 MAX_WIDTH = 10_000
+
+
+@dataclass
+class DepthRuns:
+    """Frame intervals at one depth: ``start_ns[i]``..``end_ns[i]`` shows merged node ``node[i]``."""
+
+    depth: int
+    start_ns: list[int]
+    end_ns: list[int]
+    node: list[int]
+
+
+@dataclass
+class StateRuns:
+    """The state lane: ``state[i]`` (and its wait ``reason[i]``, None if not waiting) over ``start_ns[i]``..``end_ns[i]``."""
+
+    start_ns: list[int] = field(default_factory=list)
+    end_ns: list[int] = field(default_factory=list)
+    state: list[State] = field(default_factory=list)
+    reason: list[str | None] = field(default_factory=list)
+
+
+@dataclass
+class ThreadLanes:
+    index: int
+    tid: int
+    name: str
+    samples: int
+    max_depth: int = 0
+    depths: list[DepthRuns] = field(default_factory=list)
+    states: StateRuns = field(default_factory=StateRuns)
+
+
+@dataclass
+class Timeline:
+    """A window of a profile at pixel resolution; times relative to the origin asked for.
+    ``node_ids`` are the merged nodes the lanes show (their parents, functions and depths are in ``nodes``)."""
+
+    start_ns: int
+    end_ns: int
+    width: int
+    pixel_ns: int
+    threads: list[ThreadLanes]
+    node_ids: list[int]
+    nodes: NodeTable
 
 
 def timeline(
@@ -26,13 +73,12 @@ def timeline(
     end_ns: int | None = None,
     width: int = 1000,
     origin_ns: int = 0,
-) -> dict:
+) -> Timeline:
     """Per thread: frame intervals per depth and a state lane over ``[start_ns, end_ns)`` (absolute ns).
 
     Times in the result are relative to ``origin_ns``. An interval ends where the next shown
     sample starts, unless the gap exceeds one pixel; then it ends where the last sample of its
     pixel ends.
-    See ``docs/api.md`` for the shape.
     """
     if not 1 <= width <= MAX_WIDTH:
         raise ValueError(f"width must be 1..{MAX_WIDTH} pixels, got {width}")
@@ -47,15 +93,13 @@ def timeline(
     nodes = node_table(profile)
     node_of_sample = sample_nodes(profile, nodes)
     in_window = (cols["time_ns"] >= start) & (cols["time_ns"] < end)
-    functions = FunctionIndex(nodes.functions)
     referenced: set[int] = set()
     thread_rows = []
     for thread in (range(len(profile.threads)) if threads is None else threads):
         info = profile.threads[thread]
         chosen = np.flatnonzero(in_window & (cols["thread"] == thread))
         chosen = chosen[np.argsort(cols["time_ns"][chosen], kind="stable")]
-        row = {"index": int(thread), "tid": info.tid, "name": info.name, "samples": int(len(chosen)), "max_depth": 0,
-               "depths": [], "states": {"start_ns": [], "end_ns": [], "state": [], "reason": []}}
+        row = ThreadLanes(int(thread), info.tid, info.name, int(len(chosen)))
         thread_rows.append(row)
         if not len(chosen):
             continue
@@ -71,7 +115,7 @@ def timeline(
         finish = np.minimum(np.where(joined, following, own_end), end)
         leaf = node_of_sample[shown]
         max_depth = int(nodes.depth[leaf].max())
-        row["max_depth"] = max_depth
+        row.max_depth = max_depth
         at_depth = np.zeros((max_depth + 1, len(shown)), dtype=np.int64)
         current = leaf.astype(np.int64)
         columns = np.arange(len(shown))
@@ -85,37 +129,19 @@ def timeline(
             first_of_run, last_of_run = _runs(at_depth[depth], joined)
             node_ids = at_depth[depth][first_of_run]
             referenced.update(node_ids.tolist())
-            row["depths"].append({
-                "depth": depth,
-                "start_ns": (begin[first_of_run] - origin_ns).tolist(),
-                "end_ns": (finish[last_of_run] - origin_ns).tolist(),
-                "node": node_ids.tolist(),
-            })
+            row.depths.append(DepthRuns(
+                depth, (begin[first_of_run] - origin_ns).tolist(), (finish[last_of_run] - origin_ns).tolist(), node_ids.tolist(),
+            ))
         state = cols["state"][shown].astype(np.int64)
         reason = np.where(state == int(State.WAITING), cols["reason"][shown], NO_REASON).astype(np.int64)
         key = state * (len(profile.strings) + 2) + reason + 2
         first_of_run, last_of_run = _runs(key, joined)
-        row["states"] = {
-            "start_ns": (begin[first_of_run] - origin_ns).tolist(),
-            "end_ns": (finish[last_of_run] - origin_ns).tolist(),
-            "state": [STATE_NAMES[State(s)] for s in state[first_of_run].tolist()],
-            "reason": [None if r == NO_REASON else profile.strings[r] for r in reason[first_of_run].tolist()],
-        }
-    ids = sorted(referenced)
-    return {
-        "start_ns": start - origin_ns,
-        "end_ns": end - origin_ns,
-        "width": width,
-        "pixel_ns": pixel_ns,
-        "threads": thread_rows,
-        "nodes": {
-            "id": ids,
-            "parent": [int(nodes.parent[i]) for i in ids],
-            "fn": [functions.local(int(nodes.function[i])) for i in ids],
-            "depth": [int(nodes.depth[i]) for i in ids],
-        },
-        "functions": functions.rows,
-    }
+        row.states = StateRuns(
+            (begin[first_of_run] - origin_ns).tolist(), (finish[last_of_run] - origin_ns).tolist(),
+            [State(s) for s in state[first_of_run].tolist()],
+            [None if r == NO_REASON else profile.strings[r] for r in reason[first_of_run].tolist()],
+        )
+    return Timeline(start - origin_ns, end - origin_ns, width, pixel_ns, thread_rows, sorted(referenced), nodes)
 
 
 def _runs(values: np.ndarray, joined: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

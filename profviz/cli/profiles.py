@@ -7,31 +7,12 @@ import datetime as dt
 import click
 
 from ..analysis.summary import profile_summary
+from ..shapes.profiles import profile_entry, summary_json
 from .common import json_option, open_cli_store, print_json, store_option
 
 
 def _when(start_ns: int) -> str:
     return dt.datetime.fromtimestamp(start_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _list_entry(meta: dict) -> dict:
-    return {
-        "id": meta["id"],
-        "kind": meta["kind"],
-        "pid": meta["pid"],
-        "cmdline": meta["cmdline"],
-        "start": meta["start_ns"] / 1e9,
-        "duration_s": meta["duration_ns"] / 1e9,
-        "rate_hz": meta["rate_hz"],
-        "sample_count": meta["sample_count"],
-        "errors": meta["error_count"],
-        "threads": meta["thread_count"],
-        "cpu_s": meta["cpu_ns"] / 1e9,
-        "wait_s": meta["wait_ns"] / 1e9,
-        "runnable_s": meta["runnable_ns"] / 1e9,
-        "labels": meta["labels"],
-        "notes": meta["notes"],
-    }
 
 
 @click.command("list")
@@ -42,7 +23,7 @@ def _list_entry(meta: dict) -> dict:
 def list_command(store_path: str | None, as_json: bool, kind: str | None, limit: int | None) -> None:
     """List stored profiles, newest first."""
     store = open_cli_store(store_path)
-    entries = [_list_entry(m) for m in store.list_profiles(kind=kind, limit=limit)]
+    entries = [profile_entry(m) for m in store.list_profiles(kind=kind, limit=limit)]
     if as_json:
         print_json(entries)
         return
@@ -51,12 +32,12 @@ def list_command(store_path: str | None, as_json: bool, kind: str | None, limit:
         return
     click.echo(f"{'id':>5}  {'kind':<8} {'pid':>7}  {'start':<19} {'dur s':>7} {'samples':>8} {'err':>4} {'cpu%':>5} {'wait%':>5}  command")
     for e in entries:
-        wall = e["cpu_s"] + e["wait_s"] + e["runnable_s"]
-        cpu = 100 * e["cpu_s"] / wall if wall else 0
-        wait = 100 * e["wait_s"] / wall if wall else 0
+        wall = e["cpu_ns"] + e["wait_ns"] + e["runnable_ns"]
+        cpu = 100 * e["cpu_ns"] / wall if wall else 0
+        wait = 100 * e["wait_ns"] / wall if wall else 0
         command = " ".join(e["cmdline"].split())[:60]
         click.echo(
-            f"{e['id']:>5}  {e['kind']:<8} {e['pid'] or '-':>7}  {_when(e['start'] * 1e9):<19} {e['duration_s']:>7.1f}"
+            f"{e['id']:>5}  {e['kind']:<8} {e['pid'] or '-':>7}  {_when(e['start_ms'] * 1e6):<19} {e['duration_ns'] / 1e9:>7.1f}"
             f" {e['sample_count']:>8} {e['errors']:>4} {cpu:>5.1f} {wait:>5.1f}  {command}"
         )
 
@@ -66,7 +47,7 @@ def _fmt_s(value: float) -> str:
 
 
 def render_summary_text(summary: dict, top: int) -> str:
-    """The human-readable form of :func:`profviz.analysis.summary.profile_summary`."""
+    """The human-readable form of ``profviz show --json`` (:func:`profviz.shapes.profiles.summary_json`)."""
     lines = [
         f"profile {summary['id']} ({summary['kind']}) pid {summary['pid']}  started {_when(summary['start'] * 1e9)}"
         f"  duration {summary['duration_s']:.2f}s  {summary['sample_count']} samples at {summary['rate_hz'] or '?'} Hz"
@@ -108,7 +89,7 @@ def show_command(profile_id: int, store_path: str | None, as_json: bool, thread:
     """Summarise a profile: per-thread CPU/waiting/runnable split and the top functions."""
     store = open_cli_store(store_path)
     profile = store.load_profile(profile_id)
-    summary = profile_summary(profile, thread=thread)
+    summary = summary_json(profile_summary(profile, thread=thread))
     if as_json:
         print_json(summary)
     else:

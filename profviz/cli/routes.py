@@ -8,9 +8,11 @@ import time
 import click
 
 from ..analysis.routes import route_table
+from ..shapes.routes import request_entry, route_json
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
 from .common import json_option, open_cli_store, print_json, store_option
+
 
 class UsageError(ProfvizError):
     exit_code = 2
@@ -51,7 +53,7 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None) -> 
         first = max(min(columns["start_ns"]), since_ns or 0)
         last = max(s + d for s, d in zip(columns["start_ns"], columns["duration_ns"]))
         window_s = max(1.0, (last - first) / 1e9)
-    rows = route_table(columns, window_s)
+    rows = [route_json(r) for r in route_table(columns, window_s)]
     if as_json:
         print_json(rows)
         return
@@ -86,14 +88,7 @@ def requests_command(
     """List timed requests (oldest first, or the slowest first with --slowest); profile ids open with 'profviz show'."""
     store = open_cli_store(store_path)
     rows = store.query_requests(since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit)
-    entries = [
-        {
-            "id": r.id, "route": r.route, "method": r.method, "path": r.path, "status": r.status,
-            "duration_ms": round(r.duration_ns / 1e6, 3), "cpu_ms": round(r.cpu_ns / 1e6, 3), "start": r.start_ns / 1e9,
-            "profile_id": r.profile_id,
-        }
-        for r in rows
-    ]
+    entries = [request_entry(r) for r in rows]
     if as_json:
         print_json(entries)
         return

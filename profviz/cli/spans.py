@@ -6,10 +6,12 @@ import datetime as dt
 
 import click
 
-from ..analysis.correlate import join_spans, span_listing_rows
+from ..analysis.correlate import join_spans, unspanned
+from ..analysis.span_views import gap_summary, span_summaries
 from ..formats.otlp import load_file
 from ..store import Store
 from ..store.spans import load_span_context
+from ..shapes.spans import cli_listing_json, listing_rows
 from .common import json_option, notice, open_cli_store, print_json, store_option
 
 
@@ -19,22 +21,14 @@ def span_listing(store: Store, profile_id: int | None = None, *, request_id: int
 
     Keys: profile_id, request (id, route, method, path, tid, start, duration_s, or None),
     offset_ns, skipped_spans (spans on threads the profile did not sample) and spans (rows of
-    :func:`profviz.analysis.correlate.span_rows`, plus, for a request, a last ``(no span)`` row
-    for request time outside every child span).
+    :func:`profviz.shapes.spans.span_row`, plus, for a request, a last ``(no span)`` row for
+    request time outside every child span).
     """
     context = load_span_context(store, profile_id, request_id=request_id, offset_ns=offset_ns)
     join = join_spans(context.profile, context.spans, offset_ns=offset_ns)
-    request = context.request
-    return {
-        "profile_id": context.profile_id,
-        "request": None if request is None else {
-            "id": request.id, "route": request.route, "method": request.method, "path": request.path,
-            "tid": request.tid, "start": request.start_ns / 1e9, "duration_s": request.duration_ns / 1e9,
-        },
-        "offset_ns": offset_ns,
-        "skipped_spans": context.skipped,
-        "spans": span_listing_rows(join, context.window, top=top),
-    }
+    gap = gap_summary(join, unspanned(join, *context.window), top=top) if context.window else None
+    rows = listing_rows(span_summaries(join, top=top), gap, context.profile)
+    return cli_listing_json(context.profile_id, context.request, offset_ns, context.skipped, rows)
 
 
 def _clock(epoch_s: float) -> str:

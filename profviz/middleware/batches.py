@@ -65,12 +65,13 @@ class BatchWriter:
         refresh_wall_offset()
         batch = RequestBatch()
         flush_all = False
+        add = self._add
         for item in items:
             if isinstance(item, FlushAggregates):
                 flush_all = True
                 continue
             try:
-                self._add(item, batch)
+                add(item, batch)
             except Exception as exc:
                 self.health.report("request record", exc)
         for profile in self.due_aggregates(force=flush_all):

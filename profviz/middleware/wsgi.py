@@ -101,14 +101,23 @@ class ProfilerMiddleware:
                 info.status_line = None
             recorder.finish(info, exc)
             raise
-        if hasattr(type(app_iter), "__len__"):
-            return _SizedResponse(app_iter, info, recorder)
-        return _Response(app_iter, info, recorder)
+        sized = _SIZED.get(type(app_iter))
+        if sized is None:
+            sized = _remember_sized(type(app_iter))
+        return _SizedResponse(app_iter, info, recorder) if sized else _Response(app_iter, info, recorder)
 
 
 ProfilerMiddleware.__doc__ += describe().replace("\n", "\n    ")
 
 _NO_CLOSE = (list, tuple)  # the usual response iterables without close()
+_SIZED: dict[type, bool] = {}  # response iterable type -> has __len__ (a failed lookup costs an exception each time)
+
+
+def _remember_sized(cls: type) -> bool:
+    sized = hasattr(cls, "__len__")
+    if len(_SIZED) < 1000:
+        _SIZED[cls] = sized
+    return sized
 
 
 class _Response:
@@ -137,7 +146,8 @@ class _Response:
         except BaseException as exc:
             self.recorder.finish(self.info, exc)
             raise
-        self.recorder.finish(self.info)
+        if not self.info.finished:  # the usual case: iteration already ended the request
+            self.recorder.finish(self.info)
 
 
 class _SizedResponse(_Response):

@@ -1,8 +1,8 @@
 """The profile API: list, detail, flamegraph, functions, sandwich, search, timeline and diff.
 
 Every endpoint parses its query with :mod:`profviz.server.params` (bad values -> 400), loads
-profiles through the shared LRU and delegates aggregation to :mod:`profviz.analysis`. Shapes
-are the contract in ``docs/api.md``.
+profiles through the shared LRU and delegates aggregation to :mod:`profviz.analysis` and the JSON to :mod:`profviz.shapes`
+(the contract in ``docs/api.md``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from ..analysis.calltree import ROOT, build_call_tree, thread_stats
+from ..analysis.calltree import ROOT
 from ..analysis.diff import diff
 from ..analysis.flamegraph import (
-    DEFAULT_MAX_NODES,
-    DEFAULT_MIN_FRACTION,
     FUNCTION_SORTS,
-    STATE_NAMES,
     AmbiguousFunction,
     FunctionNotFound,
     NodeNotFound,
@@ -25,9 +22,14 @@ from ..analysis.flamegraph import (
     search,
     top_functions,
 )
+from ..analysis.pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION
 from ..analysis.sandwich import sandwich
+from ..analysis.summary import profile_summary
 from ..analysis.timeline import MAX_WIDTH, timeline
-from ..model import Profile, State
+from ..model import Profile
+from ..shapes.diff import diff_json
+from ..shapes.flame import flamegraph_json, sandwich_json, search_json, timeline_json, top_functions_json
+from ..shapes.profiles import profile_detail_json, profile_entry
 from .context import profile_origin_ns, server_context
 from .params import (
     bad,
@@ -42,27 +44,6 @@ from .params import (
 
 bp = Blueprint("profiles_api", __name__, url_prefix="/api")
 MAX_NODES_LIMIT = 100_000
-
-
-def list_entry(meta: dict) -> dict:
-    """One profile of ``GET /api/profiles`` from the store's metadata row."""
-    return {
-        "id": meta["id"],
-        "kind": meta["kind"],
-        "pid": meta["pid"],
-        "cmdline": meta["cmdline"],
-        "start_ms": meta["start_ns"] / 1e6,
-        "duration_ns": int(meta["duration_ns"]),
-        "rate_hz": meta["rate_hz"],
-        "sample_count": int(meta["sample_count"]),
-        "errors": int(meta["error_count"]),
-        "threads": int(meta["thread_count"]),
-        "cpu_ns": int(meta["cpu_ns"]),
-        "wait_ns": int(meta["wait_ns"]),
-        "runnable_ns": int(meta["runnable_ns"]),
-        "labels": meta["labels"],
-        "notes": meta["notes"],
-    }
 
 
 def _load(profile_id_text: str) -> tuple[int, Profile]:
@@ -83,34 +64,13 @@ def list_profiles():
     limit = int_param(args, "limit", None, low=1, high=10_000)
     kind = args.get("kind") or None
     metas = server_context().store.list_profiles(kind=kind, limit=limit)
-    return jsonify({"profiles": [list_entry(m) for m in metas]})
+    return jsonify({"profiles": [profile_entry(m) for m in metas]})
 
 
 def profile_detail(profile_id: int, profile: Profile) -> dict:
     """``GET /api/profiles/<id>``: metadata, per-thread totals by state, time range, wait reasons."""
-    store = server_context().store
-    origin = profile_origin_ns(profile)
-    first, end = profile.time_range_ns
-    threads = sorted(thread_stats(profile), key=lambda t: t.thread)
-    tree = build_call_tree(profile)
-    by_state = tree.total_by_state[:, ROOT]
-    return {
-        "profile": list_entry(store.profile_meta(profile_id)),
-        "origin_ns": str(origin),
-        "origin_ms": origin / 1e6,
-        "time_range": {"start_ns": first - origin if profile.sample_count else 0,
-                       "end_ns": end - origin if profile.sample_count else 0},
-        "threads": [
-            {
-                "index": t.thread, "pid": profile.threads[t.thread].pid, "tid": t.tid, "name": t.name,
-                "wall_ns": t.wall_ns, "cpu_ns": t.cpu_ns, "wait_ns": t.wait_ns, "runnable_ns": t.runnable_ns,
-                "unknown_ns": t.unknown_ns, "samples": t.samples, "waits": [[r, ns] for r, ns in t.waits.items()],
-            }
-            for t in threads
-        ],
-        "states": {STATE_NAMES[State(s)]: int(by_state[s]) for s in (State.ON_CPU, State.WAITING, State.RUNNABLE, State.UNKNOWN)},
-        "wait_reasons": [[r, ns] for r, ns in tree.waits_by_reason().items()],
-    }
+    meta = server_context().store.profile_meta(profile_id)
+    return profile_detail_json(meta, profile, profile_summary(profile), profile_origin_ns(profile))
 
 
 @bp.get("/profiles/<profile_id>")
@@ -126,7 +86,7 @@ def get_flamegraph(profile_id: str):
     min_fraction, max_nodes = _tree_limits()
     root = int_param(request.args, "root", ROOT, low=0, high=2**31 - 1)
     try:
-        body = flamegraph(profile, selection, root=root, min_fraction=min_fraction, max_nodes=max_nodes)
+        body = flamegraph_json(flamegraph(profile, selection, root=root, min_fraction=min_fraction, max_nodes=max_nodes))
     except NodeNotFound as exc:
         raise NotFound(str(exc)) from None
     return jsonify({"profile_id": pid, **body, "filters": echo})
@@ -138,7 +98,7 @@ def get_functions(profile_id: str):
     selection, echo = sample_filter(request.args, profile)
     sort = choice_param(request.args, "sort", "self", FUNCTION_SORTS)
     limit = int_param(request.args, "limit", 200, low=1, high=10_000)
-    return jsonify({"profile_id": pid, **top_functions(profile, selection, sort=sort, limit=limit), "filters": echo})
+    return jsonify({"profile_id": pid, **top_functions_json(top_functions(profile, selection, sort=sort, limit=limit)), "filters": echo})
 
 
 @bp.get("/profiles/<profile_id>/sandwich")
@@ -151,8 +111,8 @@ def get_sandwich(profile_id: str):
         raise bad("function", "the function name is required")
     file = request.args.get("file")
     try:
-        body = sandwich(profile, selection, function=function, file=file if file is not None else None,
-                        min_fraction=min_fraction, max_nodes=max_nodes)
+        body = sandwich_json(sandwich(profile, selection, function=function, file=file if file is not None else None,
+                                      min_fraction=min_fraction, max_nodes=max_nodes))
     except FunctionNotFound as exc:
         raise NotFound(str(exc)) from None
     except AmbiguousFunction as exc:
@@ -173,7 +133,8 @@ def get_search(profile_id: str):
     except ValueError as exc:
         raise bad("q", str(exc)) from None
     try:
-        body = search(profile, selection, query=query, regex=regex, root=root, min_fraction=min_fraction, max_nodes=max_nodes)
+        body = search_json(search(profile, selection, query=query, regex=regex, root=root, min_fraction=min_fraction,
+                                  max_nodes=max_nodes))
     except NodeNotFound as exc:
         raise NotFound(str(exc)) from None
     return jsonify({"profile_id": pid, **body, "filters": echo})
@@ -190,10 +151,10 @@ def get_timeline(profile_id: str):
         raise bad("end_ns", f"{end} must be greater than start_ns {start}")
     width = int_param(args, "width", 1000, low=1, high=MAX_WIDTH)
     origin = profile_origin_ns(profile)
-    body = timeline(
+    body = timeline_json(timeline(
         profile, threads=threads, width=width, origin_ns=origin,
         start_ns=None if start is None else origin + start, end_ns=None if end is None else origin + end,
-    )
+    ))
     return jsonify({"profile_id": pid, **body})
 
 
@@ -210,8 +171,8 @@ def get_diff():
     base = choice_param(args, "base", "a", ("a", "b"))
     min_fraction, max_nodes = _tree_limits()
     limit = int_param(args, "limit", 50, low=1, high=1000)
-    body = diff(profile_a, selection_a, profile_b, selection_b, base=base, min_fraction=min_fraction,
-                max_nodes=max_nodes, limit=limit)
+    body = diff_json(diff(profile_a, selection_a, profile_b, selection_b, base=base, min_fraction=min_fraction,
+                          max_nodes=max_nodes, limit=limit))
     body["a"].update({"profile_id": a_id, "filters": echo_a})
     body["b"].update({"profile_id": b_id, "filters": echo_b})
     return jsonify(body)

@@ -14,13 +14,15 @@ import time
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from ..analysis.flamegraph import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION
+from ..analysis.pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION
 from ..analysis.routes import (
     TAIL_TREE_MAX_NODES, latency_histogram, latency_series, route_table, tail_diff, tail_groups, utilisation_series,
 )
 from ..routes import parse_duration
-from ..store import ProfileNotFound
-from ..store import RequestNotFound
+from ..shapes.routes import (
+    histogram_json, request_detail_json, request_entry, route_json, series_json, tail_diff_json, utilisation_json,
+)
+from ..store import ProfileNotFound, RequestNotFound
 from .context import server_context
 from .params import bad, float_param, int_param
 
@@ -69,14 +71,6 @@ def _auto_bucket(start_ns: int, end_ns: int, points: int = 60) -> float:
     return 86400.0
 
 
-def _request_entry(row) -> dict:
-    return {
-        "id": row.id, "route": row.route, "method": row.method, "path": row.path, "status": row.status,
-        "duration_ms": round(row.duration_ns / 1e6, 3), "cpu_ms": round(row.cpu_ns / 1e6, 3), "start": row.start_ns / 1e9,
-        "profile_id": row.profile_id, "pid": row.pid, "tid": row.tid, "error": row.error,
-    }
-
-
 @bp.get("/api/routes")
 def routes():
     since_ns, until_ns = _window()
@@ -86,7 +80,7 @@ def routes():
     first, last = _span(columns, since_ns, until_ns)
     return jsonify({
         "window": {"start": first / 1e9, "end": last / 1e9, "duration_s": round(max(1.0, (last - first) / 1e9), 3)},
-        "routes": route_table(columns, max(1.0, (last - first) / 1e9)),
+        "routes": [route_json(r) for r in route_table(columns, max(1.0, (last - first) / 1e9))],
     })
 
 
@@ -103,8 +97,8 @@ def route_latency():
     bucket_s = float_param(request.args, "bucket_s", _auto_bucket(first, last), low=0.01, high=86400.0)
     return jsonify({
         "route": route, "method": method, "count": len(columns["id"]), "bucket_s": bucket_s,
-        "histogram": latency_histogram(columns["duration_ns"], bins),
-        "series": latency_series(columns["start_ns"], columns["duration_ns"], bucket_s, since_ns=first),
+        "histogram": histogram_json(latency_histogram(columns["duration_ns"], bins)),
+        "series": series_json(latency_series(columns["start_ns"], columns["duration_ns"], bucket_s, since_ns=first)),
     })
 
 
@@ -120,7 +114,7 @@ def utilisation():
     bucket_s = float_param(request.args, "bucket_s", _auto_bucket(first, last), low=0.01, high=86400.0)
     if (last - first) / 1e9 / bucket_s > 5000:
         raise bad("bucket_s", f"{bucket_s} s makes more than 5000 buckets over this window; use a larger bucket")
-    return jsonify(utilisation_series(columns, bucket_s, since_ns=first, until_ns=last, capacity=capacity))
+    return jsonify(utilisation_json(utilisation_series(columns, bucket_s, since_ns=first, until_ns=last, capacity=capacity)))
 
 
 @bp.get("/api/requests")
@@ -133,7 +127,7 @@ def requests_list():
         since_ns=since_ns, until_ns=until_ns, route=args.get("route") or None,
         method=args.get("method") or None, slowest=slowest, limit=None if slowest else limit,
     )
-    return jsonify({"requests": [_request_entry(r) for r in rows]})
+    return jsonify({"requests": [request_entry(r) for r in rows]})
 
 
 @bp.get("/api/requests/<request_id>")
@@ -147,18 +141,13 @@ def request_detail(request_id: str):
         row = store.request_by_id(rid)
     except RequestNotFound:
         raise NotFound(f"no request with id {rid}: list requests with /api/requests") from None
-    entry = {**_request_entry(row), "response_bytes": row.response_bytes, "labels": row.labels, "profile": None}
+    meta = None
     if row.profile_id is not None:
         try:
             meta = store.profile_meta(row.profile_id)
-            entry["profile"] = {
-                "id": meta["id"], "kind": meta["kind"], "sample_count": meta["sample_count"],
-                "capture": meta["labels"].get("capture"), "collector": meta["labels"].get("collector"),
-                "cpu_ms": round(meta["cpu_ns"] / 1e6, 3), "wait_ms": round(meta["wait_ns"] / 1e6, 3),
-            }
         except ProfileNotFound:
-            entry["profile_id"] = None
-    return jsonify(entry)
+            row.profile_id = None
+    return jsonify(request_detail_json(row, meta))
 
 
 @bp.get("/api/routes/tail")
@@ -203,9 +192,9 @@ def route_tail():
             " the route's running P95 once it has seen tail_min_requests, and baseline_per_minute typical ones per minute)"
         )
     else:
-        answer["diff"] = tail_diff(
+        answer["diff"] = tail_diff_json(tail_diff(
             tail, typical, limit=int_param(request.args, "limit", 50, low=1, high=1000),
             min_fraction=float_param(request.args, "min_fraction", DEFAULT_MIN_FRACTION, low=0.0, high=1.0),
             max_nodes=int_param(request.args, "max_nodes", TAIL_TREE_MAX_NODES, low=10, high=DEFAULT_MAX_NODES),
-        )
+        ))
     return jsonify(answer)

@@ -16,21 +16,13 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from ..analysis.calltree import SampleFilter
-from ..analysis.correlate import (
-    SpanJoin,
-    join_spans,
-    root_spans,
-    span_depths,
-    span_flame_mask,
-    span_listing_rows,
-    span_rows,
-    state_lanes,
-    unspanned,
-    unspanned_row,
-)
+from ..analysis.correlate import SpanJoin, join_spans, root_spans, unspanned
 from ..analysis.flamegraph import flamegraph
+from ..analysis.span_views import gap_summary, span_depths, span_flame_mask, span_summaries, state_lanes
 from ..formats.otlp import JSON, MAX_PAYLOAD_BYTES, OtlpError, decode_payload
 from ..model import Profile
+from ..shapes.flame import flamegraph_json
+from ..shapes.spans import api_listing_json, gap_row, lane_json, listing_rows, relative_row, span_row, stored_span_json
 from ..store import RequestNotFound
 from ..store.spans import SpanContext, SpanLookupError, load_span_context
 from .context import profile_origin_ns, server_context
@@ -124,33 +116,12 @@ def _joined(profile_id: int | None, request_id: int | None) -> _Joined:
 
 def _listing(joined: _Joined) -> dict:
     """The JSON of ``profviz spans --json`` with times relative to the profile's origin."""
-    context = joined.context
-    origin = profile_origin_ns(context.profile)
-    rows = span_listing_rows(joined.join, context.window, top=int_param(request.args, "top", 5, low=0, high=50))
-    for row in rows:
-        _relative_row(row, origin)
-    request_row = context.request
-    return {
-        "profile_id": context.profile_id,
-        "origin_ns": str(origin),
-        "request": None if request_row is None else {
-            "id": request_row.id, "route": request_row.route, "method": request_row.method, "path": request_row.path,
-            "tid": request_row.tid, "start_ns": request_row.start_ns - origin, "start_ms": request_row.start_ns / 1e6,
-            "duration_ns": request_row.duration_ns,
-        },
-        "offset_ns": joined.join.offset_ns,
-        "skipped_spans": context.skipped,
-        "spans": rows,
-    }
-
-
-def _relative_row(row: dict, origin: int) -> dict:
-    row["start_ns"] -= origin
-    row["start_ms"] = row.pop("start") * 1e3
-    row["duration_ns"] = int(round(row["duration_s"] * 1e9))
-    if "intervals" in row:
-        row["intervals"] = [[a - origin, b - origin] for a, b in row["intervals"]]
-    return row
+    context, join = joined.context, joined.join
+    top = int_param(request.args, "top", 5, low=0, high=50)
+    gap = gap_summary(join, unspanned(join, *context.window), top=top) if context.window else None
+    rows = listing_rows(span_summaries(join, top=top), gap, context.profile)
+    return api_listing_json(context.profile_id, context.request, profile_origin_ns(context.profile), join.offset_ns,
+                            context.skipped, rows)
 
 
 @bp.get("/api/profiles/<profile_id>/spans")
@@ -195,12 +166,7 @@ def list_spans():
         end_ns=None if end < 0 else int(end * 1e6),
         limit=int_param(args, "limit", 1000, low=1, high=100_000),
     )
-    return jsonify({"spans": [{
-        "trace_id": r.trace_id, "span_id": r.span_id, "parent_id": r.parent_id, "name": r.name, "kind": r.kind,
-        "status": r.status, "start_ns": str(r.start_ns), "start_ms": r.start_ns / 1e6, "duration_ns": r.duration_ns,
-        "pid": r.pid, "tid": r.tid, "thread_name": r.thread_name, "approximate": r.approximate, "source": r.source,
-        "attributes": r.attributes,
-    } for r in records]})
+    return jsonify({"spans": [stored_span_json(span) for span in records]})
 
 
 @bp.get("/api/profiles/<profile_id>/correlation")
@@ -213,7 +179,7 @@ def get_correlation(profile_id: str):
     joined = _joined(profile_id_param(profile_id), _request_param())
     join, profile = joined.join, joined.context.profile
     origin = profile_origin_ns(profile)
-    rows = span_rows(join, top=int_param(request.args, "top", 5, low=0, high=50))
+    rows = [span_row(summary, profile) for summary in span_summaries(join, top=int_param(request.args, "top", 5, low=0, high=50))]
     by_id = {(r["trace_id"], r["span_id"]): r for r in rows}
     depths = span_depths(join.spans)
     for span, depth in zip(join.spans, depths):
@@ -223,7 +189,7 @@ def get_correlation(profile_id: str):
     ordered = ordered[:MAX_WATERFALL_SPANS]
     for index, row in enumerate(ordered):
         row["index"] = index
-        _relative_row(row, origin)
+        relative_row(row, origin)
     threads = sorted({s.thread for s in join.spans if s.thread >= 0} | ({joined.window[0]} if joined.window else set()))
     if joined.window:
         start, end = joined.window[1], joined.window[2]
@@ -232,13 +198,10 @@ def get_correlation(profile_id: str):
         start, end = max(int(join.start_ns.min()), first), min(int(join.end_ns.max()), last)
     else:
         start, end = profile.time_range_ns
-    lanes = state_lanes(profile, threads, start, end)
-    for lane in lanes:
-        lane["start_ns"] = [t - origin for t in lane["start_ns"]]
-        lane["end_ns"] = [t - origin for t in lane["end_ns"]]
+    lanes = [lane_json(lane, origin) for lane in state_lanes(profile, threads, start, end)]
     no_span = None
     if joined.window:
-        no_span = _relative_row(unspanned_row(join, unspanned(join, *joined.window)), origin)
+        no_span = relative_row(gap_row(gap_summary(join, unspanned(join, *joined.window)), profile), origin)
     return jsonify({
         "profile_id": joined.context.profile_id, "request_id": joined.context.request.id if joined.context.request else None,
         "origin_ns": str(origin),
@@ -319,6 +282,6 @@ def get_span_flamegraph(profile_id: str):
         label = {"span_id": span_id, "name": name, "children": include}
     min_fraction = float_param(args, "min_fraction", 0.001, low=0.0, high=1.0)
     max_nodes = int_param(args, "max_nodes", 20_000, low=1, high=100_000)
-    body = flamegraph(context.profile, MaskedSelection(extra=mask), min_fraction=min_fraction, max_nodes=max_nodes)
+    body = flamegraph_json(flamegraph(context.profile, MaskedSelection(extra=mask), min_fraction=min_fraction, max_nodes=max_nodes))
     request_id = context.request.id if context.request else None
     return jsonify({"profile_id": context.profile_id, "request_id": request_id, **label, **body})

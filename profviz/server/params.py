@@ -8,7 +8,7 @@ from typing import Mapping
 from werkzeug.exceptions import BadRequest, NotFound
 
 from ..analysis.calltree import SampleFilter
-from ..analysis.flamegraph import STATE_NAMES
+from ..model import STATE_NAMES
 from ..model import Profile, State
 from .context import profile_origin_ns
 
