@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from profviz.store import open_store
@@ -231,18 +232,35 @@ def test_sigint_two_seconds_in_keeps_about_two_seconds(target, tmp_path):
     assert any("stopped by a signal" in note for note in view["notes"])
 
 
+def pyspy_started(attach: subprocess.Popen, timeout_s: float = 60.0) -> float:
+    """Wait until ``profviz attach`` has its py-spy child running; when that was (monotonic)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            children = psutil.Process(attach.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        if any("py-spy" in " ".join(child.cmdline()) for child in children if child.is_running()):
+            return time.monotonic()
+        time.sleep(0.05)
+    pytest.fail(f"profviz attach started no py-spy within {timeout_s:.0f} s")
+
+
 def test_target_killed_mid_recording_keeps_the_partial_profile(target, tmp_path):
+    """The target dies 3 s after py-spy started (a fixed sleep after launch depended on how fast
+    py-spy came up: on a loaded box it could start after the target was already dead)."""
     store = tmp_path / "s.db"
-    process = subprocess.Popen([*PROFVIZ, "attach", str(target.pid), "--duration", "10", "--json", "--store", str(store)],
+    process = subprocess.Popen([*PROFVIZ, "attach", str(target.pid), "--duration", "30", "--json", "--store", str(store)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    started = pyspy_started(process)
+    time.sleep(3.0)
     target.process.kill()
     killed = time.monotonic()
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert time.monotonic() - killed < 5
     summary = last_json(stdout)
-    assert 0.3 < summary["duration_s"] < 2.6
+    assert 0.3 < summary["duration_s"] < killed - started + 0.1
     assert f"the target exited after {summary['duration_s']:.1f} s; kept the partial profile" in stderr
     view = show(summary["profile_id"], store)
     assert any(note.startswith("partial: the target exited") for note in view["notes"])

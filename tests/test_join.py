@@ -119,3 +119,29 @@ def test_join_counts_a_wakeup_without_work_as_waiting():
     states, _ = readings(6 * ms)
     joined = join_thread([(0, 100 * ms)], ["wait_reply"], states, 10 * ms, None)
     assert joined.wakeups_without_work == 0 and int(State.ON_CPU) in joined.state
+
+
+def test_join_moves_a_boundary_back_when_no_reading_falls_between_the_run_start_and_the_switch():
+    """A short run ("work", 56-70 ms) whose switch to waiting (60 ms) comes before any reading of it:
+    judged by the state over its time, not by its readings (there are none), so the boundary moves."""
+    ms = 1_000_000
+    states, _ = constructed_states([(40, "sleep"), (60, "run"), (140, "sleep")])
+    segments = [(0, 42 * ms), (42 * ms, 56 * ms), (56 * ms, 70 * ms), (70 * ms, 140 * ms)]
+    keys = ["wait", "prep", "work", "wait"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    totals = state_time(joined, keys)
+    assert totals.get(("work", State.WAITING), 0) == 0, totals
+    assert totals[("work", State.ON_CPU)] == 4 * ms and totals[("wait", State.WAITING)] == 120 * ms
+
+
+def test_join_gives_a_late_stamped_stack_inside_a_wait_to_the_blocking_call_after_it():
+    """py-spy missed the second "work" phase (100-120 ms) and stamped its one sample of it 1 ms after the
+    wait began: that stack belongs before the wait, and the wait's time to the blocking call after it."""
+    ms = 1_000_000
+    states, _ = constructed_states([(20, "run"), (100, "sleep"), (120, "run"), (200, "sleep")])
+    segments = [(0, 22 * ms), (22 * ms, 121 * ms), (121 * ms, 135 * ms), (135 * ms, 200 * ms)]
+    keys = ["work", "wait", "work", "wait"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    totals = state_time(joined, keys)
+    assert totals.get(("work", State.WAITING), 0) == 0, totals
+    assert totals[("work", State.ON_CPU)] == 40 * ms and totals[("wait", State.WAITING)] == 160 * ms

@@ -89,28 +89,38 @@ def _merged_tree(parent, fn, total_by_state, self_by_state, samples, functions, 
     return tree_view(pruned, np.asarray(fn), total_by_state, self_by_state, samples, functions, root_parent_is_null=True)
 
 
+class _MergedNodes:
+    """A tree merged by function path: node 0 is the sandwiched function; :meth:`child` interns
+    the child of a merged node for a function."""
+
+    def __init__(self, target: int):
+        self.parent_of = [-1]
+        self.fn_of = [target]
+        self._index: dict[tuple[int, int], int] = {}
+
+    def child(self, parent: int, function: int) -> int:
+        key = (parent, function)
+        merged = self._index.get(key)
+        if merged is None:
+            merged = self._index[key] = len(self.parent_of)
+            self.parent_of.append(parent)
+            self.fn_of.append(function)
+        return merged
+
+
 def _callees(tree, levels, outermost, target, min_fraction, max_nodes) -> TreeView:
     """The function's subtrees merged by function path below the outermost occurrences."""
     nodes = tree.nodes
-    size = nodes.size
-    mapped = np.full(size, -1, dtype=np.int64)
+    mapped = np.full(nodes.size, -1, dtype=np.int64)
     mapped[outermost] = 0
-    parent_of = [-1]
-    fn_of = [target]
-    index: dict[tuple[int, int], int] = {}
+    merged = _MergedNodes(target)
     live = tree.total_ns > 0
     for level in levels[1:]:
         candidates = level[(mapped[nodes.parent[level]] >= 0) & (mapped[level] < 0) & live[level]]
         for node, par in zip(candidates.tolist(), mapped[nodes.parent[candidates]].tolist()):
-            key = (par, int(nodes.function[node]))
-            merged = index.get(key)
-            if merged is None:
-                merged = index[key] = len(parent_of)
-                parent_of.append(par)
-                fn_of.append(key[1])
-            mapped[node] = merged
+            mapped[node] = merged.child(par, int(nodes.function[node]))
     inside = np.flatnonzero(mapped >= 0)
-    count = len(parent_of)
+    count = len(merged.parent_of)
     target_map = mapped[inside]
 
     def gather(values: np.ndarray) -> np.ndarray:
@@ -119,15 +129,13 @@ def _callees(tree, levels, outermost, target, min_fraction, max_nodes) -> TreeVi
     total_by_state = np.stack([gather(tree.total_by_state[s]) for s in range(tree.total_by_state.shape[0])])
     self_by_state = np.stack([gather(tree.self_by_state[s]) for s in range(tree.self_by_state.shape[0])])
     samples = gather(tree.total_samples)
-    return _merged_tree(parent_of, fn_of, total_by_state, self_by_state, samples, nodes.functions, min_fraction, max_nodes)
+    return _merged_tree(merged.parent_of, merged.fn_of, total_by_state, self_by_state, samples, nodes.functions, min_fraction, max_nodes)
 
 
 def _callers(tree, outermost, target, min_fraction, max_nodes) -> TreeView:
     """The inverted tree: root = the function, children = callers, and so on outwards."""
     nodes = tree.nodes
-    parent_of = [-1]
-    fn_of = [target]
-    index: dict[tuple[int, int], int] = {}
+    merged_nodes = _MergedNodes(target)
     path_nodes: list[int] = []
     path_sources: list[int] = []
     for occurrence in outermost.tolist():
@@ -136,16 +144,11 @@ def _callers(tree, outermost, target, min_fraction, max_nodes) -> TreeView:
         path_sources.append(occurrence)
         caller = int(nodes.parent[occurrence])
         while caller != ROOT:
-            key = (merged, int(nodes.function[caller]))
-            child = index.get(key)
-            if child is None:
-                child = index[key] = len(parent_of)
-                parent_of.append(merged)
-                fn_of.append(key[1])
-            merged = child
+            merged = merged_nodes.child(merged, int(nodes.function[caller]))
             path_nodes.append(merged)
             path_sources.append(occurrence)
             caller = int(nodes.parent[caller])
+    parent_of = merged_nodes.parent_of
     count = len(parent_of)
     merged_ids = np.asarray(path_nodes, dtype=np.int64)
     sources = np.asarray(path_sources, dtype=np.int64)
@@ -163,4 +166,4 @@ def _callers(tree, outermost, target, min_fraction, max_nodes) -> TreeView:
         for s in range(total_by_state.shape[0]):
             children_sum[s] = np.bincount(parent_arr[1:], weights=total_by_state[s, 1:], minlength=count).astype(np.int64)
     self_by_state = total_by_state - children_sum
-    return _merged_tree(parent_of, fn_of, total_by_state, self_by_state, samples, nodes.functions, min_fraction, max_nodes)
+    return _merged_tree(parent_of, merged_nodes.fn_of, total_by_state, self_by_state, samples, nodes.functions, min_fraction, max_nodes)

@@ -33,6 +33,18 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False))
 
 
+def printed_json_or_nothing(entries: list, as_json: bool, empty_message: str) -> bool:
+    """Print ``entries`` as JSON when asked, else ``empty_message`` when there are none; True when
+    nothing is left to print (the caller's table is for the other cases)."""
+    if as_json:
+        print_json(entries)
+        return True
+    if not entries:
+        click.echo(empty_message)
+        return True
+    return False
+
+
 def seconds(ns: int | float) -> float:
     return round(float(ns) / 1e9, 6)
 

@@ -8,7 +8,7 @@ import click
 
 from ..analysis.summary import profile_summary
 from ..shapes.profiles import profile_entry, summary_json
-from .common import json_option, open_cli_store, print_json, store_option
+from .common import json_option, open_cli_store, print_json, printed_json_or_nothing, store_option
 
 
 def _when(start_ns: int) -> str:
@@ -24,11 +24,7 @@ def list_command(store_path: str | None, as_json: bool, kind: str | None, limit:
     """List stored profiles, newest first."""
     store = open_cli_store(store_path)
     entries = [profile_entry(m) for m in store.list_profiles(kind=kind, limit=limit)]
-    if as_json:
-        print_json(entries)
-        return
-    if not entries:
-        click.echo(f"no profiles in {store.location}; record one with 'profviz attach PID'")
+    if printed_json_or_nothing(entries, as_json, f"no profiles in {store.location}; record one with 'profviz attach PID'"):
         return
     click.echo(f"{'id':>5}  {'kind':<8} {'pid':>7}  {'start':<19} {'dur s':>7} {'samples':>8} {'err':>4} {'cpu%':>5} {'wait%':>5}  command")
     for e in entries:

@@ -11,7 +11,7 @@ from ..analysis.routes import route_table
 from ..shapes.routes import request_entry, route_json
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
-from .common import json_option, open_cli_store, print_json, store_option
+from .common import json_option, open_cli_store, printed_json_or_nothing, store_option
 
 
 class UsageError(ProfvizError):
@@ -54,12 +54,9 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None) -> 
         last = max(s + d for s, d in zip(columns["start_ns"], columns["duration_ns"]))
         window_s = max(1.0, (last - first) / 1e9)
     rows = [route_json(r) for r in route_table(columns, window_s)]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        where = f" in the last {since}" if since else ""
-        click.echo(f"no requests{where} in {store.location}; wrap your app with profviz.wsgi.ProfilerMiddleware to record some")
+    where = f" in the last {since}" if since else ""
+    empty = f"no requests{where} in {store.location}; wrap your app with profviz.wsgi.ProfilerMiddleware to record some"
+    if printed_json_or_nothing(rows, as_json, empty):
         return
     width = min(60, max(5, *(len(r["route"]) for r in rows)))
     click.echo(
@@ -89,11 +86,7 @@ def requests_command(
     store = open_cli_store(store_path)
     rows = store.query_requests(since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit)
     entries = [request_entry(r) for r in rows]
-    if as_json:
-        print_json(entries)
-        return
-    if not entries:
-        click.echo(f"no matching requests in {store.location}")
+    if printed_json_or_nothing(entries, as_json, f"no matching requests in {store.location}"):
         return
     click.echo(f"{'id':>7}  {'start':<23} {'method':<7} {'status':>6} {'ms':>9} {'cpu ms':>9} {'profile':>7}  path (route)")
     for e in entries:

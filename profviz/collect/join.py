@@ -14,6 +14,7 @@ from .states import ThreadStates
 
 REFINE_WINDOW_PERIODS = 6.0
 REFINE_MATCHED_WINDOW_PERIODS = 20.0
+LATE_STAMP_PERIODS = 1.0
 INFER_WINDOW_PERIODS = 20.0
 INFER_MAX_BURST_PERIODS = 6.0
 INFER_MIN_WAIT_PERIODS = 2.0
@@ -36,14 +37,6 @@ class JoinedSamples:
     inferred_samples: int = 0
     inferred_ns: int = 0
     wakeups_without_work: int = 0
-
-
-def _majority(running: np.ndarray) -> bool | None:
-    """True if most readings are running, False if most are waiting, None on a tie or no readings."""
-    count = int(running.sum())
-    if not len(running) or 2 * count == len(running):
-        return None
-    return 2 * count > len(running)
 
 
 class StateTimeline:
@@ -220,12 +213,15 @@ def refine_boundaries(bounds: list[int], keys: list, timeline: StateTimeline, pe
     only a line change and is not refined itself, but is pulled back with a refined boundary it
     would otherwise pass. A boundary moves to the latest running/waiting switch within
     ``REFINE_WINDOW_PERIODS`` intervals before it and after the start of the previous function
-    run, provided that run was mostly in the state the thread switched away from (judged on its
-    readings before the switch) and the thread is still in the new state at the boundary. A
+    run, provided that run spent most of its time before the switch in the state the thread
+    switched away from and the thread is still in the new state at the boundary. A
     running -> waiting switch up to ``REFINE_MATCHED_WINDOW_PERIODS`` intervals back also counts
     when the wait has the reason of the next function run's waiting: it is that run's blocking
-    call, which py-spy saw late (provided py-spy saw that run waiting). Returns how many
-    boundaries moved.
+    call, which py-spy saw late (provided py-spy saw that run waiting). A function run that lies
+    wholly inside a wait that began at most ``LATE_STAMP_PERIODS`` intervals before it, while the
+    next run waits for the same reason, is a stack py-spy read just before the wait began and
+    stamped a little late: its boundary moves back to its start (its time is the next run's
+    blocking call). Returns how many boundaries moved.
     """
     change_at, from_running = timeline.switch_at, timeline.switch_from_running
     if not len(change_at):
@@ -240,17 +236,24 @@ def refine_boundaries(bounds: list[int], keys: list, timeline: StateTimeline, pe
         boundary = bounds[i]
         k = int(np.searchsorted(change_at, boundary, side="right")) - 1
         at = int(change_at[k]) if k >= 0 else None
+        if at is not None and from_running[k] and run_start - LATE_STAMP_PERIODS * period_ns <= at <= run_start < boundary \
+                and _stamped_late(timeline, keys, bounds, i, at, period_ns):
+            for j in range(i, 0, -1):
+                if bounds[j] <= run_start:
+                    break
+                bounds[j] = run_start
+            moved += 1
+            continue
         if at is None or not run_start < at < boundary or timeline.running_at(boundary) == bool(from_running[k]):
             run_start = bounds[i]
             continue
         near = at > boundary - window
         if not near and from_running[k] and at > boundary - matched_window:
-            run_end = next((bounds[j + 1] for j in range(i, len(keys)) if j + 1 == len(keys) or keys[j + 1] != keys[i]), bounds[-1])
+            run_end = _run_end(bounds, keys, i)
             seen = _seen_running((boundary, run_end, -1), timeline, period_ns)
             near = seen is False and 0 <= _wait_reason(timeline, at, boundary) == _wait_reason(timeline, boundary, run_end)
         if near:
-            lo, hi = np.searchsorted(timeline.times, [run_start, at])
-            if _majority(timeline.running[lo:hi]) == bool(from_running[k]):
+            if mostly_running(timeline, run_start, at) == bool(from_running[k]):
                 bounds[i] = at
                 moved += 1
                 for j in range(i - 1, 0, -1):
@@ -259,6 +262,24 @@ def refine_boundaries(bounds: list[int], keys: list, timeline: StateTimeline, pe
                     bounds[j] = at
         run_start = bounds[i]
     return moved
+
+
+def _run_end(bounds: list[int], keys: list, i: int) -> int:
+    """Where the function run starting at boundary ``i`` ends."""
+    return next((bounds[j + 1] for j in range(i, len(keys)) if j + 1 == len(keys) or keys[j + 1] != keys[i]), bounds[-1])
+
+
+def _stamped_late(timeline: StateTimeline, keys: list, bounds: list[int], i: int, wait_start: int, period_ns: float) -> bool:
+    """Whether the function run ending at ``bounds[i]`` lies wholly inside the wait that began at
+    ``wait_start``, and the next run waits for the same reason (see :func:`refine_boundaries`)."""
+    run_start, boundary = wait_start, bounds[i]
+    if any(running for _, _, running, _ in timeline.stretches_within(run_start, boundary)):
+        return False
+    run_end = _run_end(bounds, keys, i)
+    if _seen_running((boundary, run_end, -1), timeline, period_ns) is not False:
+        return False
+    reason = _wait_reason(timeline, run_start, boundary)
+    return reason >= 0 and reason == _wait_reason(timeline, boundary, run_end)
 
 
 def _wait_reason(timeline: StateTimeline, start: int, end: int) -> int:

@@ -26,26 +26,9 @@ import re
 import numpy as np
 
 from ..model import NO_STACK, Profile, State
-from .base import (
-    EXTENSION_KEY,
-    EXTENSION_VERSION,
-    FormatError,
-    add_note,
-    dumps_json,
-    expect_dict,
-    expect_int,
-    expect_list,
-    expect_number,
-    expect_str,
-    head_text,
-    parse_json,
-    portable_meta,
-    read_meta,
-    read_thread_extension,
-    short,
-    thread_extension,
-    to_ns,
-)
+from .base import (EXTENSION_KEY, EXTENSION_VERSION, FormatError, add_note, dumps_json, expect_dict, expect_int,
+    expect_list, expect_number, expect_str, head_text, parse_json, portable_meta, read_meta, read_thread_extension,
+    short, thread_extension, to_ns)
 
 NAME = "pyinstrument"
 DESCRIPTION = "pyinstrument session JSON (-r session / .pyisession) and JSON renderer tree (-r json)"

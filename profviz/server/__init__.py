@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound, ServiceUnavailable
 
+from ..analysis.flamegraph import FunctionNotFound, NodeNotFound
 from ..errors import ProfvizError
 from ..store import ProfileNotFound, Store, StoreError, open_store
 from .context import EXTENSION_KEY, ServerContext
@@ -113,6 +114,11 @@ def _install_error_handlers(app: Flask) -> None:
         """The store's message without the server's file path (clients need not know it)."""
         path = app.extensions[EXTENSION_KEY].store.location
         return str(exc).replace(f" in {path}", "").replace(path, "the store")
+
+    @app.errorhandler(NodeNotFound)
+    @app.errorhandler(FunctionNotFound)
+    def not_in_profile(exc: LookupError):
+        return error_response(404, str(exc))
 
     @app.errorhandler(ProfileNotFound)
     def profile_not_found(exc: ProfileNotFound):

@@ -8,15 +8,12 @@ profiles through the shared LRU and delegates aggregation to :mod:`profviz.analy
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
-from werkzeug.exceptions import NotFound
 
 from ..analysis.calltree import ROOT
 from ..analysis.diff import diff
 from ..analysis.flamegraph import (
     FUNCTION_SORTS,
     AmbiguousFunction,
-    FunctionNotFound,
-    NodeNotFound,
     compile_query,
     flamegraph,
     search,
@@ -58,6 +55,11 @@ def _tree_limits() -> tuple[float, int]:
     return min_fraction, max_nodes
 
 
+def _answer(profile_id: int, body: dict, filters: dict):
+    """A view of one profile: its id, the view's body, and the filters it applied."""
+    return jsonify({"profile_id": profile_id, **body, "filters": filters})
+
+
 @bp.get("/profiles")
 def list_profiles():
     args = request.args
@@ -85,11 +87,8 @@ def get_flamegraph(profile_id: str):
     selection, echo = sample_filter(request.args, profile)
     min_fraction, max_nodes = _tree_limits()
     root = int_param(request.args, "root", ROOT, low=0, high=2**31 - 1)
-    try:
-        body = flamegraph_json(flamegraph(profile, selection, root=root, min_fraction=min_fraction, max_nodes=max_nodes))
-    except NodeNotFound as exc:
-        raise NotFound(str(exc)) from None
-    return jsonify({"profile_id": pid, **body, "filters": echo})
+    body = flamegraph_json(flamegraph(profile, selection, root=root, min_fraction=min_fraction, max_nodes=max_nodes))
+    return _answer(pid, body, echo)
 
 
 @bp.get("/profiles/<profile_id>/functions")
@@ -98,7 +97,7 @@ def get_functions(profile_id: str):
     selection, echo = sample_filter(request.args, profile)
     sort = choice_param(request.args, "sort", "self", FUNCTION_SORTS)
     limit = int_param(request.args, "limit", 200, low=1, high=10_000)
-    return jsonify({"profile_id": pid, **top_functions_json(top_functions(profile, selection, sort=sort, limit=limit)), "filters": echo})
+    return _answer(pid, top_functions_json(top_functions(profile, selection, sort=sort, limit=limit)), echo)
 
 
 @bp.get("/profiles/<profile_id>/sandwich")
@@ -113,11 +112,9 @@ def get_sandwich(profile_id: str):
     try:
         body = sandwich_json(sandwich(profile, selection, function=function, file=file if file is not None else None,
                                       min_fraction=min_fraction, max_nodes=max_nodes))
-    except FunctionNotFound as exc:
-        raise NotFound(str(exc)) from None
     except AmbiguousFunction as exc:
         raise bad("file", str(exc)) from None
-    return jsonify({"profile_id": pid, **body, "filters": echo})
+    return _answer(pid, body, echo)
 
 
 @bp.get("/profiles/<profile_id>/search")
@@ -132,12 +129,9 @@ def get_search(profile_id: str):
         compile_query(query, regex)
     except ValueError as exc:
         raise bad("q", str(exc)) from None
-    try:
-        body = search_json(search(profile, selection, query=query, regex=regex, root=root, min_fraction=min_fraction,
-                                  max_nodes=max_nodes))
-    except NodeNotFound as exc:
-        raise NotFound(str(exc)) from None
-    return jsonify({"profile_id": pid, **body, "filters": echo})
+    body = search_json(search(profile, selection, query=query, regex=regex, root=root, min_fraction=min_fraction,
+                              max_nodes=max_nodes))
+    return _answer(pid, body, echo)
 
 
 @bp.get("/profiles/<profile_id>/timeline")
