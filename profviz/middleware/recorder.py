@@ -121,11 +121,11 @@ class Recorder:
             return
         info.finished = True
         try:
+            if info.profiler is not None:  # first: its last sample must not reach past the request's end
+                info.deep_result = self._stop_deep(info)
             info.stop_clocks()
             if info.slot is not None:
                 info.samples = self.sampler.end(info.slot, info.previous_slot)
-            if info.profiler is not None:
-                info.deep_result = self._stop_deep(info)
             route_fn = self.options.route_fn
             if info.route is None and route_fn is not None:
                 try:
