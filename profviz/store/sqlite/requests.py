@@ -17,16 +17,16 @@ import json
 import pickle
 import sqlite3
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...model import FIELD_COUNT, REQUEST_FIELDS, RequestBatch, RequestRow
 from ...model.requests import PROFILE_ID_FIELD
 from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
 from ..summary import encode_profile
 from . import stack_nodes
+from .database import Database
+from .profiles import insert_encoded
 
-if TYPE_CHECKING:
-    from .store import SQLiteStore
 
 REQUEST_COLUMNS = ("id", *REQUEST_FIELDS)
 
@@ -52,7 +52,7 @@ _encode_log = functools.partial(pickle.dumps, protocol=4)
 _APPEND_LOG = "INSERT INTO request_log (rows, data) VALUES (?, ?)"
 
 
-def write_batch(store: "SQLiteStore", batch: RequestBatch) -> list[int]:
+def write_batch(store: Database, batch: RequestBatch) -> list[int]:
     """Store a batch in one transaction: its stack nodes, its profiles (encoded before the
     transaction starts), then its requests, linked to the profiles' new ids, as one
     ``request_log`` row (values must be plain ``int``, ``float``, ``str``, ``bytes`` or None, not
@@ -62,7 +62,7 @@ def write_batch(store: "SQLiteStore", batch: RequestBatch) -> list[int]:
     def work(c: sqlite3.Connection) -> list[int]:
         if batch.stack_nodes is not None:
             stack_nodes.insert(c, batch.stack_nodes)
-        ids = store.insert_encoded(c, encoded)
+        ids = insert_encoded(c, encoded)
         batch.link(ids)
         if batch.values:
             c.execute(_APPEND_LOG, (len(batch), _encode_log(batch.values)))
@@ -86,7 +86,7 @@ class _PlainValuesUnpickler(pickle.Unpickler):
 MATERIALIZE_CHUNK_ROWS = 20_000  # rows moved per write transaction: a few tenths of a second holding the lock
 
 
-def materialize_requests(store: "SQLiteStore") -> int:
+def materialize_requests(store: Database) -> int:
     """Move every batch pending in ``request_log`` into ``requests``; returns how many rows moved.
 
     One indexed lookup when nothing is pending. Otherwise one write transaction per
@@ -190,7 +190,7 @@ def _row(row: sqlite3.Row) -> RequestRow:
 
 
 def query_requests(
-    store: "SQLiteStore",
+    store: Database,
     *,
     since_ns: int | None = None,
     until_ns: int | None = None,
@@ -219,7 +219,7 @@ def query_requests(
     return [_row(r) for r in store.read(sql, params)]
 
 
-def request_by_id(store: "SQLiteStore", request_id: int) -> RequestRow:
+def request_by_id(store: Database, request_id: int) -> RequestRow:
     materialize_requests(store)
     rows = store.read(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?", (int(request_id),))
     if not rows:
@@ -228,7 +228,7 @@ def request_by_id(store: "SQLiteStore", request_id: int) -> RequestRow:
 
 
 def request_columns(
-    store: "SQLiteStore",
+    store: Database,
     *,
     since_ns: int | None = None,
     until_ns: int | None = None,
@@ -245,13 +245,13 @@ def request_columns(
     return {name: [r[i] for r in rows] for i, name in enumerate(names)}
 
 
-def latest_request_ns(store: "SQLiteStore") -> int | None:
+def latest_request_ns(store: Database) -> int | None:
     materialize_requests(store)
     rows = store.read("SELECT MAX(start_ns + duration_ns) FROM requests")
     return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
-def request_for_profile(store: "SQLiteStore", profile_id: int) -> int | None:
+def request_for_profile(store: Database, profile_id: int) -> int | None:
     materialize_requests(store)
     rows = store.read("SELECT id FROM requests WHERE profile_id = ? ORDER BY id LIMIT 1", (int(profile_id),))
     return int(rows[0][0]) if rows else None

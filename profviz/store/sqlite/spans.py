@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
+from .database import Database
 from ...model import Span
 from ..spans import bound_attributes, bounded_name, bounded_thread_name
 
-if TYPE_CHECKING:
-    from .store import SQLiteStore
 
 SPAN_COLUMNS = (
     "id", "trace_id", "span_id", "parent_id", "name", "kind", "status", "start_ns", "end_ns", "pid", "tid",
@@ -18,7 +17,7 @@ SPAN_COLUMNS = (
 )
 
 
-def insert_spans(store: "SQLiteStore", spans: Iterable[Span], *, checked: bool = False) -> int:
+def insert_spans(store: Database, spans: Iterable[Span], *, checked: bool = False) -> int:
     """See :meth:`profviz.store.base.Store.insert_spans`."""
     rows = []
     dumps = json.JSONEncoder(ensure_ascii=False).encode
@@ -62,7 +61,7 @@ def _span(row: sqlite3.Row) -> Span:
 
 
 def query_spans(
-    store: "SQLiteStore",
+    store: Database,
     *,
     pid: int | None = None,
     pids: Iterable[int] | None = None,

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import TYPE_CHECKING
 
+from .database import Database
 from ...model import StackNodes
 
-if TYPE_CHECKING:
-    from .store import SQLiteStore
 
 _NODES_REACHING = """
 WITH RECURSIVE need(node) AS (
@@ -31,6 +29,6 @@ def insert(conn: sqlite3.Connection, nodes: StackNodes) -> None:
     )
 
 
-def reaching(store: "SQLiteStore", source: str, node_ids: list[int]) -> list[tuple[int, int, str, str, int]]:
+def reaching(store: Database, source: str, node_ids: list[int]) -> list[tuple[int, int, str, str, int]]:
     """The nodes of ``source`` that ``node_ids`` reach through their prefixes, by node id."""
     return [tuple(row) for row in store.read(_NODES_REACHING, (source, json.dumps(node_ids)))]
