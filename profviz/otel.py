@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import SpanProcessor as _SdkSpanProcessor
 
 from .collect.writer import BackgroundWriter
 from .model import Span, SpanError
-from .store import Store, open_store
+from .store import Store, open_store, store_location
 
 THREAD_ID = "thread.id"
 THREAD_NAME = "thread.name"
@@ -183,8 +183,8 @@ _setup_lock = threading.Lock()
 def _store_key(store: Store | str | os.PathLike | None) -> str | None:
     if store is None:
         return None
-    location = store.location if isinstance(store, Store) else os.fspath(store)
-    return location if "://" in location else os.path.realpath(location)
+    backend, location = (("sqlite", store.location) if isinstance(store, Store) else store_location(store))
+    return os.path.realpath(location) if backend == "sqlite" else location
 
 
 def _processors_of(provider: TracerProvider) -> tuple:

@@ -37,6 +37,15 @@ def test_round_trip_is_lossless_including_spans_and_meta():
     assert profviz_json.dump(again) == profviz_json.dump(profile)
 
 
+def test_spans_carry_the_documented_keys_only():
+    """A span joined from the store knows its process, source and store id: none of that is the profile's."""
+    profile = rich_profile()
+    span = profile.spans[0]
+    span.pid, span.tid, span.thread_name, span.source, span.id, span.request_id = 7, 8, "t", "otlp", 99, 5
+    (written,) = json.loads(profviz_json.dump(profile))["spans"]
+    assert tuple(written) == profviz_json.SPAN_KEYS and written["span_id"] == span.span_id
+
+
 @pytest.mark.parametrize("name", ["pyspy_idle_threads.speedscope.json", "pyspy_raw_subprocesses.txt", "pyinstrument.pyisession"])
 def test_real_profiles_survive_store_export_import(tmp_path, name):
     store = open_store(tmp_path / "s.db")

@@ -145,3 +145,16 @@ def test_join_gives_a_late_stamped_stack_inside_a_wait_to_the_blocking_call_afte
     totals = state_time(joined, keys)
     assert totals.get(("work", State.WAITING), 0) == 0, totals
     assert totals[("work", State.ON_CPU)] == 40 * ms and totals[("wait", State.WAITING)] == 160 * ms
+
+
+def test_back_to_back_waits_for_one_reason_keep_their_own_time():
+    """Two blocking calls on one socket from different places (headers, then body): after the first
+    boundary moves onto the switch, the second run starts exactly at it and is not a late stamp."""
+    ms = 1_000_000
+    states, _ = constructed_states([(30, "run"), (200, "sleep")])
+    segments = [(0, 38 * ms), (38 * ms, 108 * ms), (108 * ms, 200 * ms)]
+    keys = ["work", "recv_headers", "recv_body"]
+    joined = join_thread(segments, keys, states, 10 * ms, None)
+    totals = state_time(joined, keys)
+    assert totals == {("work", State.ON_CPU): 30 * ms, ("recv_headers", State.WAITING): 78 * ms,
+                      ("recv_body", State.WAITING): 92 * ms}

@@ -44,6 +44,7 @@ def test_paths_and_urls_open_sqlite_stores(tmp_path, monkeypatch):
     assert open_store(f"sqlite://{tmp_path}/b.db").location == str(tmp_path / "b.db")
     assert open_store(f"sqlite:///{tmp_path}/c.db").location == str(tmp_path / "c.db")
     assert Path(open_store("sqlite:rel/d.db").location) == Path("rel/d.db") and (tmp_path / "rel" / "d.db").exists()
+    assert open_store("data:v2.db").location == "data:v2.db" and (tmp_path / "data:v2.db").exists(), "a colon alone is a path"
     for bad, message in (("postgresql://me@db/profviz", "scheme 'postgresql' is not supported"),
                          ("sqlite://", "names no file")):
         with pytest.raises(StoreError, match=message):
@@ -52,7 +53,8 @@ def test_paths_and_urls_open_sqlite_stores(tmp_path, monkeypatch):
 
 def test_the_default_store_honours_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("PROFVIZ_STORE", str(tmp_path / "env.db"))
-    assert open_store().location == str(tmp_path / "env.db")
+    assert open_store().location == open_store("").location == str(tmp_path / "env.db")
+    assert default_store_path() == tmp_path / "env.db"
     monkeypatch.delenv("PROFVIZ_STORE")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_store_path() == tmp_path / "xdg" / "profviz" / "profviz.db"

@@ -141,6 +141,8 @@ def test_request_info_after_finish_has_duration_cpu_error_and_the_serving_thread
         assert info.finished and info.duration_ns > 0 and info.cpu_ns >= 0, key
         assert info.tid == native_id and info.pid == os.getpid(), key
     assert seen["/raise"][0].error.startswith("AppError") and seen["/stream"][0].error is None
+    assert seen["/stream"][0].status == 200 and seen["/raise"][0].status is None, "as the app started it, for apps to read"
+    assert seen["/stream"][0].as_dict()["status"] == 200 and seen["/stream"][0].as_dict()["path"] == "/stream"
     assert seen["/stream"][0].response_bytes == seen["main"][0].response_bytes > 0
     assert len({info.id for info, _, _ in seen.values()}) == 3
     assert middleware.flush()

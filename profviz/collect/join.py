@@ -236,7 +236,7 @@ def refine_boundaries(bounds: list[int], keys: list, timeline: StateTimeline, pe
         boundary = bounds[i]
         k = int(np.searchsorted(change_at, boundary, side="right")) - 1
         at = int(change_at[k]) if k >= 0 else None
-        if at is not None and from_running[k] and run_start - LATE_STAMP_PERIODS * period_ns <= at <= run_start < boundary \
+        if at is not None and from_running[k] and run_start - LATE_STAMP_PERIODS * period_ns <= at < run_start < boundary \
                 and _stamped_late(timeline, keys, bounds, i, at, period_ns):
             for j in range(i, 0, -1):
                 if bounds[j] <= run_start:

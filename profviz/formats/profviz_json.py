@@ -20,7 +20,6 @@ builders, so a file that breaks an invariant is refused with the field that brea
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import numpy as np
@@ -44,6 +43,8 @@ NAME = "profviz"
 DESCRIPTION = "profviz portable JSON (profviz export --format profviz)"
 EXTENSION = ".profviz.json"
 FORMAT_VERSION = 1
+SPAN_KEYS = ("trace_id", "span_id", "parent_id", "name", "kind", "status", "start_ns", "end_ns", "thread", "attributes",
+             "approximate")
 _DETECT = re.compile(r'^\{\s*"format"\s*:\s*"profviz"')
 SAMPLE_FIELDS = ("time_delta_ns", "thread", "stack", "weight_ns", "state", "reason")
 
@@ -76,7 +77,7 @@ def dump(profile: Profile, **_: object) -> bytes:
             "state": cols["state"].tolist(),
             "reason": cols["reason"].tolist(),
         },
-        "spans": [dataclasses.asdict(span) for span in profile.spans],
+        "spans": [{key: getattr(span, key) for key in SPAN_KEYS} for span in profile.spans],
     }
     return dumps_json(doc)
 

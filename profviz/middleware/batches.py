@@ -131,7 +131,8 @@ class BatchWriter:
             status = status_code(info.status_line)
             if status is not None and len(self._status_codes) < MAX_STATUS_LINES:
                 self._status_codes[info.status_line] = status
-        info.status = status if status is not None else (500 if info.error is not None else 0)
+        if status is None:
+            status = 500 if info.error is not None else 0
         if not info.method.isupper():
             info.method = str(info.method).upper()
         route = info.route
@@ -150,13 +151,13 @@ class BatchWriter:
         labels = self._labels(info) if full_labels or keep_deep or keep_sampled else None
         labels_json = json.dumps(labels) if full_labels else f'{{"request_id": "{info.id}' + self._labels_tail
         index = batch.add(
-            info.pid, info.tid, route, info.method, info.path, info.status, start_ns, info.duration_ns,
+            info.pid, info.tid, route, info.method, info.path, status, start_ns, info.duration_ns,
             info.cpu_ns, info.response_bytes, info.error or "", labels_json,
         )
         if keep_deep:
-            profile = self._deep_profile(info, route, labels)
+            profile = self._deep_profile(info, route, status, labels)
         elif keep_sampled:
-            profile = self._sampled_profile(info, route, labels, capture)
+            profile = self._sampled_profile(info, route, status, labels, capture)
         else:
             return
         if profile is not None:
@@ -185,7 +186,8 @@ class BatchWriter:
             return None
         return '"}' if not constant else '", ' + encoded[1:]
 
-    def _request_meta(self, info: RequestInfo, route: str, labels: dict, capture: str, collector: str, rate_hz: float) -> dict:
+    def _request_meta(self, info: RequestInfo, route: str, status: int, labels: dict, capture: str, collector: str,
+                      rate_hz: float) -> dict:
         return {
             "kind": "request",
             "pid": info.pid,
@@ -194,16 +196,16 @@ class BatchWriter:
             "duration_ns": info.duration_ns,
             "rate_hz": rate_hz,
             "labels": {
-                **labels, "route": route, "method": info.method, "path": info.path, "status": info.status,
+                **labels, "route": route, "method": info.method, "path": info.path, "status": status,
                 "capture": capture, "collector": collector, "duration_ms": round(info.duration_ns / 1e6, 3),
                 "cpu_ms": round(info.cpu_ns / 1e6, 3),
             },
         }
 
-    def _sampled_profile(self, info: RequestInfo, route: str, labels: dict, capture: str) -> SharedStackProfile | None:
+    def _sampled_profile(self, info: RequestInfo, route: str, status: int, labels: dict, capture: str) -> SharedStackProfile | None:
         """The request's samples over the sampler's stack table (no Profile is built until someone loads it)."""
         try:
-            meta = self._request_meta(info, route, labels, capture, "sampler", self.options.sample_hz)
+            meta = self._request_meta(info, route, status, labels, capture, "sampler", self.options.sample_hz)
             samples = info.samples
             return SharedStackProfile(
                 meta, id_prefix(), (info.pid, info.tid, info.thread_name), [sample[0] for sample in samples],
@@ -213,12 +215,12 @@ class BatchWriter:
             self.health.report("saving a request profile", exc)
             return None
 
-    def _deep_profile(self, info: RequestInfo, route: str, labels: dict) -> Profile | None:
+    def _deep_profile(self, info: RequestInfo, route: str, status: int, labels: dict) -> Profile | None:
         from ..collect.deep import session_to_profile
 
         try:
             session, cpu_at_sample, start_cpu = info.deep_result
-            meta = self._request_meta(info, route, labels, "deep", "pyinstrument", round(1.0 / self.options.deep_interval_s, 3))
+            meta = self._request_meta(info, route, status, labels, "deep", "pyinstrument", round(1.0 / self.options.deep_interval_s, 3))
             return session_to_profile(
                 session, cpu_at_sample, start_cpu, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
             )

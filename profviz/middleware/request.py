@@ -48,7 +48,6 @@ class RequestInfo:
     duration_ns: int | None = None
     cpu_ns: int | None = None
     error: str | None = None
-    status = 0  # the status code, set by the writer
     slot: Any = None  # the sampler's slot while the request runs
     previous_slot: Any = None  # the slot the thread served before, restored at the end (nested requests)
     samples: list | tuple = ()
@@ -102,11 +101,13 @@ class RequestInfo:
     def as_dict(self) -> dict:
         return {
             "id": self.id, "method": self.method, "path": self.path, "route": self.route, "start_ns": self.start_ns,
-            "pid": self.pid, "tid": self.tid, "deep": self.deep, "status": self.status_code(),
+            "pid": self.pid, "tid": self.tid, "deep": self.deep, "status": self.status,
             "labels": dict(self._labels or {}),
         }
 
-    def status_code(self) -> int | None:
+    @property
+    def status(self) -> int | None:
+        """The response's status code, once the app has started its response (None before)."""
         return status_code(self.status_line)
 
 

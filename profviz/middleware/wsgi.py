@@ -107,7 +107,8 @@ class ProfilerMiddleware:
         return _SizedResponse(app_iter, info, recorder) if sized else _Response(app_iter, info, recorder)
 
 
-ProfilerMiddleware.__doc__ += describe().replace("\n", "\n    ")
+if ProfilerMiddleware.__doc__:  # None under python -OO
+    ProfilerMiddleware.__doc__ += describe().replace("\n", "\n    ")
 
 _NO_CLOSE = (list, tuple)  # the usual response iterables without close()
 _SIZED: dict[type, bool] = {}  # response iterable type -> has __len__ (a failed lookup costs an exception each time)

@@ -43,7 +43,8 @@ def effective_min_fraction(view: TreeView, root_total: float, min_fraction: floa
 
 def flamegraph_json(graph: FlameGraph) -> dict:
     functions = FunctionRows(graph.view.function_table)
-    path = [{"id": node, "fn": functions.local(function), "total_ns": total} for node, function, total in graph.path]
+    local = {function: functions.local(function) for _, function, _ in reversed(graph.path)}  # innermost first, as before
+    path = [{"id": node, "fn": local[function], "total_ns": total} for node, function, total in graph.path]
     return {
         "root": graph.root,
         "root_total_ns": graph.root_total_ns,

@@ -14,38 +14,45 @@ from .base import REQUEST_COLUMN_NAMES, ProfileNotFound, RequestNotFound, Store,
 
 __all__ = [
     "REQUEST_COLUMN_NAMES", "ProfileNotFound", "RequestNotFound", "Store", "StoreError", "default_store_path", "open_store",
+    "store_location",
 ]
 
 
 def default_store_path() -> Path:
-    """``profviz/profviz.db`` under ``$XDG_DATA_HOME`` or ``~/.local/share``."""
+    """``$PROFVIZ_STORE``, else ``profviz/profviz.db`` under ``$XDG_DATA_HOME`` or ``~/.local/share``."""
+    explicit = os.environ.get("PROFVIZ_STORE")
+    if explicit:
+        return Path(explicit).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "profviz" / "profviz.db"
 
 
-def open_store(store: Store | str | os.PathLike | None = None) -> Store:
-    """A store from a Store (returned as is), a location, or None: ``$PROFVIZ_STORE``, else
-    :func:`default_store_path`.
+def store_location(store: str | os.PathLike | None = None) -> tuple[str, str]:
+    """(backend, location) that :func:`open_store` would open for ``store``, without opening it.
 
-    A location is a file path (SQLite) or a URL: ``sqlite:///var/lib/app/profviz.db`` (an absolute
-    path, as in ``file:///`` URLs) or ``sqlite:relative/profviz.db``. Raises StoreError for a URL
-    of a backend this profviz does not have.
+    A location is a file path (SQLite) or a URL: ``sqlite:///var/lib/app/profviz.db`` (an
+    absolute path, as in ``file:///`` URLs) or ``sqlite:relative/profviz.db``; None or "" is
+    :func:`default_store_path`. Raises StoreError for a URL of a backend this profviz does not have.
     """
+    text = os.fspath(store) if store is not None else ""
+    if not text:
+        return "sqlite", str(default_store_path())
+    scheme, sep, rest = text.partition(":")
+    if scheme.lower() == "sqlite" and sep:
+        path = "/" + rest.lstrip("/") if rest.startswith("//") else rest
+        if not path.strip("/"):
+            raise StoreError(f"store URL {text!r} names no file: write sqlite:///absolute/path.db or sqlite:relative.db")
+        return "sqlite", path
+    if "://" in text:
+        raise StoreError(f"store URL scheme {scheme!r} is not supported: give a SQLite file path or a sqlite:/// URL")
+    return "sqlite", text
+
+
+def open_store(store: Store | str | os.PathLike | None = None) -> Store:
+    """A store from a Store (returned as is) or a location (see :func:`store_location`)."""
     if isinstance(store, Store):
         return store
     from .sqlite import SQLiteStore
 
-    location = os.fspath(store) if store is not None else os.environ.get("PROFVIZ_STORE") or ""
-    if not location:
-        return SQLiteStore(default_store_path())
-    scheme, sep, rest = location.partition(":")
-    if not sep or len(scheme) < 2 or not scheme.replace("+", "").isalnum():  # a path (C:\... has a one-letter "scheme")
-        return SQLiteStore(location)
-    if scheme.lower() == "sqlite":
-        path = "/" + rest.lstrip("/") if rest.startswith("//") else rest
-        if not path.strip("/"):
-            raise StoreError(f"store URL {location!r} names no file: write sqlite:///absolute/path.db or sqlite:relative.db")
-        return SQLiteStore(path)
-    raise StoreError(
-        f"store URL scheme {scheme!r} is not supported: give a SQLite file path or a sqlite:/// URL"
-    )
+    _, location = store_location(store)
+    return SQLiteStore(location)

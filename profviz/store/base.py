@@ -159,7 +159,7 @@ class Store(ABC):
 
     @abstractmethod
     def insert_spans(self, spans: Iterable[Span], *, checked: bool = False) -> int:
-        """Check, bound (:func:`profviz.store.spans.bound_span`) and store spans in one
+        """Check, bound (:mod:`profviz.store.spans`: names, thread names, attributes) and store spans in one
         transaction; how many were new (a span already stored, same trace and span id, is kept as
         it is). Raises SpanError for the first span that breaks a rule, before anything is
         written (``checked``: the caller already ran :meth:`Span.check` on every span)."""

@@ -1,11 +1,11 @@
 """Spans and the store, whatever the backend: the bounds every stored span is held to, and
 joining stored spans to a profile's threads.
 
-Everything in a span (names, SQL text, attribute values) is untrusted, so :func:`bound_span` caps
-every string before it reaches a store: a name at :data:`MAX_NAME_CHARS`, attribute keys at
-:data:`MAX_ATTRIBUTE_KEY_CHARS`, values at :data:`MAX_ATTRIBUTE_VALUE_CHARS` and at most
-:data:`MAX_ATTRIBUTES` attributes per span (the number dropped is kept as
-``profviz.dropped_attributes``).
+Everything in a span (names, SQL text, attribute values) is untrusted, so every backend caps each
+string before storing it (:func:`bounded_name`, :func:`bounded_thread_name`, :func:`bound_attributes`):
+a name at :data:`MAX_NAME_CHARS`, attribute keys at :data:`MAX_ATTRIBUTE_KEY_CHARS`, values at
+:data:`MAX_ATTRIBUTE_VALUE_CHARS` and at most :data:`MAX_ATTRIBUTES` attributes per span (the
+number dropped is kept as ``profviz.dropped_attributes``).
 """
 
 from __future__ import annotations
@@ -85,14 +85,6 @@ def bound_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
     if dropped:
         out[DROPPED_ATTRIBUTES_KEY] = dropped
     return out
-
-
-def bound_span(span: Span) -> Span:
-    """A copy of ``span`` with its name, thread name and attributes capped (see the module docstring)."""
-    return replace(
-        span, name=bounded_name(span.name), thread_name=bounded_thread_name(span.thread_name),
-        attributes=bound_attributes(span.attributes),
-    )
 
 
 def bounded_name(name: Any) -> str:

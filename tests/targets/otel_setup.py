@@ -8,6 +8,7 @@ JSON line describing what setup_otel did and what the spans looked like.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 
@@ -30,7 +31,7 @@ def main() -> None:
         app_provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(app_provider)
     processor = setup_otel(store)
-    again = setup_otel(store)
+    again = setup_otel(f"sqlite://{os.path.abspath(store)}")  # the same store, named by URL
     provider = trace.get_tracer_provider()
     processors = list(provider._active_span_processor._span_processors)
     tracer = trace.get_tracer("app")
