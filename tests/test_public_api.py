@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import profviz
 
 
@@ -11,6 +13,8 @@ def test_every_public_name_resolves():
         assert getattr(profviz, name) is not None, name
     assert profviz.ProfilerMiddleware.__module__ == "profviz.middleware.wsgi"
     assert callable(profviz.setup_otel) and callable(profviz.load_any) and callable(profviz.create_app)
+    with pytest.raises(TypeError, match="open a store with profviz.open_store"):
+        profviz.Store("profviz.db")
 
 
 def test_import_does_not_pull_in_opentelemetry_flask_or_pyinstrument():

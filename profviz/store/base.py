@@ -48,6 +48,11 @@ class Store(ABC):
 
     location: str
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Store":
+        if cls is Store:
+            raise TypeError("Store is the interface of every backend: open a store with profviz.open_store(path or URL)")
+        return super().__new__(cls)
+
     # -- life -----------------------------------------------------------------------------
 
     @abstractmethod
