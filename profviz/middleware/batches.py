@@ -62,7 +62,7 @@ class BatchWriter:
 
     def handle(self, items: list) -> None:
         """One writer wake-up: every request's row, and the profiles kept, in one batch."""
-        refresh_wall_offset()
+        wall_offset_ns, prefix = refresh_wall_offset(), id_prefix()  # once a batch: read for every request below
         batch = RequestBatch()
         flush_all = False
         add = self._add
@@ -71,7 +71,7 @@ class BatchWriter:
                 flush_all = True
                 continue
             try:
-                add(item, batch)
+                add(item, batch, wall_offset_ns, prefix)
             except Exception as exc:
                 self.health.report("request record", exc)
         for profile in self.due_aggregates(force=flush_all):
@@ -124,8 +124,9 @@ class BatchWriter:
         end = len(table)
         return StackNodes(source, table.nodes(stored, end)), end
 
-    def _add(self, info: RequestInfo, batch: RequestBatch) -> None:
-        """Route, status, tail decision and profile of one finished request, added to ``batch``."""
+    def _add(self, info: RequestInfo, batch: RequestBatch, wall_offset_ns: int, prefix: str) -> None:
+        """Route, status, tail decision and profile of one finished request, added to ``batch``
+        (``wall_offset_ns`` and ``prefix`` make its start_ns and id, as :class:`RequestInfo` does)."""
         status = self._status_codes.get(info.status_line)
         if status is None:
             status = status_code(info.status_line)
@@ -142,14 +143,14 @@ class BatchWriter:
                 if len(self._path_routes) >= MAX_PATH_ROUTES:
                     self._path_routes.clear()
                 route = self._path_routes[info.path] = collapse_path(info.path)
-        start_ns = info.start_ns
+        start_ns = info.mono_start + wall_offset_ns
         capture = None
         if self.sampler is not None:
             capture = self.capture.observe((route, info.method), info.duration_ns, start_ns, info.samples)
         keep_deep, keep_sampled = info.deep_result is not None, capture is not None
         full_labels = info._labels or self._labels_tail is None
         labels = self._labels(info) if full_labels or keep_deep or keep_sampled else None
-        labels_json = json.dumps(labels) if full_labels else f'{{"request_id": "{info.id}' + self._labels_tail
+        labels_json = json.dumps(labels) if full_labels else f'{{"request_id": "{prefix}-{info.seq:x}' + self._labels_tail
         index = batch.add(
             info.pid, info.tid, route, info.method, info.path, status, start_ns, info.duration_ns,
             info.cpu_ns, info.response_bytes, info.error or "", labels_json,

@@ -19,10 +19,11 @@ def id_prefix() -> str:
     return _id_prefix
 
 
-def refresh_wall_offset() -> None:
-    """Re-read the wall clock's offset from the monotonic one (the writer does, once a batch)."""
+def refresh_wall_offset() -> int:
+    """Re-read the wall clock's offset from the monotonic one (the writer does, once a batch); returns it."""
     global _wall_offset_ns
     _wall_offset_ns = time.time_ns() - time.perf_counter_ns()
+    return _wall_offset_ns
 
 
 class RequestInfo:
