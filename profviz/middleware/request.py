@@ -39,27 +39,26 @@ class RequestInfo:
     """
 
     pid = os.getpid()  # this process's id: a class attribute, set again in a forked child
-    # set as the request goes on, when at all (class-level defaults: each request pays only for what it sets)
-    route: str | None = None
-    thread_name = ""
-    deep = False
-    status_line: str | int | None = None
-    response_bytes = 0
-    finished = False
-    duration_ns: int | None = None
-    cpu_ns: int | None = None
-    error: str | None = None
-    slot: Any = None  # the sampler's slot while the request runs
-    previous_slot: Any = None  # the slot the thread served before, restored at the end (nested requests)
-    samples: list | tuple = ()
-    profiler: Any = None  # pyinstrument, for a deep profile
-    deep_result: Any = None
-    _labels: dict | None = None
 
     def __init__(self, method: str, path: str, request: Any = None):
         self.request = request  # the framework's request (a WSGI environ...), until the request ends
         self.method = method
         self.path = path
+        self.route: str | None = None
+        self.status_line: str | int | None = None
+        self.response_bytes = 0
+        self.error: str | None = None
+        self.finished = False
+        self.duration_ns: int | None = None
+        self.cpu_ns: int | None = None
+        self.thread_name = ""
+        self.slot: Any = None  # the sampler's slot while the request runs
+        self.previous_slot: Any = None  # the slot the thread served before, restored at the end (nested requests)
+        self.samples: list | tuple = ()
+        self.deep = False
+        self.profiler: Any = None  # pyinstrument, for a deep profile
+        self.deep_result: Any = None
+        self._labels: dict | None = None
         self.seq = next(_id_counter)
         self.ident = threading.get_ident()
         tid = getattr(_thread_ids, "tid", None)
