@@ -171,13 +171,17 @@ def test_short_lived_threads_reusing_pthread_ids_stay_separate(tmp_path):
     assert sum(abs(e) <= 25 for e in errors_ms) >= 0.9 * len(errors_ms), errors_ms
     assert max(thread["wall_s"] for _, thread in seen) < 0.2
     logged_names = {life[0] for life in lives}
+    unnamed = 0
     for life, thread in seen:
         if life[2] < start_ns + 200_000_000:
             continue  # its pthread id may have had another name in py-spy's cache before the first sample
-        # Its own name, or py-spy's cached name of the thread before it, marked as such.
-        assert thread["name"] == life[0] or (thread["name"].endswith(" (stale name?)")
-                                             and thread["name"].removesuffix(" (stale name?)") in logged_names), (thread, life)
-    own_names = [thread["name"] for _, thread in seen if not thread["name"].endswith("(stale name?)")]
+        # Its own name, or py-spy's cached name of the thread before it, marked as such, or none when
+        # py-spy's read of the target's thread table failed (it races the target changing it; on a busy host).
+        unnamed += thread["name"] == ""
+        assert thread["name"] in (life[0], "") or (thread["name"].endswith(" (stale name?)")
+                                                   and thread["name"].removesuffix(" (stale name?)") in logged_names), (thread, life)
+    assert unnamed <= len(seen) // 2, unnamed
+    own_names = [thread["name"] for _, thread in seen if thread["name"] and not thread["name"].endswith("(stale name?)")]
     assert len(own_names) == len(set(own_names))
     short = [thread for _, thread in seen]
     assert sum(t["cpu_s"] for t in short) > 0.2 and sum(t["wait_s"] for t in short) > 0.2

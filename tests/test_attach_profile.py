@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from profviz.collect.attach_profile import estimate_pyspy_lag
+from profviz.collect.attach_profile import build_profile, estimate_pyspy_lag
 from profviz.formats.pyspy_chrometrace import ChromeTrace, StackSegment, TraceThread
 from tests.test_join import constructed_states
 
@@ -30,3 +30,16 @@ def test_pyspy_lag_is_measured_from_the_changes_it_saw_late():
     lag = estimate_pyspy_lag(trace, 0, {(1, 7): states}, 10 * ms)
     assert abs(lag / ms - early_ms) < 1.5, lag / ms
     assert estimate_pyspy_lag(trace, 0, {}, 10 * ms) == 0
+
+
+def test_threads_py_spy_left_unnamed_get_the_main_thread_name_or_their_kernel_name():
+    """py-spy can fail to read the names for a whole recording; the main thread is still "MainThread",
+    another thread without a kernel name of its own stays unnamed."""
+    threads = []
+    for tid in (100, 101, 102):
+        thread = TraceThread(pid=100, trace_tid=tid, native_tid=tid)
+        thread.segments.append(StackSegment(0, 10_000, (("work", "t.py", 1),)))
+        threads.append(thread)
+    trace = ChromeTrace(threads, 0, 10_000, 0)
+    profile, _ = build_profile(trace, 0, None, 100.0, {})
+    assert [t.name for t in profile.threads] == ["MainThread", "", ""]

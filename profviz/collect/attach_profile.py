@@ -14,6 +14,7 @@ from .states import StateLog
 
 START_LIMIT_PERIODS = 5.0
 LAG_MIN_CHANGES = 20
+MAIN_THREAD_NAME = "MainThread"
 
 
 @dataclass
@@ -95,6 +96,18 @@ def own_kernel_names(names: dict[tuple[int, int], str]) -> dict[tuple[int, int],
     return {key: name for key, name in names.items() if name and (key[0] == key[1] or name != names.get((key[0], key[0])))}
 
 
+def fallback_name(key: tuple[int, int] | None, kernel_names: dict[tuple[int, int], str]) -> str:
+    """A thread's name when py-spy gave none (its name lookup, which reads the target's
+    ``threading._active`` while the target changes it, can fail for a whole recording on a busy
+    host): "MainThread" for the main thread (native tid = pid, which Python names so), else the
+    kernel's name when it says something."""
+    if key is None:
+        return ""
+    if key[0] == key[1]:
+        return MAIN_THREAD_NAME
+    return kernel_names.get(key, "")
+
+
 def build_profile(
     trace: ChromeTrace,
     origin_ns: int,
@@ -119,7 +132,7 @@ def build_profile(
     for thread in trace.threads:
         key = (thread.pid, thread.native_tid) if thread.native_tid is not None else None
         states = states_of.get(key) if key is not None else None
-        name = thread_name(thread) or (kernel_names.get(key, "") if key is not None else "")
+        name = thread_name(thread) or fallback_name(key, kernel_names)
         stats.stale_names += name_is_stale(thread)
         index = profile.add_thread(thread.pid, thread_label(thread), name)
         limit = end_ns
