@@ -216,7 +216,45 @@ def instrument_libraries(names: Iterable[str] | None = None) -> list[str]:
                 print(f"profviz: OpenTelemetry {name} instrumentation failed ({exc}); continuing without it", file=sys.stderr)
         if instrumentor.is_instrumented_by_opentelemetry:
             active.append(name)
+            if name == "sqlite3":
+                trace_sqlite3_shortcuts()
     return active
+
+
+def trace_sqlite3_shortcuts() -> None:
+    """Make ``Connection.execute``, ``executemany`` and ``executescript`` of sqlite3 make spans.
+
+    OpenTelemetry's sqlite3 instrumentation traces cursors only, so the connection shortcuts
+    most sqlite3 code uses (the Flask tutorial's ``db.execute``) make no span
+    (opentelemetry-python-contrib#3082). Connections that ``sqlite3.connect`` returns afterwards
+    run the shortcuts on a traced cursor, as sqlite3 itself does on an untraced one. Idempotent.
+    """
+    import sqlite3
+    import sqlite3.dbapi2
+
+    import wrapt
+
+    class ShortcutConnection(wrapt.ObjectProxy):
+        def execute(self, sql, parameters=(), /):
+            return self.__wrapped__.cursor().execute(sql, parameters)
+
+        def executemany(self, sql, parameters, /):
+            return self.__wrapped__.cursor().executemany(sql, parameters)
+
+        def executescript(self, script, /):
+            return self.__wrapped__.cursor().executescript(script)
+
+        def __enter__(self):
+            self.__wrapped__.__enter__()
+            return self
+
+    def connect(wrapped, instance, args, kwargs):
+        return ShortcutConnection(wrapped(*args, **kwargs))
+
+    for module in (sqlite3, sqlite3.dbapi2):
+        if not getattr(module.connect, "_self_profviz_shortcuts", False):
+            wrapt.wrap_function_wrapper(module, "connect", connect)
+            module.connect._self_profviz_shortcuts = True
 
 
 def setup_otel(store: Store | str | os.PathLike | None = None, *, instrument: bool | Iterable[str] = True) -> SpanProcessor:

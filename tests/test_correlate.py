@@ -262,3 +262,13 @@ def test_empty_inputs():
     assert join.samples.tolist() == [0] and join.uncovered_ns.tolist() == [MS]
     join = join_spans(profile_with([(0, 0, "f", State.ON_CPU)]), [])
     assert join.owner.tolist() == [-1]
+
+
+def test_a_request_with_no_spans_is_all_unspanned_time():
+    """A request whose thread recorded no span at all (no OpenTelemetry): its whole window is "(no span)"."""
+    profile = profile_with([(ms, 0, "handler", State.ON_CPU) for ms in range(20)])
+    join = join_spans(profile, [], sample_instant="start")
+    gap = unspanned(join, 0, T0, T0 + 20 * MS)
+    assert gap.duration_ns == 20 * MS and gap.mask.sum() == 20
+    rows = span_listing_rows(join, (0, T0, T0 + 20 * MS))
+    assert [row["name"] for row in rows] == ["(no span)"] and rows[0]["cpu_s"] == pytest.approx(0.02)

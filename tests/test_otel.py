@@ -116,19 +116,23 @@ def test_setup_otel_adds_to_an_existing_sdk_provider_and_changes_nothing_else(tm
     assert result["same_provider"] and result["service_name"] == "billing"
     assert result["idempotent"] and result["profviz_processors"] == 1 and result["processor_count"] == 2
     assert result["attached"] and {"sqlite3", "requests", "logging"} <= set(result["instrumented"])
-    exported = {s["name"]: s["attributes"] for s in result["exported"]}
-    assert set(exported) == {"checkout", "SELECT"}  # the app's own exporter still gets every span
-    assert exported["SELECT"]["db.statement"] == "SELECT 1" and "thread.id" in exported["SELECT"]
-    assert result["recorded"] == 2
-    stored = {r.name: r for r in open_store(tmp_path / "s.db").query_spans()}
-    assert stored["SELECT"].parent_id == stored["checkout"].span_id
-    assert stored["checkout"].attributes["service.name"] == "billing"
+    exported = [(s["name"], s["attributes"]) for s in result["exported"]]
+    # The app's own exporter still gets every span: the cursor's, the connection shortcuts', the
+    # checkout; profviz's store statements are none of them.
+    assert [name for name, _ in exported] == ["SELECT", "SELECT", "INSERT", "checkout"]
+    assert [attributes["db.statement"] for _, attributes in exported[:3]] == ["SELECT 1", "SELECT 2", "INSERT INTO t VALUES (?)"]
+    assert all("thread.id" in attributes for _, attributes in exported)
+    assert result["recorded"] == 5  # and the CREATE TABLE before the checkout
+    stored = open_store(tmp_path / "s.db").query_spans()
+    (checkout,) = [r for r in stored if r.name == "checkout"]
+    assert sorted(r.parent_id or "" for r in stored if r.name in ("SELECT", "INSERT")) == [checkout.span_id] * 3
+    assert checkout.attributes["service.name"] == "billing"
 
 
 def test_setup_otel_installs_a_provider_when_the_app_has_none(tmp_path):
     result = _run_target("otel_setup.py", "none", str(tmp_path / "s.db"))
     assert result["provider_type"] == "TracerProvider" and result["attached"] and result["idempotent"]
-    assert result["processor_count"] == 1 and result["recorded"] == 2
+    assert result["processor_count"] == 1 and result["recorded"] == 5
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -336,4 +337,22 @@ def test_cli_serves_on_a_free_loopback_port_and_prints_the_url(store, arguments,
     finally:
         process.terminate()
         process.wait(timeout=10)
-    assert "serving profiles from" in process.stderr.read()
+    assert process.returncode == 0, "SIGTERM stops the server as Ctrl-C does"
+    stderr = process.stderr.read()
+    assert "serving profiles from" in stderr and "profviz: stopped" in stderr
+
+
+def test_cli_server_stops_on_sigint_even_when_started_with_sigint_ignored(store):
+    """A background job inherits SIGINT ignored; profviz serve still stops cleanly on it."""
+    command = [sys.executable, "-c", "from profviz.cli import main; main()", "serve", "--port", "0", "--store", str(store.path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert process.stdout.readline().startswith("http://127.0.0.1:")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and "profviz: stopped" in process.stderr.read()

@@ -399,7 +399,7 @@ def unspanned(join: SpanJoin, thread: int, start_ns: int, end_ns: int, roots: li
     on_thread = cols["thread"] == thread
     t = join.sample_instant_ns
     owner = join.owner
-    free = (owner < 0) | is_root[np.maximum(owner, 0)]
+    free = (owner < 0) | (is_root[np.maximum(owner, 0)] if len(is_root) else False)
     mask = on_thread & (t >= start_ns) & (t < end_ns) & free
     sample_starts = cols["time_ns"][on_thread]
     cover_starts, cover_ends = merge_intervals(sample_starts, sample_starts + cols["weight_ns"][on_thread])

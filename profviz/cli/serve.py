@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import webbrowser
 
@@ -50,12 +51,22 @@ def serve(
     notice(f"serving profiles from {store.location} on {server.url} (Ctrl-C to stop)")
     if open_browser:
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
+    stop_on_sigterm()
     try:
-        server.serve_forever()
+        server.serve_forever()  # returns on Ctrl-C (werkzeug's server takes the KeyboardInterrupt)
     except KeyboardInterrupt:
-        notice("stopped")
+        pass
     finally:
         server.close()
+    notice("stopped")
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a service manager, a container stop) stop the server as Ctrl-C does,
+    and Ctrl-C work even where SIGINT was inherited ignored (a background job)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def serve_profile(store: Store | str | None, profile_id: int, open_browser: bool = True, *, port: int = 0) -> None:

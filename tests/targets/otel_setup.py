@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from profviz.otel import SpanProcessor, setup_otel
+from profviz.store import open_store
 
 
 def main() -> None:
@@ -36,8 +37,14 @@ def main() -> None:
     processors = list(provider._active_span_processor._span_processors)
     tracer = trace.get_tracer("app")
     conn = sqlite3.connect(":memory:")
+    conn.cursor().execute("CREATE TABLE t (x)")
+    exporter.clear()
     with tracer.start_as_current_span("checkout"):
         conn.cursor().execute("SELECT 1").fetchall()
+        conn.execute("SELECT 2").fetchall()  # sqlite3's connection shortcuts make spans too
+        with conn:
+            conn.executemany("INSERT INTO t VALUES (?)", [(3,), (4,)])
+    open_store(store).list_profiles()  # profviz's own store statements make none
     processor.force_flush()
     exported = exporter.get_finished_spans()
     print(json.dumps({
@@ -51,6 +58,7 @@ def main() -> None:
         "recorded": processor.recorded,
         "service_name": provider.resource.attributes.get("service.name"),
         "exported": [{"name": s.name, "attributes": dict(s.attributes)} for s in exported],
+        "connection_type": type(conn).__name__,
     }))
 
 

@@ -52,7 +52,9 @@ class Database:
         if conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
+                # The class, not sqlite3.connect: tracing instrumentations wrap connect, and the
+                # store's own statements must not become spans of the profiled app.
+                conn = sqlite3.Connection(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")

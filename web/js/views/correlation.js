@@ -207,6 +207,10 @@ class CorrelationView {
     const threads = c.lanes.map((l) => l.thread).slice(0, MAX_THREADS);
     if (c.lanes.length > MAX_THREADS) this.message.textContent = `Showing the first ${MAX_THREADS} of ${c.lanes.length} span threads in the flame chart.`;
     if (c.truncated) this.message.textContent = `Only the first ${formatCount(c.spans.length)} spans are shown.`;
+    if (!c.spans.length) {
+      this.message.textContent = "No trace spans were recorded on this request's thread: all of its time is \"(no span)\". "
+        + "Record spans with profviz.otel.setup_otel(store) (or otel=\"auto\" in the middleware) to see its queries and calls.";
+    }
     this.threads = threads;
     this.fullDomain = this.domainOf(c);
     this.timelineSlot.run((signal) => getJSON(apiUrl(`/profiles/${this.ctx.id}/timeline`, this.timelineParams(this.fullDomain)), { signal }))
