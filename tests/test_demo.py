@@ -1,25 +1,39 @@
 """`profviz demo` end to end: the real shop, real load, the middleware, spans and an attach profile."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
+from profviz.cli.demo import LOAD_SECONDS, START_TIMEOUT_S, WARMUP_REQUESTS
 from profviz.store import open_store
 
 
-def test_demo_records_requests_routes_profiles_and_spans(tmp_path):
-    store_path = tmp_path / "demo.db"
+def test_demo_records_every_request_in_its_own_store_even_with_sigint_ignored(tmp_path):
+    """Run as a background job would (SIGINT ignored): the demo still stops its shop cleanly, in
+    its stated time, with every request recorded in the demo's own store (not the default one)."""
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "profviz", "demo", "--no-serve", "--requests", "120", "--json", "--store", str(store_path)],
-        capture_output=True, text=True, timeout=400,
+        [sys.executable, "-m", "profviz", "demo", "--no-serve", "--requests", "120", "--json"],
+        capture_output=True, text=True, timeout=START_TIMEOUT_S + LOAD_SECONDS + 120, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
+    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "killed" not in result.stderr and "may be missing" not in result.stderr
+    assert elapsed < START_TIMEOUT_S + LOAD_SECONDS, elapsed
+    store_path = tmp_path / "data" / "profviz" / "demo.db"
+    assert f"recording into {store_path}" in result.stderr
+    assert not (tmp_path / "data" / "profviz" / "profviz.db").exists(), "the default store is left alone"
+    assert "sent 120/120 requests" in result.stderr, "progress while the load runs"
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["sent"] == 120 and summary["failed"] == 0
     store = open_store(store_path)
-    warmup = 20
     rows = store.query_requests()
-    assert len(rows) == summary["sent"] + warmup
+    assert len(rows) == summary["sent"] + WARMUP_REQUESTS
     routes = {row.route for row in rows}
     assert {"/checkout", "/search/slow", "/posts/<int:post_id>", "/export"} <= routes
     kinds = {m["kind"] for m in store.list_profiles()}

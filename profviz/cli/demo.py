@@ -17,12 +17,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 
 from ..errors import ProfvizError
-from ..store import Store, open_store
-from .common import notice, store_option
+from ..store import Store, default_store_path, open_store
+from .common import notice
 
 DEMO_MIX = {
     "/health": 14,
@@ -38,6 +39,9 @@ DEMO_MIX = {
     "/enrich": 8,
 }
 START_TIMEOUT_S = 180.0
+WARMUP_REQUESTS = 20
+LOAD_SECONDS = 120
+DEMO_STORE_NAME = "demo.db"
 
 
 class DemoError(ProfvizError):
@@ -60,11 +64,15 @@ def _read_lines(stream, lines: "queue.Queue[str | None]") -> None:
 
 
 def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start the profiled shop; return the process and its base URL (waits for the database build)."""
+    """Start the profiled shop; return the process and its base URL (waits for the database build).
+
+    The shop runs in its own session, so a Ctrl-C at the terminal reaches the demo only, which then
+    stops the shop with :func:`stop_shop` after it has flushed what it recorded.
+    """
     command = [sys.executable, "-m", "profviz_shop", "--port", "0", "--profviz-store", store.location]
     if rows is not None:
         command += ["--rows", str(rows)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -87,13 +95,15 @@ def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Pop
 
 
 def stop_shop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    """Stop the shop with SIGINT so its middleware flushes everything to the store."""
+    """Stop the shop with SIGTERM (which it handles whatever the demo's own signal dispositions
+    are) so its middleware flushes everything to the store."""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.terminate()
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
             notice("the sample shop did not stop in time and was killed; some requests may be missing")
 
 
@@ -110,8 +120,12 @@ def finish_attach(process: subprocess.Popen, timeout_s: float) -> int | None:
     try:
         out, err = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        process.send_signal(signal.SIGINT)  # attach saves what it has on SIGINT
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
     if process.returncode != 0:
         reason = (err.strip().splitlines() or ["no message"])[-1]
         notice(f"attaching to the shop failed, the demo goes on without an attach profile: {reason}")
@@ -125,6 +139,21 @@ def demo_paths(count: int) -> list[str]:
     return weighted_paths(DEMO_MIX, count, seed=1)
 
 
+class Progress:
+    """Prints ``sent N/total requests`` every tenth of the load, and at most every two seconds."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.step = max(1, total // 10)
+        self.last_print = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done == self.total or done % self.step == 0 and now - self.last_print >= 2.0:
+            self.last_print = now
+            notice(f"sent {done}/{self.total} requests")
+
+
 def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, rows: int | None = None) -> dict:
     """Run the shop under load with profviz watching. Returns what was recorded (ids and counts)."""
     from profviz_shop.loadgen import run_load
@@ -133,10 +162,12 @@ def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, row
     shop, base_url = start_shop(store, rows=rows)
     attach_id = None
     try:
-        notice(f"sample shop on {base_url} (pid {shop.pid}); sending {requests} requests, {concurrency} at a time")
-        run_load(base_url, ["/health", "/posts/fast"], requests=20, concurrency=2, max_seconds=30)
+        notice(f"sample shop on {base_url} (pid {shop.pid}); sending {requests} requests, {concurrency} at a time"
+               f" (at most {LOAD_SECONDS} s)")
+        run_load(base_url, ["/health", "/posts/fast"], requests=WARMUP_REQUESTS, concurrency=2, max_seconds=30)
         attach_process = start_attach(store, shop.pid, duration_s=10.0) if attach else None
-        result = run_load(base_url, demo_paths(requests), requests=requests, concurrency=concurrency, max_seconds=120)
+        result = run_load(base_url, demo_paths(requests), requests=requests, concurrency=concurrency,
+                          max_seconds=LOAD_SECONDS, progress=Progress(requests))
         if attach_process is not None:
             attach_id = finish_attach(attach_process, timeout_s=60)
     finally:
@@ -146,8 +177,25 @@ def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, row
     return {"base_url": base_url, "sent": result.sent, "failed": failed, "attach_profile_id": attach_id}
 
 
+def demo_store_path() -> Path:
+    """The demo's own store, beside the default store (never the default store itself)."""
+    return default_store_path().with_name(DEMO_STORE_NAME)
+
+
+def fresh_demo_store(store_path: str | None) -> Store:
+    """``store_path`` when given (added to, never emptied); else the demo's own store, emptied first
+    so that what it shows is this run."""
+    if store_path:
+        return open_store(store_path)
+    path = demo_store_path()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return open_store(path)
+
+
 @click.command("demo")
-@store_option
+@click.option("--store", "store_path", default=None,
+              help="Store to record into (default: the demo's own store, emptied at each run, beside the default store).")
 @click.option("--requests", "request_count", type=click.IntRange(50, 5000), default=600, show_default=True,
               help="Requests to send to the sample shop.")
 @click.option("--concurrency", type=click.IntRange(1, 16), default=4, show_default=True, help="Concurrent clients.")
@@ -162,7 +210,10 @@ def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, 
     from .routes import routes_command
     from .serve import serve
 
-    store = open_store(store_path)
+    # Ctrl-C stops the demo (and reaches its attach process) even where SIGINT was inherited ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    store = fresh_demo_store(store_path)
+    notice(f"recording into {store.location}; to look again later: profviz serve --store {store.location}")
     summary = run_demo(store, requests=request_count, concurrency=concurrency, attach=attach,
                        rows=int(os.environ["PROFVIZ_DEMO_ROWS"]) if os.environ.get("PROFVIZ_DEMO_ROWS") else None)
     ctx.invoke(routes_command, store_path=store.location, as_json=False, since=None)

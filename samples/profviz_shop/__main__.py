@@ -49,12 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profviz-store", type=Path, default=None, help="profile every request into this profviz store")
     parser.add_argument("--deep-fraction", type=float, default=0.05, help="with --profviz-store: share of requests profiled with pyinstrument")
     args = parser.parse_args(argv)
+    # Stop cleanly on SIGTERM, and on SIGINT even when it was inherited ignored (a background job).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     db_path = args.db or default_database_path()
     started = time.perf_counter()
     build_database(db_path, rows=args.rows)
-    print(f"database ready at {db_path} ({time.perf_counter() - started:.1f}s)", flush=True)
+    size_mb = db_path.stat().st_size / 1e6
+    print(f"database ready at {db_path} ({size_mb:.0f} MB, {time.perf_counter() - started:.1f}s; built once, reused by later runs)", flush=True)
 
     with SlowLogSink(delay_s=args.log_delay) as log_sink, ExternalService(delay_s=args.external_delay) as external:
         app = create_app(db_path, log_sink_url=log_sink.url, external_url=external.url)

@@ -13,6 +13,7 @@ import math
 import random
 import threading
 import time
+from typing import Callable
 from urllib.parse import urlsplit
 
 import requests as http
@@ -110,12 +111,15 @@ def run_load(
     concurrency: int = 4,
     timeout_s: float = 10.0,
     max_seconds: float = 60.0,
+    progress: Callable[[int], None] | None = None,
 ) -> LoadResult:
     """GET ``base_url + paths[i % len(paths)]`` for ``i`` in ``range(requests)``.
 
     Raises ``ValueError`` unless ``base_url`` is ``http://127.0.0.1[:port]`` and
     every path starts with a single ``/``.  No new request starts after
-    ``max_seconds``; redirects are never followed.
+    ``max_seconds``; redirects are never followed.  ``progress``, if given, is
+    called with the number of requests answered so far after each one (from
+    the worker threads, one call at a time).
     """
     base_url = _check_base_url(base_url)
     if not paths:
@@ -135,6 +139,7 @@ def run_load(
     records: list[RequestRecord | None] = [None] * requests
     next_index = iter(range(requests))
     index_lock = threading.Lock()
+    done = [0]
     hit_time_limit = threading.Event()
     run_started = time.perf_counter()
     deadline = run_started + max_seconds
@@ -158,6 +163,10 @@ def run_load(
                 except http.RequestException as failure:
                     status, size, error = None, 0, f"{type(failure).__name__}: {failure}"
                 finished = time.perf_counter()
+                if progress is not None:
+                    with index_lock:
+                        done[0] += 1
+                        progress(done[0])
                 records[index] = RequestRecord(
                     index=index,
                     path=path,
