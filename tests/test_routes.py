@@ -239,3 +239,18 @@ def test_routes_api_table_latency_utilisation_requests_and_tail(tmp_path):
         bad_since = api.get("/api/routes?since=soon")
         assert bad_since.status_code == 400 and "since" in bad_since.get_json()["error"]["message"]
         assert api.get("/api/routes?since=1h").get_json()["routes"][0]["count"] == 40
+
+
+def test_tail_groups_widen_a_side_that_has_too_few_profiles():
+    """50 requests, the slowest 5 (above P90) and every fifth one profiled: P95's 3 requests hold only
+    1 profile, so the tail widens to above P90; P40-P60 holds 2 profiles and stays."""
+    ids = list(range(50))
+    durations = [10**7 + i * 10**5 for i in range(50)]
+    profiled = [i % 5 == 0 or i >= 45 and i != 48 and i != 49 for i in ids]
+    groups = tail_groups(ids, durations, profiled, min_profiled=2)
+    assert groups.tail_percentile == 90 and groups.tail == [45, 46, 47, 48, 49]
+    assert groups.typical_band == (40, 60) and groups.typical == list(range(20, 30))
+    everything = tail_groups(ids, durations)
+    assert everything.tail_percentile == 95 and everything.tail == [47, 48, 49]
+    none = tail_groups(ids, durations, [False] * 50)
+    assert none.tail_percentile == 90 and none.typical_band == (25, 75), "too few anywhere: the widest, said as such"

@@ -213,28 +213,51 @@ def utilisation_series(
     return Utilisation(int(capacity), source, bucket_s, series)
 
 
+TAIL_PERCENTILES = (95.0, 90.0)  # the tail: above the first of these that gives enough profiled requests
+TYPICAL_BANDS = ((40.0, 60.0), (25.0, 75.0))  # typical requests: the first band that gives enough
+
+
 @dataclass
 class TailGroups:
-    """Requests of one route split for the tail diff. Thresholds in ns; ids are request ids."""
+    """Requests of one route split for the tail diff: ``tail`` above the route's
+    ``tail_percentile`` (``tail_ns``), ``typical`` between its ``typical_band`` percentiles
+    (``typical_ns``). Ids are request ids."""
 
-    p40_ns: float
-    p60_ns: float
-    p95_ns: float
+    tail_percentile: float
+    tail_ns: float
+    typical_band: tuple[float, float]
+    typical_ns: tuple[float, float]
     tail: list[int]
     typical: list[int]
 
 
-def tail_groups(request_ids: Sequence[int], durations_ns: Sequence[int], tail_percentile: float = 95.0) -> TailGroups:
-    """Split requests into the tail (duration > P95 of all given) and typical (P40 <= duration <= P60)."""
+def tail_groups(request_ids: Sequence[int], durations_ns: Sequence[int], profiled: Sequence[bool] | None = None,
+                min_profiled: int = 2) -> TailGroups:
+    """Split requests into the tail (duration above P95) and typical ones (between P40 and P60).
+
+    With ``profiled`` (whether each request has a profile), a side with fewer than
+    ``min_profiled`` profiled requests widens once: the tail to above P90, typical to P25-P75
+    (a route with little traffic still gets an answer, which says what it compared).
+    """
     durations = np.asarray(durations_ns, dtype=np.float64)
+    ids = np.asarray(request_ids, dtype=np.int64)
+    has_profile = np.ones(len(ids), dtype=bool) if profiled is None else np.asarray(profiled, dtype=bool)
     if not len(durations):
-        return TailGroups(float("nan"), float("nan"), float("nan"), [], [])
-    p40, p60, p_tail = percentiles(durations, (40, 60, tail_percentile))
-    tail = [int(i) for i, d in zip(request_ids, durations) if d > p_tail]
-    if not tail:  # all equal, or too few requests: the slowest one(s) at the percentile
-        tail = [int(i) for i, d in zip(request_ids, durations) if d >= p_tail]
-    typical = [int(i) for i, d in zip(request_ids, durations) if p40 <= d <= p60]
-    return TailGroups(p40, p60, p_tail, tail, typical)
+        return TailGroups(TAIL_PERCENTILES[0], float("nan"), TYPICAL_BANDS[0], (float("nan"), float("nan")), [], [])
+    for tail_percentile in TAIL_PERCENTILES:
+        (tail_ns,) = percentiles(durations, (tail_percentile,))
+        in_tail = durations > tail_ns
+        if not in_tail.any():  # all equal, or too few requests: the slowest one(s) at the percentile
+            in_tail = durations >= tail_ns
+        if (in_tail & has_profile).sum() >= min_profiled:
+            break
+    for band in TYPICAL_BANDS:
+        low_ns, high_ns = percentiles(durations, band)
+        in_band = (durations >= low_ns) & (durations <= high_ns)
+        if (in_band & has_profile).sum() >= min_profiled:
+            break
+    return TailGroups(tail_percentile, float(tail_ns), band, (float(low_ns), float(high_ns)),
+                      ids[in_tail].tolist(), ids[in_band].tolist())
 
 
 def _function_totals(trees: Iterable[CallTree]) -> tuple[dict[tuple[str, str], np.ndarray], int]:
@@ -330,7 +353,7 @@ def tail_diff(
 
 
 __all__ = [
-    "PERCENTILES", "TAIL_TREE_MAX_NODES", "HistogramBin", "LatencyPoint", "RouteStats", "TailDiff", "TailFrame", "TailGroups",
+    "PERCENTILES", "TAIL_PERCENTILES", "TAIL_TREE_MAX_NODES", "TYPICAL_BANDS", "HistogramBin", "LatencyPoint", "RouteStats", "TailDiff", "TailFrame", "TailGroups",
     "Utilisation", "UtilisationPoint", "is_error", "latency_histogram", "latency_series", "percentiles", "route_table",
     "tail_diff", "tail_groups", "utilisation_series",
 ]

@@ -42,17 +42,17 @@ def serve(
 
     Prints the URL (with ``?token=`` when a token is needed) on stdout; notices on stderr.
     """
+    stop_on_sigterm()  # before the URL is printed: whoever reads it may stop the server at once
     token = access_token_for(host, token)
     app = create_app(store, token=token, host=host)
     server = RunningServer(app, host, port)
     path = (open_path or "/").lstrip("/")
     url = server.url + path + (f"?token={token}" if token else "")
-    click.echo(url)
-    notice(f"serving profiles from {store.location} on {server.url} (Ctrl-C to stop)")
-    if open_browser:
-        threading.Timer(0.3, webbrowser.open, args=(url,)).start()
-    stop_on_sigterm()
     try:
+        click.echo(url)
+        notice(f"serving profiles from {store.location} on {server.url} (Ctrl-C to stop)")
+        if open_browser:
+            threading.Timer(0.3, webbrowser.open, args=(url,)).start()
         server.serve_forever()  # returns on Ctrl-C (werkzeug's server takes the KeyboardInterrupt)
     except KeyboardInterrupt:
         pass

@@ -1,9 +1,9 @@
 """Tail capture: which sampled requests keep their profile, from each route's running percentiles.
 
 A request is kept as ``"tail"`` when it is slower than ``tail_threshold_ms`` or than its route's
-running ``tail_percentile`` (once the route has seen ``tail_min_requests``), within a per-route
-budget of ``tail_max_per_minute``; a few typical ones (between the route's running P40 and P60) are
-kept as ``"baseline"`` to compare with. Every sampled request's samples are also summed per route
+running ``tail_percentile`` (once the route has seen ``tail_min_requests``; before that, when it is
+the slowest of its route so far), within a per-route budget of ``tail_max_per_minute``; a few
+typical ones (between the route's running P40 and P60) are kept as ``"baseline"`` to compare with. Every sampled request's samples are also summed per route
 into an aggregate. Writer thread only.
 """
 
@@ -20,11 +20,11 @@ RECOMPUTE_EVERY = 20  # requests between updates of a route's cached percentiles
 
 
 class TokenBucket:
-    """``per_minute`` tokens a minute, at most ten seconds' worth saved up."""
+    """``per_minute`` tokens a minute, at most ``saved_s`` seconds' worth saved up (full at the start)."""
 
-    def __init__(self, per_minute: float):
+    def __init__(self, per_minute: float, saved_s: float = 10.0):
         self.rate = per_minute / 60.0
-        self.capacity = max(1.0, per_minute / 6.0)
+        self.capacity = max(1.0, self.rate * saved_s)
         self.tokens = self.capacity
         self.updated = time.monotonic()
 
@@ -80,7 +80,9 @@ class RouteState:
         self.p40: float | None = None
         self.p60: float | None = None
         self.tail_budget = TokenBucket(options.tail_max_per_minute)
-        self.baseline_budget = TokenBucket(options.baseline_per_minute) if options.baseline_per_minute > 0 else None
+        # A minute's worth saved up: a route's first minute already has typical requests to compare with.
+        self.baseline_budget = TokenBucket(options.baseline_per_minute, 60.0) if options.baseline_per_minute > 0 else None
+        self.slowest_ns = 0
         self.aggregate: RouteAggregate | None = None  # taken away when it is stored
 
     def observe(self, duration_ns: int, start_ns: int, samples: list, tail_percentile: float | None) -> None:
@@ -91,6 +93,7 @@ class RouteState:
             if self.aggregate is None:
                 self.aggregate = RouteAggregate(start_ns)
             self.aggregate.add(start_ns, duration_ns, samples)
+        self.slowest_ns = max(self.slowest_ns, duration_ns)
         durations, ordered = self.durations, self.ordered
         durations.append(duration_ns)
         insort(ordered, duration_ns)
@@ -124,8 +127,11 @@ class TailCapture:
     def _decide(self, state: RouteState, duration_ns: int) -> str | None:
         slow = self.threshold_ns is not None and duration_ns >= self.threshold_ns
         warm = state.seen >= self.options.tail_min_requests
-        if not slow and warm and state.p_tail is not None:
-            slow = duration_ns > state.p_tail
+        if not slow and self.options.tail_percentile is not None:
+            if warm:
+                slow = state.p_tail is not None and duration_ns > state.p_tail
+            else:  # before the percentile means anything: the slowest the route has seen so far
+                slow = duration_ns > state.slowest_ns
         if slow:
             if state.tail_budget.take():
                 return "tail"

@@ -152,7 +152,8 @@ def request_detail(request_id: str):
 
 @bp.get("/api/routes/tail")
 def route_tail():
-    """Why is the tail slow: profiles of requests above the route's P95 against those between P40 and P60."""
+    """Why is the tail slow: profiles of requests above the route's P95 against those between P40 and P60 (each side
+    widened to P90 and P25-P75 when too few of its requests have a profile; see tail_groups)."""
     since_ns, until_ns = _window()
     route, method = _route()
     store = server_context().store
@@ -160,9 +161,10 @@ def route_tail():
     if not columns["id"]:
         raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
     max_profiles = int_param(request.args, "max_profiles", 50, low=1, high=MAX_TAIL_PROFILES)
-    groups = tail_groups(columns["id"], columns["duration_ns"])
+    min_profiles = int_param(request.args, "min_profiles", 2, low=1, high=MAX_TAIL_PROFILES)
     profile_of = dict(zip(columns["id"], columns["profile_id"]))
     duration_of = dict(zip(columns["id"], columns["duration_ns"]))
+    groups = tail_groups(columns["id"], columns["duration_ns"], [bool(p) for p in columns["profile_id"]], min_profiles)
 
     def profiles(ids: list[int], slowest_first: bool) -> list:
         with_profile = [i for i in ids if profile_of.get(i)]
@@ -177,19 +179,21 @@ def route_tail():
 
     tail = profiles(groups.tail, True)
     typical = profiles(groups.typical, False)
-    min_profiles = int_param(request.args, "min_profiles", 2, low=1, high=MAX_TAIL_PROFILES)
     answer = {
         "route": route, "method": method, "requests": len(columns["id"]),
-        "p40_ms": round(groups.p40_ns / 1e6, 3), "p60_ms": round(groups.p60_ns / 1e6, 3), "p95_ms": round(groups.p95_ns / 1e6, 3),
+        "tail_percentile": groups.tail_percentile, "tail_ms": round(groups.tail_ns / 1e6, 3),
+        "typical_band": list(groups.typical_band), "typical_ms": [round(v / 1e6, 3) for v in groups.typical_ns],
         "tail_requests": len(groups.tail), "typical_requests": len(groups.typical), "min_profiles": min_profiles,
         "tail_profile_ids": [p.meta.get("id") for p in tail], "typical_profile_ids": [p.meta.get("id") for p in typical],
         "diff": None, "message": None,
     }
     if len(tail) < min_profiles or len(typical) < min_profiles:
+        low, high = groups.typical_band
         answer["message"] = (
-            f"need at least {min_profiles} profiled requests on each side, have {len(tail)} above P95 ({answer['p95_ms']:g} ms)"
-            f" and {len(typical)} between P40 and P60: send more traffic to this route (the middleware keeps requests over"
-            " the route's running P95 once it has seen tail_min_requests, and baseline_per_minute typical ones per minute)"
+            f"Not enough profiled requests to compare yet: {len(tail)} of the slow ones (above P{groups.tail_percentile:g},"
+            f" {answer['tail_ms']:g} ms) and {len(typical)} typical ones (P{low:g}-P{high:g}) have a profile, and each side"
+            f" needs {min_profiles}. Send this route more traffic or widen the time window: profviz keeps the profile of"
+            " a route's slow requests and of a few typical ones every minute."
         )
     else:
         answer["diff"] = tail_diff_json(tail_diff(

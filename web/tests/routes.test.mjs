@@ -81,7 +81,11 @@ test("tail diff: per-request tree with widths from the tail, frames by extra sel
   assert.ok(layout.count >= 5);
   const few = parseTail(load("routes_tail_few"));
   assert.equal(few.diff, null);
-  assert.match(few.message, /need at least 2 profiled requests/);
+  assert.match(few.message, /each side needs 2/);
+  assert.doesNotMatch(few.message, /tail_min_requests|baseline_per_minute/);
+  assert.equal(few.tailPercentile, 90);
+  assert.deepEqual(few.typicalBand, [25, 75]);
+  assert.equal(tail.tailPercentile, 95);
   assert.throws(() => parseTail({ ...load("routes_tail_few"), message: null }), ApiShapeError);
   const wrongBase = load("routes_tail");
   wrongBase.diff.tree.base = "a";

@@ -50,6 +50,12 @@ function arr(obj, key, where) {
   return obj[key];
 }
 
+function pair(obj, key, where) {
+  const value = arr(obj, key, where);
+  need(value.length === 2 && value.every((v) => typeof v === "number" && Number.isFinite(v)), where, `${key} is not two numbers`);
+  return [value[0], value[1]];
+}
+
 function parseSort(text, allowed, fallback, problems, key) {
   const raw = text || "";
   const ascending = raw.startsWith("-");
@@ -280,7 +286,8 @@ export function parseTailTree(json, where = "routes/tail.diff.tree") {
 }
 
 /**
- * GET /api/routes/tail -> { route, method, requests, p40, p60, p95 (ms), tailRequests,
+ * GET /api/routes/tail -> { route, method, requests, tailPercentile, tailMs, typicalBand [lo, hi] (percentiles),
+ * typicalMs [lo, hi], tailRequests,
  * typicalRequests, minProfiles, tailProfileIds, typicalProfileIds, message, diff: null |
  * { tailProfiles, typicalProfiles, tailSampledMs, typicalSampledMs, extraMs, frames, tree } }.
  */
@@ -288,7 +295,8 @@ export function parseTail(json) {
   const where = "routes/tail";
   const out = {
     route: str(json, "route", where), method: str(json, "method", where), requests: num(json, "requests", where),
-    p40: num(json, "p40_ms", where), p60: num(json, "p60_ms", where), p95: num(json, "p95_ms", where),
+    tailPercentile: num(json, "tail_percentile", where), tailMs: num(json, "tail_ms", where),
+    typicalBand: pair(json, "typical_band", where), typicalMs: pair(json, "typical_ms", where),
     tailRequests: num(json, "tail_requests", where), typicalRequests: num(json, "typical_requests", where),
     minProfiles: typeof json.min_profiles === "number" ? json.min_profiles : 1,
     tailProfileIds: arr(json, "tail_profile_ids", where).slice(), typicalProfileIds: arr(json, "typical_profile_ids", where).slice(),

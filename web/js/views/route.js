@@ -231,17 +231,16 @@ class RoutePage {
     const t = this.tail;
     const kept = (ids) => `${ids.length} of them profiled`;
     const requests = (n) => `${formatCount(n)} request${n === 1 ? "" : "s"}`;
+    const [low, high] = t.typicalBand;
     append(clear(this.tailSummary),
       h("p", {},
-        h("span", { class: "side-tag b" }, "tail"), ` ${requests(t.tailRequests)} above P95 (${formatMs(t.p95)}), ${kept(t.tailProfileIds)}`,
+        h("span", { class: "side-tag b" }, "tail"), ` ${requests(t.tailRequests)} above P${t.tailPercentile} (${formatMs(t.tailMs)}), ${kept(t.tailProfileIds)}`,
         h("span", { class: "sep" }, " \u00b7 "),
-        h("span", { class: "side-tag a" }, "typical"), ` ${requests(t.typicalRequests)} between P40 and P60 (${formatMs(t.p40)}\u2013${formatMs(t.p60)}), ${kept(t.typicalProfileIds)}`));
+        h("span", { class: "side-tag a" }, "typical"), ` ${requests(t.typicalRequests)} between P${low} and P${high} (${formatMs(t.typicalMs[0])}\u2013${formatMs(t.typicalMs[1])}), ${kept(t.typicalProfileIds)}`));
     this.tailMessage.classList.remove("error");
     if (!t.diff) {
       this.tailBody.hidden = true;
-      clear(this.tailMessage).appendChild(h("div", { class: "tail-few" },
-        h("p", {}, `Not enough to compare: need at least ${t.minProfiles} profiled requests on each side, have ${t.tailProfileIds.length} above P95 and ${t.typicalProfileIds.length} around P50.`),
-        h("p", { class: "hint" }, "Send more traffic to this route, keep the middleware running longer, or widen the window: it profiles requests slower than the route's running P95 once it has seen tail_min_requests of them, and keeps baseline_per_minute typical ones a minute.")));
+      clear(this.tailMessage).appendChild(h("div", { class: "tail-few" }, h("p", {}, t.message)));
       return;
     }
     const d = t.diff;
