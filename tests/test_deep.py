@@ -25,6 +25,11 @@ def _pyinstrument_frames(frame, event: str, arg) -> list[tuple[str, str, int]]:
     return frames
 
 
+def _plain(frames: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """Frames with pyinstrument's plain function names: ``Class.method`` -> ``method``."""
+    return [(name.rpartition(".")[2], file, line) for name, file, line in frames]
+
+
 def _spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -82,7 +87,7 @@ def test_each_sleep_is_sampled_with_exactly_the_stack_pyinstrument_would_give(re
     sleep_samples = [frames for frames in stacks if frames[-1] == ("sleep", "<built-in>", 0)]
     assert len(sleep_samples) == len(expected) == 5
     for frames, pyinstrument_frames in zip(sleep_samples, expected):
-        assert frames == pyinstrument_frames and frames[-2][0] == "_branch"
+        assert _plain(frames) == pyinstrument_frames and frames[-2][0] == "_branch"
     assert [sum(f[0] == "_branch" for f in frames) for frames in sleep_samples] == [1, 4, 7, 4, 1]
     assert all(frames == session.frames(i) for i, frames in enumerate(stacks))  # every weight > 0: one sample each
 
@@ -174,7 +179,7 @@ def test_every_hook_event_is_attributed_as_pyinstrument_attributes_it():
     session = profiler.stop()
     assert session.sample_count == len(events)
     for index, (event, arg) in enumerate(events):
-        assert session.frames(index) == _pyinstrument_frames(frame, event, arg), event
+        assert _plain(session.frames(index)) == _pyinstrument_frames(frame, event, arg), event
     assert session.frames(0)[-1][0] != "test_every_hook_event_is_attributed_as_pyinstrument_attributes_it"
     assert session.frames(3)[-1] == ("len", "<built-in>", 0)
 
@@ -353,3 +358,21 @@ def test_a_held_frame_is_let_go_at_the_next_sample_or_at_stop():
     session = profiler.stop()
     assert tokens[1]() is None and session.sample_count == 3
     assert session.shared[1] == len(session.code_stacks()[1]) and session.changed[1] == []  # nothing new above the caller
+
+
+class _Handler:
+    def handle(self) -> None:
+        _spin(0.003)
+
+
+def test_frames_carry_qualified_names_as_the_sampler_and_py_spy_give_them():
+    """``_Handler.handle``, not pyinstrument's ``handle``: profiles of every collector line up in a diff."""
+    profiler = DeepProfiler(0.001)
+    profiler.begin()
+    _Handler().handle()
+    session = profiler.stop()
+    profile = session_to_profile(session, profiler.cpu_ns_at_sample, profiler.start_cpu_ns, pid=1, tid=2,
+                                 thread_name="t", meta={"kind": "request"})
+    names = {frame[0] for stack in profile.columns()["stack"] for frame in _frames_of(profile, int(stack))}
+    assert "_Handler.handle" in names and "handle" not in names
+    assert "test_frames_carry_qualified_names_as_the_sampler_and_py_spy_give_them" in names

@@ -266,6 +266,10 @@ def test_diff_view_of_two_profiles(page, site):
     assert {"compute_discount", "score"} & set(increases)
     assert int(page.get_attribute("#diff-decreases", "data-rows")) > 0
     assert page.locator("#diff-sides .diff-side").count() == 2
+    page.goto(f"{url}/profiles/{before}?view=diff")  # no B yet: it asks for one, it does not diff the profile with itself
+    page.wait_for_selector(".view-message[data-needs-b]")
+    assert "Pick what to compare with" in page.inner_text(".view-message[data-needs-b]")
+    assert not page.is_visible("#diff-flame") and page.locator("#diff-sides .diff-side").count() == 0
 
 
 def test_copied_url_reproduces_the_view(page, site, browser_context):

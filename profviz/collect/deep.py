@@ -16,8 +16,9 @@ needs and defers the rest to :func:`session_to_profile` (run off the request pat
   same rule as the always-on sampler). If the CPU readings passed to :func:`session_to_profile`
   do not match the samples, states are UNKNOWN (and a note says so).
 
-Frames are ``(code name, file, first line of the function)``, as pyinstrument identifies them
-(its class-name and current-line attributes are not kept). pyinstrument's ``Profiler`` is not
+Frames are ``(qualified name, file, first line of the function)``: the name as the always-on
+sampler and py-spy give it (``Handler.acquire``, not pyinstrument's ``acquire``), so profiles of
+every collector line up in a diff; the current line is not kept. pyinstrument's ``Profiler`` is not
 used: it would render every frame of every sample as an identifier string (reading the locals of
 every method frame to find its class), walk the caller's stack at start, check a context
 variable on every hook event and build a ``Session`` at stop, none of which the profile uses.
@@ -42,6 +43,11 @@ from ..model import NO_STACK, Profile, ProfileError, State, TableLists
 
 BUILTIN_FILE = "<built-in>"
 # Frames of these codes can be suspended and resumed under another caller: never a stopping point.
+def qualified_name(code: types.CodeType) -> str:
+    """``Class.method`` (Python >= 3.11's ``co_qualname``), else the plain name."""
+    return getattr(code, "co_qualname", code.co_name)
+
+
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 _ON_CPU, _WAITING, _UNKNOWN = int(State.ON_CPU), int(State.WAITING), int(State.UNKNOWN)
 
@@ -80,7 +86,7 @@ class DeepSession:
         for shared, changed in zip(self.shared[: index + 1], self.changed[: index + 1]):
             del path[shared:]
             path.extend(reversed(changed))
-        frames = [(code.co_name, code.co_filename, code.co_firstlineno) for code in path]
+        frames = [(qualified_name(code), code.co_filename, code.co_firstlineno) for code in path]
         c_leaf = self.c_leaves[index]
         if c_leaf is not None:
             frames.append((c_leaf, BUILTIN_FILE, 0))
@@ -266,7 +272,7 @@ def session_to_profile(
             for code in reversed(changed):
                 frame = frame_of_code.get(id(code))
                 if frame is None:
-                    frame = frame_of_code[id(code)] = intern_frame(code.co_name, code.co_filename, code.co_firstlineno)
+                    frame = frame_of_code[id(code)] = intern_frame(qualified_name(code), code.co_filename, code.co_firstlineno)
                 stack = intern_stack(stack, frame)
                 path.append(stack)
         c_leaf = c_leaves[index]

@@ -31,7 +31,7 @@ function parseWindowText(text) {
 class DiffView {
   constructor(container, ctx) {
     this.ctx = ctx;
-    this.otherSelect = h("select", { id: "diff-other", aria: { label: "Profile B" } }, h("option", { value: "" }, "this profile"));
+    this.otherSelect = h("select", { id: "diff-other", aria: { label: "Profile B" } }, h("option", { value: "" }, "this profile (pick another, or give B a window or threads)"));
     this.otherWindow = h("input", { type: "text", id: "diff-window", placeholder: "e.g. 5-10 (seconds)", aria: { label: "Time window of B" } });
     this.otherThreads = h("input", { type: "text", id: "diff-threads", placeholder: "thread indices, e.g. 0,2", aria: { label: "Threads of B" } });
     this.formError = h("span", { class: "error" });
@@ -41,6 +41,7 @@ class DiffView {
     this.sides = h("div", { class: "diff-sides", id: "diff-sides" });
     this.message = h("div", { class: "view-message", role: "status" });
     this.graphBox = h("div", { class: "flame-box", id: "diff-flame" });
+    this.body = null;
     this.increases = h("div", { class: "table-wrap", id: "diff-increases" });
     this.decreases = h("div", { class: "table-wrap", id: "diff-decreases" });
     append(container, 
@@ -54,10 +55,11 @@ class DiffView {
         h("span", { class: "legend-item" }, h("span", { class: "swatch", style: { background: diffColor(1) } }), "larger share in B"),
         h("span", { class: "hint" }, "widths: A")),
       this.message,
-      h("div", { class: "flame-scroll" }, this.graphBox),
-      h("div", { class: "diff-tables" },
-        h("div", {}, h("h3", {}, "Biggest increases (B vs A)"), this.increases),
-        h("div", {}, h("h3", {}, "Biggest decreases (B vs A)"), this.decreases)));
+      this.body = h("div", { class: "diff-body" },
+        h("div", { class: "flame-scroll" }, this.graphBox),
+        h("div", { class: "diff-tables" },
+          h("div", {}, h("h3", {}, "Biggest increases (B vs A)"), this.increases),
+          h("div", {}, h("h3", {}, "Biggest decreases (B vs A)"), this.decreases))));
     this.graph = new FlameGraph(this.graphBox, {
       orientation: "flame",
       onClick: (node) => this.zoom(node),
@@ -144,16 +146,24 @@ class DiffView {
     filterParams(s, "b_", params);
     params.set("limit", "25");
     const trivial = (!s.other || s.other === this.ctx.id) && !s.otherWindow && !s.otherThreads.length;
+    this.body.hidden = trivial;
     if (trivial) {
-      this.message.textContent = "Pick what to compare with: another profile, or this profile with another time window or thread set (B). Side A is this profile with the filters above.";
+      // A profile against itself is all grey: ask for the other side instead of drawing that.
+      this.slot.cancel();
+      clear(this.sides);
+      this.message.textContent = "Pick what to compare with (B): another profile, or this profile with another time window or thread set. Side A is this profile with the filters above.";
       this.message.classList.remove("error");
+      this.message.dataset.needsB = "1";
+      markAfterPaint("diff-painted", { needsB: true });
+      return;
     }
+    delete this.message.dataset.needsB;
     this.graphBox.classList.add("loading");
     this.slot.run((signal) => getJSON(apiUrl("/diff", params), { signal }))
       .then((json) => {
         this.diff = parseDiff(json);
         this.graphBox.classList.remove("loading");
-        if (!trivial) this.message.textContent = "";
+        this.message.textContent = "";
         this.describeSides(this.diff);
         this.draw();
         this.drawTables();
