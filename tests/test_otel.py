@@ -166,6 +166,20 @@ def test_flask_request_spans_get_their_own_samples(flask_run):
         assert join.uncovered_ns[index] <= 0.2 * join.duration_ns[index]
 
 
+def test_the_request_has_a_server_span_continuing_the_callers_trace_and_parenting_its_calls(flask_run):
+    store, request_id, _ = flask_run
+    context = load_span_context(store, request_id=request_id)
+    (server,) = [s for s in context.spans if s.kind == "server"]
+    assert server.name == "GET /report" and server.attributes["url.path"] == "/report"  # plain WSGI: no route template
+    assert server.attributes["http.response.status_code"] == 200 and server.attributes["http.request.method"] == "GET"
+    assert (server.trace_id, server.parent_id) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    children = [s for s in context.spans if s.kind == "client"]
+    assert len(children) == 2 and all(c.parent_id == server.span_id and c.trace_id == server.trace_id for c in children)
+    request = store.request_by_id(request_id)
+    assert abs(server.start_ns - request.start_ns) < 5_000_000
+    assert abs(server.end_ns - server.start_ns - request.duration_ns) < 5_000_000
+
+
 def test_flask_request_logging_wait_shows_as_time_outside_every_span(flask_run):
     store, request_id, _ = flask_run
     context = load_span_context(store, request_id=request_id)
@@ -195,7 +209,7 @@ def test_profviz_spans_cli_lists_request_spans_and_no_span_entry(flask_run):
     assert done.returncode == 0, done.stderr
     listing = json.loads(done.stdout)
     names = [row["name"] for row in listing["spans"]]
-    assert names[-1] == "(no span)" and "GET" in names and len(names) == 3
+    assert names[-1] == "(no span)" and "GET" in names and "GET /report" in names and len(names) == 4
     for row in listing["spans"]:
         assert {"span_id", "parent_id", "name", "kind", "tid", "start", "duration_s", "samples", "cpu_s", "wait_s",
                 "uncovered_s", "top_functions"} <= set(row)
@@ -289,7 +303,9 @@ def test_span_api_endpoints_serve_listing_waterfall_lanes_and_span_flame_graphs(
 
         view = http.get(f"{api}/profiles/{profile_id}/correlation", timeout=30).json()
         assert [s["name"] for s in view["spans"]] == [r["name"] for r in by_profile["spans"][:-1]]
-        assert all(s["depth"] == 0 for s in view["spans"]) and view["no_span"]["name"] == "(no span)"
+        depths = {s["name"]: s["depth"] for s in view["spans"]}
+        assert depths.pop("GET /report") == 0 and set(depths.values()) == {1}, "the server span parents the calls"
+        assert view["no_span"]["name"] == "(no span)"
         (lane,) = view["lanes"]
         assert lane["tid"] == result["tid"] and set(lane["state"]) <= {"cpu", "waiting", "runnable", "unknown"}
         assert lane["start_ns"][0] >= view["window"]["start_ns"] and lane["end_ns"][-1] <= view["window"]["end_ns"]
@@ -317,5 +333,6 @@ def test_span_api_endpoints_serve_listing_waterfall_lanes_and_span_flame_graphs(
             assert response.status_code == status, (url, response.text)
             assert response.json()["error"]["message"]
         listing = http.get(f"{api}/spans", params={"trace_id": query["trace_id"]}, timeout=30).json()
-        assert [s["span_id"] for s in listing["spans"]] == [query["span_id"]]  # no root span: one trace per call
+        by_id = {s["span_id"]: s["name"] for s in view["spans"]}
+        assert sorted(s["span_id"] for s in listing["spans"]) == sorted(by_id)  # one trace: the server span and its calls
         assert all(s["tid"] == result["tid"] and s["source"] == "processor" for s in listing["spans"])

@@ -257,7 +257,9 @@ def test_hostile_routes_and_paths_are_text_and_too_few_profiles_say_so(site, pag
     page.locator("#route-table tbody tr", has_text="__pwned='route'").click()
     page.wait_for_selector("#tail-message .tail-few")
     assert page.inner_text("#route-title") == HOSTILE_ROUTE
-    assert "need at least 2 profiled requests" in page.inner_text("#tail-message")
+    message = page.inner_text("#tail-message")
+    assert "Not enough profiled requests to compare yet" in message and "each side needs 2" in message
+    assert "tail_min_requests" not in message and "baseline_per_minute" not in message  # no internal option names
     page.goto(f"{url}/routes/GET?route=(unmatched)")
     page.wait_for_selector("#route-requests[data-rows]")
     paths = {r[1] for r in table_rows(page, "#route-requests")}

@@ -394,7 +394,7 @@ print(len(store.query_requests()))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     names, requests = result.stdout.strip().splitlines()
-    assert names == "['SELECT']", "the app's query is recorded as a span, and nothing else is"
+    assert names == "['GET /x', 'SELECT']", "the request's server span and the app's query, and nothing else (profviz's own writes)"
     assert requests == "1"
 
 

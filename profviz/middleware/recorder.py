@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import hmac
 import random
-from typing import Any, Callable
+from typing import Any
 
 from ..collect.sampler import StackSampler, process_sampler
 from ..collect.writer import BackgroundWriter
 from .batches import BatchWriter, FlushAggregates
 from .health import Health
 from .options import Options
-from .request import RequestInfo, thread_name
+from .request import HeaderFn, QueryFn, RequestInfo, thread_name
 
 DEEP_HEADER = "X-Profviz-Deep"
 DEEP_PARAM = "profviz_deep"
 
-HeaderFn = Callable[[Any, str], "str | None"]
-"""``header(request, name)``: a request header's value (``name`` as in ``"X-Profviz-Deep"``), or None."""
-QueryFn = Callable[[Any], str]
-"""``query(request)``: the request's raw query string."""
 
 
 class Recorder:
@@ -56,6 +52,7 @@ class Recorder:
             on_close=lambda: self.batches.flush_aggregates(force=True),
         )
         self.span_processor = self._setup_otel() if options.otel == "auto" else None
+        self.server_spans = self._server_spans() if self.span_processor is not None else None
 
     def _setup_otel(self):
         """Record this process's OpenTelemetry spans in the same store (see :func:`profviz.otel.setup_otel`)."""
@@ -65,6 +62,15 @@ class Recorder:
             return setup_otel(self.options.store)
         except Exception as exc:
             self.health.report("OpenTelemetry setup", exc)
+            return None
+
+    def _server_spans(self):
+        try:
+            from .server_spans import ServerSpans
+
+            return ServerSpans(self.header)
+        except Exception as exc:
+            self.health.report("OpenTelemetry server spans", exc)
             return None
 
     # -- the request path -----------------------------------------------------------------
@@ -83,10 +89,24 @@ class Recorder:
                 info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
             if self._deep and self._wants_deep(request):
                 self._start_deep(info)
+            if self.server_spans is not None:
+                self._begin_span(info, request)
             return info
         except Exception as exc:
             self.health.report("request start", exc)
             return None
+
+    def _begin_span(self, info: RequestInfo, request: Any) -> None:
+        try:
+            self.server_spans.begin(info, request)
+        except Exception as exc:
+            self.health.report("OpenTelemetry server span start", exc)
+
+    def _end_span(self, info: RequestInfo) -> None:
+        try:
+            self.server_spans.finish(info)
+        except Exception as exc:
+            self.health.report("OpenTelemetry server span end", exc)
 
     def _wants_deep(self, request: Any) -> bool:
         if self.options.deep_fraction and random.random() < self.options.deep_fraction:
@@ -137,6 +157,8 @@ class Recorder:
             info.request = None
             if error is not None:
                 info.error = f"{type(error).__name__}: {error}"[:500]
+            if info.server_span is not None:
+                self._end_span(info)
             self.writer.submit(info)
         except Exception as exc:
             self.health.report("request finish", exc)

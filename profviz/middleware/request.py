@@ -6,7 +6,12 @@ import itertools
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
+
+HeaderFn = Callable[[Any, str], "str | None"]
+"""``header(request, name)``: a request header's value (``name`` as in ``"X-Profviz-Deep"``), or None."""
+QueryFn = Callable[[Any], str]
+"""``query(request)``: the request's raw query string."""
 
 _id_prefix = os.urandom(6).hex()
 _id_counter = itertools.count(1)
@@ -58,6 +63,7 @@ class RequestInfo:
         self.deep = False
         self.profiler: Any = None  # pyinstrument, for a deep profile
         self.deep_result: Any = None
+        self.server_span: Any = None  # (OpenTelemetry span, context token) with otel="auto"
         self._labels: dict | None = None
         self.seq = next(_id_counter)
         self.ident = threading.get_ident()

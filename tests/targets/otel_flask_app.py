@@ -9,6 +9,9 @@ request spends its time in three places, each ~150 ms or more:
   ``call_inventory``;
 * a synchronous ``logging`` call whose handler blocks on a socket to a slow log sink: no span.
 
+The middleware runs with ``otel="auto"``: the request's server span continues the caller's trace
+(its ``traceparent`` header) and parents the query and HTTP spans.
+
 Prints one JSON line: the request's route, the thread's native id and the processor's counters.
 """
 
@@ -32,6 +35,7 @@ from profviz.wsgi import ProfilerMiddleware
 from werkzeug.serving import make_server
 
 SLOW_S = 0.15
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # the caller's trace, continued by the server span
 
 
 class SlowHTTPHandler(BaseHTTPRequestHandler):
@@ -116,11 +120,12 @@ def main() -> None:
         log_audit(logger)
         return {"total": total, "stock": stock}
 
-    middleware = ProfilerMiddleware(app.wsgi_app, store=store_path, sample_hz=200, tail_threshold_ms=50)
+    middleware = ProfilerMiddleware(app.wsgi_app, store=store_path, sample_hz=200, tail_threshold_ms=50, otel="auto")
     app.wsgi_app = middleware
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/report", timeout=30) as response:
+    caller = urllib.request.Request(f"http://127.0.0.1:{server.server_port}/report", headers={"traceparent": TRACEPARENT})
+    with urllib.request.urlopen(caller, timeout=30) as response:
         assert response.status == 200, response.status
         response.read()
     middleware.flush(30)
