@@ -1,0 +1,91 @@
+"""The first hour, in headless Chromium on what ``profviz demo`` records: its promises hold.
+
+One real demo run for the module (the shop, its load, the middleware with spans, no attach):
+/checkout's "why is the tail slow?" names the logging handler's lock, the Spans tab of the N+1,
+connection-per-query and full-scan routes shows their SQL, and a sampler profile diffs against a
+pyinstrument profile of the same route with functions on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from profviz.store import open_store
+
+from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
+from .browser_support import running_server
+
+pytestmark = pytest.mark.browser
+
+DEMO_REQUESTS = 600
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """(UI base URL, store) of one demo run."""
+    store_path = tmp_path_factory.mktemp("demo") / "demo.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "profviz", "demo", "--no-serve", "--no-attach", "--requests", str(DEMO_REQUESTS),
+         "--json", "--store", str(store_path)],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["failed"] == 0
+    store = open_store(store_path)
+    with running_server(store) as url:
+        yield url, store
+
+
+def test_checkout_tail_is_the_logging_handlers_lock(demo, page):
+    url, _ = demo
+    page.goto(f"{url}/routes/GET?route=/checkout")
+    page.wait_for_selector("#tail-flame[data-nodes-drawn]", timeout=30_000)
+    headline = page.inner_text("#tail-headline")
+    assert re.search(r"Compared \d+ tail and \d+ typical", headline), headline
+    frames = page.eval_on_selector_all("#tail-frames tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    # The tail waits for the remote log handler's lock: the sampler sees the wait in Handler.acquire,
+    # pyinstrument in the C lock it calls (RLock.acquire).
+    assert frames[0][0] in ("Handler.acquire", "RLock.acquire"), frames[:3]
+    assert "Handler.acquire" in [f[0] for f in frames[:3]], frames[:3]
+
+
+@pytest.mark.parametrize("route, sql", [
+    ("/posts", "SELECT id, name, email FROM authors WHERE id = ?"),
+    ("/report", "SELECT COUNT(*) FROM authors"),
+    ("/search/slow", "SELECT id, title FROM posts WHERE title LIKE ?"),
+])
+def test_spans_tab_shows_the_routes_sql(demo, page, route, sql):
+    url, store = demo
+    (row, *_) = store.query_requests(route=route, slowest=1, with_profile=True)
+    spans = requests.get(f"{url}/api/profiles/{row.profile_id}/spans", timeout=30).json()["spans"]
+    names = [s["name"] for s in spans]
+    assert f"GET {route}" in names and names[-1] == "(no span)", names
+    query = next(s for s in spans if str(s["attributes"].get("db.statement", "")).startswith(sql))
+    page.goto(f"{url}/profiles/{row.profile_id}?view=correlation&span={query['span_id']}")
+    page.wait_for_selector("#span-attributes tr[data-key='db.statement'] code", timeout=30_000)
+    assert page.text_content("#span-attributes tr[data-key='db.statement'] code").startswith(sql)
+
+
+def test_a_sampler_profile_diffs_against_a_pyinstrument_profile(demo, page):
+    url, store = demo
+    profiles = {}
+    for row in store.query_requests(route="/checkout", with_profile=True):
+        capture = store.profile_meta(row.profile_id)["labels"].get("capture")
+        profiles.setdefault("deep" if capture == "deep" else "sampler", row.profile_id)
+    assert {"deep", "sampler"} <= set(profiles), profiles
+    diff = requests.get(f"{url}/api/diff", params={"a": profiles["sampler"], "b": profiles["deep"], "limit": 1000}, timeout=30).json()
+    both = [n for n in diff["nodes"] if n["fn"] >= 0 and n["a_total_ns"] > 0 and n["b_total_ns"] > 0]
+    assert len(both) >= 10, "the same functions, named alike by both collectors, on both sides"
+    page.goto(f"{url}/profiles/{profiles['sampler']}?view=diff&b={profiles['deep']}")
+    page.wait_for_selector("#diff-flame[data-nodes-drawn]", timeout=30_000)
+    sides = page.locator("#diff-sides .diff-side")
+    assert sides.count() == 2
+    page.wait_for_selector("#diff-increases[data-rows]")
+    assert int(page.get_attribute("#diff-increases", "data-rows")) > 0
+    assert int(page.get_attribute("#diff-decreases", "data-rows")) > 0
