@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +36,11 @@ def test_demo_records_every_request_in_its_own_store_even_with_sigint_ignored(tm
     rows = store.query_requests()
     assert len(rows) == summary["sent"] + WARMUP_REQUESTS
     routes = {row.route for row in rows}
+    durations = {}
+    for row in rows:
+        durations.setdefault(row.route, []).append(row.duration_ns)
+    n_plus_one, joined = statistics.median(durations["/posts"]), statistics.median(durations["/posts/fast"])
+    assert n_plus_one >= 3 * joined, "the N+1 route's P50 is at least 3x its fixed twin's: its queries cross a socket"
     assert {"/checkout", "/search/slow", "/posts/<int:post_id>", "/export"} <= routes
     kinds = {m["kind"] for m in store.list_profiles()}
     assert "request" in kinds

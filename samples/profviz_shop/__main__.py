@@ -1,7 +1,8 @@
 """Serve the shop: ``python -m profviz_shop [--port 8000] [--db PATH] [--rows N]``.
 
-Builds (or reuses) the database, starts the log sink and external service,
-then serves the app with waitress on 127.0.0.1 until interrupted (SIGINT or SIGTERM).
+Builds (or reuses) the database, starts the database server (the SQLite file served over TCP
+with a network's latencies, see ``profviz_shop.dbserver``), the log sink and the external
+service, then serves the app with waitress on 127.0.0.1 until interrupted (SIGINT or SIGTERM).
 With ``--profviz-store PATH`` every request goes through profviz's middleware
 (``profviz.flask.init_app``) and OpenTelemetry spans are recorded in that store.
 """
@@ -9,6 +10,7 @@ With ``--profviz-store PATH`` every request goes through profviz's middleware
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -18,8 +20,10 @@ from pathlib import Path
 
 import waitress
 
+from profviz_shop import netdb
 from profviz_shop.app import create_app
 from profviz_shop.data import DEFAULT_POST_ROWS, build_database
+from profviz_shop.dbserver import DEFAULT_CONNECT_LATENCY_MS, DEFAULT_LATENCY_MS, DatabaseServer
 from profviz_shop.services import ExternalService, SlowLogSink
 
 HOST = "127.0.0.1"
@@ -46,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=DEFAULT_POST_ROWS, help="number of posts to generate")
     parser.add_argument("--log-delay", type=float, default=0.05, help="remote log sink delay in seconds")
     parser.add_argument("--external-delay", type=float, default=0.01, help="external service delay in seconds")
+    parser.add_argument("--db-latency-ms", type=float, default=DEFAULT_LATENCY_MS,
+                        help="the database server's wait per statement (a network round trip)")
+    parser.add_argument("--db-connect-latency-ms", type=float, default=DEFAULT_CONNECT_LATENCY_MS,
+                        help="the database server's wait per new connection (TCP, TLS, authentication)")
+    parser.add_argument("--local-db", action="store_true", help="open the SQLite file in process instead of through the database server")
     parser.add_argument("--profviz-store", type=Path, default=None, help="profile every request into this profviz store")
     parser.add_argument("--deep-fraction", type=float, default=0.05, help="with --profviz-store: share of requests profiled with pyinstrument")
     args = parser.parse_args(argv)
@@ -59,8 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     size_mb = db_path.stat().st_size / 1e6
     print(f"database ready at {db_path} ({size_mb:.0f} MB, {time.perf_counter() - started:.1f}s; built once, reused by later runs)", flush=True)
 
-    with SlowLogSink(delay_s=args.log_delay) as log_sink, ExternalService(delay_s=args.external_delay) as external:
-        app = create_app(db_path, log_sink_url=log_sink.url, external_url=external.url)
+    with contextlib.ExitStack() as services:
+        log_sink = services.enter_context(SlowLogSink(delay_s=args.log_delay))
+        external = services.enter_context(ExternalService(delay_s=args.external_delay))
+        db_address = None
+        if not args.local_db:
+            database = services.enter_context(
+                DatabaseServer(db_path, latency_ms=args.db_latency_ms, connect_latency_ms=args.db_connect_latency_ms))
+            db_address = database.address
+            print(f"database server on {db_address} ({args.db_latency_ms:g} ms a statement,"
+                  f" {args.db_connect_latency_ms:g} ms a new connection)", flush=True)
+        app = create_app(db_path, log_sink_url=log_sink.url, external_url=external.url, db_address=db_address)
         middleware = None
         if args.profviz_store is not None:
             middleware = _profile_with_profviz(app, args.profviz_store, args.deep_fraction)
@@ -81,10 +99,22 @@ def _profile_with_profviz(app, store_path: Path, deep_fraction: float):
     """Wrap the app in profviz's middleware, recording OpenTelemetry spans in the same store."""
     import profviz.flask
 
-    return profviz.flask.init_app(
+    middleware = profviz.flask.init_app(
         app, store=store_path, deep_fraction=deep_fraction, worker_threads=SERVER_THREADS, labels={"demo": "shop"},
         otel="auto",
     )
+    _trace_database_driver()
+    return middleware
+
+
+def _trace_database_driver() -> None:
+    """Make every statement through the shop's database driver an OpenTelemetry span with its SQL
+    (what an app does for a DB-API driver that has no instrumentation of its own)."""
+    try:
+        from opentelemetry.instrumentation.dbapi import trace_integration
+    except ImportError:
+        return
+    trace_integration(netdb, "connect", "sqlite", connection_attributes={"database": "database", "host": "host", "port": "port"})
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from typing import Callable
 import requests
 from flask import Flask, Response, abort, current_app, g, has_app_context, jsonify, request
 
+from profviz_shop import netdb
 from profviz_shop.data import PRODUCT_COUNT, SCHEMA_VERSION, TAGS
 
 AUDIT_LOGGER_NAME = "shop.audit"
@@ -105,25 +106,32 @@ class RequestTrace:
 class ShopState:
     """Per-app state: the database path, per-thread connections and recent request traces."""
 
-    def __init__(self, db_path: str, *, trace_sql: bool) -> None:
+    def __init__(self, db_path: str, *, trace_sql: bool, db_address: str | None = None) -> None:
         self.db_path = db_path
+        self.db_address = db_address
         self.trace_sql = trace_sql
         self.traces: collections.deque[RequestTrace] = collections.deque(maxlen=TRACE_HISTORY)
         self._per_thread = threading.local()
 
-    def open_connection(self) -> sqlite3.Connection:
-        """Open a new, fully configured connection (counted in the current request's trace)."""
-        connection = sqlite3.connect(self.db_path, timeout=10)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA foreign_keys=ON")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        if self.trace_sql:
-            connection.set_trace_callback(_record_statement)
+    def open_connection(self):
+        """Open a new, fully configured connection (counted in the current request's trace): to the
+        database server when the app has one, else to the SQLite file in process."""
+        if self.db_address is not None:
+            connection = netdb.connect(self.db_address)
+            if self.trace_sql:
+                connection.on_statement = _record_statement
+        else:
+            connection = sqlite3.connect(self.db_path, timeout=10)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            if self.trace_sql:
+                connection.set_trace_callback(_record_statement)
         if has_app_context() and "connections_opened" in g:
             g.connections_opened += 1
         return connection
 
-    def thread_connection(self) -> sqlite3.Connection:
+    def thread_connection(self):
         """Return this thread's long-lived connection, opening it on first use."""
         connection = getattr(self._per_thread, "connection", None)
         if connection is None:
@@ -159,12 +167,15 @@ class RemoteLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_url: str, trace_sql: bool = False) -> Flask:
+def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_url: str, trace_sql: bool = False,
+               db_address: str | None = None) -> Flask:
     """Build the shop app over an existing database built by ``build_database``.
 
     ``log_sink_url`` is a ``SlowLogSink`` base URL and ``external_url`` an
-    ``ExternalService`` base URL.  Safe under a threaded server: each worker
-    thread gets its own sqlite3 connection.
+    ``ExternalService`` base URL.  With ``db_address`` (a ``DatabaseServer``'s
+    ``127.0.0.1:PORT`` serving that database) every query crosses a socket, as
+    in production; without, the app opens the SQLite file in process.  Safe
+    under a threaded server: each worker thread gets its own connection.
     """
     db_path = os.fspath(db_path)
     _check_database(db_path)
@@ -175,11 +186,11 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
         SHOP_EXTERNAL_URL=external_url.rstrip("/"),
         SHOP_TRACE_SQL=trace_sql,
     )
-    state = ShopState(db_path, trace_sql=trace_sql)
+    state = ShopState(db_path, trace_sql=trace_sql, db_address=db_address)
     app.extensions["shop"] = state
     audit_logger = _audit_logger()
 
-    def db() -> sqlite3.Connection:
+    def db():
         return state.thread_connection()
 
     @app.before_request
@@ -211,20 +222,20 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
     def recent_posts_n_plus_one():
         limit = _int_arg("limit", default=50, low=1, high=200)
         posts = []
-        for row in db().execute(RECENT_POSTS_SQL, (limit,)).fetchall():
-            author = db().execute(AUTHOR_BY_ID_SQL, (row["author_id"],)).fetchall()[0]
+        for row in query(db(), RECENT_POSTS_SQL, (limit,)):
+            author = query(db(), AUTHOR_BY_ID_SQL, (row["author_id"],))[0]
             posts.append(_post_summary(row, author_id=author["id"], name=author["name"], email=author["email"]))
         return jsonify(posts=posts)
 
     @app.get("/posts/fast")
     def recent_posts_joined():
         limit = _int_arg("limit", default=50, low=1, high=200)
-        rows = db().execute(RECENT_POSTS_WITH_AUTHORS_SQL, (limit,)).fetchall()
+        rows = query(db(), RECENT_POSTS_WITH_AUTHORS_SQL, (limit,))
         return jsonify(posts=[_post_summary(row, author_id=row["author_id"], name=row["name"], email=row["email"]) for row in rows])
 
     @app.get("/posts/<int:post_id>")
     def post_detail(post_id: int):
-        rows = db().execute(POST_WITH_AUTHOR_SQL, (post_id,)).fetchall()
+        rows = query(db(), POST_WITH_AUTHOR_SQL, (post_id,))
         if not rows:
             abort(404)
         row = rows[0]
@@ -234,12 +245,12 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
 
     @app.get("/authors/<int:author_id>/posts")
     def author_posts(author_id: int):
-        rows = db().execute(POSTS_BY_AUTHOR_SQL, (author_id,)).fetchall()
+        rows = query(db(), POSTS_BY_AUTHOR_SQL, (author_id,))
         return jsonify(author_id=author_id, posts=[dict(row) for row in rows])
 
     @app.get("/tags/<tag>")
     def tag_posts(tag: str):
-        rows = db().execute(POSTS_BY_TAG_SQL, (tag,)).fetchall()
+        rows = query(db(), POSTS_BY_TAG_SQL, (tag,))
         return jsonify(tag=tag, posts=[dict(row) for row in rows])
 
     @app.get("/search/slow")
@@ -256,13 +267,15 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
         product_ids = _checkout_product_ids()
         audit_logger.info("checkout started items=%d", len(product_ids))
         placeholders = ",".join("?" * len(product_ids))
-        products = connection.execute(PRODUCTS_BY_IDS_SQL.format(placeholders=placeholders), product_ids).fetchall()
+        products = query(connection, PRODUCTS_BY_IDS_SQL.format(placeholders=placeholders), product_ids)
         for product in products:
             audit_logger.info("reserved sku=%s price_cents=%d", product["sku"], product["price_cents"])
         subtotal = sum(product["price_cents"] for product in products)
         total = subtotal + round(subtotal * TAX_RATE)
         with connection:
-            order_id = connection.execute(INSERT_ORDER_SQL, (time.time(), len(products), total)).lastrowid
+            cursor = connection.cursor()
+            cursor.execute(INSERT_ORDER_SQL, (time.time(), len(products), total))
+            order_id = cursor.lastrowid
         audit_logger.info("checkout complete order_id=%d total_cents=%d", order_id, total)
         return jsonify(
             order_id=order_id,
@@ -274,7 +287,7 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
     @app.get("/export")
     def export():
         row_count = _int_arg("rows", default=20_000, low=1, high=50_000)
-        rows = db().execute(EXPORT_SQL, (row_count,)).fetchall()
+        rows = query(db(), EXPORT_SQL, (row_count,))
         payload = {
             "exported_at": time.time(),
             "count": len(rows),
@@ -299,7 +312,7 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
         for name, sql, params in REPORT_QUERIES:
             connection = state.open_connection()
             try:
-                results[name] = connection.execute(sql, params).fetchall()[0][0]
+                results[name] = query(connection, sql, params)[0][0]
             finally:
                 connection.close()
         return jsonify(report=results)
@@ -307,14 +320,14 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
     @app.get("/report/fast")
     def report_shared_connection():
         connection = db()
-        return jsonify(report={name: connection.execute(sql, params).fetchall()[0][0] for name, sql, params in REPORT_QUERIES})
+        return jsonify(report={name: query(connection, sql, params)[0][0] for name, sql, params in REPORT_QUERIES})
 
     @app.get("/enrich")
     def enrich():
         item_count = _int_arg("items", default=10, low=1, high=50)
         external_url = current_app.config["SHOP_EXTERNAL_URL"]
         items = []
-        for product in db().execute(ENRICH_PRODUCTS_SQL, (item_count,)).fetchall():
+        for product in query(db(), ENRICH_PRODUCTS_SQL, (item_count,)):
             try:
                 response = requests.get(f"{external_url}/items/{product['id']}", timeout=OUTBOUND_TIMEOUT_S)
                 response.raise_for_status()
@@ -324,6 +337,13 @@ def create_app(db_path: str | os.PathLike[str], *, log_sink_url: str, external_u
         return jsonify(items=items)
 
     return app
+
+
+def query(connection, sql: str, params=()) -> list:
+    """Run ``sql`` through a cursor and return its rows (rows read by column name)."""
+    cursor = connection.cursor()
+    cursor.execute(sql, params)
+    return cursor.fetchall()
 
 
 def _check_database(db_path: str) -> None:
@@ -365,7 +385,7 @@ def _int_arg(name: str, *, default: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
-def _post_summary(row: sqlite3.Row, *, author_id: int, name: str, email: str) -> dict:
+def _post_summary(row, *, author_id: int, name: str, email: str) -> dict:
     return {
         "id": row["id"],
         "title": row["title"],
@@ -376,14 +396,14 @@ def _post_summary(row: sqlite3.Row, *, author_id: int, name: str, email: str) ->
     }
 
 
-def _title_search(connection: sqlite3.Connection, sql: str, *, column: str):
-    query = request.args.get("q", "").strip()
-    if not query:
+def _title_search(connection, sql: str, *, column: str):
+    text = request.args.get("q", "").strip()
+    if not text:
         return jsonify(error="missing query parameter q"), 400
     limit = _int_arg("limit", default=20, low=1, high=100)
-    pattern = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rows = connection.execute(sql, (pattern, limit)).fetchall()
-    return jsonify(query=query, column=column, results=[dict(row) for row in rows])
+    pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = query(connection, sql, (pattern, limit))
+    return jsonify(query=text, column=column, results=[dict(row) for row in rows])
 
 
 def _checkout_product_ids() -> list[int]:
