@@ -55,7 +55,7 @@ def route_table(columns: dict[str, list], window_s: float | None = None) -> list
 
     ``columns`` has equal-length lists ``route``, ``method``, ``status``, ``error``, ``start_ns``,
     ``duration_ns``. ``rps`` is count over ``window_s`` (default: the span from the first start
-    to the last end of all requests given, at least 1 s). Rows come busiest first.
+    to the last end of all requests given, at least 1 s). Rows come slowest P95 first (then busiest).
     """
     n = len(columns.get("route", []))
     if n == 0:
@@ -77,7 +77,7 @@ def route_table(columns: dict[str, list], window_s: float | None = None) -> list
             route, method, len(index), round(len(index) / window_s, 3), round(float(errors[index_arr].mean()), 4),
             round(p50, 3), round(p90, 3), round(p95, 3), round(p99, 3), round(float(ms.max()), 3),
         ))
-    rows.sort(key=lambda r: (-r.count, r.route, r.method))
+    rows.sort(key=lambda r: (-r.p95_ms, -r.count, r.route, r.method))  # the slow tails first
     return rows
 
 

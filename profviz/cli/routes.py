@@ -11,6 +11,7 @@ from ..analysis.routes import route_table
 from ..shapes.routes import request_entry, route_json
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
+from ..store import Store
 from .common import json_option, open_cli_store, printed_json_or_nothing, store_option
 
 
@@ -85,6 +86,8 @@ def requests_command(
     """List timed requests (oldest first, or the slowest first with --slowest); profile ids open with 'profviz show'."""
     store = open_cli_store(store_path)
     rows = store.query_requests(since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit)
+    if not rows and route is not None:
+        _check_route_known(store, route)
     entries = [request_entry(r) for r in rows]
     if printed_json_or_nothing(entries, as_json, f"no matching requests in {store.location}"):
         return
@@ -94,6 +97,20 @@ def requests_command(
             f"{e['id']:>7}  {_when(int(e['start'] * 1e9)):<23} {e['method']:<7} {e['status']:>6} {e['duration_ms']:>9.2f}"
             f" {e['cpu_ms']:>9.2f} {e['profile_id'] or '-':>7}  {e['path'][:80]} ({e['route'][:60]})"
         )
+
+
+def _check_route_known(store: Store, route: str) -> None:
+    """Raise UnknownRoute naming the store's routes when ``route`` has no request at all."""
+    if store.request_columns(route=route)["id"]:
+        return
+    known = sorted(set(store.request_columns()["route"]))
+    shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+    raise UnknownRoute(f"no requests of route {route!r} in {store.location}; its routes: {shown or 'none yet'}"
+                       " (as 'profviz routes' lists them)")
+
+
+class UnknownRoute(ProfvizError):
+    """A --route that no stored request has."""
 
 
 COMMANDS = (routes_command, requests_command)

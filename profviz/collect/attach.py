@@ -175,8 +175,8 @@ def open_target(pid: int) -> ProcStateReader:
     """A state reader on ``pid``; raises TargetNotFound / TargetPermissionDenied with a fix."""
     try:
         return ProcStateReader(pid)
-    except ProcessLookupError as exc:
-        raise TargetNotFound(f"no process with pid {pid} ({exc}): check the pid with 'ps'") from None
+    except ProcessLookupError:
+        raise TargetNotFound(f"no process with pid {pid}: check the pid with 'ps'") from None
     except PermissionError as exc:
         raise TargetPermissionDenied(permission_message(pid, str(exc).split(";")[0])) from None
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import {
   parseRouteTable, parseRouteLatency, parseUtilisation, parseRequestList, parseRequestDetail, parseTail,
-  parseRoutesLocation, buildRoutesLocation, routeHref, routesHref, windowApiParams, epochNs,
+  parseRoutesLocation, buildRoutesLocation, routeHref, routesHref, windowApiParams, epochNs, chartedRoutes,
 } from "../js/model/routes.js";
 import { ApiShapeError } from "../js/model/api.js";
 import { checkTree, layoutFlame } from "../js/model/tree.js";
@@ -21,7 +21,7 @@ const HOSTILE_ROUTE = '/posts/<script>alert("route")</script>';
 
 test("route table: every route with its counts and percentiles, hostile names verbatim", () => {
   const table = parseRouteTable(load("routes"));
-  assert.deepEqual(table.routes.map((r) => r.route), ["/checkout", "(unmatched)", HOSTILE_ROUTE], "busiest first, then by name");
+  assert.deepEqual(table.routes.map((r) => r.route), ["/checkout", HOSTILE_ROUTE, "(unmatched)"], "the slowest P95 first");
   const checkout = table.routes[0];
   assert.equal(checkout.count, 100);
   assert.ok(checkout.p50 < checkout.p90 && checkout.p90 <= checkout.p95 && checkout.p95 <= checkout.p99 && checkout.p99 <= checkout.max);
@@ -115,7 +115,7 @@ test("routes URL state: routes with slashes, placeholders and markup survive a r
   assert.equal(parseRoutesLocation("/profiles/3", "").page, null);
   const bad = parseRoutesLocation("/routes/<b>", "?w=7y&sort=evil&zoom=x&from=5");
   assert.equal(bad.method, "GET");
-  assert.equal(bad.sort, "count");
+  assert.equal(bad.sort, "p95", "the slowest tails first by default");
   assert.deepEqual(bad.window, { preset: "all" });
   assert.equal(bad.problems.length, 5);
   const route = parseRoutesLocation("/routes/get", "?route=%2Fx&rsort=-cpu&fsort=extra_total&zoom=12");
@@ -133,4 +133,11 @@ test("window -> API parameters, epoch ns exact beyond 2^53", () => {
   assert.equal(windowApiParams({ preset: "24h" }).toString(), "since=24h");
   assert.equal(windowApiParams({ preset: "all" }).toString(), "");
   assert.equal(windowApiParams({ from: 1700000000.5, to: 1700000001 }).toString(), "since_ns=1700000000500000000&until_ns=1700000001000000000");
+});
+
+test("the latency chart draws the slowest routes, then the busiest", () => {
+  const routes = Array.from({ length: 10 }, (_, i) => ({ route: `/r${i}`, p95: i === 9 ? 5000 : i, count: 100 - i }));
+  const charted = chartedRoutes(routes, 6).map((r) => r.route);
+  assert.deepEqual(charted.slice(0, 4), ["/r9", "/r8", "/r7", "/r6"], "the slowest, although the least busy");
+  assert.deepEqual(charted.slice(4), ["/r0", "/r1"]);
 });

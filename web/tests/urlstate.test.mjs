@@ -53,7 +53,7 @@ test("malformed values fall back to defaults and are reported", () => {
   assert.equal(s.window, null);
   assert.equal(s.color, "state");
   assert.equal(s.states, "cpu");
-  assert.equal(s.sort, "total");
+  assert.equal(s.sort, "self", "Top functions opens on self time");
   assert.equal(s.other, null);
   assert.equal(s.problems.length, 6);
   assert.ok(s.problems.every((p) => p.startsWith("ignored ")));

@@ -78,7 +78,7 @@ export function parseRoutesLocation(pathname, search = "") {
   const params = new URLSearchParams(search);
   const path = String(pathname || "").replace(/\/+$/, "");
   const state = {
-    page: null, method: null, route: null, window: { preset: "all" }, sort: "count", ascending: false,
+    page: null, method: null, route: null, window: { preset: "all" }, sort: "p95", ascending: false,
     requestSort: "duration", requestAscending: false, frameSort: "extra_self", frameAscending: false, zoom: null, problems,
   };
   if (path === "/routes") state.page = "routes";
@@ -110,7 +110,7 @@ export function parseRoutesLocation(pathname, search = "") {
     if (WINDOW_PRESETS.some((p) => p.id === w)) state.window = { preset: w };
     else problems.push(`ignored w=${String(w).slice(0, 20)}: expected one of ${WINDOW_PRESETS.map((p) => p.id).join(", ")}`);
   }
-  Object.assign(state, parseSort(params.get("sort"), ROUTE_SORT_KEYS, "count", problems, "sort"));
+  Object.assign(state, parseSort(params.get("sort"), ROUTE_SORT_KEYS, "p95", problems, "sort"));
   const requests = parseSort(params.get("rsort"), REQUEST_SORT_KEYS, "duration", problems, "rsort");
   state.requestSort = requests.sort;
   state.requestAscending = requests.ascending;
@@ -138,7 +138,7 @@ export function buildRoutesLocation(state) {
   const params = new URLSearchParams();
   if (state.page === "route") params.set("route", state.route || "");
   windowQuery(state.window, params);
-  if (state.page === "routes" && (state.sort !== "count" || state.ascending)) params.set("sort", (state.ascending ? "-" : "") + state.sort);
+  if (state.page === "routes" && (state.sort !== "p95" || state.ascending)) params.set("sort", (state.ascending ? "-" : "") + state.sort);
   if (state.page === "route") {
     if (state.requestSort !== "duration" || state.requestAscending) params.set("rsort", (state.requestAscending ? "-" : "") + state.requestSort);
     if (state.frameSort !== "extra_self" || state.frameAscending) params.set("fsort", (state.frameAscending ? "-" : "") + state.frameSort);
@@ -156,7 +156,7 @@ export function routeHref(route, method, window) {
 
 /** Link to the route table over `window`. */
 export function routesHref(window) {
-  return buildRoutesLocation({ page: "routes", window, sort: "count" });
+  return buildRoutesLocation({ page: "routes", window, sort: "p95" });
 }
 
 /** Epoch seconds -> epoch ns as a decimal string (exact to the ms; ns exceed 2^53). */
@@ -331,4 +331,12 @@ const BUCKET_STEPS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 
 export function autoBucket(durationS, points = 60) {
   const raw = Math.max(0.001, durationS / points);
   return BUCKET_STEPS.find((step) => step >= raw) ?? 86400;
+}
+
+/** The routes a latency chart of `count` lines draws: the slowest by P95 (up to two thirds of
+ * them) first, then the busiest of the rest. */
+export function chartedRoutes(routes, count) {
+  const slowest = [...routes].sort((a, b) => b.p95 - a.p95).slice(0, Math.ceil((2 * count) / 3));
+  const busiest = [...routes].sort((a, b) => b.count - a.count).filter((r) => !slowest.includes(r));
+  return [...slowest, ...busiest].slice(0, count);
 }

@@ -13,7 +13,7 @@
  *     q, re   search text; re=1 makes it a regular expression
  *     color   state | package | hot                              (default state)
  *     fn, file the selected function (sandwich)
- *     sort    top-functions sort key, "-" prefix for ascending (default total)
+ *     sort    top-functions sort key, "-" prefix for ascending (default self: the functions where the time is spent)
  *     b, bt, bthreads  diff: the other side's profile id, window and threads
  *     span    correlation: the selected span id (16 hex digits), or "none" for "(no span)"
  *     children correlation: 1 = the span flame graph includes child spans' samples
@@ -42,7 +42,7 @@ export const DEFAULTS = Object.freeze({
   color: "state",
   fn: null,
   file: null,
-  sort: "total",
+  sort: "self",
   ascending: false,
   other: null,
   otherWindow: null,

@@ -11,6 +11,7 @@ import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   WINDOW_PRESETS, parseRoutesLocation, buildRoutesLocation, routeHref, windowApiParams, parseRouteTable,
   parseRouteLatency, parseUtilisation, parseRequestList, autoBucket,
+  chartedRoutes,
 } from "../model/routes.js";
 import { displayText, formatCount, formatDateTime, formatPercent } from "../model/format.js";
 import { h, clear, append } from "../ui/dom.js";
@@ -20,8 +21,8 @@ import { drawTimeChart, keepWidth, formatMs } from "../ui/routecharts.js";
 import { mark } from "../ui/debug.js";
 import { navigate } from "../router.js";
 
-const TOP_ROUTES_CHARTED = 6;
 const SLOWEST_LISTED = 15;
+const TOP_ROUTES_CHARTED = 6;
 
 /** "09:12:03" or, across days, "2026-11-28 09:12:03" for an epoch-seconds window edge. */
 function windowEdge(seconds) {
@@ -105,7 +106,7 @@ class RoutesPage {
       this.summary,
       this.tableBox,
       h("div", { class: "routes-charts" },
-        h("div", { class: "panel" }, h("h2", {}, `P95 latency over time (busiest ${TOP_ROUTES_CHARTED} routes)`), this.latencyLegend, this.latencyBox),
+        h("div", { class: "panel" }, h("h2", {}, `P95 latency over time (the slowest and busiest ${TOP_ROUTES_CHARTED} routes)`), this.latencyLegend, this.latencyBox),
         h("div", { class: "panel" }, h("h2", {}, "Server utilisation: busy worker threads"), this.utilNote, this.utilBox)),
       h("div", { class: "panel" }, h("h2", {}, "Slowest requests"), this.slowBox)));
     this.stopResize = [
@@ -156,7 +157,7 @@ class RoutesPage {
       } else {
         this.domain = "from" in this.state.window ? [this.state.window.from, this.state.window.to] : [this.table.window.start, this.table.window.end];
         this.bucketS = autoBucket(this.domain[1] - this.domain[0]);
-        const top = [...this.table.routes].sort((a, b) => b.count - a.count).slice(0, TOP_ROUTES_CHARTED);
+        const top = chartedRoutes(this.table.routes, TOP_ROUTES_CHARTED);
         const latencyOf = (r) => getJSON(apiUrl("/routes/latency", windowApiParams(this.state.window, new URLSearchParams({ route: r.route, method: r.method, bins: "1", bucket_s: String(this.bucketS) }))), { signal, fresh: true })
           .then((body) => ({ row: r, latency: parseRouteLatency(body) }));
         const utilParams = windowApiParams(this.state.window, new URLSearchParams({ bucket_s: String(this.bucketS) }));

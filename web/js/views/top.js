@@ -39,7 +39,7 @@ class TopView {
   load() {
     const { state } = this.ctx;
     const params = this.ctx.filters();
-    params.set("sort", SERVER_SORTS.has(state.sort) ? state.sort : "total");
+    params.set("sort", SERVER_SORTS.has(state.sort) ? state.sort : "self");
     params.set("limit", "1000");
     this.box.classList.add("loading");
     this.slot.run((signal) => getJSON(apiUrl(`/profiles/${this.ctx.id}/functions`, params), { signal }))
