@@ -1,6 +1,8 @@
 """`profviz import` and `profviz export` through the real console script and a real store file."""
 
 import json
+import os
+import pty
 import subprocess
 
 import pytest
@@ -65,6 +67,29 @@ def test_export_to_stdout(imported):
     store, result = imported
     text = profviz("export", str(result["profile_id"]), "--format", "collapsed", store=store).stdout
     assert "thread (" in text and "wait_for_io (" in text
+
+
+def test_export_to_a_terminal_is_indented_and_to_a_pipe_compact(imported):
+    store, result = imported
+    piped = profviz("export", str(result["profile_id"]), "--format", "speedscope", store=store).stdout
+    assert "\n" not in piped.strip()
+    main, terminal = pty.openpty()
+    process = subprocess.Popen(["profviz", "export", str(result["profile_id"]), "--format", "speedscope", "--store", str(store)],
+                               stdout=terminal, stderr=subprocess.PIPE)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait(timeout=60) == 0
+    shown = b"".join(chunks).decode().replace("\r\n", "\n")
+    assert shown.startswith("{\n  ") and json.loads(shown) == json.loads(piped)
 
 
 def test_bad_inputs_give_one_line(imported, tmp_path):

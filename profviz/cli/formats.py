@@ -3,6 +3,7 @@ pyinstrument and profviz's own JSON (see :mod:`profviz.formats`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -91,6 +92,16 @@ def _write_atomically(path: str, data: bytes) -> None:
         raise FormatError(f"cannot write {path!r}: {exc.strerror or exc}; choose another -o path") from None
 
 
+def readable(data: bytes) -> bytes:
+    """JSON indented for a person at a terminal (a pipe or a file gets the compact bytes); other data as is."""
+    if not data.lstrip()[:1] in (b"{", b"["):
+        return data
+    try:
+        return json.dumps(json.loads(data), indent=2, ensure_ascii=False).encode() + b"\n"
+    except ValueError:
+        return data
+
+
 @click.command("export")
 @click.argument("profile_id", type=int)
 @click.option("--format", "format_name", type=click.Choice(formats.names(dumpable=True)), required=True, help="Output format.")
@@ -102,6 +113,8 @@ def export_command(profile_id: int, format_name: str, output: str, store_path: s
     profile = store.load_profile(profile_id)
     data = formats.dump(profile, format_name)
     if output == "-":
+        if sys.stdout.isatty():
+            data = readable(data)
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
