@@ -57,6 +57,36 @@ def test_show_json_contract_and_thread_filter(store_with_two):
     assert "top functions by total time" in text and "socket recv 127.0.0.1:80" in text
 
 
+def test_show_lists_the_busiest_threads_and_folds_idle_and_own_ones(tmp_path):
+    """44 threads: 20 that work, 20 idle pool threads, profviz's sampler and writer, two stale names."""
+    from profviz.model import Profile, State
+
+    profile = Profile({"kind": "attach", "pid": 1, "start_ns": 0, "duration_ns": 1_000_000_000, "rate_hz": 100.0})
+    stack = profile.intern_frames([("main", "app.py", 1), ("work", "app.py", 5)])
+    names = [f"worker-{i}" for i in range(20)] + [f"pool-{i}" for i in range(20)] + ["profviz-sampler", "profviz-writer"]
+    names += ["a-very-long-thread-name-that-would-hide-its-mark (stale name?)", "short (stale name?)"]
+    for index, name in enumerate(names):
+        thread = profile.add_thread(1, 100 + index, name)
+        busy = name.startswith(("worker", "a-very", "short", "profviz"))
+        for k in range(100):
+            state = State.ON_CPU if busy and k < 10 + index else State.WAITING
+            profile.append_sample(k * 10_000_000, thread, stack, 10_000_000, state)
+    path = tmp_path / "s.db"
+    profile_id = open_store(path).save_profile(profile)
+    text = profviz("show", str(profile_id), store=path).stdout
+    listed = [line.split(" (1")[0] for line in text.splitlines() if line.startswith(("worker-", "pool-", "profviz-", "a-very", "short"))]
+    assert len(listed) == 15 and not any(n.startswith(("pool-", "profviz-")) for n in listed)
+    assert listed[0].startswith("short"), "the busiest first"
+    assert "(+ 20 idle threads (under 1% CPU), 20.00s of wall time: --all lists them)" in text
+    assert "(+ 2 of profviz's own threads" in text and "(+ 7 more threads" in text
+    long_line = next(line for line in text.splitlines() if line.startswith("a-very"))
+    assert "~ (stale name?) (1" in long_line, "a shortened name keeps its mark"
+    assert text.index("top functions by self time") < text.index("top functions by total time")
+    every = profviz("show", str(profile_id), "--all", store=path).stdout
+    missing = [name for name in names if name.split(" (stale")[0][:15] not in every]
+    assert not missing and "--all lists them" not in every, missing
+
+
 def test_errors_are_one_line_with_a_fix(store_with_two, tmp_path):
     path, first, _ = store_with_two
     missing = profviz("show", "999", store=path, check=False)

@@ -42,7 +42,38 @@ def _fmt_s(value: float) -> str:
     return f"{value:8.3f}s"
 
 
-def render_summary_text(summary: dict, top: int) -> str:
+SHOWN_THREADS = 15
+IDLE_CPU_SHARE = 0.01  # a thread that ran less than this share of its time is idle (a pool thread waiting for work)
+OWN_THREAD_PREFIX = "profviz-"
+
+
+def threads_to_show(threads: list[dict], all_threads: bool) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The threads ``show`` lists (the busiest first, at most SHOWN_THREADS unless ``all_threads``)
+    and those it folds into a line each: profviz's own threads, idle threads, the rest."""
+    busy = sorted(threads, key=lambda t: -(t["cpu_s"] + t["runnable_s"] + t["wait_s"] * IDLE_CPU_SHARE))
+    if all_threads:
+        return busy, {}
+    own = [t for t in busy if t["name"].startswith(OWN_THREAD_PREFIX)]
+    idle = [t for t in busy if t not in own and t["cpu_s"] + t["runnable_s"] < IDLE_CPU_SHARE * t["wall_s"]]
+    rest = [t for t in busy if t not in own and t not in idle]
+    return rest[:SHOWN_THREADS], {"more threads": rest[SHOWN_THREADS:], "idle threads (under 1% CPU)": idle,
+                                  "of profviz's own threads": own}
+
+
+def thread_label(thread: dict, width: int) -> str:
+    """``name (tid)`` in at most ``width`` characters, shortening the name but never its "(stale name?)" mark."""
+    name, tail = thread["name"], f" ({thread['tid']})"
+    mark = " (stale name?)" if name.endswith(" (stale name?)") else ""
+    base = name.removesuffix(mark) if mark else name
+    if not name:
+        return str(thread["tid"])[:width]
+    room = width - len(tail) - len(mark)
+    if len(base) > room:
+        base = base[: max(room - 1, 1)] + "~"
+    return f"{base}{mark}{tail}"
+
+
+def render_summary_text(summary: dict, top: int, all_threads: bool = False) -> str:
     """The human-readable form of ``profviz show --json`` (:func:`profviz.shapes.profiles.summary_json`)."""
     lines = [
         f"profile {summary['id']} ({summary['kind']}) pid {summary['pid']}  started {_when(summary['start'] * 1e9)}"
@@ -52,15 +83,18 @@ def render_summary_text(summary: dict, top: int) -> str:
     for note in summary.get("notes", []):
         lines.append(f"note: {note}")
     lines.append("")
-    lines.append(f"{'thread':<32} {'wall':>9} {'cpu':>9} {'waiting':>9} {'runnable':>9}  waits")
-    for t in summary["threads"]:
-        label = f"{t['name']} ({t['tid']})" if t["name"] else str(t["tid"])
+    shown, folded = threads_to_show(summary["threads"], all_threads)
+    lines.append(f"{'thread':<40} {'wall':>9} {'cpu':>9} {'waiting':>9} {'runnable':>9}  waits")
+    for t in shown:
         waits = ", ".join(f"{reason} {sec:.2f}s" for reason, sec in list(t["waits"].items())[:4])
         lines.append(
-            f"{label[:32]:<32} {_fmt_s(t['wall_s'])} {_fmt_s(t['cpu_s'])} {_fmt_s(t['wait_s'])} {_fmt_s(t['runnable_s'])}  {waits}"
+            f"{thread_label(t, 40):<40} {_fmt_s(t['wall_s'])} {_fmt_s(t['cpu_s'])} {_fmt_s(t['wait_s'])} {_fmt_s(t['runnable_s'])}  {waits}"
         )
+    for what, threads in folded.items():
+        if threads:
+            lines.append(f"(+ {len(threads)} {what}, {sum(t['wall_s'] for t in threads):.2f}s of wall time: --all lists them)")
     functions = summary["functions"]
-    for title, key in (("by total time", "total_s"), ("by self time", "self_s")):
+    for title, key in (("by self time", "self_s"), ("by total time", "total_s")):
         lines.append("")
         lines.append(f"top functions {title}:")
         lines.append(f"{'total':>9} {'self':>9} {'cpu':>9} {'wait':>9}  function (file:line)")
@@ -78,10 +112,11 @@ def render_summary_text(summary: dict, top: int) -> str:
 @json_option
 @click.option("--thread", "thread", default=None, help="Only this thread (native tid or name).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Functions to list in text output.")
+@click.option("--all", "all_threads", is_flag=True, help="List every thread (by default the busiest; idle and profviz's own threads are folded).")
 @click.option("--serve", "serve_ui", is_flag=True, help="Then serve the UI for this profile on 127.0.0.1 until Ctrl-C.")
 @click.option("--open", "open_ui", is_flag=True, help="Then serve the UI and open this profile in a browser (implies --serve).")
 def show_command(profile_id: int, store_path: str | None, as_json: bool, thread: str | None, top: int,
-                 serve_ui: bool, open_ui: bool) -> None:
+                 all_threads: bool, serve_ui: bool, open_ui: bool) -> None:
     """Summarise a profile: per-thread CPU/waiting/runnable split and the top functions."""
     store = open_cli_store(store_path)
     profile = store.load_profile(profile_id)
@@ -89,7 +124,7 @@ def show_command(profile_id: int, store_path: str | None, as_json: bool, thread:
     if as_json:
         print_json(summary)
     else:
-        click.echo(render_summary_text(summary, top))
+        click.echo(render_summary_text(summary, top, all_threads))
     if serve_ui or open_ui:
         from .serve import serve_profile
 
