@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from profviz.store import open_store
+from tests.venvs import child_venv
 
 TARGETS = Path(__file__).parent / "targets"
 TRUTH_TARGET = TARGETS / "attach_truth.py"
@@ -394,12 +395,11 @@ def test_permission_denied(tmp_path):
 
 def test_pyspy_missing(target, tmp_path):
     """profviz in a fresh environment where py-spy is neither beside python nor on PATH."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True, timeout=120)
+    bin_dir = child_venv(tmp_path / "venv", with_pip=False)
     env = {k: v for k, v in os.environ.items() if k not in ("PROFVIZ_PYSPY", "PYENV_VERSION")}
-    env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
+    env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
     store = tmp_path / "s.db"
-    result = subprocess.run([str(venv / "bin" / "python"), "-c", "from profviz.cli import main; main()",
+    result = subprocess.run([str(bin_dir / "python"), "-c", "from profviz.cli import main; main()",
                              "attach", str(target.pid), "--store", str(store)], capture_output=True, text=True, env=env, timeout=60)
     line = one_error_line(result)
     assert "py-spy was not found" in line and "pip install" in line and "PROFVIZ_PYSPY" in line

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.venvs import child_venv
+
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLED_WEB = "profviz/_web/"
 
@@ -101,8 +103,8 @@ print(json.dumps({
 
 def test_installed_wheel_serves_the_ui_from_the_installed_copy(wheel, tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
-    python, pip = venv / "bin" / "python", venv / "bin" / "pip"
+    bin_dir = child_venv(venv)
+    python, pip = bin_dir / "python", bin_dir / "pip"
     installed = subprocess.run(
         [str(pip), "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "--ignore-installed", str(wheel)],
         capture_output=True, text=True, timeout=120, env=quiet_pip_env(),
