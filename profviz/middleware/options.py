@@ -52,8 +52,8 @@ class Options:
     enabled: bool = _option(True, "False: requests pass through untouched")
     log_interval_s: float = _option(60.0, "each kind of internal failure is logged at most once per this interval")
     otel: str | None = _option(
-        None, '"auto": record the app\'s OpenTelemetry spans in the same store, setting OpenTelemetry up '
-              "when the app has not (profviz.otel.setup_otel)")
+        None, '"auto": record the app\'s OpenTelemetry spans in the same store, each request with its server span, '
+              "setting OpenTelemetry up when the app has not (profviz.otel.setup_otel)")
 
     def __post_init__(self) -> None:
         if self.otel not in (None, "auto"):
