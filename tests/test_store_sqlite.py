@@ -156,7 +156,9 @@ def test_unreadable_or_hostile_batches_are_dropped_without_running_code(tmp_path
     assert [r.path for r in store.query_requests()] == ["/posts/0", "/posts/1"]
     assert not (tmp_path / "ran").exists()
     err = capsys.readouterr().err
-    assert err.count("is unreadable") == 5 and "names posix.system" in err and "names http.HTTPStatus" in err
+    assert err.count("is unreadable") == 5 and "names posix.system" in err
+    # an enum member pickles by its class (3.11.7 here) or through getattr (Debian's 3.11.2): refused either way
+    assert "names http.HTTPStatus" in err or "names builtins.getattr" in err
 
 
 def test_materialization_moves_bounded_chunks_in_order(tmp_path, monkeypatch):

@@ -10,14 +10,11 @@ function names its route with markup, and unmatched paths with markup. Then the 
 server and Chromium: the route table against what was sent and against ``profviz routes --json``,
 a route's charts and slowest requests, a request's flame graph, and the tail-vs-typical diff,
 whose top function must lie under the slow-log handler (``Handler.handle``: its lock and ``emit``).
-
-Screenshots for the docs: ``PROFVIZ_SCREENSHOTS=docs/screenshots python -m pytest tests/test_web_routes.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -46,7 +43,6 @@ from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtu
 pytestmark = pytest.mark.browser
 
 SHOP_ROWS = 20_000
-SCREENSHOTS = os.environ.get("PROFVIZ_SCREENSHOTS")  # a directory: save routes.png, route.png, request.png there
 HOSTILE_ROUTE = "/posts/<script>window.__pwned='route'</script>"
 HOSTILE_PATHS = ["/posts/<script>window.__pwned='path'</script>", "/x/\"><img/src=x/onerror=window.__pwned='img'>"]
 MIX = {
@@ -129,12 +125,6 @@ def shown_ms(text: str, expected_ms: float) -> bool:
     return abs(to_ms(text) - expected_ms) <= max(0.051, expected_ms * 0.006)
 
 
-def screenshot(page, name: str) -> None:
-    """With PROFVIZ_SCREENSHOTS set, save the viewport (1280x800) there as ``name``."""
-    if SCREENSHOTS:
-        page.screenshot(path=str(Path(SCREENSHOTS) / name))
-
-
 def painted_pixels(page, selector: str) -> int:
     return page.evaluate(
         """(selector) => {
@@ -178,7 +168,6 @@ def test_route_table_matches_the_load_and_the_cli(site, page):
     page.wait_for_function("() => +document.querySelector('#routes-latency').dataset.points > 0")
     assert int(page.get_attribute("#routes-utilisation", "data-points")) > 0
     assert page.locator("#routes-slowest tbody tr").count() == 15
-    screenshot(page, "routes.png")
     # the last 5 minutes hold everything (the load just ran); the preset goes in the URL
     page.click(".routes-window button[data-window='5m']")
     page.wait_for_function("() => new URL(location.href).searchParams.get('w') === '5m'")
@@ -217,7 +206,6 @@ def test_route_page_charts_requests_and_tail_diff(site, page):
     under_handler = functions_below(store, tail_ids, "Handler.handle")
     assert top_function in under_handler, (top_function, sorted(under_handler)[:20])
     page.evaluate("() => window.scrollTo(0, document.querySelector('#route-tail').getBoundingClientRect().top + window.scrollY - 8)")
-    screenshot(page, "route.png")
     page.click("#tail-frames th[data-key='extra_total']")
     assert parse_qs(urlparse(page.url).query)["fsort"] == ["extra_total"]
     handler = next(r for r in table_rows(page, "#tail-frames") if r[0] == "Handler.handle")
@@ -231,7 +219,6 @@ def test_route_page_charts_requests_and_tail_diff(site, page):
     assert painted_pixels(page, "#flame canvas") > 5_000
     assert page.inner_text("#request-line #request-route-link") == "/checkout"
     assert "GET /checkout" in page.inner_text("#request-line")
-    screenshot(page, "request.png")
 
 
 def functions_below(store, profile_ids, name: str) -> set[str]:
