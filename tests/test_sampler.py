@@ -339,8 +339,11 @@ def test_tail_capture_keeps_slow_requests_and_drops_typical_ones(store):
         typical = [r for r in rows if r.path in ("/sleep/30", "/sleep/40")]
         assert len(slow) == 4 and len(typical) == 56
         assert all(r.profile_id is not None for r in slow)
-        # typical requests are kept only when they land above the running P90 themselves: about 10 % of them
-        assert sum(r.profile_id is not None for r in typical) <= 0.15 * len(typical)
+        # after the route's first 20, typical requests are kept only when they land above the running
+        # P90 themselves: about 10 % of them; before, only each new slowest one (a few records)
+        warm = [r for r in typical if r.id > 20]
+        assert sum(r.profile_id is not None for r in warm) <= 0.15 * len(warm)
+        assert sum(r.profile_id is not None for r in typical if r.id <= 20) <= 8
         stats = middleware.stats
         assert stats["profiles_tail"] == sum(r.profile_id is not None for r in rows)
         assert stats["typical_dropped"] >= 45

@@ -119,6 +119,7 @@ def test_click_zooms_and_breadcrumb_zooms_out(page, site):
     assert "checkout" in tooltip and "CPU" in tooltip and "Waiting" in tooltip and "Samples" in tooltip
     page.mouse.click(target["x"], target["y"])
     page.wait_for_function("id => document.querySelector('#flame').dataset.focus === String(id)", arg=target["id"])
+    assert page.is_hidden(".tooltip"), "a click puts the tooltip away: what it described has moved"
     assert parse_qs(urlparse(page.url).query)["zoom"] == [str(target["id"])]
     assert page.inner_text("#breadcrumb .crumb.current") == "checkout"
     assert int(page.get_attribute("#flame", "data-nodes-drawn")) < before

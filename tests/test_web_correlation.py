@@ -123,7 +123,11 @@ def test_clicking_a_span_shows_its_flame_graph_and_window(page, site):
     assert page.get_attribute("#waterfall", "data-rows") == str(len(correlation["spans"]) + 1)
     assert page.get_attribute("#state-lane", "data-runs") not in (None, "0")
 
+    center = page.evaluate("key => window.__profviz.correlation.rowCenter(key)", query_span["span_id"])
+    page.mouse.move(center["x"], center["y"])
+    page.wait_for_selector(".tooltip:not([hidden])")
     click_row(page, query_span["span_id"])
+    assert page.is_hidden(".tooltip"), "a click puts the tooltip away instead of leaving it over the views it changed"
     expected = span_flame(url, profile, f"span_id={query_span['span_id']}")
     assert expected["total_samples"] > 10, "the slow query ran for ~100 ms at 500 Hz"
     summary = wait_summary(page, expected)

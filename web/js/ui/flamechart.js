@@ -16,14 +16,14 @@ import { laneColor } from "../model/colors.js";
 import { h, clear, append } from "./dom.js";
 import { prepareCanvas } from "./canvas.js";
 
-const FONT = '9.5px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace';
+const FONT = '11px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace';
 const MATCH_COLOR = "rgb(230, 0, 180)";
 const DIM_COLOR = "rgb(218, 218, 214)";
 const MAX_DEPTH = 32;
 
 export class FlameChart {
   constructor(container, options = {}) {
-    this.options = { rowHeight: 12, laneHeight: 8, trackGap: 10, labelWidth: 170, ...options };
+    this.options = { rowHeight: 16, laneHeight: 8, trackGap: 10, labelWidth: 170, ...options };
     this.container = container;
     this.axisSvg = d3.create("svg").attr("class", "chart-axis").attr("height", 34);
     this.labels = h("div", { class: "chart-labels" });

@@ -11,6 +11,10 @@ function element() {
   if (!tip) {
     tip = h("div", { class: "tooltip", role: "tooltip", hidden: true });
     document.body.appendChild(tip);
+    // A click (which may redraw or move what was under the pointer) or a scroll puts it away;
+    // the next hover shows it again for what is under the pointer then.
+    document.addEventListener("pointerdown", hideTooltip, true);
+    window.addEventListener("scroll", hideTooltip);
   }
   return tip;
 }

@@ -128,7 +128,7 @@ class CorrelationView {
   /** The flame chart, waterfall and lane, created once the correlation has spans. */
   buildStack() {
     this.chart = new FlameChart(this.stack, {
-      rowHeight: 11,
+      rowHeight: 14,
       onHover: (hit, event) => showTooltip(event, this.chartTooltip(hit)),
       onLeave: () => hideTooltip(),
       onClick: (hit, event) => this.selectAt(hit, event),
