@@ -176,8 +176,9 @@ def test_the_request_has_a_server_span_continuing_the_callers_trace_and_parentin
     children = [s for s in context.spans if s.kind == "client"]
     assert len(children) == 2 and all(c.parent_id == server.span_id and c.trace_id == server.trace_id for c in children)
     request = store.request_by_id(request_id)
-    assert abs(server.start_ns - request.start_ns) < 5_000_000
-    assert abs(server.end_ns - server.start_ns - request.duration_ns) < 5_000_000
+    # the span takes the request's own clock readings: it and the request row agree
+    assert abs(server.start_ns - request.start_ns) < 1_000_000
+    assert server.end_ns - server.start_ns == request.duration_ns
 
 
 def test_flask_request_logging_wait_shows_as_time_outside_every_span(flask_run):

@@ -3,7 +3,8 @@
 The span starts when the request begins (continuing the caller's trace from its ``traceparent``
 header) and is the current span while the app runs, so the app's own spans (SQL statements, HTTP
 calls) are its children; it ends with the request, named ``METHOD route`` and carrying the
-semantic conventions' ``http.*`` attributes. It is the root that the span views call the request.
+semantic conventions' ``http.*`` attributes. Its start and end are the request's own (the times
+of its request row). It is the root that the span views call the request.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ class ServerSpans:
     def __init__(self, header: HeaderFn):
         self.tracer = trace.get_tracer("profviz.middleware")
         self.getter = _HeaderGetter(header)
+        propagate.get_global_textmap()  # loads the propagators now, not in the first request
 
     def begin(self, info: RequestInfo, request: Any) -> None:
         parent = propagate.extract(request, getter=self.getter) if request is not None else None
         span = self.tracer.start_span(
-            f"{info.method} {info.path}", context=parent, kind=SpanKind.SERVER,
+            f"{info.method} {info.path}", context=parent, kind=SpanKind.SERVER, start_time=info.start_ns,
             attributes={"http.request.method": info.method, "url.path": info.path},
         )
         info.server_span = (span, context.attach(trace.set_span_in_context(span)))
@@ -58,6 +60,6 @@ class ServerSpans:
             span.set_attribute("http.response.status_code", status)
         if info.error is not None or status is not None and status >= 500:
             span.set_status(Status(StatusCode.ERROR, info.error))
-        span.end()
+        span.end(end_time=info.start_ns + info.duration_ns)  # the request's own clocks: span and request row agree
         if threading.get_ident() == info.ident:  # a context token can only be detached where it was attached
             context.detach(token)
