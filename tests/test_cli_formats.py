@@ -3,7 +3,9 @@
 import json
 import os
 import pty
+import select
 import subprocess
+import time
 
 import pytest
 
@@ -78,7 +80,10 @@ def test_export_to_a_terminal_is_indented_and_to_a_pipe_compact(imported):
                                stdout=terminal, stderr=subprocess.PIPE)
     os.close(terminal)
     chunks = []
-    while True:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([main], [], [], 1.0)[0]:
+            continue
         try:
             chunk = os.read(main, 65536)
         except OSError:  # EIO: the child closed the terminal

@@ -49,3 +49,14 @@ def test_demo_records_every_request_in_its_own_store_even_with_sigint_ignored(tm
     span_names = {span.name for span in store.query_spans()}
     assert span_names, "OpenTelemetry spans from the shop were recorded"
     assert "/checkout" in result.stdout and "p99 ms" in result.stdout
+
+
+def test_the_demo_store_is_never_the_default_store(tmp_path, monkeypatch):
+    from profviz.cli.demo import demo_store_path
+    from profviz.store import default_store_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("PROFVIZ_STORE", raising=False)
+    assert demo_store_path() == tmp_path / "profviz" / "demo.db" != default_store_path()
+    monkeypatch.setenv("PROFVIZ_STORE", str(tmp_path / "profviz" / "demo.db"))  # the user's own store has that name
+    assert demo_store_path() == tmp_path / "profviz" / "profviz-demo.db"

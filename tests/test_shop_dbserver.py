@@ -98,3 +98,13 @@ def test_the_server_stops_with_its_parent_and_refuses_afterwards(db_path):
     assert process.returncode == 0, "it exits cleanly when its parent's pipe closes"
     with pytest.raises(netdb.OperationalError, match="cannot connect"):
         netdb.connect(address, timeout_s=2)
+
+
+def test_a_timed_out_connection_is_closed_and_the_app_replaces_it(db_path):
+    with DatabaseServer(db_path, latency_ms=500, connect_latency_ms=0) as slow:
+        connection = netdb.connect(slow.address, timeout_s=0.1)
+        with pytest.raises(netdb.OperationalError, match="failed"):
+            connection.execute("SELECT 1")
+        assert connection.closed, "out of step with the server after a timeout: it cannot be used again"
+        with pytest.raises(netdb.OperationalError, match="closed"):
+            connection.execute("SELECT 1")

@@ -368,6 +368,38 @@ def test_show_works_on_request_profiles(store, tmp_path):
     assert '"busy"' in out.stdout
 
 
+def test_otel_auto_leaves_the_server_span_to_an_instrumentation_around_it(tmp_path):
+    """An OpenTelemetry middleware outside profviz already made the request's span: profviz makes no second one."""
+    code = f"""
+import sqlite3
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from werkzeug.test import Client
+from profviz.wsgi import ProfilerMiddleware
+from profviz.store import open_store
+
+def app(environ, start_response):
+    sqlite3.connect(":memory:").cursor().execute("SELECT 1").fetchall()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+profiled = ProfilerMiddleware(app, store={str(tmp_path / "s.db")!r}, otel="auto")
+
+def outer(environ, start_response):
+    with trace.get_tracer("outer").start_as_current_span("outer request", kind=SpanKind.SERVER):
+        return list(profiled(environ, start_response))
+
+assert Client(outer).get("/x").status_code == 200
+profiled.flush()
+profiled.recorder.span_processor.force_flush()
+spans = {{span.name: span for span in open_store({str(tmp_path / "s.db")!r}).query_spans()}}
+print(sorted(spans), spans["SELECT"].parent_id == spans["outer request"].span_id)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['SELECT', 'outer request'] True"
+
+
 def test_otel_auto_records_the_apps_spans_in_the_same_store(tmp_path):
     """otel="auto" sets OpenTelemetry up and the app's spans land beside its requests."""
     code = f"""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -51,3 +53,11 @@ def seconds(ns: int | float) -> float:
 
 def isatty_stderr() -> bool:
     return sys.stderr.isatty()
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM (``kill``, a service manager, a container stop) stop a long-running command as
+    Ctrl-C does, and Ctrl-C work even where SIGINT was inherited ignored (a background job)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)

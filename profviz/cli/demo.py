@@ -23,7 +23,7 @@ import click
 
 from ..errors import ProfvizError
 from ..store import Store, default_store_path, open_store
-from .common import notice
+from .common import notice, stop_on_signals
 
 DEMO_MIX = {
     "/health": 14,
@@ -73,6 +73,16 @@ def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Pop
     if rows is not None:
         command += ["--rows", str(rows)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        return process, _wait_until_serving(process)
+    except BaseException:  # a failed start, or Ctrl-C while it builds: no shop is left behind
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        raise
+
+
+def _wait_until_serving(process: subprocess.Popen) -> str:
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -88,8 +98,7 @@ def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Pop
         if line.startswith("database ready"):
             notice(line)
         if "shop serving on " in line:
-            return process, line.split("shop serving on ", 1)[1].strip()
-    process.kill()
+            return line.split("shop serving on ", 1)[1].strip()
     tail = " | ".join(seen[-3:]) or "no output"
     raise DemoError(f"the sample shop did not start within {START_TIMEOUT_S:.0f} s ({tail}); run 'python -m profviz_shop' to see why")
 
@@ -105,6 +114,10 @@ def stop_shop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
             process.kill()
             process.wait()
             notice("the sample shop did not stop in time and was killed; some requests may be missing")
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now, the shop too
+            process.kill()
+            process.wait()
+            raise
 
 
 def start_attach(store: Store, pid: int, duration_s: float) -> subprocess.Popen:
@@ -178,8 +191,14 @@ def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, row
 
 
 def demo_store_path() -> Path:
-    """The demo's own store, beside the default store (never the default store itself)."""
-    return default_store_path().with_name(DEMO_STORE_NAME)
+    """The demo's own store: ``demo.db`` in profviz's data directory (``$XDG_DATA_HOME/profviz``,
+    ``~/.local/share/profviz``), whatever ``$PROFVIZ_STORE`` says; never the default store."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    path = Path(base) / "profviz" / DEMO_STORE_NAME
+    default = default_store_path()
+    if path.resolve() == default.resolve():
+        return path.with_name("profviz-demo.db")
+    return path
 
 
 def fresh_demo_store(store_path: str | None) -> Store:
@@ -210,8 +229,7 @@ def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, 
     from .routes import routes_command
     from .serve import serve
 
-    # Ctrl-C stops the demo (and reaches its attach process) even where SIGINT was inherited ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_signals()  # Ctrl-C or SIGTERM stops the demo and its shop, even where SIGINT was inherited ignored
     store = fresh_demo_store(store_path)
     notice(f"recording into {store.location}; to look again later: profviz serve --store {store.location}")
     summary = run_demo(store, requests=request_count, concurrency=concurrency, attach=attach,

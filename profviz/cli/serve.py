@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import webbrowser
 
@@ -12,7 +11,7 @@ from ..server import create_app
 from ..server.runner import RunningServer
 from ..server.security import is_loopback, new_token
 from ..store import Store, open_store
-from .common import notice, open_cli_store, store_option
+from .common import notice, open_cli_store, stop_on_signals, store_option
 
 
 def access_token_for(host: str, token: str | None) -> str | None:
@@ -42,7 +41,7 @@ def serve(
 
     Prints the URL (with ``?token=`` when a token is needed) on stdout; notices on stderr.
     """
-    stop_on_sigterm()  # before the URL is printed: whoever reads it may stop the server at once
+    stop_on_signals()  # before the URL is printed: whoever reads it may stop the server at once
     token = access_token_for(host, token)
     app = create_app(store, token=token, host=host)
     server = RunningServer(app, host, port)
@@ -60,13 +59,6 @@ def serve(
         server.close()
     notice("stopped")
 
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (``kill``, a service manager, a container stop) stop the server as Ctrl-C does,
-    and Ctrl-C work even where SIGINT was inherited ignored (a background job)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def serve_profile(store: Store | str | None, profile_id: int, open_browser: bool = True, *, port: int = 0) -> None:

@@ -40,14 +40,10 @@ import types
 from pyinstrument.low_level.stat_profile import setstatprofile
 
 from ..model import NO_STACK, Profile, ProfileError, State, TableLists
+from .stack_table import qualified_name
 
 BUILTIN_FILE = "<built-in>"
 # Frames of these codes can be suspended and resumed under another caller: never a stopping point.
-def qualified_name(code: types.CodeType) -> str:
-    """``Class.method`` (Python >= 3.11's ``co_qualname``), else the plain name."""
-    return getattr(code, "co_qualname", code.co_name)
-
-
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 _ON_CPU, _WAITING, _UNKNOWN = int(State.ON_CPU), int(State.WAITING), int(State.UNKNOWN)
 

@@ -3,11 +3,18 @@ model profiles (:func:`samples_to_profile`)."""
 
 from __future__ import annotations
 
+import types
+
 from ..model import Profile, TableLists
 
 RUNS_KEPT = 8192  # StackTable.intern_run's remembered runs (each ~1 KB at 25 frames)
 TABLE_FULL_FRAME = ("(profviz stack table full)", "<profviz>", 0)
 
+
+
+def qualified_name(code: types.CodeType) -> str:
+    """``Class.method`` (Python >= 3.11's ``co_qualname``), else the plain name: every collector names frames so."""
+    return getattr(code, "co_qualname", code.co_name)
 
 class StackTable:
     """Interned stacks as (prefix stack id, code object, line); id -1 is the empty stack.
@@ -101,7 +108,7 @@ class StackTable:
         code = self.code[stack_id]
         if code is None:
             return TABLE_FULL_FRAME
-        return getattr(code, "co_qualname", code.co_name), code.co_filename, int(self.line[stack_id] or 0)
+        return qualified_name(code), code.co_filename, int(self.line[stack_id] or 0)
 
     def nodes(self, start: int, end: int) -> list[tuple[int, int, str, str, int]]:
         """Stacks ``start`` .. ``end - 1`` as ``(id, prefix id, function, file, line)`` (a prefix id is

@@ -81,6 +81,8 @@ class Recorder:
             return None
         try:
             info = RequestInfo(method, path, request)
+            if self.server_spans is not None:
+                self._begin_span(info, request)
             sampler = self.sampler
             if sampler is not None:
                 sampler.ensure_running()
@@ -89,8 +91,6 @@ class Recorder:
                 info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
             if self._deep and self._wants_deep(request):
                 self._start_deep(info)
-            if self.server_spans is not None:
-                self._begin_span(info, request)
             return info
         except Exception as exc:
             self.health.report("request start", exc)
@@ -162,6 +162,8 @@ class Recorder:
             self.writer.submit(info)
         except Exception as exc:
             self.health.report("request finish", exc)
+            if info.server_span is not None:  # the span ends (and leaves the thread's context) whatever failed
+                self._end_span(info)
 
     def _stop_deep(self, info: RequestInfo):
         profiler, info.profiler = info.profiler, None

@@ -1,7 +1,7 @@
 """The request's OpenTelemetry server span, for ``otel="auto"``: :class:`ServerSpans`.
 
 The span starts when the request begins (continuing the caller's trace from its ``traceparent``
-header) and is the current span while the app runs, so the app's own spans (SQL statements, HTTP
+header; none when an instrumentation around profviz already started the request's span) and is the current span while the app runs, so the app's own spans (SQL statements, HTTP
 calls) are its children; it ends with the request, named ``METHOD route`` and carrying the
 semantic conventions' ``http.*`` attributes. Its start and end are the request's own (the times
 of its request row). It is the root that the span views call the request.
@@ -16,6 +16,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ..routes import collapse_path
 from .request import HeaderFn, RequestInfo
 
 
@@ -42,6 +43,9 @@ class ServerSpans:
         propagate.get_global_textmap()  # loads the propagators now, not in the first request
 
     def begin(self, info: RequestInfo, request: Any) -> None:
+        """Start the request's span, unless an instrumentation around profviz already started one."""
+        if trace.get_current_span().get_span_context().is_valid:
+            return
         parent = propagate.extract(request, getter=self.getter) if request is not None else None
         span = self.tracer.start_span(
             f"{info.method} {info.path}", context=parent, kind=SpanKind.SERVER, start_time=info.start_ns,
@@ -55,11 +59,14 @@ class ServerSpans:
         if info.route is not None:
             span.update_name(f"{info.method} {info.route}")
             span.set_attribute("http.route", info.route)
+        else:  # no framework route: the path with its ids collapsed, as profviz names the route
+            span.update_name(f"{info.method} {collapse_path(info.path)}")
         status = info.status
         if status is not None:
             span.set_attribute("http.response.status_code", status)
         if info.error is not None or status is not None and status >= 500:
             span.set_status(Status(StatusCode.ERROR, info.error))
-        span.end(end_time=info.start_ns + info.duration_ns)  # the request's own clocks: span and request row agree
+        # the request's own clocks, so the span and the request row agree
+        span.end(end_time=None if info.duration_ns is None else info.start_ns + info.duration_ns)
         if threading.get_ident() == info.ident:  # a context token can only be detached where it was attached
             context.detach(token)

@@ -134,7 +134,7 @@ class ShopState:
     def thread_connection(self):
         """Return this thread's long-lived connection, opening it on first use."""
         connection = getattr(self._per_thread, "connection", None)
-        if connection is None:
+        if connection is None or getattr(connection, "closed", False):  # a failed network connection is replaced
             connection = self.open_connection()
             self._per_thread.connection = connection
         return connection

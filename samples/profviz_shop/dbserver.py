@@ -132,6 +132,8 @@ class DatabaseServer:
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
+        finally:
+            process.stdout.close()
 
     def __enter__(self) -> "DatabaseServer":
         self.start()

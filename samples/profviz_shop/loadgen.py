@@ -139,6 +139,7 @@ def run_load(
     records: list[RequestRecord | None] = [None] * requests
     next_index = iter(range(requests))
     index_lock = threading.Lock()
+    progress_lock = threading.Lock()
     done = [0]
     hit_time_limit = threading.Event()
     run_started = time.perf_counter()
@@ -164,7 +165,7 @@ def run_load(
                     status, size, error = None, 0, f"{type(failure).__name__}: {failure}"
                 finished = time.perf_counter()
                 if progress is not None:
-                    with index_lock:
+                    with progress_lock:  # not the index lock: a slow callback must not hold the other workers up
                         done[0] += 1
                         progress(done[0])
                 records[index] = RequestRecord(

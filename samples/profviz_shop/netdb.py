@@ -127,9 +127,11 @@ class Connection:
             self._file.write(json.dumps({"sql": sql, "params": params}).encode() + b"\n")
             self._file.flush()
             line = self._file.readline()
-        except OSError as exc:
+        except OSError as exc:  # a timeout included: the stream is out of step now, so the connection is done
+            self.close()
             raise OperationalError(f"the database server at {self.host}:{self.port} failed: {exc}") from None
         if not line:
+            self.close()
             raise OperationalError(f"the database server at {self.host}:{self.port} closed the connection")
         answer = json.loads(line)
         if "error" in answer:
@@ -147,6 +149,10 @@ class Connection:
 
     def rollback(self) -> None:
         """Statements autocommit on the server: nothing to undo."""
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
 
     def close(self) -> None:
         if self._file is not None:
