@@ -44,7 +44,7 @@ class ServerSpans:
 
     def begin(self, info: RequestInfo, request: Any) -> None:
         """Start the request's span, unless an instrumentation around profviz already started one."""
-        if trace.get_current_span().get_span_context().is_valid:
+        if trace.get_current_span().is_recording():  # (a finished span left current on this thread is not)
             return
         parent = propagate.extract(request, getter=self.getter) if request is not None else None
         span = self.tracer.start_span(
