@@ -416,7 +416,9 @@ def app(environ, start_response):
 
 middleware = ProfilerMiddleware(app, store={str(tmp_path / "s.db")!r}, otel="auto")
 assert middleware.recorder.span_processor is not None
-assert Client(middleware).get("/x").status_code == 200
+response = Client(middleware).get("/x")
+assert response.status_code == 200
+response.close()  # the request (and its server span) ends when the server closes the response
 middleware.flush()
 middleware.recorder.span_processor.force_flush()
 store = open_store({str(tmp_path / "s.db")!r})
