@@ -8,7 +8,7 @@ from profviz.middleware.capture import TailCapture
 from profviz.middleware.options import Options
 
 MS = 1_000_000
-SAMPLES = [(0, 1, 0, 10 * MS)]  # one sample: the request was sampled
+SAMPLES = [(0, 1, 0, 10 * MS, None)]  # one sample: the request was sampled
 
 
 def decisions(durations_ms, **options) -> list[str | None]:

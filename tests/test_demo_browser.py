@@ -3,7 +3,8 @@
 One real demo run for the module (the shop, its load, the middleware with spans, no attach):
 /checkout's "why is the tail slow?" names the logging handler's lock, the Spans tab of the N+1,
 connection-per-query and full-scan routes shows their SQL, and a sampler profile diffs against a
-pyinstrument profile of the same route with functions on both sides.
+pyinstrument profile of the same route with functions on both sides, and every profile view draws
+a demo profile.
 
 The README's screenshots of these views come from here:
 ``PROFVIZ_SCREENSHOTS=docs/screenshots python -m pytest tests/test_demo_browser.py``.
@@ -133,3 +134,39 @@ def test_tables_fit_a_1400_px_window(demo, page):
         page.wait_for_selector(ready, timeout=30_000)
         tables = page.evaluate(TABLE_FITS)
         assert tables and all(t["over"] <= 1 for t in tables), (path, tables)
+
+
+PAINTED = """([name, after]) => ((window.__profviz && window.__profviz.events) || []).slice(after).some((e) => e.name === name)"""
+
+
+def painted(page, url: str, event: str, name: str) -> dict:
+    """Open ``url``, wait until the view says ``event`` (it has drawn), save it as ``name``; the event."""
+    page.goto(url)
+    page.wait_for_function(PAINTED, arg=[event, 0], timeout=30_000)
+    page.wait_for_timeout(300)  # transitions end
+    screenshot(page, name)
+    return next(e for e in page.evaluate("() => window.__profviz.events") if e["name"] == event)
+
+
+def test_every_view_draws_a_demo_profile(demo, page):
+    """The list, and the flame graph, icicle, flame chart, sandwich and top functions of the slowest
+    /checkout request, and the diff of the N+1 route against its fix, each draw what it should."""
+    url, store = demo
+    assert painted(page, f"{url}/", "list-painted", "list.png")["count"] >= 10
+    (checkout, *_) = store.query_requests(route="/checkout", slowest=1, with_profile=True)
+    profile = f"{url}/profiles/{checkout.profile_id}"
+    tree = requests.get(f"{url}/api/profiles/{checkout.profile_id}/flamegraph", timeout=30).json()
+    functions = {f["name"]: f for f in tree["functions"]}
+    acquire = functions["Handler.acquire"]
+    painted(page, profile, "flame-painted", "flamegraph.png")
+    assert int(page.get_attribute("#flame", "data-nodes-drawn")) >= 10
+    painted(page, f"{profile}?view=icicle&q=acquire", "flame-painted", "icicle.png")
+    page.wait_for_function("() => Number(document.querySelector('#flame').dataset.matched) > 0")
+    painted(page, f"{profile}?view=chart", "chart-painted", "flamechart.png")
+    painted(page, f"{profile}?view=sandwich&fn=Handler.acquire&file={acquire['file']}", "sandwich-painted", "sandwich.png")
+    assert "Handler.acquire" in page.inner_text("#sandwich-title")
+    assert painted(page, f"{profile}?view=top", "top-painted", "top-functions.png")["rows"] >= 10
+    (fixed, *_) = store.query_requests(route="/posts/fast", slowest=1, with_profile=True)
+    (slow, *_) = store.query_requests(route="/posts", slowest=1, with_profile=True)
+    painted(page, f"{url}/profiles/{fixed.profile_id}?view=diff&b={slow.profile_id}", "diff-painted", "diff.png")
+    assert int(page.get_attribute("#diff-increases", "data-rows")) > 0

@@ -90,6 +90,7 @@ def threads_target(tcp_server, tmp_path_factory):
         "reader": reader,
         "tids": handshake["threads"],
         "accept_port": handshake["accept_port"],
+        "backlog_port": handshake["backlog_port"],
         "tcp_port": tcp_server.getsockname()[1],
         "unix_path": unix_path,
     }
@@ -137,6 +138,21 @@ def test_socket_recv_names_the_server_address(threads_target, thread):
     """A plain blocking recv (recvfrom) and a recv with a timeout (poll on the socket) read the same."""
     expected = f"socket recv 127.0.0.1:{threads_target['tcp_port']}"
     wait_for_reading(threads_target["reader"], threads_target["tids"][thread], has_state(State.WAITING, expected))
+
+
+@pytest.mark.parametrize("thread", ["select-receiver", "poll-receiver", "epoll-receiver", "epoll-pool"])
+def test_a_wait_on_one_peer_among_wakeup_pipes_names_the_peer(threads_target, thread):
+    """select/poll/epoll on a socket and an event loop's wake-up pipe (or on several connections
+    to one server, a pool) is a wait on that server."""
+    expected = f"socket recv 127.0.0.1:{threads_target['tcp_port']}"
+    wait_for_reading(threads_target["reader"], threads_target["tids"][thread], has_state(State.WAITING, expected))
+
+
+def test_a_wait_on_sockets_to_different_peers_says_how_many(threads_target):
+    tid = threads_target["tids"]["epoll-two-peers"]
+    _, reading = wait_for_reading(threads_target["reader"], tid, lambda prev, cur: classify(prev, cur)[0] == State.WAITING)
+    peers = sorted(f"socket recv 127.0.0.1:{threads_target[port]}" for port in ("tcp_port", "backlog_port"))
+    assert reading.wait_reason == f"epoll on 2 sockets ({peers[0]}, ...)"
 
 
 def test_unix_socket_recv_names_the_server_path(threads_target):

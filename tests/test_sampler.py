@@ -90,7 +90,7 @@ def test_cached_stacks_match_a_full_walk():
     samples = sampler.end(slot["s"])
     assert samples
     depths = set()
-    for _, stack, _, _ in samples:
+    for _, stack, _, _, _ in samples:
         frames = sampler.table.frames(stack)
         names = [f[0] for f in frames]
         assert names[-1] in ("target.<locals>.level3", "test_cached_stacks_match_a_full_walk.<locals>.level3", "sleep") or names
@@ -261,7 +261,8 @@ def test_profiles_from_samples_have_the_sampled_stacks_with_shared_prefixes_conv
     for n in range(6):
         branch(n % 3, n)
         leaf(n)
-    samples = [(1_000 * i, stack, int(State.ON_CPU if i % 2 else State.WAITING), 1_000) for i, stack in enumerate(stack_ids)]
+    samples = [(1_000 * i, stack, int(State.ON_CPU if i % 2 else State.WAITING), 1_000, None if i % 2 else f"socket recv db:{i % 4}")
+               for i, stack in enumerate(stack_ids)]
     profile = samples_to_profile(sampler.table, samples, pid=1, tid=2, thread_name="t", meta={"kind": "request"})
     expected = Profile({})
     for stack in stack_ids:
@@ -274,6 +275,7 @@ def test_profiles_from_samples_have_the_sampled_stacks_with_shared_prefixes_conv
         assert [(f.function, f.file, f.line) for f in reversed(got)] == sampler.table.frames(stack)
     assert len(profile.stack_prefix) == len(expected.stack_prefix)  # no stack node interned twice
     assert list(profile.columns()["state"]) == [s[2] for s in samples]
+    assert [profile.strings[r] if r >= 0 else None for r in profile.columns()["reason"]] == [s[4] for s in samples]
 
 
 def test_a_tick_pauses_the_garbage_collector_only_while_it_holds_frames_and_restores_its_state():
@@ -412,7 +414,8 @@ def test_a_new_profile_gets_the_tables_and_samples_the_interning_path_builds():
     for depth in (0, 2, 4, 2, 11, 9):  # deeper than PREFIX_EVERY: the table remembers prefixes of first stacks
         recurse(depth)
         leaf()
-    samples = [(5_000 + 1_000 * i, stack, int(State.ON_CPU if i % 3 else State.WAITING), 700 + i) for i, stack in enumerate(stack_ids)]
+    samples = [(5_000 + 1_000 * i, stack, int(State.ON_CPU if i % 3 else State.WAITING), 700 + i, None if i % 3 else "sleep")
+               for i, stack in enumerate(stack_ids)]
     for first in (8, 10, 0, 8, 11, 9):  # profiles starting from remembered stacks and prefixes, and from new ones
         reordered = samples[first:] + samples[:first]
         once = samples_to_profile(sampler.table, reordered, pid=7, tid=8, thread_name="t", meta={})
@@ -439,7 +442,8 @@ def test_a_new_profile_gets_the_tables_and_samples_the_interning_path_builds():
 def test_samples_to_profile_rejects_samples_the_model_would_reject():
     sampler = StackSampler(100)
     stack = sampler._stack_of(threading.get_ident(), sys._getframe())
-    for bad in ((1_000, stack, int(State.ON_CPU), 0), (-1, stack, int(State.ON_CPU), 10), (1_000, stack, 9, 10)):
+    for bad in ((1_000, stack, int(State.ON_CPU), 0, None), (-1, stack, int(State.ON_CPU), 10, None), (1_000, stack, 9, 10, None),
+                (1_000, stack, int(State.ON_CPU), 10, "sleep")):
         with pytest.raises(ProfileError):
             samples_to_profile(sampler.table, [bad], pid=1, tid=2, thread_name="t", meta={})
 

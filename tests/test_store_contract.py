@@ -277,6 +277,7 @@ def shared(sampler: StackSampler, stack_ids: list[int], source: str = "proc-a") 
         {"kind": "request", "pid": 7, "cmdline": "GET /x", "labels": {"route": "/x", "capture": "tail"}}, source,
         (7, 8, "worker-1"), times, stack_ids, [1_000_000] * len(stack_ids),
         [int(State.ON_CPU if i % 3 else State.WAITING) for i in range(len(stack_ids))],
+        [None if i % 3 else ("socket recv 10.0.0.5:5432" if i % 2 else "<b>lock</b>") for i in range(len(stack_ids))],
     )
 
 
@@ -308,13 +309,15 @@ def test_a_shared_stack_profile_loads_as_the_profile_its_samples_make(backend):
     assert pending.meta["id"] == profile_id
     loaded = backend.open().load_profile(profile_id)
     built = samples_to_profile(
-        sampler.table, list(zip(pending.times, pending.stacks, pending.states, pending.weights)),
+        sampler.table, list(zip(pending.times, pending.stacks, pending.states, pending.weights, pending.reasons)),
         pid=7, tid=8, thread_name="worker-1", meta={},
     )
     assert frames_per_sample(loaded) == frames_per_sample(built) == [sampler.table.frames(s) for s in stack_ids]
     assert any(function == "<img src=x onerror=alert(1)>" for frames in frames_per_sample(loaded) for function, _, _ in frames)
     for column in ("time_ns", "weight_ns", "state"):
         assert list(loaded.columns()[column]) == list(built.columns()[column])
+    assert [loaded.strings[r] if r >= 0 else None for r in loaded.columns()["reason"]] == pending.reasons
+    assert "<b>lock</b>" in pending.reasons and "socket recv 10.0.0.5:5432" in pending.reasons
     assert [(t.pid, t.tid, t.name) for t in loaded.threads] == [(7, 8, "worker-1")]
     assert len(loaded.stack_prefix) == len(built.stack_prefix)  # each stack once
     meta = store.profile_meta(profile_id)

@@ -93,7 +93,7 @@ def test_damaged_profile_data_is_reported_not_crashed(tmp_path):
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("samples", "not a whole number of 32-byte samples"),
+    ("samples", "not a whole number of 40-byte samples"),
     ("head", "head is damaged"),
     ("cycle", "not a stored node before it"),
 ])

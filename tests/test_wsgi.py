@@ -352,6 +352,53 @@ def test_deep_fraction_profiles_every_request_with_absolute_sample_times(store):
         assert profile.sample_count >= 2  # 1 ms apart, but a loaded box can stretch one sample over several ms
 
 
+def test_a_sampled_request_profile_says_what_its_waits_wait_on(store):
+    """A request that sleeps, waits on a lock and reads a socket from a real server on 127.0.0.1:
+    its stored sampler profile names each wait (from /proc/self/task/TID/syscall)."""
+    import socket
+    import time
+
+    from profviz.analysis.summary import profile_summary
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted = []
+
+    def answer_late():
+        connection, _ = server.accept()
+        accepted.append(connection)
+        connection.recv(16)
+        time.sleep(0.25)
+        connection.sendall(b"done")
+
+    threading.Thread(target=answer_late, daemon=True).start()
+    held = threading.Lock()
+    held.acquire()
+
+    def app(environ, start_response):
+        time.sleep(0.25)
+        held.acquire(timeout=0.25)
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(b"query")
+            connection.recv(16)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = ProfilerMiddleware(app, store=store, tail_threshold_ms=1, deep_fraction=0.0)
+    response = Client(middleware).get("/waits")
+    assert response.get_data() == b"ok"
+    response.close()
+    assert middleware.flush()
+    [row] = store.query_requests()
+    summary = profile_summary(store.load_profile(row.profile_id))
+    waits_ms = {reason: ns / 1e6 for reason, ns in summary.waits.items()}
+    for reason in ("sleep", "lock (futex)", f"socket recv 127.0.0.1:{port}"):
+        assert waits_ms.get(reason, 0) >= 150, (reason, waits_ms)
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
 def test_show_works_on_request_profiles(store, tmp_path):
     middleware = ProfilerMiddleware(make_app(), store=store, deep_fraction=1.0, tail_threshold_ms=1)
     Client(middleware).get("/busy/30").close()

@@ -3,7 +3,7 @@
 ``ProcStateReader(pid).read()`` returns one :class:`~.states.ThreadReading` per live thread: the
 state letter from ``stat``, the cumulative on-CPU and run-queue times from ``schedstat`` and, for
 blocked threads only, a short wait reason decoded from ``syscall``, ``wchan`` and the file
-descriptor the blocking call uses (sockets resolved to addresses, :mod:`.sockets`). Its cost model
+descriptors the blocking call waits on (:mod:`.waits`; sockets resolved to addresses). Its cost model
 and known limits: docs/attach.md.
 """
 
@@ -11,31 +11,15 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 import resource
-import struct
 import time
 from dataclasses import dataclass
 
-from .procfs import (
-    BLOCKING_CALLS,
-    FCNTL_BLOCKING_LOCK_COMMANDS,
-    FIXED_REASONS,
-    POLLIN,
-    POLLOUT,
-    POLLPRI,
-    READ_CALLS,
-    WRITE_CALLS,
-    parse_stat,
-    reason_from_wchan,
-    syscall_names_for,
-)
-from .sockets import ALL_NET_TABLES, NET_TABLE_BY_PROTO, SocketEndpoint, UnixPeerLookup, join_detail, parse_inet_table, parse_unix_table
+from .procfs import parse_stat, reason_from_wchan
 from .states import BLOCKED_LETTERS, STOPPED_LETTERS, ThreadReading
+from .waits import SOCKET_CACHE_TTL_S, WaitDecoder
 
 TASK_LIST_REFRESH_S = 0.5
-SOCKET_CACHE_TTL_S = 2.0
-MAX_POLL_FDS_RESOLVED = 1
 
 _CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _GONE_ERRNOS = (errno.ENOENT, errno.ESRCH)
@@ -84,7 +68,6 @@ class ProcStateReader:
         self.pid = pid
         self._proc_dir = f"/proc/{pid}"
         self._task_dir = f"{self._proc_dir}/task"
-        self._syscall_names = syscall_names_for(platform.machine())
         self._tasks: dict[int, _Task] = {}
         self._names: dict[int, str] = {}
         self._tasks_listed_at = 0.0
@@ -92,10 +75,7 @@ class ProcStateReader:
         self._leader_start_ticks = 0
         self._has_schedstat = True
         self._spare_fds = self._fd_budget()
-        self._mem_fd = -1
-        self._unix_peers = UnixPeerLookup()
-        self._net_tables: dict[str, dict[int, SocketEndpoint]] = {}
-        self._socket_cache: dict[tuple[int, int, int], tuple[float, SocketEndpoint]] = {}
+        self._waits = WaitDecoder(pid)
         self._closed = False
         self._check_target()
         self._has_schedstat = os.path.exists(f"{self._task_dir}/{pid}/schedstat")
@@ -148,7 +128,7 @@ class ProcStateReader:
         """One reading of every live thread.  Raises ProcessGone when the process is gone."""
         if self._closed:
             raise ValueError("reader is closed")
-        self._net_tables = {}
+        self._waits.new_round()
         if time.monotonic() - self._tasks_listed_at >= TASK_LIST_REFRESH_S:
             self._refresh_tasks()
         readings: list[ThreadReading] = []
@@ -249,7 +229,6 @@ class ProcStateReader:
             self._forget(self._tasks[tid])
         for tid in sorted(listed - set(self._tasks)):
             self._start_task(tid)
-        self._prune_socket_cache()
 
     def _start_task(self, tid: int) -> None:
         """Open a new thread's files and start tracking it, unless it is already gone."""
@@ -339,7 +318,7 @@ class ProcStateReader:
 
     def _decode_wait_reason(self, task: _Task, letter: str, line: bytes | None) -> str | None:
         stopped = letter in STOPPED_LETTERS
-        reason, known_blocking_call = self._reason_from_syscall(task.tid, line)
+        reason, known_blocking_call = self._waits.reason(task.tid, line)
         if stopped:
             return reason if known_blocking_call else None
         if known_blocking_call:
@@ -352,147 +331,6 @@ class ProcStateReader:
             return "disk io"
         return reason
 
-    def _reason_from_syscall(self, tid: int, line: bytes | None) -> tuple[str | None, bool]:
-        """(reason, True if the syscall is a known blocking call) from a ``syscall`` file line."""
-        if not line:
-            return None, False
-        parts = line.split()
-        try:
-            number = int(parts[0])
-            args = [int(part, 16) for part in parts[1:7]]
-        except ValueError:
-            return None, False
-        if number < 0 or len(args) < 6:
-            return None, False
-        name = self._syscall_names.get(number)
-        if name not in BLOCKING_CALLS:
-            return f"syscall {name or number}", False
-        return self._reason_for_call(tid, name, args), True
-
-    def _reason_for_call(self, tid: int, name: str, args: list[int]) -> str:
-        fixed = FIXED_REASONS.get(name)
-        if fixed is not None:
-            return fixed
-        fd = args[0]
-        if name in READ_CALLS:
-            return self._describe_fd(tid, fd, "read", fallback=f"syscall {name}")
-        if name in WRITE_CALLS:
-            return self._describe_fd(tid, fd, "write", fallback=f"syscall {name}")
-        if name == "connect":
-            return self._describe_fd(tid, fd, "connect", fallback="socket connect")
-        if name in ("accept", "accept4"):
-            return self._describe_fd(tid, fd, "accept", fallback="socket accept")
-        if name in ("fsync", "fdatasync", "sync_file_range"):
-            return join_detail("fsync", self._file_path(tid, fd))
-        if name == "flock" or (name == "fcntl" and args[1] in FCNTL_BLOCKING_LOCK_COMMANDS):
-            return join_detail("file lock", self._file_path(tid, fd))
-        if name in ("poll", "ppoll"):
-            return self._describe_poll(tid, pollfd_address=args[0], count=args[1])
-        return f"syscall {name}"
-
-    def _fd_target(self, tid: int, fd: int) -> str | None:
-        if fd >= 1 << 31:
-            return None
-        try:
-            return os.readlink(f"{self._task_dir}/{tid}/fd/{fd}")
-        except OSError:
-            return None
-
-    def _file_path(self, tid: int, fd: int) -> str | None:
-        target = self._fd_target(tid, fd)
-        return target if target and target.startswith("/") else None
-
-    def _describe_fd(self, tid: int, fd: int, direction: str, fallback: str) -> str:
-        """Reason for a call blocked on ``fd`` in ``direction`` ("read", "write", "connect" or
-        "accept"); ``fallback`` when the fd cannot be resolved."""
-        target = self._fd_target(tid, fd)
-        if target is None:
-            return fallback
-        if target.startswith("socket:["):
-            return self._socket_endpoint(tid, fd, int(target[8:-1])).describe(direction)
-        if target.startswith("pipe:["):
-            return f"pipe {direction}"
-        if target.startswith("anon_inode:"):
-            return f"{target[11:].strip('[]')} {direction}"
-        if target.startswith(("/dev/pts/", "/dev/tty")):
-            return f"terminal {direction}"
-        if target.startswith("/"):
-            return f"file {direction} {target}"
-        return fallback
-
-    def _describe_poll(self, tid: int, pollfd_address: int, count: int) -> str:
-        """A poll on a single fd is described as a wait on that fd (Python socket timeouts do this)."""
-        if 0 < count <= MAX_POLL_FDS_RESOLVED:
-            pollfd = self._read_memory(pollfd_address, 8)
-            if pollfd is not None:
-                fd, events, _ = struct.unpack("=ihh", pollfd)
-                if fd >= 0 and events & (POLLIN | POLLPRI):
-                    return self._describe_fd(tid, fd, "read", fallback="poll/select")
-                if fd >= 0 and events & POLLOUT:
-                    return self._describe_fd(tid, fd, "write", fallback="poll/select")
-        return "poll/select"
-
-    def _read_memory(self, address: int, size: int) -> bytes | None:
-        try:
-            if self._mem_fd < 0:
-                self._mem_fd = os.open(f"{self._proc_dir}/mem", os.O_RDONLY | os.O_CLOEXEC)
-            data = os.pread(self._mem_fd, size, address)
-        except (OSError, OverflowError):
-            return None
-        return data if len(data) == size else None
-
-    def _socket_endpoint(self, tid: int, fd: int, inode: int) -> SocketEndpoint:
-        key = (tid, fd, inode)
-        now = time.monotonic()
-        cached = self._socket_cache.get(key)
-        if cached is not None and now - cached[0] < SOCKET_CACHE_TTL_S:
-            return cached[1]
-        endpoint = self._lookup_socket(tid, fd, inode)
-        self._socket_cache[key] = (now, endpoint)
-        return endpoint
-
-    def _lookup_socket(self, tid: int, fd: int, inode: int) -> SocketEndpoint:
-        try:
-            protocol = os.getxattr(f"{self._task_dir}/{tid}/fd/{fd}", "system.sockprotoname")
-            tables = NET_TABLE_BY_PROTO.get(protocol.rstrip(b"\0").decode("ascii", "replace"), ())
-        except OSError:
-            tables = ALL_NET_TABLES
-        for table in tables:
-            endpoint = self._net_table(table).get(inode)
-            if endpoint is None:
-                continue
-            if endpoint.kind == "unix" and endpoint.local is None:
-                peer_inode = self._unix_peers.peer_inode(inode)
-                peer = self._net_table("unix").get(peer_inode) if peer_inode else None
-                if peer is not None and peer.local:
-                    return SocketEndpoint(kind="unix", remote=peer.local)
-            return endpoint
-        if any(table == "unix" for table in tables):
-            return SocketEndpoint(kind="unix")
-        return SocketEndpoint(kind="socket")
-
-    def _net_table(self, table: str) -> dict[int, SocketEndpoint]:
-        """Parsed /proc/PID/net/<table>, at most once per read()."""
-        parsed = self._net_tables.get(table)
-        if parsed is None:
-            try:
-                with open(f"{self._proc_dir}/net/{table}", encoding="utf-8", errors="replace") as table_file:
-                    text = table_file.read()
-            except OSError:
-                text = ""
-            if table == "unix":
-                parsed = parse_unix_table(text)
-            else:
-                parsed = parse_inet_table(text, "tcp" if table.startswith("tcp") else "udp")
-            self._net_tables[table] = parsed
-        return parsed
-
-    def _prune_socket_cache(self) -> None:
-        now = time.monotonic()
-        expired = [key for key, (seen_at, _) in self._socket_cache.items() if now - seen_at >= SOCKET_CACHE_TTL_S]
-        for key in expired:
-            del self._socket_cache[key]
-
     def thread_names(self) -> dict[int, str]:
         """tid -> name (the kernel comm, at most 15 bytes) for every thread seen so far."""
         return dict(self._names)
@@ -501,10 +339,7 @@ class ProcStateReader:
         """Release every open file; the reader can no longer be used."""
         for task in list(self._tasks.values()):
             self._forget(task)
-        if self._mem_fd >= 0:
-            os.close(self._mem_fd)
-            self._mem_fd = -1
-        self._unix_peers.close()
+        self._waits.close()
         self._closed = True
 
     def __enter__(self) -> ProcStateReader:

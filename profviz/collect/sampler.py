@@ -2,9 +2,10 @@
 stacks of the threads serving requests (:class:`StackSampler`). How it stays cheap and safe:
 docs/middleware.md.
 
-A sample is ``(time_ns, stack_id, state, weight_ns)``: the start of the interval it stands for
-(epoch ns), an id in the process-wide :class:`~.stack_table.StackTable`, ON_CPU or WAITING (from
-the thread's CPU clock), and the interval's length, so a request's samples tile its lifetime.
+A sample is ``(time_ns, stack_id, state, weight_ns, reason)``: the start of the interval it stands
+for (epoch ns), an id in the process-wide :class:`~.stack_table.StackTable`, ON_CPU or WAITING (from
+the thread's CPU clock), the interval's length, so a request's samples tile its lifetime, and for a
+WAITING sample what the thread waits on now (:class:`~.waits.OwnThreadWaits`; None if unknown).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Callable
 from ..model import State
 from . import forks
 from .stack_table import StackTable
+from .waits import OwnThreadWaits
 
 ON_CPU = int(State.ON_CPU)
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
@@ -67,6 +69,7 @@ class StackSampler:
         self._clock_ids: dict[int, int | None] = {}  # native thread id -> its CPU clock (which names only the tid)
         self._live = False  # the sampling thread is running (cleared by the thread as it ends)
         self._forks_seen = forks.count
+        self._waits: OwnThreadWaits | None = None  # made and used by the sampling thread only
 
     # -- request threads ------------------------------------------------------------------
 
@@ -127,6 +130,9 @@ class StackSampler:
                 self._retired.clear()
                 self._clock_ids.clear()
                 self._thread = None
+                if self._waits is not None:  # its files name the parent's threads
+                    self._waits.close()
+                    self._waits = None
             self._forks_seen = forks.count
             if self._thread is None or not self._thread.is_alive():
                 self._stopping = False
@@ -151,6 +157,9 @@ class StackSampler:
         finally:
             self._frame_cache.clear()  # no frame stays held by a stopped sampler
             self._retired.clear()
+            if self._waits is not None:
+                self._waits.close()
+                self._waits = None
             self._live = False
 
     def _loop(self) -> None:
@@ -202,6 +211,7 @@ class StackSampler:
         now_wall = time.time_ns()
         now_mono = time.perf_counter_ns()
         get_frame = frames.get
+        waiting = []  # (slot, sample index) of WAITING samples: their reasons are read after the walks
         cpu_clock = time.clock_gettime_ns
         stack_of = self._stack_of
         last_stack_of = self._frame_cache.get
@@ -235,13 +245,35 @@ class StackSampler:
                 stack = stack_of(ident, frame, bool(slot.samples))
             if slot.closed:
                 continue
-            slot.samples.append((now_wall - wall_delta, stack, ON_CPU if 2 * (cpu - last_cpu) >= wall_delta else WAITING, wall_delta))
+            if 2 * (cpu - last_cpu) >= wall_delta:
+                slot.samples.append((now_wall - wall_delta, stack, ON_CPU, wall_delta, None))
+            else:
+                waiting.append((slot, len(slot.samples)))
+                slot.samples.append((now_wall - wall_delta, stack, WAITING, wall_delta, None))
             slot.last_mono_ns = now_mono
             slot.last_cpu_ns = cpu
             kept += 1
         if len(self._frame_cache) > len(slots):
             self._forget_idle(frames)
+        if waiting:
+            self._add_wait_reasons(waiting, slots)
         return kept
+
+    def _add_wait_reasons(self, waiting: list, slots: list[RequestSlot]) -> None:
+        """Give each WAITING sample just taken what its thread waits on (:class:`OwnThreadWaits`),
+        unless its request ended meanwhile."""
+        waits = self._waits
+        if waits is None:
+            waits = self._waits = OwnThreadWaits()
+        elif waits.kept > len(slots) + 16:
+            waits.keep_only({slot.native_id for slot in slots})
+        for slot, index in waiting:
+            if slot.closed:
+                continue
+            reason = waits.reason(slot.native_id)
+            if reason is not None and not slot.closed:
+                time_ns, stack, state, weight, _ = slot.samples[index]
+                slot.samples[index] = (time_ns, stack, state, weight, reason)
 
     def _forget_idle(self, frames: dict) -> None:
         """Threads not serving a request now keep the held frames that are still on their stack (a

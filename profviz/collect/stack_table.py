@@ -246,14 +246,15 @@ def samples_to_profile(
     if profile is not None:
         thread = profile.add_thread(pid, tid, thread_name)
         stack_of = StackConverter(table, profile).stack
-        for time_ns, stack_id, state, weight_ns in samples:
-            profile.append_sample(time_ns, thread, stack_of(stack_id), weight_ns, state)
+        stacks = [stack_of(sample[1]) for sample in samples]  # frames first, then reasons: the bulk path's string order
+        for (time_ns, _, state, weight_ns, reason), stack in zip(samples, stacks):
+            profile.append_sample(time_ns, thread, stack, weight_ns, state, reason)
         return profile
     profile = Profile(meta)
     thread = profile.add_thread(pid, tid, thread_name)
     converted = _new_profile_tables(table, profile, [sample[1] for sample in samples])
     profile.extend_samples(
         [sample[0] for sample in samples], thread, [converted[sample[1]] for sample in samples],
-        [sample[3] for sample in samples], [sample[2] for sample in samples],
+        [sample[3] for sample in samples], [sample[2] for sample in samples], [sample[4] for sample in samples],
     )
     return profile

@@ -211,6 +211,7 @@ class BatchWriter:
             return SharedStackProfile(
                 meta, id_prefix(), (info.pid, info.tid, info.thread_name), [sample[0] for sample in samples],
                 [sample[1] for sample in samples], [sample[3] for sample in samples], [sample[2] for sample in samples],
+                [sample[4] for sample in samples],
             )
         except Exception as exc:
             self.health.report("saving a request profile", exc)
@@ -259,8 +260,14 @@ class BatchWriter:
             ],
         }
         start_ns = aggregate.start_ns
-        samples = [(start_ns, stack_id, state, weight) for (stack_id, state), weight in sorted(aggregate.weights.items())]
+        samples = [(start_ns, stack_id, state, weight, reason)
+                   for (stack_id, state, reason), weight in sorted(aggregate.weights.items(), key=_aggregate_order)]
         return samples_to_profile(self.sampler.table, samples, pid=pid, tid=0, thread_name=f"{method} {route}", meta=meta)
+
+
+def _aggregate_order(item: tuple) -> tuple:
+    (stack_id, state, reason), _ = item
+    return stack_id, state, reason or ""
 
 
 def json_safe_labels(labels: Any) -> dict:

@@ -54,15 +54,16 @@ class RouteAggregate:
         self.end_ns = start_ns
         self.requests = 0
         self.samples = 0
-        self.weights: dict[tuple[int, int], int] = {}  # (stack id, state) -> summed weight
+        self.weights: dict[tuple[int, int, str | None], int] = {}  # (stack id, state, wait reason) -> summed weight
 
     def add(self, start_ns: int, duration_ns: int, samples: list) -> None:
         self.requests += 1
         self.samples += len(samples)
         self.end_ns = max(self.end_ns, start_ns + duration_ns)
         weights = self.weights
-        for _, stack, state, weight in samples:
-            weights[stack, state] = weights.get((stack, state), 0) + weight
+        for _, stack, state, weight, reason in samples:
+            key = (stack, state, reason)
+            weights[key] = weights.get(key, 0) + weight
 
 
 class RouteState:

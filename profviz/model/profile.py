@@ -211,12 +211,15 @@ class Profile:
         self.stack_prefix, self.stack_frame = _int32_array(prefixes), _int32_array(stack_frames)
         self._frame_index = self._stack_index = None  # rebuilt from the tables if anything interns more
 
-    def extend_samples(self, times: list[int], thread: int, stacks: list[int], weights: list[int], states: list[int]) -> None:
-        """Add samples of one thread, without wait reasons, all at once (the bulk form of
-        :meth:`append_sample`, checked like it with C-level passes over the lists)."""
+    def extend_samples(self, times: list[int], thread: int, stacks: list[int], weights: list[int], states: list[int],
+                       reasons: list[str | None] | None = None) -> None:
+        """Add samples of one thread all at once (the bulk form of :meth:`append_sample`, checked
+        like it with C-level passes over the lists). ``reasons``: each sample's wait reason or
+        None (only WAITING samples may have one); None for no reasons at all."""
         count = len(times)
-        if not (len(stacks) == len(weights) == len(states) == count):
-            raise ProfileError(f"sample lists differ in length: {count}/{len(stacks)}/{len(weights)}/{len(states)}")
+        if not (len(stacks) == len(weights) == len(states) == count) or (reasons is not None and len(reasons) != count):
+            raise ProfileError(f"sample lists differ in length: {count}/{len(stacks)}/{len(weights)}/{len(states)}"
+                               + (f"/{len(reasons)}" if reasons is not None else ""))
         if not count:
             return
         if not (0 <= thread < len(self.threads)):
@@ -233,7 +236,18 @@ class Profile:
         self._weight.frombytes(_packer("q", count).pack(*weights))
         self._stack.frombytes(_packer("i", count).pack(*stacks))
         self._thread.frombytes(_packer("i", count).pack(*[thread] * count))
-        self._reason.frombytes(_packer("i", count).pack(*[NO_REASON] * count))
+        if reasons is None or not any(reasons):
+            self._reason.frombytes(_packer("i", count).pack(*[NO_REASON] * count))
+        else:
+            waiting = int(State.WAITING)
+            stray = next((r for r, state in zip(reasons, states) if r is not None and state != waiting), None)
+            if stray is not None:
+                raise ProfileError(f"wait reason {stray!r:.80} given for a sample that is not WAITING; only WAITING samples have reasons")
+            if not set(map(type, reasons)) <= {str, type(None)}:
+                raise ProfileError("sample wait reasons must be str or None")
+            index = {reason: self.intern_string(reason) for reason in dict.fromkeys(reasons) if reason is not None}
+            index[None] = NO_REASON
+            self._reason.frombytes(_packer("i", count).pack(*map(index.__getitem__, reasons)))
         self._state.frombytes(_packer("b", count).pack(*states))
         self._columns = None
 

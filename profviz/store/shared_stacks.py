@@ -1,8 +1,8 @@
 """Stored form of a :class:`~profviz.model.SharedStackProfile`, and its rebuilding into a Profile.
 
 A profile's data is ``MAGIC`` + a JSON head (format version, source, its one thread) as its
-``tables`` blob, and its samples as little-endian int64 columns (time, node, weight, state) as
-its ``samples`` blob. The nodes live in the backend's stack node table, keyed by source, written
+``tables`` blob, and its samples as little-endian int64 columns (time, node, weight, state, and
+when the head lists wait reasons an index into them or -1) as its ``samples`` blob. The nodes live in the backend's stack node table, keyed by source, written
 with the batch whose profiles first use them and never changed or deleted. Loaded, it is the
 profile the sampler's samples make through the builder (same frames, stacks and samples; ids may
 be numbered in another order). Why it exists: docs/middleware.md.
@@ -28,11 +28,18 @@ NodeRows = Iterable[tuple[int, int, str, str, int]]
 def encode_shared(profile: SharedStackProfile) -> tuple[bytes, bytes]:
     """The (tables, samples) blobs of a shared-stack profile."""
     pid, tid, name = profile.thread
-    head = json.dumps({"version": FORMAT_VERSION, "source": profile.source, "thread": [pid, tid, name]})
+    head_fields = {"version": FORMAT_VERSION, "source": profile.source, "thread": [pid, tid, name]}
     columns = array("q", profile.times)
     columns.extend(profile.stacks)
     columns.extend(profile.weights)
     columns.extend(profile.states)
+    if profile.reasons is not None:
+        names = sorted(set(profile.reasons) - {None})
+        index = {reason: i for i, reason in enumerate(names)}
+        index[None] = -1
+        columns.extend(map(index.__getitem__, profile.reasons))
+        head_fields["reasons"] = names
+    head = json.dumps(head_fields)
     if not _LITTLE:
         columns.byteswap()
     return MAGIC + head.encode(), columns.tobytes()
@@ -50,19 +57,28 @@ def decode_shared(meta: dict, tables_blob: bytes, samples_blob: bytes,
     try:
         head = json.loads(bytes(tables_blob[len(MAGIC):]))
         version, source, (pid, tid, name) = head["version"], str(head["source"]), head["thread"]
+        reason_names = [str(reason) for reason in head.get("reasons", ())]
+        column_count = 5 if "reasons" in head else 4
     except (ValueError, KeyError, TypeError) as exc:
         raise EncodingError(f"shared-stack profile head is damaged: {exc}") from None
     if version != FORMAT_VERSION:
         raise EncodingError(f"profile format version {version!r} is not supported (this profviz reads {FORMAT_VERSION})")
-    if len(samples_blob) % 32:
-        raise EncodingError(f"shared-stack samples are {len(samples_blob)} bytes, not a whole number of 32-byte samples")
+    sample_size = 8 * column_count
+    if len(samples_blob) % sample_size:
+        raise EncodingError(f"shared-stack samples are {len(samples_blob)} bytes, not a whole number of {sample_size}-byte samples")
     columns = array("q")
     columns.frombytes(bytes(samples_blob))
     if not _LITTLE:
         columns.byteswap()
-    count = len(columns) // 4
+    count = len(columns) // column_count
     times, stacks = columns[:count].tolist(), columns[count:2 * count].tolist()
-    weights, states = columns[2 * count:3 * count].tolist(), columns[3 * count:].tolist()
+    weights, states = columns[2 * count:3 * count].tolist(), columns[3 * count:4 * count].tolist()
+    reasons = None
+    if column_count == 5:
+        indices = columns[4 * count:].tolist()
+        if indices and (min(indices) < -1 or max(indices) >= len(reason_names)):
+            raise EncodingError(f"a shared-stack sample names wait reason {max(indices)}; the head lists {len(reason_names)}")
+        reasons = [reason_names[i] if i >= 0 else None for i in indices]
     tables = TableLists()
     converted = {-1: -1}
     for node, prefix, function, file, line in nodes_reaching(source, sorted(set(stacks) - {-1})):
@@ -76,7 +92,7 @@ def decode_shared(meta: dict, tables_blob: bytes, samples_blob: bytes,
     thread = profile.add_thread(int(pid), int(tid), str(name))
     try:
         tables.fill(profile)
-        profile.extend_samples(times, thread, [converted[stack] for stack in stacks], weights, states)
+        profile.extend_samples(times, thread, [converted[stack] for stack in stacks], weights, states, reasons)
     except ProfileError as exc:
         raise EncodingError(f"shared-stack profile is inconsistent: {exc}") from None
     return profile
