@@ -12,11 +12,8 @@ The README's screenshots of these views come from here:
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -28,7 +25,6 @@ from .browser_support import running_server
 
 pytestmark = pytest.mark.browser
 
-DEMO_REQUESTS = 600
 SCREENSHOTS = os.environ.get("PROFVIZ_SCREENSHOTS")  # a directory for the README's screenshots
 
 
@@ -39,17 +35,9 @@ def screenshot(page, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """(UI base URL, store) of one demo run."""
-    store_path = tmp_path_factory.mktemp("demo") / "demo.db"
-    result = subprocess.run(
-        [sys.executable, "-m", "profviz", "demo", "--no-serve", "--no-attach", "--requests", str(DEMO_REQUESTS),
-         "--json", "--store", str(store_path)],
-        capture_output=True, text=True, timeout=400,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["failed"] == 0
-    store = open_store(store_path)
+def demo(demo_run):
+    """(UI base URL, store) of the session's demo run."""
+    store = open_store(demo_run[0])
     with running_server(store) as url:
         yield url, store
 

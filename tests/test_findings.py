@@ -1,10 +1,24 @@
-"""The findings registry: its stable vocabulary, and every detector's findings sorted by impact."""
+"""Findings: the registry, each detector on made-up windows with its near misses, and the demo shop,
+where every seeded bottleneck must be the top finding of its route."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
-from profviz.analysis.findings import KINDS, Finding, Window, run_detectors
+from profviz.analysis.findings import KINDS, Finding, Thresholds, Window, run_detectors
+from profviz.analysis.findings.logging_io import sync_logging
+from profviz.analysis.findings.remote_calls import repeated_remote_calls
+from profviz.analysis.findings.repeated_queries import repeated_queries
+from profviz.analysis.findings.serialization import serialization
+from profviz.model import Profile, RequestRow, Span, State
+from profviz.store import open_store
+
+MS = 1_000_000
+T0 = 1_764_000_000_000_000_000
 
 
 def finding(kind: str, route: str, impact_ms: float) -> Finding:
@@ -13,18 +27,238 @@ def finding(kind: str, route: str, impact_ms: float) -> Finding:
 
 def test_findings_of_every_detector_come_largest_impact_first():
     detectors = [
-        lambda window: [finding("slow_query", "/a", 12.0), finding("cpu_hotspot", "/b", 40.0)],
-        lambda window: [finding("n_plus_one_query", "/a", 25.0)],
-        lambda window: [],
+        lambda window, limits: [finding("slow_query", "/a", 12.0), finding("cpu_hotspot", "/b", 40.0)],
+        lambda window, limits: [finding("n_plus_one_query", "/a", 25.0)],
+        lambda window, limits: [],
     ]
-    found = run_detectors(Window(), detectors)
+    found = run_detectors(Window(), detectors=detectors)
     assert [(f.kind, f.impact_ms) for f in found] == [("cpu_hotspot", 40.0), ("n_plus_one_query", 25.0), ("slow_query", 12.0)]
-    assert run_detectors(Window(), []) == []
+    assert run_detectors(Window(), detectors=[]) == []
 
 
-def test_the_registry_runs_what_is_registered_and_the_vocabulary_is_closed(monkeypatch):
-    monkeypatch.setattr("profviz.analysis.findings.DETECTORS", [lambda window: [finding("pool_wait", "/c", 1.0)]])
-    assert [f.kind for f in run_detectors(Window())] == ["pool_wait"]
+def test_the_vocabulary_is_closed_and_thresholds_name_unknown_keys():
     assert len(set(KINDS)) == 13 and "n_plus_one_query" in KINDS and "saturation" in KINDS
     with pytest.raises(ValueError, match="not one of"):
         finding("slow_endpoint", "/a", 1.0)
+    assert Thresholds.from_dict({"repeat_min_count": "3"}).repeat_min_count == 3
+    with pytest.raises(ValueError, match="unknown finding threshold 'repeats'"):
+        Thresholds.from_dict({"repeats": 3})
+
+
+def test_an_empty_window_finds_nothing():
+    assert run_detectors(Window()) == []
+
+
+# -- made-up windows ------------------------------------------------------------------------
+
+
+class Traffic:
+    """Requests of one route on one thread, each with the spans a callback gives it."""
+
+    def __init__(self, route: str = "/feed"):
+        self.route, self.requests, self.spans, self.profiles = route, [], [], {}
+
+    def request(self, duration_ms: float, spans=(), response_bytes: int = 100, profile: Profile | None = None) -> int:
+        start = T0 + len(self.requests) * 1_000 * MS
+        request_id = len(self.requests) + 1
+        profile_id = None
+        if profile is not None:
+            profile_id = 100 + request_id
+            self.profiles[profile_id] = profile
+        self.requests.append(RequestRow(pid=1, tid=2, route=self.route, method="GET", path=self.route, status=200,
+                                        start_ns=start, duration_ns=int(duration_ms * MS), response_bytes=response_bytes,
+                                        profile_id=profile_id, id=request_id))
+        offset = start + MS
+        for index, (attributes, length_ms) in enumerate(spans):
+            span_id = f"{request_id:08x}{index:08x}"
+            self.spans.append(Span("ab" * 16, span_id, None, "span", "client", "ok", offset, offset + int(length_ms * MS),
+                                   attributes=attributes, pid=1, tid=2))
+            offset += int(length_ms * MS) + 10_000
+        return request_id
+
+    def window(self) -> Window:
+        return Window(requests=self.requests, profiles=self.profiles, spans=self.spans)
+
+
+def query(sql: str) -> dict:
+    return {"db.system": "postgresql", "db.statement": sql}
+
+
+def get(url: str) -> dict:
+    return {"http.method": "GET", "http.url": url}
+
+
+def test_the_same_query_per_item_is_an_n_plus_one_with_its_statement():
+    traffic = Traffic()
+    for item in range(6):
+        traffic.request(80, [(query("SELECT * FROM posts LIMIT 20"), 2)]
+                        + [(query(f"SELECT name FROM authors WHERE id = {i}"), 2.5) for i in range(20)])
+    (found,) = repeated_queries(traffic.window(), Thresholds())
+    assert found.kind == "n_plus_one_query" and found.route == "GET /feed"
+    assert found.evidence["statement"] == "SELECT name FROM authors WHERE id = ?" and found.evidence["count_per_request"] == 20
+    assert found.title == "GET /feed runs the same SELECT on `authors` 20 times per request"
+    assert found.impact_ms == pytest.approx(20 * 2.5 * 19 / 20) and found.requests == 6
+    assert "JOIN" in found.fix and "IN (...)" in found.fix
+
+
+@pytest.mark.parametrize("spans", [
+    [(query(f"SELECT * FROM t{i} WHERE id = 1"), 5) for i in range(8)],  # a handful of distinct queries
+    [(query("SELECT name FROM authors WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)"), 12)],  # one bulk IN query
+    [(query("SELECT name FROM authors WHERE id = ?"), 0.2) for _ in range(8)],  # repeated, but 1.6 ms in all
+])
+def test_near_misses_are_not_n_plus_one(spans):
+    traffic = Traffic()
+    for _ in range(6):
+        traffic.request(60, spans)
+    assert repeated_queries(traffic.window(), Thresholds()) == []
+
+
+def test_one_call_per_item_to_the_same_endpoint_is_a_repeated_remote_call_and_one_call_is_not():
+    traffic = Traffic("/enrich")
+    for _ in range(5):
+        traffic.request(120, [(get(f"http://inventory:8080/items/{i}?full=1"), 9) for i in range(12)])
+    (found,) = repeated_remote_calls(traffic.window(), Thresholds())
+    assert found.evidence["url"] == "inventory:8080/items/{id}" and found.evidence["count_per_request"] == 12
+    single = Traffic("/enrich")
+    for _ in range(5):
+        single.request(30, [(get("http://inventory:8080/items/batch"), 25)])
+    assert repeated_remote_calls(single.window(), Thresholds()) == []
+
+
+def profile_with(stacks: list[tuple[list[tuple[str, str]], State, float, str | None]]) -> Profile:
+    """A one-thread profile: each entry is (frames root first as (function, file), state, ms, reason)."""
+    profile = Profile({"kind": "request"})
+    thread = profile.add_thread(1, 2, "worker")
+    now = T0
+    for frames, state, ms, reason in stacks:
+        stack = profile.intern_frames([(function, file, 1) for function, file in frames])
+        profile.append_sample(now, thread, stack, int(ms * MS), state, reason)
+        now += int(ms * MS)
+    return profile
+
+
+LOGGING = "/usr/lib/python3.11/logging/__init__.py"
+APP = "/srv/app/views.py"
+
+
+def test_a_handler_doing_network_io_on_the_request_thread_is_sync_logging_and_a_queue_handler_is_not():
+    def logging_call(handler: str, state: State, reason: str | None):
+        return [("view", APP), ("Logger.info", LOGGING), ("Logger.callHandlers", LOGGING), ("Handler.handle", LOGGING),
+                (f"{handler}.emit", "/srv/app/log.py" if handler != "QueueHandler" else "/usr/lib/python3.11/logging/handlers.py")]
+
+    slow, queued = Traffic("/checkout"), Traffic("/checkout")
+    for _ in range(4):
+        slow.request(100, profile=profile_with([
+            ([("view", APP)], State.ON_CPU, 10, None),
+            (logging_call("HTTPLogHandler", State.WAITING, None), State.WAITING, 60, "socket recv 10.0.0.9:514"),
+            ([("view", APP), ("Logger.info", LOGGING), ("Logger.callHandlers", LOGGING), ("Handler.handle", LOGGING),
+              ("Handler.acquire", LOGGING)], State.WAITING, 30, "lock (futex)"),
+        ]))
+        queued.request(12, profile=profile_with([
+            ([("view", APP)], State.ON_CPU, 10, None),
+            (logging_call("QueueHandler", State.ON_CPU, None), State.ON_CPU, 0.5, None),
+        ]))
+    (found,) = sync_logging(slow.window(), Thresholds())
+    assert found.evidence["handler"] == "HTTPLogHandler" and found.impact_ms == pytest.approx(90)
+    assert found.evidence["call_site"] == f"view ({APP}:1)" and "QueueHandler" in found.fix
+    assert found.evidence["waits"] == {"socket recv 10.0.0.9:514": 240.0, "lock (futex)": 120.0}
+    assert sync_logging(queued.window(), Thresholds()) == []
+
+
+def test_json_encoding_cpu_is_serialization_and_a_small_response_is_not():
+    encoder = "/usr/lib/python3.11/json/encoder.py"
+    big, small = Traffic("/export"), Traffic("/item")
+    for _ in range(4):
+        big.request(200, response_bytes=5_000_000, profile=profile_with([
+            ([("export", APP), ("JSONEncoder.encode", encoder), ("JSONEncoder.iterencode", encoder)], State.ON_CPU, 150, None),
+            ([("export", APP)], State.WAITING, 50, "socket recv db:5432"),
+        ]))
+        small.request(20, response_bytes=800, profile=profile_with([
+            ([("item", APP), ("JSONEncoder.encode", encoder)], State.ON_CPU, 0.3, None),
+            ([("item", APP)], State.WAITING, 19.7, "socket recv db:5432"),
+        ]))
+    (found,) = serialization(big.window(), Thresholds())
+    assert found.impact_ms == pytest.approx(150) and "5.0 MB" in found.title and found.evidence["call_site"] == f"export ({APP}:1)"
+    assert serialization(small.window(), Thresholds()) == []
+
+
+# -- the demo shop ----------------------------------------------------------------------------
+
+SEEDED = {  # route -> the kind of its seeded bottleneck (samples/profviz_shop/app.py)
+    "GET /posts": "n_plus_one_query",
+    "GET /search/slow": "full_scan",
+    "GET /checkout": "sync_logging",
+    "GET /export": "large_payload",
+    "GET /report": "connection_setup",
+    "GET /enrich": "repeated_remote_call",
+}
+FIXED_TWINS = {"GET /posts/fast": "n_plus_one_query", "GET /search/fast": "full_scan", "GET /report/fast": "connection_setup"}
+
+
+@pytest.fixture(scope="module")
+def demo_findings(demo_run):
+    store_path, summary, stdout = demo_run
+    result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--json", "--limit", "100", "--store", str(store_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["findings"], summary, stdout
+
+
+def test_every_seeded_bottleneck_is_the_top_finding_of_its_route(demo_findings):
+    findings, _, _ = demo_findings
+    impacts = [f["impact_ms"] for f in findings]
+    assert impacts == sorted(impacts, reverse=True)
+    top = {}
+    for f in findings:
+        top.setdefault(f["route"], f)
+    assert {route: top[route]["kind"] for route in SEEDED if route in top} == SEEDED, [(f["route"], f["kind"]) for f in findings]
+    for route, kind in FIXED_TWINS.items():
+        assert not [f for f in findings if f["route"] == route and f["kind"] == kind], route
+    assert not [f for f in findings if f["route"] in ("GET /health", "GET /posts/<int:post_id>")]
+
+
+def test_the_demo_findings_carry_their_evidence(demo_findings):
+    findings, _, _ = demo_findings
+    top = {}
+    for f in findings:
+        top.setdefault(f["route"], f)
+    posts = top["GET /posts"]["evidence"]
+    assert posts["statement"] == "SELECT id, name, email FROM authors WHERE id = ?" and posts["count_per_request"] == 50
+    assert posts["call_site"].startswith("create_app.<locals>.recent_posts_n_plus_one (") and "profviz_shop/app.py:" in posts["call_site"]
+    assert posts["requests"] and posts["profiles"] and posts["spans"]
+    search = top["GET /search/slow"]
+    assert "SCAN posts" in search["evidence"]["plan"] and search["evidence"]["filter_columns"] == ["title"]
+    assert search["fix"].startswith("CREATE INDEX posts_title ON posts (title);")
+    assert top["GET /checkout"]["evidence"]["handler"] == "RemoteLogHandler"
+    assert top["GET /checkout"]["evidence"]["call_site"].startswith("create_app.<locals>.checkout (")
+    assert top["GET /enrich"]["evidence"]["url"].endswith("/items/{id}") and top["GET /enrich"]["evidence"]["count_per_request"] == 10
+    assert top["GET /report"]["evidence"]["call_site"].startswith("create_app.<locals>.report_connection_per_query (")
+    assert top["GET /export"]["evidence"]["response_bytes"] >= 1_000_000
+    for f in findings:
+        assert f["title"] and f["fix"] and f["requests"] >= 1 and 0 <= f["share"] <= 1 and 0 <= f["tail_share"] <= 1
+
+
+def test_the_demo_prints_the_top_finding_of_each_route(demo_findings):
+    _, summary, stdout = demo_findings
+    assert "What to fix first" in stdout
+    printed = {f["route"]: f["kind"] for f in summary["findings"]}
+    assert {route: printed.get(route) for route in SEEDED} == SEEDED
+
+
+def test_findings_of_an_unknown_route_list_the_known_ones(demo_run):
+    result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--route", "/nope", "--store", str(demo_run[0])],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and result.stderr.startswith("profviz: no requests of route '/nope'")
+    assert "/checkout" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_findings_of_one_route_and_of_a_missing_profile(demo_run):
+    store_path = str(demo_run[0])
+    result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--route", "/posts", "--json", "--store", store_path],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert {f["route"] for f in json.loads(result.stdout)["findings"]} == {"GET /posts"}
+    missing = subprocess.run([sys.executable, "-m", "profviz", "findings", "--profile", "999999", "--store", store_path],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and missing.stderr.startswith("profviz: ") and len(missing.stderr.strip().splitlines()) == 1
+    assert open_store(store_path).query_requests(limit=1)

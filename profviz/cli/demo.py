@@ -226,6 +226,7 @@ def fresh_demo_store(store_path: str | None) -> Store:
 @click.pass_context
 def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, port, open_browser, as_json) -> None:
     """Run the sample shop under bounded load with profviz watching, then serve the UI."""
+    from .findings import print_top_findings
     from .routes import routes_command
     from .serve import serve
 
@@ -235,6 +236,7 @@ def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, 
     summary = run_demo(store, requests=request_count, concurrency=concurrency, attach=attach,
                        rows=int(os.environ["PROFVIZ_DEMO_ROWS"]) if os.environ.get("PROFVIZ_DEMO_ROWS") else None)
     ctx.invoke(routes_command, store_path=store.location, as_json=False, since=None)
+    summary["findings"] = [{"route": f.route, "kind": f.kind, "title": f.title} for f in print_top_findings(store)]
     if as_json:
         click.echo(json.dumps(summary))
     if serve_ui:

@@ -117,7 +117,7 @@ class ShopState:
         """Open a new, fully configured connection (counted in the current request's trace): to the
         database server when the app has one, else to the SQLite file in process."""
         if self.db_address is not None:
-            connection = netdb.connect(self.db_address)
+            connection = netdb.connect(self.db_address, database=self.db_path)
             if self.trace_sql:
                 connection.on_statement = _record_statement
         else:

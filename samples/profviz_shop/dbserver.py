@@ -9,7 +9,7 @@ The latencies are those of a database on the network, documented here because th
 shop's lessons: every statement waits ``latency_ms`` (a round trip across a data centre network
 plus the server's own work, 1 ms by default; same-host PostgreSQL is ~0.1 ms, another zone 1-2
 ms) before it runs, and every new connection waits ``connect_latency_ms`` (TCP, TLS and
-authentication, 5 ms by default) before its first statement. So 50 queries cost 50 round trips
+authentication, 5 ms by default) before the server greets it, which ends the client's connect(). So 50 queries cost 50 round trips
 (the N+1 route), and a connection per query a handshake per query (the report route).
 
 :class:`DatabaseServer` starts and stops it from the shop.
@@ -33,6 +33,7 @@ LOOPBACK_HOST = "127.0.0.1"
 DEFAULT_LATENCY_MS = 1.0
 DEFAULT_CONNECT_LATENCY_MS = 5.0
 START_TIMEOUT_S = 30.0
+GREETING = b'{"ready": true}\n'
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -42,6 +43,8 @@ class _Handler(socketserver.StreamRequestHandler):
         connection = sqlite3.connect(server.db_path, isolation_level=None, check_same_thread=False)
         try:
             connection.execute("PRAGMA busy_timeout = 10000")
+            self.wfile.write(GREETING)  # the handshake's end: the client's connect() returns now
+            self.wfile.flush()
             for line in self.rfile:
                 time.sleep(server.latency_s)
                 self.wfile.write(json.dumps(_run(connection, line)).encode() + b"\n")

@@ -3,7 +3,8 @@
 The shop's database sits across a socket, as a production database does, so each query costs a
 round trip and each new connection a handshake: the N+1 and connection-per-query routes are slow
 for the reason they are in production, not by a few microseconds of in-process SQLite. The
-protocol is one JSON line each way per statement: ``{"sql", "params"}``, then ``{"columns",
+protocol: the server greets a new connection with ``{"ready": true}`` once its handshake is done,
+then one JSON line each way per statement: ``{"sql", "params"}``, then ``{"columns",
 "rows", "lastrowid", "rowcount"}`` or ``{"error"}``.
 
 ``connect("127.0.0.1:PORT")`` gives a :class:`Connection` with ``cursor()``, the sqlite3-style
@@ -107,16 +108,25 @@ class Cursor:
 
 
 class Connection:
-    """One TCP connection to the database server; ``on_statement`` (if set) sees each statement's SQL."""
+    """One TCP connection to the database server; ``on_statement`` (if set) sees each statement's SQL.
+    ``database`` names what the server serves (the SQLite file's path, when the caller knows it)."""
 
-    def __init__(self, host: str, port: int, timeout_s: float):
-        self.host, self.port, self.database = host, port, "shop"
+    def __init__(self, host: str, port: int, timeout_s: float, database: str = "shop"):
+        self.host, self.port, self.database = host, port, database
         self.on_statement: Callable[[str], None] | None = None
         try:
             self._socket = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as exc:
             raise OperationalError(f"cannot connect to the shop's database server at {host}:{port}: {exc}") from None
         self._file = self._socket.makefile("rwb")
+        try:
+            greeting = self._file.readline()  # the server's handshake (TCP, TLS and authentication in a real database)
+        except OSError as exc:
+            self.close()
+            raise OperationalError(f"the database server at {host}:{port} did not greet the connection: {exc}") from None
+        if not greeting.startswith(b'{"ready"'):
+            self.close()
+            raise OperationalError(f"the database server at {host}:{port} closed the connection before its greeting")
 
     def _round_trip(self, sql: str, params: list) -> dict:
         if self._file is None:
@@ -167,7 +177,7 @@ class Connection:
         self.commit()
 
 
-def connect(address: str, timeout_s: float = 10.0) -> Connection:
-    """Connect to the database server at ``address`` (``"127.0.0.1:PORT"``)."""
+def connect(address: str, timeout_s: float = 10.0, database: str = "shop") -> Connection:
+    """Connect to the database server at ``address`` (``"127.0.0.1:PORT"``) serving ``database``."""
     host, _, port = address.rpartition(":")
-    return Connection(host, int(port), timeout_s)
+    return Connection(host, int(port), timeout_s, database)

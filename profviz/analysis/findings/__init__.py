@@ -1,17 +1,18 @@
 """Findings: profviz naming a route's bottleneck, with its evidence and the fix.
 
-One detector per module in this package, each a pure function from a :class:`Window` (stored
-requests, their samples and spans, or an attach profile alone) to :class:`Finding` objects;
+One detector per module in this package, each a pure function from a
+:class:`~profviz.model.window.Window` and :class:`Thresholds` to :class:`Finding` objects;
 :func:`run_detectors` runs every registered detector and sorts what they find by impact. The
-``kind`` names are a stable vocabulary (:data:`KINDS`): the JSON contract, tests and users rely on them.
+``kind`` names are a stable vocabulary (:data:`KINDS`): the JSON contract, tests and users rely
+on them. How each detector decides, and its thresholds: docs/findings.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
-from ...model import Profile, RequestRow, Span
+from ...model.window import Window
 
 KINDS = (
     "n_plus_one_query", "repeated_remote_call", "full_scan", "slow_query", "connection_setup", "pool_wait",
@@ -19,25 +20,42 @@ KINDS = (
 )
 
 
-@dataclass
-class Window:
-    """What detectors look at: requests of a time window with the profiles and spans stored for
-    them (``profiles`` by profile id), or an attach ``profile`` alone (no requests)."""
+@dataclass(frozen=True)
+class Thresholds:
+    """When a detector speaks up (docs/findings.md explains each). Times in ms per request."""
 
-    requests: Sequence[RequestRow] = ()
-    profiles: dict[int, Profile] = field(default_factory=dict)
-    spans: Sequence[Span] = ()
-    profile: Profile | None = None
+    min_requests: int = 3  # a route finding needs this many requests showing it (or all of the route's, if fewer)
+    repeat_min_count: int = 5  # the same statement / remote call this often in one request...
+    repeat_min_total_ms: float = 20.0  # ...taking this long in all
+    scan_min_ms: float = 10.0  # a statement this slow on average gets its plan read (full_scan)
+    slow_query_ms: float = 50.0  # one statement's mean duration, for slow_query
+    connect_min_ms: float = 5.0  # time opening connections, per request
+    pool_wait_min_ms: float = 5.0
+    logging_min_ms: float = 5.0  # a logging call blocking on I/O or the handler's lock
+    lock_min_ms: float = 5.0
+    serialization_min_ms: float = 10.0
+    large_payload_bytes: int = 1_000_000
+    hotspot_min_share: float = 0.3  # one function's self CPU, of the route's sampled time
+    min_share: float = 0.05  # a finding explains at least this much of the affected requests' time
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Thresholds":
+        """Thresholds with ``values`` overriding defaults; raises ValueError naming an unknown key."""
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown finding threshold {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(**{key: (int if known[key] == "int" else float)(value) for key, value in values.items()})
 
 
 @dataclass
 class Finding:
-    """One bottleneck. ``route`` is None for an attach profile; ``impact_ms`` the mean time per
-    affected request the problem costs (what a fix could save); ``tail_share`` the fraction of
-    the route's extra tail time (requests over its P95 against those near its P50) it explains;
-    ``share`` its fraction of the route's total request time; ``evidence`` what a person needs
-    to believe it (statement or URL template with its count, call site, example request,
-    profile and span ids, a query plan); ``fix`` what to do."""
+    """One bottleneck. ``route`` is ``"METHOD /route"``, None for an attach profile; ``impact_ms``
+    the mean time per affected request the problem costs (what a fix could save); ``tail_share``
+    the fraction of the route's extra tail time (requests over its P95 against those near its P50)
+    it explains; ``share`` its fraction of the route's total request time; ``evidence`` what a
+    person needs to believe it (statement or URL template with its count, call site, example
+    request, profile and span ids, a query plan); ``fix`` what to do."""
 
     kind: str
     route: str | None
@@ -54,12 +72,33 @@ class Finding:
             raise ValueError(f"finding kind {self.kind!r} is not one of {', '.join(KINDS)}")
 
 
-Detector = Callable[[Window], list[Finding]]
+Detector = Callable[[Window, Thresholds], list[Finding]]
 DETECTORS: list[Detector] = []
-"""The detectors :func:`run_detectors` runs, in order; each detector module appends its own."""
+"""The detectors :func:`run_detectors` runs, in order; each detector module registers its own."""
 
 
-def run_detectors(window: Window, detectors: Sequence[Detector] | None = None) -> list[Finding]:
+def detector(function: Detector) -> Detector:
+    """Register ``function`` as a detector (a decorator)."""
+    DETECTORS.append(function)
+    return function
+
+
+def run_detectors(window: Window, thresholds: Thresholds | None = None, detectors: Sequence[Detector] | None = None) -> list[Finding]:
     """Every finding of ``detectors`` (default: the registered ones) over ``window``, largest impact first."""
-    found = [finding for detector in (DETECTORS if detectors is None else detectors) for finding in detector(window)]
+    limits = thresholds or Thresholds()
+    found = [finding for run in (DETECTORS if detectors is None else detectors) for finding in run(window, limits)]
     return sorted(found, key=lambda f: (-f.impact_ms, f.kind, f.route or ""))
+
+
+from . import (  # noqa: E402 - each module registers its detector
+    connections,
+    logging_io,
+    payload,
+    remote_calls,
+    repeated_queries,
+    serialization,
+    slow_queries,
+)
+
+__all__ = ["DETECTORS", "KINDS", "Detector", "Finding", "Thresholds", "Window", "detector", "run_detectors",
+           "connections", "logging_io", "payload", "remote_calls", "repeated_queries", "serialization", "slow_queries"]

@@ -1,0 +1,111 @@
+"""``sync_logging``: a logging call on the request thread blocks on a handler's network or disk I/O,
+or on the handler's lock while another thread's record is being sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ...model import Frame, State
+from ...model.window import Window
+from . import Finding, Thresholds, detector
+from .stacks import call_site_text, frames_of, top_site, under
+from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
+
+
+def is_handler_call(frame: Frame) -> bool:
+    """Where a logging call hands its record to the handlers (the stdlib's ``Logger.callHandlers``)."""
+    return frame.function == "Logger.callHandlers" and frame.file.endswith("logging/__init__.py")
+
+
+@detector
+def sync_logging(window: Window, limits: Thresholds) -> list[Finding]:
+    if window.profile is not None:
+        spent, sites, handlers, reasons = _blocked_in_handlers(window.profile)
+        numbers = profile_figures(window.profile, spent)
+        if spent < limits.logging_min_ms * 1e6 or numbers.share < limits.min_share:
+            return []
+        handler = _handler_name(handlers)
+        return [Finding(
+            kind="sync_logging", route=None,
+            title=f"{100 * numbers.share:.0f}% of the profile's time waits in logging: {handler} does its I/O on the calling thread",
+            requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
+            evidence={"handler": handler, "waits": {r: round(ns / 1e6, 3) for r, ns in reasons.most_common(5)},
+                      "call_site": call_site_text(top_site(sites))},
+            fix=_fix(handler),
+        )]
+    found = []
+    for traffic in routes_of(window).values():
+        kept = kept_profiles(window, traffic)
+        cost, sites, handlers, reasons, profile_ids = {}, Counter(), Counter(), Counter(), {}
+        for row, profile in kept:
+            spent, by_site, by_handler, by_reason = _blocked_in_handlers(profile)
+            if spent >= limits.logging_min_ms * 1e6:
+                cost[row.id] = spent
+                sites.update(by_site)
+                handlers.update(by_handler)
+                reasons.update(by_reason)
+                profile_ids[row.id] = row.profile_id
+        measured = {row.id for row, _ in kept}
+        numbers = figures(traffic, cost, measured)
+        if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
+            continue
+        example = examples(traffic, cost)
+        handler = _handler_name(handlers)
+        found.append(Finding(
+            kind="sync_logging", route=traffic.key,
+            title=f"{traffic.key} waits {numbers.impact_ms:.0f} ms a request for logging: {handler} does its I/O on the request thread",
+            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
+            share=round(numbers.share, 3),
+            evidence={"handler": handler, "waits": {r: round(ns / 1e6, 3) for r, ns in reasons.most_common(5)},
+                      "call_site": call_site_text(top_site(sites)), "requests": example,
+                      "profiles": [profile_ids[r] for r in example]},
+            fix=_fix(handler),
+        ))
+    return found
+
+
+def _fix(handler: str) -> str:
+    return ("Log through a queue: a logging.handlers.QueueHandler on the request path and a QueueListener thread "
+            f"running {handler}, so a request only appends to a queue; or send logs in batches.")
+
+
+def _blocked_in_handlers(profile) -> tuple[float, Counter, Counter, Counter]:
+    """(waiting ns under Logger.callHandlers, by call site, by handler ``.emit`` / lock, by wait reason)."""
+    if not profile.sample_count or not len(profile.stack_prefix):
+        return 0.0, Counter(), Counter(), Counter()
+    marks = under(profile, is_handler_call)
+    columns = profile.columns()
+    sites, handlers, reasons = Counter(), Counter(), Counter()
+    total = 0.0
+    handler_of = {}
+    for stack, state, weight, reason in zip(columns["stack"].tolist(), columns["state"].tolist(),
+                                            columns["weight_ns"].tolist(), columns["reason"].tolist()):
+        if stack < 0 or state != int(State.WAITING) or not marks.matched[stack]:
+            continue
+        total += weight
+        sites[int(marks.site[stack])] += weight
+        if stack not in handler_of:
+            handler_of[stack] = _handler_in(profile, stack)
+        handlers[handler_of[stack]] += weight
+        reasons[profile.strings[reason] if reason >= 0 else "unknown"] += weight
+    return total, frames_of(profile, sites), handlers, reasons
+
+
+def _handler_in(profile, stack: int) -> str | None:
+    """The handler whose ``emit`` the stack is in (e.g. ``RemoteLogHandler.emit``), or None (a
+    wait for a handler's lock, before its emit)."""
+    node = stack
+    while node >= 0:
+        function = profile.frame(int(profile.stack_frame[node])).function
+        if function.endswith(".emit"):
+            return function
+        node = int(profile.stack_prefix[node])
+    return None
+
+
+def _handler_name(handlers: Counter) -> str:
+    """The handler that took the most time in its emit; its lock's waiters wait for it."""
+    for handler, _ in handlers.most_common():
+        if handler is not None:
+            return handler.removesuffix(".emit")
+    return "a logging handler"

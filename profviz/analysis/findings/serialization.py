@@ -1,0 +1,66 @@
+"""``serialization``: a route's CPU goes to encoding or decoding JSON, XML or pickle."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+from ...model import Frame, State
+from ...model.window import Window
+from . import Finding, Thresholds, detector
+from .stacks import call_site_text, time_under, top_site
+from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
+
+_CODEC_FILES = ("/json/encoder.py", "/json/decoder.py", "/json/__init__.py", "/pickle.py", "/xml/etree/ElementTree.py",
+                "/xml/dom/minidom.py", "/simplejson/", "/orjson", "/ujson", "/marshmallow/", "/rest_framework/renderers.py")
+
+
+def is_codec(frame: Frame) -> bool:
+    """A frame of an encoder or decoder (the stdlib's json, pickle and xml, simplejson, orjson...)."""
+    return any(marker in frame.file for marker in _CODEC_FILES) or frame.function in ("dumps", "loads", "json.dumps", "json.loads")
+
+
+@detector
+def serialization(window: Window, limits: Thresholds) -> list[Finding]:
+    if window.profile is not None:
+        spent, sites = time_under(window.profile, is_codec, states=(State.ON_CPU, State.RUNNABLE))
+        numbers = profile_figures(window.profile, spent)
+        if spent < limits.serialization_min_ms * 1e6 or numbers.share < limits.min_share:
+            return []
+        return [Finding(
+            kind="serialization", route=None, title=f"{100 * numbers.share:.0f}% of the profile's time is CPU encoding or decoding",
+            requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
+            evidence={"call_site": call_site_text(top_site(sites))}, fix=_FIX,
+        )]
+    found = []
+    for traffic in routes_of(window).values():
+        kept = kept_profiles(window, traffic)
+        cost, sites, profile_ids = {}, Counter(), {}
+        for row, profile in kept:
+            spent, by_site = time_under(profile, is_codec, states=(State.ON_CPU, State.RUNNABLE))
+            if spent >= limits.serialization_min_ms * 1e6:
+                cost[row.id] = spent
+                sites.update(by_site)
+                profile_ids[row.id] = row.profile_id
+        measured = {row.id for row, _ in kept}
+        numbers = figures(traffic, cost, measured)
+        if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
+            continue
+        example = examples(traffic, cost)
+        sizes = [row.response_bytes for row in traffic.requests if row.id in cost and row.response_bytes]
+        size = statistics.median(sizes) if sizes else None
+        found.append(Finding(
+            kind="serialization", route=traffic.key,
+            title=f"{traffic.key} spends {numbers.impact_ms:.0f} ms of CPU a request encoding or decoding"
+                  + (f" ({size / 1e6:.1f} MB responses)" if size and size >= 100_000 else ""),
+            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
+            share=round(numbers.share, 3),
+            evidence={"call_site": call_site_text(top_site(sites)), "response_bytes": size, "requests": example,
+                      "profiles": [profile_ids[r] for r in example]},
+            fix=_FIX,
+        ))
+    return found
+
+
+_FIX = ("Encode less: paginate, return only the fields the client uses, or stream the response; then a faster "
+        "encoder (orjson is several times quicker than json for the same output).")

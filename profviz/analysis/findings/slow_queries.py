@@ -1,0 +1,121 @@
+"""``full_scan`` and ``slow_query``: a statement slow on its own. With a query plan (the caller's
+``Window.explain``) a plan that reads a whole table makes it a full scan, with the index to add."""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+from ...model.window import Window
+from . import Finding, Thresholds, detector
+from ...model.statements import is_read_only, normalise, statement_of, tables_of
+from .stacks import call_site_text, sites_in_windows, top_site
+from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
+
+_SQLITE_SCAN = re.compile(r"^\s*(?:--)?\s*SCAN (?:TABLE )?([\w.]+)(?! USING (?:COVERING )?INDEX)(?:\s+AS\s+\w+)?\s*$", re.MULTILINE)
+_POSTGRES_SCAN = re.compile(r"Seq Scan on ([\w.]+).*?rows=(\d+)")
+_ALIAS = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_][\w.]*)\s+(?:AS\s+)?(?!WHERE\b|ON\b|JOIN\b|ORDER\b|GROUP\b|LIMIT\b|LEFT\b|INNER\b)([A-Za-z_]\w*)", re.IGNORECASE)
+_WHERE_COLUMNS = re.compile(r"([A-Za-z_][\w.]*)\s*(?:=|<|>|<=|>=|\bLIKE\b|\bIN\b|\bBETWEEN\b)", re.IGNORECASE)
+
+
+@detector
+def slow_queries(window: Window, limits: Thresholds) -> list[Finding]:
+    found = []
+    spans_of = spans_by_request(window)
+    for traffic in routes_of(window).values():
+        measured = {row.id for row in traffic.requests if row.id in spans_of}
+        by_statement: dict[str, dict[int, list]] = {}
+        for request in measured:
+            for span in spans_of[request]:
+                statement = statement_of(span)
+                if statement is not None:
+                    by_statement.setdefault(normalise(statement), {}).setdefault(request, []).append(span)
+        large_responses = _median_bytes(traffic) >= limits.large_payload_bytes
+        for statement, spans_by in by_statement.items():
+            durations = [s.duration_ns for spans in spans_by.values() for s in spans]
+            mean_ms = statistics.mean(durations) / 1e6
+            if mean_ms < limits.scan_min_ms:
+                continue
+            cost = {request: float(sum(s.duration_ns for s in spans)) for request, spans in spans_by.items()}
+            numbers = figures(traffic, cost, measured)
+            if not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
+                continue
+            sample_span = max((s for spans in spans_by.values() for s in spans), key=lambda s: s.duration_ns)
+            original = statement_of(sample_span) or statement
+            plan = window.explain(sample_span, original) if window.explain is not None and is_read_only(original) else None
+            scanned = _scanned_tables(plan, statement) if plan and _filters_or_sorts(statement, plan) else []
+            if not scanned and (mean_ms < limits.slow_query_ms or large_responses):
+                continue  # a statement slow by the size of what it returns: large_payload's finding, with it as evidence
+            found.append(_finding(window, traffic, statement, spans_by, cost, numbers, mean_ms, plan, scanned))
+    return found
+
+
+def _median_bytes(traffic) -> float:
+    return statistics.median(row.response_bytes for row in traffic.requests) if traffic.requests else 0
+
+
+def _finding(window, traffic, statement, spans_by, cost, numbers, mean_ms, plan, scanned) -> Finding:
+    example = examples(traffic, cost)
+    site, profile_ids = None, []
+    for row, profile in kept_profiles(window, traffic):
+        if row.id in spans_by:
+            profile_ids.append(row.profile_id)
+            if site is None:
+                site = top_site(sites_in_windows(profile, [(s.start_ns, s.end_ns) for s in spans_by[row.id]]))
+    tables = tables_of(statement)
+    evidence = {
+        "statement": statement, "mean_ms": round(mean_ms, 3), "executions": sum(len(s) for s in spans_by.values()),
+        "tables": tables, "call_site": call_site_text(site), "requests": example, "profiles": profile_ids[:3],
+        "spans": [s.span_id for s in spans_by[example[0]][:5]] if example else [], "plan": plan,
+    }
+    figures_kw = dict(requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
+                      share=round(numbers.share, 3))
+    if scanned:
+        table = scanned[0]
+        columns = _filter_columns(statement, table)
+        return Finding(
+            kind="full_scan", route=traffic.key,
+            title=f"{traffic.key} reads all of `{table}` for one query ({mean_ms:.0f} ms a query): no index fits its filter",
+            evidence={**evidence, "scanned": scanned, "filter_columns": columns}, fix=_index_fix(table, columns, statement),
+            **figures_kw,
+        )
+    return Finding(
+        kind="slow_query", route=traffic.key, title=f"{traffic.key} waits {mean_ms:.0f} ms for one query on {', '.join(f'`{t}`' for t in tables) or 'the database'}",
+        evidence=evidence,
+        fix=("Look at its plan (EXPLAIN; profviz runs it when it can reach the database: SQLite files, or --explain-dsn for "
+             "PostgreSQL): index the filtered and sorted columns, fetch fewer rows or columns, or cache the result."),
+        **figures_kw,
+    )
+
+
+def _scanned_tables(plan: str, statement: str) -> list[str]:
+    """Tables a plan reads whole (SQLite ``SCAN t`` without an index, PostgreSQL ``Seq Scan on
+    t``), by their names in the statement (aliases resolved)."""
+    aliases = {alias: table for table, alias in _ALIAS.findall(statement)}
+    scanned = _SQLITE_SCAN.findall(plan) + [m[0] for m in _POSTGRES_SCAN.findall(plan)]
+    return list(dict.fromkeys(aliases.get(name, name) for name in scanned))
+
+
+def _filters_or_sorts(statement: str, plan: str) -> bool:
+    """A scan is a missing index only where the query filters rows (WHERE) or sorts them without an
+    index (a temporary B-tree, a Sort node); a plain read of a table in its own order is not."""
+    return bool(re.search(r"\bWHERE\b", statement, re.IGNORECASE) or re.search(r"TEMP B-TREE|\bSort\b", plan))
+
+
+def _filter_columns(statement: str, table: str) -> list[str]:
+    where = re.split(r"\bWHERE\b", statement, maxsplit=1, flags=re.IGNORECASE)
+    if len(where) < 2:
+        return []
+    clause = re.split(r"\b(?:ORDER BY|GROUP BY|LIMIT)\b", where[1], maxsplit=1, flags=re.IGNORECASE)[0]
+    columns = [c.split(".")[-1] for c in _WHERE_COLUMNS.findall(clause)]
+    return list(dict.fromkeys(c for c in columns if c.upper() not in ("AND", "OR", "NOT")))
+
+
+def _index_fix(table: str, columns: list[str], statement: str) -> str:
+    if not columns:
+        return f"Add an index on `{table}` for the columns this query filters or sorts on, or stop reading the whole table."
+    index = f"CREATE INDEX {table}_{'_'.join(columns)} ON {table} ({', '.join(columns)});"
+    if re.search(r"\bLIKE\b", statement, re.IGNORECASE):
+        return (f"{index} A prefix LIKE ('abc%') can use it; in SQLite declare the column (or the index) COLLATE NOCASE, "
+                "as LIKE ignores case. A LIKE '%abc%' cannot use any index: use full-text search (SQLite FTS5, PostgreSQL pg_trgm).")
+    return index

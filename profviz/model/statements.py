@@ -1,0 +1,69 @@
+"""Database and HTTP client spans as detectors see them: the statement a span ran (normalised so
+repeats with other parameters are the same statement), and the URL template a client call hit."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from .span import Span
+
+_STATEMENT_KEYS = ("db.statement", "db.query.text")
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+_PLACEHOLDER = re.compile(r"(?:\?|%s|\$\d+|:\w+|%\(\w+\)s)")
+_IN_LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+_READ_ONLY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
+_TABLE = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[\"`]?([A-Za-z_][\w.]*)", re.IGNORECASE)
+_ID_SEGMENT = re.compile(r"^(?:\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,})$", re.IGNORECASE)
+
+
+def statement_of(span: Span) -> str | None:
+    """The SQL a database span ran, or None for a span that is not a statement."""
+    for key in _STATEMENT_KEYS:
+        value = span.attributes.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def normalise(statement: str) -> str:
+    """``statement`` with literals and placeholders as ``?``, an ``IN`` list as ``IN (?)`` and
+    whitespace collapsed: the same query with other parameters normalises the same."""
+    text = _STRING.sub("?", statement)
+    text = _PLACEHOLDER.sub("?", text)
+    text = _NUMBER.sub("?", text)
+    text = _IN_LIST.sub("IN (?)", text)
+    return _SPACE.sub(" ", text).strip().rstrip(";")
+
+
+def is_read_only(statement: str) -> bool:
+    """A SELECT (or WITH ... SELECT) with no second statement: the only kind profviz ever explains."""
+    body = statement.strip().rstrip(";")
+    return bool(_READ_ONLY.match(body)) and ";" not in body and not re.search(
+        r"\b(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|ATTACH|PRAGMA|VACUUM)\b", body, re.IGNORECASE)
+
+
+def tables_of(statement: str) -> list[str]:
+    """The table names a statement reads or writes, in order of appearance, once each."""
+    return list(dict.fromkeys(_TABLE.findall(statement)))
+
+
+def database_system(span: Span) -> str | None:
+    value = span.attributes.get("db.system") or span.attributes.get("db.system.name")
+    return str(value) if value else None
+
+
+def client_call_of(span: Span) -> tuple[str, str] | None:
+    """(method, ``host/path`` template with ids as ``{id}``) of an HTTP client span, else None."""
+    if span.kind != "client":
+        return None
+    attributes = span.attributes
+    method = attributes.get("http.request.method") or attributes.get("http.method")
+    url = attributes.get("url.full") or attributes.get("http.url")
+    if not method or not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    segments = ["{id}" if _ID_SEGMENT.match(segment) else segment for segment in parts.path.split("/")]
+    return str(method).upper(), f"{parts.netloc}{'/'.join(segments) or '/'}"
