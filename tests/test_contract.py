@@ -120,6 +120,9 @@ def emitted_routes(tmp_path_factory) -> dict[str, dict]:
         "requests": "/api/requests?slowest=6",
         "request_detail": f"/api/requests/{ids['slow_request']}",
         "error_bad_since": "/api/routes?since=soon",
+        "findings": "/api/findings",
+        "findings_route": "/api/findings?route=/feed&limit=1",
+        "error_findings_bad_since": "/api/findings?since=soon",
     }
     out = {}
     for name, url in urls.items():

@@ -158,3 +158,22 @@ def test_every_view_draws_a_demo_profile(demo, page):
     (slow, *_) = store.query_requests(route="/posts", slowest=1, with_profile=True)
     painted(page, f"{url}/profiles/{fixed.profile_id}?view=diff&b={slow.profile_id}", "diff-painted", "diff.png")
     assert int(page.get_attribute("#diff-increases", "data-rows")) > 0
+
+
+def test_the_demo_routes_page_opens_on_its_findings_and_their_evidence(demo, page):
+    """The routes page's first panel names the seeded bottlenecks; /posts's N+1 card links to its
+    span in the correlation view, which shows the repeated statement."""
+    url, _ = demo
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.goto(f"{url}/routes")
+    page.wait_for_selector("#routes-findings[data-findings]")
+    kinds = page.eval_on_selector_all("#routes-findings .finding", "cards => cards.map(c => c.dataset.kind)")
+    assert {"sync_logging", "n_plus_one_query", "connection_setup"} <= set(kinds), kinds
+    screenshot(page, "findings.png")
+    page.goto(f"{url}/routes/GET?route=/posts")
+    page.wait_for_selector("#route-findings[data-findings]")
+    first = page.locator("#route-findings .finding").first
+    assert first.get_attribute("data-kind") == "n_plus_one_query"
+    first.locator(".finding-links a[data-link='span']").click()
+    page.wait_for_selector("#span-attributes tr[data-key='db.statement'] code", timeout=30_000)
+    assert page.text_content("#span-attributes tr[data-key='db.statement'] code") == "SELECT id, name, email FROM authors WHERE id = ?"

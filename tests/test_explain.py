@@ -40,6 +40,9 @@ def test_nothing_is_run_for_writes_other_databases_or_missing_files(database, tm
     assert explain(db_span(database), "SELECT 1; DELETE FROM posts") is None
     assert explain(db_span(database, system="postgresql"), "SELECT id FROM posts") is None
     assert explain(db_span(str(tmp_path / "missing.sqlite3")), "SELECT 1") is None
+    received = db_span(database)
+    received.source = "otlp"  # a span another host sent cannot make profviz open a file here
+    assert explain(received, "SELECT id FROM posts WHERE title = ?") is None
     assert explain(db_span(database), "SELECT nope FROM nowhere") is None  # an error is no plan, not a crash
     assert not (tmp_path / "missing.sqlite3").exists() and os.stat(database).st_mtime_ns == before
     with sqlite3.connect(database) as connection:

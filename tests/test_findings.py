@@ -19,6 +19,8 @@ from profviz.store import open_store
 
 MS = 1_000_000
 T0 = 1_764_000_000_000_000_000
+LOGGING = "/usr/lib/python3.11/logging/__init__.py"
+APP = "/srv/app/views.py"
 
 
 def finding(kind: str, route: str, impact_ms: float) -> Finding:
@@ -125,20 +127,31 @@ def test_one_call_per_item_to_the_same_endpoint_is_a_repeated_remote_call_and_on
     assert repeated_remote_calls(single.window(), Thresholds()) == []
 
 
-def profile_with(stacks: list[tuple[list[tuple[str, str]], State, float, str | None]]) -> Profile:
+def test_a_logging_handlers_own_calls_are_not_the_apps_repeated_remote_calls():
+    """The POSTs a synchronous log handler makes are sync_logging's evidence, not a finding of their own."""
+    traffic = Traffic("/checkout")
+    for _ in range(4):
+        request = traffic.request(120, [({"http.method": "POST", "http.url": "http://logs:9000/log"}, 15) for _ in range(6)])
+        first = traffic.requests[-1].start_ns
+        row = traffic.requests[-1]
+        row.profile_id = 500 + request
+        traffic.profiles[row.profile_id] = profile_with(
+            [([("checkout", APP), ("Logger.info", LOGGING), ("Logger.callHandlers", LOGGING), ("HTTPLogHandler.emit", "/srv/app/log.py")],
+              State.WAITING, 100, "socket recv 10.0.0.9:9000")], start_ns=first + 1 * MS)
+    assert repeated_remote_calls(traffic.window(), Thresholds()) == []
+
+
+def profile_with(stacks: list[tuple[list[tuple[str, str]], State, float, str | None]], start_ns: int = T0) -> Profile:
     """A one-thread profile: each entry is (frames root first as (function, file), state, ms, reason)."""
     profile = Profile({"kind": "request"})
     thread = profile.add_thread(1, 2, "worker")
-    now = T0
+    now = start_ns
     for frames, state, ms, reason in stacks:
         stack = profile.intern_frames([(function, file, 1) for function, file in frames])
         profile.append_sample(now, thread, stack, int(ms * MS), state, reason)
         now += int(ms * MS)
     return profile
 
-
-LOGGING = "/usr/lib/python3.11/logging/__init__.py"
-APP = "/srv/app/views.py"
 
 
 def test_a_handler_doing_network_io_on_the_request_thread_is_sync_logging_and_a_queue_handler_is_not():
@@ -160,7 +173,8 @@ def test_a_handler_doing_network_io_on_the_request_thread_is_sync_logging_and_a_
         ]))
     (found,) = sync_logging(slow.window(), Thresholds())
     assert found.evidence["handler"] == "HTTPLogHandler" and found.impact_ms == pytest.approx(90)
-    assert found.evidence["call_site"] == f"view ({APP}:1)" and "QueueHandler" in found.fix
+    assert found.evidence["call_site"] == {"function": "view", "file": APP, "line": 1} and "QueueHandler" in found.fix
+    assert [e["request"] for e in found.evidence["examples"]] == [1, 2, 3] and found.evidence["examples"][0]["profile"] == 101
     assert found.evidence["waits"] == {"socket recv 10.0.0.9:514": 240.0, "lock (futex)": 120.0}
     assert sync_logging(queued.window(), Thresholds()) == []
 
@@ -178,7 +192,7 @@ def test_json_encoding_cpu_is_serialization_and_a_small_response_is_not():
             ([("item", APP)], State.WAITING, 19.7, "socket recv db:5432"),
         ]))
     (found,) = serialization(big.window(), Thresholds())
-    assert found.impact_ms == pytest.approx(150) and "5.0 MB" in found.title and found.evidence["call_site"] == f"export ({APP}:1)"
+    assert found.impact_ms == pytest.approx(150) and "5.0 MB" in found.title and found.evidence["call_site"]["function"] == "export"
     assert serialization(small.window(), Thresholds()) == []
 
 
@@ -224,15 +238,18 @@ def test_the_demo_findings_carry_their_evidence(demo_findings):
         top.setdefault(f["route"], f)
     posts = top["GET /posts"]["evidence"]
     assert posts["statement"] == "SELECT id, name, email FROM authors WHERE id = ?" and posts["count_per_request"] == 50
-    assert posts["call_site"].startswith("create_app.<locals>.recent_posts_n_plus_one (") and "profviz_shop/app.py:" in posts["call_site"]
-    assert posts["requests"] and posts["profiles"] and posts["spans"]
+    assert posts["call_site"]["function"] == "create_app.<locals>.recent_posts_n_plus_one"
+    assert posts["call_site"]["file"].endswith("profviz_shop/app.py")
+    example = posts["examples"][0]
+    assert example["request"] and len(example["spans"]) == 5
+    assert any(e["profile"] for e in posts["examples"]) or top["GET /posts"]["requests"] > 0
     search = top["GET /search/slow"]
     assert "SCAN posts" in search["evidence"]["plan"] and search["evidence"]["filter_columns"] == ["title"]
     assert search["fix"].startswith("CREATE INDEX posts_title ON posts (title);")
     assert top["GET /checkout"]["evidence"]["handler"] == "RemoteLogHandler"
-    assert top["GET /checkout"]["evidence"]["call_site"].startswith("create_app.<locals>.checkout (")
+    assert top["GET /checkout"]["evidence"]["call_site"]["function"] == "create_app.<locals>.checkout"
     assert top["GET /enrich"]["evidence"]["url"].endswith("/items/{id}") and top["GET /enrich"]["evidence"]["count_per_request"] == 10
-    assert top["GET /report"]["evidence"]["call_site"].startswith("create_app.<locals>.report_connection_per_query (")
+    assert top["GET /report"]["evidence"]["call_site"]["function"] == "create_app.<locals>.report_connection_per_query"
     assert top["GET /export"]["evidence"]["response_bytes"] >= 1_000_000
     for f in findings:
         assert f["title"] and f["fix"] and f["requests"] >= 1 and 0 <= f["share"] <= 1 and 0 <= f["tail_share"] <= 1

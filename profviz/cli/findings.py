@@ -70,9 +70,16 @@ def describe(number: int, finding: Finding) -> str:
     lines = [f"{number}. [{finding.kind}] {finding.title}",
              f"   {finding.impact_ms:.1f} ms a request in {finding.requests} requests; {100 * finding.share:.0f}% of the route's time,"
              f" {100 * finding.tail_share:.0f}% of its tail's extra time"]
-    for key in ("statement", "url", "handler", "connect_call", "call_site"):
+    for key in ("statement", "url", "handler", "connect_call"):
         if evidence.get(key):
             lines.append(f"   {key.replace('_', ' ')}: {evidence[key]}")
+    site = evidence.get("call_site")
+    if site:
+        lines.append(f"   call site: {site['function']} ({site['file']}:{site['line']})")
+    example = (evidence.get("examples") or [None])[0]
+    if example:
+        profile = f", its profile: profviz show {example['profile']}" if example.get("profile") else ""
+        lines.append(f"   e.g. request {example['request']}{profile}")
     if evidence.get("plan"):
         lines.append("   plan: " + " | ".join(evidence["plan"].splitlines()))
     lines.append(f"   fix: {finding.fix}")

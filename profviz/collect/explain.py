@@ -1,5 +1,6 @@
 """Query plans for the findings detectors: ``EXPLAIN QUERY PLAN`` on the SQLite file a span names,
-read-only (never a write statement, never a database no span named), with a time limit."""
+read-only (never a write statement, never a database no span named, never for a span that came
+from elsewhere over OTLP), with a time limit."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ def sqlite_explainer():
     cache: dict[tuple[str, str], str | None] = {}
 
     def explain(span: Span, statement: str) -> str | None:
-        if str(span.attributes.get("db.system", "")).lower() != "sqlite":
-            return None
+        if span.source != "processor" or str(span.attributes.get("db.system", "")).lower() != "sqlite":
+            return None  # only spans the app recorded here: an OTLP sender must not make profviz open local files
         path = span.attributes.get("db.name")
         if not isinstance(path, str) or not os.path.isfile(path):
             return None

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from .span import Span
 
 _STATEMENT_KEYS = ("db.statement", "db.query.text")
-_STRING = re.compile(r"'(?:[^']|'')*'")
+_QUOTED = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`""")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 _PLACEHOLDER = re.compile(r"(?:\?|%s|\$\d+|:\w+|%\(\w+\)s)")
 _IN_LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.IGNORECASE)
@@ -31,11 +31,20 @@ def statement_of(span: Span) -> str | None:
 def normalise(statement: str) -> str:
     """``statement`` with literals and placeholders as ``?``, an ``IN`` list as ``IN (?)`` and
     whitespace collapsed: the same query with other parameters normalises the same."""
-    text = _STRING.sub("?", statement)
+    identifiers: list[str] = []
+
+    def literal_or_name(match: re.Match) -> str:  # 'text' is a literal; "name" and `name` are names, kept
+        if match.group(0).startswith("'"):
+            return "?"
+        identifiers.append(match.group(0))
+        return f"\0name{len(identifiers) - 1}\0"
+
+    text = _QUOTED.sub(literal_or_name, statement.replace("\0", ""))
     text = _PLACEHOLDER.sub("?", text)
     text = _NUMBER.sub("?", text)
     text = _IN_LIST.sub("IN (?)", text)
-    return _SPACE.sub(" ", text).strip().rstrip(";")
+    text = _SPACE.sub(" ", text).strip().rstrip(";")
+    return re.sub("\0name(\\d+)\0", lambda m: identifiers[int(m.group(1))], text)
 
 
 def is_read_only(statement: str) -> bool:

@@ -49,12 +49,13 @@ class HtmlSafeJSONProvider(DefaultJSONProvider):
 
 def blueprints() -> list[Blueprint]:
     """Every blueprint of the app, API first; the pages blueprint (with its catch-all) last."""
-    from . import api_profiles, api_routes, api_spans, pages
+    from . import api_findings, api_profiles, api_routes, api_spans, pages
 
     return [
         api_profiles.bp,
         api_spans.bp,
         api_routes.bp,
+        api_findings.bp,
         pages.bp,
     ]
 

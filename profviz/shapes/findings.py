@@ -14,5 +14,8 @@ def finding_json(finding: Finding) -> dict:
 
 
 def findings_json(findings: list[Finding]) -> dict:
-    """``{"findings": [...]}``, in the order given (largest impact first)."""
+    """``{"findings": [...]}``, in the order given (largest impact first). Each: kind, route
+    ("METHOD /route" or null), title, requests, impact_ms, tail_share, share, evidence (statement
+    or url with count_per_request, call_site {function, file, line}, examples [{request, profile,
+    spans}], plan...), fix."""
     return {"findings": [finding_json(f) for f in findings]}

@@ -8,7 +8,7 @@ from collections import Counter
 from ...model import Frame
 from ...model.window import Window
 from . import Finding, Thresholds, detector
-from .stacks import call_site_text, time_under, top_site
+from .stacks import call_site, time_under, top_site
 from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
 
 _CONNECT_FUNCTIONS = frozenset({"connect", "_connect", "create_connection", "connect_tcp", "_new_conn", "_connect_tls"})
@@ -31,19 +31,18 @@ def connection_setup(window: Window, limits: Thresholds) -> list[Finding]:
             kind="connection_setup", route=None,
             title=f"{100 * numbers.share:.0f}% of the profile's time goes to opening connections ({_outermost_connect(window.profile)})",
             requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
-            evidence={"connect_call": _outermost_connect(window.profile), "call_site": call_site_text(top_site(sites))},
+            evidence={"connect_call": _outermost_connect(window.profile), "call_site": call_site(top_site(sites))},
             fix=_FIX,
         )]
     found = []
     for traffic in routes_of(window).values():
         kept = kept_profiles(window, traffic)
-        cost, sites, connectors, profile_ids = {}, Counter(), Counter(), {}
+        cost, sites, connectors = {}, Counter(), Counter()
         for row, profile in kept:
             spent, by_site = time_under(profile, is_connect)
             if spent >= limits.connect_min_ms * 1e6:
                 cost[row.id] = spent
                 sites.update(by_site)
-                profile_ids[row.id] = row.profile_id
                 connectors[_outermost_connect(profile)] += spent
         measured = {row.id for row, _ in kept}
         numbers = figures(traffic, cost, measured)
@@ -56,8 +55,7 @@ def connection_setup(window: Window, limits: Thresholds) -> list[Finding]:
             title=f"{traffic.key} spends {numbers.impact_ms:.0f} ms a request opening new connections ({connector})",
             requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
             share=round(numbers.share, 3),
-            evidence={"connect_call": connector, "call_site": call_site_text(top_site(sites)), "requests": example,
-                      "profiles": [profile_ids[r] for r in example]},
+            evidence={"connect_call": connector, "call_site": call_site(top_site(sites)), "examples": example},
             fix=_FIX,
         ))
     return found

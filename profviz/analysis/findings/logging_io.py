@@ -8,7 +8,7 @@ from collections import Counter
 from ...model import Frame, State
 from ...model.window import Window
 from . import Finding, Thresholds, detector
-from .stacks import call_site_text, frames_of, top_site, under
+from .stacks import call_site, frames_of, top_site, under
 from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
 
 
@@ -30,13 +30,13 @@ def sync_logging(window: Window, limits: Thresholds) -> list[Finding]:
             title=f"{100 * numbers.share:.0f}% of the profile's time waits in logging: {handler} does its I/O on the calling thread",
             requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
             evidence={"handler": handler, "waits": {r: round(ns / 1e6, 3) for r, ns in reasons.most_common(5)},
-                      "call_site": call_site_text(top_site(sites))},
+                      "call_site": call_site(top_site(sites))},
             fix=_fix(handler),
         )]
     found = []
     for traffic in routes_of(window).values():
         kept = kept_profiles(window, traffic)
-        cost, sites, handlers, reasons, profile_ids = {}, Counter(), Counter(), Counter(), {}
+        cost, sites, handlers, reasons = {}, Counter(), Counter(), Counter()
         for row, profile in kept:
             spent, by_site, by_handler, by_reason = _blocked_in_handlers(profile)
             if spent >= limits.logging_min_ms * 1e6:
@@ -44,7 +44,6 @@ def sync_logging(window: Window, limits: Thresholds) -> list[Finding]:
                 sites.update(by_site)
                 handlers.update(by_handler)
                 reasons.update(by_reason)
-                profile_ids[row.id] = row.profile_id
         measured = {row.id for row, _ in kept}
         numbers = figures(traffic, cost, measured)
         if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
@@ -57,8 +56,7 @@ def sync_logging(window: Window, limits: Thresholds) -> list[Finding]:
             requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
             share=round(numbers.share, 3),
             evidence={"handler": handler, "waits": {r: round(ns / 1e6, 3) for r, ns in reasons.most_common(5)},
-                      "call_site": call_site_text(top_site(sites)), "requests": example,
-                      "profiles": [profile_ids[r] for r in example]},
+                      "call_site": call_site(top_site(sites)), "examples": example},
             fix=_fix(handler),
         ))
     return found

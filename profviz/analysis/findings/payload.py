@@ -13,7 +13,7 @@ from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .serialization import is_codec
 from .stacks import time_under
-from .traffic import enough, figures, kept_profiles, routes_of, spans_by_request
+from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
 
 
 @detector
@@ -49,8 +49,7 @@ def large_payload(window: Window, limits: Thresholds) -> list[Finding]:
             share=round(numbers.share, 3),
             evidence={"response_bytes": size, "max_response_bytes": max(row.response_bytes for row in large),
                       "fetching_ms": fetching,
-                      "requests": [row.id for row in sorted(large, key=lambda r: -r.response_bytes)[:3]],
-                      "profiles": [row.profile_id for row in large if row.profile_id][:3]},
+                      "examples": examples(traffic, {row.id: float(row.response_bytes) for row in large}, spans_of)},
             fix=("Send less: paginate (a LIMIT and a cursor, so each request fetches one page of rows), let the client "
                  "choose the fields, stream the rows as they are read, and compress (gzip)."),
         ))

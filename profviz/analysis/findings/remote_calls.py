@@ -8,7 +8,8 @@ import statistics
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from ...model.statements import client_call_of
-from .stacks import call_site_text, sites_in_windows, top_site
+from .logging_io import is_handler_call
+from .stacks import call_site, share_under, site_during
 from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
 
 
@@ -39,13 +40,11 @@ def repeated_remote_calls(window: Window, limits: Thresholds) -> list[Finding]:
                 continue
             method, template = call
             per_request = int(statistics.median(counts[call].values()))
-            example = examples(traffic, cost)
-            site, profile_ids = None, []
-            for row, profile in kept_profiles(window, traffic):
-                if row.id in calls[call]:
-                    profile_ids.append(row.profile_id)
-                    if site is None:
-                        site = top_site(sites_in_windows(profile, [(s.start_ns, s.end_ns) for s in calls[call][row.id]]))
+            example = examples(traffic, cost, calls[call])
+            kept = kept_profiles(window, traffic)
+            if share_under(kept, calls[call], is_handler_call) > 0.5:
+                continue  # a logging handler's own calls: sync_logging's finding, not the app's
+            site = site_during(kept, calls[call])
             mean_call_ms = statistics.mean(s.duration_ns for spans in calls[call].values() for s in spans) / 1e6
             found.append(Finding(
                 kind="repeated_remote_call", route=traffic.key,
@@ -54,8 +53,7 @@ def repeated_remote_calls(window: Window, limits: Thresholds) -> list[Finding]:
                 share=round(numbers.share, 3),
                 evidence={
                     "method": method, "url": template, "count_per_request": per_request, "mean_call_ms": round(mean_call_ms, 3),
-                    "call_site": call_site_text(site), "requests": example, "profiles": profile_ids[:3],
-                    "spans": [s.span_id for s in calls[call][example[0]][:5]] if example else [],
+                    "call_site": call_site(site), "examples": example,
                 },
                 fix=(f"Ask {template.split('/', 1)[0]} for all items in one call if it has a batch endpoint; otherwise run the "
                      "calls concurrently (a thread pool or an async client) with a bounded concurrency, and cache what repeats."),

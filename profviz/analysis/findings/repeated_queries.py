@@ -9,7 +9,7 @@ import statistics
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from ...model.statements import normalise, statement_of, tables_of
-from .stacks import call_site_text, frameworks_in, sites_in_windows, top_site
+from .stacks import call_site, frameworks_in, site_during
 from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
 
 
@@ -45,14 +45,9 @@ def repeated_queries(window: Window, limits: Thresholds) -> list[Finding]:
 def _finding(window, traffic, statement, cost, counts, spans_of_request, numbers) -> Finding:
     per_request = int(statistics.median(counts.values()))
     tables = tables_of(statement)
-    site, profile_ids = None, []
     kept = [(row, profile) for row, profile in kept_profiles(window, traffic) if row.id in spans_of_request]
-    for row, profile in kept:
-        profile_ids.append(row.profile_id)
-        if site is None:
-            spans = spans_of_request[row.id]
-            site = top_site(sites_in_windows(profile, [(s.start_ns, s.end_ns) for s in spans]))
-    example = examples(traffic, cost)
+    site = site_during(kept, spans_of_request)
+    example = examples(traffic, cost, spans_of_request)
     table = f" on `{tables[0]}`" if tables else ""
     verb = statement.split(" ", 1)[0].upper()
     return Finding(
@@ -62,8 +57,7 @@ def _finding(window, traffic, statement, cost, counts, spans_of_request, numbers
         share=round(numbers.share, 3),
         evidence={
             "statement": statement, "count_per_request": per_request, "tables": tables,
-            "call_site": call_site_text(site), "requests": example, "profiles": profile_ids[:3],
-            "spans": [s.span_id for s in spans_of_request[example[0]][:5]] if example else [],
+            "call_site": call_site(site), "examples": example,
         },
         fix=_fix(frameworks_in(profile for _, profile in kept), tables, statement),
     )

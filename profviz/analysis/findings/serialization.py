@@ -8,7 +8,7 @@ from collections import Counter
 from ...model import Frame, State
 from ...model.window import Window
 from . import Finding, Thresholds, detector
-from .stacks import call_site_text, time_under, top_site
+from .stacks import call_site, time_under, top_site
 from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
 
 _CODEC_FILES = ("/json/encoder.py", "/json/decoder.py", "/json/__init__.py", "/pickle.py", "/xml/etree/ElementTree.py",
@@ -30,18 +30,17 @@ def serialization(window: Window, limits: Thresholds) -> list[Finding]:
         return [Finding(
             kind="serialization", route=None, title=f"{100 * numbers.share:.0f}% of the profile's time is CPU encoding or decoding",
             requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
-            evidence={"call_site": call_site_text(top_site(sites))}, fix=_FIX,
+            evidence={"call_site": call_site(top_site(sites))}, fix=_FIX,
         )]
     found = []
     for traffic in routes_of(window).values():
         kept = kept_profiles(window, traffic)
-        cost, sites, profile_ids = {}, Counter(), {}
+        cost, sites = {}, Counter()
         for row, profile in kept:
             spent, by_site = time_under(profile, is_codec, states=(State.ON_CPU, State.RUNNABLE))
             if spent >= limits.serialization_min_ms * 1e6:
                 cost[row.id] = spent
                 sites.update(by_site)
-                profile_ids[row.id] = row.profile_id
         measured = {row.id for row, _ in kept}
         numbers = figures(traffic, cost, measured)
         if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
@@ -55,8 +54,7 @@ def serialization(window: Window, limits: Thresholds) -> list[Finding]:
                   + (f" ({size / 1e6:.1f} MB responses)" if size and size >= 100_000 else ""),
             requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
             share=round(numbers.share, 3),
-            evidence={"call_site": call_site_text(top_site(sites)), "response_bytes": size, "requests": example,
-                      "profiles": [profile_ids[r] for r in example]},
+            evidence={"call_site": call_site(top_site(sites)), "response_bytes": size, "examples": example},
             fix=_FIX,
         ))
     return found

@@ -9,7 +9,7 @@ import statistics
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from ...model.statements import is_read_only, normalise, statement_of, tables_of
-from .stacks import call_site_text, sites_in_windows, top_site
+from .stacks import call_site, site_during
 from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
 
 _SQLITE_SCAN = re.compile(r"^\s*(?:--)?\s*SCAN (?:TABLE )?([\w.]+)(?! USING (?:COVERING )?INDEX)(?:\s+AS\s+\w+)?\s*$", re.MULTILINE)
@@ -55,18 +55,12 @@ def _median_bytes(traffic) -> float:
 
 
 def _finding(window, traffic, statement, spans_by, cost, numbers, mean_ms, plan, scanned) -> Finding:
-    example = examples(traffic, cost)
-    site, profile_ids = None, []
-    for row, profile in kept_profiles(window, traffic):
-        if row.id in spans_by:
-            profile_ids.append(row.profile_id)
-            if site is None:
-                site = top_site(sites_in_windows(profile, [(s.start_ns, s.end_ns) for s in spans_by[row.id]]))
+    example = examples(traffic, cost, spans_by)
+    site = site_during(kept_profiles(window, traffic), spans_by)
     tables = tables_of(statement)
     evidence = {
         "statement": statement, "mean_ms": round(mean_ms, 3), "executions": sum(len(s) for s in spans_by.values()),
-        "tables": tables, "call_site": call_site_text(site), "requests": example, "profiles": profile_ids[:3],
-        "spans": [s.span_id for s in spans_by[example[0]][:5]] if example else [], "plan": plan,
+        "tables": tables, "call_site": call_site(site), "examples": example, "plan": plan,
     }
     figures_kw = dict(requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
                       share=round(numbers.share, 3))

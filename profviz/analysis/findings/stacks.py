@@ -22,8 +22,9 @@ def is_app_frame(frame: Frame) -> bool:
     return not _LIBRARY_PATH.search(frame.file)
 
 
-def call_site_text(frame: Frame | None) -> str | None:
-    return f"{frame.function} ({frame.file}:{frame.line})" if frame is not None else None
+def call_site(frame: Frame | None) -> dict | None:
+    """A call site as evidence: ``{"function", "file", "line"}``, or None."""
+    return {"function": frame.function, "file": frame.file, "line": frame.line} if frame is not None else None
 
 
 @dataclass
@@ -149,3 +150,38 @@ def frameworks_in(profiles) -> set[str]:
             if any(marker in file for file in files):
                 seen.add(name)
     return seen
+
+
+def site_during(kept: list, spans_by_request: dict, most: int = 10) -> Frame | None:
+    """The app's call site of the time inside the spans of ``spans_by_request`` (request id ->
+    spans), over up to ``most`` of the ``kept`` (request, profile) pairs of those requests."""
+    sites: Counter = Counter()
+    used = 0
+    for row, profile in kept:
+        spans = spans_by_request.get(row.id)
+        if spans and used < most:
+            sites.update(sites_in_windows(profile, [(s.start_ns, s.end_ns) for s in spans]))
+            used += 1
+    return top_site(sites)
+
+
+def share_under(kept: list, spans_by_request: dict, rule: FrameRule, most: int = 10) -> float:
+    """Of the sampled time inside the spans of ``spans_by_request`` (over up to ``most`` kept
+    profiles), the fraction under a frame matching ``rule``; 0.0 when none was sampled."""
+    inside = matched = 0.0
+    used = 0
+    for row, profile in kept:
+        spans = spans_by_request.get(row.id)
+        if not spans or used >= most or not profile.sample_count:
+            continue
+        used += 1
+        columns = profile.columns()
+        middle = columns["time_ns"] + columns["weight_ns"] // 2
+        chosen = np.zeros(len(middle), dtype=bool)
+        for span in spans:
+            chosen |= (middle >= span.start_ns) & (middle < span.end_ns)
+        stacks, weights = columns["stack"][chosen], columns["weight_ns"][chosen]
+        marks = under(profile, rule).matched
+        inside += float(weights.sum())
+        matched += float(weights[(stacks >= 0) & marks[np.maximum(stacks, 0)]].sum())
+    return matched / inside if inside else 0.0

@@ -109,10 +109,15 @@ def enough(traffic: RouteTraffic, affected: int, measured: int, minimum: int) ->
     return affected >= min(minimum, max(measured, 1))
 
 
-def examples(traffic: RouteTraffic, costs_ns: dict[int, float], count: int = 3) -> list[int]:
-    """Ids of the affected requests the problem cost most, slowest cost first."""
-    ranked = sorted((cost, request) for request, cost in costs_ns.items() if cost > 0)
-    return [request for _, request in reversed(ranked[-count:])]
+def examples(traffic: RouteTraffic, costs_ns: dict[int, float], spans: dict[int, list[Span]] | None = None,
+             count: int = 3) -> list[dict]:
+    """The affected requests the problem cost most (costliest first, then by id), as evidence: ``{"request": id,
+    "profile": its kept profile's id or None, "spans": ids of (up to 5 of) its spans that show it}``."""
+    rows = {row.id: row for row in traffic.requests}
+    ranked = sorted((-cost, request) for request, cost in costs_ns.items() if cost > 0 and request in rows)
+    return [{"request": request, "profile": rows[request].profile_id,
+             "spans": [s.span_id for s in (spans or {}).get(request, [])[:5]]}
+            for _, request in ranked[:count]]
 
 
 def kept_profiles(window: Window, traffic: RouteTraffic) -> list[tuple[RequestRow, Profile]]:

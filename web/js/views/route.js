@@ -21,7 +21,9 @@ import { setCrumbs, setStatus } from "../ui/chrome.js";
 import { FlameGraph } from "../ui/flamegraph.js";
 import { showTooltip, hideTooltip } from "../ui/tooltip.js";
 import { drawHistogram, drawTimeChart, keepWidth, formatMs } from "../ui/routecharts.js";
-import { markAfterPaint } from "../ui/debug.js";
+import { markAfterPaint, mark } from "../ui/debug.js";
+import { drawFindings } from "../ui/findings.js";
+import { parseFindings } from "../model/findings.js";
 import { windowBar, requestColumns, errorBox } from "./routes.js";
 
 const SLOWEST_FETCHED = 200;
@@ -52,6 +54,8 @@ class RoutePage {
     this.histBox = h("div", { class: "chart-panel", id: "route-histogram" });
     this.latencyBox = h("div", { class: "chart-panel", id: "route-latency" });
     this.requestsBox = h("div", { class: "table-wrap", id: "route-requests" });
+    this.findingsBox = h("div", { class: "findings", id: "route-findings" }, h("span", { class: "hint" }, "Looking for bottlenecks\u2026"));
+    this.findingsSlot = new RequestSlot();
     this.tailSummary = h("div", { class: "tail-summary", id: "tail-summary" }, h("span", { class: "hint" }, "Comparing profiles\u2026"));
     this.tailMessage = h("div", { class: "view-message", id: "tail-message", role: "status" });
     this.flameBox = h("div", { class: "flame-box", id: "tail-flame" });
@@ -70,6 +74,7 @@ class RoutePage {
         h("h1", {}, h("span", { class: "method" }, displayText(method, 12)), " ", h("bdi", { class: "route-name", id: "route-title" }, displayText(route ?? "(no route)", 200))),
         this.windowHost),
       this.stats,
+      h("div", { class: "panel findings-panel" }, h("h2", {}, "What to fix first"), this.findingsBox),
       h("div", { class: "routes-charts" },
         h("div", { class: "panel" }, h("h2", {}, "Latency distribution"), this.histBox),
         h("div", { class: "panel" }, h("h2", {}, "Latency over time"),
@@ -98,6 +103,7 @@ class RoutePage {
 
   unmount() {
     this.slot.cancel();
+    this.findingsSlot.cancel();
     hideTooltip();
     this.graph.destroy();
     for (const stop of this.stopResize) stop();
@@ -124,7 +130,20 @@ class RoutePage {
     return windowApiParams(this.state.window, new URLSearchParams({ route: this.state.route, method: this.state.method, ...extra }));
   }
 
+  loadFindings() {
+    this.findingsSlot.run((signal) => getJSON(apiUrl("/findings", this.routeParams({ limit: "20" })), { signal, fresh: true }).then((json) => {
+      const { findings } = parseFindings(json);
+      drawFindings(this.findingsBox, findings, { withRoute: false, window: this.state.window, limit: 10,
+        empty: "No bottleneck over the detectors' thresholds on this route in this window." });
+      mark("findings-painted", { findings: findings.length });
+    })).catch((err) => {
+      if (isAbort(err)) return;
+      clear(this.findingsBox).appendChild(errorBox(`Could not load the findings: ${err.message}`));
+    });
+  }
+
   load() {
+    this.loadFindings();
     const opts = (signal) => ({ signal, fresh: true });
     this.slot.run((signal) => getJSON(apiUrl("/routes", windowApiParams(this.state.window)), opts(signal)).then(async (json) => {
       const table = parseRouteTable(json);

@@ -19,6 +19,8 @@ import { renderTable } from "../ui/table.js";
 import { setCrumbs, setStatus } from "../ui/chrome.js";
 import { drawTimeChart, keepWidth, formatMs } from "../ui/routecharts.js";
 import { mark } from "../ui/debug.js";
+import { drawFindings } from "../ui/findings.js";
+import { parseFindings, topPerRoute } from "../model/findings.js";
 import { navigate } from "../router.js";
 
 const SLOWEST_LISTED = 15;
@@ -101,9 +103,12 @@ class RoutesPage {
     this.utilBox = h("div", { class: "chart-panel", id: "routes-utilisation" });
     this.utilNote = h("p", { class: "hint", id: "routes-utilisation-note" });
     this.slowBox = h("div", { class: "table-wrap", id: "routes-slowest" });
+    this.findingsBox = h("div", { class: "findings", id: "routes-findings" }, h("span", { class: "hint" }, "Looking for bottlenecks\u2026"));
+    this.findingsSlot = new RequestSlot();
     root.appendChild(h("section", { class: "routes-page" },
       h("header", { class: "routes-head" }, h("h1", {}, "Routes"), this.windowHost),
       this.summary,
+      h("div", { class: "panel findings-panel" }, h("h2", {}, "What to fix first: the top finding of each route"), this.findingsBox),
       this.tableBox,
       h("div", { class: "routes-charts" },
         h("div", { class: "panel" }, h("h2", {}, `P95 latency over time (the slowest and busiest ${TOP_ROUTES_CHARTED} routes)`), this.latencyLegend, this.latencyBox),
@@ -121,7 +126,20 @@ class RoutesPage {
 
   unmount() {
     this.slot.cancel();
+    this.findingsSlot.cancel();
     for (const stop of this.stopResize) stop();
+  }
+
+  loadFindings() {
+    const params = windowApiParams(this.state.window, new URLSearchParams({ limit: "100" }));
+    this.findingsSlot.run((signal) => getJSON(apiUrl("/findings", params), { signal, fresh: true }).then((json) => {
+      const findings = topPerRoute(parseFindings(json).findings);
+      drawFindings(this.findingsBox, findings, { window: this.state.window, limit: 6 });
+      mark("findings-painted", { findings: findings.length });
+    })).catch((err) => {
+      if (isAbort(err)) return;
+      clear(this.findingsBox).appendChild(errorBox(`Could not load the findings: ${err.message}`));
+    });
   }
 
   setState(patch) {
@@ -143,6 +161,7 @@ class RoutesPage {
 
   load() {
     const params = windowApiParams(this.state.window);
+    this.loadFindings();
     this.tableBox.classList.add("loading");
     this.slot.run((signal) => getJSON(apiUrl("/routes", params), { signal, fresh: true }).then(async (json) => {
       this.table = parseRouteTable(json);

@@ -1,0 +1,35 @@
+"""``/api/findings``: the bottlenecks the findings detectors name (docs/findings.md), over the same
+time window as the routes endpoints, for every route or one (``route`` and ``method``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..analysis.findings import run_detectors
+from ..collect.explain import sqlite_explainer
+from ..shapes.findings import findings_json
+from ..store.window import load_window
+from .api_routes import _window
+from .context import server_context
+from .params import int_param
+
+bp = Blueprint("findings_api", __name__)
+
+
+@bp.get("/api/findings")
+def findings():
+    """Findings largest impact first (at most ``limit``); recomputed only when requests or spans were added."""
+    since_ns, until_ns = _window()
+    route = request.args.get("route") or None
+    method = (request.args.get("method") or "GET").upper() if route else None
+    limit = int_param(request.args, "limit", 50, low=1, high=500)
+    context = server_context()
+    store = context.store
+    key = ("findings", since_ns, until_ns, route, method, store.latest_request_ns(), store.newest_span_id())
+
+    def compute() -> tuple[list, int]:
+        window = load_window(store, since_ns=since_ns, until_ns=until_ns, route=route, method=method, explain=sqlite_explainer())
+        return run_detectors(window), len(window.requests)
+
+    found, requests = context.memo(key, compute) if since_ns is None else compute()
+    return jsonify({**findings_json(found[:limit]), "requests": requests})
