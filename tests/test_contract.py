@@ -48,7 +48,7 @@ def contract_spans() -> list[Span]:
     return [
         span("00000000000000a1", None, "GET /checkout", "server", 0, 700, **{"http.route": "/checkout"}),
         span(DB_SPAN, "00000000000000a1", "SELECT", "client", 5, 185, **{
-            "db.system": "postgresql", "db.statement": "SELECT '<script>alert(1)</script>' FROM orders"}),
+            "db.system": "postgresql", "db.statement": 'SELECT "<script>alert(1)</script>" FROM orders'}),
         span("00000000000000a3", "00000000000000a1", HOSTILE_FUNCTION, "internal", 265, 395, **{"url.full": "javascript:alert(1)"}),
         span("00000000000000a4", "00000000000000a1", "SELECT", "client", 600, 640, **{"db.system": "postgresql", "db.statement": "SELECT 1"}),
         span("00000000000000a5", "00000000000000a1", "cache.get", "client", 190, 200, tid=None),

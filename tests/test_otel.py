@@ -70,7 +70,9 @@ def test_processor_records_ended_spans_in_the_store(tmp_path):
     with tracer.start_as_current_span("GET /orders", kind=SpanKind.SERVER, attributes={"http.route": "/orders"}) as root:
         with tracer.start_as_current_span("SELECT orders", kind=SpanKind.CLIENT) as child:
             child.set_status(Status(StatusCode.ERROR, "deadlock"))
-            child.set_attribute("db.statement", "SELECT * FROM orders WHERE id = ?" + " " * 10_000)
+            child.set_attribute("db.statement", "SELECT * FROM orders WHERE id = 42 AND note = 'card 4111'" + " OR a = b" * 2_000)
+            child.set_attribute("db.connection_string", "postgresql://shop:hunter2@db:5432/shop")
+            child.set_attribute("http.request.header.authorization", "Bearer eyJhbGciOi")
     assert processor.force_flush(10_000)
     stored = {r.name: r for r in store.query_spans()}
     assert set(stored) == {"GET /orders", "SELECT orders"}
@@ -79,7 +81,10 @@ def test_processor_records_ended_spans_in_the_store(tmp_path):
     assert record.parent_id == parent.span_id == format(root.get_span_context().span_id, "016x")
     assert record.kind == "client" and record.status == "error" and parent.kind == "server"
     assert record.attributes["otel.status_description"] == "deadlock"
-    assert len(record.attributes["db.statement"]) == 4096
+    assert len(record.attributes["db.statement"]) == 4096  # normalised (no literals stored), then capped
+    assert record.attributes["db.statement"].startswith("SELECT * FROM orders WHERE id = ? AND note = ? OR a = b")
+    assert record.attributes["db.connection_string"] == "postgresql://shop:***@db:5432/shop"
+    assert record.attributes["http.request.header.authorization"] == "[redacted]"
     assert record.tid == threading.get_native_id() and record.pid == os.getpid() and not record.approximate
     assert record.start_ns == child.start_time and record.end_ns == child.end_time
     assert record.source == "processor" and processor.recorded == 2 and processor.dropped == 0

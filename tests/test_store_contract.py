@@ -378,7 +378,8 @@ def test_spans_are_stored_once_and_queried_by_window_process_thread_and_trace(ba
     store = backend.open()
     assert store.count_spans() == 0 and store.newest_span_id() is None
     spans = [span(1, 0, 10), span(2, 5, 30, tid=21), span(3, 40, 50, pid=None, tid=None, approximate=True),
-             span(4, 60, 70, pid=11, trace="cd", attributes={"db.statement": HOSTILE, "n": 2, "ok": True})]
+             span(4, 60, 70, pid=11, trace="cd", attributes={"db.statement": HOSTILE, "n": 2, "ok": True, "label": HOSTILE,
+                                                             "db.connection_string": "postgresql://u:pw@h/db"})]
     assert store.insert_spans(spans) == 4
     newest = store.newest_span_id()
     assert store.insert_spans([span(1, 0, 10), span(5, 80, 90)]) == 1, "a span already stored is kept as it is"
@@ -386,7 +387,10 @@ def test_spans_are_stored_once_and_queried_by_window_process_thread_and_trace(ba
     got = backend.open().query_spans()
     assert [s.span_id[-1] for s in got] == ["1", "2", "3", "4", "5"]
     fourth = got[3]
-    assert (fourth.pid, fourth.tid, fourth.attributes, fourth.source) == (11, 20, {"db.statement": HOSTILE, "n": 2, "ok": True}, "processor")
+    # hostile text comes back verbatim; SQL literals and credentials are never stored
+    assert (fourth.pid, fourth.tid, fourth.attributes, fourth.source) == (11, 20, {
+        "db.statement": HOSTILE.replace("(1)", "(?)"), "n": 2, "ok": True, "label": HOSTILE,
+        "db.connection_string": "postgresql://u:***@h/db"}, "processor")
     assert got[2].approximate and got[2].pid is None and got[0].id is not None
     ids = lambda found: [s.span_id[-1] for s in found]  # noqa: E731
     assert ids(store.query_spans(start_ns=T0 + 20_000_000, end_ns=T0 + 65_000_000)) == ["2", "3", "4"]

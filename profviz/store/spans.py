@@ -1,8 +1,9 @@
 """Spans and the store, whatever the backend: the bounds every stored span is held to, and
 joining stored spans to a profile's threads.
 
-Everything in a span (names, SQL text, attribute values) is untrusted, so every backend caps each
-string before storing it (:func:`bounded_name`, :func:`bounded_thread_name`, :func:`bound_attributes`):
+Everything in a span (names, SQL text, attribute values) is untrusted and may hold secrets, so every
+backend stores its attributes through :func:`stored_attributes` (secrets redacted, SQL literals
+normalised) and caps each string before storing it (:func:`bounded_name`, :func:`bounded_thread_name`, :func:`bound_attributes`):
 a name at :data:`MAX_NAME_CHARS`, attribute keys at :data:`MAX_ATTRIBUTE_KEY_CHARS`, values at
 :data:`MAX_ATTRIBUTE_VALUE_CHARS` and at most :data:`MAX_ATTRIBUTES` attributes per span (the
 number dropped is kept as ``profviz.dropped_attributes``).
@@ -16,6 +17,7 @@ from typing import Any
 
 from ..errors import ProfvizError
 from ..model import Profile, RequestRow, Span
+from ..model.redact import redact_attributes
 from .base import Store
 
 MAX_NAME_CHARS = 1024
@@ -85,6 +87,12 @@ def bound_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
     if dropped:
         out[DROPPED_ATTRIBUTES_KEY] = dropped
     return out
+
+
+def stored_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
+    """What a backend stores of a span's attributes: redacted and normalised
+    (:func:`~profviz.model.redact.redact_attributes`), then bounded (:func:`bound_attributes`)."""
+    return bound_attributes(redact_attributes(attributes))
 
 
 def bounded_name(name: Any) -> str:

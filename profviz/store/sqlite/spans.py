@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from .database import Database
 from ...model import Span
-from ..spans import bound_attributes, bounded_name, bounded_thread_name
+from ..spans import bounded_name, bounded_thread_name, stored_attributes
 
 
 SPAN_COLUMNS = (
@@ -29,7 +29,7 @@ def insert_spans(store: Database, spans: Iterable[Span], *, checked: bool = Fals
             bounded_name(span.name), span.kind, span.status,
             span.start_ns, span.end_ns, span.pid, span.tid,
             bounded_thread_name(span.thread_name),
-            dumps(bound_attributes(span.attributes)), int(bool(span.approximate)), span.request_id, span.source,
+            dumps(stored_attributes(span.attributes)), int(bool(span.approximate)), span.request_id, span.source,
         ))
     if not rows:
         return 0
