@@ -22,6 +22,8 @@ from profviz.store import open_store
 
 from .browser_support import build_shop_profile, running_server
 from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
+from profviz.model.statements import normalise
+
 from .targets.correlation_app import HOSTILE_IMG, HOSTILE_JS_URL, HOSTILE_LONG, HOSTILE_SCRIPT, SLOW_SQL
 
 pytestmark = pytest.mark.browser
@@ -117,7 +119,7 @@ def span_flame(url: str, profile: int, query: str) -> dict:
 
 def test_clicking_a_span_shows_its_flame_graph_and_window(page, site):
     url, profile, correlation, _ = site
-    query_span = span_named(correlation, lambda s: s["attributes"].get("db.statement") == SLOW_SQL)
+    query_span = span_named(correlation, lambda s: s["attributes"].get("db.statement") == normalise(SLOW_SQL))
     open_view(page, f"{url}/profiles/{profile}?view=correlation")
     assert page.get_attribute("#view", "data-spans") == str(len(correlation["spans"]))
     assert page.get_attribute("#waterfall", "data-rows") == str(len(correlation["spans"]) + 1)
@@ -150,7 +152,7 @@ def test_clicking_a_span_shows_its_flame_graph_and_window(page, site):
 
     # Its SQL text is shown, literally, with the span's own figures.
     sql = page.locator("#span-attributes tr[data-key='db.statement'] code")
-    assert sql.text_content() == SLOW_SQL
+    assert sql.text_content() == normalise(SLOW_SQL) and "<script>window.__pwned='sql'</script>" in SLOW_SQL
     assert page.locator("#span-details script, #span-details img").count() == 0
     details = page.inner_text("#span-details")
     assert "Samples inside" in details and f"{query_span['samples']:,}" in details

@@ -42,7 +42,7 @@ HOSTILE_RTL = "evil\u202egnp.exe"
 HOSTILE_LONG = "long_" + "B" * 10_240
 SLOW_SQL = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) "
-    "SELECT sum(x % 7), '<script>window.__pwned=\"sql\"</script>' FROM c"
+    "SELECT sum(x % 7) AS \"<script>window.__pwned='sql'</script>\" FROM c"
 )
 PLAIN_SQL = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) "
