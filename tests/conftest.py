@@ -42,3 +42,13 @@ def demo_run(tmp_path_factory):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["failed"] == 0
     return store_path, summary, result.stdout
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the session (tests/postgres_cluster.py)."""
+    from .postgres_cluster import start_cluster, stop_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    stop_cluster(cluster)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ..analysis.findings import Finding, Window, run_detectors
-from ..collect.explain import sqlite_explainer
+from ..collect.explain import ExplainUnavailable, explainers, postgres_explainer, sqlite_explainer
+from ..errors import ProfvizError
 from ..shapes.findings import findings_json
 from ..store.window import load_window
 from .common import json_option, open_cli_store, print_json, store_option
@@ -19,17 +22,19 @@ from .routes import _check_route_known, _since_ns
 @click.option("--since", default=None, metavar="DURATION", help="Only requests that started in the last DURATION (30s, 15m, 2h, 1d).")
 @click.option("--profile", "profile_id", type=int, default=None, help="Look at one stored profile (an attach profile) instead of requests.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Print at most N findings.")
+@click.option("--explain-dsn", default=None, metavar="DSN",
+              help="A PostgreSQL database to read query plans from (EXPLAIN, never ANALYZE, read-only); default: $PROFVIZ_EXPLAIN_DSN.")
 def findings_command(store_path: str | None, as_json: bool, route: str | None, since: str | None, profile_id: int | None,
-                     limit: int) -> None:
+                     limit: int, explain_dsn: str | None) -> None:
     """What to fix first: each route's bottlenecks (N+1 queries, full scans, slow queries, new
     connections per request, synchronous logging, serialization, large payloads...), largest
     impact first, each with its evidence and the fix. Query plans are read from SQLite files the
-    spans name, read-only."""
+    spans name, read-only, and from PostgreSQL only through --explain-dsn."""
     store = open_cli_store(store_path)
     if profile_id is not None:
         window = Window(profile=store.load_profile(profile_id))
     else:
-        window = load_window(store, since_ns=_since_ns(since), route=route, explain=sqlite_explainer())
+        window = load_window(store, since_ns=_since_ns(since), route=route, explain=explainer(explain_dsn))
         if route is not None and not window.requests:
             _check_route_known(store, route)
     findings = run_detectors(window)[:limit]
@@ -42,6 +47,21 @@ def findings_command(store_path: str | None, as_json: bool, route: str | None, s
         return
     for number, finding in enumerate(findings, 1):
         click.echo(describe(number, finding))
+
+
+class ExplainDatabaseUnreachable(ProfvizError):
+    """The --explain-dsn database cannot be reached."""
+
+
+def explainer(explain_dsn: str | None):
+    """Plans from SQLite files the spans name, and from ``explain_dsn`` (or $PROFVIZ_EXPLAIN_DSN) when given."""
+    dsn = explain_dsn or os.environ.get("PROFVIZ_EXPLAIN_DSN")
+    if not dsn:
+        return sqlite_explainer()
+    try:
+        return explainers(postgres_explainer(dsn), sqlite_explainer())
+    except ExplainUnavailable as exc:
+        raise ExplainDatabaseUnreachable(f"{exc}; check the DSN, or leave --explain-dsn out to go without PostgreSQL plans") from None
 
 
 def top_per_route(findings: list[Finding]) -> list[Finding]:

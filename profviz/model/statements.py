@@ -76,3 +76,18 @@ def client_call_of(span: Span) -> tuple[str, str] | None:
     parts = urlsplit(url)
     segments = ["{id}" if _ID_SEGMENT.match(segment) else segment for segment in parts.path.split("/")]
     return str(method).upper(), f"{parts.netloc}{'/'.join(segments) or '/'}"
+
+
+def numbered_placeholders(statement: str) -> tuple[str, int]:
+    """A normalised statement's ``?`` placeholders (outside quotes) as ``$1``, ``$2``... (the
+    form PostgreSQL's PREPARE takes), and how many there are."""
+    count = 0
+
+    def number(match: re.Match) -> str:
+        nonlocal count
+        if match.group(0) != "?":
+            return match.group(0)
+        count += 1
+        return f"${count}"
+
+    return re.sub(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\?""", number, statement), count

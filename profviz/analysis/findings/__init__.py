@@ -94,6 +94,7 @@ from . import (  # noqa: E402 - each module registers its detector
     connections,
     logging_io,
     payload,
+    pools,
     remote_calls,
     repeated_queries,
     serialization,
@@ -101,4 +102,4 @@ from . import (  # noqa: E402 - each module registers its detector
 )
 
 __all__ = ["DETECTORS", "KINDS", "Detector", "Finding", "Thresholds", "Window", "detector", "run_detectors",
-           "connections", "logging_io", "payload", "remote_calls", "repeated_queries", "serialization", "slow_queries"]
+           "connections", "logging_io", "payload", "pools", "remote_calls", "repeated_queries", "serialization", "slow_queries"]

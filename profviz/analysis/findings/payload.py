@@ -8,12 +8,12 @@ import statistics
 import numpy as np
 
 from ...model import State
-from ...model.statements import normalise, statement_of
+from ...model.statements import normalise
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .serialization import is_codec
 from .stacks import time_under
-from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
+from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request, statements_in
 
 
 @detector
@@ -27,9 +27,8 @@ def large_payload(window: Window, limits: Thresholds) -> list[Finding]:
         cost: dict[int, float] = {}
         statements: dict[str, list[int]] = {}
         for row in large:  # the statements that fetch the rows: the slow ones of a large request
-            for span in spans_of.get(row.id, ()):
-                statement = statement_of(span)
-                if statement is not None and span.duration_ns >= limits.scan_min_ms * 1e6:
+            for statement, span in statements_in(spans_of.get(row.id, [])):
+                if span.duration_ns >= limits.scan_min_ms * 1e6:
                     cost[row.id] = cost.get(row.id, 0.0) + span.duration_ns
                     statements.setdefault(normalise(statement), []).append(span.duration_ns)
         large_ids = {row.id for row in large}

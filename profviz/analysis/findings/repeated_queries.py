@@ -8,9 +8,9 @@ import statistics
 
 from ...model.window import Window
 from . import Finding, Thresholds, detector
-from ...model.statements import normalise, statement_of, tables_of
+from ...model.statements import normalise, tables_of
 from .stacks import call_site, frameworks_in, site_during
-from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
+from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request, statements_in
 
 
 @detector
@@ -24,10 +24,8 @@ def repeated_queries(window: Window, limits: Thresholds) -> list[Finding]:
         windows: dict[str, dict[int, list]] = {}
         for request in measured:
             groups: dict[str, list] = {}
-            for span in spans_of[request]:
-                statement = statement_of(span)
-                if statement is not None:
-                    groups.setdefault(normalise(statement), []).append(span)
+            for statement, span in statements_in(spans_of[request]):
+                groups.setdefault(normalise(statement), []).append(span)
             for statement, spans in groups.items():
                 total = sum(s.duration_ns for s in spans)
                 if len(spans) >= limits.repeat_min_count and total >= limits.repeat_min_total_ms * 1e6:

@@ -10,7 +10,7 @@ from ...model.window import Window
 from . import Finding, Thresholds, detector
 from ...model.statements import is_read_only, normalise, statement_of, tables_of
 from .stacks import call_site, site_during
-from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request
+from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request, statements_in
 
 _SQLITE_SCAN = re.compile(r"^\s*(?:--)?\s*SCAN (?:TABLE )?([\w.]+)(?! USING (?:COVERING )?INDEX)(?:\s+AS\s+\w+)?\s*$", re.MULTILINE)
 _POSTGRES_SCAN = re.compile(r"Seq Scan on ([\w.]+).*?rows=(\d+)")
@@ -26,10 +26,8 @@ def slow_queries(window: Window, limits: Thresholds) -> list[Finding]:
         measured = {row.id for row in traffic.requests if row.id in spans_of}
         by_statement: dict[str, dict[int, list]] = {}
         for request in measured:
-            for span in spans_of[request]:
-                statement = statement_of(span)
-                if statement is not None:
-                    by_statement.setdefault(normalise(statement), {}).setdefault(request, []).append(span)
+            for statement, span in statements_in(spans_of[request]):
+                by_statement.setdefault(normalise(statement), {}).setdefault(request, []).append(span)
         large_responses = _median_bytes(traffic) >= limits.large_payload_bytes
         for statement, spans_by in by_statement.items():
             durations = [s.duration_ns for spans in spans_by.values() for s in spans]

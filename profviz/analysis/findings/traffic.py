@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...model import Profile, RequestRow, Span
+from ...model.statements import statement_of
 from ...model.window import Window
 
 TAIL_PERCENTILE = 95
@@ -131,3 +132,11 @@ def profile_figures(profile: Profile, spent_ns: float) -> Figures:
     share of the profile's sampled time."""
     total = float(profile.columns()["weight_ns"].sum()) if profile.sample_count else 0.0
     return Figures(0, spent_ns / 1e6, 0.0, spent_ns / total if total else 0.0)
+
+
+def statements_in(spans: list[Span]) -> list[tuple[str, Span]]:
+    """(statement, span) of the database spans among ``spans`` that are not inside another
+    database span of them (an ORM's span around its driver's span for the same statement counts once)."""
+    with_statement = [(statement_of(span), span) for span in spans]
+    db_ids = {span.span_id for statement, span in with_statement if statement is not None}
+    return [(statement, span) for statement, span in with_statement if statement is not None and span.parent_id not in db_ids]

@@ -1,0 +1,115 @@
+"""Each finding kind on an app built for it (tests/targets/findings_apps.py): real PostgreSQL,
+psycopg_pool, SQLAlchemy's ORM, httpx against a real item service, a synchronous HTTP log handler;
+served by waitress with 8 concurrent clients. The route's top finding has the kind its bottleneck
+is, with the right evidence; its near miss beside it has no finding of that kind."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from .postgres_cluster import PASSWORD
+
+TARGET = Path(__file__).parent / "targets" / "findings_apps.py"
+REQUESTS_PER_ROUTE = 24
+CLIENTS = 8
+EXPECTED = {
+    "GET /report/per-query": "connection_setup",
+    "GET /tiny-pool": "pool_wait",
+    "GET /search/scan": "full_scan",
+    "GET /orm/lazy": "n_plus_one_query",
+    "GET /items/per-item": "repeated_remote_call",
+    "GET /log/sync": "sync_logging",
+}
+NEAR_MISSES = {
+    "GET /report/pooled": ("connection_setup", "pool_wait"),
+    "GET /search/indexed": ("full_scan", "slow_query"),
+    "GET /orm/eager": ("n_plus_one_query",),
+    "GET /items/batch": ("repeated_remote_call",),
+    "GET /log/queued": ("sync_logging",),
+}
+
+
+@pytest.fixture(scope="module")
+def app_run(postgres, tmp_path_factory):
+    """(findings of the whole run, store path) after driving every route of the app."""
+    store = tmp_path_factory.mktemp("findings_apps") / "store.db"
+    app = subprocess.Popen([sys.executable, str(TARGET), str(store), postgres.dsn()], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([app.stdout], [], [], 120)
+        assert ready, "the findings app did not start within 120 s"
+        url = json.loads(app.stdout.readline())["url"]
+        paths = [route.split(" ", 1)[1] for route in [*EXPECTED, *NEAR_MISSES]]
+        with requests.Session() as warm:
+            for path in paths:
+                assert warm.get(url + path, timeout=30).status_code == 200, path
+
+        def fetch(path: str) -> int:
+            return requests.get(url + path, timeout=60).status_code
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            for path in paths:  # one route at a time, 8 clients at once: each route sees concurrency
+                assert set(pool.map(fetch, [path] * REQUESTS_PER_ROUTE)) == {200}, path
+        app.stdin.close()
+        assert app.wait(timeout=120) == 0
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--json", "--limit", "200", "--store", str(store),
+                             "--explain-dsn", postgres.dsn()], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["findings"], store
+
+
+def top_of(findings: list[dict]) -> dict[str, dict]:
+    top = {}
+    for finding in findings:
+        top.setdefault(finding["route"], finding)
+    return top
+
+
+def test_each_routes_top_finding_is_its_bottleneck(app_run):
+    findings, _ = app_run
+    top = top_of(findings)
+    assert {route: top.get(route, {}).get("kind") for route in EXPECTED} == EXPECTED, [(f["route"], f["kind"]) for f in findings]
+
+
+def test_near_misses_produce_no_finding_of_that_kind(app_run):
+    findings, _ = app_run
+    for route, kinds in NEAR_MISSES.items():
+        wrong = [(f["kind"], f["title"], f["impact_ms"], f["requests"]) for f in findings if f["route"] == route and f["kind"] in kinds]
+        assert not wrong, (route, wrong)
+
+
+def test_the_evidence_names_the_statement_call_and_call_site(app_run):
+    top = top_of(app_run[0])
+    connect = top["GET /report/per-query"]["evidence"]
+    assert connect["call_site"]["function"] == "create_app.<locals>.report_per_query"
+    pool = top["GET /tiny-pool"]
+    assert pool["evidence"]["pool"] == "ConnectionPool" and pool["evidence"]["call_site"]["function"] == "create_app.<locals>.tiny"
+    scan = top["GET /search/scan"]
+    assert "Seq Scan on items" in scan["evidence"]["plan"] and scan["evidence"]["filter_columns"] == ["note"]
+    assert scan["fix"].startswith("CREATE INDEX items_note ON items (note);")
+    lazy = top["GET /orm/lazy"]
+    assert "FROM authors" in lazy["evidence"]["statement"] and lazy["evidence"]["count_per_request"] >= 5
+    assert "selectinload" in lazy["fix"] and lazy["evidence"]["call_site"]["function"].startswith("create_app.<locals>.orm_lazy")
+    calls = top["GET /items/per-item"]["evidence"]
+    assert calls["url"].endswith("/items/{id}") and calls["count_per_request"] == 10
+    assert calls["call_site"]["function"].startswith("create_app.<locals>.items_per_item")
+    logging_ = top["GET /log/sync"]["evidence"]
+    assert logging_["handler"] == "HTTPHandler" and logging_["call_site"]["function"] == "create_app.<locals>.log_sync"
+
+
+def test_no_password_reaches_the_store(app_run):
+    _, store = app_run
+    for path in store.parent.glob(store.name + "*"):
+        assert PASSWORD.encode() not in path.read_bytes(), path
