@@ -279,3 +279,98 @@ def test_findings_of_one_route_and_of_a_missing_profile(demo_run):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and missing.stderr.startswith("profviz: ") and len(missing.stderr.strip().splitlines()) == 1
     assert open_store(store_path).query_requests(limit=1)
+
+
+POOL = "/venv/lib/python3.11/site-packages/psycopg_pool/pool.py"
+THREADING = "/usr/lib/python3.11/threading.py"
+
+
+def test_a_pool_wait_is_a_blocked_checkout_and_a_gil_wait_inside_the_checkout_is_not():
+    from profviz.analysis.findings.pools import pool_wait
+
+    blocked, gil = Traffic("/orders"), Traffic("/orders")
+    checkout = [("view", APP), ("ConnectionPool.connection", POOL), ("ConnectionPool.getconn", POOL)]
+    for _ in range(4):
+        blocked.request(80, profile=profile_with([
+            (checkout + [("WaitingClient.wait", POOL), ("Condition.wait", THREADING)], State.WAITING, 60, "lock (futex)"),
+            ([("view", APP)], State.ON_CPU, 20, None)]))
+        gil.request(30, profile=profile_with([
+            (checkout, State.WAITING, 10, "lock (futex)"),  # waiting for the GIL in the checkout's own code
+            ([("view", APP)], State.ON_CPU, 20, None)]))
+    (found,) = pool_wait(blocked.window(), Thresholds())
+    assert found.evidence["pool"] == "ConnectionPool" and found.impact_ms == pytest.approx(60)
+    assert found.evidence["call_site"]["function"] == "view"
+    assert pool_wait(gil.window(), Thresholds()) == []
+
+
+def test_a_lock_wait_is_at_a_line_that_takes_a_lock_and_a_gil_wait_in_a_loop_is_not(tmp_path):
+    from profviz.analysis.findings.locks import lock_contention
+
+    source = tmp_path / "app.py"
+    source.write_text("def transfer():\n    with ACCOUNTS_LOCK:\n        pass\n    total = sum(range(10))\n")
+    app_file = str(source)
+
+    def at(line: int, reason: str):
+        profile = Profile({"kind": "request"})
+        thread = profile.add_thread(1, 2, "worker")
+        stack = profile.intern_frames([("transfer", app_file, line)])
+        profile.append_sample(T0, thread, stack, 40 * MS, State.WAITING, reason)
+        profile.append_sample(T0 + 40 * MS, thread, stack, 10 * MS, State.ON_CPU)
+        return profile
+
+    locked, looping, sleeping = Traffic("/transfer"), Traffic("/transfer"), Traffic("/transfer")
+    for _ in range(4):
+        locked.request(50, profile=at(2, "lock (futex)"))
+        looping.request(50, profile=at(4, "lock (futex)"))  # the GIL, while others compute
+        sleeping.request(50, profile=at(2, "sleep"))
+    (found,) = lock_contention(locked.window(), Thresholds())
+    assert found.evidence["call_site"] == {"function": "transfer", "file": app_file, "line": 2}
+    assert found.impact_ms == pytest.approx(40)
+    assert lock_contention(looping.window(), Thresholds()) == []
+    assert lock_contention(sleeping.window(), Thresholds()) == []
+
+
+def test_one_function_computing_is_a_cpu_hotspot_and_spread_work_is_not():
+    from profviz.analysis.findings.cpu_hotspot import cpu_hotspot
+
+    hot, spread, io = Traffic("/score"), Traffic("/score"), Traffic("/score")
+    for _ in range(4):
+        io.request(100, profile=profile_with([  # the GIL after a socket read returned: not computing
+            ([("view", APP), ("SocketIO.readinto", "/usr/lib/python3.11/socket.py")], State.WAITING, 60, "lock (futex)"),
+            ([("view", APP), ("SocketIO.readinto", "/usr/lib/python3.11/socket.py")], State.ON_CPU, 10, None),
+            ([("view", APP)], State.WAITING, 30, "socket recv db:5432")]))
+        hot.request(100, profile=profile_with([
+            ([("view", APP), ("score", "/srv/app/scoring.py")], State.ON_CPU, 40, None),
+            ([("view", APP), ("score", "/srv/app/scoring.py")], State.WAITING, 40, "lock (futex)"),
+            ([("view", APP)], State.WAITING, 20, "socket recv db:5432")]))
+        spread.request(100, profile=profile_with(
+            [([("view", APP), (f"step{i}", "/srv/app/steps.py")], State.ON_CPU, 10, None) for i in range(10)]))
+    (found,) = cpu_hotspot(hot.window(), Thresholds())
+    assert found.evidence["function"] == "score" and found.impact_ms == pytest.approx(80) and found.share == pytest.approx(0.8)
+    assert cpu_hotspot(spread.window(), Thresholds()) == []
+    assert cpu_hotspot(io.window(), Thresholds()) == []
+
+
+def test_latency_rising_with_busy_workers_is_saturation_and_a_steady_route_is_not():
+    from profviz.analysis.findings.saturation import saturation
+
+    def traffic_with(busy_ms: float) -> Traffic:
+        traffic = Traffic("/search")
+        rows = []
+        for i in range(30):  # calm: one request at a time, 20 ms every 100 ms
+            rows.append((T0 + i * 100 * MS, 1, 20))
+        for i in range(40):  # busy: the 4 workers always serving, busy_ms each
+            for tid in range(4):
+                rows.append((T0 + 3_000 * MS + i * int(busy_ms * MS), 10 + tid, busy_ms))
+        for n, (start, tid, ms) in enumerate(rows, 1):
+            traffic.requests.append(RequestRow(pid=1, tid=tid, route="/search", method="GET", path="/search", status=200,
+                                               start_ns=start, duration_ns=int(ms * MS), labels={"capacity": 4}, id=n))
+        return traffic
+
+    (found,) = saturation(traffic_with(80).window(), Thresholds())
+    assert found.kind == "saturation" and found.route == "GET /search" and found.evidence["capacity"] == 4
+    assert found.evidence["p95_calm_ms"] == pytest.approx(20) and found.evidence["p95_busy_ms"] == pytest.approx(80)
+    assert found.evidence["window"]["start"] == pytest.approx((T0 + 3_000 * MS) / 1e9)
+    # the busy phase's last 8 requests start in the last, cut-short bucket: neither saturated nor calm
+    assert found.impact_ms == pytest.approx(60) and found.requests == 152 and found.tail_share == pytest.approx(152 / 160)
+    assert saturation(traffic_with(21).window(), Thresholds()) == []  # as busy, but no slower

@@ -27,6 +27,8 @@ EXPECTED = {
     "GET /orm/lazy": "n_plus_one_query",
     "GET /items/per-item": "repeated_remote_call",
     "GET /log/sync": "sync_logging",
+    "GET /lock/contended": "lock_contention",
+    "GET /cpu/hot": "cpu_hotspot",
 }
 NEAR_MISSES = {
     "GET /report/pooled": ("connection_setup", "pool_wait"),
@@ -34,6 +36,8 @@ NEAR_MISSES = {
     "GET /orm/eager": ("n_plus_one_query",),
     "GET /items/batch": ("repeated_remote_call",),
     "GET /log/queued": ("sync_logging",),
+    "GET /lock/uncontended": ("lock_contention",),
+    "GET /cpu/light": ("cpu_hotspot",),
 }
 
 
@@ -105,6 +109,9 @@ def test_the_evidence_names_the_statement_call_and_call_site(app_run):
     calls = top["GET /items/per-item"]["evidence"]
     assert calls["url"].endswith("/items/{id}") and calls["count_per_request"] == 10
     assert calls["call_site"]["function"].startswith("create_app.<locals>.items_per_item")
+    lock = top["GET /lock/contended"]["evidence"]["call_site"]
+    assert lock["function"] == "create_app.<locals>.lock_contended" and lock["file"].endswith("findings_apps.py")
+    assert top["GET /cpu/hot"]["evidence"]["function"] == "checksum"
     logging_ = top["GET /log/sync"]["evidence"]
     assert logging_["handler"] == "HTTPHandler" and logging_["call_site"]["function"] == "create_app.<locals>.log_sync"
 

@@ -20,6 +20,10 @@ route                  what it does                              expected
 /items/batch           one httpx GET for all items               nothing
 /log/sync              logging.handlers.HTTPHandler, 3 records   sync_logging
 /log/queued            QueueHandler -> QueueListener(HTTPHandler) nothing
+/lock/contended        one lock every request holds for 20 ms    lock_contention
+/lock/uncontended      a lock of its own                         nothing
+/cpu/hot               pure-Python hashing, ~50 ms of CPU        cpu_hotspot
+/cpu/light             the same over 1/200 of the data           nothing
 =====================  =======================================  ==========================
 """
 
@@ -30,6 +34,8 @@ import logging
 import logging.handlers
 import queue
 import sys
+import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -77,6 +83,14 @@ def create_schema(dsn: str) -> None:
         connection.execute("INSERT INTO authors SELECT i, 'author ' || i FROM generate_series(1, 200) AS i")
         connection.execute("INSERT INTO posts SELECT i, 'post ' || i, 1 + (i * 7) % 200 FROM generate_series(1, 3000) AS i")
         connection.execute("ANALYZE")
+
+
+def checksum(count: int) -> int:
+    """Pure-Python CPU work: a rolling hash over ``count`` numbers."""
+    value = 0
+    for number in range(count):
+        value = (value * 31 + number * number) % 1_000_000_007
+    return value
 
 
 def create_app(store: str, dsn: str) -> tuple[Flask, list]:
@@ -169,6 +183,29 @@ def create_app(store: str, dsn: str) -> tuple[Flask, list]:
         for step in ("started", "reserved", "done"):
             queued_log.info("checkout %s", step)
         return jsonify(ok=True)
+
+    contended = threading.Lock()
+
+    @app.get("/lock/contended")
+    def lock_contended():
+        with contended:  # every request waits for the one before it
+            time.sleep(0.02)
+        return jsonify(ok=True)
+
+    @app.get("/lock/uncontended")
+    def lock_uncontended():
+        mine = threading.Lock()
+        with mine:
+            time.sleep(0.02)
+        return jsonify(ok=True)
+
+    @app.get("/cpu/hot")
+    def cpu_hot():
+        return jsonify(checksum=checksum(300_000))
+
+    @app.get("/cpu/light")
+    def cpu_light():
+        return jsonify(checksum=checksum(1_500))
 
     closers = [listener.stop, items_service.stop, log_sink.stop, pool.close, tiny_pool.close, engine.dispose, http.close]
     return app, closers

@@ -35,7 +35,9 @@ class Thresholds:
     lock_min_ms: float = 5.0
     serialization_min_ms: float = 10.0
     large_payload_bytes: int = 1_000_000
-    hotspot_min_share: float = 0.3  # one function's self CPU, of the route's sampled time
+    hotspot_min_share: float = 0.3  # one function's own computing, of the route's sampled time
+    saturation_utilisation: float = 0.8  # busy workers over capacity, for a time bucket to count as saturated
+    saturation_latency_ratio: float = 1.5  # a route's P95 when saturated over its P95 when calm (under 50%)
     min_share: float = 0.05  # a finding explains at least this much of the affected requests' time
 
     @classmethod
@@ -92,14 +94,17 @@ def run_detectors(window: Window, thresholds: Thresholds | None = None, detector
 
 from . import (  # noqa: E402 - each module registers its detector
     connections,
+    cpu_hotspot,
+    locks,
     logging_io,
     payload,
     pools,
     remote_calls,
     repeated_queries,
+    saturation,
     serialization,
     slow_queries,
 )
 
 __all__ = ["DETECTORS", "KINDS", "Detector", "Finding", "Thresholds", "Window", "detector", "run_detectors",
-           "connections", "logging_io", "payload", "pools", "remote_calls", "repeated_queries", "serialization", "slow_queries"]
+           "connections", "cpu_hotspot", "locks", "logging_io", "payload", "pools", "remote_calls", "repeated_queries", "saturation", "serialization", "slow_queries"]
