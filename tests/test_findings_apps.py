@@ -25,6 +25,7 @@ EXPECTED = {
     "GET /tiny-pool": "pool_wait",
     "GET /search/scan": "full_scan",
     "GET /orm/lazy": "n_plus_one_query",
+    "GET /django/lazy": "n_plus_one_query",
     "GET /items/per-item": "repeated_remote_call",
     "GET /log/sync": "sync_logging",
     "GET /lock/contended": "lock_contention",
@@ -34,6 +35,7 @@ NEAR_MISSES = {
     "GET /report/pooled": ("connection_setup", "pool_wait"),
     "GET /search/indexed": ("full_scan", "slow_query"),
     "GET /orm/eager": ("n_plus_one_query",),
+    "GET /django/eager": ("n_plus_one_query",),
     "GET /items/batch": ("repeated_remote_call",),
     "GET /log/queued": ("sync_logging",),
     "GET /lock/uncontended": ("lock_contention",),
@@ -106,6 +108,9 @@ def test_the_evidence_names_the_statement_call_and_call_site(app_run):
     lazy = top["GET /orm/lazy"]
     assert "FROM authors" in lazy["evidence"]["statement"] and lazy["evidence"]["count_per_request"] >= 5
     assert "selectinload" in lazy["fix"] and lazy["evidence"]["call_site"]["function"].startswith("create_app.<locals>.orm_lazy")
+    django = top["GET /django/lazy"]
+    assert "FROM \"authors\"" in django["evidence"]["statement"] and "select_related" in django["fix"]
+    assert django["evidence"]["call_site"]["function"].startswith("create_app.<locals>.django_lazy")
     calls = top["GET /items/per-item"]["evidence"]
     assert calls["url"].endswith("/items/{id}") and calls["count_per_request"] == 10
     assert calls["call_site"]["function"].startswith("create_app.<locals>.items_per_item")

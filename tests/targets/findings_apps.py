@@ -1,7 +1,7 @@
 """An app built for the findings tests (tests/test_findings_apps.py): one bottleneck per route and
 its near miss beside it, over a real PostgreSQL (psycopg 3, psycopg_pool, SQLAlchemy's ORM), a
 real HTTP item service (httpx) and a real slow log collector, profiled by profviz with
-``otel="auto"`` and served by waitress (8 threads) on 127.0.0.1.
+``otel="auto"`` (Django's ORM through tests/targets/djangoshop) and served by waitress (8 threads) on 127.0.0.1.
 
 Usage: ``findings_apps.py STORE DSN``. Prints ``{"url": ...}`` once serving; serves until stdin
 closes, then flushes profviz and exits.
@@ -16,6 +16,8 @@ route                  what it does                              expected
 /search/indexed        WHERE on an indexed column                nothing
 /orm/lazy              30 posts, each post.author lazy-loaded    n_plus_one_query
 /orm/eager             the same with selectinload()              nothing
+/django/lazy           the same with Django's ORM                n_plus_one_query
+/django/eager          with select_related()                     nothing
 /items/per-item        httpx GET per item (10)                   repeated_remote_call
 /items/batch           one httpx GET for all items               nothing
 /log/sync              logging.handlers.HTTPHandler, 3 records   sync_logging
@@ -93,7 +95,25 @@ def checksum(count: int) -> int:
     return value
 
 
+def setup_django(dsn: str) -> None:
+    """Django's ORM over the same database (tests/targets/djangoshop)."""
+    import django
+    from django.conf import settings
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(dsn)
+    settings.configure(
+        INSTALLED_APPS=["djangoshop"], USE_TZ=True,
+        DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": parts["dbname"], "USER": parts["user"],
+                               "PASSWORD": parts["password"], "HOST": parts["host"], "PORT": str(parts["port"])}},
+    )
+    django.setup()
+
+
 def create_app(store: str, dsn: str) -> tuple[Flask, list]:
+    setup_django(dsn)
+    from djangoshop.models import Post as DjangoPost
+
     app = Flask(__name__)
     profviz.flask.init_app(app, store=store, otel="auto", tail_threshold_ms=1, worker_threads=THREADS)
     items_service = ExternalService(delay_s=0.008)
@@ -183,6 +203,15 @@ def create_app(store: str, dsn: str) -> tuple[Flask, list]:
         for step in ("started", "reserved", "done"):
             queued_log.info("checkout %s", step)
         return jsonify(ok=True)
+
+    @app.get("/django/lazy")
+    def django_lazy():
+        return jsonify([{"title": p.title, "author": p.author.name} for p in DjangoPost.objects.order_by("id")[:30]])
+
+    @app.get("/django/eager")
+    def django_eager():
+        posts = DjangoPost.objects.select_related("author").order_by("id")[:30]
+        return jsonify([{"title": p.title, "author": p.author.name} for p in posts])
 
     contended = threading.Lock()
 
