@@ -30,6 +30,8 @@ EXPECTED = {
     "GET /log/sync": "sync_logging",
     "GET /lock/contended": "lock_contention",
     "GET /cpu/hot": "cpu_hotspot",
+    "GET /json/encode": "serialization",
+    "GET /query/slow": "slow_query",
 }
 NEAR_MISSES = {
     "GET /report/pooled": ("connection_setup", "pool_wait"),
@@ -40,6 +42,8 @@ NEAR_MISSES = {
     "GET /log/queued": ("sync_logging",),
     "GET /lock/uncontended": ("lock_contention",),
     "GET /cpu/light": ("cpu_hotspot",),
+    "GET /json/small": ("serialization", "large_payload"),
+    "GET /query/fast": ("slow_query", "full_scan"),
 }
 
 
@@ -125,3 +129,47 @@ def test_no_password_reaches_the_store(app_run):
     _, store = app_run
     for path in store.parent.glob(store.name + "*"):
         assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_latency_rising_with_busy_workers_is_named_saturation_with_its_window(postgres, tmp_path):
+    """/saturate (50 ms asleep, then about 30 ms of CPU) from one client, then from sixteen (more
+    than the eight workers, so all of them stay busy): their CPU work competes for the GIL and its P95
+    rises; the finding names the busy window and both P95s."""
+    import time
+
+    store = tmp_path / "store.db"
+    app = subprocess.Popen([sys.executable, str(TARGET), str(store), postgres.dsn()], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([app.stdout], [], [], 120)
+        assert ready, "the findings app did not start within 120 s"
+        url = json.loads(app.stdout.readline())["url"]
+        with requests.Session() as one_client:
+            calm_until = time.monotonic() + 4
+            while time.monotonic() < calm_until:
+                assert one_client.get(url + "/saturate", timeout=30).status_code == 200
+        busy_from = time.time()
+
+        def client(_: int) -> None:
+            with requests.Session() as session:
+                until = time.monotonic() + 4
+                while time.monotonic() < until:
+                    assert session.get(url + "/saturate", timeout=30).status_code == 200
+
+        with ThreadPoolExecutor(2 * CLIENTS) as pool:
+            list(pool.map(client, range(2 * CLIENTS)))
+        app.stdin.close()
+        assert app.wait(timeout=120) == 0
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--json", "--route", "/saturate", "--store", str(store)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (found,) = [f for f in json.loads(result.stdout)["findings"] if f["kind"] == "saturation"]
+    evidence = found["evidence"]
+    assert evidence["capacity"] == 8 and evidence["capacity_source"] == "configured"
+    assert evidence["p95_busy_ms"] >= 1.5 * evidence["p95_calm_ms"]
+    assert busy_from - 1.5 <= evidence["window"]["start"] <= busy_from + 1.5, (evidence["window"], busy_from)
+    assert found["requests"] > 20 and found["impact_ms"] > 0

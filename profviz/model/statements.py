@@ -3,6 +3,7 @@ repeats with other parameters are the same statement), and the URL template a cl
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ def statement_of(span: Span) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=65_536)
 def normalise(statement: str) -> str:
     """``statement`` with literals and placeholders as ``?``, an ``IN`` list as ``IN (?)`` and
     whitespace collapsed: the same query with other parameters normalises the same."""
@@ -73,9 +75,15 @@ def client_call_of(span: Span) -> tuple[str, str] | None:
     url = attributes.get("url.full") or attributes.get("http.url")
     if not method or not isinstance(url, str):
         return None
+    return str(method).upper(), url_template(url)
+
+
+@functools.lru_cache(maxsize=65_536)
+def url_template(url: str) -> str:
+    """``host/path`` of a URL with numeric, UUID and long hex path segments as ``{id}`` (query left out)."""
     parts = urlsplit(url)
     segments = ["{id}" if _ID_SEGMENT.match(segment) else segment for segment in parts.path.split("/")]
-    return str(method).upper(), f"{parts.netloc}{'/'.join(segments) or '/'}"
+    return f"{parts.netloc}{'/'.join(segments) or '/'}"
 
 
 def numbered_placeholders(statement: str) -> tuple[str, int]:

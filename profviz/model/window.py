@@ -4,7 +4,7 @@ them, the spans recorded meanwhile; or one attach profile alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .profile import Profile
 from .requests import RequestRow
@@ -26,3 +26,10 @@ class Window:
     spans: Sequence[Span] = ()
     profile: Profile | None = None
     explain: Explain | None = None
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        """What ``make()`` derives from this window, computed once (detectors share their groupings)."""
+        if key not in self.derived:
+            self.derived[key] = make()
+        return self.derived[key]

@@ -180,6 +180,13 @@ class Store(ABC):
         on native threads ``tids``, of one ``trace_id``."""
 
     @abstractmethod
+    def query_span_facts(self, *, pids: Iterable[int], start_ns: int, end_ns: int, limit: int) -> list[Span]:
+        """The spans the findings detectors read, oldest first: those of processes ``pids`` with a
+        thread, overlapping [start_ns, end_ns), at most ``limit``; each with its span and parent id,
+        kind, times, pid, tid, source and, of its attributes, only the statement, database system and
+        name, and HTTP method and URL (its trace id and name are not read)."""
+
+    @abstractmethod
     def count_spans(self) -> int:
         """How many spans are stored."""
 

@@ -21,7 +21,7 @@ def load_window(store: Store, *, since_ns: int | None = None, until_ns: int | No
         return Window(explain=explain)
     start = min(row.start_ns for row in requests)
     end = max(row.start_ns + row.duration_ns for row in requests) + 1
-    spans = store.query_spans(pids={row.pid for row in requests}, start_ns=start, end_ns=end, limit=MAX_SPANS)
+    spans = store.query_span_facts(pids={row.pid for row in requests}, start_ns=start, end_ns=end, limit=MAX_SPANS)
     chosen: dict[tuple[str, str], list] = {}
     for row in requests:
         if row.profile_id is not None:

@@ -26,6 +26,12 @@ route                  what it does                              expected
 /lock/uncontended      a lock of its own                         nothing
 /cpu/hot               pure-Python hashing, ~50 ms of CPU        cpu_hotspot
 /cpu/light             the same over 1/200 of the data           nothing
+/json/encode           json.dumps of 20k objects (small reply)   serialization
+/json/small            json.dumps of 50 objects                  nothing
+/query/slow            one 80 ms statement, no scan               slow_query
+/query/fast            one indexed lookup                        nothing
+/saturate              50 ms asleep, ~30 ms of CPU: slow only    saturation (driven by 1 client,
+                       when all the workers compete for the GIL   then 16: tests/test_findings_apps.py)
 =====================  =======================================  ==========================
 """
 
@@ -212,6 +218,36 @@ def create_app(store: str, dsn: str) -> tuple[Flask, list]:
     def django_eager():
         posts = DjangoPost.objects.select_related("author").order_by("id")[:30]
         return jsonify([{"title": p.title, "author": p.author.name} for p in posts])
+
+    catalogue = [{"id": i, "name": f"item {i}", "tags": ["a", "b", "c"], "price": {"cents": i * 7, "currency": "EUR"}}
+                 for i in range(20_000)]
+
+    @app.get("/json/encode")
+    def json_encode():
+        body = json.dumps(catalogue)  # encoded to hash it: the response itself is small
+        return jsonify(size=len(body), digest=hash(body) & 0xFFFF)
+
+    @app.get("/json/small")
+    def json_small():
+        body = json.dumps([{"id": i, "name": f"item {i}"} for i in range(50)])
+        return jsonify(size=len(body))
+
+    @app.get("/query/slow")
+    def query_slow():
+        with pool.connection() as connection:
+            connection.execute("SELECT pg_sleep(0.08)")
+        return jsonify(ok=True)
+
+    @app.get("/query/fast")
+    def query_fast():
+        with pool.connection() as connection:
+            connection.execute("SELECT count(*) FROM items WHERE code = %s", ("c42",))
+        return jsonify(ok=True)
+
+    @app.get("/saturate")
+    def saturate():
+        time.sleep(0.05)  # a remote call's wait: many requests fit in the workers at once...
+        return jsonify(checksum=checksum(180_000))  # ...until their CPU work (about 30 ms each) competes for the GIL
 
     contended = threading.Lock()
 

@@ -12,7 +12,7 @@ from ...model.statements import normalise
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .serialization import is_codec
-from .stacks import time_under
+from .stacks import computing_under
 from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request, statements_in
 
 
@@ -34,7 +34,7 @@ def large_payload(window: Window, limits: Thresholds) -> list[Finding]:
         large_ids = {row.id for row in large}
         for row, profile in kept_profiles(window, traffic):
             if row.id in large_ids:
-                encoding, _ = time_under(profile, is_codec, states=(State.ON_CPU, State.RUNNABLE))
+                encoding, _ = computing_under(profile, is_codec)
                 cost[row.id] = cost.get(row.id, 0.0) + encoding + _sending(profile)
         numbers = figures(traffic, cost, large_ids)
         size = statistics.median(row.response_bytes for row in large)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 
-from ...model import Frame, State
+from ...model import Frame
 from ...model.window import Window
 from . import Finding, Thresholds, detector
-from .stacks import call_site, time_under, top_site
+from .stacks import call_site, computing_under, top_site
 from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
 
 _CODEC_FILES = ("/json/encoder.py", "/json/decoder.py", "/json/__init__.py", "/pickle.py", "/xml/etree/ElementTree.py",
@@ -23,7 +23,7 @@ def is_codec(frame: Frame) -> bool:
 @detector
 def serialization(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
-        spent, sites = time_under(window.profile, is_codec, states=(State.ON_CPU, State.RUNNABLE))
+        spent, sites = computing_under(window.profile, is_codec)
         numbers = profile_figures(window.profile, spent)
         if spent < limits.serialization_min_ms * 1e6 or numbers.share < limits.min_share:
             return []
@@ -37,7 +37,7 @@ def serialization(window: Window, limits: Thresholds) -> list[Finding]:
         kept = kept_profiles(window, traffic)
         cost, sites = {}, Counter()
         for row, profile in kept:
-            spent, by_site = time_under(profile, is_codec, states=(State.ON_CPU, State.RUNNABLE))
+            spent, by_site = computing_under(profile, is_codec)
             if spent >= limits.serialization_min_ms * 1e6:
                 cost[row.id] = spent
                 sites.update(by_site)

@@ -71,6 +71,25 @@ def time_under(profile: Profile, rule: FrameRule, states: tuple[State, ...] = (S
     return float(weights[chosen].sum()), frames_of(profile, sites)
 
 
+def computing_under(profile: Profile, rule: FrameRule) -> tuple[float, Counter]:
+    """(ns ``profile`` computed under a frame matching ``rule``: on a CPU, runnable, or waiting
+    with a futex or no reason, i.e. for the GIL while other threads compute; by call site)."""
+    if not profile.sample_count or not len(profile.stack_prefix):
+        return 0.0, Counter()
+    marks = under(profile, rule)
+    columns = profile.columns()
+    futex = [i for i, text in enumerate(profile.strings) if text == "lock (futex)"]
+    state, reason, stacks, weights = columns["state"], columns["reason"], columns["stack"], columns["weight_ns"]
+    computing = ((state == int(State.ON_CPU)) | (state == int(State.RUNNABLE))
+                 | ((state == int(State.WAITING)) & ((reason < 0) | np.isin(reason, futex))))
+    chosen = computing & (stacks >= 0)
+    chosen[chosen] = marks.matched[stacks[chosen]]
+    sites: Counter = Counter()
+    for frame_index, weight in zip(marks.site[stacks[chosen]].tolist(), weights[chosen].tolist()):
+        sites[frame_index] += weight
+    return float(weights[chosen].sum()), frames_of(profile, sites)
+
+
 def sites_in_windows(profile: Profile, windows: list[tuple[int, int]]) -> Counter:
     """ns of ``profile``'s samples whose time falls in one of ``windows`` ([start, end) epoch ns),
     by the innermost app frame of their stack (a :class:`Frame`; None when there is none)."""

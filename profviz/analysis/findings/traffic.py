@@ -36,7 +36,11 @@ def route_key(row: RequestRow) -> str:
 
 
 def routes_of(window: Window) -> dict[str, RouteTraffic]:
-    """The window's requests grouped by route (method and route), with tail and typical sets."""
+    """The window's requests grouped by route (method and route), with tail and typical sets (computed once per window)."""
+    return window.once("routes", lambda: _routes_of(window))
+
+
+def _routes_of(window: Window) -> dict[str, RouteTraffic]:
     grouped: dict[str, list[RequestRow]] = {}
     for row in window.requests:
         grouped.setdefault(route_key(row), []).append(row)
@@ -52,7 +56,11 @@ def routes_of(window: Window) -> dict[str, RouteTraffic]:
 
 def spans_by_request(window: Window) -> dict[int, list[Span]]:
     """Request id -> the spans that started inside it on its thread (same pid and native tid),
-    by start. A span with no thread is matched by nothing."""
+    by start (computed once per window). A span with no thread is matched by nothing."""
+    return window.once("spans_by_request", lambda: _spans_by_request(window))
+
+
+def _spans_by_request(window: Window) -> dict[int, list[Span]]:
     by_thread: dict[tuple[int | None, int | None], list[Span]] = {}
     for span in window.spans:
         if span.tid is not None:

@@ -99,3 +99,29 @@ def query_spans(
     sql += " ORDER BY start_ns, id LIMIT ?"
     params.append(int(limit))
     return [_span(row) for row in store.read(sql, params)]
+
+
+FINDINGS_ATTRIBUTES = ("db.statement", "db.query.text", "db.system", "db.name", "http.method", "http.request.method",
+                       "http.url", "url.full")
+"""The span attributes the findings detectors read; :func:`query_span_facts` extracts only these."""
+
+
+def query_span_facts(store: Database, *, pids: Iterable[int], start_ns: int, end_ns: int, limit: int) -> list[Span]:
+    """See :meth:`profviz.store.base.Store.query_span_facts`: the attributes are picked out by
+    SQLite's JSON functions, so no span's whole attribute text is parsed in Python."""
+    pid_list = [int(p) for p in pids]
+    if not pid_list:
+        return []
+    picks = ", ".join(f"json_extract(attributes, '$.\"{key}\"')" for key in FINDINGS_ATTRIBUTES)
+    sql = (f"SELECT span_id, parent_id, kind, start_ns, end_ns, pid, tid, source, {picks} FROM spans"
+           f" WHERE pid IN ({', '.join('?' * len(pid_list))}) AND tid IS NOT NULL AND end_ns >= ? AND start_ns < ?"
+           " ORDER BY start_ns, id LIMIT ?")
+    rows = store.transaction("read", lambda c: c.execute(sql, (*pid_list, int(start_ns), int(end_ns), int(limit))).fetchall())
+    keys = FINDINGS_ATTRIBUTES
+    facts = []
+    for row in rows:
+        values = row[8:]
+        attributes = {key: value for key, value in zip(keys, values) if value is not None} if any(v is not None for v in values) else {}
+        facts.append(Span("0" * 31 + "1", row[0], row[1], "", row[2], "unset", int(row[3]), int(row[4]), pid=row[5], tid=row[6],
+                          attributes=attributes, source=row[7]))
+    return facts

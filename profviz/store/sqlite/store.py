@@ -113,6 +113,9 @@ class SQLiteStore(Database, Store):
     def query_spans(self, **where: Any) -> list[Span]:
         return spans.query_spans(self, **where)
 
+    def query_span_facts(self, **where: Any) -> list[Span]:
+        return spans.query_span_facts(self, **where)
+
     def count_spans(self) -> int:
         return int(self.read("SELECT count(*) FROM spans")[0][0])
 
