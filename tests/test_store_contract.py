@@ -374,6 +374,31 @@ def span(n: int, start_ms: int, end_ms: int, *, pid: int | None = 10, tid: int |
                 T0 + end_ms * 1_000_000, pid=pid, tid=tid, attributes=fields.pop("attributes", {}), **fields)
 
 
+def test_span_facts_are_the_statements_and_calls_as_columns(backend):
+    """What the findings detectors read: each statement (normalised) and HTTP call with its thread
+    and times; not a statement's span inside another's (an ORM around its driver), not a span
+    without a thread, not a span stored twice; filtered by process and window."""
+    store = backend.open()
+    sql = {"db.system": "sqlite", "db.name": "/srv/shop.db", "db.statement": "SELECT name FROM authors WHERE id = 7"}
+    orm = span(1, 0, 40, attributes={**sql, "db.statement": "SELECT name FROM authors WHERE id = 8"})
+    driver = Span(orm.trace_id, f"{2:016x}", orm.span_id, "SELECT", "client", "ok", T0 + 1_000_000, T0 + 39_000_000, pid=10, tid=20,
+                  attributes=sql)
+    spans = [orm, driver, span(3, 50, 60, attributes={"http.method": "get", "http.url": "http://api:81/items/42?full=1"}),
+             span(4, 70, 80, attributes={"other": 1}), span(5, 90, 95, pid=None, tid=None, attributes=sql),
+             span(6, 100, 130, pid=11, attributes=sql), span(7, 200, 210, attributes=sql)]
+    assert store.insert_spans(spans) == 7 and store.insert_spans(spans[:3]) == 0
+    facts = store.span_facts(pids=[10], start_ns=T0, end_ns=T0 + 300_000_000)
+    assert [facts.span_hex(i) for i in range(len(facts))] == [f"{1:016x}", f"{3:016x}", f"{7:016x}"]
+    assert facts.start_ns.tolist() == [T0, T0 + 50_000_000, T0 + 200_000_000] and facts.tid.tolist() == [20, 20, 20]
+    keys = [facts.keys[k] for k in facts.key.tolist()]
+    assert [(k.kind, k.text) for k in keys] == [("sql", "SELECT name FROM authors WHERE id = ?"), ("http", "GET api:81/items/{id}"),
+                                                 ("sql", "SELECT name FROM authors WHERE id = ?")]
+    assert keys[0].system == "sqlite" and keys[0].database == "/srv/shop.db" and keys[0].source == "processor"
+    assert facts.key[0] == facts.key[2]
+    window = store.span_facts(pids=[10, 11], start_ns=T0 + 95_000_000, end_ns=T0 + 150_000_000)
+    assert window.pid.tolist() == [11] and len(store.span_facts(pids=[12], start_ns=T0, end_ns=T0 + 10**9)) == 0
+
+
 def test_spans_are_stored_once_and_queried_by_window_process_thread_and_trace(backend):
     store = backend.open()
     assert store.count_spans() == 0 and store.newest_span_id() is None

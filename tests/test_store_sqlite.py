@@ -256,7 +256,7 @@ def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
     v1_store(path)
     assert not {"request_log", "stack_nodes"} & {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     store = open_store(path)
-    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION) == "3"
+    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION) == "4"
     assert table_count(store, "stack_nodes") == 0
     store.write_batch(batch(2, 1))
     assert [(r.id, r.path) for r in store.query_requests()] == [(1, "/posts/0"), (2, "/posts/1"), (3, "/posts/2")]
@@ -265,7 +265,31 @@ def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
 
 
 def test_a_store_from_a_newer_profviz_is_refused(tmp_path):
-    path = tmp_path / "v4.db"
-    open_store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = '4' WHERE key = 'schema_version'"))
-    with pytest.raises(StoreError, match="schema version 4, this profviz uses 3: upgrade profviz"):
+    path = tmp_path / "v5.db"
+    open_store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = '5' WHERE key = 'schema_version'"))
+    with pytest.raises(StoreError, match="schema version 5, this profviz uses 4: upgrade profviz"):
         open_store(path)
+
+
+def test_a_store_from_before_span_facts_gets_them_from_its_spans(tmp_path):
+    """Schema 3 had no span_log: opening such a store fills it from the spans already stored."""
+    from profviz.model import Span
+
+    path = tmp_path / "old.db"
+    store = open_store(path)
+    statement = {"db.system": "postgresql", "db.statement": "SELECT * FROM t WHERE id = 1"}
+    store.insert_spans([Span("ab" * 16, f"{i:016x}", None, "SELECT", "client", "ok", 10**18 + i, 10**18 + i + 5,
+                             pid=3, tid=4, attributes=statement) for i in range(1, 4)])
+    store.close()
+    with sqlite3.connect(path) as conn:  # as a schema-3 store was: no span facts
+        conn.execute("DELETE FROM span_log")
+        conn.execute("DELETE FROM span_keys")
+        conn.execute("UPDATE store_info SET value = '3' WHERE key = 'schema_version'")
+    conn.close()
+    store = open_store(path)
+    facts = store.span_facts(pids=[3], start_ns=0, end_ns=2 * 10**18)
+    assert len(facts) == 3 and {facts.keys[k].text for k in facts.key.tolist()} == {"SELECT * FROM t WHERE id = ?"}
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()[0] == "4"
+    conn.close()
+    store.close()

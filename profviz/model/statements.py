@@ -8,6 +8,7 @@ import re
 from urllib.parse import urlsplit
 
 from .span import Span
+from .span_facts import SpanKey
 
 _STATEMENT_KEYS = ("db.statement", "db.query.text")
 _QUOTED = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`""")
@@ -99,3 +100,20 @@ def numbered_placeholders(statement: str) -> tuple[str, int]:
         return f"${count}"
 
     return re.sub(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\?""", number, statement), count
+
+
+def key_of(kind: str, attributes: dict, source: str = "processor") -> SpanKey | None:
+    """What a span ran, as the findings detectors group it (:class:`SpanKey`): its normalised
+    statement, or for an HTTP client span ``METHOD host/path``; None for any other span."""
+    for name in _STATEMENT_KEYS:
+        value = attributes.get(name)
+        if isinstance(value, str) and value.strip():
+            system = attributes.get("db.system") or attributes.get("db.system.name")
+            database = attributes.get("db.name") or attributes.get("db.namespace")
+            return SpanKey("sql", normalise(value), str(system) if system else None, str(database) if database else None, source)
+    if kind == "client":
+        method = attributes.get("http.request.method") or attributes.get("http.method")
+        url = attributes.get("url.full") or attributes.get("http.url")
+        if method and isinstance(url, str):
+            return SpanKey("http", f"{str(method).upper()} {url_template(url)}", None, None, source)
+    return None

@@ -16,10 +16,11 @@ from abc import ABC, abstractmethod
 from typing import Any, Iterable, Sequence
 
 from ..errors import ProfvizError
-from ..model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span
+from ..model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span, SpanFacts
 
 REQUEST_COLUMN_NAMES = (
-    "id", "pid", "tid", "route", "method", "status", "error", "start_ns", "duration_ns", "cpu_ns", "profile_id", "capacity",
+    "id", "pid", "tid", "route", "method", "status", "error", "start_ns", "duration_ns", "cpu_ns", "profile_id",
+    "response_bytes", "capacity",
 )
 PROFILE_META_KEYS = (
     "id", "kind", "pid", "cmdline", "start_ns", "duration_ns", "rate_hz", "sample_count", "error_count",
@@ -180,11 +181,11 @@ class Store(ABC):
         on native threads ``tids``, of one ``trace_id``."""
 
     @abstractmethod
-    def query_span_facts(self, *, pids: Iterable[int], start_ns: int, end_ns: int, limit: int) -> list[Span]:
-        """The spans the findings detectors read, oldest first: those of processes ``pids`` with a
-        thread, overlapping [start_ns, end_ns), at most ``limit``; each with its span and parent id,
-        kind, times, pid, tid, source and, of its attributes, only the statement, database system and
-        name, and HTTP method and URL (its trace id and name are not read)."""
+    def span_facts(self, *, pids: Iterable[int], start_ns: int, end_ns: int) -> SpanFacts:
+        """The database statements and HTTP client calls of processes ``pids`` overlapping
+        [start_ns, end_ns), as columns ordered by start (:class:`~profviz.model.SpanFacts`): what the
+        findings detectors read of spans. Spans stored before the store kept these are included
+        (filled in when the store was migrated)."""
 
     @abstractmethod
     def count_spans(self) -> int:

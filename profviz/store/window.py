@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from ..model.window import Explain, Window
-from .base import ProfileNotFound, Store
+from ..model import RequestRow
+from ..model.window import Explain, Window, gc_paused
+from .base import REQUEST_COLUMN_NAMES, ProfileNotFound, Store
 from .encoding import EncodingError
 
-PROFILES_PER_ROUTE = 40
-MAX_SPANS = 2_000_000
+PROFILES_PER_ROUTE = 20
 
 
 def load_window(store: Store, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
                 method: str | None = None, profiles_per_route: int = PROFILES_PER_ROUTE, explain: Explain | None = None) -> Window:
-    """The requests started in [since_ns, until_ns) (of one route and method, if given), the spans
-    of their processes meanwhile, and per route at most ``profiles_per_route`` of their kept
-    profiles: the slowest half, and the rest spread over the others. A profile that cannot be
-    decoded is left out."""
-    requests = store.query_requests(since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    """The requests started in [since_ns, until_ns) (of one route and method, if given; read as
+    columns, their path left as their route), the statements and calls of their processes
+    meanwhile (:meth:`Store.span_facts`), and per route at most ``profiles_per_route`` of their
+    kept profiles: the slowest half, and the rest spread over the others. A profile that cannot
+    be decoded is left out."""
+    with gc_paused():
+        return _load_window(store, since_ns, until_ns, route, method, profiles_per_route, explain)
+
+
+def _load_window(store: Store, since_ns, until_ns, route, method, profiles_per_route: int, explain) -> Window:
+    columns = store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    requests = [
+        RequestRow(pid, tid, route_name, method_name, route_name, status, start, duration, cpu_ns=cpu or 0,
+                   response_bytes=size or 0, error=error, profile_id=profile_id,
+                   labels={} if capacity is None else {"capacity": capacity}, id=request_id)
+        for request_id, pid, tid, route_name, method_name, status, error, start, duration, cpu, profile_id, size, capacity
+        in zip(*(columns[name] for name in REQUEST_COLUMN_NAMES))
+    ]
     if not requests:
         return Window(explain=explain)
-    start = min(row.start_ns for row in requests)
-    end = max(row.start_ns + row.duration_ns for row in requests) + 1
-    spans = store.query_span_facts(pids={row.pid for row in requests}, start_ns=start, end_ns=end, limit=MAX_SPANS)
+    start = min(columns["start_ns"])
+    end = max(s + d for s, d in zip(columns["start_ns"], columns["duration_ns"])) + 1
+    facts = store.span_facts(pids=set(columns["pid"]), start_ns=start, end_ns=end)
     chosen: dict[tuple[str, str], list] = {}
     for row in requests:
         if row.profile_id is not None:
@@ -33,7 +46,7 @@ def load_window(store: Store, *, since_ns: int | None = None, until_ns: int | No
                 profiles[row.profile_id] = store.load_profile(row.profile_id)
             except (EncodingError, ProfileNotFound):
                 continue
-    return Window(requests=requests, profiles=profiles, spans=spans, explain=explain)
+    return Window(requests=requests, profiles=profiles, span_facts=facts, explain=explain)
 
 
 def _spread(rows: list, count: int) -> list:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
-from ...model.window import Window
+from ...model.window import Window, gc_paused
 
 KINDS = (
     "n_plus_one_query", "repeated_remote_call", "full_scan", "slow_query", "connection_setup", "pool_wait",
@@ -88,7 +88,8 @@ def detector(function: Detector) -> Detector:
 def run_detectors(window: Window, thresholds: Thresholds | None = None, detectors: Sequence[Detector] | None = None) -> list[Finding]:
     """Every finding of ``detectors`` (default: the registered ones) over ``window``, largest impact first."""
     limits = thresholds or Thresholds()
-    found = [finding for run in (DETECTORS if detectors is None else detectors) for finding in run(window, limits)]
+    with gc_paused():
+        found = [finding for run in (DETECTORS if detectors is None else detectors) for finding in run(window, limits)]
     return sorted(found, key=lambda f: (-f.impact_ms, f.kind, f.route or ""))
 
 

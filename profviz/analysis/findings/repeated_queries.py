@@ -6,46 +6,36 @@ from __future__ import annotations
 import re
 import statistics
 
+from ...model.statements import tables_of
 from ...model.window import Window
 from . import Finding, Thresholds, detector
-from ...model.statements import normalise, tables_of
 from .stacks import call_site, frameworks_in, site_during
-from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request, statements_in
+from .traffic import KeyGroup, enough, examples, figures, kept_profiles, repeated_groups, request_facts, span_ids_of, windows_of
 
 
 @detector
 def repeated_queries(window: Window, limits: Thresholds) -> list[Finding]:
+    if window.profile is not None or not window.requests:
+        return []
+    measured = request_facts(window).measured(window)
     found = []
-    spans_of = spans_by_request(window)
-    for traffic in routes_of(window).values():
-        measured = {row.id for row in traffic.requests if row.id in spans_of}
-        costs: dict[str, dict[int, float]] = {}
-        counts: dict[str, dict[int, int]] = {}
-        windows: dict[str, dict[int, list]] = {}
-        for request in measured:
-            groups: dict[str, list] = {}
-            for statement, span in statements_in(spans_of[request]):
-                groups.setdefault(normalise(statement), []).append(span)
-            for statement, spans in groups.items():
-                total = sum(s.duration_ns for s in spans)
-                if len(spans) >= limits.repeat_min_count and total >= limits.repeat_min_total_ms * 1e6:
-                    costs.setdefault(statement, {})[request] = total * (len(spans) - 1) / len(spans)
-                    counts.setdefault(statement, {})[request] = len(spans)
-                    windows.setdefault(statement, {})[request] = spans
-        for statement, cost in costs.items():
-            numbers = figures(traffic, cost, measured)
-            if not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
-                continue
-            found.append(_finding(window, traffic, statement, cost, counts[statement], windows[statement], numbers))
+    for group in repeated_groups(window, "sql", limits.repeat_min_count, limits.repeat_min_total_ms * 1e6):
+        route_measured = measured & set(group.traffic.duration_ns())
+        numbers = figures(group.traffic, group.cost, route_measured)
+        if not enough(group.traffic, numbers.requests, len(route_measured), limits.min_requests) or numbers.share < limits.min_share:
+            continue
+        found.append(_finding(window, group, numbers))
     return found
 
 
-def _finding(window, traffic, statement, cost, counts, spans_of_request, numbers) -> Finding:
-    per_request = int(statistics.median(counts.values()))
+def _finding(window: Window, group: KeyGroup, numbers) -> Finding:
+    statement = window.facts.keys[group.key].text
+    traffic = group.traffic
+    per_request = int(statistics.median(group.count.values()))
     tables = tables_of(statement)
-    kept = [(row, profile) for row, profile in kept_profiles(window, traffic) if row.id in spans_of_request]
-    site = site_during(kept, spans_of_request)
-    example = examples(traffic, cost, spans_of_request)
+    kept = [(row, profile) for row, profile in kept_profiles(window, traffic) if row.id in group.cost]
+    site = site_during(kept, lambda request: windows_of(window, group.position[request], group.key) if request in group.position else [])
+    example = examples(traffic, group.cost, lambda request: span_ids_of(window, group.position[request], group.key))
     table = f" on `{tables[0]}`" if tables else ""
     verb = statement.split(" ", 1)[0].upper()
     return Finding(
@@ -53,10 +43,8 @@ def _finding(window, traffic, statement, cost, counts, spans_of_request, numbers
         title=f"{traffic.key} runs the same {verb}{table} {per_request} times per request",
         requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
         share=round(numbers.share, 3),
-        evidence={
-            "statement": statement, "count_per_request": per_request, "tables": tables,
-            "call_site": call_site(site), "examples": example,
-        },
+        evidence={"statement": statement, "count_per_request": per_request, "tables": tables,
+                  "call_site": call_site(site), "examples": example},
         fix=_fix(frameworks_in(profile for _, profile in kept), tables, statement),
     )
 

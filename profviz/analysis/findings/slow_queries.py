@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import statistics
 
+from ...model import Span
+from ...model.statements import is_read_only, tables_of
 from ...model.window import Window
 from . import Finding, Thresholds, detector
-from ...model.statements import is_read_only, normalise, statement_of, tables_of
 from .stacks import call_site, site_during
-from .traffic import enough, examples, figures, kept_profiles, routes_of, spans_by_request, statements_in
+from .traffic import enough, examples, figures, kept_profiles, key_groups, request_facts, span_ids_of, windows_of
 
 _SQLITE_SCAN = re.compile(r"^\s*(?:--)?\s*SCAN (?:TABLE )?([\w.]+)(?! USING (?:COVERING )?INDEX)(?:\s+AS\s+\w+)?\s*$", re.MULTILINE)
 _POSTGRES_SCAN = re.compile(r"Seq Scan on ([\w.]+).*?rows=(\d+)")
@@ -20,31 +21,30 @@ _WHERE_COLUMNS = re.compile(r"([A-Za-z_][\w.]*)\s*(?:=|<|>|<=|>=|\bLIKE\b|\bIN\b
 
 @detector
 def slow_queries(window: Window, limits: Thresholds) -> list[Finding]:
+    if window.profile is not None or not window.requests:
+        return []
+    measured = request_facts(window).measured(window)
     found = []
-    spans_of = spans_by_request(window)
-    for traffic in routes_of(window).values():
-        measured = {row.id for row in traffic.requests if row.id in spans_of}
-        by_statement: dict[str, dict[int, list]] = {}
-        for request in measured:
-            for statement, span in statements_in(spans_of[request]):
-                by_statement.setdefault(normalise(statement), {}).setdefault(request, []).append(span)
-        large_responses = _median_bytes(traffic) >= limits.large_payload_bytes
-        for statement, spans_by in by_statement.items():
-            durations = [s.duration_ns for spans in spans_by.values() for s in spans]
-            mean_ms = statistics.mean(durations) / 1e6
-            if mean_ms < limits.scan_min_ms:
-                continue
-            cost = {request: float(sum(s.duration_ns for s in spans)) for request, spans in spans_by.items()}
-            numbers = figures(traffic, cost, measured)
-            if not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
-                continue
-            sample_span = max((s for spans in spans_by.values() for s in spans), key=lambda s: s.duration_ns)
-            original = statement_of(sample_span) or statement
-            plan = window.explain(sample_span, original) if window.explain is not None and is_read_only(original) else None
-            scanned = _scanned_tables(plan, statement) if plan and _filters_or_sorts(statement, plan) else []
-            if not scanned and (mean_ms < limits.slow_query_ms or large_responses):
-                continue  # a statement slow by the size of what it returns: large_payload's finding, with it as evidence
-            found.append(_finding(window, traffic, statement, spans_by, cost, numbers, mean_ms, plan, scanned))
+    for group in key_groups(window, "sql", min_mean_ns=limits.scan_min_ms * 1e6):
+        traffic = group.traffic
+        mean_ms = sum(group.cost.values()) / max(1, sum(group.count.values())) / 1e6
+        if mean_ms < limits.scan_min_ms:
+            continue
+        route_measured = measured & set(traffic.duration_ns())
+        numbers = figures(traffic, group.cost, route_measured)
+        if not enough(traffic, numbers.requests, len(route_measured), limits.min_requests) or numbers.share < limits.min_share:
+            continue
+        key = window.facts.keys[group.key]
+        statement = key.text
+        plan = None
+        if window.explain is not None and is_read_only(statement):
+            attributes = {name: value for name, value in (("db.system", key.system), ("db.name", key.database)) if value}
+            plan = window.explain(Span("0" * 31 + "1", "0" * 15 + "1", None, "", "client", "unset", 1, 1,
+                                       attributes=attributes, source=key.source), statement)
+        scanned = _scanned_tables(plan, statement) if plan and _filters_or_sorts(statement, plan) else []
+        if not scanned and (mean_ms < limits.slow_query_ms or _median_bytes(traffic) >= limits.large_payload_bytes):
+            continue  # a statement slow by the size of what it returns: large_payload's finding, with it as evidence
+        found.append(_finding(window, group, numbers, mean_ms, plan, scanned))
     return found
 
 
@@ -52,12 +52,14 @@ def _median_bytes(traffic) -> float:
     return statistics.median(row.response_bytes for row in traffic.requests) if traffic.requests else 0
 
 
-def _finding(window, traffic, statement, spans_by, cost, numbers, mean_ms, plan, scanned) -> Finding:
-    example = examples(traffic, cost, spans_by)
-    site = site_during(kept_profiles(window, traffic), spans_by)
+def _finding(window, group, numbers, mean_ms, plan, scanned) -> Finding:
+    traffic, statement = group.traffic, window.facts.keys[group.key].text
+    example = examples(traffic, group.cost, lambda request: span_ids_of(window, group.position[request], group.key))
+    site = site_during(kept_profiles(window, traffic),
+                       lambda request: windows_of(window, group.position[request], group.key) if request in group.position else [])
     tables = tables_of(statement)
     evidence = {
-        "statement": statement, "mean_ms": round(mean_ms, 3), "executions": sum(len(s) for s in spans_by.values()),
+        "statement": statement, "mean_ms": round(mean_ms, 3), "executions": sum(group.count.values()),
         "tables": tables, "call_site": call_site(site), "examples": example, "plan": plan,
     }
     figures_kw = dict(requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),

@@ -4,6 +4,7 @@ application's call site of that time (the innermost frame of the app's own code 
 from __future__ import annotations
 
 import re
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
@@ -116,9 +117,20 @@ def frames_of(profile: Profile, by_index: Counter) -> Counter:
     return by_frame
 
 
+_INNERMOST: "weakref.WeakKeyDictionary[Profile, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
 def innermost_app_frames(profile: Profile) -> np.ndarray:
     """Per stack node: the frame index of the innermost app frame at or below it that is not the
-    app's own data-access plumbing (:func:`is_plumbing`), else of the innermost app frame, or -1."""
+    app's own data-access plumbing (:func:`is_plumbing`), else of the innermost app frame, or -1
+    (made once per profile: every detector asks)."""
+    found = _INNERMOST.get(profile)
+    if found is None or len(found) != len(profile.stack_prefix):
+        found = _INNERMOST[profile] = _innermost_app_frames(profile)
+    return found
+
+
+def _innermost_app_frames(profile: Profile) -> np.ndarray:
     count = len(profile.stack_prefix)
     strict = np.full(count, -1, dtype=np.int64)
     loose = np.full(count, -1, dtype=np.int64)
@@ -171,34 +183,37 @@ def frameworks_in(profiles) -> set[str]:
     return seen
 
 
-def site_during(kept: list, spans_by_request: dict, most: int = 10) -> Frame | None:
-    """The app's call site of the time inside the spans of ``spans_by_request`` (request id ->
-    spans), over up to ``most`` of the ``kept`` (request, profile) pairs of those requests."""
+def site_during(kept: list, windows_of, most: int = 10) -> Frame | None:
+    """The app's call site of the time inside the problem's spans, over up to ``most`` of the
+    ``kept`` (request, profile) pairs; ``windows_of(request id)`` gives a request's span windows
+    ([start, end) epoch ns; none for a request the problem did not affect)."""
     sites: Counter = Counter()
     used = 0
     for row, profile in kept:
-        spans = spans_by_request.get(row.id)
-        if spans and used < most:
-            sites.update(sites_in_windows(profile, [(s.start_ns, s.end_ns) for s in spans]))
+        if used >= most:
+            break
+        windows = windows_of(row.id)
+        if windows:
+            sites.update(sites_in_windows(profile, windows))
             used += 1
     return top_site(sites)
 
 
-def share_under(kept: list, spans_by_request: dict, rule: FrameRule, most: int = 10) -> float:
-    """Of the sampled time inside the spans of ``spans_by_request`` (over up to ``most`` kept
-    profiles), the fraction under a frame matching ``rule``; 0.0 when none was sampled."""
+def share_under(kept: list, windows_of, rule: FrameRule, most: int = 10) -> float:
+    """Of the sampled time inside the problem's span windows (``windows_of(request id)``, over up
+    to ``most`` kept profiles), the fraction under a frame matching ``rule``; 0.0 when none was sampled."""
     inside = matched = 0.0
     used = 0
     for row, profile in kept:
-        spans = spans_by_request.get(row.id)
-        if not spans or used >= most or not profile.sample_count:
+        windows = windows_of(row.id)
+        if not windows or used >= most or not profile.sample_count:
             continue
         used += 1
         columns = profile.columns()
         middle = columns["time_ns"] + columns["weight_ns"] // 2
         chosen = np.zeros(len(middle), dtype=bool)
-        for span in spans:
-            chosen |= (middle >= span.start_ns) & (middle < span.end_ns)
+        for start, end in windows:
+            chosen |= (middle >= start) & (middle < end)
         stacks, weights = columns["stack"][chosen], columns["weight_ns"][chosen]
         marks = under(profile, rule).matched
         inside += float(weights.sum())

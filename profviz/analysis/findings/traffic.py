@@ -1,15 +1,14 @@
-"""What every request-based detector needs: a window's requests by route, the spans each request
-ran, and how a per-request cost turns into a finding's figures (requests, impact, tail share, share)."""
+"""What every request-based detector needs: a window's requests by route, the statements and calls
+each request ran (vectorised over the window's span facts), and how a per-request cost turns into
+a finding's figures (requests, impact, tail share, share)."""
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...model import Profile, RequestRow, Span
-from ...model.statements import statement_of
+from ...model import Profile, RequestRow
 from ...model.window import Window
 
 TAIL_PERCENTILE = 95
@@ -18,7 +17,8 @@ TYPICAL_BAND = (25, 75)
 
 @dataclass
 class RouteTraffic:
-    """One route's requests in a window (by start), its percentiles and its tail and typical ids."""
+    """One route's requests in a window (by start), its percentiles and its tail and typical ids;
+    ``indices``: the requests' positions in ``window.requests``."""
 
     key: str  # "GET /posts", as findings name routes
     requests: list[RequestRow]
@@ -26,9 +26,21 @@ class RouteTraffic:
     p95_ms: float
     tail: set[int] = field(default_factory=set)  # request ids at or over the route's P95
     typical: set[int] = field(default_factory=set)  # request ids between its P25 and P75
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _durations: dict | None = field(default=None, repr=False)
+    _rows: dict | None = field(default=None, repr=False)
 
     def duration_ns(self) -> dict[int, int]:
-        return {row.id: row.duration_ns for row in self.requests}
+        """Request id -> duration (made once)."""
+        if self._durations is None:
+            self._durations = {row.id: row.duration_ns for row in self.requests}
+        return self._durations
+
+    def by_id(self) -> dict[int, RequestRow]:
+        """Request id -> request (made once)."""
+        if self._rows is None:
+            self._rows = {row.id: row for row in self.requests}
+        return self._rows
 
 
 def route_key(row: RequestRow) -> str:
@@ -41,45 +53,90 @@ def routes_of(window: Window) -> dict[str, RouteTraffic]:
 
 
 def _routes_of(window: Window) -> dict[str, RouteTraffic]:
-    grouped: dict[str, list[RequestRow]] = {}
-    for row in window.requests:
-        grouped.setdefault(route_key(row), []).append(row)
+    grouped: dict[str, list[int]] = {}
+    for index, row in enumerate(window.requests):
+        grouped.setdefault(route_key(row), []).append(index)
     traffic = {}
-    for key, rows in grouped.items():
+    for key, indices in grouped.items():
+        rows = [window.requests[i] for i in indices]
         durations = np.array([row.duration_ns for row in rows], dtype=np.float64)
         p25, p50, p75, p95 = np.percentile(durations, [TYPICAL_BAND[0], 50, TYPICAL_BAND[1], TAIL_PERCENTILE])
-        tail = {row.id for row, d in zip(rows, durations) if d >= p95}
-        typical = {row.id for row, d in zip(rows, durations) if p25 <= d <= p75}
-        traffic[key] = RouteTraffic(key, rows, p50 / 1e6, p95 / 1e6, tail, typical)
+        ids = np.array([row.id for row in rows], dtype=np.int64)
+        tail = set(ids[durations >= p95].tolist())
+        typical = set(ids[(durations >= p25) & (durations <= p75)].tolist())
+        traffic[key] = RouteTraffic(key, rows, p50 / 1e6, p95 / 1e6, tail, typical, np.array(indices, dtype=np.int64))
     return traffic
 
 
-def spans_by_request(window: Window) -> dict[int, list[Span]]:
-    """Request id -> the spans that started inside it on its thread (same pid and native tid),
-    by start (computed once per window). A span with no thread is matched by nothing."""
-    return window.once("spans_by_request", lambda: _spans_by_request(window))
+@dataclass
+class RequestFacts:
+    """The window's span facts placed in its requests: ``request`` (per fact, the position of the
+    request it started in on its thread, or -1), ``duration`` per fact, and per distinct (request,
+    key) pair: ``pair_request``, ``pair_key``, ``pair_count``, ``pair_total`` (ns)."""
+
+    request: np.ndarray
+    duration: np.ndarray
+    pair_request: np.ndarray
+    pair_key: np.ndarray
+    pair_count: np.ndarray
+    pair_total: np.ndarray
+    key_kind: dict[int, str]
+
+    def measured(self, window: Window) -> set[int]:
+        """Ids of the requests that ran any statement or call."""
+        return set(request_ids(window)[np.unique(self.request[self.request >= 0])].tolist())
 
 
-def _spans_by_request(window: Window) -> dict[int, list[Span]]:
-    by_thread: dict[tuple[int | None, int | None], list[Span]] = {}
-    for span in window.spans:
-        if span.tid is not None:
-            by_thread.setdefault((span.pid, span.tid), []).append(span)
-    starts = {}
-    for key, spans in by_thread.items():
-        spans.sort(key=lambda s: s.start_ns)
-        starts[key] = [s.start_ns for s in spans]
-    result: dict[int, list[Span]] = {}
-    for row in window.requests:
-        key = (row.pid, row.tid)
-        spans = by_thread.get(key)
-        if not spans:
-            continue
-        first = bisect.bisect_left(starts[key], row.start_ns)
-        last = bisect.bisect_left(starts[key], row.start_ns + row.duration_ns + 1)
-        if last > first:
-            result[row.id] = spans[first:last]
-    return result
+def request_facts(window: Window) -> RequestFacts:
+    """The window's facts placed in its requests (computed once per window)."""
+    return window.once("request_facts", lambda: _request_facts(window))
+
+
+def _request_facts(window: Window) -> RequestFacts:
+    facts = window.facts
+    count = len(window.requests)
+    placed = np.full(len(facts), -1, dtype=np.int64)
+    if count and len(facts):
+        pid = np.array([r.pid for r in window.requests], dtype=np.int64)
+        tid = np.array([r.tid for r in window.requests], dtype=np.int64)
+        start = np.array([r.start_ns for r in window.requests], dtype=np.int64)
+        end = start + np.array([r.duration_ns for r in window.requests], dtype=np.int64)
+        threads, thread_of = np.unique(np.concatenate([pid * (1 << 32) + tid, facts.pid * (1 << 32) + facts.tid]), return_inverse=True)
+        request_thread, fact_thread = thread_of[:count], thread_of[count:]
+        origin = min(int(start.min()), int(facts.start_ns.min()))
+        shift = 1 << 47  # thread number above, ns since the window's start below (about 39 hours)
+        request_key = request_thread * shift + (start - origin)
+        order = np.argsort(request_key, kind="stable")
+        found = np.searchsorted(request_key[order], fact_thread * shift + (facts.start_ns - origin), side="right") - 1
+        candidate = order[np.maximum(found, 0)]
+        inside = (found >= 0) & (request_thread[candidate] == fact_thread) & (facts.start_ns <= end[candidate])
+        placed = np.where(inside, candidate, -1)
+    duration = facts.end_ns - facts.start_ns
+    mask = placed >= 0
+    width = int(facts.key.max()) + 1 if len(facts) else 1
+    pairs, inverse = np.unique(placed[mask] * width + facts.key[mask], return_inverse=True)
+    totals = np.bincount(inverse, weights=duration[mask]) if len(pairs) else np.zeros(0)
+    counts = np.bincount(inverse) if len(pairs) else np.zeros(0, np.int64)
+    return RequestFacts(placed, duration, pairs // width, pairs % width, counts.astype(np.int64), totals.astype(np.float64),
+                        {key_id: key.kind for key_id, key in facts.keys.items()})
+
+
+def windows_of(window: Window, request_index: int, key: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) of the facts of one request (of one key, if given)."""
+    placed = request_facts(window)
+    chosen = placed.request == request_index
+    if key is not None:
+        chosen &= window.facts.key == key
+    return list(zip(window.facts.start_ns[chosen].tolist(), window.facts.end_ns[chosen].tolist()))
+
+
+def span_ids_of(window: Window, request_index: int, key: int | None = None, most: int = 5) -> list[str]:
+    """The span ids (hex) of up to ``most`` facts of one request (of one key, if given)."""
+    placed = request_facts(window)
+    chosen = placed.request == request_index
+    if key is not None:
+        chosen &= window.facts.key == key
+    return [window.facts.span_hex(i) for i in np.flatnonzero(chosen)[:most].tolist()]
 
 
 @dataclass
@@ -118,14 +175,13 @@ def enough(traffic: RouteTraffic, affected: int, measured: int, minimum: int) ->
     return affected >= min(minimum, max(measured, 1))
 
 
-def examples(traffic: RouteTraffic, costs_ns: dict[int, float], spans: dict[int, list[Span]] | None = None,
-             count: int = 3) -> list[dict]:
-    """The affected requests the problem cost most (costliest first, then by id), as evidence: ``{"request": id,
-    "profile": its kept profile's id or None, "spans": ids of (up to 5 of) its spans that show it}``."""
-    rows = {row.id: row for row in traffic.requests}
+def examples(traffic: RouteTraffic, costs_ns: dict[int, float], spans=None, count: int = 3) -> list[dict]:
+    """The affected requests the problem cost most (costliest first, then by id), as evidence:
+    ``{"request": id, "profile": its kept profile's id or None, "spans": span ids that show it}``;
+    ``spans(request_id)`` gives those ids (none when not given)."""
+    rows = traffic.by_id()
     ranked = sorted((-cost, request) for request, cost in costs_ns.items() if cost > 0 and request in rows)
-    return [{"request": request, "profile": rows[request].profile_id,
-             "spans": [s.span_id for s in (spans or {}).get(request, [])[:5]]}
+    return [{"request": request, "profile": rows[request].profile_id, "spans": spans(request) if spans else []}
             for _, request in ranked[:count]]
 
 
@@ -142,9 +198,66 @@ def profile_figures(profile: Profile, spent_ns: float) -> Figures:
     return Figures(0, spent_ns / 1e6, 0.0, spent_ns / total if total else 0.0)
 
 
-def statements_in(spans: list[Span]) -> list[tuple[str, Span]]:
-    """(statement, span) of the database spans among ``spans`` that are not inside another
-    database span of them (an ORM's span around its driver's span for the same statement counts once)."""
-    with_statement = [(statement_of(span), span) for span in spans]
-    db_ids = {span.span_id for statement, span in with_statement if statement is not None}
-    return [(statement, span) for statement, span in with_statement if statement is not None and span.parent_id not in db_ids]
+@dataclass
+class KeyGroup:
+    """One (route, key) of a window: per affected request id its cost, count and position."""
+
+    traffic: RouteTraffic
+    key: int
+    cost: dict[int, float]
+    count: dict[int, int]
+    position: dict[int, int]
+
+
+def repeated_groups(window: Window, kind: str, min_count: int, min_total_ns: float) -> list[KeyGroup]:
+    """(route, key) groups of ``kind`` ("sql" or "http") whose requests ran the key at least
+    ``min_count`` times and ``min_total_ns`` in all; a request's cost is all but one run's time."""
+    placed = request_facts(window)
+    kinds = _of_kind(placed, kind)[placed.pair_key]
+    hit = kinds & (placed.pair_count >= min_count) & (placed.pair_total >= min_total_ns)
+    return _groups(window, placed.pair_request[hit], placed.pair_key[hit], placed.pair_count[hit],
+                   placed.pair_total[hit] * (placed.pair_count[hit] - 1) / np.maximum(placed.pair_count[hit], 1))
+
+
+def key_groups(window: Window, kind: str, min_mean_ns: float = 0.0) -> list[KeyGroup]:
+    """The (route, key) groups of ``kind`` whose runs took ``min_mean_ns`` on average, a request's
+    cost being all the key's time in it."""
+    placed = request_facts(window)
+    kinds = _of_kind(placed, kind)[placed.pair_key]
+    return _groups(window, placed.pair_request[kinds], placed.pair_key[kinds], placed.pair_count[kinds], placed.pair_total[kinds],
+                   min_mean_ns)
+
+
+def _of_kind(placed: RequestFacts, kind: str) -> np.ndarray:
+    """Per key id, whether the key is of ``kind``."""
+    lookup = np.zeros(max(placed.key_kind, default=0) + 1, dtype=bool)
+    lookup[[k for k, found in placed.key_kind.items() if found == kind]] = True
+    return lookup
+
+
+def request_ids(window: Window) -> np.ndarray:
+    """The ids of the window's requests, by position (made once)."""
+    return window.once("request_ids", lambda: np.array([r.id for r in window.requests], dtype=np.int64))
+
+
+def _groups(window: Window, requests: np.ndarray, keys: np.ndarray, counts: np.ndarray, costs: np.ndarray,
+            min_mean_ns: float = 0.0) -> list[KeyGroup]:
+    route_of = np.full(len(window.requests), -1, dtype=np.int64)
+    traffics = list(routes_of(window).values())
+    for number, traffic in enumerate(traffics):
+        route_of[traffic.indices] = number
+    groups = []
+    if not len(requests):
+        return groups
+    combined = route_of[requests] * (int(keys.max()) + 1) + keys
+    order = np.argsort(combined, kind="stable")
+    boundaries = np.flatnonzero(np.diff(combined[order])) + 1
+    for members in np.split(order, boundaries):
+        if min_mean_ns and costs[members].sum() < min_mean_ns * counts[members].sum():
+            continue
+        traffic = traffics[int(route_of[requests[members[0]]])]
+        positions = requests[members].tolist()
+        ids = request_ids(window)[requests[members]].tolist()
+        groups.append(KeyGroup(traffic, int(keys[members[0]]), dict(zip(ids, costs[members].tolist())),
+                               dict(zip(ids, counts[members].tolist())), dict(zip(ids, positions))))
+    return groups

@@ -1,8 +1,9 @@
 """The SQLite store's schema and its migrations.
 
 Versions: 1 profiles, requests, spans; 2 adds ``request_log`` (see :mod:`.requests`); 3 adds
-``stack_nodes`` (see :mod:`profviz.store.shared_stacks`). Each version only added tables, so a
-store of an older version is migrated on open by creating what it lacks.
+``stack_nodes`` (see :mod:`profviz.store.shared_stacks`); 4 adds ``span_keys`` and ``span_log``
+(see :mod:`.span_facts`), filled from the spans already stored. Each version only added tables,
+so a store of an older version is migrated on open by creating what it lacks.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import sqlite3
 
 from ..base import StoreError
 
-SCHEMA_VERSION = 3
-MIGRATES_FROM = (1, 2)
+SCHEMA_VERSION = 4
+MIGRATES_FROM = (1, 2, 3)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,6 +86,23 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 CREATE INDEX IF NOT EXISTS spans_pid_start ON spans (pid, start_ns);
 CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id);
+CREATE TABLE IF NOT EXISTS span_keys (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    system TEXT,
+    database TEXT,
+    source TEXT NOT NULL DEFAULT 'processor',
+    UNIQUE (kind, text)
+);
+CREATE TABLE IF NOT EXISTS span_log (
+    id INTEGER PRIMARY KEY,
+    first_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS span_log_time ON span_log (first_ns);
 CREATE TABLE IF NOT EXISTS stack_nodes (
     source TEXT NOT NULL,
     node INTEGER NOT NULL,
@@ -107,6 +125,9 @@ def create_or_migrate(conn: sqlite3.Connection, location: str) -> None:
     if found is None:
         conn.execute("INSERT INTO store_info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     elif int(found[0]) in MIGRATES_FROM:
+        from .span_facts import backfill
+
+        backfill(conn)
         conn.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
     elif int(found[0]) != SCHEMA_VERSION:
         raise StoreError(

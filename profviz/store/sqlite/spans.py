@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from .database import Database
 from ...model import Span
 from ..spans import bounded_name, bounded_thread_name, stored_attributes
+from .span_facts import log_facts
 
 
 SPAN_COLUMNS = (
@@ -19,29 +20,38 @@ SPAN_COLUMNS = (
 
 def insert_spans(store: Database, spans: Iterable[Span], *, checked: bool = False) -> int:
     """See :meth:`profviz.store.base.Store.insert_spans`."""
-    rows = []
+    rows, stored = [], []
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     for span in spans:
         if not checked:
             span.check()
+        attributes = stored_attributes(span.attributes)
+        stored.append((span, attributes))
         rows.append((
             span.trace_id, span.span_id, span.parent_id,
             bounded_name(span.name), span.kind, span.status,
             span.start_ns, span.end_ns, span.pid, span.tid,
             bounded_thread_name(span.thread_name),
-            dumps(stored_attributes(span.attributes)), int(bool(span.approximate)), span.request_id, span.source,
+            dumps(attributes), int(bool(span.approximate)), span.request_id, span.source,
         ))
     if not rows:
         return 0
 
     def work(conn: sqlite3.Connection) -> int:
         before = conn.total_changes
+        last_id = conn.execute("SELECT coalesce(max(id), 0) FROM spans").fetchone()[0]
         conn.executemany(
             "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_id, name, kind, status, start_ns, end_ns, pid, tid,"
             " thread_name, attributes, approximate, request_id, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        return conn.total_changes - before
+        added = conn.total_changes - before
+        if added == len(rows):
+            log_facts(conn, stored)
+        elif added:  # some were stored already: log only the new ones
+            new = set(conn.execute("SELECT trace_id, span_id FROM spans WHERE id > ?", (last_id,)).fetchall())
+            log_facts(conn, [(span, attributes) for span, attributes in stored if (span.trace_id, span.span_id) in new])
+        return added
 
     return store.transaction("write spans to", work)
 
@@ -100,28 +110,3 @@ def query_spans(
     params.append(int(limit))
     return [_span(row) for row in store.read(sql, params)]
 
-
-FINDINGS_ATTRIBUTES = ("db.statement", "db.query.text", "db.system", "db.name", "http.method", "http.request.method",
-                       "http.url", "url.full")
-"""The span attributes the findings detectors read; :func:`query_span_facts` extracts only these."""
-
-
-def query_span_facts(store: Database, *, pids: Iterable[int], start_ns: int, end_ns: int, limit: int) -> list[Span]:
-    """See :meth:`profviz.store.base.Store.query_span_facts`: the attributes are picked out by
-    SQLite's JSON functions, so no span's whole attribute text is parsed in Python."""
-    pid_list = [int(p) for p in pids]
-    if not pid_list:
-        return []
-    picks = ", ".join(f"json_extract(attributes, '$.\"{key}\"')" for key in FINDINGS_ATTRIBUTES)
-    sql = (f"SELECT span_id, parent_id, kind, start_ns, end_ns, pid, tid, source, {picks} FROM spans"
-           f" WHERE pid IN ({', '.join('?' * len(pid_list))}) AND tid IS NOT NULL AND end_ns >= ? AND start_ns < ?"
-           " ORDER BY start_ns, id LIMIT ?")
-    rows = store.transaction("read", lambda c: c.execute(sql, (*pid_list, int(start_ns), int(end_ns), int(limit))).fetchall())
-    keys = FINDINGS_ATTRIBUTES
-    facts = []
-    for row in rows:
-        values = row[8:]
-        attributes = {key: value for key, value in zip(keys, values) if value is not None} if any(v is not None for v in values) else {}
-        facts.append(Span("0" * 31 + "1", row[0], row[1], "", row[2], "unset", int(row[3]), int(row[4]), pid=row[5], tid=row[6],
-                          attributes=attributes, source=row[7]))
-    return facts

@@ -11,12 +11,12 @@ import json
 import sqlite3
 from typing import Any, Iterable, Sequence
 
-from ...model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span
+from ...model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span, SpanFacts
 from ..base import PROFILE_META_KEYS, ProfileNotFound, Store, StoreError
 from ..encoding import EncodingError, decode_profile
 from ..shared_stacks import decode_shared, is_shared
 from ..summary import decode_meta, encode_profile
-from . import requests, spans, stack_nodes
+from . import requests, span_facts, spans, stack_nodes
 from .database import Database
 from .profiles import insert_encoded
 
@@ -113,8 +113,8 @@ class SQLiteStore(Database, Store):
     def query_spans(self, **where: Any) -> list[Span]:
         return spans.query_spans(self, **where)
 
-    def query_span_facts(self, **where: Any) -> list[Span]:
-        return spans.query_span_facts(self, **where)
+    def span_facts(self, *, pids: Iterable[int], start_ns: int, end_ns: int) -> SpanFacts:
+        return span_facts.span_facts(self, pids=pids, start_ns=start_ns, end_ns=end_ns)
 
     def count_spans(self) -> int:
         return int(self.read("SELECT count(*) FROM spans")[0][0])
