@@ -374,3 +374,42 @@ def test_latency_rising_with_busy_workers_is_saturation_and_a_steady_route_is_no
     # the busy phase's last 8 requests start in the last, cut-short bucket: neither saturated nor calm
     assert found.impact_ms == pytest.approx(60) and found.requests == 152 and found.tail_share == pytest.approx(152 / 160)
     assert saturation(traffic_with(21).window(), Thresholds()) == []  # as busy, but no slower
+
+
+def test_an_attach_profile_alone_gets_its_sample_based_findings(tmp_path):
+    """No requests, no spans: the sample-based detectors speak about the whole profile (route null)."""
+    from profviz.store import open_store as open_a_store
+
+    profile = profile_with([
+        ([("worker", APP), ("Logger.info", LOGGING), ("Logger.callHandlers", LOGGING), ("HTTPHandler.emit", "/usr/lib/python3.11/logging/handlers.py")],
+         State.WAITING, 400, "socket recv 10.0.0.9:514"),
+        ([("worker", APP)], State.ON_CPU, 600, None),
+    ])
+    profile.meta.update({"kind": "attach", "pid": 1, "start_ns": T0, "duration_ns": 1_000 * MS})
+    found = run_detectors(Window(profile=profile))
+    assert [(f.kind, f.route, f.share) for f in found] == [("sync_logging", None, pytest.approx(0.4))]
+    assert found[0].evidence["handler"] == "HTTPHandler" and found[0].impact_ms == pytest.approx(400)
+    store = open_a_store(tmp_path / "s.db")
+    profile_id = store.save_profile(profile)
+    store.close()
+    result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--profile", str(profile_id), "--json",
+                             "--store", str(tmp_path / "s.db")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (cli,) = json.loads(result.stdout)["findings"]
+    assert cli["kind"] == "sync_logging" and cli["route"] is None and cli["evidence"]["call_site"]["function"] == "worker"
+
+
+def test_an_empty_store_and_an_unreachable_plan_database_say_so_in_one_line(tmp_path):
+    import socket
+
+    store = str(tmp_path / "empty.db")
+    empty = subprocess.run([sys.executable, "-m", "profviz", "findings", "--store", store], capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 0 and empty.stdout.startswith("no findings in 0 requests of ")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dsn = f"postgresql://shop:hunter2@127.0.0.1:{port}/shop"
+    unreachable = subprocess.run([sys.executable, "-m", "profviz", "findings", "--explain-dsn", dsn, "--store", store],
+                                 capture_output=True, text=True, timeout=120)
+    assert unreachable.returncode != 0 and unreachable.stderr.startswith("profviz: cannot connect to postgresql://shop:***@127.0.0.1:")
+    assert "hunter2" not in unreachable.stderr and len(unreachable.stderr.strip().splitlines()) == 1

@@ -5,6 +5,7 @@ is, with the right evidence; its near miss beside it has no finding of that kind
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import subprocess
@@ -47,16 +48,29 @@ NEAR_MISSES = {
 }
 
 
-@pytest.fixture(scope="module")
-def app_run(postgres, tmp_path_factory):
-    """(findings of the whole run, store path) after driving every route of the app."""
-    store = tmp_path_factory.mktemp("findings_apps") / "store.db"
+@contextlib.contextmanager
+def running_app(postgres, store: Path):
+    """The findings app serving into ``store``; yields its URL. On exit it is told to stop (stdin
+    closes), flushes everything into the store and must exit cleanly."""
     app = subprocess.Popen([sys.executable, str(TARGET), str(store), postgres.dsn()], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([app.stdout], [], [], 120)
         assert ready, "the findings app did not start within 120 s"
-        url = json.loads(app.stdout.readline())["url"]
+        yield json.loads(app.stdout.readline())["url"]
+        app.stdin.close()
+        assert app.wait(timeout=120) == 0
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+
+
+@pytest.fixture(scope="module")
+def app_run(postgres, tmp_path_factory):
+    """(findings of the whole run, store path) after driving every route of the app."""
+    store = tmp_path_factory.mktemp("findings_apps") / "store.db"
+    with running_app(postgres, store) as url:
         paths = [route.split(" ", 1)[1] for route in [*EXPECTED, *NEAR_MISSES]]
         with requests.Session() as warm:
             for path in paths:
@@ -68,12 +82,6 @@ def app_run(postgres, tmp_path_factory):
         with ThreadPoolExecutor(CLIENTS) as pool:
             for path in paths:  # one route at a time, 8 clients at once: each route sees concurrency
                 assert set(pool.map(fetch, [path] * REQUESTS_PER_ROUTE)) == {200}, path
-        app.stdin.close()
-        assert app.wait(timeout=120) == 0
-    finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
     result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--json", "--limit", "200", "--store", str(store),
                              "--explain-dsn", postgres.dsn()], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -138,12 +146,7 @@ def test_latency_rising_with_busy_workers_is_named_saturation_with_its_window(po
     import time
 
     store = tmp_path / "store.db"
-    app = subprocess.Popen([sys.executable, str(TARGET), str(store), postgres.dsn()], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([app.stdout], [], [], 120)
-        assert ready, "the findings app did not start within 120 s"
-        url = json.loads(app.stdout.readline())["url"]
+    with running_app(postgres, store) as url:
         with requests.Session() as one_client:
             calm_until = time.monotonic() + 4
             while time.monotonic() < calm_until:
@@ -158,12 +161,6 @@ def test_latency_rising_with_busy_workers_is_named_saturation_with_its_window(po
 
         with ThreadPoolExecutor(2 * CLIENTS) as pool:
             list(pool.map(client, range(2 * CLIENTS)))
-        app.stdin.close()
-        assert app.wait(timeout=120) == 0
-    finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
     result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--json", "--route", "/saturate", "--store", str(store)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

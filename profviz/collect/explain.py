@@ -74,7 +74,8 @@ def postgres_explainer(dsn: str):
         wanted = conninfo_to_dict(dsn).get("dbname")
         connection = psycopg.connect(dsn, connect_timeout=5)
     except (psycopg.Error, ValueError) as exc:
-        raise ExplainUnavailable(f"cannot connect to {redact_text(dsn)} for query plans: {redact_text(str(exc)).strip()}") from None
+        reason = " ".join(redact_text(str(exc)).split())  # one line: psycopg's messages span several
+        raise ExplainUnavailable(f"cannot connect to {redact_text(dsn)} for query plans: {reason}") from None
     connection.read_only = True
     cache: dict[str, str | None] = {}
 

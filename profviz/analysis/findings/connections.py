@@ -9,7 +9,7 @@ from ...model import Frame
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .stacks import call_site, time_under, top_site
-from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
+from .traffic import examples, profile_figures, sampled_routes
 
 _CONNECT_FUNCTIONS = frozenset({"connect", "_connect", "create_connection", "connect_tcp", "_new_conn", "_connect_tls"})
 _POOL_FILES = ("/psycopg_pool/", "/sqlalchemy/pool/", "/urllib3/connectionpool.py")
@@ -35,31 +35,20 @@ def connection_setup(window: Window, limits: Thresholds) -> list[Finding]:
             fix=_FIX,
         )]
     found = []
-    for traffic in routes_of(window).values():
-        kept = kept_profiles(window, traffic)
-        cost, sites, connectors = {}, Counter(), Counter()
-        for row, profile in kept:
-            spent, by_site = time_under(profile, is_connect)
-            if spent >= limits.connect_min_ms * 1e6:
-                cost[row.id] = spent
-                sites.update(by_site)
-                connectors[_outermost_connect(profile)] += spent
-        measured = {row.id for row, _ in kept}
-        numbers = figures(traffic, cost, measured)
-        if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
-            continue
-        example = examples(traffic, cost)
-        connector = connectors.most_common(1)[0][0]
+    for hit in sampled_routes(window, _connecting, limits.connect_min_ms * 1e6, limits.min_requests, limits.min_share):
+        connector = hit.extra.most_common(1)[0][0]
         found.append(Finding(
-            kind="connection_setup", route=traffic.key,
-            title=f"{traffic.key} spends {numbers.impact_ms:.0f} ms a request opening new connections ({connector})",
-            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-            share=round(numbers.share, 3),
-            evidence={"connect_call": connector, "call_site": call_site(top_site(sites)), "examples": example},
-            fix=_FIX,
+            kind="connection_setup", route=hit.traffic.key,
+            title=f"{hit.traffic.key} spends {hit.numbers.impact_ms:.0f} ms a request opening new connections ({connector})",
+            evidence={"connect_call": connector, "call_site": call_site(top_site(hit.sites)), "examples": examples(hit.traffic, hit.cost)},
+            fix=_FIX, **hit.numbers.fields(),
         ))
     return found
 
+
+def _connecting(profile) -> tuple[float, Counter, Counter]:
+    spent, sites = time_under(profile, is_connect)
+    return spent, sites, Counter({_outermost_connect(profile): spent})
 
 _FIX = ("Open connections once and reuse them: a pool sized to the worker threads (psycopg_pool.ConnectionPool, "
         "SQLAlchemy's engine pool, Django's CONN_MAX_AGE), or one connection per thread; for HTTP, a requests.Session or httpx.Client.")

@@ -86,8 +86,7 @@ def cpu_hotspot(window: Window, limits: Thresholds) -> list[Finding]:
         found.append(Finding(
             kind="cpu_hotspot", route=traffic.key,
             title=f"{traffic.key} spends {100 * numbers.share:.0f}% of its time computing in {frame.function}",
-            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-            share=round(numbers.share, 3),
+            **numbers.fields(),
             evidence={"function": frame.function, "call_site": call_site(frame), "examples": examples(traffic, cost)},
             fix=(f"Make {frame.function} ({frame.file}) do less: a better algorithm or data structure, caching its "
                  "result, or moving the work off the request path (precompute, a background job)."),

@@ -13,7 +13,7 @@ from . import Finding, Thresholds, detector
 from .logging_io import is_handler_call
 from .pools import is_checkout
 from .stacks import call_site, under
-from .traffic import enough, examples, figures, kept_profiles, routes_of
+from .traffic import examples, sampled_routes
 
 _PRIMITIVES = ("Condition.wait", "Event.wait", "Semaphore.acquire", "BoundedSemaphore.acquire", "Barrier.wait",
                "RLock.acquire", "Lock.acquire", "_RLock.acquire")
@@ -71,26 +71,15 @@ def lock_contention(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         return []
     found = []
-    for traffic in routes_of(window).values():
-        kept = kept_profiles(window, traffic)
-        cost, sites = {}, Counter()
-        for row, profile in kept:
-            spent, by_site = lock_waits(profile)
-            if spent >= limits.lock_min_ms * 1e6:
-                cost[row.id] = spent
-                sites.update(by_site)
-        measured = {row.id for row, _ in kept}
-        numbers = figures(traffic, cost, measured)
-        if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
-            continue
-        site = sites.most_common(1)[0][0]
+    for hit in sampled_routes(window, lambda profile: (*lock_waits(profile), None), limits.lock_min_ms * 1e6,
+                              limits.min_requests, limits.min_share):
+        site = hit.sites.most_common(1)[0][0]
         found.append(Finding(
-            kind="lock_contention", route=traffic.key,
-            title=f"{traffic.key} waits {numbers.impact_ms:.0f} ms a request for a lock in {site.function}",
-            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-            share=round(numbers.share, 3),
-            evidence={"call_site": call_site(site), "examples": examples(traffic, cost)},
+            kind="lock_contention", route=hit.traffic.key,
+            title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for a lock in {site.function}",
+            evidence={"call_site": call_site(site), "examples": examples(hit.traffic, hit.cost)},
             fix=(f"Hold the lock in {site.function} for less time (no I/O or slow work inside it), split it (one lock per "
                  "resource instead of one for all), or use a structure that needs none (a queue, per-thread state, atomic swaps)."),
+            **hit.numbers.fields(),
         ))
     return found

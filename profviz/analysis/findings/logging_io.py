@@ -9,7 +9,7 @@ from ...model import Frame, State
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .stacks import call_site, frames_of, top_site, under
-from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
+from .traffic import examples, profile_figures, sampled_routes
 
 
 def is_handler_call(frame: Frame) -> bool:
@@ -34,33 +34,25 @@ def sync_logging(window: Window, limits: Thresholds) -> list[Finding]:
             fix=_fix(handler),
         )]
     found = []
-    for traffic in routes_of(window).values():
-        kept = kept_profiles(window, traffic)
-        cost, sites, handlers, reasons = {}, Counter(), Counter(), Counter()
-        for row, profile in kept:
-            spent, by_site, by_handler, by_reason = _blocked_in_handlers(profile)
-            if spent >= limits.logging_min_ms * 1e6:
-                cost[row.id] = spent
-                sites.update(by_site)
-                handlers.update(by_handler)
-                reasons.update(by_reason)
-        measured = {row.id for row, _ in kept}
-        numbers = figures(traffic, cost, measured)
-        if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
-            continue
-        example = examples(traffic, cost)
+    for hit in sampled_routes(window, _measure, limits.logging_min_ms * 1e6, limits.min_requests, limits.min_share):
+        handlers = Counter({key[1]: ns for key, ns in hit.extra.items() if key[0] == "handler"})
+        reasons = Counter({key[1]: ns for key, ns in hit.extra.items() if key[0] == "reason"})
         handler = _handler_name(handlers)
         found.append(Finding(
-            kind="sync_logging", route=traffic.key,
-            title=f"{traffic.key} waits {numbers.impact_ms:.0f} ms a request for logging: {handler} does its I/O on the request thread",
-            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-            share=round(numbers.share, 3),
+            kind="sync_logging", route=hit.traffic.key,
+            title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for logging: {handler} does its I/O on the request thread",
             evidence={"handler": handler, "waits": {r: round(ns / 1e6, 3) for r, ns in reasons.most_common(5)},
-                      "call_site": call_site(top_site(sites)), "examples": example},
-            fix=_fix(handler),
+                      "call_site": call_site(top_site(hit.sites)), "examples": examples(hit.traffic, hit.cost)},
+            fix=_fix(handler), **hit.numbers.fields(),
         ))
     return found
 
+
+def _measure(profile) -> tuple[float, Counter, Counter]:
+    spent, sites, handlers, reasons = _blocked_in_handlers(profile)
+    extra = Counter({("handler", h): ns for h, ns in handlers.items()})
+    extra.update({("reason", r): ns for r, ns in reasons.items()})
+    return spent, sites, extra
 
 def _fix(handler: str) -> str:
     return ("Log through a queue: a logging.handlers.QueueHandler on the request path and a QueueListener thread "

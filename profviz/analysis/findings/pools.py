@@ -9,7 +9,7 @@ from ...model import Frame, State
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .stacks import call_site, frames_of, top_site, under
-from .traffic import enough, examples, figures, kept_profiles, routes_of
+from .traffic import examples, sampled_routes
 
 _CHECKOUTS = (
     ("/psycopg_pool/", ("ConnectionPool.getconn", "ConnectionPool._getconn_unchecked", "ConnectionPool.connection",
@@ -48,6 +48,11 @@ def _waiting_for_a_connection(profile) -> tuple[float, Counter]:
     return total, frames_of(profile, sites)
 
 
+def _measure(profile) -> tuple[float, Counter, Counter]:
+    spent, sites = _waiting_for_a_connection(profile)
+    return spent, sites, Counter({_pool_name(profile): spent})
+
+
 def _pool_name(profile) -> str:
     for frame_index in profile.stack_frame.tolist():
         frame = profile.frame(frame_index)
@@ -61,28 +66,15 @@ def pool_wait(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         return []
     found = []
-    for traffic in routes_of(window).values():
-        kept = kept_profiles(window, traffic)
-        cost, sites, pools = {}, Counter(), Counter()
-        for row, profile in kept:
-            spent, by_site = _waiting_for_a_connection(profile)
-            if spent >= limits.pool_wait_min_ms * 1e6:
-                cost[row.id] = spent
-                sites.update(by_site)
-                pools[_pool_name(profile)] += spent
-        measured = {row.id for row, _ in kept}
-        numbers = figures(traffic, cost, measured)
-        if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
-            continue
-        pool = pools.most_common(1)[0][0]
+    for hit in sampled_routes(window, _measure, limits.pool_wait_min_ms * 1e6, limits.min_requests, limits.min_share):
+        pool = hit.extra.most_common(1)[0][0]
         found.append(Finding(
-            kind="pool_wait", route=traffic.key,
-            title=f"{traffic.key} waits {numbers.impact_ms:.0f} ms a request for a free connection from {pool}",
-            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-            share=round(numbers.share, 3),
-            evidence={"pool": pool, "call_site": call_site(top_site(sites)), "examples": examples(traffic, cost)},
+            kind="pool_wait", route=hit.traffic.key,
+            title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for a free connection from {pool}",
+            evidence={"pool": pool, "call_site": call_site(top_site(hit.sites)), "examples": examples(hit.traffic, hit.cost)},
             fix=(f"Size {pool} to the threads that use it at once (max_size / pool_size at least the server's worker "
                  "threads, within the database's max_connections), and hold a connection only around its queries: "
                  "no remote calls, sleeps or long CPU work inside the connection block."),
+            **hit.numbers.fields(),
         ))
     return found

@@ -38,8 +38,7 @@ def repeated_remote_calls(window: Window, limits: Thresholds) -> list[Finding]:
         found.append(Finding(
             kind="repeated_remote_call", route=traffic.key,
             title=f"{traffic.key} calls {method} {template} {per_request} times per request, one after another",
-            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-            share=round(numbers.share, 3),
+            **numbers.fields(),
             evidence={
                 "method": method, "url": template, "count_per_request": per_request,
                 "mean_call_ms": round(float(durations.mean()) / 1e6, 3) if len(durations) else None,

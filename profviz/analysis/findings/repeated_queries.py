@@ -41,8 +41,7 @@ def _finding(window: Window, group: KeyGroup, numbers) -> Finding:
     return Finding(
         kind="n_plus_one_query", route=traffic.key,
         title=f"{traffic.key} runs the same {verb}{table} {per_request} times per request",
-        requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-        share=round(numbers.share, 3),
+        **numbers.fields(),
         evidence={"statement": statement, "count_per_request": per_request, "tables": tables,
                   "call_site": call_site(site), "examples": example},
         fix=_fix(frameworks_in(profile for _, profile in kept), tables, statement),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 
 from ...model import Frame
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .stacks import call_site, computing_under, top_site
-from .traffic import enough, examples, figures, kept_profiles, profile_figures, routes_of
+from .traffic import examples, profile_figures, sampled_routes
 
 _CODEC_FILES = ("/json/encoder.py", "/json/decoder.py", "/json/__init__.py", "/pickle.py", "/xml/etree/ElementTree.py",
                 "/xml/dom/minidom.py", "/simplejson/", "/orjson", "/ujson", "/marshmallow/", "/rest_framework/renderers.py")
@@ -33,29 +32,16 @@ def serialization(window: Window, limits: Thresholds) -> list[Finding]:
             evidence={"call_site": call_site(top_site(sites))}, fix=_FIX,
         )]
     found = []
-    for traffic in routes_of(window).values():
-        kept = kept_profiles(window, traffic)
-        cost, sites = {}, Counter()
-        for row, profile in kept:
-            spent, by_site = computing_under(profile, is_codec)
-            if spent >= limits.serialization_min_ms * 1e6:
-                cost[row.id] = spent
-                sites.update(by_site)
-        measured = {row.id for row, _ in kept}
-        numbers = figures(traffic, cost, measured)
-        if not cost or not enough(traffic, numbers.requests, len(measured), limits.min_requests) or numbers.share < limits.min_share:
-            continue
-        example = examples(traffic, cost)
-        sizes = [row.response_bytes for row in traffic.requests if row.id in cost and row.response_bytes]
+    for hit in sampled_routes(window, lambda profile: (*computing_under(profile, is_codec), None),
+                              limits.serialization_min_ms * 1e6, limits.min_requests, limits.min_share):
+        sizes = [row.response_bytes for row in hit.traffic.requests if row.id in hit.cost and row.response_bytes]
         size = statistics.median(sizes) if sizes else None
         found.append(Finding(
-            kind="serialization", route=traffic.key,
-            title=f"{traffic.key} spends {numbers.impact_ms:.0f} ms of CPU a request encoding or decoding"
+            kind="serialization", route=hit.traffic.key,
+            title=f"{hit.traffic.key} spends {hit.numbers.impact_ms:.0f} ms of CPU a request encoding or decoding"
                   + (f" ({size / 1e6:.1f} MB responses)" if size and size >= 100_000 else ""),
-            requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-            share=round(numbers.share, 3),
-            evidence={"call_site": call_site(top_site(sites)), "response_bytes": size, "examples": example},
-            fix=_FIX,
+            evidence={"call_site": call_site(top_site(hit.sites)), "response_bytes": size, "examples": examples(hit.traffic, hit.cost)},
+            fix=_FIX, **hit.numbers.fields(),
         ))
     return found
 

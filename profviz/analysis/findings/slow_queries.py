@@ -62,8 +62,6 @@ def _finding(window, group, numbers, mean_ms, plan, scanned) -> Finding:
         "statement": statement, "mean_ms": round(mean_ms, 3), "executions": sum(group.count.values()),
         "tables": tables, "call_site": call_site(site), "examples": example, "plan": plan,
     }
-    figures_kw = dict(requests=numbers.requests, impact_ms=round(numbers.impact_ms, 3), tail_share=round(numbers.tail_share, 3),
-                      share=round(numbers.share, 3))
     if scanned:
         table = scanned[0]
         columns = _filter_columns(statement, table)
@@ -71,14 +69,14 @@ def _finding(window, group, numbers, mean_ms, plan, scanned) -> Finding:
             kind="full_scan", route=traffic.key,
             title=f"{traffic.key} reads all of `{table}` for one query ({mean_ms:.0f} ms a query): no index fits its filter",
             evidence={**evidence, "scanned": scanned, "filter_columns": columns}, fix=_index_fix(table, columns, statement),
-            **figures_kw,
+            **numbers.fields(),
         )
     return Finding(
         kind="slow_query", route=traffic.key, title=f"{traffic.key} waits {mean_ms:.0f} ms for one query on {', '.join(f'`{t}`' for t in tables) or 'the database'}",
         evidence=evidence,
         fix=("Look at its plan (EXPLAIN; profviz runs it when it can reach the database: SQLite files, or --explain-dsn for "
              "PostgreSQL): index the filtered and sorted columns, fetch fewer rows or columns, or cache the result."),
-        **figures_kw,
+        **numbers.fields(),
     )
 
 

@@ -4,7 +4,9 @@ a finding's figures (requests, impact, tail share, share)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -148,6 +150,11 @@ class Figures:
     tail_share: float
     share: float
 
+    def fields(self) -> dict:
+        """The figures as a Finding's keyword arguments, rounded for people."""
+        return {"requests": self.requests, "impact_ms": round(self.impact_ms, 3), "tail_share": round(self.tail_share, 3),
+                "share": round(self.share, 3)}
+
 
 def figures(traffic: RouteTraffic, costs_ns: dict[int, float], measured: set[int] | None = None) -> Figures:
     """``costs_ns``: request id -> time the problem cost it (absent or 0: not affected), over the
@@ -168,6 +175,47 @@ def figures(traffic: RouteTraffic, costs_ns: dict[int, float], measured: set[int
             explained = np.mean([costs_ns.get(r, 0.0) for r in tail]) - np.mean([costs_ns.get(r, 0.0) for r in typical])
             tail_share = float(min(1.0, max(0.0, explained / extra)))
     return Figures(len(affected), float(np.mean(affected)) / 1e6 if affected else 0.0, tail_share, float(min(1.0, share)))
+
+
+def reportable(traffic: RouteTraffic, numbers: Figures, measured: int, minimum: int, min_share: float) -> bool:
+    """A route finding needs ``minimum`` affected requests (all measured ones when fewer were
+    measured) and at least ``min_share`` of the measured requests' time."""
+    return numbers.requests > 0 and enough(traffic, numbers.requests, measured, minimum) and numbers.share >= min_share
+
+
+@dataclass
+class SampledRoute:
+    """A route where a sample-based measure found a problem worth a finding: the cost per affected
+    request, the call sites and ``extra`` counts the measure gave, and the figures."""
+
+    traffic: RouteTraffic
+    cost: dict[int, float]
+    sites: Counter
+    extra: Counter
+    numbers: Figures
+
+
+Measure = Callable[[Profile], "tuple[float, Counter, Counter | None]"]
+
+
+def sampled_routes(window: Window, measure: Measure, min_ns: float, minimum: int, min_share: float) -> list[SampledRoute]:
+    """Per route, the requests whose kept profile ``measure`` (ns of the problem, by call site,
+    and any extra counts) finds at least ``min_ns`` in, over the requests with a kept profile;
+    only routes where that is :func:`reportable`."""
+    found = []
+    for traffic in routes_of(window).values():
+        kept = kept_profiles(window, traffic)
+        cost, sites, extra = {}, Counter(), Counter()
+        for row, profile in kept:
+            spent, by_site, more = measure(profile)
+            if spent >= min_ns:
+                cost[row.id] = spent
+                sites.update(by_site)
+                extra.update(more or {})
+        numbers = figures(traffic, cost, {row.id for row, _ in kept})
+        if reportable(traffic, numbers, len(kept), minimum, min_share):
+            found.append(SampledRoute(traffic, cost, sites, extra, numbers))
+    return found
 
 
 def enough(traffic: RouteTraffic, affected: int, measured: int, minimum: int) -> bool:
