@@ -170,3 +170,18 @@ def test_latency_rising_with_busy_workers_is_named_saturation_with_its_window(po
     assert evidence["p95_busy_ms"] >= 1.5 * evidence["p95_calm_ms"]
     assert busy_from - 1.5 <= evidence["window"]["start"] <= busy_from + 1.5, (evidence["window"], busy_from)
     assert found["requests"] > 20 and found["impact_ms"] > 0
+
+
+def test_the_ui_api_reads_postgresql_plans_through_the_same_setting(app_run, postgres, monkeypatch):
+    from profviz.server import create_app
+
+    _, store = app_run
+    monkeypatch.setenv("PROFVIZ_EXPLAIN_DSN", postgres.dsn())
+    body = create_app(str(store)).test_client().get("/api/findings?route=/search/scan").get_json()
+    (scan,) = [f for f in body["findings"] if f["kind"] == "full_scan"]
+    assert "Seq Scan on items" in scan["evidence"]["plan"] and body["notes"] == []
+    monkeypatch.setenv("PROFVIZ_EXPLAIN_DSN", postgres.dsn(password="wrong-pw"))
+    body = create_app(str(store)).test_client().get("/api/findings?route=/search/scan").get_json()
+    assert not [f for f in body["findings"] if f["kind"] == "full_scan"]  # no plan: the scan cannot be told
+    (note,) = body["notes"]
+    assert note.startswith("cannot connect to postgresql://shop:***@127.0.0.1:") and "wrong-pw" not in note

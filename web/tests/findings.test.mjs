@@ -15,8 +15,9 @@ const DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "tests", "
 const load = (name) => JSON.parse(readFileSync(join(DIR, `${name}.json`), "utf8"));
 
 test("findings: largest impact first, each with a label, figures and evidence", () => {
-  const { findings, requests } = parseFindings(load("findings"));
+  const { findings, requests, notes } = parseFindings(load("findings"));
   assert.ok(requests > 100);
+  assert.deepEqual(notes, []);
   assert.deepEqual(findings.map((f) => f.kind).sort(), ["n_plus_one_query", "repeated_remote_call", "sync_logging"]);
   const impacts = findings.map((f) => f.impactMs);
   assert.deepEqual(impacts, [...impacts].sort((a, b) => b - a));
@@ -57,7 +58,8 @@ test("one route's findings, routes split back, and bad shapes refused", () => {
   assert.deepEqual(splitRoute("GET /a b"), { method: "GET", route: "/a b" });
   assert.throws(() => parseFindings({ findings: [{ kind: "x" }] }), ApiShapeError);
   assert.throws(() => parseFindings({}), ApiShapeError);
-  assert.deepEqual(parseFindings({ findings: [], requests: 0 }), { findings: [], requests: 0 });
+  assert.deepEqual(parseFindings({ findings: [], requests: 0 }), { findings: [], requests: 0, notes: [] });
+  assert.deepEqual(parseFindings({ findings: [], requests: 0, notes: ["no plans", 3] }).notes, ["no plans"]);
 });
 
 test("the routes page shows the top finding of each route", () => {

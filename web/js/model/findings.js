@@ -54,7 +54,7 @@ function parseExamples(examples, where) {
   });
 }
 
-/** `{findings: [...], requests}` of /api/findings; throws ApiShapeError naming what is wrong. */
+/** `{findings: [...], requests, notes}` of /api/findings; throws ApiShapeError naming what is wrong. */
 export function parseFindings(json) {
   need(json && Array.isArray(json.findings), "findings", "findings is not an array");
   const findings = json.findings.map((f, i) => {
@@ -72,7 +72,8 @@ export function parseFindings(json) {
       callSite: parseSite(e.call_site, where), examples: parseExamples(e.examples, where),
     };
   });
-  return { findings, requests: isNumber(json.requests) ? json.requests : null };
+  const notes = Array.isArray(json.notes) ? json.notes.filter((n) => typeof n === "string") : [];
+  return { findings, requests: isNumber(json.requests) ? json.requests : null, notes };
 }
 
 /** "GET /posts" -> {method: "GET", route: "/posts"} (routes may hold spaces after the first). */

@@ -47,8 +47,9 @@ export function findingCard(f, { withRoute = true, window = null } = {}) {
 }
 
 /** Fill `box` with the cards of `findings` (at most `limit`), or say there is none. */
-export function drawFindings(box, findings, { withRoute = true, window = null, limit = 6, empty = "" } = {}) {
+export function drawFindings(box, findings, { withRoute = true, window = null, limit = 6, empty = "", notes = [] } = {}) {
   clear(box);
+  for (const note of notes) box.appendChild(h("p", { class: "hint finding-note" }, note));
   if (!findings.length) {
     box.appendChild(h("p", { class: "hint", id: "findings-empty" }, empty || "No bottleneck over the detectors' thresholds in this window."));
   } else {

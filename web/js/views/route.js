@@ -132,8 +132,8 @@ class RoutePage {
 
   loadFindings() {
     this.findingsSlot.run((signal) => getJSON(apiUrl("/findings", this.routeParams({ limit: "20" })), { signal, fresh: true }).then((json) => {
-      const { findings } = parseFindings(json);
-      drawFindings(this.findingsBox, findings, { withRoute: false, window: this.state.window, limit: 10,
+      const { findings, notes } = parseFindings(json);
+      drawFindings(this.findingsBox, findings, { withRoute: false, window: this.state.window, limit: 10, notes,
         empty: "No bottleneck over the detectors' thresholds on this route in this window." });
       mark("findings-painted", { findings: findings.length });
     })).catch((err) => {

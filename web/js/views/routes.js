@@ -133,8 +133,9 @@ class RoutesPage {
   loadFindings() {
     const params = windowApiParams(this.state.window, new URLSearchParams({ limit: "100" }));
     this.findingsSlot.run((signal) => getJSON(apiUrl("/findings", params), { signal, fresh: true }).then((json) => {
-      const findings = topPerRoute(parseFindings(json).findings);
-      drawFindings(this.findingsBox, findings, { window: this.state.window, limit: 6 });
+      const parsed = parseFindings(json);
+      const findings = topPerRoute(parsed.findings);
+      drawFindings(this.findingsBox, findings, { window: this.state.window, limit: 6, notes: parsed.notes });
       mark("findings-painted", { findings: findings.length });
     })).catch((err) => {
       if (isAbort(err)) return;
