@@ -413,3 +413,15 @@ def test_an_empty_store_and_an_unreachable_plan_database_say_so_in_one_line(tmp_
                                  capture_output=True, text=True, timeout=120)
     assert unreachable.returncode != 0 and unreachable.stderr.startswith("profviz: cannot connect to postgresql://shop:***@127.0.0.1:")
     assert "hunter2" not in unreachable.stderr and len(unreachable.stderr.strip().splitlines()) == 1
+
+
+def test_waiting_for_the_gil_is_gil_contention_and_a_lock_wait_is_not():
+    from profviz.analysis.findings.gil import gil_contention
+
+    contended, locked = Traffic("/score"), Traffic("/score")
+    for _ in range(4):
+        contended.request(60, profile=profile_with([([("view", APP)], State.WAITING, 40, "gil"), ([("view", APP)], State.ON_CPU, 20, None)]))
+        locked.request(60, profile=profile_with([([("view", APP)], State.WAITING, 40, "lock (futex)"), ([("view", APP)], State.ON_CPU, 20, None)]))
+    (found,) = gil_contention(contended.window(), Thresholds())
+    assert found.impact_ms == pytest.approx(40) and found.evidence["call_site"]["function"] == "view" and "processes" in found.fix
+    assert gil_contention(locked.window(), Thresholds()) == []

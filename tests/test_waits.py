@@ -136,3 +136,33 @@ def test_a_syscall_line_that_is_not_one_decodes_to_nothing():
         assert decoder.reason(threading.get_native_id(), line) == (None, False), line
     assert decoder.reason(threading.get_native_id(), b"4095 0x0 0x0 0x0 0x0 0x0 0x0 0x0 0x0") == ("syscall 4095", False)
     decoder.close()
+
+
+def test_a_thread_waiting_for_the_gil_reads_gil_and_a_lock_waiter_reads_lock():
+    """Two pure-Python spinners take turns with the GIL: a spinner caught off it waits for the GIL;
+    a thread blocked on a held threading.Lock waits for that lock, never for the GIL."""
+    waits = OwnThreadWaits()
+    assert waits.decoder.gil is not None, "the interpreter's runtime state was found"
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinners = [blocked_thread(spin) for _ in range(2)]
+    held = threading.Lock()
+    held.acquire()
+    locked = blocked_thread(lambda: held.acquire(timeout=3))
+    seen = {"spinner": [], "locked": []}
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        seen["spinner"].extend(waits.reason(t.native_id) for t in spinners)
+        seen["locked"].append(waits.reason(locked.native_id))
+        time.sleep(0.005)
+    stop.set()
+    held.release()
+    for thread in [*spinners, locked]:
+        thread.join(5)
+    waits.close()
+    assert "gil" in seen["spinner"] and "lock (futex)" not in seen["spinner"], seen["spinner"][:40]
+    assert seen["locked"].count("lock (futex)") >= 0.9 * len(seen["locked"]) and "gil" not in seen["locked"]

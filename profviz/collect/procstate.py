@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .procfs import parse_stat, reason_from_wchan
 from .states import BLOCKED_LETTERS, STOPPED_LETTERS, ThreadReading
+from .gil import gil_range
 from .waits import SOCKET_CACHE_TTL_S, WaitDecoder
 
 TASK_LIST_REFRESH_S = 0.5
@@ -78,6 +79,7 @@ class ProcStateReader:
         self._waits = WaitDecoder(pid)
         self._closed = False
         self._check_target()
+        self._waits.gil = gil_range(pid)
         self._has_schedstat = os.path.exists(f"{self._task_dir}/{pid}/schedstat")
         try:
             self._refresh_tasks()

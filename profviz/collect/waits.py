@@ -5,7 +5,8 @@ and for calls on file descriptors what the descriptor is (a socket's peer, a pip
 process, sockets resolved through ``/proc/PID/net``) and :class:`OwnThreadWaits` (this process's
 own threads, for the in-process sampler; sockets resolved on a duplicate of the descriptor).
 A wait on many descriptors (poll, select, epoll) is described by the one socket among them
-when there is one; an event loop's wake-up pipe or eventfd does not count. Limits: docs/attach.md.
+when there is one; an event loop's wake-up pipe or eventfd does not count. A futex wait on the
+interpreter's GIL is ``gil``, any other ``lock (futex)``. Limits: docs/attach.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import struct
 import time
 
+from .gil import gil_range
 from .procfs import (
     BLOCKING_CALLS,
     FCNTL_BLOCKING_LOCK_COMMANDS,
@@ -39,13 +41,20 @@ _MULTIPLEX_LABEL = {"poll": "poll/select", "ppoll": "poll/select", "select": "po
                     "epoll_wait": "epoll", "epoll_pwait": "epoll", "epoll_pwait2": "epoll"}
 
 
+GIL_REASON = "gil"
+_FUTEX_CALLS = frozenset({"futex", "futex_wait"})
+
+
 class WaitDecoder:
     """Decodes ``syscall`` lines of one process's threads; not thread-safe. ``own``: the process is
-    this one (sockets are resolved on a duplicate descriptor, no ``/proc/net`` parsing)."""
+    this one (sockets are resolved on a duplicate descriptor, no ``/proc/net`` parsing). ``gil``:
+    the [start, end) address range of the interpreter's runtime state (:func:`.gil.gil_range`): a
+    futex wait inside it is a wait for the GIL (``gil``), not for a lock."""
 
-    def __init__(self, pid: int, *, own: bool = False):
+    def __init__(self, pid: int, *, own: bool = False, gil: tuple[int, int] | None = None):
         self.pid = pid
         self.own = own
+        self.gil = gil
         self._proc_dir = f"/proc/{pid}"
         self._syscall_names = syscall_names_for(platform.machine())
         self._mem_fd = -1
@@ -81,6 +90,8 @@ class WaitDecoder:
         return self._reason_for_call(tid, name, args), True
 
     def _reason_for_call(self, tid: int, name: str, args: list[int]) -> str:
+        if name in _FUTEX_CALLS and self.gil is not None and self.gil[0] <= args[0] < self.gil[1]:
+            return GIL_REASON
         if name in _MULTIPLEX_LABEL:
             return self._describe_multiplex(tid, name, args)
         fixed = FIXED_REASONS.get(name)
@@ -356,7 +367,7 @@ class OwnThreadWaits:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.decoder = WaitDecoder(self.pid, own=True)
+        self.decoder = WaitDecoder(self.pid, own=True, gil=gil_range(self.pid))
         self._fds: dict[int, int] = {}
         self._last: dict[int, tuple[bytes, float, str | None]] = {}
         self._disabled = False

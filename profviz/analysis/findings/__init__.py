@@ -33,6 +33,7 @@ class Thresholds:
     pool_wait_min_ms: float = 5.0
     logging_min_ms: float = 5.0  # a logging call blocking on I/O or the handler's lock
     lock_min_ms: float = 5.0
+    gil_min_ms: float = 5.0  # waiting for the GIL, per request
     serialization_min_ms: float = 10.0
     large_payload_bytes: int = 1_000_000
     hotspot_min_share: float = 0.3  # one function's own computing, of the route's sampled time
@@ -96,6 +97,7 @@ def run_detectors(window: Window, thresholds: Thresholds | None = None, detector
 from . import (  # noqa: E402 - each module registers its detector
     connections,
     cpu_hotspot,
+    gil,
     locks,
     logging_io,
     payload,
@@ -108,4 +110,4 @@ from . import (  # noqa: E402 - each module registers its detector
 )
 
 __all__ = ["DETECTORS", "KINDS", "Detector", "Finding", "Thresholds", "Window", "detector", "run_detectors",
-           "connections", "cpu_hotspot", "locks", "logging_io", "payload", "pools", "remote_calls", "repeated_queries", "saturation", "serialization", "slow_queries"]
+           "connections", "cpu_hotspot", "gil", "locks", "logging_io", "payload", "pools", "remote_calls", "repeated_queries", "saturation", "serialization", "slow_queries"]

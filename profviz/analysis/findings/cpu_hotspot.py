@@ -25,7 +25,7 @@ def leaf_time(profile) -> tuple[Counter, Counter, float]:
         return Counter(), Counter(), 0.0
     columns = profile.columns()
     total = float(columns["weight_ns"].sum())
-    futex = [i for i, text in enumerate(profile.strings) if text == "lock (futex)"]
+    futex = [i for i, text in enumerate(profile.strings) if text in ("lock (futex)", "gil")]
     state, reason = columns["state"], columns["reason"]
     on_cpu = state == int(State.ON_CPU)
     computing = (on_cpu | (state == int(State.RUNNABLE))

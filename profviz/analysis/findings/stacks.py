@@ -73,13 +73,14 @@ def time_under(profile: Profile, rule: FrameRule, states: tuple[State, ...] = (S
 
 
 def computing_under(profile: Profile, rule: FrameRule) -> tuple[float, Counter]:
-    """(ns ``profile`` computed under a frame matching ``rule``: on a CPU, runnable, or waiting
-    with a futex or no reason, i.e. for the GIL while other threads compute; by call site)."""
+    """(ns ``profile`` computed under a frame matching ``rule``: on a CPU, runnable, or waiting for
+    the GIL while other threads compute (``gil``, or a futex or no reason where the GIL could not
+    be told apart); by call site)."""
     if not profile.sample_count or not len(profile.stack_prefix):
         return 0.0, Counter()
     marks = under(profile, rule)
     columns = profile.columns()
-    futex = [i for i, text in enumerate(profile.strings) if text == "lock (futex)"]
+    futex = [i for i, text in enumerate(profile.strings) if text in ("lock (futex)", "gil")]
     state, reason, stacks, weights = columns["state"], columns["reason"], columns["stack"], columns["weight_ns"]
     computing = ((state == int(State.ON_CPU)) | (state == int(State.RUNNABLE))
                  | ((state == int(State.WAITING)) & ((reason < 0) | np.isin(reason, futex))))

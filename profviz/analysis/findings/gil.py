@@ -1,0 +1,55 @@
+"""``gil_contention``: requests wait for the interpreter's GIL while other threads of the process
+compute (wait reason ``gil``, from the futex a thread sleeps on: profviz.collect.gil)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ...model import State
+from ...model.window import Window
+from . import Finding, Thresholds, detector
+from .stacks import call_site, frames_of, innermost_app_frames, top_site
+from .traffic import examples, profile_figures, sampled_routes
+
+GIL_REASON = "gil"
+
+
+def gil_waits(profile) -> tuple[float, Counter, None]:
+    """(ns ``profile`` waited for the GIL, by the innermost app frame waiting, None)."""
+    if not profile.sample_count or GIL_REASON not in profile.strings:
+        return 0.0, Counter(), None
+    gil = profile.strings.index(GIL_REASON)
+    columns = profile.columns()
+    chosen = (columns["state"] == int(State.WAITING)) & (columns["reason"] == gil) & (columns["stack"] >= 0)
+    innermost = innermost_app_frames(profile)
+    sites: Counter = Counter()
+    for stack, weight in zip(columns["stack"][chosen].tolist(), columns["weight_ns"][chosen].tolist()):
+        sites[int(innermost[stack])] += weight
+    return float(columns["weight_ns"][chosen].sum()), frames_of(profile, sites), None
+
+
+_FIX = ("Threads of one process take turns with the one interpreter lock: run CPU-heavy work in processes (more "
+        "workers with fewer threads each), move it off the request path, or do it in code that releases the GIL "
+        "(numpy, hashlib or zlib on large buffers, a C extension).")
+
+
+@detector
+def gil_contention(window: Window, limits: Thresholds) -> list[Finding]:
+    if window.profile is not None:
+        spent, sites, _ = gil_waits(window.profile)
+        numbers = profile_figures(window.profile, spent)
+        if spent < limits.gil_min_ms * 1e6 or numbers.share < limits.min_share:
+            return []
+        return [Finding(kind="gil_contention", route=None,
+                        title=f"{100 * numbers.share:.0f}% of the profile's time waits for the GIL while other threads compute",
+                        requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
+                        evidence={"call_site": call_site(top_site(sites))}, fix=_FIX)]
+    found = []
+    for hit in sampled_routes(window, gil_waits, limits.gil_min_ms * 1e6, limits.min_requests, limits.min_share):
+        found.append(Finding(
+            kind="gil_contention", route=hit.traffic.key,
+            title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for the GIL while other threads compute",
+            evidence={"call_site": call_site(top_site(hit.sites)), "examples": examples(hit.traffic, hit.cost)},
+            fix=_FIX, **hit.numbers.fields(),
+        ))
+    return found
