@@ -457,3 +457,29 @@ def test_record_of_a_missing_program(tmp_path):
 def test_bad_label(target, tmp_path):
     result = profviz("attach", str(target.pid), "--label", "novalue", store=tmp_path / "s.db")
     assert result.returncode != 0 and "is not KEY=VALUE" in result.stderr
+
+
+def test_attach_tells_a_wait_for_the_gil_from_a_wait_for_a_lock(tmp_path):
+    """tests/targets/attach_gil.py: the zlib thread is CPU, runnable or waiting for the GIL (never a
+    lock); the thread blocked on a held threading.Lock waits on the lock (never the GIL)."""
+    store = tmp_path / "s.db"
+    process = subprocess.Popen([sys.executable, str(TARGETS / "attach_gil.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = json.loads(process.stdout.readline())["pid"]
+        result = profviz("attach", str(pid), "--duration", "3", "--json", store=store)
+    finally:
+        process.stdin.close()
+        process.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    profile_id = last_json(result.stdout)["profile_id"]
+    threads = {}
+    for name in ("compressor", "lock-waiter"):
+        (stats,) = show(profile_id, store, thread=name)["threads"]
+        threads[name] = stats
+    compressor, waiter = threads["compressor"], threads["lock-waiter"]
+    gil_s, lock_s = compressor["waits"].get("gil", 0.0), compressor["waits"].get("lock (futex)", 0.0)
+    busy = compressor["cpu_s"] + compressor["runnable_s"] + gil_s
+    assert busy >= 0.9 * compressor["wall_s"] and lock_s < 0.05 * compressor["wall_s"], compressor
+    assert gil_s > 0, compressor
+    assert waiter["waits"].get("lock (futex)", 0.0) >= 0.9 * waiter["wall_s"], waiter
+    assert waiter["waits"].get("gil", 0.0) < 0.05 * waiter["wall_s"], waiter

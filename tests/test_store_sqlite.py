@@ -293,3 +293,16 @@ def test_a_store_from_before_span_facts_gets_them_from_its_spans(tmp_path):
         assert conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()[0] == "4"
     conn.close()
     store.close()
+
+
+def test_a_damaged_span_log_row_is_left_out_not_fatal(tmp_path):
+    from profviz.model import Span
+
+    store = open_store(tmp_path / "s.db")
+    statement = {"db.system": "postgresql", "db.statement": "SELECT 1"}
+    for batch in range(2):
+        store.insert_spans([Span("ab" * 16, f"{batch * 10 + i:016x}", None, "SELECT", "client", "ok", 10**18 + i, 10**18 + i + 5,
+                                 pid=3, tid=4, attributes=statement) for i in range(1, 4)])
+    store.transaction("damage", lambda c: c.execute("UPDATE span_log SET data = X'00ff' WHERE id = 1"))
+    assert len(store.span_facts(pids=[3], start_ns=0, end_ns=2 * 10**18)) == 3
+    store.close()

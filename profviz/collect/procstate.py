@@ -21,6 +21,7 @@ from .gil import gil_range
 from .waits import SOCKET_CACHE_TTL_S, WaitDecoder
 
 TASK_LIST_REFRESH_S = 0.5
+_FUTEX_REASONS = ("gil", "lock (futex)")
 
 _CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _GONE_ERRNOS = (errno.ENOENT, errno.ESRCH)
@@ -35,7 +36,7 @@ class _Task:
 
     __slots__ = ("tid", "directory", "stat_fd", "schedstat_fd", "syscall_fd", "wchan_fd",
                  "comm", "last_run_marker", "last_letter", "last_reason", "last_syscall_line",
-                 "last_syscall_letter", "last_syscall_decoded_at", "last_syscall_reason")
+                 "last_syscall_letter", "last_syscall_decoded_at", "last_syscall_reason", "last_futex_reason")
 
     def __init__(self, tid: int, directory: str) -> None:
         self.tid = tid
@@ -52,6 +53,7 @@ class _Task:
         self.last_syscall_letter = ""
         self.last_syscall_decoded_at = 0.0
         self.last_syscall_reason: str | None = None
+        self.last_futex_reason: str | None = None  # "gil" or "lock (futex)", the last futex wait decoded
 
     def close(self) -> None:
         for fd in (self.stat_fd, self.schedstat_fd, self.syscall_fd, self.wchan_fd):
@@ -311,6 +313,8 @@ class ProcStateReader:
         ):
             return task.last_syscall_reason
         reason = self._decode_wait_reason(task, letter, line)
+        if reason in _FUTEX_REASONS:
+            task.last_futex_reason = reason
         if line is not None and not line.startswith(b"running"):
             task.last_syscall_line = line
             task.last_syscall_letter = letter
@@ -327,6 +331,11 @@ class ProcStateReader:
             return reason
         wchan = self._read_optional(task, "wchan")
         wchan_reason = reason_from_wchan(wchan.decode("ascii", "replace") if wchan else "")
+        if wchan_reason == "lock (futex)" and self._waits.gil is not None:
+            # the syscall line was read as the thread moved on: which futex is it waiting on now,
+            # the GIL's or a lock's? Read it again; failing that, the kind of futex it waited on last
+            again, known = self._waits.reason(task.tid, self._read_optional(task, "syscall"))
+            return again if known else task.last_futex_reason
         if wchan_reason is not None:
             return wchan_reason
         if letter == "D":

@@ -44,8 +44,14 @@ def gil_contention(window: Window, limits: Thresholds) -> list[Finding]:
                         title=f"{100 * numbers.share:.0f}% of the profile's time waits for the GIL while other threads compute",
                         requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
                         evidence={"call_site": call_site(top_site(sites))}, fix=_FIX)]
+    from .cpu_hotspot import cpu_hotspot
+    from .serialization import serialization
+
+    computing = {f.route for f in serialization(window, limits) + cpu_hotspot(window, limits)}
     found = []
     for hit in sampled_routes(window, gil_waits, limits.gil_min_ms * 1e6, limits.min_requests, limits.min_share):
+        if hit.traffic.key in computing:
+            continue  # the route's own CPU work is what its requests queue behind: that finding names the fix
         found.append(Finding(
             kind="gil_contention", route=hit.traffic.key,
             title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for the GIL while other threads compute",

@@ -14,7 +14,8 @@ from .stacks import call_site, site_during
 from .traffic import enough, examples, figures, kept_profiles, key_groups, request_facts, span_ids_of, windows_of
 
 _SQLITE_SCAN = re.compile(r"^\s*(?:--)?\s*SCAN (?:TABLE )?([\w.]+)(?! USING (?:COVERING )?INDEX)(?:\s+AS\s+\w+)?\s*$", re.MULTILINE)
-_POSTGRES_SCAN = re.compile(r"Seq Scan on ([\w.]+).*?rows=(\d+)")
+_POSTGRES_SCAN = re.compile(r"Seq Scan on ([\w.\"]+)[^(]*\(cost=[\d.]+\.\.([\d.]+)")
+SMALL_TABLE_COST = 1000.0  # a PostgreSQL Seq Scan estimated cheaper than this reads a small table: no finding
 _ALIAS = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_][\w.]*)\s+(?:AS\s+)?(?!WHERE\b|ON\b|JOIN\b|ORDER\b|GROUP\b|LIMIT\b|LEFT\b|INNER\b)([A-Za-z_]\w*)", re.IGNORECASE)
 _WHERE_COLUMNS = re.compile(r"([A-Za-z_][\w.]*)\s*(?:=|<|>|<=|>=|\bLIKE\b|\bIN\b|\bBETWEEN\b)", re.IGNORECASE)
 
@@ -82,9 +83,11 @@ def _finding(window, group, numbers, mean_ms, plan, scanned) -> Finding:
 
 def _scanned_tables(plan: str, statement: str) -> list[str]:
     """Tables a plan reads whole (SQLite ``SCAN t`` without an index, PostgreSQL ``Seq Scan on
-    t``), by their names in the statement (aliases resolved)."""
+    t`` unless its estimated cost says the table is small), by their names in the statement
+    (aliases resolved)."""
     aliases = {alias: table for table, alias in _ALIAS.findall(statement)}
-    scanned = _SQLITE_SCAN.findall(plan) + [m[0] for m in _POSTGRES_SCAN.findall(plan)]
+    scanned = _SQLITE_SCAN.findall(plan) + [name.strip('"') for name, cost in _POSTGRES_SCAN.findall(plan)
+                                            if float(cost) >= SMALL_TABLE_COST]
     return list(dict.fromkeys(aliases.get(name, name) for name in scanned))
 
 

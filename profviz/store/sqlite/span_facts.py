@@ -68,8 +68,11 @@ def span_facts(store: Database, *, pids: Iterable[int], start_ns: int, end_ns: i
                       (int(start_ns), int(end_ns)))
     if not rows or not len(wanted):
         return SpanFacts()
-    table = np.concatenate([np.frombuffer(data, dtype="<i8").reshape(_COLUMNS, int(count)) for count, data, _, _ in rows],
-                           axis=1).astype(np.int64, copy=False)
+    blocks = [np.frombuffer(data, dtype="<i8").reshape(_COLUMNS, int(count)) for count, data, _, _ in rows
+              if isinstance(data, bytes) and int(count) > 0 and len(data) == _COLUMNS * 8 * int(count)]  # a damaged row is left out
+    if not blocks:
+        return SpanFacts()
+    table = np.concatenate(blocks, axis=1).astype(np.int64, copy=False)
     start, end, pid = table[0], table[1], table[2]
     chosen = pid == wanted[0] if len(wanted) == 1 else np.isin(pid, wanted)
     if min(first for _, _, first, _ in rows) < start_ns or max(last for _, _, _, last in rows) >= end_ns:
