@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Hashable, Iterator, Sequence
 
 from .profile import Profile
 from .requests import RequestRow
@@ -31,7 +31,7 @@ class Window:
     profile: Profile | None = None
     explain: Explain | None = None
     span_facts: SpanFacts | None = None
-    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    derived: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def facts(self) -> SpanFacts:
@@ -41,7 +41,7 @@ class Window:
             self.span_facts = facts_from_spans(self.spans)
         return self.span_facts
 
-    def once(self, key: str, make: Callable[[], Any]) -> Any:
+    def once(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """What ``make()`` derives from this window, computed once (detectors share their groupings)."""
         if key not in self.derived:
             self.derived[key] = make()

@@ -59,6 +59,11 @@ def is_io(frame: Frame) -> bool:
 
 @detector
 def cpu_hotspot(window: Window, limits: Thresholds) -> list[Finding]:
+    """Made once per window and thresholds (gil_contention asks too)."""
+    return window.once(("cpu_hotspot", limits), lambda: _cpu_hotspot(window, limits))
+
+
+def _cpu_hotspot(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         return []
     found = []

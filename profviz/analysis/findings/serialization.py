@@ -21,6 +21,11 @@ def is_codec(frame: Frame) -> bool:
 
 @detector
 def serialization(window: Window, limits: Thresholds) -> list[Finding]:
+    """Made once per window and thresholds (gil_contention asks too)."""
+    return window.once(("serialization", limits), lambda: _serialization(window, limits))
+
+
+def _serialization(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         spent, sites = computing_under(window.profile, is_codec)
         numbers = profile_figures(window.profile, spent)

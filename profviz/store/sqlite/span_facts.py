@@ -88,7 +88,7 @@ def span_facts(store: Database, *, pids: Iterable[int], start_ns: int, end_ns: i
         for key_id, kind, text, system, database, source in store.read(
                 f"SELECT id, kind, text, system, database, source FROM span_keys WHERE id IN ({', '.join('?' * len(part))})", part):
             keys[int(key_id)] = SpanKey(kind, text, system, database, source)
-    return SpanFacts(table[0].copy(), table[1].copy(), table[2].copy(), table[3].copy(), table[4].copy(), table[5].copy(), keys)
+    return SpanFacts(table[0], table[1], table[2], table[3], table[4], table[5], keys)  # views of one array: no copies
 
 
 def backfill(conn: sqlite3.Connection) -> None:
