@@ -7,9 +7,6 @@ import webbrowser
 
 import click
 
-from ..server import create_app
-from ..server.runner import RunningServer
-from ..server.security import is_loopback, new_token
 from ..store import Store, open_store
 from .common import notice, open_cli_store, stop_on_signals, store_option
 
@@ -19,6 +16,8 @@ def access_token_for(host: str, token: str | None) -> str | None:
 
     Warns on stderr when the host is reachable from other machines.
     """
+    from ..server.security import is_loopback, new_token  # the server (Flask) is imported only by commands that serve
+
     if is_loopback(host):
         return token
     notice(f"WARNING: serving on {host}, reachable from other machines; every request needs the access token")
@@ -43,6 +42,9 @@ def serve(
     """
     stop_on_signals()  # before the URL is printed: whoever reads it may stop the server at once
     token = access_token_for(host, token)
+    from ..server import create_app
+    from ..server.runner import RunningServer
+
     app = create_app(store, token=token, host=host)
     server = RunningServer(app, host, port)
     path = (open_path or "/").lstrip("/")
