@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from ...model import State
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .stacks import call_site, frames_of, innermost_app_frames, top_site
-from .traffic import examples, profile_figures, sampled_routes
+from .traffic import examples, kept_profiles, profile_figures, sampled_routes, windows_of
 
 GIL_REASON = "gil"
 
@@ -26,6 +28,26 @@ def gil_waits(profile) -> tuple[float, Counter, None]:
     for stack, weight in zip(columns["stack"][chosen].tolist(), columns["weight_ns"][chosen].tolist()):
         sites[int(innermost[stack])] += weight
     return float(columns["weight_ns"][chosen].sum()), frames_of(profile, sites), None
+
+
+def _inside_calls(window: Window, hit) -> float:
+    """Of the GIL waits in the hit's kept profiles, the fraction inside the requests' statements
+    and calls (a thread taking the GIL back as a query returns)."""
+    positions = {window.requests[i].id: i for i in hit.traffic.indices.tolist()}
+    inside = total = 0.0
+    for row, profile in kept_profiles(window, hit.traffic):
+        if row.id not in hit.cost or GIL_REASON not in profile.strings:
+            continue
+        columns = profile.columns()
+        waiting = (columns["reason"] == profile.strings.index(GIL_REASON)) & (columns["state"] == int(State.WAITING))
+        middle = (columns["time_ns"] + columns["weight_ns"] // 2)[waiting]
+        weights = columns["weight_ns"][waiting]
+        covered = np.zeros(len(middle), dtype=bool)
+        for start, end in windows_of(window, positions[row.id]):
+            covered |= (middle >= start) & (middle < end)
+        total += float(weights.sum())
+        inside += float(weights[covered].sum())
+    return inside / total if total else 0.0
 
 
 _FIX = ("Threads of one process take turns with the one interpreter lock: run CPU-heavy work in processes (more "
@@ -52,6 +74,8 @@ def gil_contention(window: Window, limits: Thresholds) -> list[Finding]:
     for hit in sampled_routes(window, gil_waits, limits.gil_min_ms * 1e6, limits.min_requests, limits.min_share):
         if hit.traffic.key in computing:
             continue  # the route's own CPU work is what its requests queue behind: that finding names the fix
+        if _inside_calls(window, hit) > 0.5:
+            continue  # taking the GIL back after each query or call: the span-based finding counts it, and names the fix
         found.append(Finding(
             kind="gil_contention", route=hit.traffic.key,
             title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for the GIL while other threads compute",
