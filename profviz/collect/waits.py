@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 
-from .gil import gil_range
+from .gil import own_gil_range
 from .procfs import (
     BLOCKING_CALLS,
     FCNTL_BLOCKING_LOCK_COMMANDS,
@@ -367,7 +367,7 @@ class OwnThreadWaits:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.decoder = WaitDecoder(self.pid, own=True, gil=gil_range(self.pid))
+        self.decoder = WaitDecoder(self.pid, own=True, gil=own_gil_range())
         self._fds: dict[int, int] = {}
         self._last: dict[int, tuple[bytes, float, str | None]] = {}
         self._disabled = False
