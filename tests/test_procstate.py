@@ -128,21 +128,29 @@ def test_sleeping_thread_waits_on_sleep(threads_target):
     wait_for_reading(threads_target["reader"], threads_target["tids"]["sleeper"], has_state(State.WAITING, "sleep"))
 
 
-def test_a_thread_waiting_for_the_gil_is_gil_and_one_waiting_for_a_lock_is_lock(threads_target):
-    """The compressor (zlib releases the GIL, then waits to take it back from the pure-Python
-    spinner) waits on the GIL, never on a lock; the lock waiter waits on its lock, never the GIL."""
-    reader, tids = threads_target["reader"], threads_target["tids"]
-    states = {"compressor": [], "lock-waiter": []}
-    last = {}
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        for reading in reader.read():
-            for name in states:
-                if reading.tid == tids[name]:
-                    if name in last:
-                        states[name].append(classify(last[name], reading))
-                    last[name] = reading
-        time.sleep(0.01)
+def test_a_thread_waiting_for_the_gil_is_gil_and_one_waiting_for_a_lock_is_lock():
+    """tests/targets/attach_gil.py: the compressor (zlib releases the GIL, then waits to take it
+    back from the pure-Python spinner) waits on the GIL, never on a lock; the lock waiter waits on
+    its lock, never the GIL."""
+    target = subprocess.Popen([sys.executable, str(TARGETS / "attach_gil.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        hello = json.loads(target.stdout.readline())
+        pid, tids = hello["pid"], hello["threads"]
+        time.sleep(0.2)
+        with ProcStateReader(pid) as reader:
+            states: dict[str, list] = {"compressor": [], "lock-waiter": []}
+            last = {}
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                for reading in reader.read():
+                    for name in states:
+                        if reading.tid == tids[name]:
+                            if name in last:
+                                states[name].append(classify(last[name], reading))
+                            last[name] = reading
+                time.sleep(0.01)
+    finally:
+        stop_target(target)
 
     def share(name, test) -> float:
         return sum(1 for state in states[name] if test(state)) / max(1, len(states[name]))
@@ -150,6 +158,7 @@ def test_a_thread_waiting_for_the_gil_is_gil_and_one_waiting_for_a_lock_is_lock(
     def waits_on(reason):
         return lambda state: state == (State.WAITING, reason)
 
+    assert len(states["compressor"]) > 50 and len(states["lock-waiter"]) > 50, {n: len(s) for n, s in states.items()}
     compressor_busy = share("compressor", lambda s: s[0] in (State.ON_CPU, State.RUNNABLE) or s == (State.WAITING, "gil"))
     assert compressor_busy >= 0.9 and share("compressor", waits_on("lock (futex)")) < 0.05, states["compressor"]
     assert share("compressor", waits_on("gil")) > 0.05, "the compressor does wait for the GIL"

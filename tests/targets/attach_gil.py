@@ -5,7 +5,7 @@
 * ``spinner``: pure-Python CPU work, holding the GIL but for the interpreter's switches;
 * ``lock-waiter``: blocked on a ``threading.Lock`` the main thread holds.
 
-Prints ``{"pid": ...}`` once running; exits when stdin closes.
+Prints ``{"pid": ..., "threads": {name: native id}}`` once running; exits when stdin closes.
 """
 
 import json
@@ -30,9 +30,11 @@ def spin() -> None:
 def main() -> None:
     held = threading.Lock()
     held.acquire()
-    for name, target, args in (("compressor", compress_forever, ()), ("spinner", spin, ()), ("lock-waiter", held.acquire, ())):
-        threading.Thread(target=target, args=args, name=name, daemon=True).start()
-    print(json.dumps({"pid": os.getpid()}), flush=True)
+    threads = [threading.Thread(target=target, args=args, name=name, daemon=True)
+               for name, target, args in (("compressor", compress_forever, ()), ("spinner", spin, ()), ("lock-waiter", held.acquire, ()))]
+    for thread in threads:
+        thread.start()
+    print(json.dumps({"pid": os.getpid(), "threads": {thread.name: thread.native_id for thread in threads}}), flush=True)
     sys.stdin.read()
 
 

@@ -22,15 +22,6 @@ def spin() -> None:
         total += 1
 
 
-def compress_forever() -> None:
-    """C code that releases the GIL (zlib on a large buffer), then needs it back from the spinner."""
-    import zlib
-
-    data = bytes(range(256)) * 4096
-    while True:
-        zlib.compress(data, 6)
-
-
 def sleep_forever() -> None:
     while True:
         time.sleep(1000)
@@ -96,7 +87,6 @@ def main() -> None:
     to_backlog = socket.create_connection(backlog.getsockname())
     targets = {
         "spinner": (spin, ()),
-        "compressor": (compress_forever, ()),
         "sleeper": (sleep_forever, ()),
         "lock-waiter": (block_on_lock, (held_lock,)),
         "tcp-receiver": (receive_forever, (tcp_connection,)),
