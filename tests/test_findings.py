@@ -67,9 +67,13 @@ class Traffic:
         if profile is not None:
             profile_id = 100 + request_id
             self.profiles[profile_id] = profile
+        cpu_ns = 0
+        if profile is not None and profile.sample_count:  # the thread CPU time the middleware measures: the CPU samples'
+            columns = profile.columns()
+            cpu_ns = int(columns["weight_ns"][columns["state"] == int(State.ON_CPU)].sum())
         self.requests.append(RequestRow(pid=1, tid=2, route=self.route, method="GET", path=self.route, status=200,
-                                        start_ns=start, duration_ns=int(duration_ms * MS), response_bytes=response_bytes,
-                                        profile_id=profile_id, id=request_id))
+                                        start_ns=start, duration_ns=int(duration_ms * MS), cpu_ns=cpu_ns,
+                                        response_bytes=response_bytes, profile_id=profile_id, id=request_id))
         offset = start + MS
         for index, (attributes, length_ms) in enumerate(spans):
             span_id = f"{request_id:08x}{index:08x}"

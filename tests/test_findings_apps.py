@@ -185,3 +185,37 @@ def test_the_ui_api_reads_postgresql_plans_through_the_same_setting(app_run, pos
     assert not [f for f in body["findings"] if f["kind"] == "full_scan"]  # no plan: the scan cannot be told
     (note,) = body["notes"]
     assert note.startswith("cannot connect to postgresql://shop:***@127.0.0.1:") and "wrong-pw" not in note
+
+
+def test_a_route_waiting_for_the_gil_while_another_computes_is_gil_contention(postgres, tmp_path):
+    """/gil/victim (short sleeps, little CPU of its own) served while /cpu/hot keeps other workers
+    computing: after each sleep it waits to take the GIL back, and that is its top finding."""
+    import threading
+
+    store = tmp_path / "store.db"
+    with running_app(postgres, store) as url:
+        stop = threading.Event()
+
+        def compute() -> None:
+            with requests.Session() as session:
+                while not stop.is_set():
+                    session.get(url + "/cpu/hot", timeout=60)
+
+        computing = [threading.Thread(target=compute) for _ in range(4)]
+        for thread in computing:
+            thread.start()
+        try:
+            with requests.Session() as session:
+                for _ in range(REQUESTS_PER_ROUTE):
+                    assert session.get(url + "/gil/victim", timeout=60).status_code == 200
+        finally:
+            stop.set()
+            for thread in computing:
+                thread.join(60)
+    result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--json", "--route", "/gil/victim", "--store", str(store)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    findings = json.loads(result.stdout)["findings"]
+    assert findings and findings[0]["kind"] == "gil_contention", [(f["kind"], f["title"]) for f in findings]
+    assert findings[0]["evidence"]["call_site"]["function"] == "create_app.<locals>.gil_victim"
+    assert not [f for f in findings if f["kind"] in ("lock_contention", "cpu_hotspot")]

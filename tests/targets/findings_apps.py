@@ -30,6 +30,8 @@ route                  what it does                              expected
 /json/small            json.dumps of 50 objects                  nothing
 /query/slow            one 80 ms statement, no scan               slow_query
 /query/fast            one indexed lookup                        nothing
+/gil/victim            20 short sleeps, little CPU of its own     gil_contention (driven beside
+                       (waits for the GIL after each)             /cpu/hot: tests/test_findings_apps.py)
 /saturate              50 ms asleep, ~30 ms of CPU: slow only    saturation (driven by 1 client,
                        when all the workers compete for the GIL   then 16: tests/test_findings_apps.py)
 =====================  =======================================  ==========================
@@ -248,6 +250,12 @@ def create_app(store: str, dsn: str) -> tuple[Flask, list]:
     def saturate():
         time.sleep(0.05)  # a remote call's wait: many requests fit in the workers at once...
         return jsonify(checksum=checksum(180_000))  # ...until their CPU work (about 30 ms each) competes for the GIL
+
+    @app.get("/gil/victim")
+    def gil_victim():
+        for _ in range(20):  # short waits (a cache, a sensor): each one ends by taking the GIL back
+            time.sleep(0.002)
+        return jsonify(ok=True)
 
     contended = threading.Lock()
 

@@ -37,6 +37,7 @@ class Thresholds:
     serialization_min_ms: float = 10.0
     large_payload_bytes: int = 1_000_000
     hotspot_min_share: float = 0.3  # one function's own computing, of the route's sampled time
+    hotspot_min_cpu_ms: float = 5.0  # ...in requests that use this much CPU themselves (their measured thread CPU time)
     saturation_utilisation: float = 0.8  # busy workers over capacity, for a time bucket to count as saturated
     saturation_latency_ratio: float = 1.5  # a route's P95 when saturated over its P95 when calm (under 50%)
     min_share: float = 0.05  # a finding explains at least this much of the affected requests' time

@@ -88,6 +88,11 @@ def _cpu_hotspot(window: Window, limits: Thresholds) -> list[Finding]:
         numbers = figures(traffic, cost, measured)
         if not enough(traffic, numbers.requests, len(measured), limits.min_requests):
             continue
+        rows = traffic.by_id()
+        own_cpu = [rows[request].cpu_ns for request in cost if request in rows]
+        if not own_cpu or sum(own_cpu) / len(own_cpu) < limits.hotspot_min_cpu_ms * 1e6:
+            continue  # its requests hardly compute themselves (their thread CPU time, measured, not sampled):
+            # they wait for the GIL while others compute, which is gil_contention's finding
         found.append(Finding(
             kind="cpu_hotspot", route=traffic.key,
             title=f"{traffic.key} spends {100 * numbers.share:.0f}% of its time computing in {frame.function}",
