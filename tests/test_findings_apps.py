@@ -164,7 +164,9 @@ def test_latency_rising_with_busy_workers_is_named_saturation_with_its_window(po
     result = subprocess.run([sys.executable, "-m", "profviz", "findings", "--json", "--route", "/saturate", "--store", str(store)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    (found,) = [f for f in json.loads(result.stdout)["findings"] if f["kind"] == "saturation"]
+    findings = json.loads(result.stdout)["findings"]
+    assert findings and findings[0]["kind"] == "saturation", [(f["kind"], f["impact_ms"]) for f in findings]
+    found = findings[0]
     evidence = found["evidence"]
     assert evidence["capacity"] == 8 and evidence["capacity_source"] == "configured"
     assert evidence["p95_busy_ms"] >= 1.5 * evidence["p95_calm_ms"]
