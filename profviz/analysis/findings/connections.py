@@ -24,13 +24,13 @@ def is_connect(frame: Frame) -> bool:
 def connection_setup(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         spent, sites = time_under(window.profile, is_connect)
-        numbers = profile_figures(window.profile, spent)
-        if spent < limits.connect_min_ms * 1e6 or numbers.share < limits.min_share:
+        numbers = profile_figures(window.profile, spent, limits.connect_min_ms * 1e6, limits.min_share)
+        if numbers is None:
             return []
         return [Finding(
             kind="connection_setup", route=None,
             title=f"{100 * numbers.share:.0f}% of the profile's time goes to opening connections ({_outermost_connect(window.profile)})",
-            requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
+            **numbers.fields(),
             evidence={"connect_call": _outermost_connect(window.profile), "call_site": call_site(top_site(sites))},
             fix=_FIX,
         )]

@@ -59,12 +59,12 @@ _FIX = ("Threads of one process take turns with the one interpreter lock: run CP
 def gil_contention(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         spent, sites, _ = gil_waits(window.profile)
-        numbers = profile_figures(window.profile, spent)
-        if spent < limits.gil_min_ms * 1e6 or numbers.share < limits.min_share:
+        numbers = profile_figures(window.profile, spent, limits.gil_min_ms * 1e6, limits.min_share)
+        if numbers is None:
             return []
         return [Finding(kind="gil_contention", route=None,
                         title=f"{100 * numbers.share:.0f}% of the profile's time waits for the GIL while other threads compute",
-                        requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
+                        **numbers.fields(),
                         evidence={"call_site": call_site(top_site(sites))}, fix=_FIX)]
     from .cpu_hotspot import cpu_hotspot
     from .serialization import serialization

@@ -21,14 +21,14 @@ def is_handler_call(frame: Frame) -> bool:
 def sync_logging(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         spent, sites, handlers, reasons = _blocked_in_handlers(window.profile)
-        numbers = profile_figures(window.profile, spent)
-        if spent < limits.logging_min_ms * 1e6 or numbers.share < limits.min_share:
+        numbers = profile_figures(window.profile, spent, limits.logging_min_ms * 1e6, limits.min_share)
+        if numbers is None:
             return []
         handler = _handler_name(handlers)
         return [Finding(
             kind="sync_logging", route=None,
             title=f"{100 * numbers.share:.0f}% of the profile's time waits in logging: {handler} does its I/O on the calling thread",
-            requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
+            **numbers.fields(),
             evidence={"handler": handler, "waits": {r: round(ns / 1e6, 3) for r, ns in reasons.most_common(5)},
                       "call_site": call_site(top_site(sites))},
             fix=_fix(handler),

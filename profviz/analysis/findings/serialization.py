@@ -28,12 +28,12 @@ def serialization(window: Window, limits: Thresholds) -> list[Finding]:
 def _serialization(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None:
         spent, sites = computing_under(window.profile, is_codec)
-        numbers = profile_figures(window.profile, spent)
-        if spent < limits.serialization_min_ms * 1e6 or numbers.share < limits.min_share:
+        numbers = profile_figures(window.profile, spent, limits.serialization_min_ms * 1e6, limits.min_share)
+        if numbers is None:
             return []
         return [Finding(
             kind="serialization", route=None, title=f"{100 * numbers.share:.0f}% of the profile's time is CPU encoding or decoding",
-            requests=0, impact_ms=round(numbers.impact_ms, 3), tail_share=0.0, share=round(numbers.share, 3),
+            **numbers.fields(),
             evidence={"call_site": call_site(top_site(sites))}, fix=_FIX,
         )]
     found = []

@@ -239,11 +239,12 @@ def kept_profiles(window: Window, traffic: RouteTraffic) -> list[tuple[RequestRo
             if row.profile_id is not None and row.profile_id in window.profiles]
 
 
-def profile_figures(profile: Profile, spent_ns: float) -> Figures:
+def profile_figures(profile: Profile, spent_ns: float, min_ns: float, min_share: float) -> Figures | None:
     """Figures of a problem in an attach profile alone (no requests): its time in all, and its
-    share of the profile's sampled time."""
+    share of the profile's sampled time; None when it took less than ``min_ns`` or ``min_share``."""
     total = float(profile.columns()["weight_ns"].sum()) if profile.sample_count else 0.0
-    return Figures(0, spent_ns / 1e6, 0.0, spent_ns / total if total else 0.0)
+    numbers = Figures(0, spent_ns / 1e6, 0.0, spent_ns / total if total else 0.0)
+    return numbers if spent_ns >= min_ns and numbers.share >= min_share else None
 
 
 @dataclass
