@@ -437,3 +437,41 @@ def test_waiting_for_the_gil_is_gil_contention_and_a_lock_wait_is_not():
         own.request(60, profile=profile_with([([("view", APP), ("score", APP)], State.WAITING, 40, "gil"),
                                               ([("view", APP), ("score", APP)], State.ON_CPU, 20, None)]))
     assert [f.kind for f in run_detectors(own.window())] == ["cpu_hotspot"]
+
+
+def test_a_saturated_route_waiting_for_the_gil_behind_its_own_cpu_is_saturation_alone():
+    """Four workers all serving /search, each request waiting 30 ms for the GIL while the others compute:
+    the route saturates its process, and saturation (not gil_contention) names it. The same waits behind
+    another route's CPU stay gil_contention's."""
+    from profviz.analysis.findings.gil import gil_contention, own_cpu_share
+    from profviz.analysis.findings.traffic import sampled_routes
+    from profviz.analysis.findings import gil
+
+    def busy_profile() -> Profile:
+        return profile_with([([("view", APP), ("render", APP)], State.WAITING, 30, "gil"),
+                             ([("view", APP), ("fetch", APP)], State.WAITING, 46, "sleep"),
+                             ([("view", APP), ("parse", APP)], State.ON_CPU, 4, None)])
+
+    rows, profiles = [], {}
+    for i in range(30):
+        rows.append(RequestRow(pid=1, tid=1, route="/search", method="GET", path="/search", status=200,
+                               start_ns=T0 + i * 100 * MS, duration_ns=20 * MS, labels={"capacity": 4}, id=len(rows) + 1))
+    for i in range(40):
+        for tid in range(4):
+            request_id = len(rows) + 1
+            profiles[1000 + request_id] = busy_profile()
+            rows.append(RequestRow(pid=1, tid=10 + tid, route="/search", method="GET", path="/search", status=200,
+                                   start_ns=T0 + 3_000 * MS + i * 80 * MS, duration_ns=80 * MS, cpu_ns=4 * MS,
+                                   labels={"capacity": 4}, profile_id=1000 + request_id, id=request_id))
+    window = Window(requests=rows, profiles=profiles)
+    (hit,) = sampled_routes(window, gil.gil_waits, 5e6, 3, 0.05)
+    assert own_cpu_share(window, hit) == pytest.approx(1.0)
+    found = run_detectors(window)
+    assert [f.kind for f in found] == ["saturation"]
+
+    others = rows + [RequestRow(pid=1, tid=20, route="/hot", method="GET", path="/hot", status=200, start_ns=row.start_ns,
+                                duration_ns=row.duration_ns, cpu_ns=60 * MS, id=10_000 + row.id) for row in rows[30:]]
+    elsewhere = Window(requests=others, profiles=profiles)
+    (hit,) = sampled_routes(elsewhere, gil.gil_waits, 5e6, 3, 0.05)
+    assert own_cpu_share(elsewhere, hit) < 0.1
+    assert [f.kind for f in gil_contention(elsewhere, Thresholds())] == ["gil_contention"]

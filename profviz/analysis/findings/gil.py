@@ -50,6 +50,30 @@ def _inside_calls(window: Window, hit) -> float:
     return inside / total if total else 0.0
 
 
+def own_cpu_share(window: Window, hit) -> float:
+    """Of the CPU that other requests of the same process spent while the hit's requests waited
+    for the GIL (each prorated by its overlap), the fraction spent by requests of the hit's own route."""
+    rows = window.requests
+    columns = window.once("gil_cpu_columns", lambda: (
+        np.array([r.pid for r in rows], dtype=np.int64), np.array([r.start_ns for r in rows], dtype=np.int64),
+        np.array([r.start_ns + r.duration_ns for r in rows], dtype=np.int64),
+        np.array([r.cpu_ns for r in rows], dtype=np.float64), np.array([r.id for r in rows], dtype=np.int64)))
+    pid, start, end, cpu, ids = columns
+    own_route = np.zeros(len(rows), dtype=bool)
+    own_route[hit.traffic.indices] = True
+    duration = np.maximum(end - start, 1)
+    own = everyone = 0.0
+    for row in hit.traffic.requests:
+        if row.id not in hit.cost:
+            continue
+        overlap = np.minimum(end, row.start_ns + row.duration_ns) - np.maximum(start, row.start_ns)
+        others = (pid == row.pid) & (overlap > 0) & (ids != row.id)
+        spent = cpu[others] * overlap[others] / duration[others]
+        everyone += float(spent.sum())
+        own += float(spent[own_route[others]].sum())
+    return own / everyone if everyone else 0.0
+
+
 _FIX = ("Threads of one process take turns with the one interpreter lock: run CPU-heavy work in processes (more "
         "workers with fewer threads each), move it off the request path, or do it in code that releases the GIL "
         "(numpy, hashlib or zlib on large buffers, a C extension).")
@@ -67,15 +91,19 @@ def gil_contention(window: Window, limits: Thresholds) -> list[Finding]:
                         **numbers.fields(),
                         evidence={"call_site": call_site(top_site(sites))}, fix=_FIX)]
     from .cpu_hotspot import cpu_hotspot
+    from .saturation import saturation
     from .serialization import serialization
 
     computing = {f.route for f in serialization(window, limits) + cpu_hotspot(window, limits)}
+    saturated = {f.route for f in saturation(window, limits)}
     found = []
     for hit in sampled_routes(window, gil_waits, limits.gil_min_ms * 1e6, limits.min_requests, limits.min_share):
         if hit.traffic.key in computing:
             continue  # the route's own CPU work is what its requests queue behind: that finding names the fix
         if _inside_calls(window, hit) > 0.5:
             continue  # taking the GIL back after each query or call: the span-based finding counts it, and names the fix
+        if hit.traffic.key in saturated and own_cpu_share(window, hit) > 0.5:
+            continue  # queued behind its own concurrent requests' CPU: the route saturates its process, which saturation names
         found.append(Finding(
             kind="gil_contention", route=hit.traffic.key,
             title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for the GIL while other threads compute",

@@ -61,7 +61,8 @@ def saturation(window: Window, limits: Thresholds) -> list[Finding]:
                       "window": {"start": first / 1e9, "end": last / 1e9}, "p95_calm_ms": round(float(p95_calm), 3),
                       "p95_busy_ms": round(float(p95_busy), 3), "knee_utilisation": round(knee, 3),
                       "busy_utilisation": round(float(level[level >= limits.saturation_utilisation].mean()), 3)},
-            fix=("Add capacity where the workers wait (more worker processes or threads, more instances), or free the "
+            fix=("Add capacity where the workers wait (more worker processes, more instances; more threads only where "
+                 "the workers wait on I/O, since threads that compute take turns with one process's GIL), or free the "
                  "workers sooner: fix this route's other findings first, since a worker waiting on I/O or a lock is busy too."),
         ))
     return found
