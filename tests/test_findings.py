@@ -426,7 +426,7 @@ def test_waiting_for_the_gil_is_gil_contention_and_a_lock_wait_is_not():
 
     contended, locked = Traffic("/score"), Traffic("/score")
     for _ in range(4):
-        contended.request(60, profile=profile_with([([("view", APP), ("render", APP)], State.WAITING, 40, "gil"),
+        contended.request(60, profile=profile_with([([("view", APP), ("render", APP)], State.GIL, 40, None),
                                                     ([("view", APP), ("parse", APP)], State.ON_CPU, 20, None)]))
         locked.request(60, profile=profile_with([([("view", APP)], State.WAITING, 40, "lock (futex)"), ([("view", APP)], State.ON_CPU, 20, None)]))
     (found,) = gil_contention(contended.window(), Thresholds())
@@ -434,7 +434,7 @@ def test_waiting_for_the_gil_is_gil_contention_and_a_lock_wait_is_not():
     assert gil_contention(locked.window(), Thresholds()) == []
     own = Traffic("/score")  # its own hot function computes and waits for the GIL: cpu_hotspot's finding, not this one
     for _ in range(4):
-        own.request(60, profile=profile_with([([("view", APP), ("score", APP)], State.WAITING, 40, "gil"),
+        own.request(60, profile=profile_with([([("view", APP), ("score", APP)], State.GIL, 40, None),
                                               ([("view", APP), ("score", APP)], State.ON_CPU, 20, None)]))
     assert [f.kind for f in run_detectors(own.window())] == ["cpu_hotspot"]
 
@@ -448,7 +448,7 @@ def test_a_saturated_route_waiting_for_the_gil_behind_its_own_cpu_is_saturation_
     from profviz.analysis.findings import gil
 
     def busy_profile() -> Profile:
-        return profile_with([([("view", APP), ("render", APP)], State.WAITING, 30, "gil"),
+        return profile_with([([("view", APP), ("render", APP)], State.GIL, 30, None),
                              ([("view", APP), ("fetch", APP)], State.WAITING, 46, "sleep"),
                              ([("view", APP), ("parse", APP)], State.ON_CPU, 4, None)])
 

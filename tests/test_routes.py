@@ -98,7 +98,8 @@ def test_route_table_counts_rps_errors_and_percentiles():
     table = route_table(columns(rows), window_s=10.0)
     assert [(r["route"], r["method"]) for r in table] == [("/a", "GET"), ("/a", "POST"), ("/b", "GET")]
     a = table[0]
-    assert set(a) == {"route", "method", "count", "rps", "error_rate", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"}
+    assert set(a) == {"route", "method", "count", "rps", "error_rate", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
+                      "latency", "queue_p50_ms", "queue_p95_ms"}
     assert a["count"] == 100 and a["rps"] == 10.0 and a["error_rate"] == 0
     assert (a["p50_ms"], a["p90_ms"], a["p95_ms"], a["p99_ms"], a["max_ms"]) == (50.5, 90.1, 95.05, 99.01, 100.0)
     assert table[1]["error_rate"] == 1.0 and table[2]["error_rate"] == 1.0
@@ -197,7 +198,8 @@ def test_routes_and_requests_commands(filled_store):
     assert "/a/{int}" in text.output and "p99 ms" in text.output
     slowest = json.loads(runner.invoke(main, ["requests", "--route", "/a/{int}", "--slowest", "3", "--json", "--store", str(filled_store)]).output)
     assert [r["duration_ms"] for r in slowest] == [50.0, 49.0, 48.0]
-    assert set(slowest[0]) == {"id", "route", "method", "path", "status", "duration_ms", "cpu_ms", "start", "profile_id", "pid", "tid", "error"}
+    assert set(slowest[0]) == {"id", "route", "method", "path", "status", "duration_ms", "queue_ms", "total_ms", "cpu_ms", "start",
+                               "profile_id", "pid", "tid", "error"}
     assert slowest[0]["profile_id"] is None
     bad = runner.invoke(main, ["routes", "--since", "yesterday", "--store", str(filled_store)])
     assert bad.exit_code != 0 and "profviz: cannot read duration 'yesterday'" in bad.output

@@ -256,7 +256,7 @@ def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
     v1_store(path)
     assert not {"request_log", "stack_nodes"} & {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     store = open_store(path)
-    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION) == "4"
+    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION) == "5"
     assert table_count(store, "stack_nodes") == 0
     store.write_batch(batch(2, 1))
     assert [(r.id, r.path) for r in store.query_requests()] == [(1, "/posts/0"), (2, "/posts/1"), (3, "/posts/2")]
@@ -265,9 +265,9 @@ def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
 
 
 def test_a_store_from_a_newer_profviz_is_refused(tmp_path):
-    path = tmp_path / "v5.db"
-    open_store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = '5' WHERE key = 'schema_version'"))
-    with pytest.raises(StoreError, match="schema version 5, this profviz uses 4: upgrade profviz"):
+    path = tmp_path / "v6.db"
+    open_store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = '6' WHERE key = 'schema_version'"))
+    with pytest.raises(StoreError, match="schema version 6, this profviz uses 5: upgrade profviz"):
         open_store(path)
 
 
@@ -290,8 +290,25 @@ def test_a_store_from_before_span_facts_gets_them_from_its_spans(tmp_path):
     facts = store.span_facts(pids=[3], start_ns=0, end_ns=2 * 10**18)
     assert len(facts) == 3 and {facts.keys[k].text for k in facts.key.tolist()} == {"SELECT * FROM t WHERE id = ?"}
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()[0] == "4"
+        assert conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()[0] == "5"
     conn.close()
+    store.close()
+
+
+def test_a_schema_4_store_gets_the_gil_and_queue_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v4.db"
+    store = open_store(path)
+    store.write_batch(batch(0, 2))
+    store.close()
+    with sqlite3.connect(path) as conn:  # as a schema-4 store was: no profiles.gil_ns, no requests.queue_ns
+        conn.execute("ALTER TABLE profiles DROP COLUMN gil_ns")
+        conn.execute("ALTER TABLE requests DROP COLUMN queue_ns")
+        conn.execute("UPDATE store_info SET value = '4' WHERE key = 'schema_version'")
+    conn.close()
+    store = open_store(path)
+    assert [(r.path, r.queue_ns) for r in store.query_requests()] == [("/posts/0", None), ("/posts/1", None)]
+    assert all(meta["gil_ns"] == 0 for meta in store.list_profiles())
+    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == "5"
     store.close()
 
 
@@ -305,4 +322,23 @@ def test_a_damaged_span_log_row_is_left_out_not_fatal(tmp_path):
                                  pid=3, tid=4, attributes=statement) for i in range(1, 4)])
     store.transaction("damage", lambda c: c.execute("UPDATE span_log SET data = X'00ff' WHERE id = 1"))
     assert len(store.span_facts(pids=[3], start_ns=0, end_ns=2 * 10**18)) == 3
+    store.close()
+
+
+def test_a_batch_logged_before_queue_times_and_one_with_them_both_read(tmp_path):
+    """A request_log row of schema 4 (13 values a row) is read with unknown queue times; a new one keeps them."""
+    from profviz.model.requests import OLD_FIELD_COUNT
+
+    store = open_store(tmp_path / "s.db")
+    old = batch(0, 2).values
+    old_values = [v for start in range(0, len(old), OLD_FIELD_COUNT + 1) for v in old[start:start + OLD_FIELD_COUNT]]
+    store.transaction("test", lambda c: c.execute("INSERT INTO request_log (rows, data) VALUES (?, ?)",
+                                                  (2, pickle.dumps(old_values, protocol=4))))
+    queued = batch(2, 1)
+    queued.values[-1] = 7_000_000
+    store.write_batch(queued)
+    rows = store.query_requests()
+    assert [(r.path, r.queue_ns, r.total_ns - r.duration_ns) for r in rows] == [
+        ("/posts/0", None, 0), ("/posts/1", None, 0), ("/posts/2", 7_000_000, 7_000_000)]
+    assert store.request_columns()["queue_ns"] == [None, None, 7_000_000]
     store.close()

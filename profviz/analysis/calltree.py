@@ -17,7 +17,7 @@ import numpy as np
 from ..model import NO_REASON, NO_STACK, Profile, State
 
 ROOT = 0
-STATES = (State.UNKNOWN, State.ON_CPU, State.WAITING, State.RUNNABLE)
+STATES = (State.UNKNOWN, State.ON_CPU, State.WAITING, State.RUNNABLE, State.GIL)
 
 
 @dataclass
@@ -254,13 +254,14 @@ class FunctionStats:
     wait_ns: int
     runnable_ns: int
     samples: int
+    gil_ns: int = 0
 
 
 def function_stats(tree: CallTree) -> list[FunctionStats]:
     """Per-function totals over a call tree, heaviest total first.
 
     ``total_ns`` counts a sample once even when the function recurses (only the outermost
-    occurrence on each path counts); ``cpu_ns``/``wait_ns``/``runnable_ns`` split that total by
+    occurrence on each path counts); ``cpu_ns``/``wait_ns``/``runnable_ns``/``gil_ns`` split that total by
     state; ``self_ns`` is time with the function as the innermost frame.
     """
     nodes = tree.nodes
@@ -290,12 +291,13 @@ def function_stats(tree: CallTree) -> list[FunctionStats]:
     cpu = per_function(tree.total_by_state[State.ON_CPU], out_mask)
     wait = per_function(tree.total_by_state[State.WAITING], out_mask)
     runnable = per_function(tree.total_by_state[State.RUNNABLE], out_mask)
+    gil = per_function(tree.total_by_state[State.GIL], out_mask)
     samples = per_function(tree.total_samples, out_mask)
     self_ns = per_function(tree.self_ns, node_mask)
     stats = [
         FunctionStats(
             nodes.functions.names[f], nodes.functions.files[f], nodes.functions.lines[f],
-            int(total[f]), int(self_ns[f]), int(cpu[f]), int(wait[f]), int(runnable[f]), int(samples[f]),
+            int(total[f]), int(self_ns[f]), int(cpu[f]), int(wait[f]), int(runnable[f]), int(samples[f]), int(gil[f]),
         )
         for f in np.flatnonzero(total > 0)
     ]
@@ -315,10 +317,11 @@ class ThreadStats:
     unknown_ns: int
     samples: int
     waits: dict[str, int]
+    gil_ns: int = 0
 
 
 def thread_stats(profile: Profile, selection: SampleFilter | None = None) -> list[ThreadStats]:
-    """Per thread: wall time split into CPU, waiting (by reason), runnable and unknown."""
+    """Per thread: wall time split into CPU, waiting (by reason), runnable, GIL and unknown."""
     out = []
     threads = (selection.threads if selection and selection.threads is not None else range(len(profile.threads)))
     for thread in threads:
@@ -329,7 +332,7 @@ def thread_stats(profile: Profile, selection: SampleFilter | None = None) -> lis
         out.append(ThreadStats(
             thread, info.tid, info.name, int(by_state.sum()), int(by_state[State.ON_CPU]),
             int(by_state[State.WAITING]), int(by_state[State.RUNNABLE]), int(by_state[State.UNKNOWN]),
-            int(tree.total_samples[ROOT]), tree.waits_by_reason(),
+            int(tree.total_samples[ROOT]), tree.waits_by_reason(), int(by_state[State.GIL]),
         ))
     out.sort(key=lambda t: -t.wall_ns)
     return out

@@ -17,7 +17,7 @@ from .pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION, TreeView, inherit_
 
 MAX_QUERY_CHARS = 200
 MAX_SEARCH_FUNCTIONS = 1000
-FUNCTION_SORTS = ("self", "total", "cpu", "wait", "runnable", "samples")
+FUNCTION_SORTS = ("self", "total", "cpu", "wait", "runnable", "gil", "samples")
 
 
 class NodeNotFound(LookupError):
@@ -91,7 +91,7 @@ class TopFunctions:
     functions: list[FunctionStats]
 
 
-_SORT_KEYS = {"self": "self_ns", "total": "total_ns", "cpu": "cpu_ns", "wait": "wait_ns", "runnable": "runnable_ns",
+_SORT_KEYS = {"self": "self_ns", "total": "total_ns", "cpu": "cpu_ns", "wait": "wait_ns", "runnable": "runnable_ns", "gil": "gil_ns",
               "samples": "samples"}
 
 

@@ -5,6 +5,9 @@ method, Hyndman & Fan type 7): for sorted values x[0..n-1], percentile p is at r
 h = (n - 1) * p / 100, interpolated between x[floor(h)] and x[ceil(h)]. One value gives itself.
 
 A request is an error when its status is >= 500 or the app raised (``error`` is set).
+
+Latency is ``total`` (the time queued before the app, where a proxy's header gave it, plus the
+app's time: what a client saw) or ``app`` (the app's time alone); see :func:`latency_ns`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,30 @@ from .diff import DiffTree, group_diff
 from .pruning import DEFAULT_MIN_FRACTION
 
 PERCENTILES = (50, 90, 95, 99)
+LATENCIES = ("total", "app")
+
+
+def has_queue_times(columns: dict[str, list]) -> bool:
+    """Whether any request of ``columns`` knows its queue time."""
+    return any(q is not None for q in columns.get("queue_ns") or ())
+
+
+def pick_latency(columns: dict[str, list], latency: str | None) -> str:
+    """``latency`` if given (one of LATENCIES), else ``total`` when queue times exist, else ``app``."""
+    if latency is None:
+        return "total" if has_queue_times(columns) else "app"
+    if latency not in LATENCIES:
+        raise ValueError(f"latency must be one of {', '.join(LATENCIES)}, got {latency!r}")
+    return latency
+
+
+def latency_ns(columns: dict[str, list], latency: str) -> np.ndarray:
+    """Per request, the app's ``duration_ns`` plus, for ``total``, its ``queue_ns`` (0 where unknown)."""
+    durations = np.asarray(columns["duration_ns"], dtype=np.int64)
+    if latency == "app" or not has_queue_times(columns):
+        return durations
+    queued = np.fromiter((q or 0 for q in columns["queue_ns"]), dtype=np.int64, count=len(durations))
+    return durations + queued
 TAIL_TREE_MAX_NODES = 5000
 
 
@@ -48,20 +75,26 @@ class RouteStats:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    latency: str = "app"  # what the percentiles measure: "total" (queue + app) or "app"
+    queue_p50_ms: float | None = None  # the time queued before the app, where known (None: no request knew it)
+    queue_p95_ms: float | None = None
 
 
-def route_table(columns: dict[str, list], window_s: float | None = None) -> list[RouteStats]:
-    """One row per (route, method): count, rps, error_rate, p50/p90/p95/p99/max in ms.
+def route_table(columns: dict[str, list], window_s: float | None = None, latency: str = "app") -> list[RouteStats]:
+    """One row per (route, method): count, rps, error_rate, p50/p90/p95/p99/max in ms of ``latency``
+    (:func:`latency_ns`), and the P50/P95 of the queue time where requests knew it.
 
     ``columns`` has equal-length lists ``route``, ``method``, ``status``, ``error``, ``start_ns``,
-    ``duration_ns``. ``rps`` is count over ``window_s`` (default: the span from the first start
-    to the last end of all requests given, at least 1 s). Rows come slowest P95 first (then busiest).
+    ``duration_ns`` and optionally ``queue_ns``. ``rps`` is count over ``window_s`` (default: the
+    span from the first start to the last end of all requests given, at least 1 s). Rows come
+    slowest P95 first (then busiest).
     """
     n = len(columns.get("route", []))
     if n == 0:
         return []
     starts = np.asarray(columns["start_ns"], dtype=np.int64)
-    durations = np.asarray(columns["duration_ns"], dtype=np.int64)
+    durations = latency_ns(columns, latency)
+    queues = columns.get("queue_ns") or [None] * n
     if window_s is None:
         window_s = max(1.0, float((starts + durations).max() - starts.min()) / 1e9)
     groups: dict[tuple[str, str], list[int]] = {}
@@ -73,9 +106,12 @@ def route_table(columns: dict[str, list], window_s: float | None = None) -> list
         index_arr = np.asarray(index)
         ms = durations[index_arr] / 1e6
         p50, p90, p95, p99 = percentiles(ms)
+        queued = [queues[i] / 1e6 for i in index if queues[i] is not None]
+        queue_p50, queue_p95 = percentiles(queued, (50, 95)) if queued else (None, None)
         rows.append(RouteStats(
             route, method, len(index), round(len(index) / window_s, 3), round(float(errors[index_arr].mean()), 4),
-            round(p50, 3), round(p90, 3), round(p95, 3), round(p99, 3), round(float(ms.max()), 3),
+            round(p50, 3), round(p90, 3), round(p95, 3), round(p99, 3), round(float(ms.max()), 3), latency,
+            None if queue_p50 is None else round(queue_p50, 3), None if queue_p95 is None else round(queue_p95, 3),
         ))
     rows.sort(key=lambda r: (-r.p95_ms, -r.count, r.route, r.method))  # the slow tails first
     return rows

@@ -28,7 +28,7 @@ def list_command(store_path: str | None, as_json: bool, kind: str | None, limit:
         return
     click.echo(f"{'id':>5}  {'kind':<8} {'pid':>7}  {'start':<19} {'dur s':>7} {'samples':>8} {'err':>4} {'cpu%':>5} {'wait%':>5}  command")
     for e in entries:
-        wall = e["cpu_ns"] + e["wait_ns"] + e["runnable_ns"]
+        wall = e["cpu_ns"] + e["wait_ns"] + e["runnable_ns"] + e["gil_ns"]
         cpu = 100 * e["cpu_ns"] / wall if wall else 0
         wait = 100 * e["wait_ns"] / wall if wall else 0
         command = " ".join(e["cmdline"].split())[:60]
@@ -50,11 +50,11 @@ OWN_THREAD_PREFIX = "profviz-"
 def threads_to_show(threads: list[dict], all_threads: bool) -> tuple[list[dict], dict[str, list[dict]]]:
     """The threads ``show`` lists (the busiest first, at most SHOWN_THREADS unless ``all_threads``)
     and those it folds into a line each: profviz's own threads, idle threads, the rest."""
-    busy = sorted(threads, key=lambda t: -(t["cpu_s"] + t["runnable_s"] + t["wait_s"] * IDLE_CPU_SHARE))
+    busy = sorted(threads, key=lambda t: -(t["cpu_s"] + t["runnable_s"] + t["gil_s"] + t["wait_s"] * IDLE_CPU_SHARE))
     if all_threads:
         return busy, {}
     own = [t for t in busy if t["name"].startswith(OWN_THREAD_PREFIX)]
-    idle = [t for t in busy if t not in own and t["cpu_s"] + t["runnable_s"] < IDLE_CPU_SHARE * t["wall_s"]]
+    idle = [t for t in busy if t not in own and t["cpu_s"] + t["runnable_s"] + t["gil_s"] < IDLE_CPU_SHARE * t["wall_s"]]
     rest = [t for t in busy if t not in own and t not in idle]
     return rest[:SHOWN_THREADS], {"more threads": rest[SHOWN_THREADS:], "idle threads (under 1% CPU)": idle,
                                   "of profviz's own threads": own}
@@ -84,11 +84,11 @@ def render_summary_text(summary: dict, top: int, all_threads: bool = False) -> s
         lines.append(f"note: {note}")
     lines.append("")
     shown, folded = threads_to_show(summary["threads"], all_threads)
-    lines.append(f"{'thread':<40} {'wall':>9} {'cpu':>9} {'waiting':>9} {'runnable':>9}  waits")
+    lines.append(f"{'thread':<40} {'wall':>9} {'cpu':>9} {'waiting':>9} {'runnable':>9} {'gil':>9}  waits")
     for t in shown:
         waits = ", ".join(f"{reason} {sec:.2f}s" for reason, sec in list(t["waits"].items())[:4])
         lines.append(
-            f"{thread_label(t, 40):<40} {_fmt_s(t['wall_s'])} {_fmt_s(t['cpu_s'])} {_fmt_s(t['wait_s'])} {_fmt_s(t['runnable_s'])}  {waits}"
+            f"{thread_label(t, 40):<40} {_fmt_s(t['wall_s'])} {_fmt_s(t['cpu_s'])} {_fmt_s(t['wait_s'])} {_fmt_s(t['runnable_s'])} {_fmt_s(t['gil_s'])}  {waits}"
         )
     for what, threads in folded.items():
         if threads:

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ..analysis.routes import route_table
+from ..analysis.routes import LATENCIES, pick_latency, route_table
 from ..shapes.routes import request_entry, route_json
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
@@ -39,8 +39,12 @@ def _when(ns: int) -> str:
 @store_option
 @json_option
 @click.option("--since", default=None, metavar="DURATION", help="Only requests that started in the last DURATION (30s, 15m, 2h, 1d).")
-def routes_command(store_path: str | None, as_json: bool, since: str | None) -> None:
-    """Per route: count, requests/s, error rate, P50/P90/P95/P99 and max latency.
+@click.option("--latency", type=click.Choice(LATENCIES), default=None,
+              help="total: time queued before the app (from a proxy's X-Request-Start) plus the app's; app: the app's alone."
+                   "  [default: total when queue times were recorded]")
+def routes_command(store_path: str | None, as_json: bool, since: str | None, latency: str | None) -> None:
+    """Per route: count, requests/s, error rate, P50/P90/P95/P99 and max latency, and the P95 of
+    the time queued before the app where a proxy stamped it.
 
     Percentiles interpolate linearly between closest ranks (numpy's default). Requests/s is the
     count over the time the requests span (from the later of --since and the first request to
@@ -49,25 +53,30 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None) -> 
     store = open_cli_store(store_path)
     since_ns = _since_ns(since)
     columns = store.request_columns(since_ns=since_ns)
+    latency = pick_latency(columns, latency)
     window_s = None
     if columns["start_ns"]:
         first = max(min(columns["start_ns"]), since_ns or 0)
         last = max(s + d for s, d in zip(columns["start_ns"], columns["duration_ns"]))
         window_s = max(1.0, (last - first) / 1e9)
-    rows = [route_json(r) for r in route_table(columns, window_s)]
+    rows = [route_json(r) for r in route_table(columns, window_s, latency)]
     where = f" in the last {since}" if since else ""
     empty = f"no requests{where} in {store.location}; wrap your app with profviz.wsgi.ProfilerMiddleware to record some"
     if printed_json_or_nothing(rows, as_json, empty):
         return
     width = min(60, max(5, *(len(r["route"]) for r in rows)))
+    queued = any(r["queue_p95_ms"] is not None for r in rows)
+    click.echo("latency: " + ("total (queued before the app + the app's time)" if latency == "total" else "the app's time alone")
+               + ("" if queued else "; no queue times recorded (docs/queue-time.md)"))
     click.echo(
         f"{'method':<7} {'route':<{width}} {'count':>7} {'rps':>8} {'err%':>6} {'p50 ms':>9} {'p90 ms':>9}"
-        f" {'p95 ms':>9} {'p99 ms':>9} {'max ms':>9}"
+        f" {'p95 ms':>9} {'p99 ms':>9} {'max ms':>9}" + (f" {'queue p95':>9}" if queued else "")
     )
     for r in rows:
+        queue = "" if not queued else f" {'-':>9}" if r["queue_p95_ms"] is None else f" {r['queue_p95_ms']:>9.2f}"
         click.echo(
             f"{r['method']:<7} {r['route'][:width]:<{width}} {r['count']:>7} {r['rps']:>8.2f} {100 * r['error_rate']:>6.1f}"
-            f" {r['p50_ms']:>9.2f} {r['p90_ms']:>9.2f} {r['p95_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['max_ms']:>9.2f}"
+            f" {r['p50_ms']:>9.2f} {r['p90_ms']:>9.2f} {r['p95_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['max_ms']:>9.2f}{queue}"
         )
 
 
@@ -77,7 +86,8 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None) -> 
 @click.option("--route", default=None, help="Only requests of this route (as shown by 'profviz routes').")
 @click.option("--method", default=None, help="Only requests with this HTTP method.")
 @click.option("--since", default=None, metavar="DURATION", help="Only requests that started in the last DURATION.")
-@click.option("--slowest", type=click.IntRange(min=1), default=None, metavar="N", help="The N slowest requests, slowest first.")
+@click.option("--slowest", type=click.IntRange(min=1), default=None, metavar="N",
+              help="The N slowest requests (by total latency: queue + app), slowest first.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Without --slowest: the latest N requests.")
 def requests_command(
     store_path: str | None, as_json: bool, route: str | None, method: str | None, since: str | None,
@@ -91,11 +101,13 @@ def requests_command(
     entries = [request_entry(r) for r in rows]
     if printed_json_or_nothing(entries, as_json, f"no matching requests in {store.location}"):
         return
-    click.echo(f"{'id':>7}  {'start':<23} {'method':<7} {'status':>6} {'ms':>9} {'cpu ms':>9} {'profile':>7}  path (route)")
+    click.echo(f"{'id':>7}  {'start':<23} {'method':<7} {'status':>6} {'total ms':>9} {'queue ms':>9} {'app ms':>9}"
+               f" {'cpu ms':>9} {'profile':>7}  path (route)")
     for e in entries:
+        queue = "-" if e["queue_ms"] is None else f"{e['queue_ms']:.2f}"
         click.echo(
-            f"{e['id']:>7}  {_when(int(e['start'] * 1e9)):<23} {e['method']:<7} {e['status']:>6} {e['duration_ms']:>9.2f}"
-            f" {e['cpu_ms']:>9.2f} {e['profile_id'] or '-':>7}  {e['path'][:80]} ({e['route'][:60]})"
+            f"{e['id']:>7}  {_when(int(e['start'] * 1e9)):<23} {e['method']:<7} {e['status']:>6} {e['total_ms']:>9.2f}"
+            f" {queue:>9} {e['duration_ms']:>9.2f} {e['cpu_ms']:>9.2f} {e['profile_id'] or '-':>7}  {e['path'][:80]} ({e['route'][:60]})"
         )
 
 

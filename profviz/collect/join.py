@@ -159,9 +159,11 @@ class StateTimeline:
             if end < count:
                 span = int(self.times[end] - self.times[i - 1])
                 if int(cpu[end] - cpu[i - 1]) < WORK_CPU_SHARE * span:
-                    reason = self.reasons[i - 1] if self.reasons[i - 1] >= 0 else self.reasons[end]
-                    self.states[i:end] = int(State.WAITING)
-                    self.reasons[i:end] = reason
+                    if self.states[i - 1] == int(State.GIL):  # a blip while taking the GIL back: still the GIL
+                        self.states[i:end], self.reasons[i:end] = int(State.GIL), -1
+                    else:
+                        self.states[i:end] = int(State.WAITING)
+                        self.reasons[i:end] = self.reasons[i - 1] if self.reasons[i - 1] >= 0 else self.reasons[end]
                     running[i:end] = False
                     changed += end - i
             i = end + 1

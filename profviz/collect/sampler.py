@@ -4,8 +4,9 @@ docs/middleware.md.
 
 A sample is ``(time_ns, stack_id, state, weight_ns, reason)``: the start of the interval it stands
 for (epoch ns), an id in the process-wide :class:`~.stack_table.StackTable`, ON_CPU or WAITING (from
-the thread's CPU clock), the interval's length, so a request's samples tile its lifetime, and for a
-WAITING sample what the thread waits on now (:class:`~.waits.OwnThreadWaits`; None if unknown).
+the thread's CPU clock; GIL when the wait read is for the interpreter's GIL), the interval's length,
+so a request's samples tile its lifetime, and for a WAITING sample what the thread waits on now
+(:class:`~.waits.OwnThreadWaits`; None if unknown).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from typing import Callable
 
 from ..model import State
+from ..model.state import GIL_REASON
 from . import forks
 from .stack_table import StackTable
 from .waits import OwnThreadWaits
@@ -27,6 +29,7 @@ from .waits import OwnThreadWaits
 ON_CPU = int(State.ON_CPU)
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 WAITING = int(State.WAITING)
+GIL = int(State.GIL)
 _UNKNOWN = object()
 _NO_FLOOR = 1 << 30
 
@@ -272,8 +275,8 @@ class StackSampler:
                 continue
             reason = waits.reason(slot.native_id)
             if reason is not None and not slot.closed:
-                time_ns, stack, state, weight, _ = slot.samples[index]
-                slot.samples[index] = (time_ns, stack, state, weight, reason)
+                time_ns, stack, _, weight, _ = slot.samples[index]
+                slot.samples[index] = (time_ns, stack, GIL, weight, None) if reason == GIL_REASON else (time_ns, stack, WAITING, weight, reason)
 
     def _forget_idle(self, frames: dict) -> None:
         """Threads not serving a request now keep the held frames that are still on their stack (a

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..model import State
+from ..model.state import blocked
 
 BLOCKED_LETTERS = frozenset("SDIWPK")
 STOPPED_LETTERS = frozenset("tT")
@@ -40,7 +41,8 @@ def classify(prev: ThreadReading | None, cur: ThreadReading) -> tuple[State, str
 
     - ``R``: RUNNABLE if the run-queue delta is strictly larger than the cpu delta,
       otherwise ON_CPU (also when the deltas are unknown or both zero).
-    - ``S``, ``D``, ``I``, ``W``, ``P``, ``K`` (blocked): WAITING with ``cur.wait_reason``.
+    - ``S``, ``D``, ``I``, ``W``, ``P``, ``K`` (blocked): WAITING with ``cur.wait_reason``
+      (GIL, with no reason, when that reason is ``gil``).
     - ``t``, ``T`` (stopped, e.g. by a ptrace-ing sampler): if the deltas are known and
       cpu + run-queue delta >= half the wall time between the readings, the thread was
       busy: RUNNABLE if run-queue > cpu, else ON_CPU.  Otherwise, if ``cur.wait_reason``
@@ -50,7 +52,7 @@ def classify(prev: ThreadReading | None, cur: ThreadReading) -> tuple[State, str
     """
     letter = cur.letter
     if letter in BLOCKED_LETTERS:
-        return State.WAITING, cur.wait_reason
+        return blocked(cur.wait_reason)
     deltas = _deltas(prev, cur)
     if letter == "R":
         if deltas is not None and deltas[1] > deltas[0]:
@@ -62,7 +64,7 @@ def classify(prev: ThreadReading | None, cur: ThreadReading) -> tuple[State, str
             if 2 * (cpu_delta + runqueue_delta) >= wall_delta:
                 return (State.RUNNABLE if runqueue_delta > cpu_delta else State.ON_CPU), None
         if cur.wait_reason is not None:
-            return State.WAITING, cur.wait_reason
+            return blocked(cur.wait_reason)
     return State.UNKNOWN, None
 
 

@@ -19,6 +19,7 @@ import socket
 import struct
 import time
 
+from ..model.state import GIL_REASON
 from .gil import own_gil_range
 from .procfs import (
     BLOCKING_CALLS,
@@ -41,7 +42,6 @@ _MULTIPLEX_LABEL = {"poll": "poll/select", "ppoll": "poll/select", "select": "po
                     "epoll_wait": "epoll", "epoll_pwait": "epoll", "epoll_pwait2": "epoll"}
 
 
-GIL_REASON = "gil"
 _FUTEX_CALLS = frozenset({"futex", "futex_wait"})
 
 

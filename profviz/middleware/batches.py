@@ -18,11 +18,13 @@ from typing import Any, Iterator
 from ..collect.sampler import StackSampler
 from ..collect.stack_table import samples_to_profile
 from ..model import Profile, RequestBatch, SharedStackProfile, StackNodes
+from ..model.requests import NO_QUEUE
 from ..routes import collapse_path
 from ..store import Store, open_store
 from .capture import RouteAggregate, TailCapture
 from .health import Health
 from .options import Options
+from .queue_time import queue_ns
 from .request import RequestInfo, id_prefix, refresh_wall_offset, status_code
 
 MAX_STATUS_LINES = 1000
@@ -151,9 +153,10 @@ class BatchWriter:
         full_labels = info._labels or self._labels_tail is None
         labels = self._labels(info) if full_labels or keep_deep or keep_sampled else None
         labels_json = json.dumps(labels) if full_labels else f'{{"request_id": "{prefix}-{info.seq:x}' + self._labels_tail
+        queued = queue_ns(info.queue_start, start_ns) if info.queue_start is not None else None
         index = batch.add(
             info.pid, info.tid, route, info.method, info.path, status, start_ns, info.duration_ns,
-            info.cpu_ns, info.response_bytes, info.error or "", labels_json,
+            info.cpu_ns, info.response_bytes, info.error or "", labels_json, NO_QUEUE if queued is None else queued,
         )
         if keep_deep:
             profile = self._deep_profile(info, route, status, labels)

@@ -48,6 +48,9 @@ class Options:
     writer_interval_s: float = _option(
         1.0, "how often the writer commits a batch (larger, rarer transactions cost less per request)")
     worker_threads: int | None = _option(None, "the server's capacity, for utilisation; default: the threads observed")
+    queue_headers: tuple[str, ...] = _option(
+        ("X-Request-Start", "X-Queue-Start"), "headers a proxy stamps with the time it received the request (nginx: "
+        'proxy_set_header X-Request-Start "t=${msec}"), for the time queued before the app; () to ignore them')
     labels: Mapping[str, Any] | None = _option(None, "stored with every request and profile")
     enabled: bool = _option(True, "False: requests pass through untouched")
     log_interval_s: float = _option(60.0, "each kind of internal failure is logged at most once per this interval")
@@ -69,6 +72,9 @@ class Options:
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
         object.__setattr__(self, "labels", dict(self.labels or {}))
+        if isinstance(self.queue_headers, str) or not all(isinstance(h, str) and h for h in self.queue_headers):
+            raise ValueError(f"queue_headers must be a tuple of header names, got {self.queue_headers!r}")
+        object.__setattr__(self, "queue_headers", tuple(self.queue_headers))
 
 
 def options_from(store: Store | str | os.PathLike | None = None, **given: Any) -> Options:

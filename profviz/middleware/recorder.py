@@ -81,6 +81,10 @@ class Recorder:
             return None
         try:
             info = RequestInfo(method, path, request)
+            for name in self.options.queue_headers:
+                info.queue_start = self.header(request, name)
+                if info.queue_start is not None:
+                    break
             if self.server_spans is not None:
                 self._begin_span(info, request)
             sampler = self.sampler

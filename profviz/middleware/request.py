@@ -65,6 +65,7 @@ class RequestInfo:
         self.deep_result: Any = None
         self.server_span: Any = None  # (OpenTelemetry span, context token) with otel="auto"
         self._labels: dict | None = None
+        self.queue_start: str | None = None  # the proxy's queue-start header, read as the request begins
         self.seq = next(_id_counter)
         self.ident = threading.get_ident()
         tid = getattr(_thread_ids, "tid", None)

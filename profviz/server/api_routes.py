@@ -16,7 +16,8 @@ from werkzeug.exceptions import NotFound
 
 from ..analysis.pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION
 from ..analysis.routes import (
-    TAIL_TREE_MAX_NODES, latency_histogram, latency_series, route_table, tail_diff, tail_groups, utilisation_series,
+    LATENCIES, TAIL_TREE_MAX_NODES, has_queue_times, latency_histogram, latency_ns, latency_series, pick_latency,
+    route_table, tail_diff, tail_groups, utilisation_series,
 )
 from ..routes import parse_duration
 from ..shapes.routes import (
@@ -53,6 +54,14 @@ def _route() -> tuple[str, str]:
     return route, (request.args.get("method") or "GET").upper()
 
 
+def _latency(columns: dict) -> str:
+    """The ``latency`` parameter (total or app), by default total when queue times exist."""
+    given = request.args.get("latency") or None
+    if given is not None and given not in LATENCIES:
+        raise bad("latency", f"expected one of {', '.join(LATENCIES)}, got {given[:40]!r}")
+    return pick_latency(columns, given)
+
+
 def _span(columns: dict, since_ns: int | None, until_ns: int | None) -> tuple[int, int]:
     """The window actually covered: from the later of since and the first start to the earlier of until and the last end."""
     starts = columns["start_ns"]
@@ -75,12 +84,14 @@ def _auto_bucket(start_ns: int, end_ns: int, points: int = 60) -> float:
 def routes():
     since_ns, until_ns = _window()
     columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns)
+    latency = _latency(columns)
     if not columns["id"]:
-        return jsonify({"window": None, "routes": []})
+        return jsonify({"window": None, "routes": [], "latency": latency, "queue_known": False})
     first, last = _span(columns, since_ns, until_ns)
     return jsonify({
         "window": {"start": first / 1e9, "end": last / 1e9, "duration_s": round(max(1.0, (last - first) / 1e9), 3)},
-        "routes": [route_json(r) for r in route_table(columns, max(1.0, (last - first) / 1e9))],
+        "latency": latency, "queue_known": has_queue_times(columns),
+        "routes": [route_json(r) for r in route_table(columns, max(1.0, (last - first) / 1e9), latency)],
     })
 
 
@@ -95,10 +106,13 @@ def route_latency():
     first, last = _span(columns, since_ns, until_ns)
     bins = int_param(request.args, "bins", 40, low=1, high=200)
     bucket_s = float_param(request.args, "bucket_s", _auto_bucket(first, last), low=0.01, high=86400.0)
+    latency = _latency(columns)
+    durations = latency_ns(columns, latency)
     return jsonify({
         "route": route, "method": method, "count": len(columns["id"]), "bucket_s": bucket_s,
-        "histogram": histogram_json(latency_histogram(columns["duration_ns"], bins)),
-        "series": series_json(latency_series(columns["start_ns"], columns["duration_ns"], bucket_s, since_ns=first)),
+        "latency": latency, "queue_known": has_queue_times(columns),
+        "histogram": histogram_json(latency_histogram(durations, bins)),
+        "series": series_json(latency_series(columns["start_ns"], durations, bucket_s, since_ns=first)),
     })
 
 
@@ -123,9 +137,12 @@ def requests_list():
     args = request.args
     slowest = int_param(args, "slowest", None, low=1, high=10_000)
     limit = int_param(args, "limit", 100, low=1, high=10_000)
+    latency = args.get("latency") or "total"
+    if latency not in LATENCIES:
+        raise bad("latency", f"expected one of {', '.join(LATENCIES)}, got {latency[:40]!r}")
     rows = server_context().store.query_requests(
         since_ns=since_ns, until_ns=until_ns, route=args.get("route") or None,
-        method=args.get("method") or None, slowest=slowest, limit=None if slowest else limit,
+        method=args.get("method") or None, slowest=slowest, limit=None if slowest else limit, latency=latency,
     )
     return jsonify({"requests": [request_entry(r) for r in rows]})
 

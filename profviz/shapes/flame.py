@@ -28,6 +28,7 @@ def tree_nodes(view: TreeView, functions: FunctionRows) -> list[dict]:
             "cpu_ns": int(by_state[State.ON_CPU, i]),
             "wait_ns": int(by_state[State.WAITING, i]),
             "runnable_ns": int(by_state[State.RUNNABLE, i]),
+            "gil_ns": int(by_state[State.GIL, i]),
             "unknown_ns": int(by_state[State.UNKNOWN, i]),
             "samples": int(view.samples[i]),
             "folded": int(view.folded[i]),
@@ -64,7 +65,7 @@ def top_functions_json(top: TopFunctions) -> dict:
         rows.append({
             "name": s.function, "file": s.file, "line": int(s.line), "package": package, "origin": origin,
             "total_ns": s.total_ns, "self_ns": s.self_ns, "cpu_ns": s.cpu_ns, "wait_ns": s.wait_ns,
-            "runnable_ns": s.runnable_ns, "samples": s.samples,
+            "runnable_ns": s.runnable_ns, "gil_ns": s.gil_ns, "samples": s.samples,
         })
     return {"root_total_ns": top.root_total_ns, "total_functions": top.total_functions, "sort": top.sort, "functions": rows}
 

@@ -26,6 +26,7 @@ def profile_entry(meta: dict) -> dict:
         "cpu_ns": int(meta["cpu_ns"]),
         "wait_ns": int(meta["wait_ns"]),
         "runnable_ns": int(meta["runnable_ns"]),
+        "gil_ns": int(meta.get("gil_ns") or 0),
         "labels": meta["labels"],
         "notes": meta["notes"],
     }
@@ -45,11 +46,11 @@ def profile_detail_json(meta: dict, profile: Profile, summary: ProfileSummary, o
             {
                 "index": t.thread, "pid": profile.threads[t.thread].pid, "tid": t.tid, "name": t.name,
                 "wall_ns": t.wall_ns, "cpu_ns": t.cpu_ns, "wait_ns": t.wait_ns, "runnable_ns": t.runnable_ns,
-                "unknown_ns": t.unknown_ns, "samples": t.samples, "waits": [[r, ns] for r, ns in t.waits.items()],
+                "gil_ns": t.gil_ns, "unknown_ns": t.unknown_ns, "samples": t.samples, "waits": [[r, ns] for r, ns in t.waits.items()],
             }
             for t in threads
         ],
-        "states": {STATE_NAMES[s]: int(summary.by_state[s]) for s in (State.ON_CPU, State.WAITING, State.RUNNABLE, State.UNKNOWN)},
+        "states": {STATE_NAMES[s]: int(summary.by_state[s]) for s in (State.ON_CPU, State.WAITING, State.RUNNABLE, State.GIL, State.UNKNOWN)},
         "wait_reasons": [[r, ns] for r, ns in summary.waits.items()],
     }
 
@@ -71,7 +72,7 @@ def summary_json(summary: ProfileSummary) -> dict:
         "threads": [
             {
                 "tid": t.tid, "name": t.name, "wall_s": _s(t.wall_ns), "cpu_s": _s(t.cpu_ns), "wait_s": _s(t.wait_ns),
-                "runnable_s": _s(t.runnable_ns), "unknown_s": _s(t.unknown_ns), "samples": t.samples,
+                "runnable_s": _s(t.runnable_ns), "gil_s": _s(t.gil_ns), "unknown_s": _s(t.unknown_ns), "samples": t.samples,
                 "waits": {reason: _s(ns) for reason, ns in t.waits.items()},
             }
             for t in summary.threads
@@ -79,7 +80,7 @@ def summary_json(summary: ProfileSummary) -> dict:
         "functions": [
             {
                 "function": f.function, "file": f.file, "line": f.line, "total_s": _s(f.total_ns), "self_s": _s(f.self_ns),
-                "cpu_s": _s(f.cpu_ns), "wait_s": _s(f.wait_ns), "runnable_s": _s(f.runnable_ns), "samples": f.samples,
+                "cpu_s": _s(f.cpu_ns), "wait_s": _s(f.wait_ns), "runnable_s": _s(f.runnable_ns), "gil_s": _s(f.gil_ns), "samples": f.samples,
             }
             for f in summary.functions
         ],

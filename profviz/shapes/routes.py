@@ -26,10 +26,12 @@ def utilisation_json(utilisation: Utilisation) -> dict:
 
 
 def request_entry(row: RequestRow) -> dict:
-    """One timed request (``/api/requests``, ``profviz requests --json``): times in ms, start in epoch s."""
+    """One timed request (``/api/requests``, ``profviz requests --json``): times in ms (``duration_ms``
+    the app's, ``queue_ms`` before it or None when unknown, ``total_ms`` both), start (of the app) in epoch s."""
     return {
         "id": row.id, "route": row.route, "method": row.method, "path": row.path, "status": row.status,
-        "duration_ms": round(row.duration_ns / 1e6, 3), "cpu_ms": round(row.cpu_ns / 1e6, 3), "start": row.start_ns / 1e9,
+        "duration_ms": round(row.duration_ns / 1e6, 3), "queue_ms": None if row.queue_ns is None else round(row.queue_ns / 1e6, 3),
+        "total_ms": round(row.total_ns / 1e6, 3), "cpu_ms": round(row.cpu_ns / 1e6, 3), "start": row.start_ns / 1e9,
         "profile_id": row.profile_id, "pid": row.pid, "tid": row.tid, "error": row.error,
     }
 

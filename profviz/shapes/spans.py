@@ -27,7 +27,7 @@ def function_shares_json(shares: list[FunctionShare]) -> list[dict]:
 
 def span_row(summary: SpanSummary, profile: Profile) -> dict:
     """One span of ``profviz spans``: ids, name, kind, status, thread, start (epoch s), start_ns,
-    duration_s, samples, cpu_s, wait_s, runnable_s, self_s, uncovered_s, approximate, attributes, top_functions."""
+    duration_s, samples, cpu_s, wait_s, runnable_s, gil_s, self_s, uncovered_s, approximate, attributes, top_functions."""
     span = summary.span
     thread = profile.threads[span.thread] if span.thread >= 0 else None
     by_state = summary.by_state_ns
@@ -47,6 +47,7 @@ def span_row(summary: SpanSummary, profile: Profile) -> dict:
         "cpu_s": _seconds(by_state[State.ON_CPU]),
         "wait_s": _seconds(by_state[State.WAITING]),
         "runnable_s": _seconds(by_state[State.RUNNABLE]),
+        "gil_s": _seconds(by_state[State.GIL]),
         "self_s": _seconds(summary.self_ns),
         "uncovered_s": _seconds(summary.uncovered_ns),
         "approximate": summary.approximate,
@@ -65,7 +66,7 @@ def gap_row(summary: GapSummary, profile: Profile) -> dict:
         "tid": thread.tid, "thread_name": thread.name, "start": gap.start_ns / 1e9, "start_ns": gap.start_ns,
         "duration_s": _s(gap.duration_ns), "samples": summary.samples,
         "cpu_s": _s(by_state[State.ON_CPU]), "wait_s": _s(by_state[State.WAITING]),
-        "runnable_s": _s(by_state[State.RUNNABLE]), "self_s": _s(by_state.sum()),
+        "runnable_s": _s(by_state[State.RUNNABLE]), "gil_s": _s(by_state[State.GIL]), "self_s": _s(by_state.sum()),
         "uncovered_s": _s(gap.uncovered_ns), "approximate": False, "attributes": {},
         "top_functions": function_shares_json(summary.top_functions),
         "intervals": [[a, b] for a, b in gap.intervals],

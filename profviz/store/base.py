@@ -20,11 +20,11 @@ from ..model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span,
 
 REQUEST_COLUMN_NAMES = (
     "id", "pid", "tid", "route", "method", "status", "error", "start_ns", "duration_ns", "cpu_ns", "profile_id",
-    "response_bytes", "capacity",
+    "response_bytes", "queue_ns", "capacity",
 )
 PROFILE_META_KEYS = (
     "id", "kind", "pid", "cmdline", "start_ns", "duration_ns", "rate_hz", "sample_count", "error_count",
-    "thread_count", "cpu_ns", "wait_ns", "runnable_ns", "labels", "notes", "format_version", "created_ns",
+    "thread_count", "cpu_ns", "wait_ns", "runnable_ns", "gil_ns", "labels", "notes", "format_version", "created_ns",
 )
 
 
@@ -81,7 +81,7 @@ class Store(ABC):
     def save_profiles(self, profiles: Sequence[Profile | SharedStackProfile]) -> list[int]:
         """Store profiles in one transaction; their new ids in order, also set as each ``meta['id']``.
 
-        Summary columns (sample and thread counts, CPU/wait/runnable ns) come from the samples;
+        Summary columns (sample and thread counts, CPU/wait/runnable/GIL ns) come from the samples;
         the rest from ``meta``: kind, pid, cmdline, start_ns, duration_ns, rate_hz, error_count,
         labels, notes. A :class:`SharedStackProfile` needs its source's stack nodes stored (by
         :meth:`write_batch`) and loads as a Profile.
@@ -137,9 +137,10 @@ class Store(ABC):
     def query_requests(
         self, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
         method: str | None = None, slowest: int | None = None, limit: int | None = None, with_profile: bool = False,
+        latency: str = "total",
     ) -> list[RequestRow]:
         """Requests started in [since_ns, until_ns), oldest first (at most the newest ``limit``);
-        or the ``slowest`` N, slowest first."""
+        or the ``slowest`` N by ``latency`` (``total``: queue + app, or ``app``), slowest first."""
 
     @abstractmethod
     def request_by_id(self, request_id: int) -> RequestRow:

@@ -13,7 +13,7 @@ from .shared_stacks import encode_shared
 
 SUMMARY_FIELDS = (
     "kind", "pid", "cmdline", "start_ns", "duration_ns", "rate_hz", "sample_count", "error_count",
-    "thread_count", "cpu_ns", "wait_ns", "runnable_ns", "labels", "notes", "format_version", "created_ns",
+    "thread_count", "cpu_ns", "wait_ns", "runnable_ns", "gil_ns", "labels", "notes", "format_version", "created_ns",
 )
 
 
@@ -35,7 +35,7 @@ def _sums(times: list[int], weights: list[int], states: list[int]) -> tuple[list
 
 
 def encode_profile(profile: Profile | SharedStackProfile) -> EncodedProfile:
-    """A profile's summary and blobs. Counts and CPU/wait/runnable ns come from the samples; the
+    """A profile's summary and blobs. Counts and CPU/wait/runnable/GIL ns come from the samples; the
     rest from ``meta`` (kind, pid, cmdline, start_ns, duration_ns, rate_hz, error_count, labels, notes)."""
     meta = profile.meta
     thread_count = 1
@@ -59,7 +59,7 @@ def encode_profile(profile: Profile | SharedStackProfile) -> EncodedProfile:
     summary = (
         str(meta.get("kind", "unknown")), meta.get("pid"), str(meta.get("cmdline", "")), start_ns, duration_ns,
         meta.get("rate_hz"), profile.sample_count, int(meta.get("error_count", 0)), thread_count,
-        by_state[State.ON_CPU], by_state[State.WAITING], by_state[State.RUNNABLE],
+        by_state[State.ON_CPU], by_state[State.WAITING], by_state[State.RUNNABLE], by_state[State.GIL],
         json.dumps(meta.get("labels", {})), "[]" if type(notes) is list and not notes else json.dumps(notes),
         FORMAT_VERSION, time.time_ns(),
     )

@@ -26,8 +26,8 @@ def _load_window(store: Store, since_ns, until_ns, route, method, profiles_per_r
     requests = [
         RequestRow(pid, tid, route_name, method_name, route_name, status, start, duration, cpu_ns=cpu or 0,
                    response_bytes=size or 0, error=error, profile_id=profile_id,
-                   labels={} if capacity is None else {"capacity": capacity}, id=request_id)
-        for request_id, pid, tid, route_name, method_name, status, error, start, duration, cpu, profile_id, size, capacity
+                   labels={} if capacity is None else {"capacity": capacity}, id=request_id, queue_ns=queue)
+        for request_id, pid, tid, route_name, method_name, status, error, start, duration, cpu, profile_id, size, queue, capacity
         in zip(*(columns[name] for name in REQUEST_COLUMN_NAMES))
     ]
     if not requests:

@@ -18,17 +18,17 @@ from .traffic import enough, examples, figures, kept_profiles, routes_of
 
 def leaf_time(profile) -> tuple[Counter, Counter, float]:
     """Per leaf function (a :class:`Frame` with the line left out) of ``profile``: ns on a CPU,
-    ns computing in all (on a CPU, runnable, or waiting with no reason other than a futex: the
-    GIL, while other threads compute: not at a line that takes a lock), and all sampled ns. Sleeps,
+    ns computing in all (on a CPU, runnable, waiting for the GIL, or waiting with no reason other
+    than a futex where the GIL could not be told apart: not at a line that takes a lock), and all sampled ns. Sleeps,
     sockets and files are not computing."""
     if not profile.sample_count:
         return Counter(), Counter(), 0.0
     columns = profile.columns()
     total = float(columns["weight_ns"].sum())
-    futex = [i for i, text in enumerate(profile.strings) if text in ("lock (futex)", "gil")]
+    futex = [i for i, text in enumerate(profile.strings) if text == "lock (futex)"]
     state, reason = columns["state"], columns["reason"]
     on_cpu = state == int(State.ON_CPU)
-    computing = (on_cpu | (state == int(State.RUNNABLE))
+    computing = (on_cpu | (state == int(State.RUNNABLE)) | (state == int(State.GIL))
                  | ((state == int(State.WAITING)) & ((reason < 0) | np.isin(reason, futex))))
     chosen = computing & (columns["stack"] >= 0)
     cpu, busy = Counter(), Counter()

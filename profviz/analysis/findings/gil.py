@@ -1,5 +1,5 @@
 """``gil_contention``: requests wait for the interpreter's GIL while other threads of the process
-compute (wait reason ``gil``, from the futex a thread sleeps on: profviz.collect.gil)."""
+compute (state GIL, from the futex a thread sleeps on: profviz.collect.gil)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from . import Finding, Thresholds, detector
 from .stacks import call_site, frames_of, innermost_app_frames, top_site
 from .traffic import examples, kept_profiles, profile_figures, sampled_routes, windows_of
 
-GIL_REASON = "gil"
+GIL = int(State.GIL)
 
 
 def gil_waits(profile) -> tuple[float, Counter, None]:
     """(ns ``profile`` waited for the GIL, by the innermost app frame waiting, None)."""
-    if not profile.sample_count or GIL_REASON not in profile.strings:
+    if not profile.sample_count:
         return 0.0, Counter(), None
-    gil = profile.strings.index(GIL_REASON)
     columns = profile.columns()
-    chosen = (columns["state"] == int(State.WAITING)) & (columns["reason"] == gil) & (columns["stack"] >= 0)
+    chosen = (columns["state"] == GIL) & (columns["stack"] >= 0)
+    if not chosen.any():
+        return 0.0, Counter(), None
     innermost = innermost_app_frames(profile)
     sites: Counter = Counter()
     for stack, weight in zip(columns["stack"][chosen].tolist(), columns["weight_ns"][chosen].tolist()):
@@ -36,10 +37,10 @@ def _inside_calls(window: Window, hit) -> float:
     positions = {window.requests[i].id: i for i in hit.traffic.indices.tolist()}
     inside = total = 0.0
     for row, profile in kept_profiles(window, hit.traffic):
-        if row.id not in hit.cost or GIL_REASON not in profile.strings:
+        if row.id not in hit.cost:
             continue
         columns = profile.columns()
-        waiting = (columns["reason"] == profile.strings.index(GIL_REASON)) & (columns["state"] == int(State.WAITING))
+        waiting = columns["state"] == GIL
         middle = (columns["time_ns"] + columns["weight_ns"] // 2)[waiting]
         weights = columns["weight_ns"][waiting]
         covered = np.zeros(len(middle), dtype=bool)

@@ -56,7 +56,7 @@ def under(profile: Profile, rule: FrameRule) -> Under:
     return Under(matched, site)
 
 
-def time_under(profile: Profile, rule: FrameRule, states: tuple[State, ...] = (State.ON_CPU, State.WAITING, State.RUNNABLE),
+def time_under(profile: Profile, rule: FrameRule, states: tuple[State, ...] = (State.ON_CPU, State.WAITING, State.RUNNABLE, State.GIL),
                ) -> tuple[float, Counter]:
     """(ns of ``profile``'s samples in ``states`` under a frame matching ``rule``, ns by call site :class:`Frame`)."""
     if not profile.sample_count or not len(profile.stack_prefix):
@@ -74,15 +74,15 @@ def time_under(profile: Profile, rule: FrameRule, states: tuple[State, ...] = (S
 
 def computing_under(profile: Profile, rule: FrameRule) -> tuple[float, Counter]:
     """(ns ``profile`` computed under a frame matching ``rule``: on a CPU, runnable, or waiting for
-    the GIL while other threads compute (``gil``, or a futex or no reason where the GIL could not
+    the GIL while other threads compute (state GIL, or a futex or no reason where the GIL could not
     be told apart); by call site)."""
     if not profile.sample_count or not len(profile.stack_prefix):
         return 0.0, Counter()
     marks = under(profile, rule)
     columns = profile.columns()
-    futex = [i for i, text in enumerate(profile.strings) if text in ("lock (futex)", "gil")]
+    futex = [i for i, text in enumerate(profile.strings) if text == "lock (futex)"]
     state, reason, stacks, weights = columns["state"], columns["reason"], columns["stack"], columns["weight_ns"]
-    computing = ((state == int(State.ON_CPU)) | (state == int(State.RUNNABLE))
+    computing = ((state == int(State.ON_CPU)) | (state == int(State.RUNNABLE)) | (state == int(State.GIL))
                  | ((state == int(State.WAITING)) & ((reason < 0) | np.isin(reason, futex))))
     chosen = computing & (stacks >= 0)
     chosen[chosen] = marks.matched[stacks[chosen]]

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from ...model import FIELD_COUNT, REQUEST_FIELDS, RequestBatch, RequestRow
-from ...model.requests import PROFILE_ID_FIELD
+from ...model.requests import NO_QUEUE, OLD_FIELD_COUNT, PROFILE_ID_FIELD
 from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
 from ..summary import encode_profile
 from . import stack_nodes
@@ -30,14 +30,14 @@ from .profiles import insert_encoded
 
 REQUEST_COLUMNS = ("id", *REQUEST_FIELDS)
 
-INSERT_CHUNK_ROWS = 64  # 13 parameters a row: 832 per statement, under every SQLite's variable limit
+INSERT_CHUNK_ROWS = 64  # 14 parameters a row: 896 per statement, under every SQLite's variable limit
 _INSERT_HEAD = (
     "INSERT INTO requests (pid, tid, route, method, path, status, start_ns, duration_ns, cpu_ns,"
-    " response_bytes, error, profile_id, labels) VALUES "
+    " response_bytes, error, profile_id, labels, queue_ns) VALUES "
 )
-# error "" and profile_id 0 are stored as NULL: the request path passes those instead of None,
-# which Python's sqlite3 binds only after two failed attribute lookups (its adaptation protocol)
-_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, 0), ?)"
+# error "", profile_id 0 and queue_ns -1 are stored as NULL: the request path passes those instead
+# of None, which Python's sqlite3 binds only after two failed attribute lookups (its adaptation protocol)
+_ROW_PLACEHOLDERS = f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, 0), ?, NULLIF(?, {NO_QUEUE}))"
 _insert_sql: dict[int, str] = {}
 
 
@@ -125,6 +125,8 @@ def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, lis
         upto = log_id
         try:
             values = _PlainValuesUnpickler(io.BytesIO(data)).load()
+            if type(values) is list and rows and len(values) == rows * OLD_FIELD_COUNT:
+                values = _with_queue_ns(values)
             if type(values) is not list or len(values) != rows * FIELD_COUNT:
                 raise ValueError(f"holds {len(values) if type(values) is list else type(values).__name__} values, not {rows} rows")
         except Exception as exc:  # a damaged batch must not block every later one
@@ -138,6 +140,15 @@ def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, lis
     moved = _insert_rows(c, params, dropped)
     c.execute("DELETE FROM request_log WHERE id <= ?", (upto,))
     return moved, more, dropped
+
+
+def _with_queue_ns(values: list) -> list:
+    """A batch logged before ``queue_ns`` (schema 4), each row given an unknown queue time."""
+    out: list = []
+    for start in range(0, len(values), OLD_FIELD_COUNT):
+        out += values[start:start + OLD_FIELD_COUNT]
+        out.append(NO_QUEUE)
+    return out
 
 
 def _null_deleted_profiles(c: sqlite3.Connection, params: list) -> None:
@@ -199,8 +210,9 @@ def query_requests(
     slowest: int | None = None,
     limit: int | None = None,
     with_profile: bool = False,
+    latency: str = "total",
 ) -> list[RequestRow]:
-    """Requests in a window, oldest first; or the ``slowest`` N, slowest first."""
+    """Requests in a window, oldest first; or the ``slowest`` N by ``latency`` (``total``: queue + app; ``app``), slowest first."""
     materialize_requests(store)
     where, params = _where(since_ns, until_ns, route, method)
     if with_profile:
@@ -209,7 +221,8 @@ def query_requests(
     if where:
         sql += " WHERE " + " AND ".join(where)
     if slowest:
-        sql += " ORDER BY duration_ns DESC, id LIMIT ?"
+        order = "duration_ns + COALESCE(queue_ns, 0)" if latency == "total" else "duration_ns"
+        sql += f" ORDER BY {order} DESC, id LIMIT ?"
         params.append(int(slowest))
     else:
         sql += " ORDER BY start_ns, id"

@@ -2,8 +2,9 @@
 
 Versions: 1 profiles, requests, spans; 2 adds ``request_log`` (see :mod:`.requests`); 3 adds
 ``stack_nodes`` (see :mod:`profviz.store.shared_stacks`); 4 adds ``span_keys`` and ``span_log``
-(see :mod:`.span_facts`), filled from the spans already stored. Each version only added tables,
-so a store of an older version is migrated on open by creating what it lacks.
+(see :mod:`.span_facts`), filled from the spans already stored; 5 adds ``profiles.gil_ns`` and
+``requests.queue_ns``. A store of an older version is migrated on open by creating the tables and
+adding the columns it lacks.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import sqlite3
 
 from ..base import StoreError
 
-SCHEMA_VERSION = 4
-MIGRATES_FROM = (1, 2, 3)
+SCHEMA_VERSION = 5
+MIGRATES_FROM = (1, 2, 3, 4)
+ADDED_COLUMNS = (("profiles", "gil_ns INTEGER NOT NULL DEFAULT 0"), ("requests", "queue_ns INTEGER"))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS profiles (
     cpu_ns INTEGER NOT NULL DEFAULT 0,
     wait_ns INTEGER NOT NULL DEFAULT 0,
     runnable_ns INTEGER NOT NULL DEFAULT 0,
+    gil_ns INTEGER NOT NULL DEFAULT 0,
     labels TEXT NOT NULL DEFAULT '{}',
     notes TEXT NOT NULL DEFAULT '[]',
     format_version INTEGER NOT NULL,
@@ -54,6 +57,7 @@ CREATE TABLE IF NOT EXISTS requests (
     duration_ns INTEGER NOT NULL,
     cpu_ns INTEGER NOT NULL DEFAULT 0,
     response_bytes INTEGER NOT NULL DEFAULT 0,
+    queue_ns INTEGER,
     error TEXT,
     profile_id INTEGER REFERENCES profiles (id) ON DELETE SET NULL,
     labels TEXT NOT NULL DEFAULT '{}'
@@ -127,7 +131,11 @@ def create_or_migrate(conn: sqlite3.Connection, location: str) -> None:
     elif int(found[0]) in MIGRATES_FROM:
         from .span_facts import backfill
 
-        backfill(conn)
+        for table, column in ADDED_COLUMNS:
+            if column.split()[0] not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        if int(found[0]) < 4:
+            backfill(conn)
         conn.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
     elif int(found[0]) != SCHEMA_VERSION:
         raise StoreError(

@@ -31,7 +31,7 @@ function arr(obj, key, where) {
 }
 
 /** The state names of the API, in the order of our node fields. */
-export const API_STATES = ["cpu", "waiting", "runnable", "unknown"];
+export const API_STATES = ["cpu", "waiting", "runnable", "gil", "unknown"];
 
 /** A function's identity as the API sends it: name, file, line, package, origin. */
 function functionIdentity(f, where) {
@@ -65,6 +65,7 @@ export function parseProfileEntry(p, where = "profile") {
     cpuNs: num(p, "cpu_ns", where),
     waitNs: num(p, "wait_ns", where),
     runnableNs: num(p, "runnable_ns", where),
+    gilNs: typeof p.gil_ns === "number" ? p.gil_ns : 0,
     labels: p.labels && typeof p.labels === "object" ? p.labels : {},
     notes: Array.isArray(p.notes) ? p.notes.map(String) : [],
   };
@@ -93,6 +94,7 @@ export function parseProfileInfo(json) {
       cpuNs: num(t, "cpu_ns", w),
       waitNs: num(t, "wait_ns", w),
       runnableNs: num(t, "runnable_ns", w),
+      gilNs: typeof t.gil_ns === "number" ? t.gil_ns : 0,
       unknownNs: typeof t.unknown_ns === "number" ? t.unknown_ns : 0,
       samples: num(t, "samples", w),
       waits: Array.isArray(t.waits) ? t.waits : [],
@@ -121,7 +123,7 @@ export function threadLabel(thread) {
  */
 export function treeFromApiNodes(rawNodes, functions, where, { path = [], extra = null, timeKeys = null } = {}) {
   need(Array.isArray(rawNodes) && rawNodes.length > 0, where, "nodes is empty or not an array");
-  const keys = timeKeys || { total: "total_ns", self: "self_ns", cpu: "cpu_ns", wait: "wait_ns", runnable: "runnable_ns", unknown: "unknown_ns" };
+  const keys = timeKeys || { total: "total_ns", self: "self_ns", cpu: "cpu_ns", wait: "wait_ns", runnable: "runnable_ns", gil: "gil_ns", unknown: "unknown_ns" };
   const nodes = [];
   const indexOfId = new Map();
   const describe = (fnIndex, kind, folded) => {
@@ -140,7 +142,7 @@ export function treeFromApiNodes(rawNodes, functions, where, { path = [], extra 
     const node = {
       index: nodes.length, id, parent: nodes.length - 1, depth: nodes.length, kind: fnIndex < 0 ? "root" : "frame",
       fn: fnIndex, name: f.name, file: f.file, line: f.line, package: f.package, origin: f.origin,
-      total, self: 0, cpu: 0, wait: 0, runnable: 0, unknown: total, samples: 0, waits: null,
+      total, self: 0, cpu: 0, wait: 0, runnable: 0, gil: 0, unknown: total, samples: 0, waits: null,
       pruned: true, children: [], folded: 0, ancestorOnly: true,
     };
     node.key = functionKey(node.name, node.file);
@@ -178,6 +180,7 @@ export function treeFromApiNodes(rawNodes, functions, where, { path = [], extra 
       cpu: keys.cpu in raw ? num(raw, keys.cpu, w) : 0,
       wait: keys.wait in raw ? num(raw, keys.wait, w) : 0,
       runnable: keys.runnable in raw ? num(raw, keys.runnable, w) : 0,
+      gil: keys.gil && keys.gil in raw ? num(raw, keys.gil, w) : 0,
       unknown: keys.unknown in raw ? num(raw, keys.unknown, w) : 0,
       samples: typeof raw.samples === "number" ? raw.samples : 0,
       folded: typeof raw.folded === "number" ? raw.folded : 0,
@@ -217,7 +220,7 @@ export function parseFlamegraph(json) {
   });
 }
 
-/** GET .../functions -> { rootTotalNs, totalFunctions, functions: [{name, file, line, package, total, self, cpu, wait, runnable, samples}] }. */
+/** GET .../functions -> { rootTotalNs, totalFunctions, functions: [{name, file, line, package, total, self, cpu, wait, runnable, gil, samples}] }. */
 export function parseFunctionTable(json) {
   const where = "functions";
   const rows = arr(json, "functions", where).map((f, i) => {
@@ -229,6 +232,7 @@ export function parseFunctionTable(json) {
       cpu: num(f, "cpu_ns", w),
       wait: num(f, "wait_ns", w),
       runnable: num(f, "runnable_ns", w),
+      gil: typeof f.gil_ns === "number" ? f.gil_ns : 0,
       samples: num(f, "samples", w),
     };
   });
@@ -406,6 +410,7 @@ function parseSpanRow(raw, where) {
     cpuNs: secondsNs(raw, "cpu_s", where),
     waitNs: secondsNs(raw, "wait_s", where),
     runnableNs: secondsNs(raw, "runnable_s", where),
+    gilNs: typeof raw.gil_s === "number" ? secondsNs(raw, "gil_s", where) : 0,
     selfNs: secondsNs(raw, "self_s", where),
     uncoveredNs: secondsNs(raw, "uncovered_s", where),
     approximate: raw.approximate === true,

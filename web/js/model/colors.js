@@ -1,7 +1,8 @@
 /**
  * Colour mapping for flame graphs, flame charts and state lanes. DOM-free, no d3 needed.
  *
- * Modes: "state" (CPU warm, waiting cool and tinted by wait reason, runnable violet),
+ * Modes: "state" (CPU warm, waiting cool and tinted by wait reason, runnable violet, waiting for
+ * the GIL gold),
  * "package" (one stable hue per package/module), "hot" (self time heat), and the diverging
  * diff scale. Every function returns a CSS colour string.
  */
@@ -13,6 +14,7 @@ export const STATE_COLORS = {
   cpu: [232, 93, 42],
   wait: [66, 133, 214],
   runnable: [156, 96, 204],
+  gil: [204, 160, 20],
   unknown: [150, 150, 150],
 };
 
@@ -28,7 +30,7 @@ const REASON_COLORS = {
   poll: [70, 170, 190],
   select: [70, 170, 190],
   futex: [111, 86, 196],
-  gil: [180, 120, 200],
+  gil: [204, 160, 20],
 };
 
 /** Stable 32-bit FNV-1a hash of a string. */
@@ -91,9 +93,9 @@ export function packageColor(pkg) {
 }
 
 /**
- * Colour of a node in "state" mode: the CPU/wait/runnable colours mixed by their shares of
+ * Colour of a node in "state" mode: the CPU/wait/runnable/GIL colours mixed by their shares of
  * the node's total, the wait share tinted by the node's dominant wait reason when known.
- * `node` has total, cpu, wait, runnable, unknown (ns) and optionally waits {reason: ns}.
+ * `node` has total, cpu, wait, runnable, gil, unknown (ns) and optionally waits {reason: ns}.
  */
 export function stateColor(node) {
   let waitColor = STATE_COLORS.wait;
@@ -112,6 +114,7 @@ export function stateColor(node) {
     [STATE_COLORS.cpu, node.cpu || 0],
     [waitColor, node.wait || 0],
     [STATE_COLORS.runnable, node.runnable || 0],
+    [STATE_COLORS.gil, node.gil || 0],
     [STATE_COLORS.unknown, node.unknown || 0],
   ];
   let r = 0, g = 0, b = 0, sum = 0, top = 0;
@@ -129,7 +132,7 @@ export function stateColor(node) {
 }
 
 /**
- * The state split of a node as [[css colour, fraction], ...] (CPU, waiting, runnable, other),
+ * The state split of a node as [[css colour, fraction], ...] (CPU, waiting, runnable, GIL, other),
  * or null when one state covers (nearly) all of it. Drawn as a strip under mixed frames.
  */
 export function stateSplit(node) {
@@ -139,6 +142,7 @@ export function stateSplit(node) {
     [rgb(STATE_COLORS.cpu), (node.cpu || 0) / total],
     [rgb(STATE_COLORS.wait), (node.wait || 0) / total],
     [rgb(STATE_COLORS.runnable), (node.runnable || 0) / total],
+    [rgb(STATE_COLORS.gil), (node.gil || 0) / total],
     [rgb(STATE_COLORS.unknown), (node.unknown || 0) / total],
   ];
   if (Math.max(...parts.map((p) => p[1])) > 0.97) return null;
@@ -179,7 +183,7 @@ export function diffColor(d) {
   return rgb(mix(neutral, t >= 0 ? worse : better, s));
 }
 
-/** Colour of one thread-state value in state lanes ("cpu", "wait", "runnable", "unknown"). */
+/** Colour of one thread-state value in state lanes ("cpu", "wait", "runnable", "gil", "unknown"). */
 export function laneColor(state, reason) {
   if (state === "wait") return rgb(reason ? reasonColor(reason) : STATE_COLORS.wait);
   return rgb(STATE_COLORS[state] || STATE_COLORS.unknown);

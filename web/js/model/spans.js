@@ -111,10 +111,10 @@ export function resolveSelection(correlation, { span = null, aggregate = false }
 
 /**
  * Sums over spans (all durations and times in ns): count, durationNs (sum), meanNs, maxNs,
- * samples, cpuNs, waitNs, runnableNs, selfNs, uncoveredNs.
+ * samples, cpuNs, waitNs, runnableNs, gilNs, selfNs, uncoveredNs.
  */
 export function aggregateSpans(spans) {
-  const out = { count: spans.length, durationNs: 0, meanNs: 0, maxNs: 0, samples: 0, cpuNs: 0, waitNs: 0, runnableNs: 0, selfNs: 0, uncoveredNs: 0 };
+  const out = { count: spans.length, durationNs: 0, meanNs: 0, maxNs: 0, samples: 0, cpuNs: 0, waitNs: 0, runnableNs: 0, gilNs: 0, selfNs: 0, uncoveredNs: 0 };
   for (const s of spans) {
     out.durationNs += s.durationNs;
     out.maxNs = Math.max(out.maxNs, s.durationNs);
@@ -122,6 +122,7 @@ export function aggregateSpans(spans) {
     out.cpuNs += s.cpuNs;
     out.waitNs += s.waitNs;
     out.runnableNs += s.runnableNs;
+    out.gilNs += s.gilNs || 0;
     out.selfNs += s.selfNs;
     out.uncoveredNs += s.uncoveredNs;
   }

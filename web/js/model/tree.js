@@ -4,7 +4,7 @@
  *
  * A FlameTree holds `nodes`, an array in pre-order (every parent before its children, each
  * node's subtree contiguous), node 0 the root. A node is
- *   { index, id, parent, depth, name, file, line, total, self, cpu, wait, runnable, unknown,
+ *   { index, id, parent, depth, name, file, line, total, self, cpu, wait, runnable, gil, unknown,
  *     samples, waits, pruned, children, key, delta? }
  * with times in ns; `id` is the server's node id (used to re-fetch a pruned subtree), `parent`
  * and `children` are indices into `nodes`, `pruned` says the server left out children here,
@@ -245,7 +245,7 @@ export function checkTree(tree) {
     if (childSum + node.self > node.total * (1 + eps) + 1) {
       problems.push(`node ${node.index} (${node.name}): children ${childSum} + self ${node.self} > total ${node.total}`);
     }
-    const parts = (node.cpu || 0) + (node.wait || 0) + (node.runnable || 0) + (node.unknown || 0);
+    const parts = (node.cpu || 0) + (node.wait || 0) + (node.runnable || 0) + (node.gil || 0) + (node.unknown || 0);
     if (Math.abs(parts - node.total) > Math.max(1, node.total * eps)) {
       problems.push(`node ${node.index} (${node.name}): states sum ${parts} != total ${node.total}`);
     }

@@ -27,7 +27,7 @@
 export const VIEWS = ["flame", "icicle", "chart", "sandwich", "top", "diff", "correlation"];
 export const STATE_FILTERS = ["all", "cpu", "wait"];
 export const COLOR_MODES = ["state", "package", "hot"];
-export const SORT_KEYS = ["total", "self", "cpu", "wait", "runnable", "samples", "name"];
+export const SORT_KEYS = ["total", "self", "cpu", "wait", "runnable", "gil", "samples", "name"];
 
 export const DEFAULTS = Object.freeze({
   page: "list",

@@ -74,11 +74,11 @@ export function renderTable(container, spec) {
   return table;
 }
 
-/** A small horizontal bar split into CPU / waiting / runnable / other parts (fractions of total). */
-export function splitBar({ cpu = 0, wait = 0, runnable = 0, total = 0 }, className = "split-bar") {
+/** A small horizontal bar split into CPU / waiting / runnable / GIL / other parts (fractions of total). */
+export function splitBar({ cpu = 0, wait = 0, runnable = 0, gil = 0, total = 0 }, className = "split-bar") {
   const bar = h("span", { class: className, role: "img" });
-  const t = total || cpu + wait + runnable;
-  const parts = [["cpu", cpu], ["wait", wait], ["runnable", runnable], ["other", Math.max(0, t - cpu - wait - runnable)]];
+  const t = total || cpu + wait + runnable + gil;
+  const parts = [["cpu", cpu], ["wait", wait], ["runnable", runnable], ["gil", gil], ["other", Math.max(0, t - cpu - wait - runnable - gil)]];
   const labels = [];
   for (const [name, value] of parts) {
     if (t > 0 && value > 0) {

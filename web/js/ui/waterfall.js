@@ -1,12 +1,12 @@
 /**
  * Canvas span waterfall: one row per span (indented by depth, coloured by category) with its
- * bar on a time scale shared with a flame chart, and a CPU / waiting / runnable strip under
+ * bar on a time scale shared with a flame chart, and a CPU / waiting / runnable / GIL strip under
  * each bar. Rows are virtualised (only the visible ones are drawn), so tens of thousands of
  * spans stay cheap.
  *
  *   const wf = new Waterfall(container, { onSelect(row, event), onHover(row, event), onLeave() });
  *   wf.setRows(rows);                 // [{ key, label, depth, startNs, endNs, color: [r,g,b],
- *                                     //    intervals?, split?: {cpu, wait, runnable}, approximate,
+ *                                     //    intervals?, split?: {cpu, wait, runnable, gil}, approximate,
  *                                     //    error, emphasis, note }]
  *   wf.setScale(x, labelWidth);       // x: ns -> px in the plot (a d3 scale), plot starts at labelWidth
  *   wf.setHighlight(keys, windows);   // selected row keys, time windows [[a, b]] to band
@@ -241,10 +241,10 @@ export class Waterfall {
     ctx.fillRect(x0, top, w, height);
     ctx.globalAlpha = 1;
     const split = row.split;
-    const total = split ? split.cpu + split.wait + split.runnable : 0;
+    const total = split ? split.cpu + split.wait + split.runnable + (split.gil || 0) : 0;
     if (total > 0 && w > 4) {
       let left = x0;
-      for (const [key, value] of [["cpu", split.cpu], ["wait", split.wait], ["runnable", split.runnable]]) {
+      for (const [key, value] of [["cpu", split.cpu], ["wait", split.wait], ["runnable", split.runnable], ["gil", split.gil || 0]]) {
         const pw = (value / total) * w;
         ctx.fillStyle = rgb(STATE_COLORS[key]);
         ctx.fillRect(left, top + height - 3, pw, 3);

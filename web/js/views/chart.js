@@ -138,7 +138,7 @@ class ChartView {
     const thread = `${displayText(hit.track.name || "(unnamed)", 60)} (tid ${hit.track.tid})`;
     const when = `${(hit.start / 1e9).toFixed(3)} s \u2013 ${(hit.end / 1e9).toFixed(3)} s (${formatDuration(hit.end - hit.start)})`;
     if (hit.kind === "state") {
-      const label = { cpu: "On CPU", waiting: "Waiting", runnable: "Runnable (waiting for a CPU)", unknown: "Unknown state" }[hit.state] || hit.state;
+      const label = { cpu: "On CPU", waiting: "Waiting", runnable: "Runnable (waiting for a CPU)", gil: "Waiting for the GIL", unknown: "Unknown state" }[hit.state] || hit.state;
       return { title: hit.reason ? `${label}: ${hit.reason}` : label, subtitle: thread, rows: [["Time", when]] };
     }
     const node = hit.node || { name: "?", file: "", line: 0 };

@@ -259,7 +259,7 @@ class CorrelationView {
       const category = spanCategory(s);
       rows.push({
         key: s.spanId, label: s.name, depth: s.depth, startNs: s.startNs, endNs: s.endNs, color: categoryInfo(category).color,
-        split: { cpu: s.cpuNs, wait: s.waitNs, runnable: s.runnableNs }, approximate: s.approximate, error: s.status === "error",
+        split: { cpu: s.cpuNs, wait: s.waitNs, runnable: s.runnableNs, gil: s.gilNs }, approximate: s.approximate, error: s.status === "error",
         span: s, category,
       });
     }
@@ -273,7 +273,7 @@ class CorrelationView {
     if (!n) return;
     const [a, b] = this.correlation.window;
     const total = b - a;
-    const sampled = n.cpuNs + n.waitNs + n.runnableNs;
+    const sampled = n.cpuNs + n.waitNs + n.runnableNs + (n.gilNs || 0);
     append(banner,
       h("strong", { class: "corr-banner-title" }, "Not covered by any span: "),
       h("span", { class: "corr-no-span-time", data: { durationNs: n.durationNs } }, formatDuration(n.durationNs)),
@@ -282,6 +282,7 @@ class CorrelationView {
       h("span", { class: "t-cpu" }, `CPU ${formatDuration(n.cpuNs)}`), " \u00b7 ",
       h("span", { class: "t-wait" }, `waiting ${formatDuration(n.waitNs)}`),
       n.runnableNs ? h("span", { class: "t-runnable" }, ` \u00b7 runnable ${formatDuration(n.runnableNs)}`) : null,
+      n.gilNs ? h("span", { class: "t-gil" }, ` \u00b7 waiting for the GIL ${formatDuration(n.gilNs)}`) : null,
       n.uncoveredNs ? ` \u00b7 ${formatDuration(n.uncoveredNs)} without samples` : "",
       n.topFunctions.length ? h("span", { class: "corr-banner-top" }, " \u00b7 mostly in ", h("bdi", { class: "fn-name" }, displayText(n.topFunctions[0].name, 60))) : null,
       " ",
@@ -528,7 +529,7 @@ class CorrelationView {
     const pct = (v) => (total > 0 ? ` (${formatPercent(v / total)})` : "");
     Object.assign(el.dataset, {
       samples: String(tree.info.totalSamples), totalNs: String(total), cpuNs: String(root.cpu), waitNs: String(root.wait),
-      runnableNs: String(root.runnable),
+      runnableNs: String(root.runnable), gilNs: String(root.gil || 0),
     });
     this.flameMessage.classList.remove("error");
     if (!tree.info.totalSamples) {
@@ -546,6 +547,7 @@ class CorrelationView {
       h("span", { class: "t-cpu" }, ` \u00b7 CPU ${formatDuration(root.cpu)}${pct(root.cpu)}`),
       h("span", { class: "t-wait" }, ` \u00b7 waiting ${formatDuration(root.wait)}${pct(root.wait)}`),
       root.runnable ? h("span", { class: "t-runnable" }, ` \u00b7 runnable ${formatDuration(root.runnable)}${pct(root.runnable)}`) : null,
+      root.gil ? h("span", { class: "t-gil" }, ` \u00b7 waiting for the GIL ${formatDuration(root.gil)}${pct(root.gil)}`) : null,
       root.waits ? h("span", { class: "hint" }, ` \u00b7 waits: ${Object.entries(root.waits).map(([r, ns]) => `${displayText(r, 30)} ${formatDuration(ns)}`).join(", ")}`) : null);
   }
 
@@ -592,6 +594,7 @@ class CorrelationView {
           row("CPU", formatDuration(n.cpuNs), "t-cpu"),
           row("Waiting", formatDuration(n.waitNs), "t-wait"),
           row("Runnable", formatDuration(n.runnableNs), "t-runnable"),
+          row("Waiting for the GIL", formatDuration(n.gilNs || 0), "t-gil"),
           row("Not covered by samples", formatDuration(n.uncoveredNs)))),
         this.topFunctions(n.topFunctions));
       return;
@@ -611,6 +614,7 @@ class CorrelationView {
         row("CPU", formatDuration(agg.cpuNs), "t-cpu"),
         row("Waiting", formatDuration(agg.waitNs), "t-wait"),
         row("Runnable", formatDuration(agg.runnableNs), "t-runnable"),
+          row("Waiting for the GIL", formatDuration(agg.gilNs || 0), "t-gil"),
         row("Self (outside child spans)", formatDuration(agg.selfNs)),
         row("Not covered by samples", formatDuration(agg.uncoveredNs)))),
       h("p", { class: "hint" }, "Attributes of the span you clicked:"));
@@ -624,6 +628,7 @@ class CorrelationView {
         row("CPU", formatDuration(anchor.cpuNs), "t-cpu"),
         row("Waiting", formatDuration(anchor.waitNs), "t-wait"),
         row("Runnable", formatDuration(anchor.runnableNs), "t-runnable"),
+          row("Waiting for the GIL", formatDuration(anchor.gilNs || 0), "t-gil"),
         row("Self (outside child spans)", formatDuration(anchor.selfNs)),
         row("Not covered by samples", formatDuration(anchor.uncoveredNs)))));
       const same = this.correlation.spans.filter((s) => s.name === anchor.name).length;
@@ -661,7 +666,7 @@ class CorrelationView {
 
   rowTooltip(row) {
     const s = row.span;
-    const sampled = s.cpuNs + s.waitNs + s.runnableNs;
+    const sampled = s.cpuNs + s.waitNs + s.runnableNs + (s.gilNs || 0);
     const rows = [
       ["Duration", formatDuration(s.durationNs)],
       ["Samples", formatCount(s.samples)],
@@ -669,6 +674,7 @@ class CorrelationView {
       ["Waiting", formatDuration(s.waitNs)],
     ];
     if (s.runnableNs) rows.push(["Runnable", formatDuration(s.runnableNs)]);
+    if (s.gilNs) rows.push(["Waiting for the GIL", formatDuration(s.gilNs)]);
     rows.push(["Self", formatDuration(s.selfNs)], ["No samples", formatDuration(s.uncoveredNs)]);
     const headline = orderedAttributes(s.attributes).slice(0, 2);
     for (const [label, , value] of headline) rows.push([label, displayText(attributeText(value), 160)]);
@@ -679,6 +685,7 @@ class CorrelationView {
         { className: "part-cpu", fraction: s.cpuNs / sampled },
         { className: "part-wait", fraction: s.waitNs / sampled },
         { className: "part-runnable", fraction: s.runnableNs / sampled },
+        { className: "part-gil", fraction: (s.gilNs || 0) / sampled },
       ] : [],
       rows,
     };
@@ -706,7 +713,7 @@ class CorrelationView {
     const st = track.states;
     for (let k = 0; k < st.start.length; k++) {
       if (st.start[k] <= t && t < st.end[k]) {
-        const label = { cpu: "On CPU", waiting: "Waiting", runnable: "Runnable (waiting for a CPU)", unknown: "Unknown state" }[st.state[k]] || st.state[k];
+        const label = { cpu: "On CPU", waiting: "Waiting", runnable: "Runnable (waiting for a CPU)", gil: "Waiting for the GIL", unknown: "Unknown state" }[st.state[k]] || st.state[k];
         showTooltip(event, { title: st.reason[k] ? `${label}: ${st.reason[k]}` : label, subtitle: `${displayText(track.name || "(unnamed)", 60)} (tid ${track.tid})`,
           rows: [["Time", `${formatDuration(st.start[k] - this.fullDomain[0])} \u2013 ${formatDuration(st.end[k] - this.fullDomain[0])}`]] });
         return;

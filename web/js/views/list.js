@@ -36,9 +36,9 @@ export const profileListPage = {
       { key: "samples", label: "Samples", numeric: true, value: (p) => p.sampleCount, text: (p) => formatCount(p.sampleCount) },
       { key: "threads", label: "Threads", numeric: true, value: (p) => p.threads, text: (p) => String(p.threads) },
       {
-        key: "split", label: "CPU / waiting", value: (p) => p.cpuNs / Math.max(1, p.cpuNs + p.waitNs + p.runnableNs),
-        title: "Share of sampled wall time on CPU (orange), waiting (blue), runnable (violet)",
-        cell: (p) => splitBar({ cpu: p.cpuNs, wait: p.waitNs, runnable: p.runnableNs }),
+        key: "split", label: "CPU / waiting", value: (p) => p.cpuNs / Math.max(1, p.cpuNs + p.waitNs + p.runnableNs + p.gilNs),
+        title: "Share of sampled wall time on CPU (orange), waiting (blue), runnable (violet), waiting for the GIL (gold)",
+        cell: (p) => splitBar({ cpu: p.cpuNs, wait: p.waitNs, runnable: p.runnableNs, gil: p.gilNs }),
       },
     ];
     const draw = () => {

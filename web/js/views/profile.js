@@ -150,7 +150,7 @@ class ProfilePage {
       p.rateHz ? h("span", {}, `${Math.round(p.rateHz)} Hz`) : null,
       h("span", {}, `${this.info.threads.length} threads`),
       p.errors ? h("span", { class: "warn" }, `${formatCount(p.errors)} sampling errors`) : null,
-      splitBar({ cpu: p.cpuNs, wait: p.waitNs, runnable: p.runnableNs }),
+      splitBar({ cpu: p.cpuNs, wait: p.waitNs, runnable: p.runnableNs, gil: p.gilNs }),
     ));
     for (const note of p.notes.slice(0, 3)) this.head.appendChild(h("p", { class: "note" }, displayText(note, 300)));
     const request = requestInfoLine(p);
@@ -261,6 +261,7 @@ class ProfilePage {
       if (reasons.length) for (const [reason] of reasons) append(legend, swatch(rgb(reasonColor(reason)), `waiting: ${displayText(reason, 30)}`));
       else append(legend, swatch(rgb(STATE_COLORS.wait), "waiting"));
       append(legend, swatch(rgb(STATE_COLORS.runnable), "runnable"));
+      if (this.info.threads.some((t) => t.gilNs > 0)) append(legend, swatch(rgb(STATE_COLORS.gil), "waiting for the GIL"));
     } else if (this.state.color === "hot") {
       append(legend, swatch("rgb(250,226,150)", "little self time"), swatch("rgb(200,30,20)", "most self time"));
     } else {
@@ -281,10 +282,11 @@ class ProfilePage {
         h("span", { class: "t-cpu" }, ` \u00b7 CPU ${formatDuration(root.cpu)}${pct(root.cpu)}`),
         h("span", { class: "t-wait" }, ` \u00b7 waiting ${formatDuration(root.wait)}${pct(root.wait)}`),
         root.runnable ? h("span", { class: "t-runnable" }, ` \u00b7 runnable ${formatDuration(root.runnable)}${pct(root.runnable)}`) : null,
+        root.gil ? h("span", { class: "t-gil" }, ` \u00b7 waiting for the GIL ${formatDuration(root.gil)}${pct(root.gil)}`) : null,
         ` \u00b7 ${formatCount(tree.info.totalSamples)} samples`,
         this.state.threads.length ? ` \u00b7 ${this.state.threads.length} of ${this.info.threads.length} threads` : "",
       );
-      Object.assign(el.dataset, { totalNs: String(total), cpuNs: String(root.cpu), waitNs: String(root.wait), samples: String(tree.info.totalSamples) });
+      Object.assign(el.dataset, { totalNs: String(total), cpuNs: String(root.cpu), waitNs: String(root.wait), gilNs: String(root.gil || 0), samples: String(tree.info.totalSamples) });
     }).catch((err) => {
       if (isAbort(err)) return;
       el.classList.remove("loading");
@@ -408,6 +410,7 @@ export function flameTooltip(node, base) {
     ["Waiting", `${formatDuration(node.wait)}${total ? ` (${formatPercent(node.wait / total)} of frame)` : ""}`],
   ];
   if (node.runnable) rows.push(["Runnable", formatDuration(node.runnable)]);
+  if (node.gil) rows.push(["Waiting for the GIL", `${formatDuration(node.gil)}${total ? ` (${formatPercent(node.gil / total)} of frame)` : ""}`]);
   if (node.waits) {
     for (const [reason, ns] of Object.entries(node.waits)) rows.push([`  wait: ${displayText(reason, 40)}`, formatDuration(ns)]);
   }
@@ -420,6 +423,7 @@ export function flameTooltip(node, base) {
       { className: "part-cpu", fraction: node.cpu / total },
       { className: "part-wait", fraction: node.wait / total },
       { className: "part-runnable", fraction: node.runnable / total },
+      { className: "part-gil", fraction: (node.gil || 0) / total },
       { className: "part-other", fraction: (node.unknown || 0) / total },
     ] : [],
     rows,

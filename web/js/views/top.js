@@ -1,4 +1,4 @@
-/** Top functions: a sortable table of self, total, CPU, waiting and runnable time per function. */
+/** Top functions: a sortable table of self, total, CPU, waiting, runnable and GIL time per function. */
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import { parseFunctionTable } from "../model/api.js";
 import { displayText, formatCount, formatDuration, formatPercent, shortFile } from "../model/format.js";
@@ -14,7 +14,7 @@ export const topView = {
   },
 };
 
-const SERVER_SORTS = new Set(["self", "total", "cpu", "wait", "runnable", "samples"]);
+const SERVER_SORTS = new Set(["self", "total", "cpu", "wait", "runnable", "gil", "samples"]);
 
 class TopView {
   constructor(container, ctx) {
@@ -78,7 +78,8 @@ class TopView {
       time("cpu", "CPU", "Part of the total on CPU"),
       time("wait", "Waiting", "Part of the total waiting"),
       time("runnable", "Runnable", "Part of the total runnable (waiting for a CPU)"),
-      { key: "split", label: "CPU / wait", sortable: false, value: (f) => f.cpu, cell: (f) => splitBar({ cpu: f.cpu, wait: f.wait, runnable: f.runnable, total: f.total }) },
+      time("gil", "GIL", "Part of the total waiting for the interpreter's GIL while other threads run Python"),
+      { key: "split", label: "CPU / wait", sortable: false, value: (f) => f.cpu, cell: (f) => splitBar({ cpu: f.cpu, wait: f.wait, runnable: f.runnable, gil: f.gil, total: f.total }) },
       { key: "samples", label: "Samples", numeric: true, value: (f) => f.samples, text: (f) => formatCount(f.samples) },
     ];
     renderTable(this.box, {
