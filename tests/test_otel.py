@@ -219,7 +219,7 @@ def test_profviz_spans_cli_lists_request_spans_and_no_span_entry(flask_run):
     for row in listing["spans"]:
         assert {"span_id", "parent_id", "name", "kind", "tid", "start", "duration_s", "samples", "cpu_s", "wait_s",
                 "uncovered_s", "top_functions"} <= set(row)
-        assert row["cpu_s"] + row["wait_s"] + row["runnable_s"] <= row["duration_s"] + 3e-6  # four values rounded to 1e-6
+        assert row["cpu_s"] + row["wait_s"] + row["runnable_s"] + row["gil_s"] <= row["duration_s"] + 4e-6  # five values rounded to 1e-6
     text = subprocess.run([PROFVIZ, "spans", "--request", str(request_id), "--store", str(store.path)],
                           capture_output=True, text=True, timeout=60)
     assert text.returncode == 0 and "(no span)" in text.stdout
@@ -313,7 +313,7 @@ def test_span_api_endpoints_serve_listing_waterfall_lanes_and_span_flame_graphs(
         assert depths.pop("GET /report") == 0 and set(depths.values()) == {1}, "the server span parents the calls"
         assert view["no_span"]["name"] == "(no span)"
         (lane,) = view["lanes"]
-        assert lane["tid"] == result["tid"] and set(lane["state"]) <= {"cpu", "waiting", "runnable", "unknown"}
+        assert lane["tid"] == result["tid"] and set(lane["state"]) <= {"cpu", "waiting", "runnable", "gil", "unknown"}
         assert lane["start_ns"][0] >= view["window"]["start_ns"] and lane["end_ns"][-1] <= view["window"]["end_ns"]
 
         query = next(s for s in view["spans"] if s["attributes"].get("db.system") == "sqlite")

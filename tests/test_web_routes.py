@@ -265,3 +265,40 @@ def test_hostile_routes_and_paths_are_text_and_too_few_profiles_say_so(site, pag
     page.goto(page.url)
     page.wait_for_selector("#routes-window-chip")
 
+
+
+def test_queue_times_give_total_latency_by_default_and_the_switch_shows_the_apps_alone(tmp_path, page):
+    """Requests a proxy stamped (queue_ns): the route table's percentiles are totals, with the
+    queued P95 beside them; "App only" recomputes them without the queue, kept in the URL; the
+    route page's stats and request list show total, queued and app times."""
+    from profviz.model import RequestRow
+
+    store = open_store(tmp_path / "q.db")
+    start = 1_764_000_000 * 10**9
+    ms = 1_000_000
+    rows = [RequestRow(1, 2, "/slow", "GET", "/slow", 200, start + i * 50 * ms, 40 * ms, cpu_ns=ms, queue_ns=(i % 20) * 5 * ms,
+                       labels={"capacity": 2}) for i in range(100)]
+    store.insert_requests(rows)
+    with running_server(store) as url:
+        page.goto(f"{url}/routes?w=all")
+        page.wait_for_selector("#route-table[data-rows]")
+        page.wait_for_selector("#latency-switch button[data-latency='total'][aria-pressed='true']")
+        headers = page.eval_on_selector_all("#route-table thead th", "ths => ths.map(t => t.textContent.replace(/ [▲▼]$/, \"\"))")
+        assert "Queued P95" in headers
+        (row,) = table_rows(page, "#route-table")
+        p95_total = to_ms(row[headers.index("P95")])
+        assert shown_ms(row[headers.index("Queued P95")], 90.25) and shown_ms(row[headers.index("P95")], 130.25), row
+        page.click("#latency-switch button[data-latency='app']")
+        page.wait_for_function("() => new URL(location.href).searchParams.get('lat') === 'app'")
+        page.wait_for_selector("#latency-switch button[data-latency='app'][aria-pressed='true']")
+        page.wait_for_function("() => document.querySelector('#route-table tbody tr td:nth-child(8)').textContent.trim() === '40.0 ms'")
+        assert to_ms(table_rows(page, "#route-table")[0][headers.index("P95")]) < p95_total
+        assert "app's time" in page.inner_text("#routes-latency-kind")
+        page.goto(f"{url}/routes/GET?route=/slow")
+        page.wait_for_selector("#route-requests[data-rows]")
+        assert shown_ms(page.inner_text("[data-stat='queued p95'] .stat-value"), 90.25)
+        request_headers = page.eval_on_selector_all("#route-requests thead th", "ths => ths.map(t => t.textContent.replace(/ [▲▼]$/, \"\"))")
+        assert {"Total", "Queued", "App"} <= set(request_headers), request_headers
+        first = table_rows(page, "#route-requests")[0]
+        assert shown_ms(first[request_headers.index("Total")], 135) and shown_ms(first[request_headers.index("App")], 40)
+    store.close()

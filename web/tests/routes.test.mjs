@@ -29,7 +29,14 @@ test("route table: every route with its counts and percentiles, hostile names ve
   assert.equal(table.routes.find((r) => r.route === HOSTILE_ROUTE).errorRate, 1);
   assert.ok(table.window.durationS >= 9.9 && table.window.end > table.window.start);
   assert.throws(() => parseRouteTable({ window: null, routes: [{ route: 1 }] }), ApiShapeError);
-  assert.deepEqual(parseRouteTable({ window: null, routes: [] }), { window: null, routes: [] });
+  assert.deepEqual(parseRouteTable({ window: null, routes: [] }), { window: null, routes: [], latency: "app", queueKnown: false });
+  assert.equal(table.latency, "total", "queue times exist: total latency by default");
+  assert.ok(table.queueKnown);
+  const feed = table.routes.find((r) => r.route === "/feed");
+  assert.equal(feed.p50, 102.5, "100 ms in the app plus 1..4 ms queued");
+  assert.equal(feed.queueP50, 2.5);
+  assert.equal(checkout.queueP95, null, "no /checkout request knew its queue time");
+  assert.throws(() => parseRouteTable({ window: null, routes: [], latency: "<b>" }), ApiShapeError);
 });
 
 test("latency: log-spaced histogram covering every request, and the series", () => {
@@ -50,6 +57,7 @@ test("utilisation and requests", () => {
   assert.ok(util.series.every((s) => s.utilisation >= 0 && s.utilisation <= 1 && s.busyMax >= 0));
   const requests = parseRequestList(load("requests"));
   assert.equal(requests.length, 6);
+  assert.ok(requests.every((r) => r.queueMs === null && r.totalMs === r.durationMs), "the slowest are /checkout's, never queued");
   assert.deepEqual(requests.map((r) => r.durationMs), [...requests.map((r) => r.durationMs)].sort((a, b) => b - a));
   assert.equal(requests[0].profileId, null, "the slowest one kept no profile");
   assert.ok(requests[1].profileId > 0);
@@ -112,6 +120,11 @@ test("routes URL state: routes with slashes, placeholders and markup survive a r
   assert.deepEqual(list.window, { from: 1700000000.5, to: 1700000060.25 });
   assert.equal(buildRoutesLocation(list), "/routes?from=1700000000.5&to=1700000060.25&sort=-p95");
   assert.equal(routesHref({ preset: "all" }), "/routes");
+  assert.equal(routesHref({ preset: "all" }, "app"), "/routes?lat=app");
+  assert.equal(parseRoutesLocation("/routes", "?lat=app").latency, "app");
+  assert.equal(parseRoutesLocation("/routes", "").latency, null, "no choice: the server's default");
+  assert.match(parseRoutesLocation("/routes", "?lat=<b>").problems[0], /ignored lat=/);
+  assert.equal(routeHref("/a", "GET", { preset: "all" }, "total"), "/routes/GET?route=%2Fa&lat=total");
   assert.equal(parseRoutesLocation("/profiles/3", "").page, null);
   const bad = parseRoutesLocation("/routes/<b>", "?w=7y&sort=evil&zoom=x&from=5");
   assert.equal(bad.method, "GET");

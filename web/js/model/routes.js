@@ -9,6 +9,8 @@
  *     rsort   slowest-requests sort key, "-" prefix for ascending   (default duration)
  *     fsort   tail-frames sort key                                    (default extra_self)
  *     zoom    server node id of the zoomed frame of the tail diff
+ *   lat   (both pages) total | app: latency with or without the time queued before the app
+ *         (default: the server's, total when queue times were recorded)
  *
  * Everything a route, path or function name holds is hostile: views show it as text only.
  */
@@ -21,8 +23,9 @@ export const WINDOW_PRESETS = [
   { id: "24h", label: "Last 24 h", since: "24h" },
   { id: "all", label: "All", since: null },
 ];
-export const ROUTE_SORT_KEYS = ["route", "method", "count", "rps", "errors", "p50", "p90", "p95", "p99", "max"];
-export const REQUEST_SORT_KEYS = ["id", "path", "status", "duration", "cpu", "start"];
+export const ROUTE_SORT_KEYS = ["route", "method", "count", "rps", "errors", "p50", "p90", "p95", "p99", "max", "queue"];
+export const REQUEST_SORT_KEYS = ["id", "path", "status", "duration", "queue", "total", "cpu", "start"];
+export const LATENCY_MODES = ["total", "app"];
 export const FRAME_SORT_KEYS = ["function", "extra_self", "extra_total", "tail_self", "typical_self", "extra_wait", "extra_cpu"];
 const METHOD_RE = /^[A-Z][A-Z0-9_-]{0,19}$/;
 
@@ -79,7 +82,7 @@ export function parseRoutesLocation(pathname, search = "") {
   const path = String(pathname || "").replace(/\/+$/, "");
   const state = {
     page: null, method: null, route: null, window: { preset: "all" }, sort: "p95", ascending: false,
-    requestSort: "duration", requestAscending: false, frameSort: "extra_self", frameAscending: false, zoom: null, problems,
+    requestSort: "duration", requestAscending: false, frameSort: "extra_self", frameAscending: false, zoom: null, latency: null, problems,
   };
   if (path === "/routes") state.page = "routes";
   else {
@@ -117,6 +120,11 @@ export function parseRoutesLocation(pathname, search = "") {
   const frames = parseSort(params.get("fsort"), FRAME_SORT_KEYS, "extra_self", problems, "fsort");
   state.frameSort = frames.sort;
   state.frameAscending = frames.ascending;
+  const latency = params.get("lat");
+  if (latency !== null) {
+    if (LATENCY_MODES.includes(latency)) state.latency = latency;
+    else problems.push(`ignored lat=${latency.slice(0, 20)}: expected one of ${LATENCY_MODES.join(", ")}`);
+  }
   const zoom = params.get("zoom");
   if (zoom) {
     if (/^\d+$/.test(zoom)) state.zoom = zoom;
@@ -138,6 +146,7 @@ export function buildRoutesLocation(state) {
   const params = new URLSearchParams();
   if (state.page === "route") params.set("route", state.route || "");
   windowQuery(state.window, params);
+  if (state.latency) params.set("lat", state.latency);
   if (state.page === "routes" && (state.sort !== "p95" || state.ascending)) params.set("sort", (state.ascending ? "-" : "") + state.sort);
   if (state.page === "route") {
     if (state.requestSort !== "duration" || state.requestAscending) params.set("rsort", (state.requestAscending ? "-" : "") + state.requestSort);
@@ -149,14 +158,20 @@ export function buildRoutesLocation(state) {
   return `${path}${query ? "?" + query : ""}`;
 }
 
-/** Link to one route's page over `window`. */
-export function routeHref(route, method, window) {
-  return buildRoutesLocation({ page: "route", route, method, window, requestSort: "duration", frameSort: "extra_self" });
+/** Link to one route's page over `window` (with the `latency` mode, when one was picked). */
+export function routeHref(route, method, window, latency = null) {
+  return buildRoutesLocation({ page: "route", route, method, window, latency, requestSort: "duration", frameSort: "extra_self" });
 }
 
 /** Link to the route table over `window`. */
-export function routesHref(window) {
-  return buildRoutesLocation({ page: "routes", window, sort: "p95" });
+export function routesHref(window, latency = null) {
+  return buildRoutesLocation({ page: "routes", window, latency, sort: "p95" });
+}
+
+/** `params` with the API's latency parameter for a picked mode (none: the server's default). */
+export function latencyApiParams(latency, params = new URLSearchParams()) {
+  if (latency) params.set("latency", latency);
+  return params;
 }
 
 /** Epoch seconds -> epoch ns as a decimal string (exact to the ms; ns exceed 2^53). */
@@ -176,7 +191,20 @@ export function windowApiParams(window, params = new URLSearchParams()) {
   return params;
 }
 
-/** GET /api/routes -> { window: { start, end, durationS } | null, routes: [row] }. */
+function latencyOf(json, where) {
+  const latency = json.latency === undefined ? "app" : str(json, "latency", where);
+  need(LATENCY_MODES.includes(latency), where, `latency is ${String(latency).slice(0, 20)}, not total or app`);
+  return latency;
+}
+
+function optionalNum(obj, key, where) {
+  return obj[key] === undefined || obj[key] === null ? null : num(obj, key, where);
+}
+
+/**
+ * GET /api/routes -> { window: { start, end, durationS } | null, latency ("total" | "app"),
+ * queueKnown, routes: [row] } (a row's queueP50/queueP95 are null where no request knew its queue time).
+ */
 export function parseRouteTable(json) {
   const where = "routes";
   const routes = arr(json, "routes", where).map((r, i) => {
@@ -184,7 +212,7 @@ export function parseRouteTable(json) {
     return {
       route: str(r, "route", w), method: str(r, "method", w), count: num(r, "count", w), rps: num(r, "rps", w),
       errorRate: num(r, "error_rate", w), p50: num(r, "p50_ms", w), p90: num(r, "p90_ms", w), p95: num(r, "p95_ms", w),
-      p99: num(r, "p99_ms", w), max: num(r, "max_ms", w),
+      p99: num(r, "p99_ms", w), max: num(r, "max_ms", w), queueP50: optionalNum(r, "queue_p50_ms", w), queueP95: optionalNum(r, "queue_p95_ms", w),
     };
   });
   let window = null;
@@ -192,10 +220,10 @@ export function parseRouteTable(json) {
     need(json.window && typeof json.window === "object", where, "window is neither an object nor null");
     window = { start: num(json.window, "start", `${where}.window`), end: num(json.window, "end", `${where}.window`), durationS: num(json.window, "duration_s", `${where}.window`) };
   }
-  return { window, routes };
+  return { window, routes, latency: latencyOf(json, where), queueKnown: json.queue_known === true };
 }
 
-/** GET /api/routes/latency -> { route, method, count, bucketS, histogram: [{low, high, count}] (ms), series: [{t, count, p50, p95, p99, max}] }. */
+/** GET /api/routes/latency -> { route, method, count, bucketS, latency, queueKnown, histogram: [{low, high, count}] (ms), series: [{t, count, p50, p95, p99, max}] }. */
 export function parseRouteLatency(json) {
   const where = "routes/latency";
   return {
@@ -203,6 +231,8 @@ export function parseRouteLatency(json) {
     method: str(json, "method", where),
     count: num(json, "count", where),
     bucketS: num(json, "bucket_s", where),
+    latency: latencyOf(json, where),
+    queueKnown: json.queue_known === true,
     histogram: arr(json, "histogram", where).map((b, i) => {
       const w = `${where}.histogram[${i}]`;
       return { low: num(b, "low_ms", w), high: num(b, "high_ms", w), count: num(b, "count", w) };
@@ -232,11 +262,12 @@ function parseRequestRow(r, where) {
   return {
     id: num(r, "id", where), route: str(r, "route", where), method: str(r, "method", where), path: str(r, "path", where),
     status: r.status === null ? null : num(r, "status", where), durationMs: num(r, "duration_ms", where), cpuMs: num(r, "cpu_ms", where),
+    queueMs: optionalNum(r, "queue_ms", where), totalMs: r.total_ms === undefined ? num(r, "duration_ms", where) : num(r, "total_ms", where),
     start: num(r, "start", where), profileId: numOrNull(r, "profile_id", where), error: typeof r.error === "string" ? r.error : null,
   };
 }
 
-/** GET /api/requests -> [request] ({ id, route, method, path, status, durationMs, cpuMs, start (epoch s), profileId, error }). */
+/** GET /api/requests -> [request] ({ id, route, method, path, status, durationMs (the app's), queueMs (null: unknown), totalMs, cpuMs, start (epoch s), profileId, error }). */
 export function parseRequestList(json) {
   return arr(json, "requests", "requests").map((r, i) => parseRequestRow(r, `requests[${i}]`));
 }

@@ -11,7 +11,7 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   parseRoutesLocation, buildRoutesLocation, routesHref, routeHref, windowApiParams, parseRouteTable, parseRouteLatency,
-  parseRequestList, parseTail, autoBucket,
+  parseRequestList, parseTail, autoBucket, latencyApiParams,
 } from "../model/routes.js";
 import { diffColor } from "../model/colors.js";
 import { displayText, formatCount, formatDuration, formatPercent, shortFile } from "../model/format.js";
@@ -24,7 +24,7 @@ import { drawHistogram, drawTimeChart, keepWidth, formatMs } from "../ui/routech
 import { markAfterPaint, mark } from "../ui/debug.js";
 import { drawFindings } from "../ui/findings.js";
 import { parseFindings } from "../model/findings.js";
-import { windowBar, requestColumns, errorBox } from "./routes.js";
+import { windowBar, requestColumns, errorBox, latencySwitch } from "./routes.js";
 
 const SLOWEST_FETCHED = 200;
 const SLOWEST_LISTED = 50;
@@ -47,9 +47,10 @@ class RoutePage {
     this.slot = new RequestSlot();
     const { route, method } = this.state;
     const label = `${method} ${route ?? ""}`;
-    setCrumbs([{ label: "Profiles", href: "/" }, { label: "Routes", href: routesHref(this.state.window) }, { label }]);
+    setCrumbs([{ label: "Profiles", href: "/" }, { label: "Routes", href: routesHref(this.state.window, this.state.latency) }, { label }]);
     document.title = `profviz: ${displayText(label, 80)}`;
     this.windowHost = h("div", { class: "routes-window-host" });
+    this.latencyHost = h("div", { class: "latency-host" });
     this.stats = h("div", { class: "route-stats", id: "route-stats" }, h("span", { class: "hint" }, "Loading\u2026"));
     this.histBox = h("div", { class: "chart-panel", id: "route-histogram" });
     this.latencyBox = h("div", { class: "chart-panel", id: "route-latency" });
@@ -72,7 +73,7 @@ class RoutePage {
     root.appendChild(h("section", { class: "route-page" },
       h("header", { class: "routes-head" },
         h("h1", {}, h("span", { class: "method" }, displayText(method, 12)), " ", h("bdi", { class: "route-name", id: "route-title" }, displayText(route ?? "(no route)", 200))),
-        this.windowHost),
+        this.windowHost, this.latencyHost),
       this.stats,
       h("div", { class: "panel findings-panel" }, h("h2", {}, "What to fix first"), this.findingsBox),
       h("div", { class: "routes-charts" },
@@ -110,13 +111,14 @@ class RoutePage {
   }
 
   setState(patch) {
-    const reload = "window" in patch && JSON.stringify(patch.window) !== JSON.stringify(this.state.window);
+    const reload = ("window" in patch && JSON.stringify(patch.window) !== JSON.stringify(this.state.window))
+      || ("latency" in patch && patch.latency !== this.state.latency);
     Object.assign(this.state, patch);
     window.history.replaceState(null, "", buildRoutesLocation(this.state));
     if (reload) {
       this.state.zoom = null;
       window.history.replaceState(null, "", buildRoutesLocation(this.state));
-      setCrumbs([{ label: "Profiles", href: "/" }, { label: "Routes", href: routesHref(this.state.window) }, { label: `${this.state.method} ${this.state.route}` }]);
+      setCrumbs([{ label: "Profiles", href: "/" }, { label: "Routes", href: routesHref(this.state.window, this.state.latency) }, { label: `${this.state.method} ${this.state.route}` }]);
       this.renderWindow();
       this.load();
     }
@@ -127,7 +129,7 @@ class RoutePage {
   }
 
   routeParams(extra = {}) {
-    return windowApiParams(this.state.window, new URLSearchParams({ route: this.state.route, method: this.state.method, ...extra }));
+    return latencyApiParams(this.state.latency, windowApiParams(this.state.window, new URLSearchParams({ route: this.state.route, method: this.state.method, ...extra })));
   }
 
   loadFindings() {
@@ -145,8 +147,10 @@ class RoutePage {
   load() {
     this.loadFindings();
     const opts = (signal) => ({ signal, fresh: true });
-    this.slot.run((signal) => getJSON(apiUrl("/routes", windowApiParams(this.state.window)), opts(signal)).then(async (json) => {
+    this.slot.run((signal) => getJSON(apiUrl("/routes", latencyApiParams(this.state.latency, windowApiParams(this.state.window))), opts(signal)).then(async (json) => {
       const table = parseRouteTable(json);
+      this.table = table;
+      clear(this.latencyHost).appendChild(latencySwitch(table.latency, table.queueKnown, (mode) => this.setState({ latency: mode })));
       this.row = table.routes.find((r) => r.route === this.state.route && r.method === this.state.method) || null;
       this.drawStats(table);
       if (!this.row) {
@@ -164,7 +168,7 @@ class RoutePage {
       this.bucketS = autoBucket(this.domain[1] - this.domain[0]);
       const [latency, requests] = await Promise.all([
         getJSON(apiUrl("/routes/latency", this.routeParams({ bins: "40", bucket_s: String(this.bucketS) })), opts(signal)).then(parseRouteLatency),
-        getJSON(apiUrl("/requests", this.routeParams({ slowest: String(SLOWEST_FETCHED) })), opts(signal)).then(parseRequestList),
+        getJSON(apiUrl("/requests", this.routeParams({ slowest: String(SLOWEST_FETCHED), latency: table.latency })), opts(signal)).then(parseRequestList),
       ]);
       this.latency = latency;
       this.requests = requests;
@@ -198,7 +202,8 @@ class RoutePage {
       stat("RPS", r.rps >= 10 ? r.rps.toFixed(1) : r.rps.toFixed(2)),
       stat("Errors", formatPercent(r.errorRate), r.errorRate > 0 ? "worse" : ""),
       stat("P50", formatMs(r.p50)), stat("P90", formatMs(r.p90)), stat("P95", formatMs(r.p95)), stat("P99", formatMs(r.p99)), stat("Max", formatMs(r.max)),
-      h("span", { class: "hint" }, `over ${table.window.durationS.toFixed(1)} s`));
+      r.queueP95 !== null ? stat("Queued P95", formatMs(r.queueP95)) : null,
+      h("span", { class: "hint" }, `${table.latency === "total" ? "total latency (queued + app)" : "the app's time"} over ${table.window.durationS.toFixed(1)} s`));
   }
 
   drawHistogram() {
@@ -215,9 +220,13 @@ class RoutePage {
     }
     const s = this.latency.series;
     const threshold = this.row ? this.row.p90 : 0;
-    const dots = this.requests.filter((q) => q.durationMs >= threshold).map((q) => ({
-      t: q.start, v: q.durationMs, className: q.profileId !== null ? "has-profile" : "no-profile", data: q,
-      tip: { title: displayText(q.path, 200), rows: [["Duration", formatMs(q.durationMs)], ["Status", String(q.status ?? "\u2013")], ["Profile", q.profileId !== null ? "click for its flame graph" : "not kept"]] },
+    const total = this.latency.latency === "total";
+    const shown = (q) => (total ? q.totalMs : q.durationMs);
+    const dots = this.requests.filter((q) => shown(q) >= threshold).map((q) => ({
+      t: q.start, v: shown(q), className: q.profileId !== null ? "has-profile" : "no-profile", data: q,
+      tip: { title: displayText(q.path, 200), rows: [
+        ...(q.queueMs !== null ? [["Total", formatMs(q.totalMs)], ["Queued", formatMs(q.queueMs)], ["App", formatMs(q.durationMs)]] : [["Duration", formatMs(q.durationMs)]]),
+        ["Status", String(q.status ?? "\u2013")], ["Profile", q.profileId !== null ? "click for its flame graph" : "not kept"]] },
     }));
     drawTimeChart(this.latencyBox, {
       domain: this.domain, bucketS: this.bucketS, yLog: true, yFormat: formatMs, yLabel: "latency",
@@ -239,7 +248,7 @@ class RoutePage {
     }
     const rows = this.requests.slice(0, SLOWEST_LISTED);
     renderTable(this.requestsBox, {
-      columns: requestColumns(), rows, sort: this.state.requestSort, ascending: this.state.requestAscending,
+      columns: requestColumns({ withQueue: Boolean(this.table && this.table.queueKnown) }), rows, sort: this.state.requestSort, ascending: this.state.requestAscending,
       onSort: (key, ascending) => { this.setState({ requestSort: key, requestAscending: ascending }); this.drawRequests(); },
     });
     this.requestsBox.dataset.rows = String(rows.length);

@@ -10,7 +10,7 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   WINDOW_PRESETS, parseRoutesLocation, buildRoutesLocation, routeHref, windowApiParams, parseRouteTable,
-  parseRouteLatency, parseUtilisation, parseRequestList, autoBucket,
+  parseRouteLatency, parseUtilisation, parseRequestList, autoBucket, latencyApiParams,
   chartedRoutes,
 } from "../model/routes.js";
 import { displayText, formatCount, formatDateTime, formatPercent } from "../model/format.js";
@@ -51,6 +51,18 @@ export function windowBar(window, { onChange, onRefresh }) {
     h("button", { type: "button", id: "routes-refresh", title: "Load the latest requests", on: { click: onRefresh } }, "\u21bb Refresh"));
 }
 
+/**
+ * The latency switch, shown once queue times were recorded: total (queued before the app + the
+ * app's time, what clients saw) or the app's alone. `onChange(mode)` gets "total" or "app".
+ */
+export function latencySwitch(latency, queueKnown, onChange) {
+  if (!queueKnown) return h("span", { class: "hint latency-note", id: "latency-switch", title: "Set X-Request-Start at your proxy to see the time requests queue before the app (docs/queue-time.md)" }, "Latency: the app's time (no queue times recorded)");
+  const button = (mode, label, title) => h("button", { type: "button", class: "seg", title, data: { latency: mode }, aria: { pressed: String(latency === mode) }, on: { click: () => onChange(mode) } }, label);
+  return h("div", { class: "segmented", role: "group", id: "latency-switch", aria: { label: "Latency" } },
+    button("total", "Total (queue + app)", "What clients waited: the time queued before the app (from the proxy's X-Request-Start) plus the app's"),
+    button("app", "App only", "The app's time alone, from when a worker picked the request up"));
+}
+
 function statusCell(r) {
   if (r.status === null) return h("span", { class: "worse" }, r.error ? "error" : "\u2013");
   return h("span", { class: r.status >= 500 || r.error ? "worse" : r.status >= 400 ? "warn" : "" }, String(r.status));
@@ -62,14 +74,16 @@ export function profileCell(r) {
   return h("a", { href: `/profiles/${r.profileId}`, class: "profile-link", data: { profile: r.profileId } }, "flame graph");
 }
 
-/** Columns of a requests table; `withRoute` adds the route column. */
-export function requestColumns({ withRoute = false } = {}) {
+/** Columns of a requests table; `withRoute` adds the route column, `withQueue` the queue and total times. */
+export function requestColumns({ withRoute = false, withQueue = false } = {}) {
   return [
     { key: "id", label: "#", numeric: true, value: (r) => r.id, text: (r) => String(r.id) },
     withRoute ? { key: "route", label: "Route", value: (r) => r.route, cell: (r) => h("bdi", { class: "route-name" }, `${r.method} ${displayText(r.route, 80)}`), defaultAscending: true } : null,
     { key: "path", label: "Path", value: (r) => r.path, cell: (r) => h("bdi", { class: "req-path", title: r.path }, displayText(r.path, 90)), defaultAscending: true },
     { key: "status", label: "Status", numeric: true, value: (r) => r.status ?? 999, cell: statusCell },
-    { key: "duration", label: "Duration", numeric: true, value: (r) => r.durationMs, text: (r) => formatMs(r.durationMs) },
+    withQueue ? { key: "total", label: "Total", numeric: true, title: "Queued + app", value: (r) => r.totalMs, text: (r) => formatMs(r.totalMs) } : null,
+    withQueue ? { key: "queue", label: "Queued", numeric: true, title: "Before the app (from the proxy's X-Request-Start)", value: (r) => r.queueMs ?? -1, text: (r) => (r.queueMs === null ? "\u2013" : formatMs(r.queueMs)) } : null,
+    { key: "duration", label: withQueue ? "App" : "Duration", numeric: true, value: (r) => r.durationMs, text: (r) => formatMs(r.durationMs) },
     { key: "cpu", label: "CPU", numeric: true, value: (r) => r.cpuMs, text: (r) => formatMs(r.cpuMs) },
     { key: "start", label: "Started", value: (r) => r.start, text: (r) => formatDateTime(r.start) },
     { key: "profile", label: "Profile", sortable: false, value: (r) => r.profileId ?? -1, cell: profileCell },
@@ -96,6 +110,7 @@ class RoutesPage {
     setCrumbs([{ label: "Profiles", href: "/" }, { label: "Routes" }]);
     document.title = "profviz: routes";
     this.windowHost = h("div", { class: "routes-window-host" });
+    this.latencyHost = h("div", { class: "latency-host" });
     this.summary = h("p", { class: "routes-summary", id: "routes-summary" }, "Loading requests\u2026");
     this.tableBox = h("div", { class: "table-wrap", id: "route-table" });
     this.latencyBox = h("div", { class: "chart-panel", id: "routes-latency" });
@@ -106,7 +121,7 @@ class RoutesPage {
     this.findingsBox = h("div", { class: "findings", id: "routes-findings" }, h("span", { class: "hint" }, "Looking for bottlenecks\u2026"));
     this.findingsSlot = new RequestSlot();
     root.appendChild(h("section", { class: "routes-page" },
-      h("header", { class: "routes-head" }, h("h1", {}, "Routes"), this.windowHost),
+      h("header", { class: "routes-head" }, h("h1", {}, "Routes"), this.windowHost, this.latencyHost),
       this.summary,
       h("div", { class: "panel findings-panel" }, h("h2", {}, "What to fix first: the top finding of each route"), this.findingsBox),
       this.tableBox,
@@ -144,13 +159,18 @@ class RoutesPage {
   }
 
   setState(patch) {
-    const reload = "window" in patch && JSON.stringify(patch.window) !== JSON.stringify(this.state.window);
+    const reload = ("window" in patch && JSON.stringify(patch.window) !== JSON.stringify(this.state.window))
+      || ("latency" in patch && patch.latency !== this.state.latency);
     Object.assign(this.state, patch);
     window.history.replaceState(null, "", buildRoutesLocation(this.state));
     if (reload) {
       this.renderWindow();
       this.load();
     } else this.drawTable();
+  }
+
+  apiParams(extra = {}) {
+    return latencyApiParams(this.state.latency, windowApiParams(this.state.window, new URLSearchParams(extra)));
   }
 
   renderWindow() {
@@ -161,12 +181,13 @@ class RoutesPage {
   }
 
   load() {
-    const params = windowApiParams(this.state.window);
+    const params = this.apiParams();
     this.loadFindings();
     this.tableBox.classList.add("loading");
     this.slot.run((signal) => getJSON(apiUrl("/routes", params), { signal, fresh: true }).then(async (json) => {
       this.table = parseRouteTable(json);
       this.tableBox.classList.remove("loading");
+      clear(this.latencyHost).appendChild(latencySwitch(this.table.latency, this.table.queueKnown, (mode) => this.setState({ latency: mode })));
       this.drawSummary();
       this.drawTable();
       mark("routes-table", { routes: this.table.routes.length });
@@ -178,10 +199,10 @@ class RoutesPage {
         this.domain = "from" in this.state.window ? [this.state.window.from, this.state.window.to] : [this.table.window.start, this.table.window.end];
         this.bucketS = autoBucket(this.domain[1] - this.domain[0]);
         const top = chartedRoutes(this.table.routes, TOP_ROUTES_CHARTED);
-        const latencyOf = (r) => getJSON(apiUrl("/routes/latency", windowApiParams(this.state.window, new URLSearchParams({ route: r.route, method: r.method, bins: "1", bucket_s: String(this.bucketS) }))), { signal, fresh: true })
+        const latencyOf = (r) => getJSON(apiUrl("/routes/latency", this.apiParams({ route: r.route, method: r.method, bins: "1", bucket_s: String(this.bucketS) })), { signal, fresh: true })
           .then((body) => ({ row: r, latency: parseRouteLatency(body) }));
         const utilParams = windowApiParams(this.state.window, new URLSearchParams({ bucket_s: String(this.bucketS) }));
-        const slowParams = windowApiParams(this.state.window, new URLSearchParams({ slowest: String(SLOWEST_LISTED) }));
+        const slowParams = this.apiParams({ slowest: String(SLOWEST_LISTED), latency: this.table.latency });
         const [latency, util, slowest] = await Promise.all([
           Promise.all(top.map(latencyOf)),
           getJSON(apiUrl("/routes/utilisation", utilParams), { signal, fresh: true }).then(parseUtilisation),
@@ -212,7 +233,10 @@ class RoutesPage {
     }
     const total = routes.reduce((s, r) => s + r.count, 0);
     append(clear(this.summary),
-      `${formatCount(total)} requests on ${routes.length} route${routes.length === 1 ? "" : "s"} from ${formatDateTime(span.start)} to ${formatDateTime(span.end)} (${span.durationS.toFixed(1)} s).`);
+      `${formatCount(total)} requests on ${routes.length} route${routes.length === 1 ? "" : "s"} from ${formatDateTime(span.start)} to ${formatDateTime(span.end)} (${span.durationS.toFixed(1)} s). `,
+      h("span", { class: "hint", id: "routes-latency-kind" }, this.table.latency === "total"
+        ? "Latencies are totals: the time queued before the app plus the app's."
+        : "Latencies are the app's time, from when a worker picked the request up."));
   }
 
   drawTable() {
@@ -223,7 +247,7 @@ class RoutesPage {
     }
     const columns = [
       { key: "route", label: "Route", value: (r) => r.route, defaultAscending: true,
-        cell: (r) => h("a", { href: routeHref(r.route, r.method, this.state.window), class: "route-link", on: { click: (e) => { if (!e.ctrlKey && !e.metaKey && !e.shiftKey) e.preventDefault(); } } },
+        cell: (r) => h("a", { href: routeHref(r.route, r.method, this.state.window, this.state.latency), class: "route-link", on: { click: (e) => { if (!e.ctrlKey && !e.metaKey && !e.shiftKey) e.preventDefault(); } } },
           h("bdi", { class: "route-name" }, displayText(r.route, 120))) },
       { key: "method", label: "Method", value: (r) => r.method, text: (r) => displayText(r.method, 12), defaultAscending: true },
       { key: "count", label: "Requests", numeric: true, value: (r) => r.count, text: (r) => formatCount(r.count) },
@@ -234,11 +258,13 @@ class RoutesPage {
       { key: "p95", label: "P95", numeric: true, value: (r) => r.p95, text: (r) => formatMs(r.p95) },
       { key: "p99", label: "P99", numeric: true, value: (r) => r.p99, text: (r) => formatMs(r.p99) },
       { key: "max", label: "Max", numeric: true, value: (r) => r.max, text: (r) => formatMs(r.max) },
-    ];
+      this.table.queueKnown ? { key: "queue", label: "Queued P95", numeric: true, title: "P95 of the time requests waited before the app (from the proxy's X-Request-Start)",
+        value: (r) => r.queueP95 ?? -1, text: (r) => (r.queueP95 === null ? "\u2013" : formatMs(r.queueP95)) } : null,
+    ].filter(Boolean);
     renderTable(this.tableBox, {
       columns, rows: this.table.routes, sort: this.state.sort, ascending: this.state.ascending,
       onSort: (key, ascending) => this.setState({ sort: key, ascending }),
-      onRowClick: (r) => navigate(routeHref(r.route, r.method, this.state.window)),
+      onRowClick: (r) => navigate(routeHref(r.route, r.method, this.state.window, this.state.latency)),
     });
     this.tableBox.dataset.rows = String(this.table.routes.length);
   }
@@ -291,7 +317,9 @@ class RoutesPage {
       clear(this.slowBox).appendChild(h("p", { class: "hint" }, "No requests in this window."));
       return;
     }
-    renderTable(this.slowBox, { columns: requestColumns({ withRoute: true }), rows: this.slowest, sort: "duration", ascending: false });
+    const withQueue = this.table.queueKnown;
+    renderTable(this.slowBox, { columns: requestColumns({ withRoute: true, withQueue }), rows: this.slowest,
+      sort: withQueue && this.table.latency === "total" ? "total" : "duration", ascending: false });
     this.slowBox.dataset.rows = String(this.slowest.length);
   }
 }

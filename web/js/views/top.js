@@ -78,10 +78,10 @@ class TopView {
       time("cpu", "CPU", "Part of the total on CPU"),
       time("wait", "Waiting", "Part of the total waiting"),
       time("runnable", "Runnable", "Part of the total runnable (waiting for a CPU)"),
-      time("gil", "GIL", "Part of the total waiting for the interpreter's GIL while other threads run Python"),
+      data.functions.some((f) => f.gil > 0) || state.sort === "gil" ? time("gil", "GIL", "Part of the total waiting for the interpreter's GIL while other threads run Python") : null,
       { key: "split", label: "CPU / wait", sortable: false, value: (f) => f.cpu, cell: (f) => splitBar({ cpu: f.cpu, wait: f.wait, runnable: f.runnable, gil: f.gil, total: f.total }) },
       { key: "samples", label: "Samples", numeric: true, value: (f) => f.samples, text: (f) => formatCount(f.samples) },
-    ];
+    ].filter(Boolean);
     renderTable(this.box, {
       columns,
       rows,
