@@ -7,7 +7,7 @@ pyinstrument profile of the same route with functions on both sides, and every p
 a demo profile.
 
 The README's screenshots of these views come from here:
-``PROFVIZ_SCREENSHOTS=docs/screenshots python -m pytest tests/test_demo_browser.py``.
+``PROFVIZ_SCREENSHOTS=docs/screenshots python -m pytest tests/test_demo_browser.py`` (and ``tests/test_load.py`` for ``load.png``).
 """
 
 from __future__ import annotations

@@ -188,6 +188,20 @@ class Utilisation:
     series: list[UtilisationPoint]
 
 
+def worker_capacity(columns: dict[str, list]) -> tuple[int, str]:
+    """(capacity, source): the sum over processes of the ``capacity`` label requests carry (the
+    middleware's ``worker_threads``; "configured") when every process has one, else the number of
+    distinct (pid, tid) that served a request ("observed")."""
+    n = len(columns.get("pid", []))
+    configured: dict[int, int] = {}
+    for pid, cap in zip(columns["pid"], columns.get("capacity") or [None] * n):
+        if cap:
+            configured[pid] = max(configured.get(pid, 0), int(cap))
+    if configured and len(configured) == len(set(columns["pid"])):
+        return sum(configured.values()), "configured"
+    return len(set(zip(columns["pid"], columns["tid"]))), "observed"
+
+
 def utilisation_series(
     columns: dict[str, list],
     bucket_s: float,
@@ -212,14 +226,7 @@ def utilisation_series(
     ends = starts + np.asarray(columns["duration_ns"], dtype=np.int64)
     source = "argument"
     if capacity is None:
-        configured: dict[int, int] = {}
-        for pid, cap in zip(columns["pid"], columns.get("capacity") or [None] * n):
-            if cap:
-                configured[pid] = max(configured.get(pid, 0), int(cap))
-        if configured and len(configured) == len(set(columns["pid"])):
-            capacity, source = sum(configured.values()), "configured"
-        else:
-            capacity, source = len(set(zip(columns["pid"], columns["tid"]))), "observed"
+        capacity, source = worker_capacity(columns)
     origin = int(since_ns if since_ns is not None else starts.min())
     stop = int(until_ns if until_ns is not None else ends.max())
     width = max(1, int(bucket_s * 1e9))

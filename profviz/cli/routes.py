@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import click
 
+from ..analysis.load import KNEE_FACTOR, load_curve
 from ..analysis.routes import LATENCIES, pick_latency, route_table
-from ..shapes.routes import request_entry, route_json
+from ..shapes.routes import load_json, request_entry, route_json
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
 from ..store import Store
@@ -42,7 +44,12 @@ def _when(ns: int) -> str:
 @click.option("--latency", type=click.Choice(LATENCIES), default=None,
               help="total: time queued before the app (from a proxy's X-Request-Start) plus the app's; app: the app's alone."
                    "  [default: total when queue times were recorded]")
-def routes_command(store_path: str | None, as_json: bool, since: str | None, latency: str | None) -> None:
+@click.option("--load", "by_load", is_flag=True,
+              help="Latency against load instead: percentiles by utilisation at arrival and by throughput, the knee and the headroom.")
+@click.option("--route", default=None, help="With --load: this route's latency (the load is the whole service's).")
+@click.option("--method", default=None, help="With --load and --route: this HTTP method only.")
+def routes_command(store_path: str | None, as_json: bool, since: str | None, latency: str | None, by_load: bool,
+                   route: str | None, method: str | None) -> None:
     """Per route: count, requests/s, error rate, P50/P90/P95/P99 and max latency, and the P95 of
     the time queued before the app where a proxy stamped it.
 
@@ -54,6 +61,11 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None, lat
     since_ns = _since_ns(since)
     columns = store.request_columns(since_ns=since_ns)
     latency = pick_latency(columns, latency)
+    if by_load:
+        _print_load(store, columns, latency, route, method.upper() if method else None, as_json, since)
+        return
+    if route is not None or method is not None:
+        raise UsageError("--route and --method go with --load; 'profviz requests --route R' lists one route's requests")
     window_s = None
     if columns["start_ns"]:
         first = max(min(columns["start_ns"]), since_ns or 0)
@@ -78,6 +90,47 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None, lat
             f"{r['method']:<7} {r['route'][:width]:<{width}} {r['count']:>7} {r['rps']:>8.2f} {100 * r['error_rate']:>6.1f}"
             f" {r['p50_ms']:>9.2f} {r['p90_ms']:>9.2f} {r['p95_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['max_ms']:>9.2f}{queue}"
         )
+
+
+def _print_load(store: Store, columns: dict, latency: str, route: str | None, method: str | None, as_json: bool,
+                since: str | None) -> None:
+    if route is not None and route not in set(columns["route"]):
+        _check_route_known(store, route)
+    curve = load_curve(columns, latency, route=route, method=method)
+    if as_json:
+        click.echo(json.dumps(load_json(curve), indent=2))
+        return
+    if not curve.requests:
+        where = f" in the last {since}" if since else ""
+        click.echo(f"no requests{where} in {store.location}")
+        return
+    who = f"{method or 'any method'} {route}" if route else "all routes"
+    source = {"configured": "configured worker threads", "observed": "threads seen serving requests"}.get(curve.capacity_source, curve.capacity_source)
+    click.echo(f"latency against load: {who}, {curve.requests} requests, {'total latency (queued + app)' if latency == 'total' else 'the app time'};"
+               f" capacity {curve.capacity} ({source})")
+    click.echo(f"{'utilisation at arrival':<24} {'requests':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for level in curve.levels:
+        band = f"{100 * level.low:.0f}-{100 * level.high:.0f}%" if level.high is not None else f">= {100 * level.low:.0f}%"
+        mark = "  <- knee" if curve.knee is not None and level.low == curve.knee else ""
+        click.echo(f"{band:<24} {level.requests:>9} {level.p50_ms:>9.2f} {level.p95_ms:>9.2f} {level.p99_ms:>9.2f}{mark}")
+    click.echo(f"{'throughput (req/s)':<24} {'requests':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for level in curve.throughput:
+        click.echo(f"{f'{level.low_rps:.1f}-{level.high_rps:.1f}':<24} {level.requests:>9} {level.p50_ms:>9.2f} {level.p95_ms:>9.2f} {level.p99_ms:>9.2f}")
+    click.echo("")
+    if curve.baseline_p99_ms is None:
+        click.echo("knee: too few requests to know the low-load P99")
+    elif curve.knee is None:
+        click.echo(f"knee: not reached; P99 stayed under {KNEE_FACTOR:g}x its low-load {curve.baseline_p99_ms:.2f} ms"
+                   f" up to {100 * curve.levels[-1].low:.0f}% utilisation")
+    else:
+        click.echo(f"knee: at {100 * curve.knee:.0f}% utilisation P99 is {curve.knee_p99_ms:.2f} ms,"
+                   f" {curve.knee_p99_ms / curve.baseline_p99_ms:.1f}x its low-load {curve.baseline_p99_ms:.2f} ms"
+                   f" (at {100 * curve.baseline_utilisation:.0f}%)")
+    headroom = f"peak: {100 * curve.peak_utilisation:.0f}% of the workers busy (busiest second), {curve.peak_rps:.1f} req/s; headroom {100 * curve.headroom:.0f}%"
+    if curve.traffic_to_knee is not None:
+        headroom += (": at the knee already" if curve.traffic_to_knee <= 1.05
+                     else f": about {curve.traffic_to_knee:.1f}x that traffic before the knee")
+    click.echo(headroom)
 
 
 @click.command("requests")

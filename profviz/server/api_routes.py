@@ -14,6 +14,7 @@ import time
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import NotFound
 
+from ..analysis.load import load_curve
 from ..analysis.pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION
 from ..analysis.routes import (
     LATENCIES, TAIL_TREE_MAX_NODES, has_queue_times, latency_histogram, latency_ns, latency_series, pick_latency,
@@ -21,7 +22,7 @@ from ..analysis.routes import (
 )
 from ..routes import parse_duration
 from ..shapes.routes import (
-    histogram_json, request_detail_json, request_entry, route_json, series_json, tail_diff_json, utilisation_json,
+    histogram_json, load_json, request_detail_json, request_entry, route_json, series_json, tail_diff_json, utilisation_json,
 )
 from ..store import ProfileNotFound, RequestNotFound
 from .context import server_context
@@ -129,6 +130,20 @@ def utilisation():
     if (last - first) / 1e9 / bucket_s > 5000:
         raise bad("bucket_s", f"{bucket_s} s makes more than 5000 buckets over this window; use a larger bucket")
     return jsonify(utilisation_json(utilisation_series(columns, bucket_s, since_ns=first, until_ns=last, capacity=capacity)))
+
+
+@bp.get("/api/routes/load")
+def route_load():
+    """Latency against load: percentiles by utilisation at arrival and by throughput, the knee and
+    the headroom, for one route (``route``, ``method``) or, without ``route``, every request."""
+    since_ns, until_ns = _window()
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns)
+    route = request.args.get("route") or None
+    method = (request.args.get("method") or "GET").upper() if route is not None else None
+    if route is not None and route not in set(columns["route"]):
+        raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
+    capacity = int_param(request.args, "capacity", None, low=1, high=100_000)
+    return jsonify(load_json(load_curve(columns, _latency(columns), route=route, method=method, capacity=capacity)))
 
 
 @bp.get("/api/requests")

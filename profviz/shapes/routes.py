@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ..analysis.load import KNEE_FACTOR, LoadCurve
 from ..analysis.routes import HistogramBin, LatencyPoint, RouteStats, TailDiff, Utilisation
 from ..model import RequestRow
 from .diff import diff_tree_json
@@ -23,6 +24,11 @@ def series_json(points: list[LatencyPoint]) -> list[dict]:
 
 def utilisation_json(utilisation: Utilisation) -> dict:
     return asdict(utilisation)
+
+
+def load_json(curve: LoadCurve) -> dict:
+    """``/api/routes/load``, ``profviz routes --load --json``: utilisations as fractions, latencies in ms."""
+    return {**asdict(curve), "knee_factor": KNEE_FACTOR}
 
 
 def request_entry(row: RequestRow) -> dict:

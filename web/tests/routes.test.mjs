@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import {
-  parseRouteTable, parseRouteLatency, parseUtilisation, parseRequestList, parseRequestDetail, parseTail,
+  parseRouteTable, parseRouteLatency, parseUtilisation, parseRequestList, parseRequestDetail, parseTail, parseLoadCurve,
   parseRoutesLocation, buildRoutesLocation, routeHref, routesHref, windowApiParams, epochNs, chartedRoutes,
 } from "../js/model/routes.js";
 import { ApiShapeError } from "../js/model/api.js";
@@ -48,6 +48,24 @@ test("latency: log-spaced histogram covering every request, and the series", () 
   const ratios = latency.histogram.map((b) => b.high / b.low);
   assert.ok(Math.max(...ratios) / Math.min(...ratios) < 1.01, "equal ratios: log-spaced bins");
   assert.equal(latency.bucketS, 2);
+});
+
+test("load curve: bands by utilisation at arrival, throughput bands, the knee and the headroom", () => {
+  const all = parseLoadCurve(load("routes_load"));
+  assert.equal(all.latency, "total");
+  assert.equal(all.capacity, 4);
+  assert.equal(all.requests, all.levels.reduce((s, l) => s + l.requests, 0));
+  assert.equal(all.requests, all.throughput.reduce((s, l) => s + l.requests, 0));
+  assert.ok(all.levels.every((l) => l.high === null || l.high > l.low));
+  assert.ok(all.levels.every((l) => l.p50 <= l.p95 && l.p95 <= l.p99));
+  assert.equal(all.knee, null, "a light load has no knee");
+  assert.equal(all.trafficToKnee, null);
+  assert.ok(all.headroom > 0.5 && Math.abs(all.headroom + all.peak - 1) < 1e-3);
+  assert.equal(all.kneeFactor, 1.5);
+  const route = parseLoadCurve(load("routes_load_route"));
+  assert.equal(route.latency, "app");
+  assert.equal(route.requests, 100, "only /checkout's requests, against every route's load");
+  assert.throws(() => parseLoadCurve({ ...load("routes_load"), levels: [{ low: "x" }] }), ApiShapeError);
 });
 
 test("utilisation and requests", () => {

@@ -1,5 +1,6 @@
 """``saturation``: the server's workers were nearly all busy, and a route's latency rose with it
-(the knee of latency against utilisation), in a window this names."""
+(the knee of latency against utilisation), in a window this names. Latency is total (queued before
+the app plus the app's time) where a proxy stamped the queue time: saturation shows as a queue."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def saturation(window: Window, limits: Thresholds) -> list[Finding]:
     found = []
     for traffic in routes_of(window).values():
         ids = np.array([index[r.id] for r in traffic.requests])
-        durations = np.array([r.duration_ns for r in traffic.requests], dtype=np.float64) / 1e6
+        durations = np.array([r.total_ns for r in traffic.requests], dtype=np.float64) / 1e6
         busy, calm = busy_bucket[ids], calm_bucket[ids]
         if not enough(traffic, int(busy.sum()), len(ids), limits.min_requests) or calm.sum() < limits.min_requests:
             continue

@@ -244,6 +244,38 @@ export function parseRouteLatency(json) {
   };
 }
 
+/**
+ * GET /api/routes/load -> { latency, capacity, capacitySource, requests, levels: [{low, high (null: open),
+ * requests, p50, p95, p99}] (utilisation as fractions, ms), throughput: [{lowRps, highRps, requests, p50,
+ * p95, p99}], baselineP99, knee (null: not reached), kneeP99, kneeFactor, peak, peakRps, headroom, trafficToKnee }.
+ */
+export function parseLoadCurve(json) {
+  const where = "routes/load";
+  const band = (l, w) => ({ requests: num(l, "requests", w), p50: num(l, "p50_ms", w), p95: num(l, "p95_ms", w), p99: num(l, "p99_ms", w) });
+  return {
+    latency: latencyOf(json, where),
+    capacity: num(json, "capacity", where),
+    capacitySource: str(json, "capacity_source", where),
+    requests: num(json, "requests", where),
+    levels: arr(json, "levels", where).map((l, i) => {
+      const w = `${where}.levels[${i}]`;
+      return { low: num(l, "low", w), high: numOrNull(l, "high", w), ...band(l, w) };
+    }),
+    throughput: arr(json, "throughput", where).map((l, i) => {
+      const w = `${where}.throughput[${i}]`;
+      return { lowRps: num(l, "low_rps", w), highRps: num(l, "high_rps", w), ...band(l, w) };
+    }),
+    baselineP99: numOrNull(json, "baseline_p99_ms", where),
+    knee: numOrNull(json, "knee", where),
+    kneeP99: numOrNull(json, "knee_p99_ms", where),
+    kneeFactor: num(json, "knee_factor", where),
+    peak: num(json, "peak_utilisation", where),
+    peakRps: num(json, "peak_rps", where),
+    headroom: num(json, "headroom", where),
+    trafficToKnee: numOrNull(json, "traffic_to_knee", where),
+  };
+}
+
 /** GET /api/routes/utilisation -> { capacity, capacitySource, bucketS, series: [{t, busyAvg, busyMax, utilisation}] }. */
 export function parseUtilisation(json) {
   const where = "routes/utilisation";

@@ -5,6 +5,8 @@
  *   drawTimeChart(container, { domain, series, dots, hlines, yLog, yFormat, onBrush, onDot })
  *                                                     lines (and areas) over time, dots for
  *                                                     single requests, brushing a time range
+ *   drawLoadChart(container, curve)                   latency percentiles against utilisation,
+ *                                                     with the knee, 100% and the peak marked
  *
  * d3 builds the SVG; every label is set with .text() (data is hostile). The container gets
  * data-bars / data-points / data-dots (what was drawn, for tests) and keeps its chart the
@@ -157,6 +159,60 @@ export function drawTimeChart(container, spec) {
     .on("mouseleave", () => hideTooltip())
     .on("click", (event, d) => onDot && onDot(d));
   container.dataset.dots = String(shown.length);
+}
+
+/** The x position (utilisation) a load band is drawn at: its middle, or a little past an open band's low edge. */
+function bandMiddle(level) {
+  return level.high === null ? level.low * 1.1 : (level.low + level.high) / 2;
+}
+
+/**
+ * Latency against load (a parsed /api/routes/load): P50/P95/P99 per utilisation band (log y),
+ * rules at 100% (every worker busy), at the knee and at the observed peak. The container gets
+ * data-points (bands drawn) and data-knee (the knee's utilisation, or "none").
+ */
+export function drawLoadChart(container, curve, { height = 230 } = {}) {
+  const box = frame(container, height);
+  container.dataset.points = "0";
+  container.dataset.knee = curve && curve.knee !== null ? String(curve.knee) : "none";
+  const levels = curve ? curve.levels.filter((l) => l.p50 > 0 && l.p99 > 0) : [];
+  if (!levels.length) return empty(box, "no requests in this window");
+  const xMax = Math.max(1.1, ...levels.map((l) => (l.high === null ? l.low * 1.25 : l.high)), (curve.peak || 0) * 1.05);
+  const x = d3.scaleLinear().domain([0, xMax]).range([box.left, box.right]);
+  const lo = Math.max(1e-3, d3.min(levels, (l) => l.p50));
+  const hi = Math.max(lo * 2, d3.max(levels, (l) => l.p99));
+  const y = d3.scaleLog().domain([lo / 1.3, hi * 1.3]).range([box.bottom, box.top]).clamp(true);
+  const rules = box.svg.append("g").attr("class", "marks");
+  const rule = (value, label, className, row) => {
+    if (!(value >= 0 && value <= xMax)) return;
+    const at = x(value);
+    rules.append("line").attr("class", `mark ${className}`).attr("x1", at).attr("x2", at).attr("y1", box.top).attr("y2", box.bottom);
+    const flip = at > box.right - 90;
+    rules.append("text").attr("class", `mark-label ${className}`).attr("x", flip ? at - 3 : at + 3).attr("text-anchor", flip ? "end" : "start")
+      .attr("y", box.top + 10 + row * 11).text(label);
+  };
+  rule(1, "all workers busy", "capacity", 0);
+  if (curve.knee !== null) rule(curve.knee, `knee: P99 ${formatMs(curve.kneeP99)}`, "knee", 1);
+  rule(curve.peak, `peak ${Math.round(curve.peak * 100)}%`, "peak", 2);
+  const plot = box.svg.append("g").attr("class", "plot");
+  for (const [key, className] of [["p50", "p50"], ["p95", "p95"], ["p99", "p99"]]) {
+    plot.append("path").attr("class", `line ${className}`)
+      .attr("d", d3.line().x((l) => x(bandMiddle(l))).y((l) => y(l[key])).curve(d3.curveMonotoneX)(levels));
+    plot.append("g").selectAll("circle").data(levels).join("circle").attr("class", `point ${className}`)
+      .attr("cx", (l) => x(bandMiddle(l))).attr("cy", (l) => y(l[key])).attr("r", 3)
+      .on("mousemove", (event, l) => showTooltip(event, {
+        title: l.high === null ? `${Math.round(l.low * 100)}% or more busy at arrival` : `${Math.round(l.low * 100)}\u2013${Math.round(l.high * 100)}% busy at arrival`,
+        rows: [["Requests", String(l.requests)], ["P50", formatMs(l.p50)], ["P95", formatMs(l.p95)], ["P99", formatMs(l.p99)]],
+      }))
+      .on("mouseleave", () => hideTooltip());
+  }
+  container.dataset.points = String(levels.length);
+  box.svg.append("g").attr("class", "axis").attr("transform", `translate(0,${box.bottom})`)
+    .call(d3.axisBottom(x).ticks(Math.max(2, Math.floor((box.right - box.left) / 70))).tickFormat((v) => `${Math.round(v * 100)}%`));
+  box.svg.append("g").attr("class", "axis").attr("transform", `translate(${box.left},0)`)
+    .call(d3.axisLeft(y).tickValues(logTicks(y.domain()[0], y.domain()[1], 6)).tickFormat(formatMs));
+  box.svg.append("text").attr("class", "axis-label").attr("transform", `translate(11,${(box.top + box.bottom) / 2}) rotate(-90)`)
+    .attr("text-anchor", "middle").text("latency");
 }
 
 /** Redraw `draw()` when the container's width changes; returns a function that stops it. */

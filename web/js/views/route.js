@@ -11,7 +11,7 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   parseRoutesLocation, buildRoutesLocation, routesHref, routeHref, windowApiParams, parseRouteTable, parseRouteLatency,
-  parseRequestList, parseTail, autoBucket, latencyApiParams,
+  parseRequestList, parseTail, autoBucket, latencyApiParams, parseLoadCurve,
 } from "../model/routes.js";
 import { diffColor } from "../model/colors.js";
 import { displayText, formatCount, formatDuration, formatPercent, shortFile } from "../model/format.js";
@@ -20,11 +20,11 @@ import { renderTable } from "../ui/table.js";
 import { setCrumbs, setStatus } from "../ui/chrome.js";
 import { FlameGraph } from "../ui/flamegraph.js";
 import { showTooltip, hideTooltip } from "../ui/tooltip.js";
-import { drawHistogram, drawTimeChart, keepWidth, formatMs } from "../ui/routecharts.js";
+import { drawHistogram, drawTimeChart, drawLoadChart, keepWidth, formatMs } from "../ui/routecharts.js";
 import { markAfterPaint, mark } from "../ui/debug.js";
 import { drawFindings } from "../ui/findings.js";
 import { parseFindings } from "../model/findings.js";
-import { windowBar, requestColumns, errorBox, latencySwitch } from "./routes.js";
+import { windowBar, requestColumns, errorBox, latencySwitch, loadNote } from "./routes.js";
 
 const SLOWEST_FETCHED = 200;
 const SLOWEST_LISTED = 50;
@@ -55,6 +55,8 @@ class RoutePage {
     this.histBox = h("div", { class: "chart-panel", id: "route-histogram" });
     this.latencyBox = h("div", { class: "chart-panel", id: "route-latency" });
     this.requestsBox = h("div", { class: "table-wrap", id: "route-requests" });
+    this.loadBox = h("div", { class: "chart-panel", id: "route-load" });
+    this.loadNote = h("p", { class: "hint", id: "route-load-note" });
     this.findingsBox = h("div", { class: "findings", id: "route-findings" }, h("span", { class: "hint" }, "Looking for bottlenecks\u2026"));
     this.findingsSlot = new RequestSlot();
     this.tailSummary = h("div", { class: "tail-summary", id: "tail-summary" }, h("span", { class: "hint" }, "Comparing profiles\u2026"));
@@ -85,6 +87,8 @@ class RoutePage {
             h("span", { class: "legend-item" }, h("span", { class: "swatch route-swatch p99" }), "P99"),
             h("span", { class: "legend-item" }, h("span", { class: "swatch dot-swatch" }), "slow request (click: its flame graph)")),
           this.latencyBox)),
+      h("div", { class: "panel" }, h("h2", {}, "Latency against load: this route, by how busy the workers were when each request arrived"),
+        this.loadNote, this.loadBox),
       h("div", { class: "panel tail-panel", id: "route-tail" },
         h("h2", {}, "Why is the tail slow?"),
         this.tailSummary, this.tailMessage, this.tailBody),
@@ -95,7 +99,8 @@ class RoutePage {
       onHover: (node, event) => showTooltip(event, this.tooltip(node)),
       onLeave: () => hideTooltip(),
     });
-    this.stopResize = [keepWidth(this.histBox, () => this.drawHistogram()), keepWidth(this.latencyBox, () => this.drawLatency())];
+    this.stopResize = [keepWidth(this.histBox, () => this.drawHistogram()), keepWidth(this.latencyBox, () => this.drawLatency()),
+      keepWidth(this.loadBox, () => drawLoadChart(this.loadBox, this.loadCurve))];
     setStatus(this.state.problems.join("; "), this.state.problems.length > 0);
     this.renderWindow();
     if (route) this.load();
@@ -166,10 +171,14 @@ class RoutePage {
       }
       this.domain = "from" in this.state.window ? [this.state.window.from, this.state.window.to] : [table.window.start, table.window.end];
       this.bucketS = autoBucket(this.domain[1] - this.domain[0]);
-      const [latency, requests] = await Promise.all([
+      const [latency, requests, loadCurve] = await Promise.all([
         getJSON(apiUrl("/routes/latency", this.routeParams({ bins: "40", bucket_s: String(this.bucketS) })), opts(signal)).then(parseRouteLatency),
         getJSON(apiUrl("/requests", this.routeParams({ slowest: String(SLOWEST_FETCHED), latency: table.latency })), opts(signal)).then(parseRequestList),
+        getJSON(apiUrl("/routes/load", this.routeParams()), opts(signal)).then(parseLoadCurve),
       ]);
+      this.loadCurve = loadCurve;
+      this.loadNote.textContent = loadNote(loadCurve);
+      drawLoadChart(this.loadBox, loadCurve);
       this.latency = latency;
       this.requests = requests;
       this.drawHistogram();

@@ -10,14 +10,14 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   WINDOW_PRESETS, parseRoutesLocation, buildRoutesLocation, routeHref, windowApiParams, parseRouteTable,
-  parseRouteLatency, parseUtilisation, parseRequestList, autoBucket, latencyApiParams,
+  parseRouteLatency, parseUtilisation, parseRequestList, autoBucket, latencyApiParams, parseLoadCurve,
   chartedRoutes,
 } from "../model/routes.js";
 import { displayText, formatCount, formatDateTime, formatPercent } from "../model/format.js";
 import { h, clear, append } from "../ui/dom.js";
 import { renderTable } from "../ui/table.js";
 import { setCrumbs, setStatus } from "../ui/chrome.js";
-import { drawTimeChart, keepWidth, formatMs } from "../ui/routecharts.js";
+import { drawTimeChart, drawLoadChart, keepWidth, formatMs } from "../ui/routecharts.js";
 import { mark } from "../ui/debug.js";
 import { drawFindings } from "../ui/findings.js";
 import { parseFindings, topPerRoute } from "../model/findings.js";
@@ -61,6 +61,19 @@ export function latencySwitch(latency, queueKnown, onChange) {
   return h("div", { class: "segmented", role: "group", id: "latency-switch", aria: { label: "Latency" } },
     button("total", "Total (queue + app)", "What clients waited: the time queued before the app (from the proxy's X-Request-Start) plus the app's"),
     button("app", "App only", "The app's time alone, from when a worker picked the request up"));
+}
+
+/** One line saying where the knee is and how much headroom the observed peak left. */
+export function loadNote(curve) {
+  if (!curve || !curve.requests) return "No requests in this window.";
+  const pct = (v) => `${Math.round(v * 100)}%`;
+  const knee = curve.baselineP99 === null ? "Too few requests per load level to tell the low-load P99."
+    : curve.knee === null ? `No knee: P99 stayed under ${curve.kneeFactor}\u00d7 its low-load ${formatMs(curve.baselineP99)} up to ${pct(curve.levels[curve.levels.length - 1].low)} busy.`
+      : `Knee at ${pct(curve.knee)} busy: P99 ${formatMs(curve.kneeP99)}, ${(curve.kneeP99 / curve.baselineP99).toFixed(1)}\u00d7 its low-load ${formatMs(curve.baselineP99)}.`;
+  let peak = ` Peak ${pct(curve.peak)} of ${curve.capacity} workers busy (${curve.peakRps.toFixed(1)} req/s): headroom ${pct(curve.headroom)}`;
+  if (curve.trafficToKnee !== null) peak += curve.trafficToKnee <= 1.05 ? ", at the knee already." : `, about ${curve.trafficToKnee.toFixed(1)}\u00d7 that traffic before the knee.`;
+  else peak += ".";
+  return knee + peak;
 }
 
 function statusCell(r) {
@@ -116,6 +129,8 @@ class RoutesPage {
     this.latencyBox = h("div", { class: "chart-panel", id: "routes-latency" });
     this.latencyLegend = h("div", { class: "legend route-legend", id: "routes-latency-legend" });
     this.utilBox = h("div", { class: "chart-panel", id: "routes-utilisation" });
+    this.loadBox = h("div", { class: "chart-panel", id: "routes-load" });
+    this.loadNote = h("p", { class: "hint", id: "routes-load-note" });
     this.utilNote = h("p", { class: "hint", id: "routes-utilisation-note" });
     this.slowBox = h("div", { class: "table-wrap", id: "routes-slowest" });
     this.findingsBox = h("div", { class: "findings", id: "routes-findings" }, h("span", { class: "hint" }, "Looking for bottlenecks\u2026"));
@@ -128,10 +143,17 @@ class RoutesPage {
       h("div", { class: "routes-charts" },
         h("div", { class: "panel" }, h("h2", {}, `P95 latency over time (the slowest and busiest ${TOP_ROUTES_CHARTED} routes)`), this.latencyLegend, this.latencyBox),
         h("div", { class: "panel" }, h("h2", {}, "Server utilisation: busy worker threads"), this.utilNote, this.utilBox)),
+      h("div", { class: "panel" }, h("h2", {}, "Latency against load: every route, by how busy the workers were when each request arrived"),
+        h("div", { class: "legend route-legend" },
+          h("span", { class: "legend-item" }, h("span", { class: "swatch route-swatch p50" }), "P50"),
+          h("span", { class: "legend-item" }, h("span", { class: "swatch route-swatch p95" }), "P95"),
+          h("span", { class: "legend-item" }, h("span", { class: "swatch route-swatch p99" }), "P99")),
+        this.loadNote, this.loadBox),
       h("div", { class: "panel" }, h("h2", {}, "Slowest requests"), this.slowBox)));
     this.stopResize = [
       keepWidth(this.latencyBox, () => this.drawLatency()),
       keepWidth(this.utilBox, () => this.drawUtilisation()),
+      keepWidth(this.loadBox, () => drawLoadChart(this.loadBox, this.loadCurve)),
     ];
     if (this.state.problems.length) setStatus(this.state.problems.join("; "), true);
     else setStatus("");
@@ -195,6 +217,7 @@ class RoutesPage {
         this.latency = [];
         this.util = null;
         this.slowest = [];
+        this.loadCurve = null;
       } else {
         this.domain = "from" in this.state.window ? [this.state.window.from, this.state.window.to] : [this.table.window.start, this.table.window.end];
         this.bucketS = autoBucket(this.domain[1] - this.domain[0]);
@@ -203,17 +226,21 @@ class RoutesPage {
           .then((body) => ({ row: r, latency: parseRouteLatency(body) }));
         const utilParams = windowApiParams(this.state.window, new URLSearchParams({ bucket_s: String(this.bucketS) }));
         const slowParams = this.apiParams({ slowest: String(SLOWEST_LISTED), latency: this.table.latency });
-        const [latency, util, slowest] = await Promise.all([
+        const [latency, util, slowest, load] = await Promise.all([
           Promise.all(top.map(latencyOf)),
           getJSON(apiUrl("/routes/utilisation", utilParams), { signal, fresh: true }).then(parseUtilisation),
           getJSON(apiUrl("/requests", slowParams), { signal, fresh: true }).then(parseRequestList),
+          getJSON(apiUrl("/routes/load", this.apiParams()), { signal, fresh: true }).then(parseLoadCurve),
         ]);
         this.latency = latency;
         this.util = util;
         this.slowest = slowest;
+        this.loadCurve = load;
       }
       this.drawLatency();
       this.drawUtilisation();
+      this.loadNote.textContent = loadNote(this.loadCurve);
+      drawLoadChart(this.loadBox, this.loadCurve);
       this.drawSlowest();
       mark("routes-painted", { routes: this.table.routes.length });
     })).catch((err) => {
