@@ -399,6 +399,62 @@ def test_a_sampled_request_profile_says_what_its_waits_wait_on(store):
         connection.close()
 
 
+def test_a_request_waiting_for_the_gil_is_gil_and_one_blocked_on_a_lock_is_lock(store):
+    """In-process: a request compressing with zlib (which lets the GIL go) beside a pure-Python
+    spinner thread is CPU, runnable or GIL, under 5% lock; a request blocked on a lock another
+    thread holds is lock, under 5% GIL."""
+    import time
+    import zlib
+
+    from profviz.analysis.summary import profile_summary
+    from profviz.model import State
+
+    data = bytes(range(256)) * 4096
+    stop = threading.Event()
+
+    def spin():
+        count = 0
+        while not stop.is_set():
+            count += 1
+
+    held = threading.Lock()
+
+    def app(environ, start_response):
+        until = time.monotonic() + 1.2
+        if environ["PATH_INFO"] == "/compress":
+            while time.monotonic() < until:
+                zlib.compress(data, 6)
+        else:
+            held.acquire(timeout=1.2)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = ProfilerMiddleware(app, store=store, tail_threshold_ms=1, deep_fraction=0.0)
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        Client(middleware).get("/compress").close()
+    finally:
+        stop.set()
+        spinner.join()
+    held.acquire()
+    releaser = threading.Timer(1.3, held.release)
+    releaser.start()
+    Client(middleware).get("/locked").close()
+    releaser.join()
+    assert middleware.flush()
+    shares = {}
+    for row in store.query_requests():
+        summary = profile_summary(store.load_profile(row.profile_id))
+        total = sum(summary.by_state)
+        lock = summary.waits.get("lock (futex)", 0)
+        shares[row.path] = {"busy": (summary.by_state[State.ON_CPU] + summary.by_state[State.RUNNABLE] + summary.by_state[State.GIL]) / total,
+                            "gil": summary.by_state[State.GIL] / total, "lock": lock / total}
+    compress, locked = shares["/compress"], shares["/locked"]
+    assert compress["busy"] >= 0.9 and compress["lock"] < 0.05 and compress["gil"] > 0.05, shares
+    assert locked["lock"] >= 0.9 and locked["gil"] < 0.05, shares
+
+
 def test_show_works_on_request_profiles(store, tmp_path):
     middleware = ProfilerMiddleware(make_app(), store=store, deep_fraction=1.0, tail_threshold_ms=1)
     Client(middleware).get("/busy/30").close()

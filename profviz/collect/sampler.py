@@ -4,7 +4,8 @@ docs/middleware.md.
 
 A sample is ``(time_ns, stack_id, state, weight_ns, reason)``: the start of the interval it stands
 for (epoch ns), an id in the process-wide :class:`~.stack_table.StackTable`, ON_CPU or WAITING (from
-the thread's CPU clock; GIL when the wait read is for the interpreter's GIL), the interval's length,
+the thread's CPU clock; GIL when the wait read is for the interpreter's GIL, RUNNABLE when the
+thread sat in the run queue: :meth:`~.waits.OwnThreadWaits.reason`), the interval's length,
 so a request's samples tile its lifetime, and for a WAITING sample what the thread waits on now
 (:class:`~.waits.OwnThreadWaits`; None if unknown).
 """
@@ -24,12 +25,14 @@ from ..model import State
 from ..model.state import GIL_REASON
 from . import forks
 from .stack_table import StackTable
+from .waits import RUNNABLE as RUNNABLE_REASON
 from .waits import OwnThreadWaits
 
 ON_CPU = int(State.ON_CPU)
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 WAITING = int(State.WAITING)
 GIL = int(State.GIL)
+RUNNABLE = int(State.RUNNABLE)
 _UNKNOWN = object()
 _NO_FLOOR = 1 << 30
 
@@ -264,7 +267,7 @@ class StackSampler:
 
     def _add_wait_reasons(self, waiting: list, slots: list[RequestSlot]) -> None:
         """Give each WAITING sample just taken what its thread waits on (:class:`OwnThreadWaits`),
-        unless its request ended meanwhile."""
+        or its state when that says GIL or RUNNABLE, unless its request ended meanwhile."""
         waits = self._waits
         if waits is None:
             waits = self._waits = OwnThreadWaits()
@@ -276,7 +279,12 @@ class StackSampler:
             reason = waits.reason(slot.native_id)
             if reason is not None and not slot.closed:
                 time_ns, stack, _, weight, _ = slot.samples[index]
-                slot.samples[index] = (time_ns, stack, GIL, weight, None) if reason == GIL_REASON else (time_ns, stack, WAITING, weight, reason)
+                if reason == GIL_REASON:
+                    slot.samples[index] = (time_ns, stack, GIL, weight, None)
+                elif reason == RUNNABLE_REASON:
+                    slot.samples[index] = (time_ns, stack, RUNNABLE, weight, None)
+                else:
+                    slot.samples[index] = (time_ns, stack, WAITING, weight, reason)
 
     def _forget_idle(self, frames: dict) -> None:
         """Threads not serving a request now keep the held frames that are still on their stack (a

@@ -357,6 +357,11 @@ def _pread_holding_the_gil():
     return pread
 
 
+RUNNABLE = "(runnable)"  # what reason() answers for a thread starved of CPU: its sample is RUNNABLE, with no reason
+RUNNABLE_SHARE = 0.5  # of the time since its previous reading, in the run queue
+GIL_MEMORY_S = 0.5  # how long a thread read waiting for the GIL, then caught running, is taken to be taking turns with it
+
+
 class OwnThreadWaits:
     """Wait reasons of this process's own threads, for the in-process sampler: one kept
     ``syscall`` file per thread, re-read with ``pread``; a reason is decoded again only when the
@@ -370,12 +375,18 @@ class OwnThreadWaits:
         self.decoder = WaitDecoder(self.pid, own=True, gil=own_gil_range())
         self._fds: dict[int, int] = {}
         self._last: dict[int, tuple[bytes, float, str | None]] = {}
+        self._gil_seen: dict[int, float] = {}  # when each thread was last read waiting for the GIL
+        self._sched_fds: dict[int, int] = {}
+        self._run_delay: dict[int, tuple[int, int]] = {}  # (monotonic ns, run-queue ns) at the last schedstat read
         self._disabled = False
         self._pread = _pread_holding_the_gil()
 
     def reason(self, native_id: int) -> str | None:
-        """Why thread ``native_id`` waits now: a known blocking call's reason, else None (it is
-        running again, or in a call that names no wait)."""
+        """Why thread ``native_id`` waited (the sampler asks for threads its CPU clock found mostly
+        off a CPU): a known blocking call's reason; ``gil`` too when it is running again but was
+        read waiting for the GIL within ``GIL_MEMORY_S``, with no other wait read since (a thread
+        taking turns with the GIL is caught between turns as often as in them); else None (running again, or in a call that
+        names no wait)."""
         if self._disabled:
             return None
         fd = self._fds.get(native_id)
@@ -395,14 +406,44 @@ class OwnThreadWaits:
         key = line[:line.find(b" ", line.find(b" ") + 1)]  # "number arg0"; "running" as it is
         last = self._last.get(native_id)
         if last is not None and last[0] == key and now - last[1] < SOCKET_CACHE_TTL_S:
-            return last[2]
-        if len(self._last) >= self.MAX_KEPT:
-            self._last.clear()
-            self.decoder.new_round()
-        reason, known = self.decoder.reason(native_id, line)
-        reason = reason if known else None
-        self._last[native_id] = (key, now, reason)
+            reason = last[2]
+        else:
+            if len(self._last) >= self.MAX_KEPT:
+                self._last.clear()
+                self._gil_seen.clear()
+                self.decoder.new_round()
+            reason, known = self.decoder.reason(native_id, line)
+            reason = reason if known else None
+            self._last[native_id] = (key, now, reason)
+        if reason == GIL_REASON:
+            self._gil_seen[native_id] = now
+        elif reason is not None:
+            self._gil_seen.pop(native_id, None)  # it waited on something else since
+        else:  # running again, or in a call that does not block (mmap, brk...)
+            share = self._run_queue_share(native_id)
+            if share is not None and share >= RUNNABLE_SHARE:
+                return RUNNABLE  # mostly off its CPU because the kernel ran others: starved of CPU, not waiting
+            if now - self._gil_seen.get(native_id, -GIL_MEMORY_S) < GIL_MEMORY_S:
+                return GIL_REASON  # mostly off its CPU, running again, and waiting for the GIL moments ago: retaking it
         return reason
+
+    def _run_queue_share(self, native_id: int) -> float | None:
+        """The share of the wall time since this thread's previous reading that it spent in the
+        run queue (``schedstat``'s second field); None on its first reading or when unreadable."""
+        fd = self._sched_fds.get(native_id)
+        try:
+            if fd is None:
+                fd = os.open(f"/proc/{self.pid}/task/{native_id}/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+                self._sched_fds[native_id] = fd
+            run_delay = int(self._pread(fd, 128).split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        now_ns = time.monotonic_ns()
+        previous = self._run_delay.get(native_id)
+        self._run_delay[native_id] = (now_ns, run_delay)
+        if previous is None or now_ns <= previous[0]:
+            return None
+        return (run_delay - previous[1]) / (now_ns - previous[0])
 
     @property
     def kept(self) -> int:
@@ -417,8 +458,13 @@ class OwnThreadWaits:
     def _drop(self, native_id: int) -> None:
         fd = self._fds.pop(native_id, None)
         self._last.pop(native_id, None)
+        self._gil_seen.pop(native_id, None)
+        self._run_delay.pop(native_id, None)
+        sched = self._sched_fds.pop(native_id, None)
         if fd is not None:
             os.close(fd)
+        if sched is not None:
+            os.close(sched)
 
     def forget_all(self) -> None:
         for native_id in list(self._fds):
