@@ -155,6 +155,16 @@ def test_tail_groups_and_tail_diff_point_at_the_extra_time():
         tail_diff(tail, [])
 
 
+def test_a_tail_waiting_for_the_gil_says_so_apart_from_cpu_and_waits():
+    typical = [request_profile({"render": (8, State.ON_CPU)}) for _ in range(3)]
+    tail = [request_profile({"render": (8, State.ON_CPU), "score": (40, State.GIL)}) for _ in range(3)]
+    diff = tail_diff(tail, typical)
+    top = diff["frames"][0]
+    assert (top["function"], top["extra_gil_ms"], top["extra_cpu_ms"], top["extra_wait_ms"]) == ("score", 40.0, 0.0, 0.0)
+    nodes = {node["fn"]: node for node in diff["tree"]["nodes"] if node["fn"] is not None}
+    assert max(node["b_gil_ns"] for node in nodes.values()) == 40 * 10**6
+
+
 def test_tail_diff_tree_is_per_request_with_widths_from_the_tail():
     typical = [request_profile({"render": (8, State.ON_CPU), "query": (2, State.WAITING)}) for _ in range(4)]
     tail = [request_profile({"render": (8, State.ON_CPU), "query": (62, State.WAITING), "lock": (30, State.WAITING)}) for _ in range(2)]

@@ -26,7 +26,7 @@ SIDES = ("a", "b")
 class DiffTree:
     """The merged tree of two sides, thresholded; per entry (preorder) as in :class:`~.pruning.TreeView`
     (``functions`` index ``function_table``), and per side (index 0 for a, 1 for b) the entry's
-    ``total``, ``self``, ``cpu`` and ``wait`` ns (per divisor unit when ``per_unit``).
+    ``total``, ``self``, ``cpu``, ``wait`` and ``gil`` ns (per divisor unit when ``per_unit``).
     ``root_totals`` are the sides' whole times; ``threshold`` is in shares of the larger side."""
 
     ids: list[int]
@@ -39,6 +39,7 @@ class DiffTree:
     self: tuple[list[int], list[int]]
     cpu: tuple[list[int], list[int]]
     wait: tuple[list[int], list[int]]
+    gil: tuple[list[int], list[int]]
     root_totals: tuple[int, int]
     base: str
     min_fraction: float
@@ -146,7 +147,8 @@ def group_diff(
     folded = pruned.folded_counts().tolist()
     ids = pruned.ids.tolist()
     sides = [{"total": pruned.values(totals[i].sum(axis=0)).tolist(), "self": pruned.values(selfs[i]).tolist(),
-              "cpu": pruned.values(totals[i][State.ON_CPU]).tolist(), "wait": pruned.values(totals[i][State.WAITING]).tolist()}
+              "cpu": pruned.values(totals[i][State.ON_CPU]).tolist(), "wait": pruned.values(totals[i][State.WAITING]).tolist(),
+              "gil": pruned.values(totals[i][State.GIL]).tolist()}
              for i in range(2)]
     for side in sides:
         side["self"] = [0 if node < 0 else value for node, value in zip(ids, side["self"])]
@@ -154,7 +156,7 @@ def group_diff(
         ids, [None] + pruned.parents[1:].tolist(), pruned.depths.tolist(),
         [ROOT_ENTRY if j == 0 else (OTHER_ENTRY if node < 0 else FRAME_ENTRY) for j, node in enumerate(ids)],
         [int(merged_gid[node]) if node >= 0 else -1 for node in ids], folded,
-        *(tuple(side[key] for side in sides) for key in ("total", "self", "cpu", "wait")),
+        *(tuple(side[key] for side in sides) for key in ("total", "self", "cpu", "wait", "gil")),
         (roots[0], roots[1]), base, min_fraction, float(pruned.threshold), float(weight[0]), scaled, table,
     )
 

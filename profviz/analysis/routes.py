@@ -304,7 +304,7 @@ def tail_groups(request_ids: Sequence[int], durations_ns: Sequence[int], profile
 
 
 def _function_totals(trees: Iterable[CallTree]) -> tuple[dict[tuple[str, str], np.ndarray], int]:
-    """Per (function, file): [total, self, cpu, wait] ns summed over call trees; also the wall sum."""
+    """Per (function, file): [total, self, cpu, wait, gil] ns summed over call trees; also the wall sum."""
     totals: dict[tuple[str, str], np.ndarray] = {}
     wall = 0
     for tree in trees:
@@ -313,8 +313,8 @@ def _function_totals(trees: Iterable[CallTree]) -> tuple[dict[tuple[str, str], n
             key = (stat.function, stat.file)
             row = totals.get(key)
             if row is None:
-                row = totals[key] = np.zeros(4, dtype=np.int64)
-            row += (stat.total_ns, stat.self_ns, stat.cpu_ns, stat.wait_ns)
+                row = totals[key] = np.zeros(5, dtype=np.int64)
+            row += (stat.total_ns, stat.self_ns, stat.cpu_ns, stat.wait_ns, stat.gil_ns)
     return totals, wall
 
 
@@ -333,6 +333,7 @@ class TailFrame:
     extra_cpu_ms: float
     extra_wait_ms: float
     share_of_extra: float = 0.0
+    extra_gil_ms: float = 0.0  # of the extra total, waiting for the GIL
 
 
 @dataclass
@@ -377,11 +378,11 @@ def tail_diff(
     n_tail, n_typical = len(tail_profiles), len(typical_profiles)
     rows = []
     for key in set(tail) | set(typical):
-        a = [float(v) for v in tail.get(key, np.zeros(4, dtype=np.int64)) / n_tail / 1e6]
-        b = [float(v) for v in typical.get(key, np.zeros(4, dtype=np.int64)) / n_typical / 1e6]
+        a = [float(v) for v in tail.get(key, np.zeros(5, dtype=np.int64)) / n_tail / 1e6]
+        b = [float(v) for v in typical.get(key, np.zeros(5, dtype=np.int64)) / n_typical / 1e6]
         rows.append(TailFrame(
             key[0], key[1], round(a[0], 3), round(b[0], 3), round(a[0] - b[0], 3), round(a[1], 3), round(b[1], 3),
-            round(a[1] - b[1], 3), round(a[2] - b[2], 3), round(a[3] - b[3], 3),
+            round(a[1] - b[1], 3), round(a[2] - b[2], 3), round(a[3] - b[3], 3), extra_gil_ms=round(a[4] - b[4], 3),
         ))
     extra_wall = tail_wall / n_tail / 1e6 - typical_wall / n_typical / 1e6
     positive = sum(r.extra_self_ms for r in rows if r.extra_self_ms > 0) or 1.0

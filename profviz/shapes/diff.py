@@ -8,8 +8,8 @@ from .functions import FunctionRows
 
 
 def diff_tree_json(tree: DiffTree) -> dict:
-    """The merged tree in the node format of ``/api/diff``: per node and side, total, self, CPU and
-    wait ns and the share of the side's total; ``delta_ns`` (b minus a) for per-unit trees."""
+    """The merged tree in the node format of ``/api/diff``: per node and side, total, self, CPU,
+    wait and GIL ns and the share of the side's total; ``delta_ns`` (b minus a) for per-unit trees."""
     functions = FunctionRows(tree.function_table)
     rows = []
     for j, node in enumerate(tree.ids):
@@ -22,6 +22,7 @@ def diff_tree_json(tree: DiffTree) -> dict:
             row[f"{side}_self_ns"] = tree.self[i][j]
             row[f"{side}_cpu_ns"] = tree.cpu[i][j]
             row[f"{side}_wait_ns"] = tree.wait[i][j]
+            row[f"{side}_gil_ns"] = tree.gil[i][j]
         a_fraction = fraction(row["a_total_ns"], tree.root_totals[0])
         b_fraction = fraction(row["b_total_ns"], tree.root_totals[1])
         row.update({"a_fraction": a_fraction, "b_fraction": b_fraction, "delta_fraction": round(b_fraction - a_fraction, 9)})

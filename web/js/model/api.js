@@ -342,7 +342,7 @@ export function parseDiff(json) {
   const base = json.base === "b" ? "b" : "a";
   const keys = {
     total: `${base}_total_ns`, self: `${base}_self_ns`, cpu: `${base}_cpu_ns`, wait: `${base}_wait_ns`,
-    runnable: "__none__", unknown: "__none__",
+    runnable: "__none__", gil: `${base}_gil_ns`, unknown: "__none__",
   };
   const extra = (raw, node, w) => {
     node.aTotal = num(raw, "a_total_ns", w);
@@ -353,7 +353,7 @@ export function parseDiff(json) {
     node.bFraction = num(raw, "b_fraction", w);
     node.delta = num(raw, "delta_fraction", w);
     // Diff nodes carry CPU and wait only; the rest of the total is shown as "other".
-    node.unknown = Math.max(0, node.total - node.cpu - node.wait);
+    node.unknown = Math.max(0, node.total - node.cpu - node.wait - node.gil);
   };
   const { nodes } = treeFromApiNodes(arr(json, "nodes", where), functions, where, { extra, timeKeys: keys });
   const side = (s, name) => ({

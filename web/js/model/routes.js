@@ -26,7 +26,7 @@ export const WINDOW_PRESETS = [
 export const ROUTE_SORT_KEYS = ["route", "method", "count", "rps", "errors", "p50", "p90", "p95", "p99", "max", "queue"];
 export const REQUEST_SORT_KEYS = ["id", "path", "status", "duration", "queue", "total", "cpu", "start"];
 export const LATENCY_MODES = ["total", "app"];
-export const FRAME_SORT_KEYS = ["function", "extra_self", "extra_total", "tail_self", "typical_self", "extra_wait", "extra_cpu"];
+export const FRAME_SORT_KEYS = ["function", "extra_self", "extra_total", "tail_self", "typical_self", "extra_wait", "extra_cpu", "extra_gil"];
 const METHOD_RE = /^[A-Z][A-Z0-9_-]{0,19}$/;
 
 function need(condition, where, what) {
@@ -328,7 +328,7 @@ export function parseRequestDetail(json) {
 export function parseTailTree(json, where = "routes/tail.diff.tree") {
   const functions = parseFunctions(json.functions, where);
   need(json.base === "b", where, `base is ${JSON.stringify(json.base)}, expected "b" (widths from the tail)`);
-  const timeKeys = { total: "b_total_ns", self: "b_self_ns", cpu: "b_cpu_ns", wait: "b_wait_ns", runnable: "__none__", unknown: "__none__" };
+  const timeKeys = { total: "b_total_ns", self: "b_self_ns", cpu: "b_cpu_ns", wait: "b_wait_ns", runnable: "__none__", gil: "b_gil_ns", unknown: "__none__" };
   const extra = (raw, node, w) => {
     node.aTotal = num(raw, "a_total_ns", w);
     node.bTotal = num(raw, "b_total_ns", w);
@@ -338,7 +338,7 @@ export function parseTailTree(json, where = "routes/tail.diff.tree") {
     node.bFraction = num(raw, "b_fraction", w);
     node.deltaNs = num(raw, "delta_ns", w);
     node.delta = node.deltaNs;
-    node.unknown = Math.max(0, node.total - node.cpu - node.wait);
+    node.unknown = Math.max(0, node.total - node.cpu - node.wait - node.gil);
   };
   const { nodes } = treeFromApiNodes(arr(json, "nodes", where), functions, where, { extra, timeKeys });
   return new FlameTree(nodes, {
@@ -377,7 +377,8 @@ export function parseTail(json) {
           function: str(f, "function", fw), file: str(f, "file", fw),
           tailTotal: num(f, "tail_total_ms", fw), typicalTotal: num(f, "typical_total_ms", fw), extraTotal: num(f, "extra_total_ms", fw),
           tailSelf: num(f, "tail_self_ms", fw), typicalSelf: num(f, "typical_self_ms", fw), extraSelf: num(f, "extra_self_ms", fw),
-          extraCpu: num(f, "extra_cpu_ms", fw), extraWait: num(f, "extra_wait_ms", fw), share: num(f, "share_of_extra", fw),
+          extraCpu: num(f, "extra_cpu_ms", fw), extraWait: num(f, "extra_wait_ms", fw),
+          extraGil: typeof f.extra_gil_ms === "number" ? f.extra_gil_ms : 0, share: num(f, "share_of_extra", fw),
         };
       }),
       tree: parseTailTree(d.tree || {}, `${w}.tree`),

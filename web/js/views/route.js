@@ -333,8 +333,9 @@ class RoutePage {
       { key: "typical_self", label: "Typical self", numeric: true, value: (f) => f.typicalSelf, text: (f) => formatMs(f.typicalSelf) },
       { key: "extra_wait", label: "Extra wait", numeric: true, value: (f) => f.extraWait, text: (f) => signedMs(f.extraWait) },
       { key: "extra_cpu", label: "Extra CPU", numeric: true, value: (f) => f.extraCpu, text: (f) => signedMs(f.extraCpu) },
+      frames.some((f) => f.extraGil !== 0) ? { key: "extra_gil", label: "Extra GIL", numeric: true, value: (f) => f.extraGil, text: (f) => signedMs(f.extraGil), title: "Extra time per request waiting for the interpreter's GIL" } : null,
       { key: "share", label: "Share", numeric: true, sortable: false, value: (f) => f.share, text: (f) => formatPercent(f.share) },
-    ];
+    ].filter(Boolean);
     renderTable(this.framesBox, {
       columns, rows: frames, sort: this.state.frameSort, ascending: this.state.frameAscending, maxRows: 30,
       onSort: (key, ascending) => { this.setState({ frameSort: key, frameAscending: ascending }); this.drawFrames(); },
