@@ -97,10 +97,10 @@ def render_summary_text(summary: dict, top: int, all_threads: bool = False) -> s
     for title, key in (("by self time", "self_s"), ("by total time", "total_s")):
         lines.append("")
         lines.append(f"top functions {title}:")
-        lines.append(f"{'total':>9} {'self':>9} {'cpu':>9} {'wait':>9}  function (file:line)")
+        lines.append(f"{'total':>9} {'self':>9} {'cpu':>9} {'wait':>9} {'gil':>9}  function (file:line)")
         for f in sorted(functions, key=lambda f: -f[key])[:top]:
             lines.append(
-                f"{_fmt_s(f['total_s'])} {_fmt_s(f['self_s'])} {_fmt_s(f['cpu_s'])} {_fmt_s(f['wait_s'])}"
+                f"{_fmt_s(f['total_s'])} {_fmt_s(f['self_s'])} {_fmt_s(f['cpu_s'])} {_fmt_s(f['wait_s'])} {_fmt_s(f['gil_s'])}"
                 f"  {f['function']} ({f['file']}:{f['line']})"
             )
     return "\n".join(lines)
@@ -117,7 +117,7 @@ def render_summary_text(summary: dict, top: int, all_threads: bool = False) -> s
 @click.option("--open", "open_ui", is_flag=True, help="Then serve the UI and open this profile in a browser (implies --serve).")
 def show_command(profile_id: int, store_path: str | None, as_json: bool, thread: str | None, top: int,
                  all_threads: bool, serve_ui: bool, open_ui: bool) -> None:
-    """Summarise a profile: per-thread CPU/waiting/runnable split and the top functions."""
+    """Summarise a profile: per-thread CPU/waiting/runnable/GIL split and the top functions."""
     store = open_cli_store(store_path)
     profile = store.load_profile(profile_id)
     summary = summary_json(profile_summary(profile, thread=thread))
