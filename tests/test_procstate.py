@@ -128,11 +128,22 @@ def test_sleeping_thread_waits_on_sleep(threads_target):
     wait_for_reading(threads_target["reader"], threads_target["tids"]["sleeper"], has_state(State.WAITING, "sleep"))
 
 
-def test_a_thread_waiting_for_the_gil_is_gil_and_one_waiting_for_a_lock_is_lock():
-    """tests/targets/attach_gil.py: the compressor (zlib releases the GIL, then waits to take it
-    back from the pure-Python spinner) waits on the GIL, never on a lock; the lock waiter waits on
-    its lock, never the GIL."""
-    target = subprocess.Popen([sys.executable, str(TARGETS / "attach_gil.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def _cpythons() -> list[str]:
+    """This interpreter and every other CPython 3.10-3.13 on the machine (pyenv's, Debian's)."""
+    import glob
+
+    found = {os.path.realpath(sys.executable): sys.executable}
+    for path in sorted(glob.glob("/root/.pyenv/versions/3.1[0-3].*/bin/python3") + glob.glob("/usr/bin/python3.1[0-3]")):
+        found.setdefault(os.path.realpath(path), path)
+    return list(found.values())
+
+
+@pytest.mark.parametrize("python", _cpythons())
+def test_a_thread_waiting_for_the_gil_is_gil_and_one_waiting_for_a_lock_is_lock(python):
+    """tests/targets/attach_gil.py, under each CPython 3.10-3.13 found: the compressor (zlib
+    releases the GIL, then waits to take it back from the pure-Python spinner) waits on the GIL,
+    never on a lock; the lock waiter waits on its lock, never the GIL."""
+    target = subprocess.Popen([python, str(TARGETS / "attach_gil.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         hello = json.loads(target.stdout.readline())
         pid, tids = hello["pid"], hello["threads"]
