@@ -3,6 +3,7 @@ request_log and its materialization by readers (also across real processes), sch
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sqlite3
@@ -342,3 +343,48 @@ def test_a_batch_logged_before_queue_times_and_one_with_them_both_read(tmp_path)
         ("/posts/0", None, 0), ("/posts/1", None, 0), ("/posts/2", 7_000_000, 7_000_000)]
     assert store.request_columns()["queue_ns"] == [None, None, 7_000_000]
     store.close()
+
+
+def test_a_schema_version_that_is_not_a_number_is_a_one_line_error(tmp_path):
+    path = tmp_path / "odd.db"
+    open_store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = 'v2-beta' WHERE key = 'schema_version'"))
+    with pytest.raises(StoreError, match="schema version 'v2-beta', which is not a number"):
+        open_store(path)
+    result = subprocess.run([sys.executable, "-m", "profviz", "list", "--store", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and result.stderr.startswith("profviz: store ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(StoreError, match="not a profviz store"):
+        open_store(foreign)
+
+
+def test_a_read_only_store_reads_and_a_write_says_what_to_do():
+    """A store on a read-only filesystem (a tmpfs remounted ro): list, routes and show work; a write
+    fails with one line naming the fix; nothing was changed."""
+    from tests.mounts import remount, tmpfs
+
+    with tmpfs() as where:
+        path = where / "store.db"
+        store = open_store(path)
+        store.write_batch(batch(0, 3))
+        profile_id = store.save_profile(make_profile(1_764_000_000 * 10**9))
+        store.close()
+        remount(where, "ro")
+        try:
+            def cli(*args):
+                return subprocess.run([sys.executable, "-m", "profviz", *args, "--store", str(path)], capture_output=True, text=True, timeout=60)
+
+            listed = cli("list", "--json")
+            assert listed.returncode == 0 and [p["id"] for p in json.loads(listed.stdout)] == [profile_id], listed.stderr
+            routes = cli("routes", "--json")
+            assert routes.returncode == 0 and json.loads(routes.stdout)[0]["count"] == 3, routes.stderr
+            assert cli("show", str(profile_id)).returncode == 0
+            reader = open_store(path)
+            assert reader.read_only and len(reader.query_requests()) == 3
+            with pytest.raises(StoreError, match="make it writable"):
+                reader.write_batch(batch(3, 1))
+            reader.close()
+        finally:
+            remount(where, "rw")

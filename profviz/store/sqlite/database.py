@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from ..base import StoreError
-from .schema import create_or_migrate
+from .schema import check_version, create_or_migrate, stored_version
 
 T = TypeVar("T")
 
@@ -18,12 +18,15 @@ T = TypeVar("T")
 class Database:
     """One SQLite file: per-thread connections, transactions retried while another process holds
     the write lock, driver errors turned into StoreError with a fix, the schema created or migrated
-    on open."""
+    on open. A store the user may read but not write (the file or its directory) opens
+    ``read_only``: reads work, writes fail with what to do, nothing is migrated."""
 
     def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 30.0):
         self.path = Path(path).expanduser()
         self.location = str(self.path)
         self.busy_timeout_s = busy_timeout_s
+        self.read_only = self.path.exists() and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK | os.X_OK))
+        self._immutable = False
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -51,10 +54,14 @@ class Database:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 # The class, not sqlite3.connect: tracing instrumentations wrap connect, and the
                 # store's own statements must not become spans of the profiled app.
-                conn = sqlite3.Connection(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
+                if self.read_only:
+                    conn = sqlite3.Connection(self._read_only_uri(), uri=True, timeout=self.busy_timeout_s, check_same_thread=False)
+                    self._show_pending(conn)
+                else:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    conn = sqlite3.Connection(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
@@ -64,6 +71,23 @@ class Database:
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    @staticmethod
+    def _show_pending(conn: sqlite3.Connection) -> None:
+        """Requests still in the log are read too (they cannot be moved into their table here)."""
+        from .requests import show_pending
+
+        try:
+            show_pending(conn)
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):  # a store too old to have a log: nothing pending
+                raise
+
+    def _read_only_uri(self) -> str:
+        """``mode=ro``; ``immutable=1`` when a WAL store's ``-shm`` file cannot be made (its directory is read-only)."""
+        from urllib.parse import quote
+
+        return f"file:{quote(str(self.path.resolve()))}?mode=ro" + ("&immutable=1" if self._immutable else "")
 
     def transaction(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(conn)`` in one transaction, retrying while SQLite reports a lock; ``action`` names it in errors."""
@@ -90,6 +114,9 @@ class Database:
     def _open_schema(self) -> None:
         if self.path.exists() and not os.access(self.path, os.R_OK):
             raise StoreError(f"cannot read store {self.path} (permission denied): fix its permissions, or pass --store PATH")
+        if self.read_only:
+            self._open_read_only()
+            return
         conn = self.connect()
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -98,6 +125,23 @@ class Database:
         except sqlite3.DatabaseError as exc:
             raise self.fail("open", exc) from None
         self.transaction("create the schema of", lambda c: create_or_migrate(c, self.location))
+
+    def _open_read_only(self) -> None:
+        """Check the schema without writing; a WAL store in a directory we cannot write opens immutable."""
+        for immutable in (False, True):
+            self._immutable = immutable
+            try:
+                found = stored_version(self.connect(), self.location)
+                break
+            except StoreError as exc:
+                self.close()
+                if immutable or "unable to open" not in str(exc):
+                    raise
+            except sqlite3.DatabaseError as exc:
+                self.close()
+                if immutable or "unable to open" not in str(exc):
+                    raise self.fail("open", exc) from None
+        check_version(found, self.location, read_only=True)
 
     def close(self) -> None:
         with self._lock:

@@ -94,6 +94,8 @@ def materialize_requests(store: Database) -> int:
     appended after the call started are left to the next call. Rows pointing at a profile that
     was deleted meanwhile get a NULL ``profile_id``, as stored rows do.
     """
+    if store.read_only:
+        return 0  # batches still in the log stay there, for a process that may write
     found = store.read("SELECT max(id) FROM request_log")
     last = found[0][0] if found else None
     if last is None:
@@ -149,6 +151,29 @@ def _with_queue_ns(values: list) -> list:
         out += values[start:start + OLD_FIELD_COUNT]
         out.append(NO_QUEUE)
     return out
+
+
+def show_pending(c: sqlite3.Connection) -> None:
+    """On a read-only connection, where nothing can be moved: make ``requests`` (a TEMP view,
+    which unqualified names find first) the stored rows plus the batches still in ``request_log``,
+    numbered after the stored ones. Unreadable batches are left out."""
+    params: list = []
+    for rows, data in c.execute("SELECT rows, data FROM main.request_log ORDER BY id"):
+        try:
+            values = _PlainValuesUnpickler(io.BytesIO(data)).load()
+            if type(values) is list and rows and len(values) == rows * OLD_FIELD_COUNT:
+                values = _with_queue_ns(values)
+            if type(values) is list and len(values) == rows * FIELD_COUNT:
+                params.extend(values)
+        except Exception:
+            continue
+    c.execute("CREATE TEMP TABLE pending_requests AS SELECT * FROM main.requests WHERE 0")
+    first = (c.execute("SELECT max(id) FROM main.requests").fetchone()[0] or 0) + 1
+    insert = _multi_row_insert(1).replace("INSERT INTO requests (", "INSERT INTO temp.pending_requests (id, ").replace("VALUES (", "VALUES (?, ")
+    for n, at in enumerate(range(0, len(params), FIELD_COUNT)):
+        c.execute(insert, [first + n, *params[at:at + FIELD_COUNT]])
+    columns = ", ".join(REQUEST_COLUMNS)
+    c.execute(f"CREATE TEMP VIEW requests AS SELECT {columns} FROM main.requests UNION ALL SELECT {columns} FROM temp.pending_requests")
 
 
 def _null_deleted_profiles(c: sqlite3.Connection, params: list) -> None:

@@ -122,23 +122,55 @@ CREATE TABLE IF NOT EXISTS stack_nodes (
 def create_or_migrate(conn: sqlite3.Connection, location: str) -> None:
     """Create the schema (inside the caller's transaction), or migrate an older store; raises
     StoreError for a store written by a newer profviz."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and "store_info" not in tables:
+        raise StoreError(f"{location} is an SQLite file but not a profviz store (it has no store_info table): "
+                         "use another store with --store PATH")
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-    found = conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()
+    found = stored_version(conn, location)
     if found is None:
         conn.execute("INSERT INTO store_info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    elif int(found[0]) in MIGRATES_FROM:
+    elif found in MIGRATES_FROM:
         from .span_facts import backfill
 
         for table, column in ADDED_COLUMNS:
             if column.split()[0] not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-        if int(found[0]) < 4:
+        if found < 4:
             backfill(conn)
         conn.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-    elif int(found[0]) != SCHEMA_VERSION:
-        raise StoreError(
-            f"store {location} has schema version {found[0]}, this profviz uses {SCHEMA_VERSION}: "
-            "upgrade profviz, or use another store with --store PATH"
-        )
+    else:
+        check_version(found, location)
+
+
+def stored_version(conn: sqlite3.Connection, location: str) -> int | None:
+    """The store's schema version (None for a new store); StoreError when it is not a number."""
+    try:
+        found = conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            raise StoreError(f"{location} is an SQLite file but not a profviz store (it has no store_info table): "
+                             "use another store with --store PATH") from None
+        raise
+    if found is None:
+        return None
+    try:
+        return int(found[0])
+    except (TypeError, ValueError):
+        raise StoreError(f"store {location} has schema version {str(found[0])[:40]!r}, which is not a number: it was not written "
+                         "by profviz, or is damaged; move it aside, or use another store with --store PATH") from None
+
+
+def check_version(found: int | None, location: str, *, read_only: bool = False) -> None:
+    """StoreError unless a store of schema ``found`` can be used as it is (``read_only``: it cannot be migrated)."""
+    if found == SCHEMA_VERSION:
+        return
+    if found is None or found in MIGRATES_FROM and read_only:
+        raise StoreError(f"store {location} is read-only and {'empty' if found is None else f'from an older profviz (schema {found})'}: "
+                         "open it once with write access to create or upgrade it, or use another store with --store PATH")
+    raise StoreError(
+        f"store {location} has schema version {found}, this profviz uses {SCHEMA_VERSION}: "
+        "upgrade profviz, or use another store with --store PATH"
+    )
