@@ -53,6 +53,9 @@ class Options:
         'proxy_set_header X-Request-Start "t=${msec}"), for the time queued before the app; () to ignore them')
     labels: Mapping[str, Any] | None = _option(None, "stored with every request and profile")
     enabled: bool = _option(True, "False: requests pass through untouched")
+    drain_on_sigterm: bool = _option(
+        True, "on SIGTERM, let requests in flight finish and store everything queued, then do what SIGTERM did "
+              "(the server's own handler, or end the process); installed from the main thread only")
     log_interval_s: float = _option(60.0, "each kind of internal failure is logged at most once per this interval")
     otel: str | None = _option(
         None, '"auto": record the app\'s OpenTelemetry spans in the same store, each request with its server span, '

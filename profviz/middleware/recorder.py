@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import random
+import threading
 from typing import Any
 
 from ..collect.sampler import StackSampler, process_sampler
@@ -21,6 +22,7 @@ from .batches import BatchWriter, FlushAggregates
 from .health import Health
 from .options import Options
 from .request import HeaderFn, QueryFn, RequestInfo, thread_name
+from .shutdown import DRAIN_WAIT_S, IN_FLIGHT_WAIT_S, drain_on_sigterm, wait_until
 
 DEEP_HEADER = "X-Profviz-Deep"
 DEEP_PARAM = "profviz_deep"
@@ -53,6 +55,8 @@ class Recorder:
         )
         self.span_processor = self._setup_otel() if options.otel == "auto" else None
         self.server_spans = self._server_spans() if self.span_processor is not None else None
+        self._serving: dict[int, int] = {}  # thread ident -> requests it has begun and not finished
+        self.drains_on_sigterm = options.enabled and options.drain_on_sigterm and drain_on_sigterm(self)
 
     def _setup_otel(self):
         """Record this process's OpenTelemetry spans in the same store (see :func:`profviz.otel.setup_otel`)."""
@@ -81,6 +85,8 @@ class Recorder:
             return None
         try:
             info = RequestInfo(method, path, request)
+            serving = self._serving
+            serving[info.ident] = serving.get(info.ident, 0) + 1
             for name in self.options.queue_headers:
                 info.queue_start = self.header(request, name)
                 if info.queue_start is not None:
@@ -144,6 +150,12 @@ class Recorder:
         if info.finished:
             return
         info.finished = True
+        serving = self._serving
+        left = serving.get(info.ident, 1) - 1
+        if left > 0:
+            serving[info.ident] = left
+        else:
+            serving.pop(info.ident, None)
         try:
             if info.profiler is not None:  # first: its last sample must not reach past the request's end
                 info.deep_result = self._stop_deep(info)
@@ -189,6 +201,15 @@ class Recorder:
     def close(self) -> None:
         """Write everything, route aggregates included, and stop the writer thread (also done at interpreter exit)."""
         self.writer.close()
+
+    def drain_for_exit(self, wait_for_requests: bool) -> bool:
+        """Before the process stops: let requests in flight on other threads finish (at most
+        IN_FLIGHT_WAIT_S, when ``wait_for_requests``), then store everything queued (at most
+        DRAIN_WAIT_S). True when everything was written."""
+        if wait_for_requests:
+            me = threading.get_ident()
+            wait_until(lambda: not any(n for ident, n in list(self._serving.items()) if ident != me), IN_FLIGHT_WAIT_S)
+        return self.flush(DRAIN_WAIT_S)
 
     @property
     def stats(self) -> dict:

@@ -1,0 +1,68 @@
+"""Keep what was recorded when the process is told to stop: a SIGTERM handler that lets the
+requests in flight finish, writes everything queued, then does what SIGTERM did before.
+
+Installed once per process, from the main thread only (Python's rule for signal handlers),
+chaining to the handler found there: a server's own (gunicorn's graceful stop) runs after the
+drain, unchanged; with none (waitress, ``python app.py``), the default action follows, so the
+process still ends by SIGTERM as it would have; an ignored SIGTERM stays ignored. Design notes:
+docs/middleware.md ("Shutdown").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import weakref
+from typing import Any, Callable
+
+IN_FLIGHT_WAIT_S = 5.0  # at most, for requests in flight to finish (only when SIGTERM would end the process)
+DRAIN_WAIT_S = 10.0  # at most, for the writer to store what is queued
+
+_drains: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_previous: Any = None
+_installed_pid: int | None = None
+
+
+def drain_on_sigterm(recorder: Any) -> bool:
+    """Have ``recorder`` drained (its ``drain_for_exit(wait_for_requests)``) on SIGTERM; False when
+    the handler cannot be installed (not the main thread, or no SIGTERM on this platform)."""
+    global _previous, _installed_pid
+    _drains.add(recorder)
+    if _installed_pid == os.getpid():
+        return True
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return False
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        return False
+    _previous, _installed_pid = previous, os.getpid()
+    return True
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    previous = _previous
+    ends_now = previous in (signal.SIG_DFL, None)
+    for recorder in list(_drains):
+        try:
+            recorder.drain_for_exit(wait_for_requests=ends_now)
+        except Exception:
+            pass  # whatever failed, SIGTERM must still do what it did
+    if callable(previous):
+        previous(signum, frame)
+    elif ends_now:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def wait_until(done: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``done()`` every 5 ms until it is true or ``timeout_s`` passed; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True

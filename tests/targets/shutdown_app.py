@@ -1,0 +1,43 @@
+"""A WSGI app for the shutdown tests (tests/test_shutdown.py), profiled into $SHUTDOWN_APP_STORE.
+
+``/work/<anything>`` sleeps 5 ms and answers its own path. Run as ``shutdown_app.py waitress`` or
+``shutdown_app.py wsgiref`` (``python app.py``: Python's own single-threaded server) it serves on a
+free 127.0.0.1 port from the main thread and prints ``{"url": ...}``; gunicorn imports ``app``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from profviz.wsgi import ProfilerMiddleware
+
+
+def work(environ, start_response):
+    time.sleep(0.005)
+    body = environ.get("PATH_INFO", "").encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+app = ProfilerMiddleware(work, store=os.environ["SHUTDOWN_APP_STORE"], writer_interval_s=1.0)
+
+if __name__ == "__main__":
+    if sys.argv[1] == "waitress":
+        from waitress import create_server
+
+        server = create_server(app, host="127.0.0.1", port=0, threads=4)
+        print(json.dumps({"url": f"http://127.0.0.1:{server.effective_port}"}), flush=True)
+        server.run()
+    else:
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args):
+                pass
+
+        server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+        print(json.dumps({"url": f"http://127.0.0.1:{server.server_port}"}), flush=True)
+        server.serve_forever()
