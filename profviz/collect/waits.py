@@ -415,12 +415,12 @@ class OwnThreadWaits:
             reason, known = self.decoder.reason(native_id, line)
             reason = reason if known else None
             self._last[native_id] = (key, now, reason)
+        share = self._run_queue_share(native_id)  # read at every waiting tick: each share covers about one interval
         if reason == GIL_REASON:
             self._gil_seen[native_id] = now
         elif reason is not None:
             self._gil_seen.pop(native_id, None)  # it waited on something else since
         else:  # running again, or in a call that does not block (mmap, brk...)
-            share = self._run_queue_share(native_id)
             if share is not None and share >= RUNNABLE_SHARE:
                 return RUNNABLE  # mostly off its CPU because the kernel ran others: starved of CPU, not waiting
             if now - self._gil_seen.get(native_id, -GIL_MEMORY_S) < GIL_MEMORY_S:
