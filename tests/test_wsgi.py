@@ -238,11 +238,17 @@ def test_a_failing_store_changes_no_response_and_is_counted_and_logged_once(tmp_
                     assert exchange(wrapped, path) == exchange(bare, path), (name, path)
                 middleware.flush(timeout_s=20)
             stats = middleware.stats
-            assert stats["errors"] >= 1 and stats["recorded"] == 0, (name, stats)
+            assert stats["store_failures"] >= 1 and stats["recorded"] == 0, (name, stats)
+            assert stats["write_failures"] == stats["held"] == 15, (name, stats)  # held for a later try, not silently lost
             messages = [r.getMessage() for r in caplog.records if r.name == "profviz"]
             assert messages and all(m.startswith("profviz:") for m in messages), (name, messages)
-            assert len(messages) <= len(stats["errors_by_kind"]), (name, messages)
-            middleware.close()
+            assert any("holding them in memory" in m for m in messages), (name, messages)
+            assert len(messages) == len(set(m.split(":")[1] for m in messages)) <= 4, (name, messages)  # each kind once
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="profviz"):
+                middleware.close()
+            assert middleware.stats["dropped_after_failure"] == 15, (name, middleware.stats)
+            assert any("15 request records were never stored" in r.getMessage() for r in caplog.records), (name, caplog.records)
     finally:
         locker.rollback()
         locker.close()

@@ -9,9 +9,10 @@ handoffs (each SQLite statement and commit releases the GIL) to a few per ``poll
 busy the server is. Each batch goes to ``handle_batch``
 (which does the SQLite work); an exception there is reported to ``on_error`` and the batch is
 lost, but the thread lives on. ``idle`` runs whenever the queue has been empty for ``idle_s``
-(periodic work such as flushing aggregates). :meth:`close` (also registered with ``atexit``)
-drains everything still queued and runs ``on_close`` on the writer thread, so nothing buffered
-is lost at normal interpreter exit.
+(periodic work such as flushing aggregates). Items dropped because the queue was full are
+reported to ``on_drop(new, total)`` from the writer thread (the request path only counts them).
+:meth:`close` (also registered with ``atexit``) drains everything still queued and runs
+``on_close`` on the writer thread, so nothing buffered is lost at normal interpreter exit.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class BackgroundWriter:
         close_timeout_s: float = 30.0,
         poll_s: float = 0.05,
         on_close: Callable[[], None] | None = None,
+        on_drop: Callable[[int, int], None] | None = None,
     ):
         if maxsize < 1:
             raise ValueError(f"writer queue size must be >= 1, got {maxsize}")
@@ -56,8 +58,10 @@ class BackgroundWriter:
         self.close_timeout_s = close_timeout_s
         self.poll_s = poll_s
         self.on_close = on_close
+        self.on_drop = on_drop
         self.handled = 0
         self.dropped = 0
+        self._dropped_reported = 0
         self.written_batches = 0
         self.cpu_ns = 0  # the writer thread's CPU time so far (batches, idle work, waking up)
         self.failed_batches = 0
@@ -142,6 +146,13 @@ class BackgroundWriter:
                 batch.clear()  # not kept while waiting for the next one (requests' samples, pyinstrument sessions)
             if not items:
                 draining = False
+            if self.dropped != self._dropped_reported and self.on_drop is not None:
+                total = self.dropped
+                try:
+                    self.on_drop(total - self._dropped_reported, total)
+                except Exception as exc:
+                    self._report("writer-drop", exc)
+                self._dropped_reported = total
             now = time.monotonic()
             if self.idle is not None and (stop or now - last_idle >= self.idle_s):
                 last_idle = now

@@ -2,8 +2,12 @@
 
 For each finished request: its status and route, the tail decision, the profile to keep (the
 sampler's samples over its shared stack table, or a pyinstrument session), its row; then one
-:meth:`Store.write_batch` a wake-up. When a batch's write fails, its requests are written again
-without profiles (those are reported lost). Route aggregates are stored when their window ends.
+:meth:`Store.write_batch` a wake-up. When a batch's profiles cannot be saved, its requests are
+written without them. When the store fails (locked past its timeout, a full disk, a store that
+cannot be opened), the requests are held in memory (at most ``queue_size`` of them, the oldest
+dropped beyond that) and written once it works again, retried with backoff; a store file deleted
+or replaced under the writer is created again at its path. Every failure, drop and recovery is
+counted and logged (rate limited). Route aggregates are stored when their window ends.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from typing import Any, Iterator
 
 from ..collect.sampler import StackSampler
@@ -29,6 +34,8 @@ from .request import RequestInfo, id_prefix, refresh_wall_offset, status_code
 
 MAX_STATUS_LINES = 1000
 MAX_PATH_ROUTES = 20_000
+FIRST_RETRY_S = 0.5
+MAX_RETRY_S = 30.0
 
 
 class FlushAggregates:
@@ -52,9 +59,26 @@ class BatchWriter:
         self._labels_tail = self._constant_labels_tail()
         self._nodes_source: str | None = None  # the sampler's stack nodes stored so far, and under which source
         self._nodes_stored = 0
+        self._held: deque[RequestBatch] = deque()  # requests whose write failed, oldest first, to write again
+        self._held_rows = 0
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._backoff_s = FIRST_RETRY_S
+        for key in ("store_failures", "held", "dropped_after_failure", "store_recovered", "store_reopened"):
+            counts.setdefault(key, 0)
 
     def store(self) -> Store:
-        """The store, opened on first use; the calling thread's commits relaxed (see :meth:`Store.relax_durability`)."""
+        """The store, opened on first use (again when its file was deleted or replaced); the
+        calling thread's commits relaxed (see :meth:`Store.relax_durability`)."""
+        if self._store is not None and not isinstance(self.options.store, Store) and self._store.moved_away():
+            location = getattr(self._store, "location", self.options.store)
+            self._store.close()
+            self._store = None
+            self._tuned_threads.clear()
+            self._nodes_source, self._nodes_stored = None, 0  # the new file has none of the stack nodes
+            self.counts["store_reopened"] += 1
+            self.health.warn("store moved", f"store {location} was deleted or replaced while recording: recording goes on in "
+                             "a new store created at that path (what was written before is in the old file, if anyone kept it)")
         if self._store is None:
             self._store = open_store(self.options.store)
         if threading.get_ident() not in self._tuned_threads:
@@ -78,19 +102,92 @@ class BatchWriter:
                 self.health.report("request record", exc)
         for profile in self.due_aggregates(force=flush_all):
             batch.keep(profile)
+        if flush_all:
+            self._retry_at = 0.0  # a flush tries the held requests now
         self.write(batch)
 
     def flush_aggregates(self, force: bool = False) -> None:
+        """Store the route aggregates that are due (all when ``force``, at close: then the held
+        requests are tried once more, and those still failing are reported lost)."""
         batch = RequestBatch()
         for profile in self.due_aggregates(force):
             batch.keep(profile)
+        if force:
+            self._retry_at = 0.0
         self.write(batch)
+        if force and self._held:
+            lost, self._held, self._held_rows = self._held_rows, deque(), 0
+            self.counts["dropped_after_failure"] += lost
+            self.counts["held"] = 0
+            self.health.warn("held lost", f"{lost} request records were never stored: the store still failed when recording "
+                             "stopped (see the message before)")
 
     def write(self, batch: RequestBatch) -> None:
-        """Store the batch (with the sampler's stack nodes its profiles need); on failure, its requests alone."""
-        if not batch.values and not batch.profiles:
+        """Store the batch, after any requests held from a failed write; when the store fails,
+        hold its requests for a later try (see the module docstring)."""
+        if not batch.values and not batch.profiles and not self._held:
             return
-        store = self.store()
+        if self._held and time.monotonic() < self._retry_at:
+            self._hold(batch, None)
+            return
+        try:
+            store = self.store()
+            while self._held:
+                self._write_one(store, self._held[0])
+                done = self._held.popleft()
+                self._held_rows -= len(done)
+                self.counts["held"] = self._held_rows
+                if not self._held:
+                    self._recovered(store)
+            if batch.values or batch.profiles:
+                self._write_one(store, batch)
+        except Exception as exc:
+            self._hold(batch, exc)
+
+    def _hold(self, batch: RequestBatch, exc: BaseException | None) -> None:
+        """Keep the batch's requests (not its profiles) for a later write; drop the oldest held beyond ``queue_size``."""
+        now = time.monotonic()
+        if exc is not None:
+            self.counts["store_failures"] += 1
+            if self._failing_since is None:
+                self._failing_since, self._backoff_s = now, FIRST_RETRY_S
+            else:
+                self._backoff_s = min(MAX_RETRY_S, self._backoff_s * 2)
+            self._retry_at = now + self._backoff_s
+            self.health.warn("store failing", f"could not write {len(batch)} request records: {exc}; holding them in memory "
+                             f"({self._held_rows + len(batch)} now, at most {self.options.queue_size}) to write again in {self._backoff_s:g} s")
+        if batch.profiles:
+            self.health.warn("profiles lost", f"{len(batch.profiles)} profiles not stored while the store fails (their requests are kept)")
+        held = batch.without_profiles() if batch.profiles else batch
+        if not held.values:
+            return
+        self._held.append(held)
+        self._held_rows += len(held)
+        self.counts["write_failures"] += len(held)
+        dropped = 0
+        while self._held_rows > self.options.queue_size and len(self._held) > 1:
+            oldest = self._held.popleft()
+            self._held_rows -= len(oldest)
+            dropped += len(oldest)
+        self.counts["held"] = self._held_rows
+        if dropped:
+            self.counts["dropped_after_failure"] += dropped
+            self.health.warn("held dropped", f"dropped {dropped} request records held since the store failed "
+                             f"({self.counts['dropped_after_failure']} in all): it has failed for {now - (self._failing_since or now):.0f} s "
+                             f"and at most queue_size={self.options.queue_size} are held; fix the store (see the message before)")
+
+    def _recovered(self, store: Store) -> None:
+        since = self._failing_since
+        self._failing_since, self._retry_at, self._backoff_s = None, 0.0, FIRST_RETRY_S
+        self.counts["store_recovered"] += 1
+        if since is not None:
+            location = getattr(store, "location", self.options.store)
+            self.health.warn("store recovered", f"store {location} works again after {time.monotonic() - since:.1f} s: the "
+                             "request records held meanwhile are stored")
+
+    def _write_one(self, store: Store, batch: RequestBatch) -> None:
+        """Store the batch (with the sampler's stack nodes its profiles need); when its profiles
+        cannot be saved, its requests alone. Raises when the requests cannot be written."""
         nodes_end = None
         if any(type(profile) is SharedStackProfile for profile, _ in batch.profiles):
             batch.stack_nodes, nodes_end = self._new_stack_nodes()
@@ -99,15 +196,10 @@ class BatchWriter:
                 store.write_batch(batch)
         except Exception as exc:
             if not batch.profiles:
-                self.counts["write_failures"] += len(batch)
                 raise
             self.health.report("saving profiles", exc)
-            try:
-                with _no_spans():
-                    store.write_batch(batch.without_profiles())
-            except Exception:
-                self.counts["write_failures"] += len(batch)
-                raise
+            with _no_spans():
+                store.write_batch(batch.without_profiles())
         else:
             for profile, _ in batch.profiles:
                 self.counts[_counter(profile)] += 1

@@ -32,6 +32,21 @@ class Health:
         more = f" ({suppressed} more since the last report)" if suppressed else ""
         logger.warning("profviz: %s failed: %s: %s%s; requests are served unchanged", where, type(exc).__name__, exc, more)
 
+    def warn(self, what: str, message: str) -> bool:
+        """Log ``message`` (after ``profviz: ``) at most once per ``interval_s`` for each ``what``;
+        the ones held back are counted into the next. Whether it was logged."""
+        with self._lock:
+            now = time.monotonic()
+            last = self._last_logged.get(what)
+            if last is not None and now - last < self.interval_s:
+                self._suppressed[what] = self._suppressed.get(what, 0) + 1
+                return False
+            self._last_logged[what] = now
+            suppressed = self._suppressed.pop(what, 0)
+        more = f" ({suppressed} more such reports since the last)" if suppressed else ""
+        logger.warning("profviz: %s%s", message, more)
+        return True
+
     @property
     def total(self) -> int:
         return sum(self.errors.values())

@@ -19,10 +19,10 @@ from typing import Any
 from ..collect.sampler import StackSampler, process_sampler
 from ..collect.writer import BackgroundWriter
 from .batches import BatchWriter, FlushAggregates
-from .health import Health
+from .health import Health, logger
 from .options import Options
 from .request import HeaderFn, QueryFn, RequestInfo, thread_name
-from .shutdown import DRAIN_WAIT_S, IN_FLIGHT_WAIT_S, drain_on_sigterm, wait_until
+from .shutdown import IN_FLIGHT_WAIT_S, drain_on_sigterm, wait_until
 
 DEEP_HEADER = "X-Profviz-Deep"
 DEEP_PARAM = "profviz_deep"
@@ -51,8 +51,9 @@ class Recorder:
         self.writer = BackgroundWriter(
             self.batches.handle, maxsize=options.queue_size, batch_size=1000, idle=self.batches.flush_aggregates,
             idle_s=1.0, on_error=self.health.report, poll_s=options.writer_interval_s,
-            on_close=lambda: self.batches.flush_aggregates(force=True),
+            on_close=self._on_close, on_drop=self._dropped,
         )
+        self._drops_logged = 0  # the writer's dropped count as the last queue-full message gave it
         self.span_processor = self._setup_otel() if options.otel == "auto" else None
         self.server_spans = self._server_spans() if self.span_processor is not None else None
         self._serving: dict[int, int] = {}  # thread ident -> requests it has begun and not finished
@@ -202,14 +203,31 @@ class Recorder:
         """Write everything, route aggregates included, and stop the writer thread (also done at interpreter exit)."""
         self.writer.close()
 
-    def drain_for_exit(self, wait_for_requests: bool) -> bool:
+    def drain_for_exit(self, wait_for_requests: bool) -> None:
         """Before the process stops: let requests in flight on other threads finish (at most
-        IN_FLIGHT_WAIT_S, when ``wait_for_requests``), then store everything queued (at most
-        DRAIN_WAIT_S). True when everything was written."""
+        IN_FLIGHT_WAIT_S, when ``wait_for_requests``), then store everything queued and stop the
+        writer (as at exit: what the store still refuses is reported lost). A request that
+        finishes afterwards starts the writer again."""
         if wait_for_requests:
             me = threading.get_ident()
             wait_until(lambda: not any(n for ident, n in list(self._serving.items()) if ident != me), IN_FLIGHT_WAIT_S)
-        return self.flush(DRAIN_WAIT_S)
+        self.writer.close()
+
+    def _on_close(self) -> None:
+        """On the writer thread as it stops: the last aggregates and held requests; the drops no message counted yet."""
+        self.batches.flush_aggregates(force=True)
+        dropped = self.writer.dropped
+        if dropped > self._drops_logged:
+            self._drops_logged = dropped
+            logger.warning("profviz: %d request records were dropped in all because the writer's queue was full "
+                           "(queue_size=%d)", dropped, self.options.queue_size)
+
+    def _dropped(self, new: int, total: int) -> None:
+        if self.health.warn("queue full", f"dropped {new} request records ({total} in all): the writer's queue (queue_size="
+                         f"{self.options.queue_size}) was full, because the store is slow or locked (see the other profviz "
+                         "messages) or requests come faster than it writes; requests never wait for it. Fix the store, or "
+                         "raise queue_size"):
+            self._drops_logged = total
 
     @property
     def stats(self) -> dict:

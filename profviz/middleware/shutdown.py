@@ -18,7 +18,6 @@ import weakref
 from typing import Any, Callable
 
 IN_FLIGHT_WAIT_S = 5.0  # at most, for requests in flight to finish (only when SIGTERM would end the process)
-DRAIN_WAIT_S = 10.0  # at most, for the writer to store what is queued
 
 _drains: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _previous: Any = None

@@ -70,6 +70,11 @@ class Store(ABC):
     def check_writable(self) -> None:
         """Raise StoreError (saying what to do) unless a write would succeed now."""
 
+    def moved_away(self) -> bool:
+        """Whether the store's file was deleted or replaced since it was opened (writes would go
+        where no reader finds them); False for a store that is not a file."""
+        return False
+
     @abstractmethod
     def relax_durability(self) -> None:
         """Let the calling thread's commits skip waiting for the disk: a power cut (not a crash)

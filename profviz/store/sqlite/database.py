@@ -31,6 +31,7 @@ class Database:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._open_schema()
+        self._identity = self._file_identity()
 
     # -- connections ----------------------------------------------------------------------
 
@@ -152,6 +153,16 @@ class Database:
                     pass
             self._connections.clear()
         self._local = threading.local()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def moved_away(self) -> bool:
+        return self._file_identity() != self._identity
 
     def check_writable(self) -> None:
         self.transaction("write to", lambda conn: conn.execute("DELETE FROM store_info WHERE 0"))

@@ -1,7 +1,9 @@
-"""A WSGI app for the shutdown tests (tests/test_shutdown.py), profiled into $SHUTDOWN_APP_STORE.
+"""A WSGI app for the shutdown and store-fault tests (tests/test_shutdown.py, tests/test_batches.py),
+profiled into $SERVED_APP_STORE (writer interval $SERVED_APP_WRITER_S, default 1 s; queue size
+$SERVED_APP_QUEUE, default 10000).
 
-``/work/<anything>`` sleeps 5 ms and answers its own path. Run as ``shutdown_app.py waitress`` or
-``shutdown_app.py wsgiref`` (``python app.py``: Python's own single-threaded server) it serves on a
+``/work/<anything>`` sleeps 5 ms and answers its own path. Run as ``served_app.py waitress`` or
+``served_app.py wsgiref`` (``python app.py``: Python's own single-threaded server) it serves on a
 free 127.0.0.1 port from the main thread and prints ``{"url": ...}``; gunicorn imports ``app``.
 """
 
@@ -22,7 +24,9 @@ def work(environ, start_response):
     return [body]
 
 
-app = ProfilerMiddleware(work, store=os.environ["SHUTDOWN_APP_STORE"], writer_interval_s=1.0)
+app = ProfilerMiddleware(work, store=os.environ["SERVED_APP_STORE"],
+                         writer_interval_s=float(os.environ.get("SERVED_APP_WRITER_S", "1.0")),
+                         queue_size=int(os.environ.get("SERVED_APP_QUEUE", "10000")))
 
 if __name__ == "__main__":
     if sys.argv[1] == "waitress":
