@@ -22,17 +22,19 @@ import gzip
 import json
 import os
 import zlib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from ..errors import ProfvizError
 from ..model import Span, SpanError
+from .json_stream import Cursor, JsonStreamError, array_items, walk_object
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 MAX_VALUE_DEPTH = 8
@@ -264,7 +266,88 @@ def decode_payload(
 ) -> list[Span]:
     """Span records from an OTLP/HTTP request body. Raises OtlpError with the HTTP status to answer."""
     body = read_limited(data, content_encoding, max_bytes=max_bytes)
+    if (content_type or "").split(";", 1)[0].strip().lower() == JSON:
+        return records_from_json(body, source=source)
     return records_from_request(parse_request(body, content_type), source=source)
+
+
+def records_from_json(body: bytes, *, source: str = "otlp") -> list[Span]:
+    """Span records from an OTLP/JSON body, one span decoded at a time (:mod:`.json_stream`): the
+    memory is the text and the records, never the whole document's objects. Raises OtlpError."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OtlpError(f"payload is not valid JSON (not UTF-8: {exc})") from None
+    cursor = Cursor(text)
+    records: list[Span] = []
+
+    def resource_list(key: str) -> Callable[[Cursor], None]:
+        def walk(c: Cursor) -> None:
+            if c.peek() != "[":
+                raise OtlpError(f"payload.{key} is a {type(c.value()).__name__}, expected a list")
+            for r_index in array_items(c):
+                _resource_spans(c, r_index, records, source)
+        return walk
+
+    try:
+        if cursor.peek() != "{":
+            raise OtlpError(f"OTLP/JSON payload is a {type(cursor.value()).__name__}, expected an object with resourceSpans")
+        walk_object(cursor, {"resourceSpans": resource_list("resourceSpans"), "resource_spans": resource_list("resource_spans")})
+        cursor.end()
+    except JsonStreamError as exc:
+        raise OtlpError(f"payload is not valid JSON ({exc})") from None
+    return records
+
+
+def _resource_spans(cursor: Cursor, r_index: int, records: list[Span], source: str) -> None:
+    where_r = f"resourceSpans[{r_index}]"
+    if cursor.peek() != "{":
+        raise OtlpError(f"{where_r} is a {type(cursor.value()).__name__}, expected an object")
+    group: list[Span] = []
+
+    def scope_list(c: Cursor) -> None:
+        if c.peek() != "[":
+            raise OtlpError(f"{where_r}.scopeSpans is a {type(c.value()).__name__}, expected a list")
+        for s_index in array_items(c):
+            where_s = f"{where_r}.scopeSpans[{s_index}]"
+            if c.peek() != "{":
+                raise OtlpError(f"{where_s} is a {type(c.value()).__name__}, expected an object")
+            walk_object(c, {"spans": lambda c2: _json_spans(c2, where_s, group, source)})
+
+    rest = walk_object(cursor, {"scopeSpans": scope_list, "scope_spans": scope_list})
+    resource = Resource()
+    try:
+        json_format.ParseDict(rest.get("resource") or {}, resource, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
+        raise OtlpError(f"{where_r}.resource is not a valid OTLP/JSON resource ({str(exc)[:300]})") from None
+    attributes = _attributes(resource.attributes)
+    resource_pid, service = _int_or_none(attributes.get("process.pid")), attributes.get("service.name")
+    for record in group:  # the resource may come after its spans in the text
+        if record.pid is None:
+            record.pid = resource_pid
+        if service is not None and "service.name" not in record.attributes:
+            record.attributes["service.name"] = service
+    records.extend(group)
+
+
+def _json_spans(cursor: Cursor, where_s: str, group: list[Span], source: str) -> None:
+    if cursor.peek() != "[":
+        raise OtlpError(f"{where_s}.spans is a {type(cursor.value()).__name__}, expected a list")
+    for index in array_items(cursor):
+        where = f"{where_s}.spans[{index}]"
+        span = cursor.value()
+        if not isinstance(span, dict):
+            raise OtlpError(f"{where} is a {type(span).__name__}, expected an object")
+        _convert_ids(span, where)
+        for l_index, link in enumerate(_list(span, ("links",), where)):
+            if isinstance(link, dict):
+                _convert_ids(link, f"{where}.links[{l_index}]")
+        message = OtlpSpan()
+        try:
+            json_format.ParseDict(span, message, ignore_unknown_fields=True)
+        except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
+            raise OtlpError(f"{where} is not a valid OTLP/JSON span ({str(exc)[:300]})") from None
+        group.append(_record(message, where, None, None, source))
 
 
 # -- encoding -----------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 ``POST /v1/traces`` accepts OTLP/HTTP exports (protobuf or JSON, optionally gzip) from any
 OpenTelemetry SDK or Collector and stores their spans. Answers follow the OTLP/HTTP spec: an
 ``ExportTraceServiceResponse`` on success, a ``google.rpc.Status`` (code 3, INVALID_ARGUMENT)
-with the reason on a rejected payload, in the request's encoding. The API endpoints return
+with the reason on a rejected payload, in the request's encoding; 503 with ``Retry-After``
+beyond the decoding budget (:mod:`.ingest`). The API endpoints return
 profile-scoped times relative to the profile's origin, as everything in ``docs/api.md``.
 """
 
@@ -26,12 +27,14 @@ from ..shapes.spans import api_listing_json, gap_row, lane_json, listing_rows, r
 from ..store import RequestNotFound
 from ..store.spans import SpanContext, SpanLookupError, load_span_context
 from .context import profile_origin_ns, server_context
+from .ingest import RETRY_AFTER_S, IngestBudget
 from .params import bad, bool_param, float_param, int_param, profile_id_param
 
 bp = Blueprint("spans_api", __name__)
 OFFSET_LIMIT_NS = 24 * 3600 * 10**9
 MAX_WATERFALL_SPANS = 20_000
 INVALID_ARGUMENT = 3
+UNAVAILABLE = 14
 
 
 def _status_protobuf(code: int, message: str) -> bytes:
@@ -50,13 +53,13 @@ def _status_protobuf(code: int, message: str) -> bytes:
     return b"\x08" + varint(code) + b"\x12" + varint(len(text)) + text
 
 
-def _otlp_answer(status: int, message: str | None, as_json: bool) -> Response:
+def _otlp_answer(status: int, message: str | None, as_json: bool, code: int = INVALID_ARGUMENT) -> Response:
     if as_json:
-        body = {} if message is None else {"code": INVALID_ARGUMENT, "message": message,
+        body = {} if message is None else {"code": code, "message": message,
                                           "error": {"status": status, "message": message}}
         response = jsonify(body)
     else:
-        data = b"" if message is None else _status_protobuf(INVALID_ARGUMENT, message)
+        data = b"" if message is None else _status_protobuf(code, message)
         response = Response(data, content_type="application/x-protobuf")
     response.status_code = status
     return response
@@ -64,19 +67,36 @@ def _otlp_answer(status: int, message: str | None, as_json: bool) -> Response:
 
 @bp.post("/v1/traces")
 def receive_traces():
-    """OTLP/HTTP trace export: store the spans; 4xx with a reason for anything malformed."""
+    """OTLP/HTTP trace export: store the spans; 4xx with a reason for anything malformed; 503
+    with Retry-After while other exports use the decoding budget (see :mod:`.ingest`)."""
     content_type = request.headers.get("Content-Type", "")
     as_json = content_type.split(";", 1)[0].strip().lower() == JSON
     length = request.content_length
     if length is not None and length > MAX_PAYLOAD_BYTES:
         return _otlp_answer(413, f"payload of {length} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit: export smaller batches", as_json)
-    body = request.stream.read(MAX_PAYLOAD_BYTES + 1)
+    reserved = MAX_PAYLOAD_BYTES if length is None or request.headers.get("Content-Encoding") else length  # decoded size
+    budget = _ingest_budget()
+    if not budget.take(reserved):
+        response = _otlp_answer(503, "busy decoding other exports: retry after the time in Retry-After", as_json, UNAVAILABLE)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
     try:
-        records = decode_payload(body, content_type, request.headers.get("Content-Encoding"))
-    except OtlpError as exc:
-        return _otlp_answer(exc.status, str(exc), as_json)
-    server_context().store.insert_spans(records, checked=True)
+        body = request.stream.read(MAX_PAYLOAD_BYTES + 1)
+        try:
+            records = decode_payload(body, content_type, request.headers.get("Content-Encoding"))
+        except OtlpError as exc:
+            return _otlp_answer(exc.status, str(exc), as_json)
+        del body
+        server_context().store.insert_spans(records, checked=True)
+    finally:
+        budget.give_back(reserved)
     return _otlp_answer(200, None, as_json)
+
+
+def _ingest_budget() -> IngestBudget:
+    from flask import current_app
+
+    return current_app.extensions.setdefault("profviz-ingest", IngestBudget())
 
 
 # -- span and correlation API ------------------------------------------------------------------
