@@ -168,8 +168,10 @@ class BackgroundWriter:
             self.cpu_ns = time.thread_time_ns() - cpu_base
             for marker in markers:
                 marker.event.set()
-            if stop:
+            if stop and not items:  # what a request queued while the writer stopped is written first
                 return
+            if stop:
+                draining = True
 
     def _handle(self, batch: list) -> None:
         try:
@@ -196,8 +198,13 @@ class BackgroundWriter:
         return done.wait(timeout_s)
 
     def close(self) -> None:
-        """Drain the queue and stop the thread (waits at most ``close_timeout_s``). Safe to call twice."""
+        """Drain the queue and stop the thread (waits at most ``close_timeout_s``). Safe to call twice;
+        items queued after an earlier close (a request that finished as the writer stopped) are written."""
         thread = self._thread
+        if self._pid == os.getpid() and not sys.is_finalizing() and any(item is not _STOP for item in list(self._queue)) \
+                and (thread is None or not thread.is_alive()):
+            self._start()
+            thread = self._thread
         if self._closed or thread is None or not thread.is_alive() or self._pid != os.getpid():
             self._closed = True
             return
