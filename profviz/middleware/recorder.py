@@ -80,12 +80,16 @@ class Recorder:
 
     # -- the request path -----------------------------------------------------------------
 
-    def begin(self, method: str, path: str, request: Any = None) -> RequestInfo | None:
-        """Start timing a request of the calling thread; None when disabled or when profviz itself failed."""
+    def begin(self, method: str, path: str, request: Any = None, *, own_thread: bool = True) -> RequestInfo | None:
+        """Start timing a request of the calling thread; None when disabled or when profviz itself
+        failed. ``own_thread`` False: the thread serves other requests meanwhile (an event loop),
+        so the thread's CPU clock, its samples and a deep profile do not describe this request."""
         if not self.options.enabled:
             return None
         try:
             info = RequestInfo(method, path, request)
+            if not own_thread:
+                info.cpu_start = None
             serving = self._serving
             serving[info.ident] = serving.get(info.ident, 0) + 1
             for name in self.options.queue_headers:
@@ -94,13 +98,13 @@ class Recorder:
                     break
             if self.server_spans is not None:
                 self._begin_span(info, request)
-            sampler = self.sampler
+            sampler = self.sampler if own_thread else None
             if sampler is not None:
                 sampler.ensure_running()
                 info.previous_slot = sampler.active.get(info.ident)
                 info.thread_name = name = thread_name()
                 info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
-            if self._deep and self._wants_deep(request):
+            if self._deep and own_thread and self._wants_deep(request):
                 self._start_deep(info)
             return info
         except Exception as exc:

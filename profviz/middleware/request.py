@@ -94,9 +94,12 @@ class RequestInfo:
         self._labels = value  # checked off the request path, by the writer
 
     def stop_clocks(self) -> None:
-        """Set ``duration_ns`` and ``cpu_ns`` (at least 0; 0 when the starting thread's clock is unreadable)."""
+        """Set ``duration_ns`` and ``cpu_ns`` (at least 0; 0 when the starting thread's clock is
+        unreadable, or when the thread serves other requests meanwhile: ``cpu_start`` None)."""
         self.duration_ns = time.perf_counter_ns() - self.mono_start
-        if threading.get_ident() == self.ident:
+        if self.cpu_start is None:
+            cpu_ns = 0
+        elif threading.get_ident() == self.ident:
             cpu_ns = time.thread_time_ns() - self.cpu_start
         else:  # finished on another thread than it began on
             try:
