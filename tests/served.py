@@ -3,6 +3,7 @@ real load from client threads of the test's process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
@@ -68,6 +70,38 @@ def serve(mode: str, store: Path, **env: str) -> tuple[subprocess.Popen, str]:
     line = process.stdout.readline()
     assert line, logged(process)
     return process, json.loads(line)["url"]
+
+
+@contextlib.contextmanager
+def served(mode: str, store: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """:func:`serve` as a context: the process is killed on the way out if the test left it running."""
+    process, url = serve(mode, store, **env)
+    try:
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def wait_for_answer(url: str, process: subprocess.Popen, what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``url`` until it answers at all; AssertionError when ``process`` exits or ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            assert process.poll() is None, f"{what} exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"{what} did not answer within {timeout_s:g} s"
+            time.sleep(0.1)
+
+
+def answered_stored(answered: list[str], store: Path) -> None:
+    """Every path in ``answered`` is a stored request of ``store`` (and there were over 100)."""
+    stored = stored_paths(store)
+    missing = [path for path in answered if path not in stored]
+    assert len(answered) > 100 and not missing, (len(answered), len(stored), missing[:5])
 
 
 def logged(process: subprocess.Popen) -> str:

@@ -23,6 +23,7 @@ import requests
 from profviz.store import open_store
 
 from .proxied_server import free_port
+from .served import wait_for_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,14 +39,7 @@ def uvicorn(env: dict[str, str]) -> Iterator[str]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url + "/ready", timeout=2)
-                break
-            except requests.RequestException:
-                assert process.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.1)
+        wait_for_answer(url + "/ready", process, "uvicorn")
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .mounts import tmpfs
-from .served import Load, logged, serve, stored_paths
+from .served import Load, logged, served, stored_paths
 
 
 def stop(process: subprocess.Popen) -> str:
@@ -28,8 +28,7 @@ def profviz_lines(stderr: str) -> list[str]:
 
 def test_a_store_deleted_mid_load_is_created_again_and_said_once(tmp_path):
     store = tmp_path / "store.db"
-    process, url = serve("waitress", store, SERVED_APP_WRITER_S="0.2")
-    try:
+    with served("waitress", store, SERVED_APP_WRITER_S="0.2") as (process, url):
         load = Load(url)
         time.sleep(1.5)
         deleted_at = time.time()
@@ -39,9 +38,6 @@ def test_a_store_deleted_mid_load_is_created_again_and_said_once(tmp_path):
         answered = load.answered[:]
         load.finish()
         stderr = stop(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
     stored = stored_paths(store)
     after = [path for path, when in answered if when > deleted_at + 0.5]  # a batch being written as the file went may go with it
     assert len(after) > 100 and all(path in stored for path in after), (len(after), len(stored))
@@ -54,8 +50,7 @@ def test_a_store_locked_for_10_s_loses_nothing_silently(tmp_path):
     2,000: the requests before the lock are stored, and every answered request is either stored
     or counted in the log's "dropped" lines."""
     store = tmp_path / "store.db"
-    process, url = serve("waitress", store, SERVED_APP_WRITER_S="0.2", SERVED_APP_QUEUE="2000")
-    try:
+    with served("waitress", store, SERVED_APP_WRITER_S="0.2", SERVED_APP_QUEUE="2000") as (process, url):
         load = Load(url)
         time.sleep(1.0)
         locker = sqlite3.connect(store, timeout=30)
@@ -68,9 +63,6 @@ def test_a_store_locked_for_10_s_loses_nothing_silently(tmp_path):
         answered = load.answered[:]
         load.finish()
         stderr = stop(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
     stored = stored_paths(store)
     before = [path for path, when in answered if when < locked_at - 0.5]
     assert before and all(path in stored for path in before)
@@ -87,8 +79,7 @@ def test_a_full_filesystem_for_10_s_keeps_the_records_from_before_and_during_it(
     failure and the recovery are logged."""
     with tmpfs("16m") as where:
         store = where / "store.db"
-        process, url = serve("waitress", store, SERVED_APP_WRITER_S="0.2")
-        try:
+        with served("waitress", store, SERVED_APP_WRITER_S="0.2") as (process, url):
             load = Load(url)
             time.sleep(1.0)
             filler = where / "filler"
@@ -99,9 +90,6 @@ def test_a_full_filesystem_for_10_s_keeps_the_records_from_before_and_during_it(
             answered = [path for path, _ in load.answered]
             load.finish()
             stderr = stop(process)
-        finally:
-            if process.poll() is None:
-                process.kill()
         stored = stored_paths(store)
     lines = profviz_lines(stderr)
     missing = [path for path in answered if path not in stored]

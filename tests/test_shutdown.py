@@ -11,10 +11,9 @@ import sys
 import time
 
 import pytest
-import requests
 
 from .proxied_server import free_port
-from .served import ROOT, Load, logged, serve, stored_paths
+from .served import ROOT, Load, answered_stored, logged, served, wait_for_answer
 
 
 @pytest.mark.parametrize("mode", ["waitress", "wsgiref"])
@@ -23,8 +22,7 @@ def test_sigterm_keeps_every_answered_request(tmp_path, mode, when):
     """``python app.py`` under waitress (4 threads) or wsgiref: SIGTERM right after a 1.5 s load, or
     1.5 s into one that goes on: the process still ends by SIGTERM, and no answered request is missing."""
     store = tmp_path / "store.db"
-    process, url = serve(mode, store)
-    try:
+    with served(mode, store) as (process, url):
         load = Load(url)
         time.sleep(1.5)
         if when == "after":
@@ -34,12 +32,7 @@ def test_sigterm_keeps_every_answered_request(tmp_path, mode, when):
             process.send_signal(signal.SIGTERM)
             answered = load.finish()
         assert process.wait(timeout=60) == -signal.SIGTERM, logged(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    stored = stored_paths(store)
-    missing = [path for path in answered if path not in stored]
-    assert len(answered) > 100 and not missing, (len(answered), len(stored), missing[:5])
+    answered_stored(answered, store)
 
 
 @pytest.mark.parametrize("worker_class, threads", [("sync", 1), ("gthread", 4)])
@@ -54,14 +47,7 @@ def test_gunicorns_graceful_stop_keeps_every_answered_request(tmp_path, worker_c
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # gunicorn's own log is not needed; a pipe could fill
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url + "/work/ready", timeout=2)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline and process.poll() is None, f"gunicorn exited with {process.returncode}" if process.poll() is not None else "gunicorn did not start"
-                time.sleep(0.1)
+        wait_for_answer(url + "/work/ready", process, "gunicorn")
         load = Load(url)
         time.sleep(1.5)
         process.send_signal(signal.SIGTERM)
@@ -70,6 +56,4 @@ def test_gunicorns_graceful_stop_keeps_every_answered_request(tmp_path, worker_c
     finally:
         if process.poll() is None:
             process.kill()
-    stored = stored_paths(store)
-    missing = [path for path in answered if path not in stored]
-    assert len(answered) > 100 and not missing, (len(answered), len(stored), missing[:5])
+    answered_stored(answered, store)

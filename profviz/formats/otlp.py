@@ -123,11 +123,16 @@ def _convert_json_ids(document: Any) -> Any:
                 where = f"{where_s}.spans[{index}]"
                 if not isinstance(span, dict):
                     raise OtlpError(f"{where} is a {type(span).__name__}, expected an object")
-                _convert_ids(span, where)
-                for l_index, link in enumerate(_list(span, ("links",), where)):
-                    if isinstance(link, dict):
-                        _convert_ids(link, f"{where}.links[{l_index}]")
+                _convert_span_ids(span, where)
     return document
+
+
+def _convert_span_ids(span: dict, where: str) -> None:
+    """A span's hex ids, and its links', as protobuf-JSON base64."""
+    _convert_ids(span, where)
+    for l_index, link in enumerate(_list(span, ("links",), where)):
+        if isinstance(link, dict):
+            _convert_ids(link, f"{where}.links[{l_index}]")
 
 
 def _convert_ids(obj: dict, where: str) -> None:
@@ -338,10 +343,7 @@ def _json_spans(cursor: Cursor, where_s: str, group: list[Span], source: str) ->
         span = cursor.value()
         if not isinstance(span, dict):
             raise OtlpError(f"{where} is a {type(span).__name__}, expected an object")
-        _convert_ids(span, where)
-        for l_index, link in enumerate(_list(span, ("links",), where)):
-            if isinstance(link, dict):
-                _convert_ids(link, f"{where}.links[{l_index}]")
+        _convert_span_ids(span, where)
         message = OtlpSpan()
         try:
             json_format.ParseDict(span, message, ignore_unknown_fields=True)

@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 
 from ..store import Store
 from .options import describe, options_from
-from .recorder import Recorder
+from .recorder import Recorder, RecorderControls
 from .request import RequestInfo
 
 Scope = MutableMapping[str, Any]
@@ -65,7 +65,7 @@ def asgi_recorder(store: Store | str | os.PathLike | None = None, **options: Any
     return Recorder(options_from(store, **options), header=asgi_header, query=asgi_query)
 
 
-class ProfilerMiddleware:
+class ProfilerMiddleware(RecorderControls):
     """Wrap an ASGI app: time every HTTP request (see the module docstring).
 
     Options (keyword, with defaults):
@@ -76,16 +76,6 @@ class ProfilerMiddleware:
                  store: Store | str | os.PathLike | None = None, **options: Any):
         self.app = app
         self.recorder = asgi_recorder(store, **options)
-
-    @property
-    def stats(self) -> dict:
-        return self.recorder.stats
-
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        return self.recorder.flush(timeout_s)
-
-    def close(self) -> None:
-        self.recorder.close()
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope.get("type") != "http":

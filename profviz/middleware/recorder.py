@@ -29,6 +29,24 @@ DEEP_PARAM = "profviz_deep"
 
 
 
+class RecorderControls:
+    """What every adapter's middleware offers over its ``recorder``: ``stats``, ``flush()``, ``close()``."""
+
+    recorder: "Recorder"
+
+    @property
+    def stats(self) -> dict:
+        return self.recorder.stats
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Write everything recorded so far; False on timeout."""
+        return self.recorder.flush(timeout_s)
+
+    def close(self) -> None:
+        """Write everything and stop the writer thread (also done at interpreter exit and on SIGTERM)."""
+        self.recorder.close()
+
+
 class Recorder:
     """Begin and finish requests; thread safe, one per middleware. ``header`` and ``query`` read
     the framework's requests (only for on-demand deep profiles)."""

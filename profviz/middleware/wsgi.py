@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..store import Store
 from .options import describe, options_from
-from .recorder import Recorder
+from .recorder import Recorder, RecorderControls
 from .request import RequestInfo
 
 ENVIRON_KEY = "profviz.request"
@@ -54,7 +54,7 @@ def begin(recorder: Recorder, environ: dict) -> RequestInfo | None:
     return info
 
 
-class ProfilerMiddleware:
+class ProfilerMiddleware(RecorderControls):
     """Wrap a WSGI app: time every request and keep profiles of the slow ones (see the module docstring).
 
     Options (keyword, with defaults):
@@ -64,16 +64,6 @@ class ProfilerMiddleware:
     def __init__(self, app: Callable, store: Store | str | os.PathLike | None = None, **options: Any):
         self.app = app
         self.recorder = wsgi_recorder(store, **options)
-
-    @property
-    def stats(self) -> dict:
-        return self.recorder.stats
-
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        return self.recorder.flush(timeout_s)
-
-    def close(self) -> None:
-        self.recorder.close()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         recorder = self.recorder
