@@ -108,8 +108,6 @@ class Recorder:
             info = RequestInfo(method, path, request)
             if not own_thread:
                 info.cpu_start = None
-            serving = self._serving
-            serving[info.ident] = serving.get(info.ident, 0) + 1
             for name in self.options.queue_headers:
                 info.queue_start = self.header(request, name)
                 if info.queue_start is not None:
@@ -124,6 +122,8 @@ class Recorder:
                 info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
             if self._deep and own_thread and self._wants_deep(request):
                 self._start_deep(info)
+            serving = self._serving  # last: a request whose start failed is not waited for at SIGTERM
+            serving[info.ident] = serving.get(info.ident, 0) + 1
             return info
         except Exception as exc:
             self.health.report("request start", exc)
