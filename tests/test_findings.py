@@ -36,6 +36,10 @@ def test_findings_of_every_detector_come_largest_impact_first():
     found = run_detectors(Window(), detectors=detectors)
     assert [(f.kind, f.impact_ms) for f in found] == [("cpu_hotspot", 40.0), ("n_plus_one_query", 25.0), ("slow_query", 12.0)]
     assert run_detectors(Window(), detectors=[]) == []
+    behind = Finding("gil_contention", "/a", "waits for the GIL", 3, 90.0, 0.5, 0.2, {"computing_routes": [{"route": "GET /b", "cpu_ms": 5.0}]}, "fix")
+    own = Finding("gil_contention", "/c", "waits for the GIL", 3, 80.0, 0.5, 0.2, {"computing_routes": []}, "fix")
+    ordered = run_detectors(Window(), detectors=detectors + [lambda window, limits: [behind, own]])
+    assert [(f.kind, f.route) for f in ordered][0] == ("gil_contention", "/c") and ordered[-1] is behind  # its fix is on /b
 
 
 def test_the_vocabulary_is_closed_and_thresholds_name_unknown_keys():
@@ -224,8 +228,11 @@ def demo_findings(demo_run):
 
 def test_every_seeded_bottleneck_is_the_top_finding_of_its_route(demo_findings):
     findings, _, _ = demo_findings
-    impacts = [f["impact_ms"] for f in findings]
-    assert impacts == sorted(impacts, reverse=True)
+    elsewhere = [f["kind"] == "gil_contention" and bool(f["evidence"].get("computing_routes")) for f in findings]
+    assert elsewhere == sorted(elsewhere), "findings caused by other routes come last"
+    for part in (False, True):
+        impacts = [f["impact_ms"] for f, other in zip(findings, elsewhere) if other is part]
+        assert impacts == sorted(impacts, reverse=True)
     top = {}
     for f in findings:
         top.setdefault(f["route"], f)
@@ -235,6 +242,7 @@ def test_every_seeded_bottleneck_is_the_top_finding_of_its_route(demo_findings):
     # the light routes have no bottleneck of their own; they may wait for the GIL while the heavy
     # routes compute beside them (true of a loaded box), which gil_contention then says
     assert not [f for f in findings if f["route"] in ("GET /health", "GET /posts/<int:post_id>") and f["kind"] != "gil_contention"]
+    assert all(f["evidence"]["computing_routes"] for f in findings if f["kind"] == "gil_contention"), "the demo's GIL waits are behind other routes"
 
 
 def test_the_demo_findings_carry_their_evidence(demo_findings):

@@ -26,6 +26,7 @@ from ..model.state import GIL_REASON
 from . import forks
 from .stack_table import StackTable
 from .waits import RUNNABLE as RUNNABLE_REASON
+from .waits import RUNNING as RUNNING_REASON
 from .waits import OwnThreadWaits
 
 ON_CPU = int(State.ON_CPU)
@@ -40,7 +41,7 @@ _NO_FLOOR = 1 << 30
 class RequestSlot:
     """What the sampler knows about one in-flight request on one thread."""
 
-    __slots__ = ("ident", "native_id", "thread_name", "clock_id", "last_mono_ns", "last_cpu_ns", "samples", "closed")
+    __slots__ = ("ident", "native_id", "thread_name", "clock_id", "last_mono_ns", "last_cpu_ns", "samples", "closed", "gil_stack")
 
     def __init__(self, ident: int, native_id: int, thread_name: str, clock_id: int | None, last_mono_ns: int, last_cpu_ns: int):
         self.ident = ident
@@ -51,6 +52,7 @@ class RequestSlot:
         self.last_cpu_ns = last_cpu_ns
         self.samples: list = []
         self.closed = False
+        self.gil_stack = None  # the stack of the request's last sample read waiting for the GIL, while it stays the last wait
 
 
 class StackSampler:
@@ -277,14 +279,20 @@ class StackSampler:
             if slot.closed:
                 continue
             reason = waits.reason(slot.native_id)
-            if reason is not None and not slot.closed:
-                time_ns, stack, _, weight, _ = slot.samples[index]
-                if reason == GIL_REASON:
+            if reason is None or slot.closed:
+                continue
+            time_ns, stack, _, weight, _ = slot.samples[index]
+            if reason == GIL_REASON:
+                slot.samples[index] = (time_ns, stack, GIL, weight, None)
+                slot.gil_stack = stack
+            elif reason == RUNNABLE_REASON:
+                slot.samples[index] = (time_ns, stack, RUNNABLE, weight, None)
+            elif reason == RUNNING_REASON:
+                if stack == slot.gil_stack:  # running again where it last waited for the GIL: taking turns with it
                     slot.samples[index] = (time_ns, stack, GIL, weight, None)
-                elif reason == RUNNABLE_REASON:
-                    slot.samples[index] = (time_ns, stack, RUNNABLE, weight, None)
-                else:
-                    slot.samples[index] = (time_ns, stack, WAITING, weight, reason)
+            else:
+                slot.samples[index] = (time_ns, stack, WAITING, weight, reason)
+                slot.gil_stack = None
 
     def _forget_idle(self, frames: dict) -> None:
         """Threads not serving a request now keep the held frames that are still on their stack (a

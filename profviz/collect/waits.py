@@ -358,8 +358,8 @@ def _pread_holding_the_gil():
 
 
 RUNNABLE = "(runnable)"  # what reason() answers for a thread starved of CPU: its sample is RUNNABLE, with no reason
+RUNNING = "(running)"  # what reason() answers for a thread running again (or in a call that does not block)
 RUNNABLE_SHARE = 0.5  # of the time since its previous reading, in the run queue
-GIL_MEMORY_S = 0.5  # how long a thread read waiting for the GIL, then caught running, is taken to be taking turns with it
 
 
 class OwnThreadWaits:
@@ -375,7 +375,6 @@ class OwnThreadWaits:
         self.decoder = WaitDecoder(self.pid, own=True, gil=own_gil_range())
         self._fds: dict[int, int] = {}
         self._last: dict[int, tuple[bytes, float, str | None]] = {}
-        self._gil_seen: dict[int, float] = {}  # when each thread was last read waiting for the GIL
         self._sched_fds: dict[int, int] = {}
         self._run_delay: dict[int, tuple[int, int]] = {}  # (monotonic ns, run-queue ns) at the last schedstat read
         self._disabled = False
@@ -383,10 +382,11 @@ class OwnThreadWaits:
 
     def reason(self, native_id: int) -> str | None:
         """Why thread ``native_id`` waited (the sampler asks for threads its CPU clock found mostly
-        off a CPU): a known blocking call's reason; ``gil`` too when it is running again but was
-        read waiting for the GIL within ``GIL_MEMORY_S``, with no other wait read since (a thread
-        taking turns with the GIL is caught between turns as often as in them); else None (running again, or in a call that
-        names no wait)."""
+        off a CPU): a known blocking call's reason (``gil`` for the GIL's futex). A thread running
+        again (or in a call that does not block) is RUNNABLE when it spent at least
+        RUNNABLE_SHARE of the time since its previous reading in the run queue (``schedstat``,
+        read at each of its waiting ticks), else RUNNING: what it waited on is over. None: in a
+        call that names no wait, or unreadable."""
         if self._disabled:
             return None
         fd = self._fds.get(native_id)
@@ -410,21 +410,15 @@ class OwnThreadWaits:
         else:
             if len(self._last) >= self.MAX_KEPT:
                 self._last.clear()
-                self._gil_seen.clear()
                 self.decoder.new_round()
             reason, known = self.decoder.reason(native_id, line)
             reason = reason if known else None
             self._last[native_id] = (key, now, reason)
         share = self._run_queue_share(native_id)  # read at every waiting tick: each share covers about one interval
-        if reason == GIL_REASON:
-            self._gil_seen[native_id] = now
-        elif reason is not None:
-            self._gil_seen.pop(native_id, None)  # it waited on something else since
-        else:  # running again, or in a call that does not block (mmap, brk...)
+        if reason is None:
             if share is not None and share >= RUNNABLE_SHARE:
                 return RUNNABLE  # mostly off its CPU because the kernel ran others: starved of CPU, not waiting
-            if now - self._gil_seen.get(native_id, -GIL_MEMORY_S) < GIL_MEMORY_S:
-                return GIL_REASON  # mostly off its CPU, running again, and waiting for the GIL moments ago: retaking it
+            return RUNNING
         return reason
 
     def _run_queue_share(self, native_id: int) -> float | None:
@@ -458,7 +452,6 @@ class OwnThreadWaits:
     def _drop(self, native_id: int) -> None:
         fd = self._fds.pop(native_id, None)
         self._last.pop(native_id, None)
-        self._gil_seen.pop(native_id, None)
         self._run_delay.pop(native_id, None)
         sched = self._sched_fds.pop(native_id, None)
         if fd is not None:

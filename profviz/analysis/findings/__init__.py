@@ -88,11 +88,18 @@ def detector(function: Detector) -> Detector:
 
 
 def run_detectors(window: Window, thresholds: Thresholds | None = None, detectors: Sequence[Detector] | None = None) -> list[Finding]:
-    """Every finding of ``detectors`` (default: the registered ones) over ``window``, largest impact first."""
+    """Every finding of ``detectors`` (default: the registered ones) over ``window``, largest impact
+    first; a finding whose fix lies in other routes (``gil_contention`` behind their CPU:
+    :func:`caused_elsewhere`) after those whose fix lies in its own route."""
     limits = thresholds or Thresholds()
     with gc_paused():
         found = [finding for run in (DETECTORS if detectors is None else detectors) for finding in run(window, limits)]
-    return sorted(found, key=lambda f: (-f.impact_ms, f.kind, f.route or ""))
+    return sorted(found, key=lambda f: (caused_elsewhere(f), -f.impact_ms, f.kind, f.route or ""))
+
+
+def caused_elsewhere(finding: Finding) -> bool:
+    """A route's GIL waits behind other routes' CPU: the fix is there (their own findings name it)."""
+    return finding.kind == "gil_contention" and bool(finding.evidence.get("computing_routes"))
 
 
 from . import (  # noqa: E402 - each module registers its detector

@@ -54,25 +54,33 @@ def _inside_calls(window: Window, hit) -> float:
 def own_cpu_share(window: Window, hit) -> float:
     """Of the CPU that other requests of the same process spent while the hit's requests waited
     for the GIL (each prorated by its overlap), the fraction spent by requests of the hit's own route."""
+    by_route = cpu_beside(window, hit)
+    everyone = sum(by_route.values())
+    return by_route.get(hit.traffic.key, 0.0) / everyone if everyone else 0.0
+
+
+def cpu_beside(window: Window, hit) -> dict[str, float]:
+    """ns of CPU that requests of the same process spent, by route, while the hit's requests waited
+    for the GIL (each request's CPU prorated by its overlap with each waiting request)."""
+    from .traffic import route_key
+
     rows = window.requests
     columns = window.once("gil_cpu_columns", lambda: (
         np.array([r.pid for r in rows], dtype=np.int64), np.array([r.start_ns for r in rows], dtype=np.int64),
         np.array([r.start_ns + r.duration_ns for r in rows], dtype=np.int64),
         np.array([r.cpu_ns for r in rows], dtype=np.float64), np.array([r.id for r in rows], dtype=np.int64)))
     pid, start, end, cpu, ids = columns
-    own_route = np.zeros(len(rows), dtype=bool)
-    own_route[hit.traffic.indices] = True
     duration = np.maximum(end - start, 1)
-    own = everyone = 0.0
+    by_route: dict[str, float] = {}
     for row in hit.traffic.requests:
         if row.id not in hit.cost:
             continue
         overlap = np.minimum(end, row.start_ns + row.duration_ns) - np.maximum(start, row.start_ns)
-        others = (pid == row.pid) & (overlap > 0) & (ids != row.id)
-        spent = cpu[others] * overlap[others] / duration[others]
-        everyone += float(spent.sum())
-        own += float(spent[own_route[others]].sum())
-    return own / everyone if everyone else 0.0
+        others = np.flatnonzero((pid == row.pid) & (overlap > 0) & (ids != row.id))
+        for index, spent in zip(others.tolist(), (cpu[others] * overlap[others] / duration[others]).tolist()):
+            key = route_key(rows[index])
+            by_route[key] = by_route.get(key, 0.0) + spent
+    return by_route
 
 
 _FIX = ("Threads of one process take turns with the one interpreter lock: run CPU-heavy work in processes (more "
@@ -103,12 +111,17 @@ def gil_contention(window: Window, limits: Thresholds) -> list[Finding]:
             continue  # the route's own CPU work is what its requests queue behind: that finding names the fix
         if _inside_calls(window, hit) > 0.5:
             continue  # taking the GIL back after each query or call: the span-based finding counts it, and names the fix
-        if hit.traffic.key in saturated and own_cpu_share(window, hit) > 0.5:
+        beside = cpu_beside(window, hit)
+        everyone = sum(beside.values())
+        if hit.traffic.key in saturated and everyone and beside.get(hit.traffic.key, 0.0) / everyone > 0.5:
             continue  # queued behind its own concurrent requests' CPU: the route saturates its process, which saturation names
+        computing_routes = [{"route": key, "cpu_ms": round(ns / 1e6, 3)}
+                            for key, ns in sorted(beside.items(), key=lambda item: -item[1])[:3] if key != hit.traffic.key]
         found.append(Finding(
             kind="gil_contention", route=hit.traffic.key,
             title=f"{hit.traffic.key} waits {hit.numbers.impact_ms:.0f} ms a request for the GIL while other threads compute",
-            evidence={"call_site": call_site(top_site(hit.sites)), "examples": examples(hit.traffic, hit.cost)},
+            evidence={"call_site": call_site(top_site(hit.sites)), "examples": examples(hit.traffic, hit.cost),
+                      "computing_routes": computing_routes},
             fix=_FIX, **hit.numbers.fields(),
         ))
     return found
