@@ -451,7 +451,7 @@ def test_a_saturated_route_waiting_for_the_gil_behind_its_own_cpu_is_saturation_
     """Four workers all serving /search, each request waiting 30 ms for the GIL while the others compute:
     the route saturates its process, and saturation (not gil_contention) names it. The same waits behind
     another route's CPU stay gil_contention's."""
-    from profviz.analysis.findings.gil import gil_contention, own_cpu_share
+    from profviz.analysis.findings.gil import cpu_beside, gil_contention, own_share
     from profviz.analysis.findings.traffic import sampled_routes
     from profviz.analysis.findings import gil
 
@@ -473,7 +473,7 @@ def test_a_saturated_route_waiting_for_the_gil_behind_its_own_cpu_is_saturation_
                                    labels={"capacity": 4}, profile_id=1000 + request_id, id=request_id))
     window = Window(requests=rows, profiles=profiles)
     (hit,) = sampled_routes(window, gil.gil_waits, 5e6, 3, 0.05)
-    assert own_cpu_share(window, hit) == pytest.approx(1.0)
+    assert own_share(cpu_beside(window, hit), "GET /search") == pytest.approx(1.0)
     found = run_detectors(window)
     assert [f.kind for f in found] == ["saturation"]
 
@@ -481,5 +481,6 @@ def test_a_saturated_route_waiting_for_the_gil_behind_its_own_cpu_is_saturation_
                                 duration_ns=row.duration_ns, cpu_ns=60 * MS, id=10_000 + row.id) for row in rows[30:]]
     elsewhere = Window(requests=others, profiles=profiles)
     (hit,) = sampled_routes(elsewhere, gil.gil_waits, 5e6, 3, 0.05)
-    assert own_cpu_share(elsewhere, hit) < 0.1
+    beside = cpu_beside(elsewhere, hit)
+    assert own_share(beside, "GET /search") < 0.1 and max(beside, key=beside.get) == "GET /hot"
     assert [f.kind for f in gil_contention(elsewhere, Thresholds())] == ["gil_contention"]

@@ -51,12 +51,10 @@ def _inside_calls(window: Window, hit) -> float:
     return inside / total if total else 0.0
 
 
-def own_cpu_share(window: Window, hit) -> float:
-    """Of the CPU that other requests of the same process spent while the hit's requests waited
-    for the GIL (each prorated by its overlap), the fraction spent by requests of the hit's own route."""
-    by_route = cpu_beside(window, hit)
-    everyone = sum(by_route.values())
-    return by_route.get(hit.traffic.key, 0.0) / everyone if everyone else 0.0
+def own_share(beside: dict[str, float], route: str) -> float:
+    """Of the CPU spent beside a route's GIL waits (:func:`cpu_beside`), the fraction its own requests spent."""
+    everyone = sum(beside.values())
+    return beside.get(route, 0.0) / everyone if everyone else 0.0
 
 
 def cpu_beside(window: Window, hit) -> dict[str, float]:
@@ -112,8 +110,7 @@ def gil_contention(window: Window, limits: Thresholds) -> list[Finding]:
         if _inside_calls(window, hit) > 0.5:
             continue  # taking the GIL back after each query or call: the span-based finding counts it, and names the fix
         beside = cpu_beside(window, hit)
-        everyone = sum(beside.values())
-        if hit.traffic.key in saturated and everyone and beside.get(hit.traffic.key, 0.0) / everyone > 0.5:
+        if hit.traffic.key in saturated and own_share(beside, hit.traffic.key) > 0.5:
             continue  # queued behind its own concurrent requests' CPU: the route saturates its process, which saturation names
         computing_routes = [{"route": key, "cpu_ms": round(ns / 1e6, 3)}
                             for key, ns in sorted(beside.items(), key=lambda item: -item[1])[:3] if key != hit.traffic.key]
