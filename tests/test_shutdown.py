@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
+import requests
 
 from .proxied_server import free_port
-from .served import ROOT, Load, answered_stored, logged, served, wait_for_answer
+from .served import ROOT, Load, answered_stored, logged, served, stored_paths, wait_for_answer
 
 
 @pytest.mark.parametrize("mode", ["waitress", "wsgiref"])
@@ -33,6 +35,39 @@ def test_sigterm_keeps_every_answered_request(tmp_path, mode, when):
             answered = load.finish()
         assert process.wait(timeout=60) == -signal.SIGTERM, logged(process)
     answered_stored(answered, store)
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_sigterm_inside_a_request_on_the_main_thread(tmp_path, again):
+    """wsgiref serves on the main thread, where the handler runs: SIGTERM 0.3 s into a 1 s request
+    lets it finish whole and stored, then ends the process by SIGTERM; a second SIGTERM meanwhile
+    ends it at once, as SIGTERM did without profviz."""
+    store = tmp_path / "store.db"
+    with served("wsgiref", store) as (process, url):
+        requests.get(url + "/work/ready", timeout=10)
+        answers = []
+        client = threading.Thread(target=lambda: answers.append(_get(url + "/slow/1")))
+        client.start()
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        if again:
+            time.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM, logged(process)
+        client.join(timeout=30)
+    if again:
+        assert answers == [None]
+    else:
+        assert answers == ["/slow/1"], logged(process)
+        assert "/slow/1" in stored_paths(store)
+
+
+def _get(url: str) -> str | None:
+    try:
+        response = requests.get(url, timeout=10)
+        return response.text if response.status_code == 200 else f"HTTP {response.status_code}"
+    except requests.RequestException:
+        return None
 
 
 @pytest.mark.parametrize("worker_class, threads", [("sync", 1), ("gthread", 4)])

@@ -22,6 +22,7 @@ from .batches import BatchWriter, FlushAggregates
 from .health import Health, logger
 from .options import Options
 from .request import HeaderFn, QueryFn, RequestInfo, thread_name
+from . import shutdown
 from .shutdown import IN_FLIGHT_WAIT_S, drain_on_sigterm, wait_until
 
 DEEP_HEADER = "X-Profviz-Deep"
@@ -203,6 +204,8 @@ class Recorder:
             self.health.report("request finish", exc)
             if info.server_span is not None:  # the span ends (and leaves the thread's context) whatever failed
                 self._end_span(info)
+        if shutdown.pending_exit is not None:
+            shutdown.request_ended(info.ident)
 
     def _stop_deep(self, info: RequestInfo):
         profiler, info.profiler = info.profiler, None
@@ -224,6 +227,10 @@ class Recorder:
     def close(self) -> None:
         """Write everything, route aggregates included, and stop the writer thread (also done at interpreter exit)."""
         self.writer.close()
+
+    def serving_on(self, ident: int) -> bool:
+        """Whether thread ``ident`` is inside a request begun here."""
+        return bool(self._serving.get(ident))
 
     def drain_for_exit(self, wait_for_requests: bool) -> None:
         """Before the process stops: let requests in flight on other threads finish (at most

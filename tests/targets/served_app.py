@@ -2,7 +2,7 @@
 profiled into $SERVED_APP_STORE (writer interval $SERVED_APP_WRITER_S, default 1 s; queue size
 $SERVED_APP_QUEUE, default 10000).
 
-``/work/<anything>`` sleeps 5 ms and answers its own path. Run as ``served_app.py waitress`` or
+``/work/<anything>`` sleeps 5 ms and answers its own path; ``/slow/<anything>`` likewise after 1 s. Run as ``served_app.py waitress`` or
 ``served_app.py wsgiref`` (``python app.py``: Python's own single-threaded server) it serves on a
 free 127.0.0.1 port from the main thread and prints ``{"url": ...}``; gunicorn imports ``app``.
 """
@@ -18,8 +18,9 @@ from profviz.wsgi import ProfilerMiddleware
 
 
 def work(environ, start_response):
-    time.sleep(0.005)
-    body = environ.get("PATH_INFO", "").encode()
+    path = environ.get("PATH_INFO", "")
+    time.sleep(1.0 if path.startswith("/slow/") else 0.005)
+    body = path.encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 
