@@ -1,13 +1,17 @@
 """The ASGI middleware (profviz/middleware/asgi.py) on a real uvicorn on 127.0.0.1, with
 concurrent clients: nothing lost, routes named by template, streams timed to their last byte,
-lifespan and exceptions untouched, a failing store changing no response, and percentiles that
-match the clients' own."""
+lifespan and exceptions untouched, a failing store changing no response, percentiles that
+match the clients' own; task-aware samples (profviz/collect/tasks.py): a request's time awaiting
+a remote peer shows as waiting on that peer, also through ``gather``; a blocking call inside
+``async def`` is the ``event_loop_blocked`` finding, an awaited one is not."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
+import threading
 import signal
 import subprocess
 import sys
@@ -20,7 +24,10 @@ import numpy as np
 import pytest
 import requests
 
+from profviz.analysis.findings import run_detectors
+from profviz.analysis.summary import profile_summary
 from profviz.store import open_store
+from profviz.store.window import load_window
 
 from .proxied_server import free_port
 from .served import wait_for_answer
@@ -55,10 +62,11 @@ def fetch(url: str) -> tuple[int, bytes]:
     return response.status_code, response.content
 
 
-def timed_load(url: str, paths: list[str], connections: int = 16) -> dict[str, float]:
+def timed_load(url: str, paths: list, connections: int = 16) -> dict[str, float]:
     """Send ``paths`` over ``connections`` keep-alive connections at once from one asyncio thread
-    (a lean HTTP/1.1 client: its own overhead is a fraction of a millisecond); each path's latency
-    in ms, from the request's first byte sent to its body's last byte read."""
+    (a lean HTTP/1.1 client: its own overhead is a fraction of a millisecond), or each list of
+    ``paths`` (a list of lists) over a connection of its own; each path's latency in ms, from the
+    request's first byte sent to its body's last byte read."""
     import asyncio
     from urllib.parse import urlsplit
 
@@ -78,7 +86,10 @@ def timed_load(url: str, paths: list[str], connections: int = 16) -> dict[str, f
         writer.close()
 
     async def everything() -> None:
-        await asyncio.gather(*(connection(paths[i::connections]) for i in range(connections)))
+        if paths and isinstance(paths[0], list):
+            await asyncio.gather(*(connection(mine) for mine in paths))
+        else:
+            await asyncio.gather(*(connection(paths[i::connections]) for i in range(connections)))
 
     gc.disable()  # a full collection of the test process's heap takes milliseconds: it would be the client's time, not the server's
     try:
@@ -132,3 +143,139 @@ def test_a_failing_store_changes_no_response(tmp_path):
     with uvicorn({"ASGI_APP_STORE": str(blocker / "store.db")}) as url:
         wrapped = [fetch(url + path) for path in paths]
     assert wrapped == bare and bare[2][0] == 500 and bare[5][0] == 404
+
+
+class SlowPeer:
+    """A remote service on 127.0.0.1, on its own event loop in a thread: ``GET /slow?ms=N`` answers
+    after N ms (HTTP/1.1, keep-alive, headers and body in one write), hundreds at once."""
+
+    def __init__(self):
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def answer(reader, writer) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    await asyncio.sleep(int(head.split(b" ", 2)[1].split(b"ms=")[1]) / 1000)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(answer, "127.0.0.1", 0, backlog=1024)
+            self.server_address = self.server.sockets[0].getsockname()
+            ready.set()
+
+        def run() -> None:
+            self.loop.run_until_complete(start())
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def shutdown(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def peer() -> Iterator[SlowPeer]:
+    server = SlowPeer()
+    yield server
+    server.shutdown()
+
+
+EVERY_PROFILE = json.dumps({"tail_threshold_ms": 1, "tail_max_per_minute": 100000, "baseline_per_minute": 0})
+
+
+def test_awaiting_a_remote_peer_shows_as_waiting_on_it_beside_50_concurrent_requests(tmp_path, peer):
+    """While 50 other requests are in flight on the same loop (each awaiting 1 s, twice), 20
+    requests await a 200 ms call (httpx.AsyncClient) and 4 await three at once (gather): in each
+    one's own profile the time waiting on the peer's socket is >= 90% of its wall time on average
+    (each >= 80%: one 10 ms sample of ~210 ms is 5%), the samples tile the wall time, and the
+    fan-out's waits sit under the endpoint's frame, in the spawned tasks' frames."""
+    store = tmp_path / "store.db"
+    others = [[f"/hold/{2 * n}", f"/hold/{2 * n + 1}"] for n in range(50)]
+    measured = [[f"/remote/{200 + 4 * n + i}" for i in range(4)] for n in range(5)] + [["/fanout", "/fanout"]] * 2
+    with uvicorn({"ASGI_APP_STORE": str(store), "ASGI_APP_PEER": peer.url, "ASGI_APP_OPTIONS": EVERY_PROFILE}) as url:
+        # warm-up: the first call makes the client and imports its modules (100+ ms on a CPU), and
+        # opens the pool's connections, as a server that has run a while has them
+        timed_load(url, [[f"/remote/{1000 + n}"] for n in range(16)])
+        timed_load(url, others + measured)  # answers 200 or fails
+    opened = open_store(store)
+    try:
+        rows = [row for row in opened.query_requests() if row.route in ("/remote/{n}", "/fanout") and not row.path.startswith("/remote/1")]
+        assert len(rows) == 24 and all(row.profile_id is not None for row in rows)
+        peer_wait = f"socket recv 127.0.0.1:{peer.server_address[1]}"
+        shares = []
+        for row in rows:
+            profile = opened.load_profile(row.profile_id)
+            summary = profile_summary(profile)
+            sampled = int(summary.by_state.sum())
+            assert sampled >= row.duration_ns - 2 * 10e6, (row.route, sampled, row.duration_ns)  # all but its last interval
+            shares.append(summary.waits.get(peer_wait, 0) / row.duration_ns)
+            assert shares[-1] >= 0.8, (row.route, row.duration_ns / 1e6, summary.by_state, summary.waits)
+            if row.route == "/fanout":
+                functions = _functions_waiting(profile, peer_wait)
+                assert "fanout" in functions and "AsyncClient.get" in functions, functions
+    finally:
+        opened.close()
+    print("SHARES", round(float(np.mean(shares)), 3), round(min(shares), 3)); assert np.mean(shares) >= 0.9, sorted(shares)
+
+
+def _functions_waiting(profile, reason: str) -> set[str]:
+    columns = profile.columns()
+    wanted = profile.strings.index(reason)
+    functions = set()
+    for stack in set(columns["stack"][columns["reason"] == wanted].tolist()):
+        functions.update(profile.frame(index).function for index in profile.stack_frames(stack))
+    return functions
+
+
+def test_a_blocking_call_in_async_def_is_found_with_the_requests_it_delayed(tmp_path, peer):
+    """Concurrent /remote requests (awaited) beside /blocking ones (requests.get in async def):
+    the event_loop_blocked finding names /blocking's call with its stack and counts the /remote
+    requests it delayed; no finding blames /remote, and a run of /remote alone has no stall that
+    delayed a request."""
+    store = tmp_path / "store.db"
+    paths = [f"/remote/{n}" for n in range(30)] + ["/blocking"] * 4
+    env = {"ASGI_APP_STORE": str(store), "ASGI_APP_PEER": peer.url}
+    with uvicorn(env) as url:
+        fetch(url + "/remote/999")  # the first call imports httpx's modules: that blocks the loop 100+ ms, alone
+        with ThreadPoolExecutor(len(paths)) as pool:
+            answers = list(pool.map(lambda path: fetch(url + path), paths))
+    assert all(status == 200 for status, _ in answers)
+    opened = open_store(store)
+    try:
+        findings = [f for f in run_detectors(load_window(opened)) if f.kind == "event_loop_blocked"]
+    finally:
+        opened.close()
+    assert [f.route for f in findings] == ["GET /blocking"], [(f.route, f.title) for f in findings]
+    [finding] = findings
+    evidence = finding.evidence
+    assert evidence["call_site"]["function"] == "blocking" and evidence["call_site"]["file"].endswith("asgi_apps.py")
+    assert evidence["blocking_call"]["function"] == "get" and evidence["blocking_call"]["file"].endswith("requests/api.py")
+    assert evidence["stalls"] >= 1 and evidence["longest_ms"] >= 150
+    assert evidence["delayed_routes"].get("GET /remote/{n}", 0) >= 10, evidence["delayed_routes"]
+    assert finding.requests == evidence["delayed_requests"] >= 10
+    assert any("blocking" in line for line in evidence["stack"]), evidence["stack"]
+
+    alone = tmp_path / "alone.db"
+    with uvicorn({**env, "ASGI_APP_STORE": str(alone)}) as url:
+        fetch(url + "/remote/999")
+        with ThreadPoolExecutor(30) as pool:
+            assert all(status == 200 for status, _ in pool.map(lambda n: fetch(f"{url}/remote/{n}"), range(30)))
+    opened = open_store(alone)
+    try:
+        assert all(stall["labels"]["delayed_requests"] == 0 for stall in opened.list_profiles(kind="loop_stall"))
+        assert not [f for f in run_detectors(load_window(opened)) if f.kind == "event_loop_blocked"]
+    finally:
+        opened.close()
+

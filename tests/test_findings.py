@@ -43,7 +43,7 @@ def test_findings_of_every_detector_come_largest_impact_first():
 
 
 def test_the_vocabulary_is_closed_and_thresholds_name_unknown_keys():
-    assert len(set(KINDS)) == 13 and "n_plus_one_query" in KINDS and "saturation" in KINDS
+    assert len(set(KINDS)) == 14 and "n_plus_one_query" in KINDS and "event_loop_blocked" in KINDS
     with pytest.raises(ValueError, match="not one of"):
         finding("slow_endpoint", "/a", 1.0)
     assert Thresholds.from_dict({"repeat_min_count": "3"}).repeat_min_count == 3

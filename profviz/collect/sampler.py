@@ -25,6 +25,7 @@ from ..model import State
 from ..model.state import GIL_REASON
 from . import forks
 from .stack_table import StackTable
+from .tasks import LoopStall, TaskSampling, TaskSlot
 from .waits import RUNNABLE as RUNNABLE_REASON
 from .waits import RUNNING as RUNNING_REASON
 from .waits import OwnThreadWaits
@@ -78,6 +79,7 @@ class StackSampler:
         self._live = False  # the sampling thread is running (cleared by the thread as it ends)
         self._forks_seen = forks.count
         self._waits: OwnThreadWaits | None = None  # made and used by the sampling thread only
+        self.tasks = TaskSampling(self.table)
 
     # -- request threads ------------------------------------------------------------------
 
@@ -124,6 +126,15 @@ class StackSampler:
             del self.active[slot.ident]
         return list(slot.samples)
 
+    def begin_task(self, info, mono_ns: int, stall_ns: int, on_stall: Callable[[LoopStall], None] | None) -> TaskSlot | None:
+        """Register the calling asyncio task as serving a request from now on (see :mod:`.tasks`);
+        None outside a task. ``on_stall`` gets the loop's stalls of ``stall_ns`` or longer."""
+        return self.tasks.begin(info, mono_ns, stall_ns, on_stall)
+
+    def end_task(self, slot: TaskSlot) -> list:
+        """Stop sampling the slot's request; returns its samples."""
+        return self.tasks.end(slot)
+
     # -- the sampling thread --------------------------------------------------------------
 
     def ensure_running(self) -> None:
@@ -137,6 +148,7 @@ class StackSampler:
                 self._frame_cache.clear()
                 self._retired.clear()
                 self._clock_ids.clear()
+                self.tasks = TaskSampling(self.table)  # the parent's loops are not this process's
                 self._thread = None
                 if self._waits is not None:  # its files name the parent's threads
                     self._waits.close()
@@ -195,15 +207,24 @@ class StackSampler:
         """Take one sample of every thread serving a request; returns how many samples were kept."""
         self.ticks += 1
         slots = list(self.active.values())
+        tasks = self.tasks
         if not slots:
             if self._frame_cache:
                 self._frame_cache.clear()  # drops held frames here, outside any walk
-            return 0
+            if not tasks.loops:
+                return 0
         collecting = gc.isenabled()
         if collecting:  # see the module docstring: no collection, so no finalizer, while frames are walked
             gc.disable()
         try:
-            kept = self._sample(slots)
+            frames = sys._current_frames()
+            del frames[threading.get_ident()]  # this very frame: kept, the dict and it would form a cycle
+            now_wall = time.time_ns()
+            now_mono = time.perf_counter_ns()
+            kept = self._sample(slots, frames, now_wall, now_mono) if slots else 0
+            if tasks.loops:
+                kept += tasks.sample(frames, now_wall, now_mono, self._reason_of, RUNNING_REASON, RUNNABLE_REASON, GIL_REASON)
+            del frames
         finally:
             if collecting:
                 gc.enable()
@@ -212,12 +233,15 @@ class StackSampler:
         self.samples_taken += kept
         return kept
 
-    def _sample(self, slots: list[RequestSlot]) -> int:
+    def _reason_of(self, native_id: int) -> str | None:
+        """What thread ``native_id`` waits on now (:meth:`OwnThreadWaits.reason`)."""
+        waits = self._waits
+        if waits is None:
+            waits = self._waits = OwnThreadWaits()
+        return waits.reason(native_id)
+
+    def _sample(self, slots: list[RequestSlot], frames: dict, now_wall: int, now_mono: int) -> int:
         """One sample of each slot's thread; returns how many were kept."""
-        frames = sys._current_frames()
-        del frames[threading.get_ident()]  # this very frame: kept, the dict and it would form a cycle
-        now_wall = time.time_ns()
-        now_mono = time.perf_counter_ns()
         get_frame = frames.get
         waiting = []  # (slot, sample index) of WAITING samples: their reasons are read after the walks
         cpu_clock = time.clock_gettime_ns
@@ -273,8 +297,8 @@ class StackSampler:
         waits = self._waits
         if waits is None:
             waits = self._waits = OwnThreadWaits()
-        elif waits.kept > len(slots) + 16:
-            waits.keep_only({slot.native_id for slot in slots})
+        elif waits.kept > len(slots) + len(self.tasks.loops) + 16:
+            waits.keep_only({slot.native_id for slot in slots} | {watch.native_id for watch in list(self.tasks.loops.values())})
         for slot, index in waiting:
             if slot.closed:
                 continue

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from ..collect.sampler import StackSampler
 from ..collect.stack_table import samples_to_profile
+from ..collect.tasks import LoopStall
 from ..model import Profile, RequestBatch, SharedStackProfile, StackNodes
 from ..model.requests import NO_QUEUE
 from ..routes import collapse_path
@@ -31,6 +32,7 @@ from .health import Health
 from .options import Options
 from .queue_time import queue_ns
 from .request import RequestInfo, id_prefix, refresh_wall_offset, status_code
+from .stalls import StallBook
 
 MAX_STATUS_LINES = 1000
 MAX_PATH_ROUTES = 20_000
@@ -64,7 +66,8 @@ class BatchWriter:
         self._failing_since: float | None = None
         self._retry_at = 0.0
         self._backoff_s = FIRST_RETRY_S
-        for key in ("store_failures", "held", "dropped_after_failure", "store_recovered", "store_reopened"):
+        self.stalls = StallBook(sampler.table, options.sample_hz, options.labels, self.route_name) if sampler is not None else None
+        for key in ("store_failures", "held", "dropped_after_failure", "store_recovered", "store_reopened", "profiles_loop_stall"):
             counts.setdefault(key, 0)
 
     def store(self) -> Store:
@@ -96,11 +99,17 @@ class BatchWriter:
             if isinstance(item, FlushAggregates):
                 flush_all = True
                 continue
+            if isinstance(item, LoopStall):
+                if self.stalls is not None:
+                    self.stalls.add(item)
+                continue
             try:
                 add(item, batch, wall_offset_ns, prefix)
             except Exception as exc:
                 self.health.report("request record", exc)
         for profile in self.due_aggregates(force=flush_all):
+            batch.keep(profile)
+        for profile in self._due_stalls(force=flush_all):
             batch.keep(profile)
         if flush_all:
             self._retry_at = 0.0  # a flush tries the held requests now
@@ -111,6 +120,8 @@ class BatchWriter:
         requests are tried once more, and those still failing are reported lost)."""
         batch = RequestBatch()
         for profile in self.due_aggregates(force):
+            batch.keep(profile)
+        for profile in self._due_stalls(force):
             batch.keep(profile)
         if force:
             self._retry_at = 0.0
@@ -232,11 +243,7 @@ class BatchWriter:
             info.method = str(info.method).upper()
         route = info.route
         if route is None:
-            route = self._path_routes.get(info.path)
-            if route is None:
-                if len(self._path_routes) >= MAX_PATH_ROUTES:
-                    self._path_routes.clear()
-                route = self._path_routes[info.path] = collapse_path(info.path)
+            route = self.route_name(info)
         start_ns = info.mono_start + wall_offset_ns
         capture = None
         if self.sampler is not None:
@@ -258,6 +265,26 @@ class BatchWriter:
             return
         if profile is not None:
             batch.keep(profile, index)
+
+    def route_name(self, info: RequestInfo) -> str:
+        """The request's route: as the adapter named it, else its path with ids collapsed."""
+        route = info.route
+        if route is None:
+            route = self._path_routes.get(info.path)
+            if route is None:
+                if len(self._path_routes) >= MAX_PATH_ROUTES:
+                    self._path_routes.clear()
+                route = self._path_routes[info.path] = collapse_path(info.path)
+        return route
+
+    def _due_stalls(self, force: bool) -> list[Profile]:
+        if self.stalls is None or not self.stalls.pending:
+            return []
+        try:
+            return self.stalls.due(force)
+        except Exception as exc:
+            self.health.report("loop stall record", exc)
+            return []
 
     def _labels(self, info: RequestInfo) -> dict:
         """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
@@ -379,6 +406,8 @@ def _counter(profile: Profile | SharedStackProfile) -> str:
     """The stats counter a stored profile adds to."""
     if profile.meta.get("kind") == "route-aggregate":
         return "profiles_aggregate"
+    if profile.meta.get("kind") == "loop_stall":
+        return "profiles_loop_stall"
     return "profiles_" + profile.meta["labels"]["capture"]
 
 

@@ -38,6 +38,9 @@ class Options:
     tail_max_per_minute: float = _option(60.0, "tail profiles kept per route and minute at most")
     baseline_per_minute: float = _option(
         6.0, "typical requests (between the route's running P40 and P60) kept per route and minute, to compare with")
+    loop_block_ms: float = _option(
+        100.0, "ASGI: an event loop that runs this long without returning to its selector is recorded as a stall "
+               "(what ran, the requests it delayed: the event_loop_blocked finding)")
     aggregate_interval_s: float = _option(60.0, "how often each route's summed samples are stored as one profile")
     deep_fraction: float = _option(0.0, "fraction of requests profiled with pyinstrument")
     deep_interval_s: float = _option(0.001, "pyinstrument's sampling interval")
@@ -72,6 +75,8 @@ class Options:
             raise ValueError(f"tail_percentile must be in (0, 100) or None, got {self.tail_percentile}")
         if self.deep_trigger_secret is not None and len(self.deep_trigger_secret) < 8:
             raise ValueError("deep_trigger_secret must be at least 8 characters (anyone who knows it can trigger deep profiles)")
+        if not self.loop_block_ms > 0:
+            raise ValueError(f"loop_block_ms must be above 0, got {self.loop_block_ms}")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
         object.__setattr__(self, "labels", dict(self.labels or {}))

@@ -16,7 +16,8 @@ import random
 import threading
 from typing import Any
 
-from ..collect.sampler import StackSampler, process_sampler
+from ..collect.sampler import ON_CPU, StackSampler, process_sampler
+from ..collect.tasks import LoopStall
 from ..collect.writer import BackgroundWriter
 from .batches import BatchWriter, FlushAggregates
 from .health import Health, logger
@@ -76,6 +77,7 @@ class Recorder:
         self.span_processor = self._setup_otel() if options.otel == "auto" else None
         self.server_spans = self._server_spans() if self.span_processor is not None else None
         self._serving: dict[int, int] = {}  # thread ident -> requests it has begun and not finished
+        self._stall_ns = int(options.loop_block_ms * 1e6)
         self.drains_on_sigterm = options.enabled and options.drain_on_sigterm and drain_on_sigterm(self)
 
     def _setup_otel(self):
@@ -101,8 +103,9 @@ class Recorder:
 
     def begin(self, method: str, path: str, request: Any = None, *, own_thread: bool = True) -> RequestInfo | None:
         """Start timing a request of the calling thread; None when disabled or when profviz itself
-        failed. ``own_thread`` False: the thread serves other requests meanwhile (an event loop),
-        so the thread's CPU clock, its samples and a deep profile do not describe this request."""
+        failed. ``own_thread`` False: the thread serves other requests meanwhile (an asyncio event
+        loop, and the request is the calling task), so its samples are the task's
+        (:mod:`profviz.collect.tasks`), its CPU time is estimated from them, and no deep profile is taken."""
         if not self.options.enabled:
             return None
         try:
@@ -115,12 +118,15 @@ class Recorder:
                     break
             if self.server_spans is not None:
                 self._begin_span(info, request)
-            sampler = self.sampler if own_thread else None
+            sampler = self.sampler
             if sampler is not None:
                 sampler.ensure_running()
-                info.previous_slot = sampler.active.get(info.ident)
                 info.thread_name = name = thread_name()
-                info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
+                if own_thread:
+                    info.previous_slot = sampler.active.get(info.ident)
+                    info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
+                else:
+                    info.slot = sampler.begin_task(info, info.mono_start, self._stall_ns, self._loop_stalled)
             if self._deep and own_thread and self._wants_deep(request):
                 self._start_deep(info)
             serving = self._serving  # last: a request whose start failed is not waited for at SIGTERM
@@ -185,7 +191,11 @@ class Recorder:
                 info.deep_result = self._stop_deep(info)
             info.stop_clocks()
             if info.slot is not None:
-                info.samples = self.sampler.end(info.slot, info.previous_slot)
+                if info.cpu_start is None:
+                    info.samples = samples = self.sampler.end_task(info.slot)
+                    info.cpu_ns = sum(sample[3] for sample in samples if sample[2] == ON_CPU)
+                else:
+                    info.samples = self.sampler.end(info.slot, info.previous_slot)
             route_fn = self.options.route_fn
             if info.route is None and route_fn is not None:
                 try:
@@ -206,6 +216,10 @@ class Recorder:
                 self._end_span(info)
         if shutdown.pending_exit is not None:
             shutdown.request_ended(info.ident)
+
+    def _loop_stalled(self, stall: LoopStall) -> None:
+        """On the event loop, as it gets back from a stall: the writer stores it (:mod:`.batches`)."""
+        self.writer.submit(stall)
 
     def _stop_deep(self, info: RequestInfo):
         profiler, info.profiler = info.profiler, None
@@ -261,7 +275,8 @@ class Recorder:
     @property
     def stats(self) -> dict:
         """Counters: requests queued/dropped/recorded, profiles kept by kind, internal errors by kind,
-        and profviz's own threads: the writer's batches and CPU time, the sampler's ticks and CPU time."""
+        profviz's own threads: the writer's batches and CPU time, the sampler's ticks and CPU time,
+        and the event loops served (``loops``: lag, stalls, busy share; see :class:`~profviz.collect.tasks.LoopWatch`)."""
         sampler = self.sampler
         return {
             "handled": self.writer.handled,
@@ -275,4 +290,5 @@ class Recorder:
                 "rate_hz": sampler.rate_hz, "ticks": sampler.ticks, "samples": sampler.samples_taken,
                 "cpu_s": round(sampler.cpu_ns / 1e9, 6), "stacks": len(sampler.table), "running": sampler.running,
             },
+            "loops": [] if sampler is None else [watch.health for watch in list(sampler.tasks.loops.values())],
         }

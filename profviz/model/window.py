@@ -22,13 +22,15 @@ None when it cannot be had (no database the user pointed to, a write statement, 
 class Window:
     """What detectors look at. ``requests`` of a time window with the ``profiles`` stored for
     them (by profile id) and their statements and calls (``span_facts``, or ``spans`` to derive
-    them from); or an attach ``profile`` alone (no requests). ``explain`` is given by the caller
-    when query plans may be looked up."""
+    them from), and the event loop ``stalls`` recorded meanwhile (``loop_stall`` profiles by id);
+    or an attach ``profile`` alone (no requests). ``explain`` is given by the caller when query
+    plans may be looked up."""
 
     requests: Sequence[RequestRow] = ()
     profiles: dict[int, Profile] = field(default_factory=dict)
     spans: Sequence[Span] = ()
     profile: Profile | None = None
+    stalls: dict[int, Profile] = field(default_factory=dict)
     explain: Explain | None = None
     span_facts: SpanFacts | None = None
     derived: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -8,6 +8,7 @@ from .base import REQUEST_COLUMN_NAMES, ProfileNotFound, Store
 from .encoding import EncodingError
 
 PROFILES_PER_ROUTE = 20
+STALLS_KEPT = 200
 
 
 def load_window(store: Store, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
@@ -15,8 +16,8 @@ def load_window(store: Store, *, since_ns: int | None = None, until_ns: int | No
     """The requests started in [since_ns, until_ns) (of one route and method, if given; read as
     columns, their path left as their route), the statements and calls of their processes
     meanwhile (:meth:`Store.span_facts`), and per route at most ``profiles_per_route`` of their
-    kept profiles: the slowest half, and the rest spread over the others. A profile that cannot
-    be decoded is left out."""
+    kept profiles: the slowest half, and the rest spread over the others; the event loop stalls
+    of their processes meanwhile (the longest STALLS_KEPT). A profile that cannot be decoded is left out."""
     with gc_paused():
         return _load_window(store, since_ns, until_ns, route, method, profiles_per_route, explain)
 
@@ -46,7 +47,22 @@ def _load_window(store: Store, since_ns, until_ns, route, method, profiles_per_r
                 profiles[row.profile_id] = store.load_profile(row.profile_id)
             except (EncodingError, ProfileNotFound):
                 continue
-    return Window(requests=requests, profiles=profiles, span_facts=facts, explain=explain)
+    return Window(requests=requests, profiles=profiles, span_facts=facts, explain=explain,
+                  stalls=_stalls(store, set(columns["pid"]), start, end))
+
+
+def _stalls(store: Store, pids: set, start: int, end: int) -> dict:
+    """The ``loop_stall`` profiles of ``pids`` that began in [start, end), the longest STALLS_KEPT."""
+    metas = [meta for meta in store.list_profiles(kind="loop_stall")
+             if meta.get("pid") in pids and start <= (meta.get("start_ns") or 0) < end]
+    metas.sort(key=lambda meta: -(meta.get("duration_ns") or 0))
+    stalls = {}
+    for meta in metas[:STALLS_KEPT]:
+        try:
+            stalls[meta["id"]] = store.load_profile(meta["id"])
+        except (EncodingError, ProfileNotFound):
+            continue
+    return stalls
 
 
 def _spread(rows: list, count: int) -> list:

@@ -7,14 +7,24 @@ at /star, wrapped in profviz's ASGI middleware (store $ASGI_APP_STORE) unless $A
 /boom                          raises RuntimeError (uvicorn answers 500)
 /ready                         what the lifespan startup set
 /star/users/{name}             a Starlette route in a Mount, awaits 40 ms
+/hold/{n}                      awaits 1 s (requests in flight beside the others)
+/remote/{n}                    awaits GET $ASGI_APP_PEER/slow?ms=200 (httpx.AsyncClient)
+/fanout                        awaits three such calls at once (asyncio.gather)
+/blocking                      requests.get of the same URL inside ``async def``: blocks the loop
 =============================  ====================================================
+
+$ASGI_APP_OPTIONS: the middleware's options as JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+
+import httpx
+import requests
 
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
@@ -58,6 +68,41 @@ async def ready() -> dict:
     return {"ready": api.state.ready}
 
 
+PEER = os.environ.get("ASGI_APP_PEER", "")
+_peer: httpx.AsyncClient | None = None
+
+
+def peer() -> httpx.AsyncClient:
+    global _peer
+    if _peer is None:
+        _peer = httpx.AsyncClient(limits=httpx.Limits(max_connections=200), timeout=30)
+    return _peer
+
+
+@api.get("/hold/{n}")
+async def hold(n: int) -> dict:
+    await asyncio.sleep(1.0)
+    return {"held": n}
+
+
+@api.get("/remote/{n}")
+async def remote(n: int) -> dict:
+    answer = await peer().get(f"{PEER}/slow?ms=200")
+    return {"n": n, "peer": answer.text}
+
+
+@api.get("/fanout")
+async def fanout() -> dict:
+    answers = await asyncio.gather(*(peer().get(f"{PEER}/slow?ms=200") for _ in range(3)))
+    return {"answers": len(answers)}
+
+
+@api.get("/blocking")
+async def blocking() -> dict:
+    answer = requests.get(f"{PEER}/slow?ms=200", timeout=30)
+    return {"peer": answer.text}
+
+
 async def user(request) -> PlainTextResponse:
     await asyncio.sleep(0.04)
     return PlainTextResponse(f"hello {request.path_params['name']}")
@@ -71,4 +116,4 @@ if os.environ.get("ASGI_APP_BARE"):
 else:
     from profviz.asgi import ProfilerMiddleware
 
-    app = ProfilerMiddleware(api, store=os.environ["ASGI_APP_STORE"])
+    app = ProfilerMiddleware(api, store=os.environ["ASGI_APP_STORE"], **json.loads(os.environ.get("ASGI_APP_OPTIONS", "{}")))

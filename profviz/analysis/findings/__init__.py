@@ -17,6 +17,7 @@ from ...model.window import Window, gc_paused
 KINDS = (
     "n_plus_one_query", "repeated_remote_call", "full_scan", "slow_query", "connection_setup", "pool_wait",
     "sync_logging", "serialization", "large_payload", "lock_contention", "gil_contention", "cpu_hotspot", "saturation",
+    "event_loop_blocked",
 )
 
 
@@ -105,6 +106,7 @@ def caused_elsewhere(finding: Finding) -> bool:
 from . import (  # noqa: E402 - each module registers its detector
     connections,
     cpu_hotspot,
+    event_loop,
     gil,
     locks,
     logging_io,
@@ -118,4 +120,4 @@ from . import (  # noqa: E402 - each module registers its detector
 )
 
 __all__ = ["DETECTORS", "KINDS", "Detector", "Finding", "Thresholds", "Window", "detector", "run_detectors",
-           "connections", "cpu_hotspot", "gil", "locks", "logging_io", "payload", "pools", "remote_calls", "repeated_queries", "saturation", "serialization", "slow_queries"]
+           "connections", "cpu_hotspot", "event_loop", "gil", "locks", "logging_io", "payload", "pools", "remote_calls", "repeated_queries", "saturation", "serialization", "slow_queries"]

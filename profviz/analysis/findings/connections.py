@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ...model import Frame
+from ...model import Frame, State
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .stacks import call_site, time_under, top_site
@@ -47,7 +47,9 @@ def connection_setup(window: Window, limits: Thresholds) -> list[Finding]:
 
 
 def _connecting(profile) -> tuple[float, Counter, Counter]:
-    spent, sites = time_under(profile, is_connect)
+    """Time opening connections: computing or waiting under a connect call, not RUNNABLE (waiting
+    for a CPU, or for an event loop another call held: that loop's event_loop_blocked finding)."""
+    spent, sites = time_under(profile, is_connect, (State.ON_CPU, State.WAITING, State.GIL))
     return spent, sites, Counter({_outermost_connect(profile): spent})
 
 _FIX = ("Open connections once and reuse them: a pool sized to the worker threads (psycopg_pool.ConnectionPool, "

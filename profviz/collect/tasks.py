@@ -1,0 +1,479 @@
+"""Task-aware sampling of the requests an asyncio event loop serves, for the in-process sampler
+(:meth:`~.sampler.StackSampler.tick` calls :meth:`TaskSampling.sample`), and the loop's health:
+its lag and the stretches it was blocked. Design notes: docs/asgi.md ("Task-aware sampling").
+
+At each tick every request in flight on a loop gets one sample, so its samples tile its lifetime
+as a thread's do. When the request's task, or a task it spawned, is the one the loop runs, the
+sample is the loop thread's stack from the task's outermost coroutine up, in the loop thread's
+state (on CPU, or a blocking call's wait reason). Otherwise it is the request's await chain
+(its coroutine, ``cr_await`` down to the innermost one, on into the pending children of a
+``gather``, an awaited task or a task group), WAITING with what the innermost await waits on
+(:func:`await_reason`), or RUNNABLE when the task is ready and waits for its turn on the loop
+(as a thread waits for a CPU), or when the loop has not run the sampler's beat for BLOCKED_NS:
+held by one callback, it serves no one, whatever they await. A suspended task's sample is reused while it waits on the same future, so a
+thousand suspended requests cost one attribute read each per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import os
+import threading
+import time
+import types
+from typing import Any, Callable
+
+from ..model import State
+
+ON_CPU = int(State.ON_CPU)
+WAITING = int(State.WAITING)
+GIL = int(State.GIL)
+RUNNABLE = int(State.RUNNABLE)
+MAX_DEPTH = 200  # frames of one await chain
+MAX_NESTING = 8  # tasks followed into (gather, awaited tasks, task groups)
+STALL_STACKS_KEPT = 500  # loop stacks kept for one stall
+BLOCKED_NS = 20_000_000  # a beat pending this long: the loop is held, the suspended requests wait for it
+
+_request_slot: contextvars.ContextVar["TaskSlot | None"] = contextvars.ContextVar("profviz_task_slot", default=None)
+
+
+class TaskSlot:
+    """One request in flight on an event loop, as the sampler sees it."""
+
+    __slots__ = ("task", "watch", "begun_mono_ns", "last_mono_ns", "samples", "closed", "children", "waiter", "waited", "info")
+
+    def __init__(self, task: asyncio.Task, watch: "LoopWatch", mono_ns: int, info: Any):
+        self.task = task
+        self.watch = watch
+        self.begun_mono_ns = mono_ns
+        self.last_mono_ns = mono_ns
+        self.samples: list = []
+        self.closed = False
+        self.children: list = []  # tasks created while this request's task ran (or its children did)
+        self.waiter = None  # the future the task waited on at its last WAITING sample
+        self.waited = None  # (stack, state, reason) of that sample
+        self.info = info  # the engine's RequestInfo (for stalls: which requests waited)
+
+
+class LoopStall:
+    """The loop ran one stretch without returning to its selector for ``duration_ns`` (a beat
+    posted at ``start_mono_ns`` ran that late): what it ran meanwhile (``samples``, as the
+    sampler's, over its stack table), the request running (``blocker``, a RequestInfo or None),
+    and the requests in flight that had to wait (``delayed``)."""
+
+    __slots__ = ("start_ns", "duration_ns", "samples", "blocker", "delayed", "thread_name", "native_id")
+
+    def __init__(self, start_ns: int, duration_ns: int, samples: list, blocker: Any, delayed: list, thread_name: str,
+                 native_id: int):
+        self.start_ns = start_ns
+        self.duration_ns = duration_ns
+        self.samples = samples
+        self.blocker = blocker
+        self.delayed = delayed
+        self.thread_name = thread_name
+        self.native_id = native_id
+
+
+class LoopWatch:
+    """One event loop whose requests are sampled, and its health (lag, stalls)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stall_ns: int, on_stall: Callable[[LoopStall], None] | None):
+        self.loop = loop
+        self.ident = threading.get_ident()
+        self.native_id = threading.get_native_id()
+        self.thread_name = threading.current_thread().name
+        self.slots: dict = {}  # request task -> TaskSlot
+        self.children: dict = {}  # spawned task -> the TaskSlot of its request
+        self.stall_ns = stall_ns
+        self.on_stall = on_stall
+        self.posted_mono_ns = 0  # the pending beat's posting time; 0: none pending
+        self.posted_wall_ns = 0
+        self.pending: list = []  # (wall ns, stack, weight, request slot, state, reason) of the loop thread at the ticks while a beat is pending
+        self.waiting: set = set()  # the requests in flight at those ticks
+        self.beats = 0
+        self.lag_total_ns = 0
+        self.lag_max_ns = 0
+        self.stalls = 0
+        self.cpu_ns = 0  # the loop thread's CPU clock at the last tick
+        self.tick_mono_ns = 0
+        self.busy_ns = 0  # CPU time of the loop thread while requests were in flight
+        self.watched_ns = 0  # wall time of the ticks that measured it
+        self.clock_id: int | None
+        try:
+            self.clock_id = time.pthread_getcpuclockid(self.ident)
+        except (AttributeError, OSError):
+            self.clock_id = None
+        self.factory = None
+
+    def beat(self, posted_mono_ns: int) -> None:
+        """On the loop: the beat the sampler posted has run; its lateness is the loop's lag."""
+        lag = time.perf_counter_ns() - posted_mono_ns
+        pending, self.pending = self.pending, []
+        waiting, self.waiting = self.waiting, set()
+        posted_wall = self.posted_wall_ns
+        self.posted_mono_ns = 0
+        self.beats += 1
+        self.lag_total_ns += lag
+        if lag > self.lag_max_ns:
+            self.lag_max_ns = lag
+        if lag < self.stall_ns or self.on_stall is None or not pending:
+            return
+        self.stalls += 1
+        blockers = [entry[3] for entry in pending if entry[3] is not None]
+        blocker = max(set(blockers), key=blockers.count) if blockers else None
+        delayed = [slot.info for slot in waiting if slot is not blocker]
+        samples = [(wall, stack, state, weight, reason) for wall, stack, weight, _, state, reason in pending]
+        self.on_stall(LoopStall(posted_wall, lag, samples, None if blocker is None else blocker.info, delayed,
+                                self.thread_name, self.native_id))
+
+    @property
+    def health(self) -> dict:
+        return {
+            "thread": self.thread_name, "requests_in_flight": len(self.slots), "beats": self.beats,
+            "lag_mean_ms": round(self.lag_total_ns / self.beats / 1e6, 3) if self.beats else None,
+            "lag_max_ms": round(self.lag_max_ns / 1e6, 3), "stalls": self.stalls,
+            "busy_share": round(self.busy_ns / self.watched_ns, 3) if self.watched_ns else None,
+        }
+
+
+class TaskSampling:
+    """The async half of the process's sampler (see the module docstring). :meth:`begin` and
+    :meth:`end` run on the loop's thread; :meth:`sample` on the sampling thread."""
+
+    def __init__(self, table):
+        self.table = table
+        self.loops: dict[int, LoopWatch] = {}  # id(loop) -> its watch
+        self.turn = 0  # counts samples: which of a gather's pending tasks a chain goes on into
+
+    # -- the loop's thread --------------------------------------------------------------------
+
+    def begin(self, info: Any, mono_ns: int, stall_ns: int, on_stall: Callable[[LoopStall], None] | None) -> TaskSlot | None:
+        """Sample the calling task as a request from now on; None outside a task."""
+        task = asyncio.current_task()
+        if task is None:
+            return None
+        loop = task.get_loop()
+        watch = self.loops.get(id(loop))
+        if watch is None or watch.loop is not loop:
+            watch = self.loops[id(loop)] = LoopWatch(loop, stall_ns, on_stall)
+            self._adopt_spawned_tasks(watch)
+        slot = TaskSlot(task, watch, mono_ns, info)
+        watch.slots[task] = slot
+        _request_slot.set(slot)
+        return slot
+
+    def end(self, slot: TaskSlot) -> list:
+        """Stop sampling the slot's request; returns its samples."""
+        slot.closed = True
+        watch = slot.watch
+        if watch.slots.get(slot.task) is slot:
+            del watch.slots[slot.task]
+        for child in slot.children:
+            if watch.children.get(child) is slot:
+                del watch.children[child]
+        slot.children = []
+        slot.waiter = slot.waited = None
+        if not watch.slots and not watch.loop.is_running():
+            self.loops.pop(id(watch.loop), None)
+        return list(slot.samples)
+
+    def _adopt_spawned_tasks(self, watch: LoopWatch) -> None:
+        """Wrap the loop's task factory: a task created inside a request belongs to it."""
+        loop = watch.loop
+        previous = loop.get_task_factory()
+
+        def factory(loop, coro, **kwargs):
+            task = previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
+            slot = _request_slot.get()
+            if slot is not None and not slot.closed:
+                slot.children.append(task)
+                watch.children[task] = slot
+            return task
+
+        try:
+            loop.set_task_factory(factory)
+            watch.factory = factory
+        except Exception:
+            pass  # a loop without task factories: spawned tasks are not followed
+
+    # -- the sampling thread ------------------------------------------------------------------
+
+    def sample(self, frames: dict, now_wall: int, now_mono: int, reason_of: Callable[[int], str | None],
+               running_reason: str, runnable_reason: str, gil_reason: str) -> int:
+        """One sample of every request in flight on every watched loop; returns how many were kept."""
+        kept = 0
+        self.turn += 1
+        for key, watch in list(self.loops.items()):
+            if not watch.slots and not watch.pending:
+                if not watch.loop.is_running() or watch.loop.is_closed():
+                    self.loops.pop(key, None)
+                continue
+            kept += self._sample_loop(watch, frames, now_wall, now_mono, reason_of, running_reason, runnable_reason, gil_reason)
+        return kept
+
+    def _sample_loop(self, watch: LoopWatch, frames: dict, now_wall: int, now_mono: int, reason_of, running_reason: str,
+                     runnable_reason: str, gil_reason: str) -> int:
+        loop = watch.loop
+        cpu = None
+        if watch.clock_id is not None:
+            try:
+                cpu = time.clock_gettime_ns(watch.clock_id)
+            except OSError:
+                watch.clock_id = None
+        running = asyncio.current_task(loop)
+        run_slot = None
+        if running is not None:
+            run_slot = watch.slots.get(running) or watch.children.get(running)
+        leaf = frames.get(watch.ident)
+        running_sample = None
+        if leaf is not None and (run_slot is not None or watch.posted_mono_ns):
+            stack = self._running_stack(leaf, running, run_slot)
+            since = now_mono - watch.tick_mono_ns if watch.tick_mono_ns else 0
+            computing = cpu is not None and since > 0 and 2 * (cpu - watch.cpu_ns) >= since
+            reason = None if computing else reason_of(watch.native_id)  # as for threads: the clock first
+            if reason is None or reason == running_reason:
+                running_sample = (stack, ON_CPU, None)
+            elif reason == gil_reason:
+                running_sample = (stack, GIL, None)
+            elif reason == runnable_reason:
+                running_sample = (stack, RUNNABLE, None)
+            else:
+                running_sample = (stack, WAITING, reason)
+        kept = 0
+        slots = list(watch.slots.values())
+        blocked = bool(watch.posted_mono_ns) and now_mono - watch.posted_mono_ns >= BLOCKED_NS
+        if watch.posted_mono_ns:
+            watch.waiting.update(slots)
+        if cpu is not None:
+            if watch.cpu_ns and watch.tick_mono_ns and slots:
+                watch.busy_ns += max(cpu - watch.cpu_ns, 0)
+                watch.watched_ns += now_mono - watch.tick_mono_ns
+            watch.cpu_ns, watch.tick_mono_ns = cpu, now_mono
+        for slot in slots:
+            if slot.closed:
+                continue
+            wall = now_mono - slot.last_mono_ns
+            if wall <= 0:
+                continue
+            if slot is run_slot and running_sample is not None:
+                stack, state, reason = running_sample
+                slot.waiter = slot.waited = None
+            else:
+                stack, state, reason = self._suspended(slot)
+                if blocked and state == WAITING:  # whatever it awaits, it cannot go on before the loop does
+                    state, reason = RUNNABLE, None
+            if slot.closed:
+                continue
+            slot.samples.append((now_wall - wall, stack, state, wall, reason))
+            slot.last_mono_ns = now_mono
+            kept += 1
+        self._watch_beat(watch, now_wall, now_mono, running_sample, run_slot)
+        return kept
+
+    def _watch_beat(self, watch: LoopWatch, now_wall: int, now_mono: int, running_sample, run_slot) -> None:
+        """Post a beat when none is pending; while one is, keep what the loop runs (a stall's evidence)."""
+        if watch.posted_mono_ns:
+            pending = watch.pending
+            if running_sample is not None and len(pending) < STALL_STACKS_KEPT:
+                start = pending[-1][0] + pending[-1][2] if pending else watch.posted_wall_ns
+                stack, state, reason = running_sample
+                pending.append((start, stack, max(now_wall - start, 0), run_slot, state, reason))
+            return
+        if not watch.slots or watch.loop.is_closed():
+            return
+        watch.posted_mono_ns, watch.posted_wall_ns = now_mono, now_wall
+        try:
+            watch.loop.call_soon_threadsafe(watch.beat, now_mono)
+        except RuntimeError:  # the loop closed meanwhile
+            watch.posted_mono_ns = 0
+
+    def _running_stack(self, leaf, running, run_slot: TaskSlot | None) -> int:
+        """The loop thread's stack: from the running task's outermost coroutine up, on top of its
+        request's await chain when it is a spawned task; the whole stack when no request's task runs."""
+        stop = None
+        prefix = -1
+        if running is not None and run_slot is not None:
+            coro = running.get_coro()
+            stop = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if running is not run_slot.task:
+                prefix = self._chain_stack(run_slot.task, -1, 0, until=running)[0]
+        codes, offsets = [], []
+        frame = leaf
+        while frame is not None and len(codes) < MAX_DEPTH:
+            codes.append(frame.f_code)
+            offsets.append(frame.f_lasti)
+            if frame is stop:
+                break
+            frame = frame.f_back
+        codes.reverse()
+        offsets.reverse()
+        return self.table.intern_run(prefix, codes, offsets)[-1] if codes else prefix
+
+    def _suspended(self, slot: TaskSlot) -> tuple[int, int, str | None]:
+        """The sample of a request whose task is not the one running: its await chain and what it
+        waits on. Reused while the task waits on the same future, unless the chain went on into
+        other tasks (they move on while it waits)."""
+        task = slot.task
+        waiter = getattr(task, "_fut_waiter", None)
+        if waiter is not None and waiter is slot.waiter and not waiter.done():
+            return slot.waited
+        stack, reason, ready, nested = self._chain_stack(task, -1, 0)
+        sample = (stack, RUNNABLE, None) if ready else (stack, WAITING, reason)
+        if waiter is not None and not ready and not nested:
+            slot.waiter, slot.waited = waiter, sample
+        else:
+            slot.waiter = slot.waited = None
+        return sample
+
+    def _chain_stack(self, task, prefix: int, nesting: int, until=None) -> tuple[int, str | None, bool, bool]:
+        """(stack, wait reason, ready, whether it went into other tasks) of ``task``'s await chain
+        on top of ``prefix``, followed into the task it waits for (of several, a different one at
+        each tick); ``until``: stop before that task (the one running)."""
+        coro = task.get_coro()
+        codes, offsets, frames = [], [], []
+        while coro is not None and len(codes) < MAX_DEPTH:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is None:
+                coro = _inside(coro)
+                if coro is None:
+                    break
+                continue
+            frames.append(frame)
+            codes.append(frame.f_code)
+            offsets.append(frame.f_lasti)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+        stack = self.table.intern_run(prefix, codes, offsets)[-1] if codes else prefix
+        waiter = getattr(task, "_fut_waiter", None)
+        if waiter is None or waiter.done():
+            return stack, None, True, nesting > 0
+        if nesting < MAX_NESTING:
+            inner = _awaited_task(waiter, frames, until, self.turn)
+            if inner is not None and inner is not until:
+                return self._chain_stack(inner, stack, nesting + 1, until)
+        return stack, await_reason(frames, waiter), False, nesting > 0
+
+
+_RESUMABLE_TYPES = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+_WRAPPERS = ("async_generator_asend", "async_generator_athrow", "coroutine_wrapper")
+
+
+def _inside(awaitable):
+    """The coroutine or async generator an ``__anext__()``/``asend()``/``__await__()`` wrapper
+    drives (what an ``async for`` awaits), which only the wrapper's references lead to; else None."""
+    if type(awaitable).__name__ not in _WRAPPERS:
+        return None
+    return next((ref for ref in gc.get_referents(awaitable) if isinstance(ref, _RESUMABLE_TYPES)), None)
+
+
+def _awaited_task(waiter, frames: list, until, turn: int):
+    """The task a chain waits for through ``waiter``, when it waits for one: the future is a task
+    itself, a ``gather`` or a task group (one of their pending tasks, by ``turn``)."""
+    if until is not None:
+        return until if _waits_for(waiter, frames, until) else None
+    if isinstance(waiter, asyncio.Task):
+        return waiter
+    children = getattr(waiter, "_children", None)  # gather's future
+    if not children:
+        group = _task_group(frames)
+        children = list(getattr(group, "_tasks", ()) or ()) if group is not None else ()
+    pending = [child for child in children if isinstance(child, asyncio.Task) and not child.done()]
+    return pending[turn % len(pending)] if pending else None
+
+
+def _task_group(frames: list):
+    """The TaskGroup whose ``__aexit__`` the chain waits in, or None."""
+    for frame in reversed(frames):
+        if frame.f_code.co_name == "__aexit__" and frame.f_code.co_filename.endswith(_ASYNCIO_TASK_GROUPS):
+            return frame.f_locals.get("self")
+    return None
+
+
+def _waits_for(waiter, frames: list, target) -> bool:
+    if waiter is target:
+        return True
+    children = getattr(waiter, "_children", None)
+    if children and target in children:
+        return True
+    group = _task_group(frames) if not children else None
+    return group is not None and target in (getattr(group, "_tasks", ()) or ())
+
+
+_LOCKS = {"Lock.acquire": "lock (asyncio.Lock)", "Semaphore.acquire": "lock (asyncio.Semaphore)",
+          "BoundedSemaphore.acquire": "lock (asyncio.Semaphore)", "Condition.wait": "lock (asyncio.Condition)",
+          "Event.wait": "asyncio.Event wait", "Barrier.wait": "asyncio.Barrier wait",
+          "Queue.get": "asyncio.Queue get", "Queue.put": "asyncio.Queue put", "Queue.join": "asyncio.Queue join"}
+_SOCKET_VERBS = (("recv", "recv"), ("read", "recv"), ("receive", "recv"), ("send", "send"), ("write", "send"),
+                 ("drain", "send"), ("connect", "connect"))
+
+
+def await_reason(frames: list, waiter) -> str:
+    """What an await chain waits on, from its frames (innermost first) and the future it waits on:
+    ``socket recv HOST:PORT`` (an asyncio stream or anyio socket below, with its peer), ``sleep``,
+    an asyncio or anyio lock, event or queue, ``thread pool`` (a future a worker thread completes), else ``await``
+    and the innermost coroutine's name."""
+    for frame in reversed(frames):  # first: a socket read waits on an Event in anyio
+        described = _socket_wait(frame)
+        if described is not None:
+            return described
+    for frame in reversed(frames):
+        code = frame.f_code
+        name = getattr(code, "co_qualname", code.co_name)
+        path = code.co_filename
+        if path.endswith(_ASYNCIO_TASKS) and name == "sleep":
+            return "sleep"
+        if name in _LOCKS and path.endswith(_ASYNCIO_PRIMITIVES):
+            return _LOCKS[name]
+        if name in _LOCKS and _ANYIO in path:
+            return _LOCKS[name].replace("asyncio.", "anyio.")
+        if name in _THREAD_HANDOFFS or path.endswith(_ANYIO_TO_THREAD):
+            return "thread pool"
+    if _from_a_thread(waiter):
+        return "thread pool"
+    innermost = frames[-1].f_code if frames else None
+    return f"await {getattr(innermost, 'co_qualname', innermost.co_name)}" if innermost is not None else "await"
+
+
+_ASYNCIO_TASKS = os.path.join("asyncio", "tasks.py")
+_ASYNCIO_TASK_GROUPS = os.path.join("asyncio", "taskgroups.py")
+_ASYNCIO_PRIMITIVES = (os.path.join("asyncio", "locks.py"), os.path.join("asyncio", "queues.py"))
+_ANYIO_TO_THREAD = os.path.join("anyio", "to_thread.py")
+_ANYIO = os.sep + "anyio" + os.sep
+_THREAD_HANDOFFS = ("to_thread", "run_sync_in_worker_thread", "BaseEventLoop.run_in_executor")
+
+
+def _socket_wait(frame) -> str | None:
+    """``socket <verb> <peer>`` when ``frame`` is a method reading, writing or connecting through
+    its ``_transport`` (asyncio's StreamReader, anyio's SocketStream)."""
+    code = frame.f_code
+    name = getattr(code, "co_qualname", code.co_name)
+    if "." not in name:
+        return None
+    leaf = name.rsplit(".", 1)[-1].lstrip("_").lower()
+    verb = "recv" if leaf == "wait_for_data" else next((v for prefix, v in _SOCKET_VERBS if leaf.startswith(prefix)), None)
+    if verb is None:
+        return None
+    transport = getattr(frame.f_locals.get("self"), "_transport", None)
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    if not callable(get_extra_info):
+        return None
+    try:
+        peer = get_extra_info("peername")
+    except Exception:
+        peer = None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"socket {verb} [{host}]:{peer[1]}" if ":" in host else f"socket {verb} {host}:{peer[1]}"
+    if isinstance(peer, str) and peer:
+        return f"unix socket {verb} {peer}"
+    return f"socket {verb}"
+
+
+def _from_a_thread(waiter) -> bool:
+    """Whether an asyncio future is completed by a concurrent.futures future (``run_in_executor``)."""
+    for callback in list(getattr(waiter, "_callbacks", None) or ()):
+        function = callback[0] if isinstance(callback, tuple) else callback
+        if getattr(function, "__name__", "") == "_call_check_cancel":
+            return True
+    return False
