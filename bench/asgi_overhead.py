@@ -39,8 +39,10 @@ import numpy as np
 
 APP = textwrap.dedent('''
     import asyncio, os
+    from fastapi import FastAPI
+    from pydantic import BaseModel
 
-    async def bare(scope, receive, send):
+    async def raw(scope, receive, send):
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -49,18 +51,37 @@ APP = textwrap.dedent('''
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if scope["path"].startswith("/api/"):
+            await api(scope, receive, send)
+            return
         if scope["path"] == "/sleep":
             await asyncio.sleep(0.01)
+        elif scope["path"] == "/hold":
+            await asyncio.sleep(float(scope["query_string"].decode().split("=")[1]))
         body = b'{"ok": true}'
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    if os.environ.get("BENCH_CONFIG") == "timing":
-        from profviz.asgi import ProfilerMiddleware
-        app = ProfilerMiddleware(bare, store=os.environ["BENCH_STORE"])
+    class Item(BaseModel):
+        id: int
+        name: str
+        tags: list[str]
+        price: float
+
+    api = FastAPI()
+
+    @api.get("/api/items/{item_id}")
+    async def item(item_id: int, q: str | None = None) -> Item:
+        await asyncio.sleep(0)
+        return Item(id=item_id, name=f"item {item_id}", tags=["a", "b", "c"], price=item_id * 1.5)
+
+    config = os.environ.get("BENCH_CONFIG")
+    if config == "none":
+        app = raw
     else:
-        app = bare
+        from profviz.asgi import ProfilerMiddleware
+        app = ProfilerMiddleware(raw, store=os.environ["BENCH_STORE"], sampler=config == "sampler")
 ''')
 
 
@@ -108,32 +129,64 @@ async def drive(port: int, path: str, total: int, connections: int) -> tuple[flo
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
+async def hold(port: int, count: int, seconds: float, pid: int) -> float:
+    """CPU seconds per second the server spent while ``count`` requests to /hold sat suspended for ``seconds``."""
+    import psutil
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /hold?s={seconds} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    process = psutil.Process(pid)
+    tasks = [asyncio.create_task(one()) for _ in range(count)]
+    await asyncio.sleep(seconds / 4)  # all connected and suspended
+    before, began = sum(process.cpu_times()[:2]), time.perf_counter()
+    await asyncio.sleep(seconds / 2)
+    used = (sum(process.cpu_times()[:2]) - before) / (time.perf_counter() - began)
+    await asyncio.gather(*tasks)
+    return used
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--suspended", type=int, default=1000)
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="profviz-bench-asgi-"))
     (directory / "bench_asgi_app.py").write_text(APP)
-    results: dict[str, list] = {"none": [], "timing": []}
+    configs = ("none", "timing", "sampler")
+    results: dict[str, list] = {config: [] for config in configs}
     for round_index in range(args.rounds):
-        order = ["none", "timing"] if round_index % 2 == 0 else ["timing", "none"]
+        order = configs[round_index % 3:] + configs[:round_index % 3]
         for config in order:
             process, port = start(config, directory)
             try:
                 asyncio.run(drive(port, "/fast", 500, args.connections))  # warm-up
-                rps, _ = asyncio.run(drive(port, "/fast", args.requests, args.connections))
+                asyncio.run(drive(port, "/api/items/1", 500, args.connections))
+                fast, _ = asyncio.run(drive(port, "/fast", args.requests, args.connections))
+                api, _ = asyncio.run(drive(port, "/api/items/7?q=x", args.requests // 2, args.connections))
                 _, sleep_ms = asyncio.run(drive(port, "/sleep", args.requests // 4, args.connections))
+                held = asyncio.run(hold(port, args.suspended, 4.0, process.pid))
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
             p50, p95 = np.percentile(sleep_ms, [50, 95])
-            results[config].append((rps, p50, p95))
-            print(f"round {round_index + 1} {config:<7} /fast {rps:8.0f} req/s   /sleep P50 {p50:6.2f} ms  P95 {p95:6.2f} ms", flush=True)
-    none, timing = (np.median(np.array(results[c]), axis=0) for c in ("none", "timing"))
-    print(f"\nmedians: none {none[0]:.0f} req/s, timing {timing[0]:.0f} req/s: ratio {timing[0] / none[0]:.3f} (goal >= 0.98)")
-    print(f"/sleep client-side P50 {none[1]:.2f} -> {timing[1]:.2f} ms, P95 {none[2]:.2f} -> {timing[2]:.2f} ms")
+            results[config].append((fast, api, p50, p95, held))
+            print(f"round {round_index + 1} {config:<8} /fast {fast:7.0f} req/s  FastAPI {api:6.0f} req/s  /sleep P50 {p50:5.2f} "
+                  f"P95 {p95:5.2f} ms  {args.suspended} suspended: {100 * held:5.1f}% CPU", flush=True)
+    median = {config: np.median(np.array(results[config]), axis=0) for config in configs}
+    none = median["none"]
+    print()
+    for config, goal in (("timing", 0.98), ("sampler", 0.95)):
+        m = median[config]
+        print(f"{config:<8} ratio to none: /fast {m[0] / none[0]:.3f}, FastAPI {m[1] / none[1]:.3f} (goal >= {goal}); "
+              f"/sleep P50 {none[2]:.2f} -> {m[2]:.2f} ms, P95 {none[3]:.2f} -> {m[3]:.2f} ms")
+    print(f"{args.suspended} suspended requests: server CPU {100 * median['timing'][4]:.1f}% timing only, "
+          f"{100 * median['sampler'][4]:.1f}% with the sampler (its share: {100 * (median['sampler'][4] - median['timing'][4]):.1f}% of a core)")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 profviz does not have a tracing API of its own: spans come from OpenTelemetry.
 
 * :class:`SpanProcessor` stamps every span at start with ``thread.id`` (the native thread id,
-  ``threading.get_native_id()``, the tid py-spy and ``/proc`` report), ``thread.name`` and
-  ``process.pid``, so spans exported from another process still join samples exactly. Given a
+  ``threading.get_native_id()``, the tid py-spy and ``/proc`` report; in an ASGI request, its
+  task lane), ``thread.name`` and ``process.pid``, so spans exported from another process still join samples exactly. Given a
   store, it also records every ended span there, off the hot path: ``on_end`` only queues the
   span (bounded queue; when full, spans are dropped and counted) and a background thread turns
   batches into span records and writes them with OpenTelemetry instrumentation suppressed.
@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace import SpanProcessor as _SdkSpanProcessor
 
+from .collect.tasks import TASK_LANE_NAME, task_lane
 from .collect.writer import BackgroundWriter
 from .model import Span, SpanError
 from .store import Store, open_store, store_location
@@ -62,7 +63,11 @@ os.register_at_fork(after_in_child=_after_fork)
 
 
 def _current_thread_stamp() -> dict:
-    """{thread.id, thread.name, process.pid} of the calling thread (native id cached per thread and process)."""
+    """{thread.id, thread.name, process.pid} of the calling thread (native id cached per thread and
+    process); in a request served by an asyncio task, its task lane (:data:`profviz.collect.tasks.task_lane`)."""
+    lane = task_lane.get()
+    if lane is not None:
+        return {THREAD_ID: lane, THREAD_NAME: TASK_LANE_NAME, PROCESS_PID: _pid}
     cached = getattr(_thread_info, "stamp", None)
     name = threading.current_thread().name
     if cached is None or cached[PROCESS_PID] != _pid or cached[THREAD_NAME] != name:

@@ -1,4 +1,5 @@
-"""``profviz demo``: the sample shop under bounded load, profiled every way profviz can, then the UI.
+"""``profviz demo``: the sample shop under bounded load, profiled every way profviz can, then the UI
+(``--asgi``: the asyncio shop under uvicorn).
 
 Steps: start ``python -m profviz_shop`` on 127.0.0.1 with profviz's middleware and OpenTelemetry
 spans recording into the store; attach to it with ``profviz attach`` while a bounded mix of
@@ -9,6 +10,7 @@ it; stop it so everything is flushed; print the route table; serve the UI.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -38,6 +40,17 @@ DEMO_MIX = {
     "/report/fast": 8,
     "/enrich": 8,
 }
+ASGI_MIX = {
+    "/health": 10,
+    "/posts": 10,
+    "/posts/fast": 10,
+    "/posts/4242": 6,
+    "/enrich": 8,
+    "/enrich/fast": 8,
+    "/enrich/sync": 6,
+    "/export": 4,
+    "/export/fast": 4,
+}
 START_TIMEOUT_S = 180.0
 WARMUP_REQUESTS = 20
 LOAD_SECONDS = 120
@@ -57,19 +70,27 @@ def _shop_available() -> None:
         ) from None
 
 
+def _asgi_available() -> None:
+    missing = [name for name in ("uvicorn", "starlette", "httpx") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DemoError(f"the asyncio shop needs {', '.join(missing)}: pip install 'profviz[asgi]'")
+
+
 def _read_lines(stream, lines: "queue.Queue[str | None]") -> None:
     for line in stream:
         lines.put(line.rstrip("\n"))
     lines.put(None)
 
 
-def start_shop(store: Store, *, rows: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_shop(store: Store, *, rows: int | None = None, asgi: bool = False) -> tuple[subprocess.Popen, str]:
     """Start the profiled shop; return the process and its base URL (waits for the database build).
 
     The shop runs in its own session, so a Ctrl-C at the terminal reaches the demo only, which then
     stops the shop with :func:`stop_shop` after it has flushed what it recorded.
     """
     command = [sys.executable, "-m", "profviz_shop", "--port", "0", "--profviz-store", store.location]
+    if asgi:
+        command.append("--asgi")
     if rows is not None:
         command += ["--rows", str(rows)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -146,10 +167,10 @@ def finish_attach(process: subprocess.Popen, timeout_s: float) -> int | None:
     return json.loads(out.strip().splitlines()[-1])["profile_id"]
 
 
-def demo_paths(count: int) -> list[str]:
+def demo_paths(count: int, asgi: bool = False) -> list[str]:
     from profviz_shop.loadgen import weighted_paths
 
-    return weighted_paths(DEMO_MIX, count, seed=1)
+    return weighted_paths(ASGI_MIX if asgi else DEMO_MIX, count, seed=1)
 
 
 class Progress:
@@ -167,19 +188,23 @@ class Progress:
             notice(f"sent {done}/{self.total} requests")
 
 
-def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, rows: int | None = None) -> dict:
-    """Run the shop under load with profviz watching. Returns what was recorded (ids and counts)."""
+def run_demo(store: Store, *, requests: int, concurrency: int, attach: bool, rows: int | None = None,
+             asgi: bool = False) -> dict:
+    """Run the shop (the asyncio one with ``asgi``) under load with profviz watching. Returns what
+    was recorded (ids and counts)."""
     from profviz_shop.loadgen import run_load
 
     _shop_available()
-    shop, base_url = start_shop(store, rows=rows)
+    if asgi:
+        _asgi_available()
+    shop, base_url = start_shop(store, rows=rows, asgi=asgi)
     attach_id = None
     try:
         notice(f"sample shop on {base_url} (pid {shop.pid}); sending {requests} requests, {concurrency} at a time"
                f" (at most {LOAD_SECONDS} s)")
         run_load(base_url, ["/health", "/posts/fast"], requests=WARMUP_REQUESTS, concurrency=2, max_seconds=30)
         attach_process = start_attach(store, shop.pid, duration_s=10.0) if attach else None
-        result = run_load(base_url, demo_paths(requests), requests=requests, concurrency=concurrency,
+        result = run_load(base_url, demo_paths(requests, asgi), requests=requests, concurrency=concurrency,
                           max_seconds=LOAD_SECONDS, progress=Progress(requests))
         if attach_process is not None:
             attach_id = finish_attach(attach_process, timeout_s=60)
@@ -223,8 +248,9 @@ def fresh_demo_store(store_path: str | None) -> Store:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="UI port (0: any free port).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was recorded as JSON (last stdout line).")
+@click.option("--asgi", is_flag=True, help="The asyncio shop (Starlette under uvicorn, profviz's ASGI middleware) instead of the Flask one.")
 @click.pass_context
-def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, port, open_browser, as_json) -> None:
+def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, port, open_browser, as_json, asgi) -> None:
     """Run the sample shop under bounded load with profviz watching, then serve the UI."""
     from .findings import print_top_findings
     from .routes import routes_command
@@ -234,7 +260,7 @@ def demo_command(ctx, store_path, request_count, concurrency, attach, serve_ui, 
     store = fresh_demo_store(store_path)
     notice(f"recording into {store.location}; to look again later: profviz serve --store {store.location}")
     summary = run_demo(store, requests=request_count, concurrency=concurrency, attach=attach,
-                       rows=int(os.environ["PROFVIZ_DEMO_ROWS"]) if os.environ.get("PROFVIZ_DEMO_ROWS") else None)
+                       rows=int(os.environ["PROFVIZ_DEMO_ROWS"]) if os.environ.get("PROFVIZ_DEMO_ROWS") else None, asgi=asgi)
     ctx.invoke(routes_command, store_path=store.location, as_json=False, since=None)
     summary["findings"] = [{"route": f.route, "kind": f.kind, "title": f.title} for f in print_top_findings(store)]
     if as_json:

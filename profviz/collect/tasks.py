@@ -38,6 +38,18 @@ BLOCKED_NS = 20_000_000  # a beat pending this long: the loop is held, the suspe
 
 _request_slot: contextvars.ContextVar["TaskSlot | None"] = contextvars.ContextVar("profviz_task_slot", default=None)
 
+TASK_LANE_BASE = 1 << 31  # above any Linux tid (pid_max <= 2**22): the "thread ids" of requests on an event loop
+TASK_LANE_NAME = "asyncio task"
+task_lane: contextvars.ContextVar["int | None"] = contextvars.ContextVar("profviz_task_lane", default=None)
+"""The lane of the request whose task (or a task it spawned) runs: a per-request id in the place
+of a thread id, on its request row, its samples and the spans it starts (:mod:`profviz.otel`),
+so that spans are joined to the request they belong to and not to every request on the loop."""
+
+
+def lane_of(seq: int) -> int:
+    """The task lane of request number ``seq`` of this process (its own in [2**31, 2**32))."""
+    return TASK_LANE_BASE + (seq & 0x7FFF_FFFF)
+
 
 class TaskSlot:
     """One request in flight on an event loop, as the sampler sees it."""
@@ -61,12 +73,14 @@ class LoopStall:
     """The loop ran one stretch without returning to its selector for ``duration_ns`` (a beat
     posted at ``start_mono_ns`` ran that late): what it ran meanwhile (``samples``, as the
     sampler's, over its stack table), the request running (``blocker``, a RequestInfo or None),
-    and the requests in flight that had to wait (``delayed``)."""
+    the requests in flight that had to wait (``delayed``), and whether one task ran at every
+    tick of it (``one_callback``: one long step; else the loop was busy with many, or waited for the GIL)."""
 
-    __slots__ = ("start_ns", "duration_ns", "samples", "blocker", "delayed", "thread_name", "native_id")
+    __slots__ = ("start_ns", "duration_ns", "samples", "blocker", "delayed", "thread_name", "native_id", "one_callback")
 
     def __init__(self, start_ns: int, duration_ns: int, samples: list, blocker: Any, delayed: list, thread_name: str,
-                 native_id: int):
+                 native_id: int, one_callback: bool = True):
+        self.one_callback = one_callback
         self.start_ns = start_ns
         self.duration_ns = duration_ns
         self.samples = samples
@@ -90,7 +104,7 @@ class LoopWatch:
         self.on_stall = on_stall
         self.posted_mono_ns = 0  # the pending beat's posting time; 0: none pending
         self.posted_wall_ns = 0
-        self.pending: list = []  # (wall ns, stack, weight, request slot, state, reason) of the loop thread at the ticks while a beat is pending
+        self.pending: list = []  # (wall ns, stack, weight, request slot, state, reason, id of the running task or 0) at the ticks while a beat is pending
         self.waiting: set = set()  # the requests in flight at those ticks
         self.beats = 0
         self.lag_total_ns = 0
@@ -124,9 +138,10 @@ class LoopWatch:
         blockers = [entry[3] for entry in pending if entry[3] is not None]
         blocker = max(set(blockers), key=blockers.count) if blockers else None
         delayed = [slot.info for slot in waiting if slot is not blocker]
-        samples = [(wall, stack, state, weight, reason) for wall, stack, weight, _, state, reason in pending]
+        samples = [(wall, stack, state, weight, reason) for wall, stack, weight, _, state, reason, _ in pending]
+        ran = {entry[6] for entry in pending}
         self.on_stall(LoopStall(posted_wall, lag, samples, None if blocker is None else blocker.info, delayed,
-                                self.thread_name, self.native_id))
+                                self.thread_name, self.native_id, one_callback=len(ran) == 1 and 0 not in ran))
 
     @property
     def health(self) -> dict:
@@ -269,17 +284,17 @@ class TaskSampling:
             slot.samples.append((now_wall - wall, stack, state, wall, reason))
             slot.last_mono_ns = now_mono
             kept += 1
-        self._watch_beat(watch, now_wall, now_mono, running_sample, run_slot)
+        self._watch_beat(watch, now_wall, now_mono, running_sample, run_slot, running)
         return kept
 
-    def _watch_beat(self, watch: LoopWatch, now_wall: int, now_mono: int, running_sample, run_slot) -> None:
+    def _watch_beat(self, watch: LoopWatch, now_wall: int, now_mono: int, running_sample, run_slot, running) -> None:
         """Post a beat when none is pending; while one is, keep what the loop runs (a stall's evidence)."""
         if watch.posted_mono_ns:
             pending = watch.pending
             if running_sample is not None and len(pending) < STALL_STACKS_KEPT:
                 start = pending[-1][0] + pending[-1][2] if pending else watch.posted_wall_ns
                 stack, state, reason = running_sample
-                pending.append((start, stack, max(now_wall - start, 0), run_slot, state, reason))
+                pending.append((start, stack, max(now_wall - start, 0), run_slot, state, reason, id(running) if running is not None else 0))
             return
         if not watch.slots or watch.loop.is_closed():
             return

@@ -7,14 +7,15 @@ Usage::
 
 A pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which runs the app in another task
 and breaks context variables). An ``http`` scope is timed from entry until the final
-``http.response.body`` (``more_body`` false) has been sent, so a streaming response counts to its
-last byte; the status and the response bytes come from the ``send`` messages, which pass through
-unchanged, as do ``receive`` and exceptions. ``lifespan`` and ``websocket`` scopes pass through
-untouched. Routes are named by the matched route's path template (Starlette and FastAPI set
-``scope["route"]``; a ``Mount``'s prefix is kept), else by ``route_fn``, else by the path with ids
-collapsed. The request's :class:`RequestInfo` is ``scope["profviz.request"]``. The queue-time header and every option work as for WSGI. Requests share the event
-loop's thread, so their CPU time and samples are not measured per request yet (``cpu_ns`` 0, no
-sampled profiles; task-aware sampling is the next step of docs/asgi.md).
+``http.response.body`` (``more_body`` false) is handed to the server, so a streaming response
+counts to its last byte; the status and the response bytes come from the ``send`` messages,
+which pass through unchanged, as do ``receive`` and exceptions. ``lifespan`` and ``websocket``
+scopes pass through untouched. Routes are named by the matched route's path template (Starlette
+and FastAPI set ``scope["route"]``; a ``Mount``'s prefix is kept), else by ``route_fn``, else by
+the path with ids collapsed. The request's :class:`RequestInfo` is ``scope["profviz.request"]``.
+The queue-time header and every option work as for WSGI. Requests share the event loop's thread:
+the sampler follows each request's task instead (:mod:`profviz.collect.tasks`), its CPU time is
+estimated from its samples, and the loop's stalls are recorded (docs/asgi.md).
 """
 
 from __future__ import annotations
@@ -60,9 +61,28 @@ def route_template(scope: Scope, root_path: str) -> str | None:
     return (prefix + path) or "/"
 
 
+def asgi_queue_start(names: tuple[str, ...]) -> Callable[[Scope], str | None]:
+    """Reads the first of the queue-time header ``names`` a scope carries, in one pass over its
+    headers (ASGI servers give header names lowercased)."""
+    wanted = {name.lower().encode("latin-1"): rank for rank, name in enumerate(names)}
+
+    def queue_start(scope: Scope) -> str | None:
+        best, best_rank = None, len(wanted)
+        for key, value in scope.get("headers") or ():
+            rank = wanted.get(key)
+            if rank is not None and rank < best_rank:
+                best, best_rank = value, rank
+                if rank == 0:
+                    break
+        return None if best is None else best.decode("latin-1")
+
+    return queue_start
+
+
 def asgi_recorder(store: Store | str | os.PathLike | None = None, **options: Any) -> Recorder:
     """The engine over ASGI scopes."""
-    return Recorder(options_from(store, **options), header=asgi_header, query=asgi_query)
+    checked = options_from(store, **options)
+    return Recorder(checked, header=asgi_header, query=asgi_query, queue_start=asgi_queue_start(checked.queue_headers))
 
 
 class ProfilerMiddleware(RecorderControls):
@@ -90,15 +110,17 @@ class ProfilerMiddleware(RecorderControls):
         root_path = str(scope.get("root_path") or "")
         scope[SCOPE_KEY] = info
 
-        async def observed_send(message: Message) -> None:
+        def observed_send(message: Message) -> Awaitable[None]:
+            # a plain function handing on send's awaitable: a coroutine of our own around each
+            # message cost twice the rest of the middleware on the loop
             kind = message.get("type")
-            if kind == "http.response.start":
-                info.status_line = message.get("status")
-            elif kind == "http.response.body":
+            if kind == "http.response.body":
                 info.response_bytes += len(message.get("body") or b"")
-            await send(message)
-            if kind == "http.response.body" and not message.get("more_body", False):
-                self._finish(info, scope, root_path)
+                if not message.get("more_body", False) and not info.finished:
+                    self._finish(info, scope, root_path)
+            elif kind == "http.response.start":
+                info.status_line = message.get("status")
+            return send(message)
 
         try:
             await self.app(scope, receive, observed_send)

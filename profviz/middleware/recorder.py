@@ -14,10 +14,10 @@ from __future__ import annotations
 import hmac
 import random
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from ..collect.sampler import ON_CPU, StackSampler, process_sampler
-from ..collect.tasks import LoopStall
+from ..collect.tasks import TASK_LANE_NAME, LoopStall, task_lane
 from ..collect.writer import BackgroundWriter
 from .batches import BatchWriter, FlushAggregates
 from .health import Health, logger
@@ -51,12 +51,15 @@ class RecorderControls:
 
 class Recorder:
     """Begin and finish requests; thread safe, one per middleware. ``header`` and ``query`` read
-    the framework's requests (only for on-demand deep profiles)."""
+    the framework's requests (queue-time headers, on-demand deep profiles); ``queue_start``, when
+    given, reads the first queue-time header in one pass."""
 
-    def __init__(self, options: Options, *, header: HeaderFn, query: QueryFn):
+    def __init__(self, options: Options, *, header: HeaderFn, query: QueryFn,
+                 queue_start: Callable[[Any], str | None] | None = None):
         self.options = options
         self.header = header
         self.query = query
+        self.queue_start = queue_start or self._queue_header
         self.health = Health(options.log_interval_s)
         self.counts = {
             "recorded": 0, "write_failures": 0, "profiles_tail": 0, "profiles_baseline": 0, "profiles_deep": 0,
@@ -109,24 +112,22 @@ class Recorder:
         if not self.options.enabled:
             return None
         try:
-            info = RequestInfo(method, path, request)
-            if not own_thread:
-                info.cpu_start = None
-            for name in self.options.queue_headers:
-                info.queue_start = self.header(request, name)
-                if info.queue_start is not None:
-                    break
+            info = RequestInfo(method, path, request, own_thread)
+            info.queue_start = self.queue_start(request)
             if self.server_spans is not None:
                 self._begin_span(info, request)
             sampler = self.sampler
             if sampler is not None:
                 sampler.ensure_running()
-                info.thread_name = name = thread_name()
                 if own_thread:
+                    info.thread_name = name = thread_name()
                     info.previous_slot = sampler.active.get(info.ident)
                     info.slot = sampler.begin(info.mono_start, info.cpu_start, info.ident, info.tid, name)
                 else:
                     info.slot = sampler.begin_task(info, info.mono_start, self._stall_ns, self._loop_stalled)
+            if not own_thread:
+                info.thread_name = TASK_LANE_NAME
+                task_lane.set(info.tid)  # the spans the request's tasks start carry its lane
             if self._deep and own_thread and self._wants_deep(request):
                 self._start_deep(info)
             serving = self._serving  # last: a request whose start failed is not waited for at SIGTERM
@@ -135,6 +136,14 @@ class Recorder:
         except Exception as exc:
             self.health.report("request start", exc)
             return None
+
+    def _queue_header(self, request: Any) -> str | None:
+        """The first of the ``queue_headers`` the request carries (its value), or None."""
+        for name in self.options.queue_headers:
+            value = self.header(request, name)
+            if value is not None:
+                return value
+        return None
 
     def _begin_span(self, info: RequestInfo, request: Any) -> None:
         try:

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..collect.tasks import lane_of
+
 HeaderFn = Callable[[Any, str], "str | None"]
 """``header(request, name)``: a request header's value (``name`` as in ``"X-Profviz-Deep"``), or None."""
 QueryFn = Callable[[Any], str]
@@ -34,44 +36,53 @@ def refresh_wall_offset() -> int:
 class RequestInfo:
     """What profviz knows about one request; WSGI apps find it in ``environ["profviz.request"]``.
 
+    ``tid`` is the serving thread's native id; for a request served by an asyncio task
+    (``own_thread`` False) its task lane (:func:`profviz.collect.tasks.lane_of`).
+
     ``id`` is unique across processes and restarts (a random per-process prefix and a counter;
     also stored in the request row's labels as ``request_id``). ``route`` may be set by the
     framework adapter (otherwise the route function names it at the end); ``labels`` may be
     filled by the app and are stored with the request. ``status_line`` is the status as the
     framework gave it (a WSGI status line or an int). Once the request has finished:
-    ``duration_ns``, ``cpu_ns`` (CPU time of the thread that started it) and ``error``
-    (``"Type: message"`` when the app raised, else None). Made by :meth:`Recorder.begin`.
+    ``duration_ns``, ``cpu_ns`` (CPU time of the thread that started it; ``own_thread`` False: a
+    thread that serves other requests meanwhile, whose clock says nothing of this one) and
+    ``error`` (``"Type: message"`` when the app raised, else None). Made by :meth:`Recorder.begin`.
     """
 
     pid = os.getpid()  # this process's id: a class attribute, set again in a forked child
+    # what most requests never change, read from the class until set (fewer stores a request)
+    route: str | None = None
+    status_line: str | int | None = None
+    response_bytes = 0
+    error: str | None = None
+    finished = False
+    duration_ns: int | None = None
+    cpu_ns: int | None = None
+    thread_name = ""
+    slot: Any = None  # the sampler's slot while the request runs
+    previous_slot: Any = None  # the slot the thread served before, restored at the end (nested requests)
+    samples: list | tuple = ()
+    deep = False
+    profiler: Any = None  # pyinstrument, for a deep profile
+    deep_result: Any = None
+    server_span: Any = None  # (OpenTelemetry span, context token) with otel="auto"
+    _labels: dict | None = None
+    queue_start: str | None = None  # the proxy's queue-start header, read as the request begins
 
-    def __init__(self, method: str, path: str, request: Any = None):
+    def __init__(self, method: str, path: str, request: Any = None, own_thread: bool = True):
         self.request = request  # the framework's request (a WSGI environ...), until the request ends
         self.method = method
         self.path = path
-        self.route: str | None = None
-        self.status_line: str | int | None = None
-        self.response_bytes = 0
-        self.error: str | None = None
-        self.finished = False
-        self.duration_ns: int | None = None
-        self.cpu_ns: int | None = None
-        self.thread_name = ""
-        self.slot: Any = None  # the sampler's slot while the request runs
-        self.previous_slot: Any = None  # the slot the thread served before, restored at the end (nested requests)
-        self.samples: list | tuple = ()
-        self.deep = False
-        self.profiler: Any = None  # pyinstrument, for a deep profile
-        self.deep_result: Any = None
-        self.server_span: Any = None  # (OpenTelemetry span, context token) with otel="auto"
-        self._labels: dict | None = None
-        self.queue_start: str | None = None  # the proxy's queue-start header, read as the request begins
         self.seq = next(_id_counter)
         self.ident = threading.get_ident()
-        tid = getattr(_thread_ids, "tid", None)
-        self.tid = tid if tid is not None else _remember_thread_ids()
+        if own_thread:
+            tid = getattr(_thread_ids, "tid", None)
+            self.tid = tid if tid is not None else _remember_thread_ids()
+            self.cpu_start = time.thread_time_ns()
+        else:  # a task on an event loop: its own lane in the place of the thread (profviz.collect.tasks)
+            self.tid = lane_of(self.seq)
+            self.cpu_start = None
         self.mono_start = time.perf_counter_ns()
-        self.cpu_start = time.thread_time_ns()
 
     @property
     def id(self) -> str:

@@ -49,12 +49,12 @@ class StallBook:
 
     def profile(self, stall: LoopStall) -> Profile:
         """A ``loop_stall`` profile: meta ``start_ns``/``duration_ns``; labels ``route``/``method``/
-        ``blocking_request_id`` of the request that ran (absent when none did), ``delayed_requests``,
+        ``blocking_request_id`` of the request that ran (absent when none did), ``one_callback``, ``delayed_requests``,
         ``delayed_routes`` (route -> count) and ``delayed_request_ids`` (the first DELAYED_IDS_KEPT)."""
         blocker, delayed = stall.blocker, stall.delayed
         routes = Counter(f"{info.method} {self.route_of(info)}" for info in delayed)
         labels = {
-            **self.labels, "capture": "loop_stall", "thread": stall.thread_name,
+            **self.labels, "capture": "loop_stall", "thread": stall.thread_name, "one_callback": stall.one_callback,
             "duration_ms": round(stall.duration_ns / 1e6, 3), "delayed_requests": len(delayed),
             "delayed_routes": dict(routes.most_common(50)),
             "delayed_request_ids": [info.id for info in delayed[:DELAYED_IDS_KEPT]],

@@ -1,10 +1,12 @@
-"""Serve the shop: ``python -m profviz_shop [--port 8000] [--db PATH] [--rows N]``.
+"""Serve the shop: ``python -m profviz_shop [--port 8000] [--db PATH] [--rows N] [--asgi]``.
 
 Builds (or reuses) the database, starts the database server (the SQLite file served over TCP
 with a network's latencies, see ``profviz_shop.dbserver``), the log sink and the external
 service, then serves the app with waitress on 127.0.0.1 until interrupted (SIGINT or SIGTERM).
+``--asgi`` serves the asyncio shop (``profviz_shop.async_app``, Starlette) with uvicorn instead.
 With ``--profviz-store PATH`` every request goes through profviz's middleware
-(``profviz.flask.init_app``) and OpenTelemetry spans are recorded in that store.
+(``profviz.flask.init_app``, or ``profviz.asgi.ProfilerMiddleware``) and OpenTelemetry spans are
+recorded in that store.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-db", action="store_true", help="open the SQLite file in process instead of through the database server")
     parser.add_argument("--profviz-store", type=Path, default=None, help="profile every request into this profviz store")
     parser.add_argument("--deep-fraction", type=float, default=0.05, help="with --profviz-store: share of requests profiled with pyinstrument")
+    parser.add_argument("--asgi", action="store_true", help="serve the asyncio shop (Starlette) with uvicorn")
     args = parser.parse_args(argv)
+    if args.asgi and args.local_db:
+        parser.error("--asgi needs the database server (no --local-db)")
     # Stop cleanly on SIGTERM, and on SIGINT even when it was inherited ignored (a background job).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             db_address = database.address
             print(f"database server on {db_address} ({args.db_latency_ms:g} ms a statement,"
                   f" {args.db_connect_latency_ms:g} ms a new connection)", flush=True)
+        if args.asgi:
+            return _serve_asgi(args, db_address, external.url)
         app = create_app(db_path, log_sink_url=log_sink.url, external_url=external.url, db_address=db_address)
         middleware = None
         if args.profviz_store is not None:
@@ -92,6 +99,45 @@ def main(argv: list[str] | None = None) -> int:
             server.close()
             if middleware is not None:
                 middleware.flush()
+    return 0
+
+
+def _serve_asgi(args, db_address: str, external_url: str) -> int:
+    """The asyncio shop under uvicorn (one event loop), profiled into ``--profviz-store`` when given."""
+    import uvicorn
+
+    from profviz_shop.async_app import create_async_app
+
+    traced = args.profviz_store is not None
+    app = create_async_app(db_address=db_address, external_url=external_url, trace=traced)
+    middleware = None
+    if traced:
+        from profviz.asgi import ProfilerMiddleware
+
+        app = middleware = ProfilerMiddleware(app, store=args.profviz_store, labels={"demo": "shop-asgi"}, otel="auto")
+    config = uvicorn.Config(app, host=HOST, port=args.port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        import asyncio
+
+        task = asyncio.ensure_future(server.serve())
+        while not server.started and not task.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            port = server.servers[0].sockets[0].getsockname()[1]
+            print(f"shop serving on http://{HOST}:{port}", flush=True)
+        await task
+
+    import asyncio
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if middleware is not None:
+            middleware.flush()
     return 0
 
 

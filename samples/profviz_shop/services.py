@@ -71,6 +71,9 @@ class _LoopbackService:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out as two writes: with Nagle's algorithm the body waits for the
+            # client's delayed ACK of the headers (40 ms) on a kept-alive connection
+            disable_nagle_algorithm = True
 
             def do_GET(self):
                 service._handle(self, "GET")

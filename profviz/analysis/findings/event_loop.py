@@ -10,13 +10,17 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ...model import Frame, Profile
+from ...model import Frame, Profile, State
 from ...model.window import Window
 from . import Finding, Thresholds, detector
 from .stacks import call_site, is_app_frame
 
 _PACKAGE = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][\w]*)|/lib/python3\.\d+/([A-Za-z_]\w*)(?:\.py)?(?:/|$)")
 STACK_SHOWN = 16
+CALLS_SHOWN = 5
+OWN_MIN_SHARE = 0.5
+_OWN_STATES = frozenset({int(State.ON_CPU), int(State.WAITING)})
+_COLLECTOR_FILES = ("/weakref.py", "/_weakrefset.py")  # callbacks the garbage collector ran on top of any frame
 CALLERS_SHOWN = 2
 
 
@@ -24,25 +28,32 @@ CALLERS_SHOWN = 2
 def event_loop_blocked(window: Window, limits: Thresholds) -> list[Finding]:
     if window.profile is not None or not window.stalls:
         return []
-    groups: dict[tuple, list[tuple[int, Profile, Frame | None, Frame | None]]] = defaultdict(list)
+    groups: dict[str | None, list[tuple[int, Profile]]] = defaultdict(list)
     for profile_id, profile in window.stalls.items():
-        site, call = blocking_call(profile)
         labels = profile.meta.get("labels") or {}
-        route = f"{labels['method']} {labels['route']}" if labels.get("route") else None
-        groups[(route, site, call)].append((profile_id, profile, site, call))
+        if labels.get("one_callback") is False or own_share(profile) < OWN_MIN_SHARE:
+            continue  # a loop busy with many steps, or waiting for the GIL or a CPU: not one blocking call
+        groups[f"{labels['method']} {labels['route']}" if labels.get("route") else None].append((profile_id, profile))
     rows = sorted(window.requests, key=lambda r: r.start_ns)
     found = []
-    for (route, site, call), stalls in groups.items():
-        delayed, overlap_ns, blockers = _delayed(rows, [(pid, profile) for pid, profile, _, _ in stalls], route)
+    for route, stalls in groups.items():
+        delayed, overlap_ns, blockers = _delayed(rows, stalls, route)
         if not delayed:
             continue
+        calls: Counter = Counter()
+        for _, profile in stalls:
+            calls.update(blocking_calls(profile))
+        (site, call), _ = calls.most_common(1)[0] if calls else ((None, None), 0)
         durations = np.array([row.duration_ns for row in delayed], dtype=np.float64)
         overlaps = np.array([overlap_ns[row.id] for row in delayed], dtype=np.float64)
-        longest = max(profile.meta["duration_ns"] for _, profile, _, _ in stalls) / 1e6
-        total = sum(profile.meta["duration_ns"] for _, profile, _, _ in stalls) / 1e6
+        longest = max(profile.meta["duration_ns"] for _, profile in stalls) / 1e6
+        total = sum(profile.meta["duration_ns"] for _, profile in stalls) / 1e6
         what = _call_name(call) if call is not None else (f"a call in {site.function}" if site is not None else "a callback")
+        others = len(calls) - 1
+        if others > 0:
+            what += f" (and {others} other call{'s' if others > 1 else ''})"
         where = route or "code outside any request"
-        example_id, example = max(((pid, p) for pid, p, _, _ in stalls), key=lambda item: item[1].meta["duration_ns"])
+        example_id, example = max(stalls, key=lambda item: item[1].meta["duration_ns"])
         found.append(Finding(
             kind="event_loop_blocked", route=route,
             title=(f"{what} blocked the event loop {len(stalls)} time{'s' if len(stalls) != 1 else ''} in {where} "
@@ -51,26 +62,40 @@ def event_loop_blocked(window: Window, limits: Thresholds) -> list[Finding]:
             tail_share=round(_tail_share(window, delayed, overlap_ns), 3),
             share=round(float(overlaps.sum() / durations.sum()), 3),
             evidence={
-                "call_site": call_site(site), "blocking_call": call_site(call), "stalls": len(stalls),
-                "blocked_ms": round(total, 3), "longest_ms": round(longest, 3), "delayed_requests": len(delayed),
+                "call_site": call_site(site), "blocking_call": call_site(call),
+                "calls": [{"call_site": call_site(s), "blocking_call": call_site(c), "ms": round(ns / 1e6, 3)}
+                          for (s, c), ns in calls.most_common(CALLS_SHOWN)],
+                "stalls": len(stalls), "blocked_ms": round(total, 3), "longest_ms": round(longest, 3),
+                "delayed_requests": len(delayed),
                 "delayed_routes": dict(Counter(f"{row.method} {row.route}" for row in delayed).most_common(10)),
                 "stack": _stack_text(example),
                 "examples": [{"request": blockers.get(example_id), "profile": example_id, "spans": []}],
             },
             fix=("Do not call blocking code in async def: use an async client (httpx.AsyncClient, asyncpg, aiofiles), "
                  "or run the call in a thread with `await asyncio.to_thread(...)` (run_in_executor); move CPU-heavy "
-                 "work to a process pool, or declare the endpoint with plain def so the framework runs it in its threadpool."),
+                 "work (serialisation, parsing) to a thread or a process pool, or declare the endpoint with plain "
+                 "def so the framework runs it in its threadpool."),
         ))
     return found
 
 
-def blocking_call(profile: Profile) -> tuple[Frame | None, Frame | None]:
-    """(the app's call site, the function it called) most seen in a stall: per sample, the innermost
-    app frame and the frame above it (the library call that blocked); (None, None) without samples."""
+def own_share(profile: Profile) -> float:
+    """The share of a stall's samples in which the loop thread ran its own code or blocked in a
+    call (ON_CPU, WAITING), not waiting for the GIL or a CPU."""
+    columns = profile.columns()
+    weights = columns["weight_ns"].astype(np.float64)
+    own = np.isin(columns["state"], list(_OWN_STATES))
+    return float(weights[own].sum() / weights.sum()) if weights.sum() else 0.0
+
+
+def blocking_calls(profile: Profile) -> Counter:
+    """ns of a stall's own samples (ON_CPU, WAITING) by (the app's call site, the function it called): per sample, the innermost app
+    frame and the frame above it (the library call that blocked; None when the app frame is the
+    leaf, or when what is above it is the garbage collector's weakref callbacks)."""
     columns = profile.columns()
     weight: Counter = Counter()
-    for stack, ns in zip(columns["stack"].tolist(), columns["weight_ns"].tolist()):
-        if stack < 0:
+    for stack, state, ns in zip(columns["stack"].tolist(), columns["state"].tolist(), columns["weight_ns"].tolist()):
+        if stack < 0 or state not in _OWN_STATES:
             continue
         frames = [profile.frame(index) for index in profile.stack_frames(stack)]
         app = [i for i, frame in enumerate(frames) if is_app_frame(frame)]
@@ -79,10 +104,10 @@ def blocking_call(profile: Profile) -> tuple[Frame | None, Frame | None]:
             call = frames[app[-1] + 1] if app[-1] + 1 < len(frames) else None
         else:
             site, call = None, frames[-1]
+        if call is not None and call.file.endswith(_COLLECTOR_FILES):
+            call = None
         weight[(site, call)] += ns or 1
-    if not weight:
-        return None, None
-    return weight.most_common(1)[0][0]
+    return weight
 
 
 def _call_name(frame: Frame) -> str:

@@ -16,6 +16,8 @@ from ...model.window import Window
 TAIL_PERCENTILE = 95
 TYPICAL_BAND = (25, 75)
 
+SEQUENTIAL_SHARE = 0.5
+
 
 @dataclass
 class RouteTraffic:
@@ -74,7 +76,8 @@ def _routes_of(window: Window) -> dict[str, RouteTraffic]:
 class RequestFacts:
     """The window's span facts placed in its requests: ``request`` (per fact, the position of the
     request it started in on its thread, or -1), ``duration`` per fact, and per distinct (request,
-    key) pair: ``pair_request``, ``pair_key``, ``pair_count``, ``pair_total`` (ns)."""
+    key) pair: ``pair_request``, ``pair_key``, ``pair_count``, ``pair_total`` (ns) and
+    ``pair_wall`` (ns of the union of their intervals: below the total when they overlapped)."""
 
     request: np.ndarray
     duration: np.ndarray
@@ -83,6 +86,7 @@ class RequestFacts:
     pair_count: np.ndarray
     pair_total: np.ndarray
     key_kind: dict[int, str]
+    pair_wall: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def measured(self, window: Window) -> set[int]:
         """Ids of the requests that ran any statement or call."""
@@ -119,8 +123,26 @@ def _request_facts(window: Window) -> RequestFacts:
     pairs, inverse = np.unique(placed[mask] * width + facts.key[mask], return_inverse=True)
     totals = np.bincount(inverse, weights=duration[mask]) if len(pairs) else np.zeros(0)
     counts = np.bincount(inverse) if len(pairs) else np.zeros(0, np.int64)
+    walls = _union_per_group(inverse, facts.start_ns[mask], facts.end_ns[mask], len(pairs))
     return RequestFacts(placed, duration, pairs // width, pairs % width, counts.astype(np.int64), totals.astype(np.float64),
-                        {key_id: key.kind for key_id, key in facts.keys.items()})
+                        {key_id: key.kind for key_id, key in facts.keys.items()}, walls)
+
+
+def _union_per_group(group: np.ndarray, start: np.ndarray, end: np.ndarray, groups: int) -> np.ndarray:
+    """Per group, the ns covered by the union of its [start, end) intervals (vectorised sweep)."""
+    if not len(group):
+        return np.zeros(groups)
+    origin = int(start.min())
+    rel_start, rel_end = start - origin, np.maximum(end, start) - origin
+    order = np.lexsort((rel_start, group))
+    g, s, e = group[order], rel_start[order], rel_end[order]
+    lane = 1 << 47  # groups stacked apart: a running maximum never crosses from one to the next
+    reach = np.maximum.accumulate(g * lane + e) - g * lane  # furthest end so far within the group
+    before = np.empty_like(reach)
+    before[0] = -1
+    before[1:] = np.where(g[1:] == g[:-1], reach[:-1], -1)
+    covered = np.maximum(0, e - np.maximum(s, before))
+    return np.bincount(g, weights=covered, minlength=groups).astype(np.float64)
 
 
 def windows_of(window: Window, request_index: int, key: int | None = None) -> list[tuple[int, int]]:
@@ -260,10 +282,13 @@ class KeyGroup:
 
 def repeated_groups(window: Window, kind: str, min_count: int, min_total_ns: float) -> list[KeyGroup]:
     """(route, key) groups of ``kind`` ("sql" or "http") whose requests ran the key at least
-    ``min_count`` times and ``min_total_ns`` in all; a request's cost is all but one run's time."""
+    ``min_count`` times and ``min_total_ns`` in all, one after another (the union of the runs'
+    intervals at least SEQUENTIAL_SHARE of their summed time: runs made at once are not waited
+    for in turn); a request's cost is all but one run's time."""
     placed = request_facts(window)
     kinds = _of_kind(placed, kind)[placed.pair_key]
     hit = kinds & (placed.pair_count >= min_count) & (placed.pair_total >= min_total_ns)
+    hit &= placed.pair_wall >= SEQUENTIAL_SHARE * placed.pair_total  # run one after another, not at once (gather)
     return _groups(window, placed.pair_request[hit], placed.pair_key[hit], placed.pair_count[hit],
                    placed.pair_total[hit] * (placed.pair_count[hit] - 1) / np.maximum(placed.pair_count[hit], 1))
 
