@@ -60,3 +60,39 @@ def test_the_demo_store_is_never_the_default_store(tmp_path, monkeypatch):
     assert demo_store_path() == tmp_path / "profviz" / "demo.db" != default_store_path()
     monkeypatch.setenv("PROFVIZ_STORE", str(tmp_path / "profviz" / "demo.db"))  # the user's own store has that name
     assert demo_store_path() == tmp_path / "profviz" / "profviz-demo.db"
+
+
+def test_the_asyncio_demo_finds_its_bottlenecks(tmp_path):
+    """``profviz demo --asgi``: the asyncio shop under uvicorn, every request recorded under its
+    route template, the spans on each request's task lane, and each route's own bottleneck found:
+    the awaited N+1 and per-item calls, the blocking call inside async def; calls made at once are
+    not reported as one after another."""
+    from profviz.analysis.findings import run_detectors
+    from profviz.collect.tasks import TASK_LANE_BASE
+    from profviz.store.window import load_window
+
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    result = subprocess.run(
+        [sys.executable, "-m", "profviz", "demo", "--asgi", "--no-serve", "--no-attach", "--requests", "250", "--json"],
+        capture_output=True, text=True, timeout=START_TIMEOUT_S + LOAD_SECONDS + 120, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["sent"] == 250 and summary["failed"] == 0
+    store = open_store(tmp_path / "data" / "profviz" / "demo.db")
+    rows = store.query_requests()
+    assert len(rows) == summary["sent"] + WARMUP_REQUESTS
+    durations: dict = {}
+    for row in rows:
+        durations.setdefault(row.route, []).append(row.duration_ns)
+        assert row.tid >= TASK_LANE_BASE  # each request its own lane
+    assert {"/posts", "/posts/fast", "/posts/{post_id:int}", "/enrich", "/enrich/fast", "/enrich/sync", "/export"} <= set(durations)
+    assert statistics.median(durations["/posts"]) >= 3 * statistics.median(durations["/posts/fast"])
+    spans = store.query_spans()
+    assert spans and all(span.tid >= TASK_LANE_BASE for span in spans if span.tid is not None and span.name.startswith("SELECT"))
+    found = {(f.route, f.kind) for f in run_detectors(load_window(store))}
+    store.close()
+    assert {("GET /posts", "n_plus_one_query"), ("GET /enrich", "repeated_remote_call"),
+            ("GET /enrich/sync", "event_loop_blocked")} <= found, sorted(found)
+    assert ("GET /enrich/fast", "repeated_remote_call") not in found
+    assert ("GET /posts/fast", "n_plus_one_query") not in found

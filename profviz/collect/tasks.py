@@ -34,6 +34,7 @@ RUNNABLE = int(State.RUNNABLE)
 MAX_DEPTH = 200  # frames of one await chain
 MAX_NESTING = 8  # tasks followed into (gather, awaited tasks, task groups)
 STALL_STACKS_KEPT = 500  # loop stacks kept for one stall
+ONE_STEP_SHARE = 0.8  # of a stall's ticks (by time) with one task running: one long step, not a busy loop
 BLOCKED_NS = 20_000_000  # a beat pending this long: the loop is held, the suspended requests wait for it
 
 _request_slot: contextvars.ContextVar["TaskSlot | None"] = contextvars.ContextVar("profviz_task_slot", default=None)
@@ -52,9 +53,12 @@ def lane_of(seq: int) -> int:
 
 
 class TaskSlot:
-    """One request in flight on an event loop, as the sampler sees it."""
+    """One request in flight on an event loop, as the sampler sees it. While its task waits on the
+    same future, its samples are one run (``waited`` from ``run_start`` for ``run_weight`` ns),
+    stored as one sample when the wait ends or the request does."""
 
-    __slots__ = ("task", "watch", "begun_mono_ns", "last_mono_ns", "samples", "closed", "children", "waiter", "waited", "info")
+    __slots__ = ("task", "watch", "begun_mono_ns", "last_mono_ns", "samples", "closed", "children", "waiter", "waited", "info",
+                 "run_start", "run_weight")
 
     def __init__(self, task: asyncio.Task, watch: "LoopWatch", mono_ns: int, info: Any):
         self.task = task
@@ -67,14 +71,24 @@ class TaskSlot:
         self.waiter = None  # the future the task waited on at its last WAITING sample
         self.waited = None  # (stack, state, reason) of that sample
         self.info = info  # the engine's RequestInfo (for stalls: which requests waited)
+        self.run_start = 0
+        self.run_weight = 0
+
+    def flush_run(self) -> None:
+        """Store the current run of unchanged samples as one sample."""
+        weight, waited = self.run_weight, self.waited
+        self.run_weight = 0
+        if weight and waited is not None:
+            self.samples.append((self.run_start, waited[0], waited[1], weight, waited[2]))
 
 
 class LoopStall:
     """The loop ran one stretch without returning to its selector for ``duration_ns`` (a beat
     posted at ``start_mono_ns`` ran that late): what it ran meanwhile (``samples``, as the
     sampler's, over its stack table), the request running (``blocker``, a RequestInfo or None),
-    the requests in flight that had to wait (``delayed``), and whether one task ran at every
-    tick of it (``one_callback``: one long step; else the loop was busy with many, or waited for the GIL)."""
+    the requests in flight that had to wait (``delayed``), and whether one task ran at its ticks
+    (ONE_STEP_SHARE of them by time: ``one_callback``, one long step; else the loop was busy with
+    many steps)."""
 
     __slots__ = ("start_ns", "duration_ns", "samples", "blocker", "delayed", "thread_name", "native_id", "one_callback")
 
@@ -139,9 +153,13 @@ class LoopWatch:
         blocker = max(set(blockers), key=blockers.count) if blockers else None
         delayed = [slot.info for slot in waiting if slot is not blocker]
         samples = [(wall, stack, state, weight, reason) for wall, stack, weight, _, state, reason, _ in pending]
-        ran = {entry[6] for entry in pending}
+        ran: dict[int, int] = {}
+        for entry in pending:
+            ran[entry[6]] = ran.get(entry[6], 0) + entry[2]
+        top = max(ran, key=ran.__getitem__)
+        one = top != 0 and ran[top] >= ONE_STEP_SHARE * sum(ran.values())  # one task's step held the loop
         self.on_stall(LoopStall(posted_wall, lag, samples, None if blocker is None else blocker.info, delayed,
-                                self.thread_name, self.native_id, one_callback=len(ran) == 1 and 0 not in ran))
+                                self.thread_name, self.native_id, one_callback=one))
 
     @property
     def health(self) -> dict:
@@ -182,6 +200,8 @@ class TaskSampling:
     def end(self, slot: TaskSlot) -> list:
         """Stop sampling the slot's request; returns its samples."""
         slot.closed = True
+        if slot.run_weight:
+            slot.flush_run()
         watch = slot.watch
         if watch.slots.get(slot.task) is slot:
             del watch.slots[slot.task]
@@ -267,20 +287,29 @@ class TaskSampling:
                 watch.watched_ns += now_mono - watch.tick_mono_ns
             watch.cpu_ns, watch.tick_mono_ns = cpu, now_mono
         for slot in slots:
-            if slot.closed:
-                continue
             wall = now_mono - slot.last_mono_ns
-            if wall <= 0:
+            if wall <= 0 or slot.closed:
                 continue
+            waiter = getattr(slot.task, "_fut_waiter", None)
+            if waiter is not None and waiter is slot.waiter and not blocked and slot is not run_slot and not waiter.done():
+                slot.run_weight += wall  # still waiting on the same future: its run of one sample grows (most slots)
+                slot.last_mono_ns = now_mono
+                kept += 1
+                continue
+            if slot.run_weight:
+                slot.flush_run()
             if slot is run_slot and running_sample is not None:
                 stack, state, reason = running_sample
                 slot.waiter = slot.waited = None
             else:
-                stack, state, reason = self._suspended(slot)
+                stack, state, reason = self._suspended(slot, waiter)
                 if blocked and state == WAITING:  # whatever it awaits, it cannot go on before the loop does
                     state, reason = RUNNABLE, None
-            if slot.closed:
-                continue
+                elif slot.waited is not None:  # the start of a run: stored when it ends
+                    slot.run_start, slot.run_weight = now_wall - wall, wall
+                    slot.last_mono_ns = now_mono
+                    kept += 1
+                    continue
             slot.samples.append((now_wall - wall, stack, state, wall, reason))
             slot.last_mono_ns = now_mono
             kept += 1
@@ -326,15 +355,11 @@ class TaskSampling:
         offsets.reverse()
         return self.table.intern_run(prefix, codes, offsets)[-1] if codes else prefix
 
-    def _suspended(self, slot: TaskSlot) -> tuple[int, int, str | None]:
-        """The sample of a request whose task is not the one running: its await chain and what it
-        waits on. Reused while the task waits on the same future, unless the chain went on into
-        other tasks (they move on while it waits)."""
-        task = slot.task
-        waiter = getattr(task, "_fut_waiter", None)
-        if waiter is not None and waiter is slot.waiter and not waiter.done():
-            return slot.waited
-        stack, reason, ready, nested = self._chain_stack(task, -1, 0)
+    def _suspended(self, slot: TaskSlot, waiter) -> tuple[int, int, str | None]:
+        """The sample of a request whose task is not the one running (``waiter``: its ``_fut_waiter``):
+        its await chain and what it waits on, kept for reuse while the task waits on the same
+        future, unless the chain went on into other tasks (they move on while it waits)."""
+        stack, reason, ready, nested = self._chain_stack(slot.task, -1, 0)
         sample = (stack, RUNNABLE, None) if ready else (stack, WAITING, reason)
         if waiter is not None and not ready and not nested:
             slot.waiter, slot.waited = waiter, sample
