@@ -279,3 +279,26 @@ def test_a_blocking_call_in_async_def_is_found_with_the_requests_it_delayed(tmp_
     finally:
         opened.close()
 
+
+
+def test_a_def_endpoint_in_the_threadpool_is_its_requests_time(tmp_path, peer):
+    """FastAPI runs a plain ``def`` endpoint in anyio's worker threads: 8 requests at once to one
+    that calls the peer with requests.get show, in their own profiles, the endpoint's frames
+    waiting on the peer's socket (>= 80%), not an opaque wait for the thread pool."""
+    store = tmp_path / "store.db"
+    with uvicorn({"ASGI_APP_STORE": str(store), "ASGI_APP_PEER": peer.url, "ASGI_APP_OPTIONS": EVERY_PROFILE}) as url:
+        fetch(url + "/sync-remote")
+        with ThreadPoolExecutor(8) as pool:
+            assert all(status == 200 for status, _ in pool.map(lambda _: fetch(url + "/sync-remote"), range(8)))
+    opened = open_store(store)
+    try:
+        rows = [row for row in opened.query_requests() if row.route == "/sync-remote"][1:]
+        assert len(rows) == 8 and all(row.profile_id is not None for row in rows)
+        peer_wait = f"socket recv 127.0.0.1:{peer.server_address[1]}"
+        for row in rows:
+            profile = opened.load_profile(row.profile_id)
+            summary = profile_summary(profile)
+            assert summary.waits.get(peer_wait, 0) >= 0.8 * summary.by_state.sum(), summary.waits
+            assert "sync_remote" in {name.rsplit(".", 1)[-1] for name in _functions_waiting(profile, peer_wait)}
+    finally:
+        opened.close()

@@ -68,7 +68,8 @@ def main_share(found: Counter) -> tuple[tuple, float]:
 
 def test_what_a_suspended_request_awaits(sampler):
     """sleep, a socket read with its peer, an asyncio Lock held elsewhere, an empty Queue, an Event,
-    a thread pool (to_thread and run_in_executor): each request waits >= 80% on its own reason."""
+    a thread pool (to_thread and run_in_executor: what the pool thread does, time.sleep): each
+    request waits >= 80% on its own reason."""
     lock, queue, event = asyncio.Lock(), None, None
 
     async def peer_server():
@@ -140,7 +141,8 @@ def test_what_a_suspended_request_awaits(sampler):
     asyncio.run(main())
     expected = {
         "sleeping": "sleep", "reading": f"socket recv 127.0.0.1:{state['port']}", "locked": "lock (asyncio.Lock)",
-        "queued": "asyncio.Queue get", "evented": "asyncio.Event wait", "threaded": "thread pool", "executed": "thread pool",
+        "queued": "asyncio.Queue get", "evented": "asyncio.Event wait",
+        "threaded": "sleep", "executed": "sleep",  # what the pool thread running the call does (time.sleep)
     }
     for name, reason in expected.items():
         key, share = main_share(shares(sampler, samples[name]))
@@ -277,3 +279,29 @@ async def _no_task(sampler):
     loop.call_soon(lambda: result.append(sampler.begin_task(Info("cb"), time.perf_counter_ns(), 100_000_000, None)))
     await asyncio.sleep(0.01)
     return result[0]
+
+
+def test_a_thread_pool_call_shows_what_its_thread_runs(sampler):
+    """asyncio.to_thread and run_in_executor of a function that computes 0.25 s then sleeps 0.25 s:
+    the request's samples are the worker's frames under the request's own, on a CPU, then in
+    ``sleep``, not a bare "thread pool" wait."""
+
+    def work():
+        end = time.thread_time() + 0.25
+        while time.thread_time() < end:
+            pass
+        time.sleep(0.25)
+
+    async def via_to_thread():
+        await asyncio.to_thread(work)
+
+    async def via_executor():
+        await asyncio.get_running_loop().run_in_executor(None, work)
+
+    samples = run_requests(sampler, {"to_thread": via_to_thread, "executor": via_executor})
+    for name, outer in (("to_thread", "via_to_thread"), ("executor", "via_executor")):
+        found = shares(sampler, samples[name])
+        computing = found[("ON_CPU", None)] + found[("GIL", None)] + found[("RUNNABLE", None)]
+        assert computing >= 150 and found[("WAITING", "sleep")] >= 150, (name, found)
+        assert found[("WAITING", "thread pool")] <= 30, (name, found)
+        assert {outer, "work"} <= functions(sampler, samples[name], State.WAITING), name

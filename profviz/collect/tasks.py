@@ -26,11 +26,13 @@ import types
 from typing import Any, Callable
 
 from ..model import State
+from .task_threads import PoolWorkers
 
 ON_CPU = int(State.ON_CPU)
 WAITING = int(State.WAITING)
 GIL = int(State.GIL)
 RUNNABLE = int(State.RUNNABLE)
+THREAD_POOL = "thread pool"  # a call handed to a pool thread that is not running it (yet)
 MAX_DEPTH = 200  # frames of one await chain
 MAX_NESTING = 8  # tasks followed into (gather, awaited tasks, task groups)
 STALL_STACKS_KEPT = 500  # loop stacks kept for one stall
@@ -179,6 +181,9 @@ class TaskSampling:
         self.table = table
         self.loops: dict[int, LoopWatch] = {}  # id(loop) -> its watch
         self.turn = 0  # counts samples: which of a gather's pending tasks a chain goes on into
+        self._workers: PoolWorkers | None = None  # during sample(): the pool threads of this tick
+        self._reason_of: Callable[[int], str | None] | None = None
+        self._markers = ("", "", "")
 
     # -- the loop's thread --------------------------------------------------------------------
 
@@ -240,12 +245,17 @@ class TaskSampling:
         """One sample of every request in flight on every watched loop; returns how many were kept."""
         kept = 0
         self.turn += 1
-        for key, watch in list(self.loops.items()):
-            if not watch.slots and not watch.pending:
-                if not watch.loop.is_running() or watch.loop.is_closed():
-                    self.loops.pop(key, None)
-                continue
-            kept += self._sample_loop(watch, frames, now_wall, now_mono, reason_of, running_reason, runnable_reason, gil_reason)
+        self._workers = PoolWorkers(frames)
+        self._reason_of, self._markers = reason_of, (running_reason, runnable_reason, gil_reason)
+        try:
+            for key, watch in list(self.loops.items()):
+                if not watch.slots and not watch.pending:
+                    if not watch.loop.is_running() or watch.loop.is_closed():
+                        self.loops.pop(key, None)
+                    continue
+                kept += self._sample_loop(watch, frames, now_wall, now_mono, reason_of, running_reason, runnable_reason, gil_reason)
+        finally:
+            self._workers = None  # holds this tick's frames
         return kept
 
     def _sample_loop(self, watch: LoopWatch, frames: dict, now_wall: int, now_mono: int, reason_of, running_reason: str,
@@ -360,17 +370,33 @@ class TaskSampling:
         its await chain and what it waits on, kept for reuse while the task waits on the same
         future, unless the chain went on into other tasks (they move on while it waits)."""
         stack, reason, ready, nested = self._chain_stack(slot.task, -1, 0)
+        if isinstance(reason, _InThread):
+            slot.waiter = slot.waited = None  # the thread moves on while the task waits: not reused
+            return (stack, *self._thread_state(reason.native_id))
         sample = (stack, RUNNABLE, None) if ready else (stack, WAITING, reason)
-        if waiter is not None and not ready and not nested:
+        if waiter is not None and not ready and not nested and reason != THREAD_POOL:  # its thread may start later
             slot.waiter, slot.waited = waiter, sample
         else:
             slot.waiter = slot.waited = None
         return sample
 
-    def _chain_stack(self, task, prefix: int, nesting: int, until=None) -> tuple[int, str | None, bool, bool]:
-        """(stack, wait reason, ready, whether it went into other tasks) of ``task``'s await chain
-        on top of ``prefix``, followed into the task it waits for (of several, a different one at
-        each tick); ``until``: stop before that task (the one running)."""
+    def _thread_state(self, native_id: int | None) -> tuple[int, str | None]:
+        """(state, reason) of a worker thread now, as the running loop thread's are read."""
+        reason = self._reason_of(native_id) if native_id is not None and self._reason_of is not None else None
+        if reason is None or reason == self._markers[0]:
+            return ON_CPU, None
+        if reason == self._markers[2]:
+            return GIL, None
+        if reason == self._markers[1]:
+            return RUNNABLE, None
+        return WAITING, reason
+
+    def _chain_stack(self, task, prefix: int, nesting: int, until=None) -> tuple[int, "str | _InThread | None", bool, bool]:
+        """(stack, wait reason, ready, whether it went into other tasks or a thread) of ``task``'s
+        await chain on top of ``prefix``, followed into the task it waits for (of several, a
+        different one at each tick), or into the frames of the pool thread running the call it
+        awaits (the reason is then that thread: :class:`_InThread`); ``until``: stop before that
+        task (the one running)."""
         coro = task.get_coro()
         codes, offsets, frames = [], [], []
         while coro is not None and len(codes) < MAX_DEPTH:
@@ -392,7 +418,23 @@ class TaskSampling:
             inner = _awaited_task(waiter, frames, until, self.turn)
             if inner is not None and inner is not until:
                 return self._chain_stack(inner, stack, nesting + 1, until)
+        workers = self._workers
+        worker = workers.find(waiter) if workers is not None and until is None else None
+        if worker is not None:  # a thread-pool call: what that thread runs, as this request's time
+            _, native_id, above = worker
+            if above:
+                stack = self.table.intern_run(stack, [f.f_code for f in above], [f.f_lasti for f in above])[-1]
+            return stack, _InThread(native_id), False, True
         return stack, await_reason(frames, waiter), False, nesting > 0
+
+
+class _InThread:
+    """A chain's wait reason when a pool thread runs the call it awaits: that thread's native id."""
+
+    __slots__ = ("native_id",)
+
+    def __init__(self, native_id: int | None):
+        self.native_id = native_id
 
 
 _RESUMABLE_TYPES = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
@@ -468,9 +510,9 @@ def await_reason(frames: list, waiter) -> str:
         if name in _LOCKS and _ANYIO in path:
             return _LOCKS[name].replace("asyncio.", "anyio.")
         if name in _THREAD_HANDOFFS or path.endswith(_ANYIO_TO_THREAD):
-            return "thread pool"
+            return THREAD_POOL
     if _from_a_thread(waiter):
-        return "thread pool"
+        return THREAD_POOL
     innermost = frames[-1].f_code if frames else None
     return f"await {getattr(innermost, 'co_qualname', innermost.co_name)}" if innermost is not None else "await"
 

@@ -11,6 +11,7 @@ at /star, wrapped in profviz's ASGI middleware (store $ASGI_APP_STORE) unless $A
 /remote/{n}                    awaits GET $ASGI_APP_PEER/slow?ms=200 (httpx.AsyncClient)
 /fanout                        awaits three such calls at once (asyncio.gather)
 /blocking                      requests.get of the same URL inside ``async def``: blocks the loop
+/sync-remote                   the same in a plain ``def`` endpoint (FastAPI runs it in its threadpool)
 =============================  ====================================================
 
 $ASGI_APP_OPTIONS: the middleware's options as JSON.
@@ -99,6 +100,12 @@ async def fanout() -> dict:
 
 @api.get("/blocking")
 async def blocking() -> dict:
+    answer = requests.get(f"{PEER}/slow?ms=200", timeout=30)
+    return {"peer": answer.text}
+
+
+@api.get("/sync-remote")
+def sync_remote() -> dict:
     answer = requests.get(f"{PEER}/slow?ms=200", timeout=30)
     return {"peer": answer.text}
 
