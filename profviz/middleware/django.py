@@ -5,16 +5,23 @@ Options come from the ``PROFVIZ`` setting, a dict of the engine's options
 Each request is named by its resolver match's route pattern with a leading slash
 (``/items/<int:item_id>/``; regex routes keep their pattern); unresolved requests are ``(unmatched)``.
 
-The request ends when Django's response is closed by the WSGI server (after a streaming body is
+The request ends when Django's response is closed by the server (after a streaming body is
 sent), through the response's resource closers. If the WSGI app is also wrapped in
 ``ProfilerMiddleware``, this middleware only names the route and the WSGI layer does the timing.
+
+Under ASGI (Django's ``get_asgi_application()``) the middleware is async: no thread hop for async
+views. Wrapping the ASGI application in :class:`profviz.asgi.ProfilerMiddleware` is best (it
+times each request to its last byte, with task-aware samples): this middleware then only names
+the route. Alone, it times each request as the engine does any event-loop request.
 """
 
 from __future__ import annotations
 
 import threading
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction  # (Django depends on asgiref)
 
 from ..routes import UNMATCHED_ROUTE
+from .asgi import SCOPE_KEY
 from .recorder import Recorder
 from .wsgi import ENVIRON_KEY, begin, wsgi_recorder
 
@@ -44,13 +51,21 @@ def route_of(request) -> str:
 
 
 class ProfvizMiddleware:
-    """Times each request (unless a WSGI ``ProfilerMiddleware`` already does) and names its route."""
+    """Times each request (unless a WSGI or ASGI ``ProfilerMiddleware`` already does) and names its route."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
         self.recorder = get_recorder()
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
         environ = request.META
         outer = environ.get(ENVIRON_KEY)
         if outer is not None:
@@ -66,11 +81,36 @@ class ProfvizMiddleware:
             info.route = route_of(request)
             self.recorder.finish(info, exc)
             raise
+        return self._observe(request, response, info)
+
+    async def _acall(self, request):
+        scope = getattr(request, "scope", None) or {}
+        outer = scope.get(SCOPE_KEY)
+        if outer is not None:  # the ASGI middleware times it
+            response = await self.get_response(request)
+            outer.route = route_of(request)
+            return response
+        info = self.recorder.begin(request.method, request.path, request.META, own_thread=False)
+        if info is None:
+            return await self.get_response(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException as exc:
+            info.route = route_of(request)
+            self.recorder.finish(info, exc)
+            raise
+        return self._observe(request, response, info)
+
+    def _observe(self, request, response, info):
+        """Name the route and count the response; the request ends as the server closes the response."""
         try:
             info.route = route_of(request)
             info.status_line = response.status_code
             if response.streaming:
-                response.streaming_content = _counted(response.streaming_content, info)
+                if getattr(response, "is_async", False):
+                    response.streaming_content = _acounted(response.streaming_content, info)
+                else:
+                    response.streaming_content = _counted(response.streaming_content, info)
             else:
                 info.response_bytes = len(response.content)
             response._resource_closers.append(lambda: self.recorder.finish(info))
@@ -82,5 +122,11 @@ class ProfvizMiddleware:
 
 def _counted(chunks, info):
     for chunk in chunks:
+        info.response_bytes += len(chunk)
+        yield chunk
+
+
+async def _acounted(chunks, info):
+    async for chunk in chunks:
         info.response_bytes += len(chunk)
         yield chunk
