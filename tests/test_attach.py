@@ -483,3 +483,43 @@ def test_attach_tells_a_wait_for_the_gil_from_a_wait_for_a_lock(tmp_path):
     assert gil_s > 0, compressor
     assert waiter["waits"].get("lock (futex)", 0.0) >= 0.9 * waiter["wall_s"], waiter
     assert waiter["gil_s"] < 0.05 * waiter["wall_s"] and "gil" not in waiter["waits"], waiter
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_an_event_loop_waiting_in_its_selector_is_idle(tmp_path, loop):
+    """Attach to uvicorn (asyncio's loop, and uvloop's) serving a request every 100 ms: the loop
+    thread's time in its selector with nothing to run is ``event loop idle``, not a wait on any
+    request's socket: at least 70% of its time, and under 5% left as poll/epoll waits (samples
+    whose state reading and stack py-spy took a moment apart)."""
+    from .proxied_server import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.targets.asgi_apps:app", "--host", "127.0.0.1", "--port", str(port),
+                               "--loop", loop, "--log-level", "warning"], cwd=Path(__file__).parent.parent,
+                              env={**os.environ, "ASGI_APP_BARE": "1", "PYTHONPATH": str(Path(__file__).parent.parent)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = tmp_path / "s.db"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "uvicorn did not start"
+                time.sleep(0.1)
+        attach = subprocess.Popen([sys.executable, "-m", "profviz", "attach", str(server.pid), "--duration", "3", "--json",
+                                   "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ends = time.monotonic() + 3.5
+        while time.monotonic() < ends:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/items/1", timeout=5).read()
+            time.sleep(0.1)
+        out, err = attach.communicate(timeout=60)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert attach.returncode == 0, err
+    (stats,) = show(last_json(out)["profile_id"], store, thread="MainThread")["threads"]
+    waits = stats["waits"]
+    assert waits.get("event loop idle", 0.0) >= 0.7 * stats["wall_s"], (stats["wall_s"], waits)
+    assert sum(s for reason, s in waits.items() if reason.startswith(("epoll", "poll/select"))) < 0.05 * stats["wall_s"], waits

@@ -3,6 +3,8 @@ states (:func:`build_profile`). The method and its limits: docs/attach.md."""
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,6 +110,25 @@ def fallback_name(key: tuple[int, int] | None, kernel_names: dict[tuple[int, int
     return kernel_names.get(key, "")
 
 
+LOOP_IDLE_REASON = "event loop idle"
+"""The wait reason of an event loop thread blocked in its selector with nothing to run."""
+_SELECTOR_FILE = "selectors.py"
+_RUNNERS_FILE = os.path.join("asyncio", "runners.py")
+_LOOP_FILE = os.path.join("asyncio", "base_events.py")
+
+
+def loop_idle_stack(frames) -> bool:
+    """Whether py-spy frames (root first) are an asyncio event loop in its selector: asyncio's
+    ``_run_once`` calling a selector's ``select``, or, for uvloop (whose loop is C, below Python),
+    ``asyncio.run``'s runner as the leaf (any callback the loop ran would be above it)."""
+    if not frames:
+        return False
+    name, file = frames[-1][0], frames[-1][1]
+    if file.endswith(_SELECTOR_FILE) and name.endswith("select"):
+        return len(frames) > 1 and frames[-2][0].endswith("_run_once") and frames[-2][1].endswith(_LOOP_FILE)
+    return file.endswith(_RUNNERS_FILE) and name.rsplit(".", 1)[-1] == "run"
+
+
 def build_profile(
     trace: ChromeTrace,
     origin_ns: int,
@@ -149,9 +170,12 @@ def build_profile(
         if states is None and joined.time_ns:
             stats.threads_without_states.append(profile.thread_label(index))
         stacks = [profile.intern_frames(s.frames) if s.frames else NO_STACK for s in thread.segments]
+        idle = [loop_idle_stack(s.frames) for s in thread.segments]
         for k in range(len(joined.time_ns)):
             state = joined.state[k]
             reason = reason_text(joined.reason[k]) if state == int(State.WAITING) else None
+            if reason is not None and idle[joined.segment[k]]:
+                reason = LOOP_IDLE_REASON  # what the selector waits on is any request's: the loop has nothing to run
             profile.append_sample(joined.time_ns[k], index, stacks[joined.segment[k]], joined.weight_ns[k], state, reason)
             if state == int(State.UNKNOWN):
                 stats.unknown_samples += 1
