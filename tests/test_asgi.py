@@ -36,18 +36,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def uvicorn(env: dict[str, str]) -> Iterator[str]:
-    """tests/targets/asgi_apps.py under a real uvicorn; yields its URL; stops it with SIGTERM (uvicorn's
-    graceful shutdown, after which the middleware's writer drains at exit)."""
+def uvicorn(env: dict[str, str], target: str = "tests.targets.asgi_apps:app", ready: str = "/ready",
+            args: tuple[str, ...] = ()) -> Iterator[str]:
+    """``target`` (tests/targets/asgi_apps.py's app by default) under a real uvicorn (with ``args``);
+    yields its URL once ``ready`` answers; stops it with SIGTERM (uvicorn's graceful shutdown,
+    after which the middleware's writer drains at exit)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.targets.asgi_apps:app", "--host", "127.0.0.1",
-                                "--port", str(port), "--log-level", "warning"],
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1",
+                                "--port", str(port), "--log-level", "warning", *args],
                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    process_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_answer(url + "/ready", process, "uvicorn")
-        yield url
+        wait_for_answer(process_url + ready, process, "uvicorn")
+        yield process_url
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -302,3 +304,28 @@ def test_a_def_endpoint_in_the_threadpool_is_its_requests_time(tmp_path, peer):
             assert "sync_remote" in {name.rsplit(".", 1)[-1] for name in _functions_waiting(profile, peer_wait)}
     finally:
         opened.close()
+
+
+def test_a_deep_profile_follows_its_task_only(tmp_path, peer):
+    """A request with the deep trigger header, among 10 others on the loop: its pyinstrument
+    profile (async mode) spends >= 80% of its time awaiting ([await] under the endpoint), and
+    holds none of the other requests' frames."""
+    store = tmp_path / "store.db"
+    options = json.dumps({"deep_trigger_secret": "deep-secret-1"})
+    with uvicorn({"ASGI_APP_STORE": str(store), "ASGI_APP_PEER": peer.url, "ASGI_APP_OPTIONS": options}) as url:
+        fetch(url + "/remote/999")
+        with ThreadPoolExecutor(11) as pool:
+            others = [pool.submit(fetch, f"{url}/items/{n}") for n in range(10)]
+            deep = requests.get(url + "/remote/1", headers={"X-Profviz-Deep": "deep-secret-1"}, timeout=30)
+            assert deep.status_code == 200 and all(f.result()[0] == 200 for f in others)
+    opened = open_store(store)
+    try:
+        [meta] = [m for m in opened.list_profiles(kind="request") if m["labels"]["capture"] == "deep"]
+        assert meta["labels"]["path"] == "/remote/1" and meta["labels"]["collector"] == "pyinstrument"
+        profile = opened.load_profile(meta["id"])
+    finally:
+        opened.close()
+    summary = profile_summary(profile)
+    assert summary.waits.get("await", 0) >= 0.8 * summary.by_state.sum(), summary.waits
+    names = {profile.frame(i).function.rsplit(".", 1)[-1] for i in range(len(profile.frame_function))}
+    assert {"remote", "[await]"} <= names and "item" not in names, sorted(names)

@@ -5,10 +5,6 @@ streams timed to their last chunk."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,34 +12,17 @@ import requests
 
 from profviz.store import open_store
 
-from .proxied_server import free_port
-from .served import wait_for_answer
-from .test_asgi import ROOT
-
-
-def serve(env: dict) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.targets.django_asgi:application", "--host", "127.0.0.1",
-                                "--port", str(port), "--log-level", "warning"],
-                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_for_answer(url + "/items/0/", process, "uvicorn")
-    return process, url
+from .test_asgi import uvicorn
 
 
 @pytest.mark.parametrize("outer", [False, True])
 def test_django_asgi_requests_are_named_by_their_pattern(tmp_path, outer):
     store = tmp_path / "store.db"
     env = {"DJANGO_ASGI_STORE": str(store), **({"DJANGO_ASGI_OUTER": "1"} if outer else {})}
-    process, url = serve(env)
-    try:
+    with uvicorn(env, "tests.targets.django_asgi:application", "/items/0/") as url:
         paths = [f"/items/{n}/" for n in range(40)] + [f"/sync/u{n}/" for n in range(20)] + ["/stream/"] * 5
         with ThreadPoolExecutor(16) as pool:
             answers = dict(zip(paths, pool.map(lambda p: requests.get(url + p, timeout=30), paths)))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
     assert answers["/items/7/"].json() == {"item": 7} and answers["/sync/u3/"].text == "hello u3"
     assert answers["/stream/"].text == "chunk 0\nchunk 1\nchunk 2\n"
     opened = open_store(store)

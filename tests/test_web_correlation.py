@@ -143,7 +143,9 @@ def test_clicking_a_span_shows_its_flame_graph_and_window(page, site):
     assert stats["painted"] > 5000 and stats["colors"] >= 3, stats
 
     # The span's window over the flame chart, where the span is on the time axis.
-    assert page.get_attribute("#span-highlight", "data-windows") == "1"
+    # (the flame graph's panel changes the layout as it loads: the chart draws again, and the overlay with it)
+    page.wait_for_function("() => { const d = document.querySelector('#span-highlight').dataset;"
+                           " return d.windows === '1' && d.firstWindowPx; }", timeout=10_000)
     x0, x1 = (float(v) for v in page.get_attribute("#span-highlight", "data-first-window-px").split("-"))
     start, end = query_span["start_ns"], query_span["start_ns"] + query_span["duration_ns"]
     assert abs(x0 - max(-2.0, plot_x(page, start))) < 2 and abs(x1 - plot_x(page, end)) < 2

@@ -91,7 +91,8 @@ class BatchWriter:
 
     def handle(self, items: list) -> None:
         """One writer wake-up: every request's row, and the profiles kept, in one batch."""
-        wall_offset_ns, prefix = refresh_wall_offset(), id_prefix()  # once a batch: read for every request below
+        refresh_wall_offset()  # once a batch: the offset requests beginning from now on take
+        prefix = id_prefix()
         batch = RequestBatch()
         flush_all = False
         add = self._add
@@ -104,7 +105,7 @@ class BatchWriter:
                     self.stalls.add(item)
                 continue
             try:
-                add(item, batch, wall_offset_ns, prefix)
+                add(item, batch, prefix)
             except Exception as exc:
                 self.health.report("request record", exc)
         for profile in self.due_aggregates(force=flush_all):
@@ -229,9 +230,9 @@ class BatchWriter:
         end = len(table)
         return StackNodes(source, table.nodes(stored, end)), end
 
-    def _add(self, info: RequestInfo, batch: RequestBatch, wall_offset_ns: int, prefix: str) -> None:
+    def _add(self, info: RequestInfo, batch: RequestBatch, prefix: str) -> None:
         """Route, status, tail decision and profile of one finished request, added to ``batch``
-        (``wall_offset_ns`` and ``prefix`` make its start_ns and id, as :class:`RequestInfo` does)."""
+        (``prefix`` makes its id, as :class:`RequestInfo` does)."""
         status = self._status_codes.get(info.status_line)
         if status is None:
             status = status_code(info.status_line)
@@ -244,7 +245,7 @@ class BatchWriter:
         route = info.route
         if route is None:
             route = self.route_name(info)
-        start_ns = info.mono_start + wall_offset_ns
+        start_ns = info.mono_start + info.wall_offset_ns
         capture = None
         if self.sampler is not None:
             capture = self.capture.observe((route, info.method), info.duration_ns, start_ns, info.samples)
@@ -345,6 +346,10 @@ class BatchWriter:
         try:
             session, cpu_at_sample, start_cpu = info.deep_result
             meta = self._request_meta(info, route, status, labels, "deep", "pyinstrument", round(1.0 / self.options.deep_interval_s, 3))
+            if info.cpu_start is None:  # a task's (pyinstrument's async mode); start_cpu is its start time
+                from ..collect.deep_async import async_session_to_profile
+
+                return async_session_to_profile(session, start_cpu, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta)
             return session_to_profile(
                 session, cpu_at_sample, start_cpu, pid=info.pid, tid=info.tid, thread_name=info.thread_name, meta=meta,
             )

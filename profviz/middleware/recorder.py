@@ -68,7 +68,7 @@ class Recorder:
         self._deep_secret = options.deep_trigger_secret.encode() if options.deep_trigger_secret else None
         self._deep = bool(options.deep_fraction) or self._deep_secret is not None
         if self._deep:
-            from ..collect import deep  # noqa: F401  (now, not in the first profiled request: pyinstrument takes ~15 ms to import)
+            from ..collect import deep, deep_async  # noqa: F401  (now, not in the first profiled request: pyinstrument takes ~15 ms to import)
         self.sampler: StackSampler | None = process_sampler(options.sample_hz, self.health.report) if options.sampler else None
         self.batches = BatchWriter(options, self.sampler, self.health, self.counts)
         self.writer = BackgroundWriter(
@@ -108,7 +108,8 @@ class Recorder:
         """Start timing a request of the calling thread; None when disabled or when profviz itself
         failed. ``own_thread`` False: the thread serves other requests meanwhile (an asyncio event
         loop, and the request is the calling task), so its samples are the task's
-        (:mod:`profviz.collect.tasks`), its CPU time is estimated from them, and no deep profile is taken."""
+        (:mod:`profviz.collect.tasks`), its CPU time is estimated from them, and a deep profile
+        follows its task (:mod:`profviz.collect.deep_async`)."""
         if not self.options.enabled:
             return None
         try:
@@ -128,8 +129,8 @@ class Recorder:
             if not own_thread:
                 info.thread_name = TASK_LANE_NAME
                 task_lane.set(info.tid)  # the spans the request's tasks start carry its lane
-            if self._deep and own_thread and self._wants_deep(request):
-                self._start_deep(info)
+            if self._deep and self._wants_deep(request):
+                self._start_deep(info, own_thread)
             serving = self._serving  # last: a request whose start failed is not waited for at SIGTERM
             serving[info.ident] = serving.get(info.ident, 0) + 1
             return info
@@ -173,11 +174,14 @@ class Recorder:
             offered = values[0] if values else None
         return offered is not None and hmac.compare_digest(str(offered).encode(), self._deep_secret)
 
-    def _start_deep(self, info: RequestInfo) -> None:
-        from ..collect.deep import DeepProfiler
+    def _start_deep(self, info: RequestInfo, own_thread: bool) -> None:
+        if own_thread:
+            from ..collect.deep import DeepProfiler as Deep
+        else:  # the request is the calling task, on a loop thread others share
+            from ..collect.deep_async import AsyncDeepProfiler as Deep
 
         try:
-            profiler = DeepProfiler(self.options.deep_interval_s)
+            profiler = Deep(self.options.deep_interval_s)
             profiler.begin()
             info.profiler = profiler
             info.deep = True
@@ -234,6 +238,8 @@ class Recorder:
         profiler, info.profiler = info.profiler, None
         try:
             session = profiler.stop()
+            if info.cpu_start is None:  # a task's: (pyinstrument session, its start)
+                return (session, None, profiler.start_ns)
             return (session, profiler.cpu_ns_at_sample, profiler.start_cpu_ns)
         except Exception as exc:
             self.health.report("deep profiler stop", exc)

@@ -83,6 +83,7 @@ class RequestInfo:
             self.tid = lane_of(self.seq)
             self.cpu_start = None
         self.mono_start = time.perf_counter_ns()
+        self.wall_offset_ns = _wall_offset_ns  # this request's reading of the wall clock's offset (see start_ns)
 
     @property
     def id(self) -> str:
@@ -90,8 +91,10 @@ class RequestInfo:
 
     @property
     def start_ns(self) -> int:
-        """Epoch ns at the start (the monotonic start plus the wall clock's current offset from it)."""
-        return self.mono_start + _wall_offset_ns
+        """Epoch ns at the start: the monotonic start plus the wall clock's offset from it as the
+        writer last read it when the request began. The request row, its server span and its
+        profile all use this one value, so they agree even when the wall clock is stepped."""
+        return self.mono_start + self.wall_offset_ns
 
     @property
     def labels(self) -> dict:

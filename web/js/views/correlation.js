@@ -345,6 +345,7 @@ class CorrelationView {
   drawOverlay() {
     const chartCanvas = this.chart.canvas;
     const width = parseFloat(chartCanvas.style.width) || this.chart.plotWidth;
+    if (!(width > 0)) return; // not laid out yet: the chart's next draw calls this again
     const height = parseFloat(chartCanvas.style.height) || 40;
     const canvas = this.overlay;
     const ctx = prepareCanvas(canvas, width, height);
