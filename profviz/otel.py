@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace import SpanProcessor as _SdkSpanProcessor
 
+from .collect import tasks
 from .collect.tasks import TASK_LANE_NAME, task_lane
 from .collect.writer import BackgroundWriter
 from .model import Span, SpanError
@@ -130,6 +131,7 @@ class SpanProcessor(_SdkSpanProcessor):
 
     def __init__(self, store: Store | str | os.PathLike | None = None, *, queue_size: int = 100_000,
                  batch_size: int = 1000):
+        tasks.lanes_wanted = True  # from now on ASGI requests set their task lane, which on_start stamps
         self.store = None if store is None else open_store(store)
         self.recorded = 0
         self.rejected = 0

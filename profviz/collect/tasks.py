@@ -47,6 +47,7 @@ task_lane: contextvars.ContextVar["int | None"] = contextvars.ContextVar("profvi
 """The lane of the request whose task (or a task it spawned) runs: a per-request id in the place
 of a thread id, on its request row, its samples and the spans it starts (:mod:`profviz.otel`),
 so that spans are joined to the request they belong to and not to every request on the loop."""
+lanes_wanted = False  # set once profviz's span processor exists: only then do requests set task_lane
 
 
 def lane_of(seq: int) -> int:

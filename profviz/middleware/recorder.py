@@ -17,6 +17,7 @@ import threading
 from typing import Any, Callable
 
 from ..collect.sampler import ON_CPU, StackSampler, process_sampler
+from ..collect import tasks
 from ..collect.tasks import TASK_LANE_NAME, LoopStall, task_lane
 from ..collect.writer import BackgroundWriter
 from .batches import BatchWriter, FlushAggregates
@@ -128,7 +129,8 @@ class Recorder:
                     info.slot = sampler.begin_task(info, info.mono_start, self._stall_ns, self._loop_stalled)
             if not own_thread:
                 info.thread_name = TASK_LANE_NAME
-                task_lane.set(info.tid)  # the spans the request's tasks start carry its lane
+                if tasks.lanes_wanted:  # profviz's span processor stamps the spans the request's tasks start with its lane
+                    task_lane.set(info.tid)
             if self._deep and self._wants_deep(request):
                 self._start_deep(info, own_thread)
             serving = self._serving  # last: a request whose start failed is not waited for at SIGTERM

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..collect.tasks import lane_of
+from ..collect.tasks import TASK_LANE_BASE
 
 HeaderFn = Callable[[Any, str], "str | None"]
 """``header(request, name)``: a request header's value (``name`` as in ``"X-Profviz-Deep"``), or None."""
@@ -80,7 +80,7 @@ class RequestInfo:
             self.tid = tid if tid is not None else _remember_thread_ids()
             self.cpu_start = time.thread_time_ns()
         else:  # a task on an event loop: its own lane in the place of the thread (profviz.collect.tasks)
-            self.tid = lane_of(self.seq)
+            self.tid = TASK_LANE_BASE + (self.seq & 0x7FFF_FFFF)  # lane_of, inline
             self.cpu_start = None
         self.mono_start = time.perf_counter_ns()
         self.wall_offset_ns = _wall_offset_ns  # this request's reading of the wall clock's offset (see start_ns)
