@@ -18,9 +18,9 @@ with two synthetic routes beside it:
              meanwhile, so the sampler's cost at that many suspended tasks is the difference
 
 Usage: ``python bench/asgi_overhead.py [--rounds 3] [--requests 3000] [--connections 16]``.
-Figures of this box (medians of 3 rounds): shop timing 0.94, sampler 0.89; FastAPI 0.78 and
-0.83; raw 0.67 and 0.49; 1,000 suspended requests cost the sampler 5.5-8.5% of a core. The same
-configuration swings by 10-20% between rounds here: docs/asgi.md ("Overhead").
+Figures of this box: docs/asgi.md ("Overhead"); the same configuration swings by 20% and more
+between rounds here, so its ratios do not resolve the goals (the instruction counts there do
+better); 1,000 suspended requests cost the sampler 5.5-8.5% of a core.
 """
 
 from __future__ import annotations
