@@ -494,28 +494,56 @@ _SOCKET_VERBS = (("recv", "recv"), ("read", "recv"), ("receive", "recv"), ("send
 def await_reason(frames: list, waiter) -> str:
     """What an await chain waits on, from its frames (innermost first) and the future it waits on:
     ``socket recv HOST:PORT`` (an asyncio stream or anyio socket below, with its peer), ``sleep``,
-    an asyncio or anyio lock, event or queue, ``thread pool`` (a future a worker thread completes), else ``await``
-    and the innermost coroutine's name."""
-    for frame in reversed(frames):  # first: a socket read waits on an Event in anyio
-        described = _socket_wait(frame)
-        if described is not None:
-            return described
-    for frame in reversed(frames):
-        code = frame.f_code
-        name = getattr(code, "co_qualname", code.co_name)
-        path = code.co_filename
-        if path.endswith(_ASYNCIO_TASKS) and name == "sleep":
-            return "sleep"
-        if name in _LOCKS and path.endswith(_ASYNCIO_PRIMITIVES):
-            return _LOCKS[name]
-        if name in _LOCKS and _ANYIO in path:
-            return _LOCKS[name].replace("asyncio.", "anyio.")
-        if name in _THREAD_HANDOFFS or path.endswith(_ANYIO_TO_THREAD):
-            return THREAD_POOL
+    an asyncio or anyio lock, event or queue, ``thread pool`` (a future a worker thread completes),
+    else ``await`` and the innermost coroutine's name. Each code object is classified once
+    (:func:`_kind_of`); only a socket method's frame is read further (its transport's peer)."""
+    kinds = [_kind_of(frame.f_code) for frame in frames]
+    for index in range(len(frames) - 1, -1, -1):  # first: a socket read waits on an Event in anyio
+        kind = kinds[index]
+        if kind is not None and kind[0] is _SOCKET:
+            described = _socket_wait(frames[index], kind[1])
+            if described is not None:
+                return described
+    for kind in reversed(kinds):
+        if kind is not None and kind[0] is _FIXED:
+            return kind[1]
     if _from_a_thread(waiter):
         return THREAD_POOL
     innermost = frames[-1].f_code if frames else None
     return f"await {getattr(innermost, 'co_qualname', innermost.co_name)}" if innermost is not None else "await"
+
+
+_SOCKET, _FIXED = object(), object()
+_KINDS: dict = {}  # code object -> (_SOCKET, verb) | (_FIXED, reason) | None
+_KINDS_KEPT = 50_000
+
+
+def _kind_of(code) -> tuple | None:
+    """How a frame of ``code`` tells what its chain awaits (cached per code object)."""
+    try:
+        return _KINDS[code]
+    except KeyError:
+        pass
+    name = getattr(code, "co_qualname", code.co_name)
+    path = code.co_filename
+    kind = None
+    if path.endswith(_ASYNCIO_TASKS) and name == "sleep":
+        kind = (_FIXED, "sleep")
+    elif name in _LOCKS and path.endswith(_ASYNCIO_PRIMITIVES):
+        kind = (_FIXED, _LOCKS[name])
+    elif name in _LOCKS and _ANYIO in path:
+        kind = (_FIXED, _LOCKS[name].replace("asyncio.", "anyio."))
+    elif name in _THREAD_HANDOFFS or path.endswith(_ANYIO_TO_THREAD):
+        kind = (_FIXED, THREAD_POOL)
+    elif "." in name:
+        leaf = name.rsplit(".", 1)[-1].lstrip("_").lower()
+        verb = "recv" if leaf == "wait_for_data" else next((v for prefix, v in _SOCKET_VERBS if leaf.startswith(prefix)), None)
+        if verb is not None:
+            kind = (_SOCKET, verb)
+    if len(_KINDS) >= _KINDS_KEPT:
+        _KINDS.clear()
+    _KINDS[code] = kind
+    return kind
 
 
 _ASYNCIO_TASKS = os.path.join("asyncio", "tasks.py")
@@ -526,17 +554,9 @@ _ANYIO = os.sep + "anyio" + os.sep
 _THREAD_HANDOFFS = ("to_thread", "run_sync_in_worker_thread", "BaseEventLoop.run_in_executor")
 
 
-def _socket_wait(frame) -> str | None:
-    """``socket <verb> <peer>`` when ``frame`` is a method reading, writing or connecting through
-    its ``_transport`` (asyncio's StreamReader, anyio's SocketStream)."""
-    code = frame.f_code
-    name = getattr(code, "co_qualname", code.co_name)
-    if "." not in name:
-        return None
-    leaf = name.rsplit(".", 1)[-1].lstrip("_").lower()
-    verb = "recv" if leaf == "wait_for_data" else next((v for prefix, v in _SOCKET_VERBS if leaf.startswith(prefix)), None)
-    if verb is None:
-        return None
+def _socket_wait(frame, verb: str) -> str | None:
+    """``socket <verb> <peer>`` when ``frame`` (a method named like a read, write or connect) waits
+    through its ``_transport`` (asyncio's StreamReader, anyio's SocketStream)."""
     transport = getattr(frame.f_locals.get("self"), "_transport", None)
     get_extra_info = getattr(transport, "get_extra_info", None)
     if not callable(get_extra_info):
