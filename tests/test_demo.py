@@ -93,6 +93,6 @@ def test_the_asyncio_demo_finds_its_bottlenecks(tmp_path):
     found = {(f.route, f.kind) for f in run_detectors(load_window(store))}
     store.close()
     assert {("GET /posts", "n_plus_one_query"), ("GET /enrich", "repeated_remote_call"),
-            ("GET /enrich/sync", "event_loop_blocked")} <= found, sorted(found)
+            ("GET /enrich/sync", "event_loop_blocked")} <= found, sorted(found, key=str)
     assert ("GET /enrich/fast", "repeated_remote_call") not in found
     assert ("GET /posts/fast", "n_plus_one_query") not in found

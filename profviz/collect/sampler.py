@@ -211,7 +211,7 @@ class StackSampler:
         if not slots:
             if self._frame_cache:
                 self._frame_cache.clear()  # drops held frames here, outside any walk
-            if not tasks.loops:
+            if not tasks.busy:
                 return 0
         collecting = gc.isenabled()
         if collecting:  # see the module docstring: no collection, so no finalizer, while frames are walked
@@ -222,7 +222,7 @@ class StackSampler:
             now_wall = time.time_ns()
             now_mono = time.perf_counter_ns()
             kept = self._sample(slots, frames, now_wall, now_mono) if slots else 0
-            if tasks.loops:
+            if tasks.busy:
                 kept += tasks.sample(frames, now_wall, now_mono, self._reason_of, RUNNING_REASON, RUNNABLE_REASON, GIL_REASON)
             del frames
         finally:

@@ -23,6 +23,8 @@ import os
 import threading
 import time
 import types
+import weakref
+from collections import Counter
 from typing import Any, Callable
 
 from ..model import State
@@ -39,7 +41,7 @@ STALL_STACKS_KEPT = 500  # loop stacks kept for one stall
 ONE_STEP_SHARE = 0.8  # of a stall's ticks (by time) with one task running: one long step, not a busy loop
 BLOCKED_NS = 20_000_000  # a beat pending this long: the loop is held, the suspended requests wait for it
 
-_request_slot: contextvars.ContextVar["TaskSlot | None"] = contextvars.ContextVar("profviz_task_slot", default=None)
+_request_slot: contextvars.ContextVar["weakref.ref[TaskSlot] | None"] = contextvars.ContextVar("profviz_task_slot", default=None)
 
 TASK_LANE_BASE = 1 << 31  # above any Linux tid (pid_max <= 2**22): the "thread ids" of requests on an event loop
 TASK_LANE_NAME = "asyncio task"
@@ -61,7 +63,7 @@ class TaskSlot:
     stored as one sample when the wait ends or the request does."""
 
     __slots__ = ("task", "watch", "begun_mono_ns", "last_mono_ns", "samples", "closed", "children", "waiter", "waited", "info",
-                 "run_start", "run_weight")
+                 "run_start", "run_weight", "__weakref__")
 
     def __init__(self, task: asyncio.Task, watch: "LoopWatch", mono_ns: int, info: Any):
         self.task = task
@@ -121,6 +123,7 @@ class LoopWatch:
         self.on_stall = on_stall
         self.posted_mono_ns = 0  # the pending beat's posting time; 0: none pending
         self.posted_wall_ns = 0
+        self.restarted_mono_ns = 0  # when begin() last found the loop's watch again after the loop had stopped
         self.pending: list = []  # (wall ns, stack, weight, request slot, state, reason, id of the running task or 0) at the ticks while a beat is pending
         self.waiting: set = set()  # the requests in flight at those ticks
         self.beats = 0
@@ -141,10 +144,12 @@ class LoopWatch:
     def beat(self, posted_mono_ns: int) -> None:
         """On the loop: the beat the sampler posted has run; its lateness is the loop's lag."""
         lag = time.perf_counter_ns() - posted_mono_ns
+        posted_wall = self.posted_wall_ns
+        self.posted_mono_ns = 0  # first: the sampler stops adding to what is taken below
         pending, self.pending = self.pending, []
         waiting, self.waiting = self.waiting, set()
-        posted_wall = self.posted_wall_ns
-        self.posted_mono_ns = 0
+        if posted_mono_ns < self.restarted_mono_ns:
+            return  # posted before the loop stopped and ran again: its lateness is the pause, not a stall
         self.beats += 1
         self.lag_total_ns += lag
         if lag > self.lag_max_ns:
@@ -152,8 +157,8 @@ class LoopWatch:
         if lag < self.stall_ns or self.on_stall is None or not pending:
             return
         self.stalls += 1
-        blockers = [entry[3] for entry in pending if entry[3] is not None]
-        blocker = max(set(blockers), key=blockers.count) if blockers else None
+        blockers = Counter(entry[3] for entry in pending if entry[3] is not None)
+        blocker = blockers.most_common(1)[0][0] if blockers else None
         delayed = [slot.info for slot in waiting if slot is not blocker]
         samples = [(wall, stack, state, weight, reason) for wall, stack, weight, _, state, reason, _ in pending]
         ran: dict[int, int] = {}
@@ -163,6 +168,15 @@ class LoopWatch:
         one = top != 0 and ran[top] >= ONE_STEP_SHARE * sum(ran.values())  # one task's step held the loop
         self.on_stall(LoopStall(posted_wall, lag, samples, None if blocker is None else blocker.info, delayed,
                                 self.thread_name, self.native_id, one_callback=one))
+
+    def forget_child(self, task) -> None:
+        """On the loop, as a spawned task ends: its request no longer holds it."""
+        slot = self.children.pop(task, None)
+        if slot is not None:
+            try:
+                slot.children.remove(task)
+            except ValueError:
+                pass
 
     @property
     def health(self) -> dict:
@@ -198,9 +212,11 @@ class TaskSampling:
         if watch is None or watch.loop is not loop:
             watch = self.loops[id(loop)] = LoopWatch(loop, stall_ns, on_stall)
             self._adopt_spawned_tasks(watch)
+        elif not watch.slots and watch.posted_mono_ns:  # (run_until_complete per call) a beat left from before a pause
+            watch.restarted_mono_ns = time.perf_counter_ns()
         slot = TaskSlot(task, watch, mono_ns, info)
         watch.slots[task] = slot
-        _request_slot.set(slot)
+        _request_slot.set(weakref.ref(slot))  # weak: tasks the request spawns keep its context, maybe for long
         return slot
 
     def end(self, slot: TaskSlot) -> list:
@@ -218,20 +234,26 @@ class TaskSampling:
         slot.waiter = slot.waited = None
         if not watch.slots and not watch.loop.is_running():
             self.loops.pop(id(watch.loop), None)
-        return list(slot.samples)
+        samples, slot.samples = slot.samples, []
+        return samples
 
     def _adopt_spawned_tasks(self, watch: LoopWatch) -> None:
         """Wrap the loop's task factory: a task created inside a request belongs to it."""
         loop = watch.loop
         previous = loop.get_task_factory()
+        previous = getattr(previous, "profviz_wraps", previous)  # ours, from a watch of this loop before: rewrap what it wrapped
 
         def factory(loop, coro, **kwargs):
             task = previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
-            slot = _request_slot.get()
+            ref = _request_slot.get()
+            slot = ref() if ref is not None else None
             if slot is not None and not slot.closed:
                 slot.children.append(task)
                 watch.children[task] = slot
+                task.add_done_callback(watch.forget_child)
             return task
+
+        factory.profviz_wraps = previous
 
         try:
             loop.set_task_factory(factory)
@@ -248,16 +270,28 @@ class TaskSampling:
         self.turn += 1
         self._workers = PoolWorkers(frames)
         self._reason_of, self._markers = reason_of, (running_reason, runnable_reason, gil_reason)
+        failure = None
         try:
             for key, watch in list(self.loops.items()):
                 if not watch.slots and not watch.pending:
                     if not watch.loop.is_running() or watch.loop.is_closed():
                         self.loops.pop(key, None)
                     continue
-                kept += self._sample_loop(watch, frames, now_wall, now_mono, reason_of, running_reason, runnable_reason, gil_reason)
+                try:
+                    kept += self._sample_loop(watch, frames, now_wall, now_mono, reason_of, running_reason, runnable_reason, gil_reason)
+                except Exception as exc:  # the other loops are still sampled; the first failure is reported
+                    watch.posted_mono_ns = 0  # its beats go on at the next tick
+                    failure = failure or exc
         finally:
             self._workers = None  # holds this tick's frames
+        if failure is not None:
+            raise failure
         return kept
+
+    @property
+    def busy(self) -> bool:
+        """Whether any watched loop has a request in flight or a beat pending (else a tick has nothing to do)."""
+        return any(watch.slots or watch.pending or watch.posted_mono_ns for watch in list(self.loops.values()))
 
     def _sample_loop(self, watch: LoopWatch, frames: dict, now_wall: int, now_mono: int, reason_of, running_reason: str,
                      runnable_reason: str, gil_reason: str) -> int:
@@ -274,8 +308,10 @@ class TaskSampling:
             run_slot = watch.slots.get(running) or watch.children.get(running)
         leaf = frames.get(watch.ident)
         running_sample = None
+        stack = None
         if leaf is not None and (run_slot is not None or watch.posted_mono_ns):
             stack = self._running_stack(leaf, running, run_slot)
+        if stack is not None:
             since = now_mono - watch.tick_mono_ns if watch.tick_mono_ns else 0
             computing = cpu is not None and since > 0 and 2 * (cpu - watch.cpu_ns) >= since
             reason = None if computing else reason_of(watch.native_id)  # as for threads: the clock first
@@ -299,7 +335,7 @@ class TaskSampling:
             watch.cpu_ns, watch.tick_mono_ns = cpu, now_mono
         for slot in slots:
             wall = now_mono - slot.last_mono_ns
-            if wall <= 0 or slot.closed:
+            if wall <= 0 or slot.closed or slot.task.done():  # done: its response is being closed elsewhere
                 continue
             waiter = getattr(slot.task, "_fut_waiter", None)
             if waiter is not None and waiter is slot.waiter and not blocked and slot is not run_slot and not waiter.done():
@@ -316,6 +352,7 @@ class TaskSampling:
                 stack, state, reason = self._suspended(slot, waiter)
                 if blocked and state == WAITING:  # whatever it awaits, it cannot go on before the loop does
                     state, reason = RUNNABLE, None
+                    slot.waiter = slot.waited = None  # no run starts here
                 elif slot.waited is not None:  # the start of a run: stored when it ends
                     slot.run_start, slot.run_weight = now_wall - wall, wall
                     slot.last_mono_ns = now_mono
@@ -338,9 +375,10 @@ class TaskSampling:
             return
         if not watch.slots or watch.loop.is_closed():
             return
-        watch.posted_mono_ns, watch.posted_wall_ns = now_mono, now_wall
+        posted = time.perf_counter_ns()  # not the tick's start: the lag would hold the sampler's own pass
+        watch.posted_mono_ns, watch.posted_wall_ns = posted, time.time_ns()
         try:
-            watch.loop.call_soon_threadsafe(watch.beat, now_mono)
+            watch.loop.call_soon_threadsafe(watch.beat, posted)
         except RuntimeError:  # the loop closed meanwhile
             watch.posted_mono_ns = 0
 
@@ -362,6 +400,8 @@ class TaskSampling:
             if frame is stop:
                 break
             frame = frame.f_back
+        if stop is not None and frame is not stop:
+            return None  # the loop moved on to another step since the frames were read
         codes.reverse()
         offsets.reverse()
         return self.table.intern_run(prefix, codes, offsets)[-1] if codes else prefix

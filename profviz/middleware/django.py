@@ -99,21 +99,28 @@ class ProfvizMiddleware:
             info.route = route_of(request)
             self.recorder.finish(info, exc)
             raise
-        return self._observe(request, response, info)
+        # Django closes the response in a worker thread, after its task has sent it: the request
+        # ends here, in its task (a body built already), or as its async stream ends
+        self._observe(request, response, info, in_task=True)
+        return response
 
-    def _observe(self, request, response, info):
-        """Name the route and count the response; the request ends as the server closes the response."""
+    def _observe(self, request, response, info, in_task: bool = False):
+        """Name the route and count the response; the request ends as the server closes the
+        response (``in_task``: now, or at the end of an async stream, in the request's task)."""
         try:
             info.route = route_of(request)
             info.status_line = response.status_code
             if response.streaming:
                 if getattr(response, "is_async", False):
-                    response.streaming_content = _acounted(response.streaming_content, info)
+                    response.streaming_content = _acounted(response.streaming_content, info,
+                                                           self.recorder.finish if in_task else None)
                 else:
                     response.streaming_content = _counted(response.streaming_content, info)
             else:
                 info.response_bytes = len(response.content)
-            response._resource_closers.append(lambda: self.recorder.finish(info))
+                if in_task:
+                    self.recorder.finish(info)
+            response._resource_closers.append(lambda: self.recorder.finish(info))  # (finish is idempotent)
         except Exception as exc:
             self.recorder.health.report("django response", exc)
             self.recorder.finish(info)
@@ -126,7 +133,9 @@ def _counted(chunks, info):
         yield chunk
 
 
-async def _acounted(chunks, info):
+async def _acounted(chunks, info, finish=None):
     async for chunk in chunks:
         info.response_bytes += len(chunk)
         yield chunk
+    if finish is not None:
+        finish(info)

@@ -86,7 +86,7 @@ class RequestFacts:
     pair_count: np.ndarray
     pair_total: np.ndarray
     key_kind: dict[int, str]
-    pair_wall: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pair_wall: np.ndarray
 
     def measured(self, window: Window) -> set[int]:
         """Ids of the requests that ran any statement or call."""
@@ -129,15 +129,20 @@ def _request_facts(window: Window) -> RequestFacts:
 
 
 def _union_per_group(group: np.ndarray, start: np.ndarray, end: np.ndarray, groups: int) -> np.ndarray:
-    """Per group, the ns covered by the union of its [start, end) intervals (vectorised sweep)."""
+    """Per group, the ns covered by the union of its [start, end) intervals (vectorised sweep: the
+    groups, each from its own first start, are laid end to end, so one running maximum serves all)."""
     if not len(group):
         return np.zeros(groups)
-    origin = int(start.min())
-    rel_start, rel_end = start - origin, np.maximum(end, start) - origin
-    order = np.lexsort((rel_start, group))
-    g, s, e = group[order], rel_start[order], rel_end[order]
-    lane = 1 << 47  # groups stacked apart: a running maximum never crosses from one to the next
-    reach = np.maximum.accumulate(g * lane + e) - g * lane  # furthest end so far within the group
+    order = np.lexsort((start, group))
+    g, s, e = group[order], start[order], np.maximum(end, start)[order]
+    first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])  # each group's first row
+    base = s[first]  # its first start
+    counts = np.diff(np.r_[first, len(g)])
+    s, e = s - np.repeat(base, counts), e - np.repeat(base, counts)  # each group from 0
+    spans = np.maximum.reduceat(e, first) + 1
+    offsets = np.repeat(np.r_[0, np.cumsum(spans)[:-1]], counts)  # sum of the groups' own spans: request-sized
+    s, e = s + offsets, e + offsets
+    reach = np.maximum.accumulate(e)  # furthest end so far: groups never overlap, so it never crosses one
     before = np.empty_like(reach)
     before[0] = -1
     before[1:] = np.where(g[1:] == g[:-1], reach[:-1], -1)
