@@ -7,11 +7,12 @@ as a thread's do. When the request's task, or a task it spawned, is the one the 
 sample is the loop thread's stack from the task's outermost coroutine up, in the loop thread's
 state (on CPU, or a blocking call's wait reason). Otherwise it is the request's await chain
 (its coroutine, ``cr_await`` down to the innermost one, on into the pending children of a
-``gather``, an awaited task or a task group), WAITING with what the innermost await waits on
-(:func:`.await_reasons.await_reason`), or RUNNABLE when the task is ready and waits for its turn on the loop
-(as a thread waits for a CPU), or when the loop has not run the sampler's beat for BLOCKED_NS:
-held by one callback, it serves no one, whatever they await. A suspended task's sample is reused while it waits on the same future, so a
-thousand suspended requests cost one attribute read each per tick.
+``gather``, an awaited task or a task group, or the pool thread running the call it awaits),
+WAITING with what the innermost await waits on (:mod:`.await_reasons`), or RUNNABLE when the
+task is ready and waits for its turn on the loop (as a thread waits for a CPU), or when the loop
+has not run the sampler's beat for BLOCKED_NS: held by one step, it serves no one, whatever they
+await. While a suspended task waits on the same future its samples are one run, so a thousand
+suspended requests cost one attribute read and two compares each per tick.
 """
 
 from __future__ import annotations
