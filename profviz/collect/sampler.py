@@ -208,10 +208,11 @@ class StackSampler:
         self.ticks += 1
         slots = list(self.active.values())
         tasks = self.tasks
+        tasks_busy = tasks.busy
         if not slots:
             if self._frame_cache:
                 self._frame_cache.clear()  # drops held frames here, outside any walk
-            if not tasks.busy:
+            if not tasks_busy:
                 return 0
         collecting = gc.isenabled()
         if collecting:  # see the module docstring: no collection, so no finalizer, while frames are walked
@@ -222,8 +223,8 @@ class StackSampler:
             now_wall = time.time_ns()
             now_mono = time.perf_counter_ns()
             kept = self._sample(slots, frames, now_wall, now_mono) if slots else 0
-            if tasks.busy:
-                kept += tasks.sample(frames, now_wall, now_mono, self._reason_of, RUNNING_REASON, RUNNABLE_REASON, GIL_REASON)
+            if tasks_busy:
+                kept += tasks.sample(frames, now_wall, now_mono, self._reason_of)
             del frames
         finally:
             if collecting:
@@ -233,12 +234,15 @@ class StackSampler:
         self.samples_taken += kept
         return kept
 
+    def _own_waits(self) -> OwnThreadWaits:
+        """The sampling thread's reader of this process's threads' waits (made on first use)."""
+        if self._waits is None:
+            self._waits = OwnThreadWaits()
+        return self._waits
+
     def _reason_of(self, native_id: int) -> str | None:
         """What thread ``native_id`` waits on now (:meth:`OwnThreadWaits.reason`)."""
-        waits = self._waits
-        if waits is None:
-            waits = self._waits = OwnThreadWaits()
-        return waits.reason(native_id)
+        return self._own_waits().reason(native_id)
 
     def _sample(self, slots: list[RequestSlot], frames: dict, now_wall: int, now_mono: int) -> int:
         """One sample of each slot's thread; returns how many were kept."""
@@ -294,10 +298,8 @@ class StackSampler:
     def _add_wait_reasons(self, waiting: list, slots: list[RequestSlot]) -> None:
         """Give each WAITING sample just taken what its thread waits on (:class:`OwnThreadWaits`),
         or its state when that says GIL or RUNNABLE, unless its request ended meanwhile."""
-        waits = self._waits
-        if waits is None:
-            waits = self._waits = OwnThreadWaits()
-        elif waits.kept > len(slots) + len(self.tasks.loops) + 16:
+        waits = self._own_waits()
+        if waits.kept > len(slots) + len(self.tasks.loops) + 16:
             waits.keep_only({slot.native_id for slot in slots} | {watch.native_id for watch in list(self.tasks.loops.values())})
         for slot, index in waiting:
             if slot.closed:

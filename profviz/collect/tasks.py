@@ -29,8 +29,11 @@ from collections import Counter
 from typing import Any, Callable
 
 from ..model import State
+from ..model.state import GIL_REASON
 from .await_reasons import THREAD_POOL, await_reason
 from .task_threads import PoolWorkers
+from .waits import RUNNABLE as RUNNABLE_REASON
+from .waits import RUNNING as RUNNING_REASON
 
 ON_CPU = int(State.ON_CPU)
 WAITING = int(State.WAITING)
@@ -199,7 +202,6 @@ class TaskSampling:
         self.turn = 0  # counts samples: which of a gather's pending tasks a chain goes on into
         self._workers: PoolWorkers | None = None  # during sample(): the pool threads of this tick
         self._reason_of: Callable[[int], str | None] | None = None
-        self._markers = ("", "", "")
 
     # -- the loop's thread --------------------------------------------------------------------
 
@@ -264,13 +266,12 @@ class TaskSampling:
 
     # -- the sampling thread ------------------------------------------------------------------
 
-    def sample(self, frames: dict, now_wall: int, now_mono: int, reason_of: Callable[[int], str | None],
-               running_reason: str, runnable_reason: str, gil_reason: str) -> int:
+    def sample(self, frames: dict, now_wall: int, now_mono: int, reason_of: Callable[[int], str | None]) -> int:
         """One sample of every request in flight on every watched loop; returns how many were kept."""
         kept = 0
         self.turn += 1
         self._workers = PoolWorkers(frames)
-        self._reason_of, self._markers = reason_of, (running_reason, runnable_reason, gil_reason)
+        self._reason_of = reason_of
         failure = None
         try:
             for key, watch in list(self.loops.items()):
@@ -279,7 +280,7 @@ class TaskSampling:
                         self.loops.pop(key, None)
                     continue
                 try:
-                    kept += self._sample_loop(watch, frames, now_wall, now_mono, reason_of, running_reason, runnable_reason, gil_reason)
+                    kept += self._sample_loop(watch, frames, now_wall, now_mono)
                 except Exception as exc:  # the other loops are still sampled; the first failure is reported
                     watch.posted_mono_ns = 0  # its beats go on at the next tick
                     failure = failure or exc
@@ -294,8 +295,7 @@ class TaskSampling:
         """Whether any watched loop has a request in flight or a beat pending (else a tick has nothing to do)."""
         return any(watch.slots or watch.pending or watch.posted_mono_ns for watch in list(self.loops.values()))
 
-    def _sample_loop(self, watch: LoopWatch, frames: dict, now_wall: int, now_mono: int, reason_of, running_reason: str,
-                     runnable_reason: str, gil_reason: str) -> int:
+    def _sample_loop(self, watch: LoopWatch, frames: dict, now_wall: int, now_mono: int) -> int:
         loop = watch.loop
         cpu = None
         if watch.clock_id is not None:
@@ -315,15 +315,8 @@ class TaskSampling:
         if stack is not None:
             since = now_mono - watch.tick_mono_ns if watch.tick_mono_ns else 0
             computing = cpu is not None and since > 0 and 2 * (cpu - watch.cpu_ns) >= since
-            reason = None if computing else reason_of(watch.native_id)  # as for threads: the clock first
-            if reason is None or reason == running_reason:
-                running_sample = (stack, ON_CPU, None)
-            elif reason == gil_reason:
-                running_sample = (stack, GIL, None)
-            elif reason == runnable_reason:
-                running_sample = (stack, RUNNABLE, None)
-            else:
-                running_sample = (stack, WAITING, reason)
+            reason = None if computing else self._reason_of(watch.native_id)  # as for threads: the clock first
+            running_sample = (stack, *_state_of(reason))
         kept = 0
         slots = list(watch.slots.values())
         blocked = bool(watch.posted_mono_ns) and now_mono - watch.posted_mono_ns >= BLOCKED_NS
@@ -424,14 +417,7 @@ class TaskSampling:
 
     def _thread_state(self, native_id: int | None) -> tuple[int, str | None]:
         """(state, reason) of a worker thread now, as the running loop thread's are read."""
-        reason = self._reason_of(native_id) if native_id is not None and self._reason_of is not None else None
-        if reason is None or reason == self._markers[0]:
-            return ON_CPU, None
-        if reason == self._markers[2]:
-            return GIL, None
-        if reason == self._markers[1]:
-            return RUNNABLE, None
-        return WAITING, reason
+        return _state_of(self._reason_of(native_id) if native_id is not None and self._reason_of is not None else None)
 
     def _chain_stack(self, task, prefix: int, nesting: int, until=None) -> tuple[int, "str | _InThread | None", bool, bool]:
         """(stack, wait reason, ready, whether it went into other tasks or a thread) of ``task``'s
@@ -468,6 +454,18 @@ class TaskSampling:
                 stack = self.table.intern_run(stack, [f.f_code for f in above], [f.f_lasti for f in above])[-1]
             return stack, _InThread(native_id), False, True
         return stack, await_reason(frames, waiter), False, nesting > 0
+
+
+def _state_of(reason: str | None) -> tuple[int, str | None]:
+    """(state, wait reason) of a running thread whose :meth:`~.waits.OwnThreadWaits.reason` is
+    ``reason`` (None: unread or unknown, taken as running)."""
+    if reason is None or reason == RUNNING_REASON:
+        return ON_CPU, None
+    if reason == GIL_REASON:
+        return GIL, None
+    if reason == RUNNABLE_REASON:
+        return RUNNABLE, None
+    return WAITING, reason
 
 
 class _InThread:
