@@ -17,10 +17,11 @@ with two synthetic routes beside it:
     held     ``--suspended`` requests (default 1,000) each awaiting 4 s at once: the server's CPU
              meanwhile, so the sampler's cost at that many suspended tasks is the difference
 
-Usage: ``python bench/asgi_overhead.py [--rounds 3] [--requests 3000] [--connections 16]``.
-Figures of this box: docs/asgi.md ("Overhead"); the same configuration swings by 20% and more
-between rounds here, so its ratios do not resolve the goals (the instruction counts there do
-better); 1,000 suspended requests cost the sampler 5.5-8.5% of a core.
+Usage: ``python bench/asgi_overhead.py [--rounds 3] [--requests 3000] [--connections 16] [--no-pin]``.
+The server runs on a CPU of its own (``taskset``) unless ``--no-pin``. Figures of this box:
+docs/asgi.md ("Overhead"): the same configuration's CPU per request swings by 30-70% between
+rounds here, so these ratios do not resolve the goals (bench/asgi_cpu.py measures profviz's own
+CPU instead); 1,000 suspended requests cost the sampler 2.0-2.5% of a core in the server.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 APP = textwrap.dedent('''
     import asyncio, os
@@ -88,6 +90,7 @@ APP = textwrap.dedent('''
         app = ProfilerMiddleware(raw, store=os.environ["BENCH_STORE"], sampler=config == "sampler")
 ''')
 CONFIGS = ("none", "timing", "sampler")
+SERVER_CPU: int | None = None  # --pin: the server's own CPU; the client and the shop's services share the others
 SHOP_PATHS = ("/posts", "/posts/fast", "/posts/17", "/enrich/fast", "/posts/fast", "/posts/3", "/enrich", "/posts/fast")
 GOALS = {"timing": 0.98, "sampler": 0.95}
 
@@ -100,7 +103,8 @@ def free_port() -> int:
 
 def start(config: str, directory: Path, env: dict) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench_asgi_app:app", "--port", str(port), "--log-level", "warning",
+    pin = ["taskset", "-c", str(SERVER_CPU)] if SERVER_CPU is not None else []
+    process = subprocess.Popen([*pin, sys.executable, "-m", "uvicorn", "bench_asgi_app:app", "--port", str(port), "--log-level", "warning",
                                 "--app-dir", str(directory)],
                                env={**os.environ, **env, "BENCH_CONFIG": config, "BENCH_STORE": str(directory / f"{config}.db")},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -139,10 +143,22 @@ async def drive(port: int, paths: str | tuple[str, ...], total: int, connections
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
+def server_cpu(process) -> float:
+    """The server's CPU seconds so far (user + system)."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def drive_measured(process, port: int, paths, total: int, connections: int) -> tuple[float, list[float], float]:
+    """:func:`drive`, and the server's CPU microseconds per request meanwhile: steadier than
+    throughput on a shared box (another process's burst slows the server, but costs it no CPU)."""
+    before = server_cpu(process)
+    rate, latencies = asyncio.run(drive(port, paths, total, connections))
+    return rate, latencies, (server_cpu(process) - before) / len(latencies) * 1e6
+
+
 async def hold(port: int, count: int, seconds: float, pid: int) -> float:
     """The server's CPU (cores) while ``count`` requests to /hold sit suspended for ``seconds``."""
-    import psutil
-
     async def one() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET /hold?s={seconds} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
@@ -179,7 +195,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--suspended", type=int, default=1000)
+    parser.add_argument("--no-pin", action="store_true", help="do not give the server a CPU of its own")
     args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    if not args.no_pin and len(cpus) >= 2:
+        global SERVER_CPU
+        SERVER_CPU = cpus[-1]
+        os.sched_setaffinity(0, cpus[:-1])  # this process and the services it starts
     directory = Path(tempfile.mkdtemp(prefix="profviz-bench-asgi-"))
     (directory / "bench_asgi_app.py").write_text(APP)
     results: dict[str, list] = {config: [] for config in CONFIGS}
@@ -188,28 +210,32 @@ def main() -> None:
             order = CONFIGS[round_index % 3:] + CONFIGS[:round_index % 3]
             for config in order:
                 process, port = start(config, directory, env)
+                server = psutil.Process(process.pid)
                 try:
                     for paths in ("/fast", "/api/items/1", SHOP_PATHS):  # warm-up
                         asyncio.run(drive(port, paths, 320, args.connections))
-                    shop, _ = asyncio.run(drive(port, SHOP_PATHS, args.requests // 3, args.connections))
-                    fastapi, _ = asyncio.run(drive(port, "/api/items/7?q=x", args.requests, args.connections))
-                    fast, _ = asyncio.run(drive(port, "/fast", args.requests, args.connections))
+                    shop, _, shop_cpu = drive_measured(server, port, SHOP_PATHS, args.requests // 3, args.connections)
+                    fastapi, _, fastapi_cpu = drive_measured(server, port, "/api/items/7?q=x", args.requests, args.connections)
+                    fast, _, fast_cpu = drive_measured(server, port, "/fast", args.requests, args.connections)
                     _, sleep_ms = asyncio.run(drive(port, "/sleep", args.requests // 4, args.connections))
                     held = asyncio.run(hold(port, args.suspended, 4.0, process.pid))
                 finally:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=60)
                 p50, p95 = np.percentile(sleep_ms, [50, 95])
-                results[config].append((shop, fastapi, fast, p50, p95, held))
-                print(f"round {round_index + 1} {config:<8} shop {shop:6.0f} req/s  FastAPI {fastapi:6.0f}  /fast {fast:6.0f}  "
-                      f"/sleep P50 {p50:5.2f} P95 {p95:5.2f} ms  {args.suspended} suspended: {100 * held:5.1f}% CPU", flush=True)
+                results[config].append((shop, fastapi, fast, p50, p95, held, shop_cpu, fastapi_cpu, fast_cpu))
+                print(f"round {round_index + 1} {config:<8} shop {shop:6.0f} req/s {shop_cpu:5.0f} us CPU  FastAPI {fastapi:6.0f} "
+                      f"{fastapi_cpu:4.0f} us  /fast {fast:6.0f} {fast_cpu:4.0f} us  /sleep P50 {p50:5.2f} P95 {p95:5.2f} ms  "
+                      f"{args.suspended} suspended: {100 * held:5.1f}% CPU", flush=True)
     median = {config: np.median(np.array(results[config]), axis=0) for config in CONFIGS}
     none = median["none"]
     print()
     for config in ("timing", "sampler"):
         m = median[config]
-        print(f"{config:<8} ratio to none: shop {m[0] / none[0]:.3f} (goal >= {GOALS[config]}), FastAPI {m[1] / none[1]:.3f}, "
+        print(f"{config:<8} throughput ratio to none: shop {m[0] / none[0]:.3f} (goal >= {GOALS[config]}), FastAPI {m[1] / none[1]:.3f}, "
               f"/fast {m[2] / none[2]:.3f}; /sleep P50 {none[3]:.2f} -> {m[3]:.2f} ms, P95 {none[4]:.2f} -> {m[4]:.2f} ms")
+        print(f"{config:<8} CPU-per-request ratio (none / {config}): shop {none[6] / m[6]:.3f} (goal >= {GOALS[config]}), "
+              f"FastAPI {none[7] / m[7]:.3f}, /fast {none[8] / m[8]:.3f}")
     print(f"{args.suspended} suspended requests: server CPU {100 * median['none'][5]:.1f}% bare, {100 * median['timing'][5]:.1f}% "
           f"timing, {100 * median['sampler'][5]:.1f}% with the sampler (its cost: "
           f"{100 * (median['sampler'][5] - median['timing'][5]):.1f}% of a core)")

@@ -8,7 +8,6 @@ a remote peer shows as waiting on that peer, also through ``gather``; a blocking
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import threading
@@ -65,40 +64,13 @@ def fetch(url: str) -> tuple[int, bytes]:
 
 
 def timed_load(url: str, paths: list, connections: int = 16) -> dict[str, float]:
-    """Send ``paths`` over ``connections`` keep-alive connections at once from one asyncio thread
-    (a lean HTTP/1.1 client: its own overhead is a fraction of a millisecond), or each list of
-    ``paths`` (a list of lists) over a connection of its own; each path's latency in ms, from the
-    request's first byte sent to its body's last byte read."""
-    import asyncio
-    from urllib.parse import urlsplit
-
-    host, port = urlsplit(url).hostname, urlsplit(url).port
-    latency: dict[str, float] = {}
-
-    async def connection(mine: list[str]) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
-        for path in mine:
-            started = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200"), head[:80]
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
-            await reader.readexactly(length)
-            latency[path] = (time.perf_counter() - started) * 1000
-        writer.close()
-
-    async def everything() -> None:
-        if paths and isinstance(paths[0], list):
-            await asyncio.gather(*(connection(mine) for mine in paths))
-        else:
-            await asyncio.gather(*(connection(paths[i::connections]) for i in range(connections)))
-
-    gc.disable()  # a full collection of the test process's heap takes milliseconds: it would be the client's time, not the server's
-    try:
-        asyncio.run(everything())
-    finally:
-        gc.enable()
-    return latency
+    """Each path's latency in ms as a lean client in a process of its own saw it
+    (tests/load_client.py: ``paths`` over ``connections`` connections at once, or each list of
+    ``paths`` over a connection of its own)."""
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("load_client.py")), url, json.dumps(paths), str(connections)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
 
 
 def test_every_request_timed_and_named_by_its_template_under_concurrent_clients(tmp_path):
@@ -121,17 +93,17 @@ def test_every_request_timed_and_named_by_its_template_under_concurrent_clients(
         routes.setdefault(row.route, []).append(row)
     assert {route: len(found) for route, found in routes.items() if route != "/ready"} == {
         "/items/{item_id}": 601, "/star/users/{name}": 301, "/stream": 40, "/boom": 10}
+    assert sum(row.queue_ns is None for row in rows) <= 1  # the first request's task was made before the loop was stamped
     assert all(row.status == 500 for row in routes["/boom"])  # Starlette answers 500 before re-raising to uvicorn
     streams = routes["/stream"]
     assert all(row.duration_ns >= 99e6 and row.response_bytes == 40 for row in streams), sorted((row.duration_ns // 10**5 / 10, row.response_bytes) for row in streams)[:3]  # 5 chunks 20 ms apart: to the last byte
-    # the server's percentiles against the clients' own, same run. The client's time also holds
-    # uvicorn's HTTP parsing and the loop's scheduling before the app starts, and its own reading:
-    # P50 is within 5% (goal met); P95 runs 2-3.5 ms over (5-8%) in some runs, time the loop
-    # spends before the app (docs/asgi.md): within 10% here, the 5% goal is open
+    # the server's percentiles against the clients' own, same run: the app's time plus the
+    # request task's wait for the loop before the app began it (its queue time, docs/asgi.md);
+    # the client's also holds uvicorn's HTTP parsing and its own reading
     for route, prefix in (("/items/{item_id}", "/items/"), ("/star/users/{name}", "/star/users/")):
         theirs_ms = [ms for path, ms in client_ms.items() if path.startswith(prefix)]
-        ours_ms = [row.duration_ns / 1e6 for row in routes[route]]
-        for q, within in ((50, 0.05), (95, 0.10)):
+        ours_ms = [row.total_ns / 1e6 for row in routes[route]]
+        for q, within in ((50, 0.05), (95, 0.05)):
             ours, theirs = np.percentile(ours_ms, q), np.percentile(theirs_ms, q)
             assert ours == pytest.approx(theirs, rel=within), (route, q, ours, theirs)
 
@@ -229,7 +201,7 @@ def test_awaiting_a_remote_peer_shows_as_waiting_on_it_beside_50_concurrent_requ
                 assert "fanout" in functions and "AsyncClient.get" in functions, functions
     finally:
         opened.close()
-    print("SHARES", round(float(np.mean(shares)), 3), round(min(shares), 3)); assert np.mean(shares) >= 0.9, sorted(shares)
+    assert np.mean(shares) >= 0.9, sorted(shares)
 
 
 def _functions_waiting(profile, reason: str) -> set[str]:

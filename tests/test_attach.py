@@ -237,6 +237,15 @@ def test_sigint_two_seconds_in_keeps_about_two_seconds(target, tmp_path):
     assert any("stopped by a signal" in note for note in view["notes"])
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    """A child's command line; [] for one that has just exited (a short-lived helper of attach's
+    is a zombie until reaped, and psutil raises for it)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def pyspy_started(attach: subprocess.Popen, timeout_s: float = 60.0) -> float:
     """Wait until ``profviz attach`` has its py-spy child running; when that was (monotonic)."""
     deadline = time.monotonic() + timeout_s
@@ -245,7 +254,7 @@ def pyspy_started(attach: subprocess.Popen, timeout_s: float = 60.0) -> float:
             children = psutil.Process(attach.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             break
-        if any("py-spy" in " ".join(child.cmdline()) for child in children if child.is_running()):
+        if any("py-spy" in " ".join(_cmdline(child)) for child in children):
             return time.monotonic()
         time.sleep(0.05)
     pytest.fail(f"profviz attach started no py-spy within {timeout_s:.0f} s")

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from profviz.collect.sampler import StackSampler
+from profviz.collect.tasks import TaskSampling
 from profviz.model import State
 
 
@@ -310,3 +311,88 @@ def test_a_thread_pool_call_shows_what_its_thread_runs(sampler):
         assert computing >= 150 and found[("WAITING", "sleep")] >= 150, (name, found)
         assert found[("WAITING", "thread pool")] <= 30, (name, found)
         assert {outer, "work"} <= functions(sampler, samples[name], State.WAITING), name
+
+
+@pytest.mark.parametrize("budget", ["walks", "ticks", None])
+def test_past_its_budget_a_tick_reads_some_chains_later_and_every_request_s_samples_still_tile_its_time(budget):
+    """40 requests each awaiting a new future every millisecond. ``walks``: a budget of 1 us a tick
+    for the task sampling alone (one chain walked again per tick): the other requests' last samples
+    go on. ``ticks``: the same budget for the whole sampler, whose ticks then come less often (4x
+    the interval at most), walks deferred as well. Each
+    request's samples still add up to its time, and what they await is still what they await;
+    without a budget nothing is deferred and ticks come at the rate."""
+    sampler = StackSampler(200, task_budget=1e-4 if budget == "ticks" else None)
+    if budget == "walks":
+        sampler.tasks = TaskSampling(sampler.table, 5_000_000, 1e-4)
+    results, intervals = {}, []
+
+    async def request(index):
+        began = time.perf_counter_ns()
+        slot = sampler.begin_task(Info(f"r{index}"), began, 100_000_000, None)
+        deadline = time.perf_counter() + 0.4
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(0.001)
+            intervals.append(sampler.interval_ns)
+        results[index] = (sampler.end_task(slot), time.perf_counter_ns() - began, slot.watch.deferred)
+
+    async def main():
+        sampler.ensure_running()
+        await asyncio.gather(*(request(index) for index in range(40)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        sampler.stop()
+    deferred = max(entry[2] for entry in results.values())
+    assert (deferred > 40) if budget else (deferred == 0), deferred  # "ticks": its task sampling has the budget too
+    assert max(intervals) == (4 * 5_000_000 if budget == "ticks" else 5_000_000), max(intervals)  # stretched 4x at most
+    everyone = Counter()
+    for samples, duration, _ in results.values():
+        sampled = sum(weight for _, _, _, weight, _ in samples)
+        assert duration - 2 * max(intervals) <= sampled <= duration, (sampled, duration)  # all but the last interval
+        gaps = [b[0] - a[0] - a[3] for a, b in zip(samples, samples[1:])]
+        assert all(abs(gap) < 100_000 for gap in gaps), sorted(gaps, key=abs)[-3:]  # back to back, to the clocks' reading apart
+        everyone.update(shares(sampler, samples))
+    # a chain read every ~40 ticks: a request's own shares rest on a few readings, all of them together on ~100
+    assert set(everyone) <= {("WAITING", "sleep"), ("RUNNABLE", None), ("ON_CPU", None)}, everyone
+    assert everyone[("WAITING", "sleep")] >= 0.5 * sum(everyone.values()), everyone
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_an_idle_loop_is_not_woken_for_beats_and_a_busy_one_is(loop_kind):
+    """A loop idle in its selector would run a beat at once: its tick counts a lag of 0 without
+    posting one (a wake-up costs the loop CPU). A loop kept busy gets beats posted."""
+    sampler = StackSampler(200)
+    watches = {}
+
+    async def request(name, work):
+        slot = sampler.begin_task(Info(name), time.perf_counter_ns(), 100_000_000, None)
+        watches[name] = slot.watch
+        before = (slot.watch.beats, slot.watch.posted)
+        await work()
+        watches[name + " counts"] = (slot.watch.beats - before[0], slot.watch.posted - before[1])
+        sampler.end_task(slot)
+
+    async def idle():
+        await asyncio.sleep(0.5)
+
+    async def busy():
+        deadline = time.perf_counter() + 0.5
+        while time.perf_counter() < deadline:
+            time.sleep(0.002)  # the loop runs this step, then the next one at once
+            await asyncio.sleep(0)
+
+    async def main():
+        sampler.ensure_running()
+        await request("idle", idle)
+        await request("busy", busy)
+
+    runner = asyncio.run if loop_kind == "asyncio" else pytest.importorskip("uvloop").run
+    try:
+        runner(main())
+    finally:
+        sampler.stop()
+    idle_beats, idle_posted = watches["idle counts"]
+    busy_beats, busy_posted = watches["busy counts"]
+    assert idle_beats >= 30 and idle_posted <= 2, watches["idle counts"]
+    assert busy_posted >= 10, watches["busy counts"]

@@ -17,13 +17,12 @@ _SOCKET_VERBS = (("recv", "recv"), ("read", "recv"), ("receive", "recv"), ("send
                  ("drain", "send"), ("connect", "connect"))
 
 
-def await_reason(frames: list, waiter) -> str:
-    """What an await chain waits on, from its frames (innermost first) and the future it waits on:
-    ``socket recv HOST:PORT`` (an asyncio stream or anyio socket below, with its peer), ``sleep``,
+def await_reason(frames: list, kinds: list, waiter) -> str:
+    """What an await chain waits on, from its frames (root first), their :func:`kind_of` and the
+    future it waits on: ``socket recv HOST:PORT`` (an asyncio stream or anyio socket below, with its peer), ``sleep``,
     an asyncio or anyio lock, event or queue, ``thread pool`` (a future a worker thread completes),
     else ``await`` and the innermost coroutine's name. Each code object is classified once
-    (:func:`_kind_of`); only a socket method's frame is read further (its transport's peer)."""
-    kinds = [_kind_of(frame.f_code) for frame in frames]
+    (:func:`kind_of`); only a socket method's frame is read further (its transport's peer)."""
     for index in range(len(frames) - 1, -1, -1):  # first: a socket read waits on an Event in anyio
         kind = kinds[index]
         if kind is not None and kind[0] is _SOCKET:
@@ -40,11 +39,12 @@ def await_reason(frames: list, waiter) -> str:
 
 
 _SOCKET, _FIXED = object(), object()
-_KINDS: dict = {}  # code object -> (_SOCKET, verb) | (_FIXED, reason) | None
+TASK_GROUP_EXIT = (object(), None)  # the kind of asyncio's TaskGroup.__aexit__ (waits for the group's tasks)
+_KINDS: dict = {}  # code object -> (_SOCKET, verb) | (_FIXED, reason) | TASK_GROUP_EXIT | None
 _KINDS_KEPT = 50_000
 
 
-def _kind_of(code) -> tuple | None:
+def kind_of(code) -> tuple | None:
     """How a frame of ``code`` tells what its chain awaits (cached per code object)."""
     try:
         return _KINDS[code]
@@ -53,7 +53,9 @@ def _kind_of(code) -> tuple | None:
     name = getattr(code, "co_qualname", code.co_name)
     path = code.co_filename
     kind = None
-    if path.endswith(_ASYNCIO_TASKS) and name == "sleep":
+    if path.endswith(_ASYNCIO_TASK_GROUPS) and name == "TaskGroup.__aexit__":
+        kind = TASK_GROUP_EXIT
+    elif path.endswith(_ASYNCIO_TASKS) and name == "sleep":
         kind = (_FIXED, "sleep")
     elif name in _LOCKS and path.endswith(_ASYNCIO_PRIMITIVES):
         kind = (_FIXED, _LOCKS[name])
@@ -73,6 +75,7 @@ def _kind_of(code) -> tuple | None:
 
 
 _ASYNCIO_TASKS = os.path.join("asyncio", "tasks.py")
+_ASYNCIO_TASK_GROUPS = os.path.join("asyncio", "taskgroups.py")
 _ASYNCIO_PRIMITIVES = (os.path.join("asyncio", "locks.py"), os.path.join("asyncio", "queues.py"))
 _ANYIO_TO_THREAD = os.path.join("anyio", "to_thread.py")
 _ANYIO = os.sep + "anyio" + os.sep

@@ -39,6 +39,9 @@ _UNKNOWN = object()
 _NO_FLOOR = 1 << 30
 
 
+
+STRETCH_MAX = 4  # the task budget stretches the interval between ticks to this many times the rate's at most
+
 class RequestSlot:
     """What the sampler knows about one in-flight request on one thread."""
 
@@ -59,7 +62,8 @@ class RequestSlot:
 class StackSampler:
     """The process's sampling thread (see the module docstring). Start it with :meth:`ensure_running`."""
 
-    def __init__(self, rate_hz: float = 100.0, *, on_error: Callable[[str, BaseException], None] | None = None):
+    def __init__(self, rate_hz: float = 100.0, *, on_error: Callable[[str, BaseException], None] | None = None,
+                 task_budget: float | None = None):
         if not 0 < rate_hz <= 1000:
             raise ValueError(f"sampler rate must be in (0, 1000] Hz, got {rate_hz}")
         self.rate_hz = float(rate_hz)
@@ -79,7 +83,13 @@ class StackSampler:
         self._live = False  # the sampling thread is running (cleared by the thread as it ends)
         self._forks_seen = forks.count
         self._waits: OwnThreadWaits | None = None  # made and used by the sampling thread only
-        self.tasks = TaskSampling(self.table)
+        self.task_budget = task_budget
+        self._tasks_ticked = False  # the last tick sampled requests on event loops
+        self.interval_ns = int(1e9 / rate_hz)  # between the last two ticks (longer than the rate's when the task budget stretched it)
+        self.tasks = self._new_task_sampling()
+
+    def _new_task_sampling(self) -> TaskSampling:
+        return TaskSampling(self.table, int(1e9 / self.rate_hz), self.task_budget)
 
     # -- request threads ------------------------------------------------------------------
 
@@ -148,7 +158,7 @@ class StackSampler:
                 self._frame_cache.clear()
                 self._retired.clear()
                 self._clock_ids.clear()
-                self.tasks = TaskSampling(self.table)  # the parent's loops are not this process's
+                self.tasks = self._new_task_sampling()  # the parent's loops are not this process's
                 self._thread = None
                 if self._waits is not None:  # its files name the parent's threads
                     self._waits.close()
@@ -186,6 +196,7 @@ class StackSampler:
         interval_ns = int(1e9 / self.rate_hz)
         next_tick = time.perf_counter_ns() + interval_ns
         cpu_base = time.thread_time_ns() - self.cpu_ns  # cpu_ns: this thread's whole CPU time, sleeps' syscalls included
+        budget = self.task_budget
         while True:
             delay = (next_tick - time.perf_counter_ns()) / 1e9
             if delay > 0:
@@ -197,18 +208,25 @@ class StackSampler:
             except Exception as exc:  # the sampler never dies of one bad tick
                 if self.on_error is not None:
                     self.on_error("sampler", exc)
-            self.cpu_ns = time.thread_time_ns() - cpu_base
+            spent = time.thread_time_ns() - cpu_base - self.cpu_ns  # since the last tick ended: its sleep's wake-up and it
+            self.cpu_ns += spent
+            step = interval_ns
+            if budget and self._tasks_ticked and spent > budget * interval_ns:
+                # over the task budget even with walks deferred: the next tick comes later, at most STRETCH_MAX ticks
+                # later (one costly tick, a first one interning many stacks or a collection, delays no more)
+                step = min(int(spent / budget), STRETCH_MAX * interval_ns)
+            self.interval_ns = step
             now = time.perf_counter_ns()
-            next_tick += interval_ns
+            next_tick += step
             if next_tick < now:  # fell behind (GIL, suspend): skip missed ticks rather than burst
-                next_tick = now + interval_ns
+                next_tick = now + step
 
     def tick(self) -> int:
         """Take one sample of every thread serving a request; returns how many samples were kept."""
         self.ticks += 1
         slots = list(self.active.values())
         tasks = self.tasks
-        tasks_busy = tasks.busy
+        tasks_busy = self._tasks_ticked = tasks.busy
         if not slots:
             if self._frame_cache:
                 self._frame_cache.clear()  # drops held frames here, outside any walk
@@ -490,10 +508,11 @@ _process_sampler: StackSampler | None = None
 _process_lock = threading.Lock()
 
 
-def process_sampler(rate_hz: float = 100.0, on_error: Callable[[str, BaseException], None] | None = None) -> StackSampler:
-    """The one sampler of this process, created at the first call's rate (later rates are ignored)."""
+def process_sampler(rate_hz: float = 100.0, on_error: Callable[[str, BaseException], None] | None = None,
+                    task_budget: float | None = None) -> StackSampler:
+    """The one sampler of this process, created at the first call's rate and task budget (later ones are ignored)."""
     global _process_sampler
     with _process_lock:
         if _process_sampler is None:
-            _process_sampler = StackSampler(rate_hz, on_error=on_error)
+            _process_sampler = StackSampler(rate_hz, on_error=on_error, task_budget=task_budget)
         return _process_sampler

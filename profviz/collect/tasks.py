@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import os
 import threading
 import time
-import types
 import weakref
 from collections import Counter
 from typing import Any, Callable
 
 from ..model import State
 from ..model.state import GIL_REASON
+from .await_chains import awaited_task, walk_chain
 from .await_reasons import THREAD_POOL, await_reason
 from .task_threads import PoolWorkers
 from .waits import RUNNABLE as RUNNABLE_REASON
@@ -39,7 +38,7 @@ ON_CPU = int(State.ON_CPU)
 WAITING = int(State.WAITING)
 GIL = int(State.GIL)
 RUNNABLE = int(State.RUNNABLE)
-MAX_DEPTH = 200  # frames of one await chain
+MAX_DEPTH = 200  # frames of the running loop thread's stack
 MAX_NESTING = 8  # tasks followed into (gather, awaited tasks, task groups)
 STALL_STACKS_KEPT = 500  # loop stacks kept for one stall
 ONE_STEP_SHARE = 0.8  # of a stall's ticks (by time) with one task running: one long step, not a busy loop
@@ -67,7 +66,7 @@ class TaskSlot:
     stored as one sample when the wait ends or the request does."""
 
     __slots__ = ("task", "watch", "begun_mono_ns", "last_mono_ns", "samples", "closed", "children", "waiter", "waited", "info",
-                 "run_start", "run_weight", "__weakref__")
+                 "run_start", "run_weight", "chains", "in_thread", "deferred_ns", "__weakref__")
 
     def __init__(self, task: asyncio.Task, watch: "LoopWatch", mono_ns: int, info: Any):
         self.task = task
@@ -82,6 +81,9 @@ class TaskSlot:
         self.info = info  # the engine's RequestInfo (for stalls: which requests waited)
         self.run_start = 0
         self.run_weight = 0
+        self.chains: dict = {}  # task -> its AwaitChain as last walked (the sampling thread's)
+        self.in_thread = False  # its last sample was a pool thread's: read at every tick, as threads are
+        self.deferred_ns = 0  # the time its last sample was extended by since its chain was last walked
 
     def flush_run(self) -> None:
         """Store the current run of unchanged samples as one sample."""
@@ -131,9 +133,12 @@ class LoopWatch:
         self.pending: list = []  # (wall ns, stack, weight, request slot, state, reason, id of the running task or 0) at the ticks while a beat is pending
         self.waiting: set = set()  # the requests in flight at those ticks
         self.beats = 0
+        self.posted = 0  # beats posted (the others found the loop idle: a lag of 0)
         self.lag_total_ns = 0
         self.lag_max_ns = 0
         self.stalls = 0
+        self.resume_at = None  # the slot whose chain the next tick walks first (the first one the last tick deferred)
+        self.deferred = 0  # walks deferred to a later tick by the CPU budget
         self.cpu_ns = 0  # the loop thread's CPU clock at the last tick
         self.tick_mono_ns = 0
         self.busy_ns = 0  # CPU time of the loop thread while requests were in flight
@@ -144,6 +149,7 @@ class LoopWatch:
         except (AttributeError, OSError):
             self.clock_id = None
         self.factory = None
+        self.base_frame = None  # uvloop: the Python frame its C loop runs below (the leaf while it idles)
 
     def beat(self, posted_mono_ns: int) -> None:
         """On the loop: the beat the sampler posted has run; its lateness is the loop's lag."""
@@ -177,6 +183,7 @@ class LoopWatch:
         """On the loop, as a spawned task ends: its request no longer holds it."""
         slot = self.children.pop(task, None)
         if slot is not None:
+            slot.chains.pop(task, None)
             try:
                 slot.children.remove(task)
             except ValueError:
@@ -187,7 +194,8 @@ class LoopWatch:
         return {
             "thread": self.thread_name, "requests_in_flight": len(self.slots), "beats": self.beats,
             "lag_mean_ms": round(self.lag_total_ns / self.beats / 1e6, 3) if self.beats else None,
-            "lag_max_ms": round(self.lag_max_ns / 1e6, 3), "stalls": self.stalls,
+            "lag_max_ms": round(self.lag_max_ns / 1e6, 3), "stalls": self.stalls, "beats_posted": self.posted,
+            "walks_deferred": self.deferred,
             "busy_share": round(self.busy_ns / self.watched_ns, 3) if self.watched_ns else None,
         }
 
@@ -196,10 +204,16 @@ class TaskSampling:
     """The async half of the process's sampler (see the module docstring). :meth:`begin` and
     :meth:`end` run on the loop's thread; :meth:`sample` on the sampling thread."""
 
-    def __init__(self, table):
+    def __init__(self, table, interval_ns: int = 10_000_000, budget: float | None = None):
         self.table = table
         self.loops: dict[int, LoopWatch] = {}  # id(loop) -> its watch
         self.turn = 0  # counts samples: which of a gather's pending tasks a chain goes on into
+        # the CPU budget (docs/asgi.md, "Task-aware sampling"): ns of its thread's CPU a tick may spend, saved up for two ticks
+        self.budget_ns = int(budget * interval_ns) if budget else None
+        self.interval_ns = interval_ns
+        self.tokens = 0
+        self._last_tick_ns = 0
+        self._spend_until = 0  # during sample(): chains are walked again while the thread's CPU clock is below this
         self._workers: PoolWorkers | None = None  # during sample(): the pool threads of this tick
         self._reason_of: Callable[[int], str | None] | None = None
 
@@ -214,6 +228,7 @@ class TaskSampling:
         watch = self.loops.get(id(loop))
         if watch is None or watch.loop is not loop:
             watch = self.loops[id(loop)] = LoopWatch(loop, stall_ns, on_stall)
+            watch.base_frame = _loop_base_frame(task)
             self._adopt_spawned_tasks(watch)
         elif not watch.slots and watch.posted_mono_ns:  # (run_until_complete per call) a beat left from before a pause
             watch.restarted_mono_ns = time.perf_counter_ns()
@@ -235,6 +250,7 @@ class TaskSampling:
                 del watch.children[child]
         slot.children = []
         slot.waiter = slot.waited = None
+        slot.chains = {}
         if not watch.slots and not watch.loop.is_running():
             self.loops.pop(id(watch.loop), None)
         samples, slot.samples = slot.samples, []
@@ -273,6 +289,13 @@ class TaskSampling:
         self._workers = PoolWorkers(frames)
         self._reason_of = reason_of
         failure = None
+        budget = self.budget_ns
+        if budget is not None:  # refilled by the time since the last tick (ticks may be stretched), for two ticks at most
+            elapsed = now_mono - self._last_tick_ns if self._last_tick_ns else self.interval_ns
+            self._last_tick_ns = now_mono
+            self.tokens = min(max(self.tokens, 0) + budget * elapsed // self.interval_ns, 2 * budget)
+            cpu_began = time.thread_time_ns()
+            self._spend_until = cpu_began + self.tokens
         try:
             for key, watch in list(self.loops.items()):
                 if not watch.slots and not watch.pending:
@@ -286,6 +309,8 @@ class TaskSampling:
                     failure = failure or exc
         finally:
             self._workers = None  # holds this tick's frames
+            if budget is not None:
+                self.tokens -= time.thread_time_ns() - cpu_began
         if failure is not None:
             raise failure
         return kept
@@ -327,7 +352,9 @@ class TaskSampling:
                 watch.busy_ns += max(cpu - watch.cpu_ns, 0)
                 watch.watched_ns += now_mono - watch.tick_mono_ns
             watch.cpu_ns, watch.tick_mono_ns = cpu, now_mono
-        for slot in slots:
+        first_deferred, walked_again = None, False
+        start = _index_of(slots, watch.resume_at)
+        for index, slot in enumerate(slots[start:] + slots[:start] if start else slots):
             wall = now_mono - slot.last_mono_ns
             if wall <= 0 or slot.closed or slot.task.done():  # done: its response is being closed elsewhere
                 continue
@@ -337,14 +364,27 @@ class TaskSampling:
                 slot.last_mono_ns = now_mono
                 kept += 1
                 continue
+            again = ((slot is not run_slot or running_sample is None) and self.budget_ns is not None and not slot.in_thread
+                     and (slot.samples or slot.run_weight))
+            if again and walked_again and time.thread_time_ns() >= self._spend_until:  # walked before, and the budget is spent
+                watch.deferred += 1
+                if first_deferred is None:
+                    first_deferred = slot
+                _extend_last(slot, blocked, now_wall, now_mono, wall)
+                kept += 1
+                continue
+            walked_again = walked_again or again  # one a tick at least, whatever the budget: every chain is read again in turn
+            if slot.deferred_ns:
+                wall += _take_back(slot)
             if slot.run_weight:
                 slot.flush_run()
             if slot is run_slot and running_sample is not None:
                 stack, state, reason = running_sample
                 slot.waiter = slot.waited = None
+                slot.in_thread = False
             else:
                 stack, state, reason = self._suspended(slot, waiter)
-                if blocked and state == WAITING:  # whatever it awaits, it cannot go on before the loop does
+                if blocked and state == WAITING and not slot.in_thread:  # it cannot go on before the loop does
                     state, reason = RUNNABLE, None
                     slot.waiter = slot.waited = None  # no run starts here
                 elif slot.waited is not None:  # the start of a run: stored when it ends
@@ -355,11 +395,14 @@ class TaskSampling:
             slot.samples.append((now_wall - wall, stack, state, wall, reason))
             slot.last_mono_ns = now_mono
             kept += 1
-        self._watch_beat(watch, now_wall, now_mono, running_sample, run_slot, running)
+        watch.resume_at = first_deferred  # the next tick walks the deferred ones first
+        self._watch_beat(watch, now_wall, now_mono, running_sample, run_slot, running, leaf)
         return kept
 
-    def _watch_beat(self, watch: LoopWatch, now_wall: int, now_mono: int, running_sample, run_slot, running) -> None:
-        """Post a beat when none is pending; while one is, keep what the loop runs (a stall's evidence)."""
+    def _watch_beat(self, watch: LoopWatch, now_wall: int, now_mono: int, running_sample, run_slot, running, leaf) -> None:
+        """Post a beat when none is pending and the loop is not idle in its selector (it would run
+        the beat at once: a lag of 0, counted so, without waking it); while one is pending, keep
+        what the loop runs (a stall's evidence)."""
         if watch.posted_mono_ns:
             pending = watch.pending
             if running_sample is not None and len(pending) < STALL_STACKS_KEPT:
@@ -369,6 +412,10 @@ class TaskSampling:
             return
         if not watch.slots or watch.loop.is_closed():
             return
+        if leaf is not None and (leaf is watch.base_frame or _in_selector(leaf)):
+            watch.beats += 1  # waking an idle loop costs it ~50 us of CPU a time here, for a lag known to be 0
+            return
+        watch.posted += 1
         posted = time.perf_counter_ns()  # not the tick's start: the lag would hold the sampler's own pass
         watch.posted_mono_ns, watch.posted_wall_ns = posted, time.time_ns()
         try:
@@ -385,7 +432,7 @@ class TaskSampling:
             coro = running.get_coro()
             stop = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
             if running is not run_slot.task:
-                prefix = self._chain_stack(run_slot.task, -1, 0, until=running)[0]
+                prefix = self._chain_stack(run_slot, run_slot.task, -1, 0, until=running)[0]
         codes, offsets = [], []
         frame = leaf
         while frame is not None and len(codes) < MAX_DEPTH:
@@ -404,8 +451,9 @@ class TaskSampling:
         """The sample of a request whose task is not the one running (``waiter``: its ``_fut_waiter``):
         its await chain and what it waits on, kept for reuse while the task waits on the same
         future, unless the chain went on into other tasks (they move on while it waits)."""
-        stack, reason, ready, nested = self._chain_stack(slot.task, -1, 0)
-        if isinstance(reason, _InThread):
+        stack, reason, ready, nested = self._chain_stack(slot, slot.task, -1, 0)
+        slot.in_thread = isinstance(reason, _InThread)
+        if slot.in_thread:
             slot.waiter = slot.waited = None  # the thread moves on while the task waits: not reused
             return (stack, *self._thread_state(reason.native_id))
         sample = (stack, RUNNABLE, None) if ready else (stack, WAITING, reason)
@@ -419,41 +467,105 @@ class TaskSampling:
         """(state, reason) of a worker thread now, as the running loop thread's are read."""
         return _state_of(self._reason_of(native_id) if native_id is not None and self._reason_of is not None else None)
 
-    def _chain_stack(self, task, prefix: int, nesting: int, until=None) -> tuple[int, "str | _InThread | None", bool, bool]:
+    def _chain_stack(self, slot: TaskSlot, task, prefix: int, nesting: int, until=None) -> tuple[int, "str | _InThread | None", bool, bool]:
         """(stack, wait reason, ready, whether it went into other tasks or a thread) of ``task``'s
-        await chain on top of ``prefix``, followed into the task it waits for (of several, a
-        different one at each tick), or into the frames of the pool thread running the call it
-        awaits (the reason is then that thread: :class:`_InThread`); ``until``: stop before that
-        task (the one running)."""
-        coro = task.get_coro()
-        codes, offsets, frames = [], [], []
-        while coro is not None and len(codes) < MAX_DEPTH:
-            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
-            if frame is None:
-                coro = _inside(coro)
-                if coro is None:
-                    break
-                continue
-            frames.append(frame)
-            codes.append(frame.f_code)
-            offsets.append(frame.f_lasti)
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
-        stack = self.table.intern_run(prefix, codes, offsets)[-1] if codes else prefix
+        await chain on top of ``prefix`` (walked from its last walk, kept in ``slot.chains``),
+        followed into the task it waits for (of several, a different one at each tick), or into
+        the frames of the pool thread running the call it awaits (the reason is then that thread:
+        :class:`_InThread`); ``until``: stop before that task (the one running)."""
+        chains = slot.chains
+        chain = chains[task] = walk_chain(task, chains.get(task), self.table, prefix)
+        if nesting == 0 and len(chains) > 1:  # tasks it went into that have ended (their frames hold their locals)
+            for other in list(chains):  # a copy: the loop's thread pops ended children too
+                if other.done():
+                    chains.pop(other, None)
+        stack = chain.stack
         waiter = getattr(task, "_fut_waiter", None)
         if waiter is None or waiter.done():
             return stack, None, True, nesting > 0
         if nesting < MAX_NESTING:
-            inner = _awaited_task(waiter, frames, until, self.turn)
+            inner = awaited_task(waiter, chain, until, self.turn)
             if inner is not None and inner is not until:
-                return self._chain_stack(inner, stack, nesting + 1, until)
+                return self._chain_stack(slot, inner, stack, nesting + 1, until)
+        reason = await_reason(chain.frames, chain.kinds, waiter)
         workers = self._workers
-        worker = workers.find(waiter) if workers is not None and until is None else None
+        worker = workers.find(waiter) if reason == THREAD_POOL and workers is not None and until is None else None
         if worker is not None:  # a thread-pool call: what that thread runs, as this request's time
             _, native_id, above = worker
             if above:
                 stack = self.table.intern_run(stack, [f.f_code for f in above], [f.f_lasti for f in above])[-1]
             return stack, _InThread(native_id), False, True
-        return stack, await_reason(frames, waiter), False, nesting > 0
+        return stack, reason, False, nesting > 0
+
+
+def _index_of(slots: list, slot) -> int:
+    """Where ``slot`` stands in ``slots`` (0 when it is not there any more)."""
+    if slot is None:
+        return 0
+    for index, other in enumerate(slots):
+        if other is slot:
+            return index
+    return 0
+
+
+def _extend_last(slot: TaskSlot, blocked: bool, now_wall: int, now_mono: int, wall: int) -> None:
+    """The sample of a slot whose chain a tick does not walk (the budget is spent): its last
+    sample (or run) goes on over this interval, so its samples still tile its time, until the
+    walk that :func:`_take_back` gives the interval to (as a sample stands for the interval before
+    it); while the loop is held, the interval is RUNNABLE on that sample's stack. Its chain is
+    walked at a later tick (``slot.waiter`` is not the future it awaits now)."""
+    samples = slot.samples  # end() on the loop's thread may hand them over meanwhile: then there is nothing to extend
+    if blocked:
+        if slot.run_weight:
+            slot.flush_run()
+        slot.waiter = slot.waited = None
+        slot.deferred_ns = 0
+        if samples:
+            samples.append((now_wall - wall, samples[-1][1], RUNNABLE, wall, None))
+    elif slot.run_weight:
+        slot.deferred_ns += wall
+        slot.run_weight += wall
+    elif samples:
+        slot.deferred_ns += wall
+        start, stack, state, weight, reason = samples[-1]
+        samples[-1] = (start, stack, state, weight + wall, reason)
+    slot.last_mono_ns = now_mono
+
+
+def _take_back(slot: TaskSlot) -> int:
+    """The time :func:`_extend_last` added to a slot's last sample (or run) since its chain was
+    last walked, taken back from it for the sample of the walk now."""
+    taken, slot.deferred_ns = slot.deferred_ns, 0
+    samples = slot.samples
+    if slot.run_weight >= taken:
+        slot.run_weight -= taken
+    elif samples and samples[-1][3] > taken:
+        start, stack, state, weight, reason = samples[-1]
+        samples[-1] = (start, stack, state, weight - taken, reason)
+    else:
+        return 0  # handed over by end() meanwhile
+    return taken
+
+
+def _in_selector(leaf) -> bool:
+    """Whether the loop thread's leaf frame is asyncio's loop waiting in its selector."""
+    code = leaf.f_code
+    return code.co_name == "select" and code.co_filename.endswith(_SELECTORS) and leaf.f_back is not None \
+        and leaf.f_back.f_code.co_name == "_run_once"
+
+
+def _loop_base_frame(task):
+    """The frame a C event loop (uvloop) runs below, the caller of ``task``'s coroutine frame as it
+    runs; None for asyncio's own loop, whose callbacks run from ``Handle._run`` (a frame a call)."""
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    base = frame.f_back if frame is not None else None
+    if base is None or base.f_code.co_filename.endswith(_ASYNCIO_EVENTS):
+        return None
+    return base
+
+
+_SELECTORS = "selectors.py"
+_ASYNCIO_EVENTS = os.path.join("asyncio", "events.py")
 
 
 def _state_of(reason: str | None) -> tuple[int, str | None]:
@@ -475,51 +587,3 @@ class _InThread:
 
     def __init__(self, native_id: int | None):
         self.native_id = native_id
-
-
-_RESUMABLE_TYPES = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
-_WRAPPERS = ("async_generator_asend", "async_generator_athrow", "coroutine_wrapper")
-
-
-def _inside(awaitable):
-    """The coroutine or async generator an ``__anext__()``/``asend()``/``__await__()`` wrapper
-    drives (what an ``async for`` awaits), which only the wrapper's references lead to; else None."""
-    if type(awaitable).__name__ not in _WRAPPERS:
-        return None
-    return next((ref for ref in gc.get_referents(awaitable) if isinstance(ref, _RESUMABLE_TYPES)), None)
-
-
-def _awaited_task(waiter, frames: list, until, turn: int):
-    """The task a chain waits for through ``waiter``, when it waits for one: the future is a task
-    itself, a ``gather`` or a task group (one of their pending tasks, by ``turn``)."""
-    if until is not None:
-        return until if _waits_for(waiter, frames, until) else None
-    if isinstance(waiter, asyncio.Task):
-        return waiter
-    children = getattr(waiter, "_children", None)  # gather's future
-    if not children:
-        group = _task_group(frames)
-        children = list(getattr(group, "_tasks", ()) or ()) if group is not None else ()
-    pending = [child for child in children if isinstance(child, asyncio.Task) and not child.done()]
-    return pending[turn % len(pending)] if pending else None
-
-
-def _task_group(frames: list):
-    """The TaskGroup whose ``__aexit__`` the chain waits in, or None."""
-    for frame in reversed(frames):
-        if frame.f_code.co_name == "__aexit__" and frame.f_code.co_filename.endswith(_ASYNCIO_TASK_GROUPS):
-            return frame.f_locals.get("self")
-    return None
-
-
-def _waits_for(waiter, frames: list, target) -> bool:
-    if waiter is target:
-        return True
-    children = getattr(waiter, "_children", None)
-    if children and target in children:
-        return True
-    group = _task_group(frames) if not children else None
-    return group is not None and target in (getattr(group, "_tasks", ()) or ())
-
-
-_ASYNCIO_TASK_GROUPS = os.path.join("asyncio", "taskgroups.py")

@@ -254,6 +254,8 @@ class BatchWriter:
         labels = self._labels(info) if full_labels or keep_deep or keep_sampled else None
         labels_json = json.dumps(labels) if full_labels else f'{{"request_id": "{prefix}-{info.seq:x}' + self._labels_tail
         queued = queue_ns(info.queue_start, start_ns) if info.queue_start is not None else None
+        if queued is None:
+            queued = info.loop_queue_ns
         index = batch.add(
             info.pid, info.tid, route, info.method, info.path, status, start_ns, info.duration_ns,
             info.cpu_ns, info.response_bytes, info.error or "", labels_json, NO_QUEUE if queued is None else queued,

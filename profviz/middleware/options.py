@@ -38,6 +38,10 @@ class Options:
     tail_max_per_minute: float = _option(60.0, "tail profiles kept per route and minute at most")
     baseline_per_minute: float = _option(
         6.0, "typical requests (between the route's running P40 and P60) kept per route and minute, to compare with")
+    task_sampler_budget: float | None = _option(
+        0.02, "ASGI: the share of one core the sampler may spend on requests on event loops; past it, a request "
+              "whose await chain moved on keeps its last sample until a later tick reads the chain again, and when "
+              "a tick alone costs more, ticks come less often (samples weigh more). None: no limit")
     loop_block_ms: float = _option(
         100.0, "ASGI: an event loop that runs this long without returning to its selector is recorded as a stall "
                "(what ran, the requests it delayed: the event_loop_blocked finding)")
@@ -75,6 +79,8 @@ class Options:
             raise ValueError(f"tail_percentile must be in (0, 100) or None, got {self.tail_percentile}")
         if self.deep_trigger_secret is not None and len(self.deep_trigger_secret) < 8:
             raise ValueError("deep_trigger_secret must be at least 8 characters (anyone who knows it can trigger deep profiles)")
+        if self.task_sampler_budget is not None and not 0.001 <= self.task_sampler_budget <= 1:
+            raise ValueError(f"task_sampler_budget must be in [0.001, 1] or None, got {self.task_sampler_budget}")
         if not self.loop_block_ms > 0:
             raise ValueError(f"loop_block_ms must be above 0, got {self.loop_block_ms}")
         if self.queue_size < 1:

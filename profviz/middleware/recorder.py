@@ -11,13 +11,14 @@ Design notes: docs/middleware.md.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import random
 import threading
 from typing import Any, Callable
 
 from ..collect.sampler import ON_CPU, StackSampler, process_sampler
-from ..collect import tasks
+from ..collect import loop_queue, tasks
 from ..collect.tasks import TASK_LANE_NAME, LoopStall, task_lane
 from ..collect.writer import BackgroundWriter
 from .batches import BatchWriter, FlushAggregates
@@ -70,7 +71,7 @@ class Recorder:
         self._deep = bool(options.deep_fraction) or self._deep_secret is not None
         if self._deep:
             from ..collect import deep, deep_async  # noqa: F401  (now, not in the first profiled request: pyinstrument takes ~15 ms to import)
-        self.sampler: StackSampler | None = process_sampler(options.sample_hz, self.health.report) if options.sampler else None
+        self.sampler: StackSampler | None = process_sampler(options.sample_hz, self.health.report, options.task_sampler_budget) if options.sampler else None
         self.batches = BatchWriter(options, self.sampler, self.health, self.counts)
         self.writer = BackgroundWriter(
             self.batches.handle, maxsize=options.queue_size, batch_size=1000, idle=self.batches.flush_aggregates,
@@ -116,6 +117,8 @@ class Recorder:
         try:
             info = RequestInfo(method, path, request, own_thread)
             info.queue_start = self.queue_start(request)
+            if not own_thread:
+                self._loop_queue(info)
             if self.server_spans is not None:
                 self._begin_span(info, request)
             sampler = self.sampler
@@ -139,6 +142,17 @@ class Recorder:
         except Exception as exc:
             self.health.report("request start", exc)
             return None
+
+    @staticmethod
+    def _loop_queue(info: RequestInfo) -> None:
+        """An ASGI request's wait for its loop before the app began it (:mod:`profviz.collect.loop_queue`),
+        and the stamping of the tasks the loop makes from now on (before the sampler wraps its factory)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        info.loop_queue_ns = loop_queue.waited_ns(info.mono_start)
+        loop_queue.stamp_new_tasks(loop)
 
     def _queue_header(self, request: Any) -> str | None:
         """The first of the ``queue_headers`` the request carries (its value), or None."""
@@ -306,6 +320,7 @@ class Recorder:
             "sampler": None if sampler is None else {
                 "rate_hz": sampler.rate_hz, "ticks": sampler.ticks, "samples": sampler.samples_taken,
                 "cpu_s": round(sampler.cpu_ns / 1e9, 6), "stacks": len(sampler.table), "running": sampler.running,
+                "interval_ms": round(sampler.interval_ns / 1e6, 3),
             },
             "loops": [] if sampler is None else [watch.health for watch in list(sampler.tasks.loops.values())],
         }

@@ -68,6 +68,7 @@ class RequestInfo:
     server_span: Any = None  # (OpenTelemetry span, context token) with otel="auto"
     _labels: dict | None = None
     queue_start: str | None = None  # the proxy's queue-start header, read as the request begins
+    loop_queue_ns: int | None = None  # ASGI: how long its task waited for the loop before the app began it
 
     def __init__(self, method: str, path: str, request: Any = None, own_thread: bool = True):
         self.request = request  # the framework's request (a WSGI environ...), until the request ends
