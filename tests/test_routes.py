@@ -217,6 +217,31 @@ def test_routes_and_requests_commands(filled_store):
     assert len(cols["id"]) == 50 and cols["capacity"] == [None] * 50
 
 
+def test_routes_from_sketches_match_the_exact_table_within_one_percent(filled_store, monkeypatch):
+    """--from sketches (and auto past EXACT_LIMIT requests) gives the same routes, counts, errors
+    and max as the rows, percentiles within 1% of the value at the same rank, and says where they came from."""
+    from profviz.cli import routes as routes_cli
+
+    runner = CliRunner()
+    exact = {r["route"]: r for r in json.loads(runner.invoke(main, ["routes", "--json", "--from", "rows", "--store", str(filled_store)]).output)}
+    out = runner.invoke(main, ["routes", "--json", "--from", "sketches", "--store", str(filled_store)])
+    assert out.exit_code == 0, out.output
+    sketched = {r["route"]: r for r in json.loads(out.output)}
+    assert set(sketched) == set(exact)
+    for route, row in sketched.items():
+        assert (row["count"], row["error_rate"], row["max_ms"]) == (exact[route]["count"], exact[route]["error_rate"], exact[route]["max_ms"])
+        assert row["queue_p95_ms"] is None
+    durations = sorted(float(i + 1) for i in range(50))  # /a/{int}: 1..50 ms
+    for q, key in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
+        at_rank = durations[int(q * 49)]
+        assert abs(sketched["/a/{int}"][key] - at_rank) <= 0.01 * at_rank + 0.001, key
+    monkeypatch.setattr(routes_cli, "EXACT_LIMIT", 10)
+    text = runner.invoke(main, ["routes", "--store", str(filled_store)]).output
+    assert "from latency sketches" in text and "/a/{int}" in text
+    monkeypatch.setattr(routes_cli, "EXACT_LIMIT", 1000)
+    assert "from latency sketches" not in runner.invoke(main, ["routes", "--store", str(filled_store)]).output
+
+
 def test_routes_api_table_latency_utilisation_requests_and_tail(tmp_path):
     from profviz.server import create_app
 

@@ -301,6 +301,45 @@ def frames_per_sample(profile) -> list[list[tuple[str, str, int]]]:
     return out
 
 
+def test_route_sketches_count_every_request_and_agree_with_exact_percentiles(backend):
+    """Sketches kept as requests are stored: per (route, method) every request counted once, its
+    errors, and percentiles within the sketch's 1% of the exact value at the same rank, over the
+    whole store, a window (to the minute) and from another process's view of the store."""
+    from profviz.model.latency_sketch import RELATIVE_ACCURACY
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(6000):  # ~2.5 hours, three routes, queue times on one of them
+        route = ("/a", "/b", "/c")[i % 3]
+        rows.append(request_row(i, route=route, start_ns=T0 + i * 1_500_000_000, duration_ns=int(rng.lognormal(15, 1)) + 1,
+                                status=500 if i % 17 == 0 else 200,
+                                queue_ns=int(rng.integers(0, 5_000_000)) if route == "/c" else None))
+    store = backend.open()
+    for start in range(0, len(rows), 700):  # batches, as a middleware writes them
+        store.write_batch(batch_of(rows[start:start + 700]))
+
+    def check(sketches, chosen):
+        assert {s.route: s.count for s in sketches} == {r: sum(1 for x in chosen if x.route == r) for r in ("/a", "/b", "/c")}
+        for sketch in sketches:
+            mine = [x for x in chosen if x.route == sketch.route]
+            assert sketch.errors == sum(1 for x in mine if x.status >= 500)
+            assert (sketch.total is not None) == (sketch.route == "/c")
+            for values, sketched in ((sorted(x.duration_ns for x in mine), sketch.app),
+                                     (sorted(x.total_ns for x in mine), sketch.total or sketch.app)):
+                for q in (0.5, 0.95, 0.99):
+                    exact = values[int(q * (len(values) - 1))]
+                    assert abs(sketched.quantile_ns(q) - exact) <= RELATIVE_ACCURACY * exact, (sketch.route, q)
+                assert sketched.max_ns == values[-1]
+
+    check(store.route_sketches(), rows)
+    since, until = T0 + 1000 * 1_500_000_000, T0 + 4000 * 1_500_000_000
+    minute = 60 * 10**9
+    low, high = since // minute * minute, -(-until // minute) * minute  # the edge minutes count whole
+    check(store.route_sketches(since_ns=since, until_ns=until), [r for r in rows if low <= r.start_ns < high])
+    store.close()
+    check(backend.open().route_sketches(), rows)
+
+
 def test_a_shared_stack_profile_loads_as_the_profile_its_samples_make(backend):
     sampler, stack_ids = sampled_stacks()
     store = backend.open()

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..model import Profile
+from ..model.latency_sketch import RouteSketch
 from .calltree import CallTree, build_call_tree, function_stats
 from .diff import DiffTree, group_diff
 from .pruning import DEFAULT_MIN_FRACTION
@@ -115,6 +116,35 @@ def route_table(columns: dict[str, list], window_s: float | None = None, latency
         ))
     rows.sort(key=lambda r: (-r.p95_ms, -r.count, r.route, r.method))  # the slow tails first
     return rows
+
+
+def route_table_from_sketches(sketches: Sequence[RouteSketch], window_s: float | None = None,
+                              latency: str = "app") -> list[RouteStats]:
+    """:func:`route_table` from each route's latency sketches (:meth:`Store.route_sketches`): the
+    percentiles within the sketches' relative accuracy (1%, at ddsketch's rank), the max exact;
+    no queue percentiles. ``rps`` is count over ``window_s`` (default: the minutes the sketches span)."""
+    rows = []
+    if window_s is None and sketches:
+        window_s = max(1.0, (max(s.end_ns for s in sketches) - min(s.first_ns for s in sketches)) / 1e9)
+    for sketch in sketches:
+        if not sketch.count:
+            continue
+        chosen = sketch.total if latency == "total" and sketch.total is not None else sketch.app
+        p50, p90, p95, p99 = (chosen.quantile_ns(q / 100) / 1e6 for q in PERCENTILES)
+        rows.append(RouteStats(
+            sketch.route, sketch.method, sketch.count, round(sketch.count / (window_s or 1.0), 3),
+            round(sketch.errors / sketch.count, 4), round(p50, 3), round(p90, 3), round(p95, 3), round(p99, 3),
+            round(chosen.max_ns / 1e6, 3), latency,
+        ))
+    rows.sort(key=lambda r: (-r.p95_ms, -r.count, r.route, r.method))
+    return rows
+
+
+def sketch_latency(sketches: Sequence[RouteSketch], latency: str | None) -> str:
+    """:func:`pick_latency` for sketches: ``total`` when any route knew queue times, unless given."""
+    if latency is not None:
+        return latency
+    return "total" if any(s.total is not None for s in sketches) else "app"
 
 
 @dataclass

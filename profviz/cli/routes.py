@@ -9,7 +9,7 @@ import time
 import click
 
 from ..analysis.load import KNEE_FACTOR, load_curve
-from ..analysis.routes import LATENCIES, pick_latency, route_table
+from ..analysis.routes import LATENCIES, pick_latency, route_table, route_table_from_sketches, sketch_latency
 from ..shapes.routes import load_json, request_entry, route_json
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
@@ -19,6 +19,9 @@ from .common import json_option, open_cli_store, printed_json_or_nothing, store_
 
 class UsageError(ProfvizError):
     exit_code = 2
+
+
+EXACT_LIMIT = 1_000_000  # routes --from auto: exact percentiles up to this many requests, sketches beyond
 
 
 def parse_duration(text: str) -> float:
@@ -48,30 +51,45 @@ def _when(ns: int) -> str:
               help="Latency against load instead: percentiles by utilisation at arrival and by throughput, the knee and the headroom.")
 @click.option("--route", default=None, help="With --load: this route's latency (the load is the whole service's).")
 @click.option("--method", default=None, help="With --load and --route: this HTTP method only.")
+@click.option("--from", "source", type=click.Choice(("auto", "rows", "sketches")), default="auto", show_default=True,
+              help="rows: exact percentiles from every request; sketches: merged latency sketches (within 1%, fast "
+                   "over any number of requests, no queue percentiles); auto: sketches over more than "
+                   f"{EXACT_LIMIT:,} requests.")
 def routes_command(store_path: str | None, as_json: bool, since: str | None, latency: str | None, by_load: bool,
-                   route: str | None, method: str | None) -> None:
+                   route: str | None, method: str | None, source: str) -> None:
     """Per route: count, requests/s, error rate, P50/P90/P95/P99 and max latency, and the P95 of
     the time queued before the app where a proxy stamped it.
 
-    Percentiles interpolate linearly between closest ranks (numpy's default). Requests/s is the
-    count over the time the requests span (from the later of --since and the first request to
-    the end of the last). Errors are status >= 500 or an exception in the app.
+    Percentiles interpolate linearly between closest ranks (numpy's default); from sketches
+    (--from), they are within 1% of the value at the same rank. Requests/s is the count over the
+    time the requests span (from the later of --since and the first request to the end of the
+    last; from sketches, the minutes they fill). Errors are status >= 500 or an exception in the app.
     """
     store = open_cli_store(store_path)
     since_ns = _since_ns(since)
+    if not by_load and (route is not None or method is not None):
+        raise UsageError("--route and --method go with --load; 'profviz requests --route R' lists one route's requests")
+    if not by_load and source != "rows":
+        sketches = store.route_sketches(since_ns=since_ns)
+        if source == "sketches" or sum(s.count for s in sketches) > EXACT_LIMIT:
+            chosen = sketch_latency(sketches, latency)
+            _print_routes([route_json(r) for r in route_table_from_sketches(sketches, None, chosen)], chosen, store, since,
+                          as_json, " (from latency sketches: percentiles within 1%)")
+            return
     columns = store.request_columns(since_ns=since_ns)
     latency = pick_latency(columns, latency)
     if by_load:
         _print_load(store, columns, latency, route, method.upper() if method else None, as_json, since)
         return
-    if route is not None or method is not None:
-        raise UsageError("--route and --method go with --load; 'profviz requests --route R' lists one route's requests")
     window_s = None
     if columns["start_ns"]:
         first = max(min(columns["start_ns"]), since_ns or 0)
         last = max(s + d for s, d in zip(columns["start_ns"], columns["duration_ns"]))
         window_s = max(1.0, (last - first) / 1e9)
-    rows = [route_json(r) for r in route_table(columns, window_s, latency)]
+    _print_routes([route_json(r) for r in route_table(columns, window_s, latency)], latency, store, since, as_json, "")
+
+
+def _print_routes(rows: list[dict], latency: str, store: Store, since: str | None, as_json: bool, source: str) -> None:
     where = f" in the last {since}" if since else ""
     empty = f"no requests{where} in {store.location}; wrap your app with profviz.wsgi.ProfilerMiddleware to record some"
     if printed_json_or_nothing(rows, as_json, empty):
@@ -79,7 +97,7 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None, lat
     width = min(60, max(5, *(len(r["route"]) for r in rows)))
     queued = any(r["queue_p95_ms"] is not None for r in rows)
     click.echo("latency: " + ("total (queued before the app + the app's time)" if latency == "total" else "the app's time alone")
-               + ("" if queued else "; no queue times recorded (docs/queue-time.md)"))
+               + ("" if queued or source else "; no queue times recorded (docs/queue-time.md)") + source)
     click.echo(
         f"{'method':<7} {'route':<{width}} {'count':>7} {'rps':>8} {'err%':>6} {'p50 ms':>9} {'p90 ms':>9}"
         f" {'p95 ms':>9} {'p99 ms':>9} {'max ms':>9}" + (f" {'queue p95':>9}" if queued else "")

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import ProfvizError
 from ..model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span, SpanFacts
+from ..model.latency_sketch import RouteSketch
 
 REQUEST_COLUMN_NAMES = (
     "id", "pid", "tid", "route", "method", "status", "error", "start_ns", "duration_ns", "cpu_ns", "profile_id",
@@ -158,6 +159,13 @@ class Store(ABC):
     ) -> dict[str, list[Any]]:
         """Columns :data:`REQUEST_COLUMN_NAMES` of the requests in a window, oldest first
         (``capacity``: the request's ``capacity`` label, else None)."""
+
+    @abstractmethod
+    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
+        """Each (route, method)'s latency sketches over the requests that started in [since_ns,
+        until_ns), to the minute (the minutes that hold ``since_ns`` and ``until_ns`` count whole):
+        kept beside the rows as they are stored, so that percentiles over any window come from
+        merging them (:mod:`profviz.model.latency_sketch`), not from reading every request."""
 
     @abstractmethod
     def latest_request_ns(self) -> int | None:

@@ -23,7 +23,7 @@ from ...model import FIELD_COUNT, REQUEST_FIELDS, RequestBatch, RequestRow
 from ...model.requests import NO_QUEUE, OLD_FIELD_COUNT, PROFILE_ID_FIELD
 from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
 from ..summary import encode_profile
-from . import stack_nodes
+from . import sketches, stack_nodes
 from .database import Database
 from .profiles import insert_encoded
 
@@ -139,7 +139,9 @@ def _materialize_chunk(c: sqlite3.Connection, last: int) -> tuple[int, bool, lis
     if upto is None:
         return 0, False, dropped
     _null_deleted_profiles(c, params)
+    before = c.execute("SELECT max(id) FROM requests").fetchone()[0] or 0
     moved = _insert_rows(c, params, dropped)
+    sketches.add_requests(c, before + 1)  # ids only grow (AUTOINCREMENT): the rows just inserted
     c.execute("DELETE FROM request_log WHERE id <= ?", (upto,))
     return moved, more, dropped
 

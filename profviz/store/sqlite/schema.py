@@ -3,7 +3,8 @@
 Versions: 1 profiles, requests, spans; 2 adds ``request_log`` (see :mod:`.requests`); 3 adds
 ``stack_nodes`` (see :mod:`profviz.store.shared_stacks`); 4 adds ``span_keys`` and ``span_log``
 (see :mod:`.span_facts`), filled from the spans already stored; 5 adds ``profiles.gil_ns`` and
-``requests.queue_ns``. A store of an older version is migrated on open by creating the tables and
+``requests.queue_ns``; 6 adds ``latency_sketches`` (see :mod:`.sketches`), filled from the requests
+already stored. A store of an older version is migrated on open by creating the tables and
 adding the columns it lacks.
 """
 
@@ -13,8 +14,8 @@ import sqlite3
 
 from ..base import StoreError
 
-SCHEMA_VERSION = 5
-MIGRATES_FROM = (1, 2, 3, 4)
+SCHEMA_VERSION = 6
+MIGRATES_FROM = (1, 2, 3, 4, 5)
 ADDED_COLUMNS = (("profiles", "gil_ns INTEGER NOT NULL DEFAULT 0"), ("requests", "queue_ns INTEGER"))
 
 SCHEMA = """
@@ -115,7 +116,18 @@ CREATE TABLE IF NOT EXISTS stack_nodes (
     file TEXT NOT NULL,
     line INTEGER NOT NULL,
     PRIMARY KEY (source, node)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latency_sketches (
+    route TEXT NOT NULL,
+    method TEXT NOT NULL,
+    grain_ns INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    app BLOB NOT NULL,
+    total BLOB,
+    PRIMARY KEY (route, method, grain_ns, start_ns)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS latency_sketches_time ON latency_sketches (grain_ns, start_ns)
 """
 
 
@@ -140,6 +152,10 @@ def create_or_migrate(conn: sqlite3.Connection, location: str) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         if found < 4:
             backfill(conn)
+        if found < 6:  # rows still in request_log are sketched as they move into requests
+            from .sketches import backfill as sketch_backfill
+
+            sketch_backfill(conn)
         conn.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
     else:
         check_version(found, location)

@@ -12,11 +12,12 @@ import sqlite3
 from typing import Any, Iterable, Sequence
 
 from ...model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span, SpanFacts
+from ...model.latency_sketch import RouteSketch
 from ..base import PROFILE_META_KEYS, ProfileNotFound, Store, StoreError
 from ..encoding import EncodingError, decode_profile
 from ..shared_stacks import decode_shared, is_shared
 from ..summary import decode_meta, encode_profile
-from . import requests, span_facts, spans, stack_nodes
+from . import requests, sketches, span_facts, spans, stack_nodes
 from .database import Database
 from .profiles import insert_encoded
 
@@ -98,6 +99,9 @@ class SQLiteStore(Database, Store):
 
     def request_columns(self, **window: Any) -> dict[str, list[Any]]:
         return requests.request_columns(self, **window)
+
+    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
+        return sketches.route_sketches(self, since_ns=since_ns, until_ns=until_ns)
 
     def latest_request_ns(self) -> int | None:
         return requests.latest_request_ns(self)
