@@ -349,7 +349,8 @@ def test_past_its_budget_a_tick_reads_some_chains_later_and_every_request_s_samp
     everyone = Counter()
     for samples, duration, _ in results.values():
         sampled = sum(weight for _, _, _, weight, _ in samples)
-        assert duration - 2 * max(intervals) <= sampled <= duration, (sampled, duration)  # all but the last interval
+        # from the request's start to its end (the last sample goes on to it), to the two clocks' reading apart
+        assert duration - 1_000_000 <= sampled <= duration + 10_000, (sampled, duration)
         gaps = [b[0] - a[0] - a[3] for a, b in zip(samples, samples[1:])]
         assert all(abs(gap) < 100_000 for gap in gaps), sorted(gaps, key=abs)[-3:]  # back to back, to the clocks' reading apart
         everyone.update(shares(sampler, samples))

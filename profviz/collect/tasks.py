@@ -42,6 +42,7 @@ MAX_DEPTH = 200  # frames of the running loop thread's stack
 MAX_NESTING = 8  # tasks followed into (gather, awaited tasks, task groups)
 STALL_STACKS_KEPT = 500  # loop stacks kept for one stall
 ONE_STEP_SHARE = 0.8  # of a stall's ticks (by time) with one task running: one long step, not a busy loop
+END_TAIL_MAX_NS = 1_000_000_000  # a longer gap since the last sample is a stepped wall clock, not the request's tail
 BLOCKED_NS = 20_000_000  # a beat pending this long: the loop is held, the suspended requests wait for it
 
 _request_slot: contextvars.ContextVar["weakref.ref[TaskSlot] | None"] = contextvars.ContextVar("profviz_task_slot", default=None)
@@ -238,7 +239,8 @@ class TaskSampling:
         return slot
 
     def end(self, slot: TaskSlot) -> list:
-        """Stop sampling the slot's request; returns its samples."""
+        """Stop sampling the slot's request; returns its samples, the last one going on to now:
+        the time since the last tick (up to a stretched interval, 40 ms) is the request's too."""
         slot.closed = True
         if slot.run_weight:
             slot.flush_run()
@@ -254,6 +256,11 @@ class TaskSampling:
         if not watch.slots and not watch.loop.is_running():
             self.loops.pop(id(watch.loop), None)
         samples, slot.samples = slot.samples, []
+        if samples:  # from the end of the samples actually kept: a tick racing this call is not counted twice
+            start, stack, state, weight, reason = samples[-1]
+            tail = time.time_ns() - start - weight
+            if 0 < tail <= END_TAIL_MAX_NS:
+                samples[-1] = (start, stack, state, weight + tail, reason)
         return samples
 
     def _adopt_spawned_tasks(self, watch: LoopWatch) -> None:
