@@ -333,7 +333,9 @@ def test_past_its_budget_a_tick_reads_some_chains_later_and_every_request_s_samp
         while time.perf_counter() < deadline:
             await asyncio.sleep(0.001)
             intervals.append(sampler.interval_ns)
-        results[index] = (sampler.end_task(slot), time.perf_counter_ns() - began, slot.watch.deferred)
+        ending = time.perf_counter_ns()
+        samples = sampler.end_task(slot)
+        results[index] = (samples, (ending - began, time.perf_counter_ns() - began), slot.watch.deferred)
 
     async def main():
         sampler.ensure_running()
@@ -347,10 +349,10 @@ def test_past_its_budget_a_tick_reads_some_chains_later_and_every_request_s_samp
     assert (deferred > 40) if budget else (deferred == 0), deferred  # "ticks": its task sampling has the budget too
     assert max(intervals) == (4 * 5_000_000 if budget == "ticks" else 5_000_000), max(intervals)  # stretched 4x at most
     everyone = Counter()
-    for samples, duration, _ in results.values():
+    for samples, (until_end, after_end), _ in results.values():
         sampled = sum(weight for _, _, _, weight, _ in samples)
-        # from the request's start to its end (the last sample goes on to it), to the two clocks' reading apart
-        assert duration - 1_000_000 <= sampled <= duration + 10_000, (sampled, duration)
+        # from the request's start to its end_task() (the last sample goes on to it), to the two clocks' reading apart
+        assert until_end - 10_000 <= sampled <= after_end + 10_000, (sampled, until_end, after_end)
         gaps = [b[0] - a[0] - a[3] for a, b in zip(samples, samples[1:])]
         assert all(abs(gap) < 100_000 for gap in gaps), sorted(gaps, key=abs)[-3:]  # back to back, to the clocks' reading apart
         everyone.update(shares(sampler, samples))

@@ -361,7 +361,7 @@ class TaskSampling:
             watch.cpu_ns, watch.tick_mono_ns = cpu, now_mono
         first_deferred, walked_again = None, False
         start = _index_of(slots, watch.resume_at)
-        for index, slot in enumerate(slots[start:] + slots[:start] if start else slots):
+        for slot in slots[start:] + slots[:start] if start else slots:
             wall = now_mono - slot.last_mono_ns
             if wall <= 0 or slot.closed or slot.task.done():  # done: its response is being closed elsewhere
                 continue
