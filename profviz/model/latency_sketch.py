@@ -48,15 +48,7 @@ class LatencySketch:
         values = np.asarray(latencies_ns, dtype=np.int64)
         if values.size == 0:
             return cls.empty()
-        positive = values[values >= 1]
-        zero = int(values.size - positive.size)
-        if positive.size:
-            keys = _keys(positive)
-            first = int(keys.min())
-            counts = np.bincount(keys - first).astype(np.int64)
-        else:
-            first, counts = 0, np.zeros(0, dtype=np.int64)
-        return cls(first, counts, zero, int(values.size), int(values.min()), int(values.max()), int(values.sum()))
+        return cls.of_groups(values, np.arange(values.size), np.zeros(1, dtype=np.int64))[0]
 
     @classmethod
     def of_groups(cls, latencies_ns: np.ndarray, order: np.ndarray, starts: np.ndarray) -> list["LatencySketch"]:
