@@ -27,6 +27,26 @@ class Cluster:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
 
 
+def create_database(cluster: Cluster, prefix: str = "store") -> str:
+    """A new empty database owned by the ``profviz`` role (which may create them); its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.Connection.connect(cluster.dsn("postgres", "profviz"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return cluster.dsn(name, "profviz")
+
+
+def drop_database(cluster: Cluster, url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.Connection.connect(cluster.dsn("postgres", "profviz"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def postgres_bin() -> Path:
     """The newest installed PostgreSQL's bin directory; raises RuntimeError saying what to install."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
@@ -61,8 +81,15 @@ def start_cluster() -> Cluster:
     _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-o", options, "-w", "start"])
     cluster = Cluster(base, bin_dir, port)
     psql = [str(bin_dir / "psql"), "-h", str(base), "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-    _as_postgres(psql + ["-c", f"CREATE ROLE shop LOGIN PASSWORD '{PASSWORD}'", "-c", "CREATE DATABASE shop OWNER shop"])
+    _as_postgres(psql + ["-c", f"CREATE ROLE shop LOGIN PASSWORD '{PASSWORD}'", "-c", "CREATE DATABASE shop OWNER shop",
+                         "-c", f"CREATE ROLE profviz LOGIN CREATEDB PASSWORD '{PASSWORD}'"])
     return cluster
+
+
+def restart_cluster(cluster: Cluster) -> None:
+    """``pg_ctl restart -m fast``: every connection is cut, the server is back when this returns."""
+    _as_postgres([str(cluster.bin / "pg_ctl"), "-D", str(cluster.base / "data"), "-l", str(cluster.base / "log"), "-m", "fast",
+                  "-w", "restart"])
 
 
 def stop_cluster(cluster: Cluster) -> None:

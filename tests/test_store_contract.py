@@ -479,3 +479,34 @@ def test_stored_spans_are_bounded(backend):
     (stored,) = store.query_spans()
     assert len(stored.name) == MAX_NAME_CHARS and stored.name.endswith("…")
     assert len(stored.thread_name) == 256 and stored.attributes["profviz.dropped_attributes"] == 36
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+def test_retain_deletes_what_started_before_the_cutoff_and_keeps_the_hour_sketches(backend):
+    """Requests, spans and profiles of the days before the cutoff go (a backend may keep the whole
+    day holding it); everything from the cutoff on stays; the hour sketches still count every
+    request; the deleted days can be written again."""
+    day, hour = 86_400 * 10**9, 3600 * 10**9
+    base = T0 // day * day
+    store = backend.open()
+    rows = [request_row(d * 10 + i, start_ns=base + d * day + i * hour) for d in range(3) for i in range(10)]
+    store.write_batch(batch_of(rows))
+    old = store.save_profile(make_profile(base + hour))
+    new = store.save_profile(make_profile(base + 2 * day + 6 * hour))
+    store.insert_spans([Span("ab" * 16, f"{n:016x}", None, "s", "client", "ok", start, start + 1000, pid=1, tid=1)
+                        for n, start in enumerate((base + hour, base + day + hour, base + 2 * day + 6 * hour), 1)])
+    cutoff = base + 2 * day + 5 * hour
+    gone = backend.open().retain(cutoff)
+    kept = store.query_requests()
+    assert all(r.start_ns >= base + 2 * day for r in kept)
+    assert {r.start_ns for r in rows if r.start_ns >= cutoff} <= {r.start_ns for r in kept}
+    assert gone["requests"] == 30 - len(kept) >= 20
+    assert [p["id"] for p in store.list_profiles()] == [new] and gone["profiles"] == 1
+    with pytest.raises(ProfileNotFound):
+        store.load_profile(old)
+    assert [s.start_ns for s in store.query_spans()] == [base + 2 * day + 6 * hour] and gone["spans"] == 2
+    assert sum(s.count for s in store.route_sketches()) == 30
+    store.write_batch(batch_of([request_row(99, start_ns=base + 2 * hour)]))
+    assert [r.path for r in backend.open().query_requests(until_ns=base + day)] == ["/posts/99"]

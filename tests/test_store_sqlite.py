@@ -46,7 +46,7 @@ def test_paths_and_urls_open_sqlite_stores(tmp_path, monkeypatch):
     assert open_store(f"sqlite:///{tmp_path}/c.db").location == str(tmp_path / "c.db")
     assert Path(open_store("sqlite:rel/d.db").location) == Path("rel/d.db") and (tmp_path / "rel" / "d.db").exists()
     assert open_store("data:v2.db").location == "data:v2.db" and (tmp_path / "data:v2.db").exists(), "a colon alone is a path"
-    for bad, message in (("postgresql://me@db/profviz", "scheme 'postgresql' is not supported"),
+    for bad, message in (("mysql://me@db/profviz", "scheme 'mysql' is not supported"),
                          ("sqlite://", "names no file")):
         with pytest.raises(StoreError, match=message):
             open_store(bad)

@@ -1,8 +1,9 @@
-"""``profviz list``, ``profviz show`` and ``profviz delete``."""
+"""``profviz list``, ``profviz show``, ``profviz delete`` and ``profviz retain``."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import click
 
@@ -141,4 +142,25 @@ def delete_command(profile_id: int, store_path: str | None) -> None:
     click.echo(f"deleted profile {profile_id}")
 
 
-COMMANDS = (list_command, show_command, delete_command)
+@click.command("retain")
+@click.argument("duration")
+@store_option
+@json_option
+def retain_command(duration: str, store_path: str | None, as_json: bool) -> None:
+    """Keep the last DURATION of data (7d, 12h...) and delete what is older: requests, spans, profiles
+    and minute sketches. Hour sketches stay, so 'routes --from sketches' still covers older windows.
+    A PostgreSQL store drops whole days (the day holding the cutoff is kept)."""
+    from .routes import parse_duration
+
+    seconds_kept = parse_duration(duration)
+    store = open_cli_store(store_path)
+    since_ns = time.time_ns() - int(seconds_kept * 1e9)
+    gone = store.retain(since_ns)
+    if as_json:
+        print_json({"since_ns": since_ns, "deleted": gone})
+    else:
+        click.echo(f"deleted {gone['requests']} requests, {gone['spans']} spans and {gone['profiles']} profiles "
+                   f"older than {duration} from {store.location}")
+
+
+COMMANDS = (list_command, show_command, delete_command, retain_command)

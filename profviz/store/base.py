@@ -208,3 +208,12 @@ class Store(ABC):
     @abstractmethod
     def newest_span_id(self) -> int | None:
         """The id of the last span stored (it changes whenever spans are added), or None."""
+
+    # -- retention ------------------------------------------------------------------------
+
+    @abstractmethod
+    def retain(self, since_ns: int) -> dict[str, int]:
+        """Delete the requests, spans and profiles that started before ``since_ns`` (a backend that
+        keeps them in day partitions keeps the whole day holding ``since_ns``), and the minute
+        sketches before it; the hour sketches stay, so percentiles over longer windows remain.
+        How many requests, spans and profiles were deleted."""

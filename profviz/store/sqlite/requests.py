@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import pickle
 import sqlite3
 import sys
 from typing import Any
 
-from ...model import FIELD_COUNT, REQUEST_FIELDS, RequestBatch, RequestRow
+from ...model import FIELD_COUNT, RequestBatch, RequestRow
 from ...model.requests import NO_QUEUE, OLD_FIELD_COUNT, PROFILE_ID_FIELD
 from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
+from ..queries import REQUEST_COLUMNS, request_of, request_where, select_requests
 from ..summary import encode_profile
 from . import sketches, stack_nodes
 from .database import Database
 from .profiles import insert_encoded
-
-
-REQUEST_COLUMNS = ("id", *REQUEST_FIELDS)
 
 INSERT_CHUNK_ROWS = 64  # 14 parameters a row: 896 per statement, under every SQLite's variable limit
 _INSERT_HEAD = (
@@ -218,45 +215,11 @@ def _insert_rows(c: sqlite3.Connection, params: list, dropped: list[str]) -> int
     return inserted
 
 
-def _row(row: sqlite3.Row) -> RequestRow:
-    data = dict(row)
-    try:
-        data["labels"] = json.loads(data.get("labels") or "{}")
-    except ValueError:
-        data["labels"] = {}
-    return RequestRow(**data)
-
-
-def query_requests(
-    store: Database,
-    *,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    route: str | None = None,
-    method: str | None = None,
-    slowest: int | None = None,
-    limit: int | None = None,
-    with_profile: bool = False,
-    latency: str = "total",
-) -> list[RequestRow]:
-    """Requests in a window, oldest first; or the ``slowest`` N by ``latency`` (``total``: queue + app; ``app``), slowest first."""
+def query_requests(store: Database, **window: Any) -> list[RequestRow]:
+    """See :meth:`profviz.store.base.Store.query_requests`."""
     materialize_requests(store)
-    where, params = _where(since_ns, until_ns, route, method)
-    if with_profile:
-        where.append("profile_id IS NOT NULL")
-    sql = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    if slowest:
-        order = "duration_ns + COALESCE(queue_ns, 0)" if latency == "total" else "duration_ns"
-        sql += f" ORDER BY {order} DESC, id LIMIT ?"
-        params.append(int(slowest))
-    else:
-        sql += " ORDER BY start_ns, id"
-        if limit:
-            sql = f"SELECT * FROM ({sql.replace(' ORDER BY start_ns, id', ' ORDER BY start_ns DESC, id DESC')} LIMIT ?) ORDER BY start_ns, id"
-            params.append(int(limit))
-    return [_row(r) for r in store.read(sql, params)]
+    sql, params = select_requests(**window)
+    return [request_of(r) for r in store.read(sql, params)]
 
 
 def request_by_id(store: Database, request_id: int) -> RequestRow:
@@ -264,7 +227,7 @@ def request_by_id(store: Database, request_id: int) -> RequestRow:
     rows = store.read(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?", (int(request_id),))
     if not rows:
         raise RequestNotFound(f"no request with id {request_id} in {store.location}: run 'profviz requests' to see the ids")
-    return _row(rows[0])
+    return request_of(rows[0])
 
 
 def request_columns(
@@ -278,7 +241,7 @@ def request_columns(
     """:data:`~profviz.store.base.REQUEST_COLUMN_NAMES` of the requests in a window, oldest first."""
     materialize_requests(store)
     names = REQUEST_COLUMN_NAMES
-    where, params = _where(since_ns, until_ns, route, method)
+    where, params = request_where(since_ns, until_ns, route, method)
     select = ", ".join(names[:-1]) + ", json_extract(labels, '$.capacity') AS capacity"
     sql = f"SELECT {select} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
     rows = store.read(sql, params)
@@ -295,21 +258,3 @@ def request_for_profile(store: Database, profile_id: int) -> int | None:
     materialize_requests(store)
     rows = store.read("SELECT id FROM requests WHERE profile_id = ? ORDER BY id LIMIT 1", (int(profile_id),))
     return int(rows[0][0]) if rows else None
-
-
-def _where(since_ns, until_ns, route, method) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if since_ns is not None:
-        where.append("start_ns >= ?")
-        params.append(int(since_ns))
-    if until_ns is not None:
-        where.append("start_ns < ?")
-        params.append(int(until_ns))
-    if route is not None:
-        where.append("route = ?")
-        params.append(route)
-    if method is not None:
-        where.append("method = ?")
-        params.append(method.upper())
-    return where, params

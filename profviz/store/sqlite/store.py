@@ -16,6 +16,7 @@ from ...model.latency_sketch import RouteSketch
 from ..base import PROFILE_META_KEYS, ProfileNotFound, Store, StoreError
 from ..encoding import EncodingError, decode_profile
 from ..shared_stacks import decode_shared, is_shared
+from ..sketch_rows import MINUTE_NS
 from ..summary import decode_meta, encode_profile
 from . import requests, sketches, span_facts, spans, stack_nodes
 from .database import Database
@@ -125,3 +126,20 @@ class SQLiteStore(Database, Store):
 
     def newest_span_id(self) -> int | None:
         return self.read("SELECT max(id) FROM spans")[0][0]
+
+    # -- retention ------------------------------------------------------------------------
+
+    def retain(self, since_ns: int) -> dict[str, int]:
+        requests.materialize_requests(self)
+        cutoff = int(since_ns)
+
+        def work(c: sqlite3.Connection) -> dict[str, int]:
+            gone = {"requests": c.execute("DELETE FROM requests WHERE start_ns < ?", (cutoff,)).rowcount,
+                    "spans": c.execute("DELETE FROM spans WHERE start_ns < ?", (cutoff,)).rowcount}
+            c.execute("DELETE FROM profile_data WHERE profile_id IN (SELECT id FROM profiles WHERE start_ns < ?)", (cutoff,))
+            gone["profiles"] = c.execute("DELETE FROM profiles WHERE start_ns < ?", (cutoff,)).rowcount
+            c.execute("DELETE FROM span_log WHERE last_ns < ?", (cutoff,))
+            c.execute("DELETE FROM latency_sketches WHERE grain_ns = ? AND start_ns < ?", (MINUTE_NS, cutoff // MINUTE_NS * MINUTE_NS))
+            return gone
+
+        return self.transaction("delete old data from", work)

@@ -1,0 +1,200 @@
+"""Requests in PostgreSQL: a batch written in one transaction (stack nodes, profiles, the rows by
+``COPY``, their latency sketches), and read back with the shared queries (:mod:`profviz.store.queries`).
+
+Values PostgreSQL refuses (an int over 64 bits, a string that is not valid Unicode, JSON labels it
+cannot parse) drop their row alone, with a notice; a NUL character, which PostgreSQL refuses in
+text, is stored as U+FFFD.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from ...model import FIELD_COUNT, REQUEST_FIELDS, RequestBatch, RequestRow, StackNodes
+from ...model.latency_sketch import LatencySketch, RouteSketch
+from ...model.requests import NO_QUEUE
+from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
+from ..queries import REQUEST_COLUMNS, request_of, request_where, select_requests
+from ..sketch_rows import SKETCH_COLUMNS, merged, route_sketches_of, sketch_rows, window_where
+from ..summary import SUMMARY_FIELDS, encode_profile
+from .database import Database
+from .schema import day_of
+
+_START = REQUEST_FIELDS.index("start_ns")
+_COPY = f"COPY requests ({', '.join(REQUEST_FIELDS)}) FROM STDIN"
+_INSERT_ONE = f"INSERT INTO requests ({', '.join(REQUEST_FIELDS)}) VALUES ({', '.join(['%s'] * FIELD_COUNT)})"
+_SELECTED = ", ".join("labels::text AS labels" if name == "labels" else name for name in REQUEST_COLUMNS)
+_INT64 = range(-(2**63), 2**63)
+_EMPTY_SKETCH = LatencySketch.empty().encode()
+
+
+def _rows(values: list) -> list[tuple]:
+    """A batch's values as rows to store: error "", profile_id 0 and queue_ns -1 as NULL."""
+    rows = []
+    for at in range(0, len(values), FIELD_COUNT):
+        row = list(values[at:at + FIELD_COUNT])
+        row[10] = row[10] or None
+        row[11] = row[11] or None
+        row[13] = None if row[13] == NO_QUEUE else row[13]
+        rows.append(tuple(row))
+    return rows
+
+
+def _without_nul(row: tuple) -> tuple:
+    return tuple(value.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd") if type(value) is str else value for value in row)
+
+
+def insert_profiles(c: psycopg.Connection, encoded: list) -> list[int]:
+    """Insert encoded profiles (ids taken from the sequence first, so that they follow the order given); their ids."""
+    if not encoded:
+        return []
+    ids = [row[0] for row in c.execute("SELECT nextval(pg_get_serial_sequence('profiles', 'id')) FROM generate_series(1, %s)",
+                                       (len(encoded),))]
+    with c.cursor() as cur:
+        cur.executemany(f"INSERT INTO profiles (id, {', '.join(SUMMARY_FIELDS)}) VALUES ({', '.join(['%s'] * (len(SUMMARY_FIELDS) + 1))})",
+                        [(profile_id, *_without_nul(item.summary)) for profile_id, item in zip(ids, encoded)])
+        cur.executemany("INSERT INTO profile_data VALUES (%s, %s, %s)",
+                        [(profile_id, item.tables, item.samples) for profile_id, item in zip(ids, encoded)])
+    return ids
+
+
+def insert_stack_nodes(c: psycopg.Connection, nodes: StackNodes) -> None:
+    with c.cursor() as cur:
+        cur.executemany("INSERT INTO stack_nodes VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        [_without_nul((nodes.source, node, prefix, function, file, line))
+                         for node, prefix, function, file, line in nodes.nodes])
+
+
+def write_batch(store: Database, batch: RequestBatch) -> list[int]:
+    """See :meth:`profviz.store.base.Store.write_batch`."""
+    encoded = [encode_profile(profile) for profile, _ in batch.profiles]
+    if not batch.values and not encoded and batch.stack_nodes is None:
+        return []
+    starts = [start for start in batch.values[_START::FIELD_COUNT] if type(start) is int and start in _INT64]
+    store.ensure_days("requests", {day_of(start) for start in starts})
+    dropped: list[str] = []
+
+    def work(c: psycopg.Connection) -> list[int]:
+        dropped.clear()
+        if batch.stack_nodes is not None:
+            insert_stack_nodes(c, batch.stack_nodes)
+        ids = insert_profiles(c, encoded)
+        batch.link(ids)
+        stored = _insert_rows(c, _rows(batch.values), dropped)
+        if stored:
+            add_sketches(c, stored)
+        return ids
+
+    try:
+        ids = store.transaction("write requests to", work)
+    except PartitionMissing:  # dropped by retention since this process made or saw it
+        store.forget_days()
+        store.ensure_days("requests", {day_of(start) for start in starts})
+        ids = store.transaction("write requests to", work)
+    for (profile, _), profile_id in zip(batch.profiles, ids):
+        profile.meta["id"] = profile_id
+    if dropped:
+        print(f"profviz: dropped requests in store {store.location}: {'; '.join(dropped[:5])}"
+              + (f" (and {len(dropped) - 5} more)" if len(dropped) > 5 else ""), file=sys.stderr)
+    return ids
+
+
+class PartitionMissing(Exception):
+    """A row's day partition is gone (dropped since this process saw it)."""
+
+
+def _insert_rows(c: psycopg.Connection, rows: list[tuple], dropped: list[str]) -> list[tuple]:
+    """COPY the rows; when PostgreSQL refuses the copy, insert them one by one (each in a savepoint),
+    NULs replaced, dropping (and describing in ``dropped``) those it still refuses. The rows stored."""
+    if not rows:
+        return []
+    try:
+        with c.transaction():
+            with c.cursor().copy(_COPY) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return rows
+    except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError, TypeError, OverflowError,
+            UnicodeError) as exc:
+        if isinstance(exc, pg_errors.CheckViolation) and "no partition" in str(exc):
+            raise PartitionMissing() from None
+    stored = []
+    for row in rows:
+        row = _without_nul(row)
+        try:
+            with c.transaction():
+                c.execute(_INSERT_ONE, row)
+            stored.append(row)
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError, TypeError, OverflowError,
+                UnicodeError) as exc:
+            reason = " ".join(str(exc).split())[:120]
+            dropped.append(f"a {row[3]!r} {row[2]!r} request PostgreSQL refuses ({type(exc).__name__}: {reason})"[:300])
+    return stored
+
+
+def add_sketches(c: psycopg.Connection, rows: list[tuple]) -> None:
+    """Merge stored rows into their buckets' sketches. Each bucket's row is made if missing, then
+    locked in key order (two writers of one minute wait for each other, and cannot deadlock), merged and written."""
+    columns = list(zip(*rows))
+    fresh = sketch_rows(columns[2], columns[3], columns[6], columns[7], columns[13], columns[5], columns[10])
+    fresh.sort(key=lambda row: row[:4])
+    keys = [row[:4] for row in fresh]
+    with c.cursor() as cur:
+        cur.executemany(f"INSERT INTO latency_sketches ({SKETCH_COLUMNS}) VALUES (%s, %s, %s, %s, 0, %s, NULL) ON CONFLICT DO NOTHING",
+                        [(*key, _EMPTY_SKETCH) for key in keys])
+        found = {}
+        for at in range(0, len(keys), 500):
+            part = keys[at:at + 500]
+            for route, method, grain, start, errors, app, total in cur.execute(
+                    f"SELECT {SKETCH_COLUMNS} FROM latency_sketches WHERE (route, method, grain_ns, start_ns) IN"
+                    f" ({', '.join(['(%s, %s, %s, %s)'] * len(part))}) ORDER BY route, method, grain_ns, start_ns FOR UPDATE",
+                    [value for key in part for value in key]).fetchall():
+                found[(route, method, grain, start)] = (errors, app, total)
+        cur.executemany("UPDATE latency_sketches SET errors = %s, app = %s, total = %s"
+                        " WHERE route = %s AND method = %s AND grain_ns = %s AND start_ns = %s",
+                        [(*values[4:], *values[:4]) for values in (merged(row, found.get(row[:4])) for row in fresh)])
+
+
+def route_sketches(store: Database, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
+    where, params = window_where(since_ns, until_ns)
+    return route_sketches_of(store.read(f"SELECT {SKETCH_COLUMNS} FROM latency_sketches WHERE {where}", params))
+
+
+def query_requests(store: Database, **window: Any) -> list[RequestRow]:
+    sql, params = select_requests(**window, columns=_SELECTED)
+    return [request_of(row) for row in store.read(sql, params)]
+
+
+def request_by_id(store: Database, request_id: int) -> RequestRow:
+    rows = store.read(f"SELECT {_SELECTED} FROM requests WHERE id = ?", (int(request_id),))
+    if not rows:
+        raise RequestNotFound(f"no request with id {request_id} in {store.location}: run 'profviz requests' to see the ids")
+    return request_of(rows[0])
+
+
+def request_columns(store: Database, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
+                    method: str | None = None) -> dict[str, list[Any]]:
+    names = REQUEST_COLUMN_NAMES
+    where, params = request_where(since_ns, until_ns, route, method)
+    select = ", ".join(names[:-1]) + ", labels->'capacity' AS capacity"
+    sql = f"SELECT {select} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns, id"
+    rows = store.read(sql, params)
+    out = {name: [r[i] for r in rows] for i, name in enumerate(names)}
+    out["capacity"] = [value if value is None or isinstance(value, (int, float, str)) else json.dumps(value) for value in out["capacity"]]
+    return out
+
+
+def latest_request_ns(store: Database) -> int | None:
+    rows = store.read("SELECT max(start_ns + duration_ns) FROM requests")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def request_for_profile(store: Database, profile_id: int) -> int | None:
+    rows = store.read("SELECT id FROM requests WHERE profile_id = ? ORDER BY id LIMIT 1", (int(profile_id),))
+    return int(rows[0][0]) if rows else None
+
