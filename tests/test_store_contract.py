@@ -510,3 +510,19 @@ def test_retain_deletes_what_started_before_the_cutoff_and_keeps_the_hour_sketch
     assert sum(s.count for s in store.route_sketches()) == 30
     store.write_batch(batch_of([request_row(99, start_ns=base + 2 * hour)]))
     assert [r.path for r in backend.open().query_requests(until_ns=base + day)] == ["/posts/99"]
+
+
+def test_a_batch_sent_again_with_its_id_is_stored_once(backend):
+    """A collector stores a sender's retried batch once and answers with the first time's profile ids."""
+    store = backend.open()
+    first = batch_of([request_row(i) for i in range(5)])
+    first.keep(make_profile(T0), 2)
+    again = batch_of([request_row(i) for i in range(5)])
+    again.keep(make_profile(T0), 2)
+    ids = store.write_batch(first, batch_id="3b241101-e2bb-4255-8caf-4136c566a962")
+    assert backend.open().write_batch(again, batch_id="3b241101-e2bb-4255-8caf-4136c566a962") == ids
+    assert len(store.query_requests()) == 5 and len(store.list_profiles()) == 1
+    assert store.query_requests()[2].profile_id == ids[0]
+    assert sum(s.count for s in store.route_sketches()) == 5
+    store.write_batch(batch_of([request_row(9)]), batch_id="another")
+    assert len(store.query_requests()) == 6

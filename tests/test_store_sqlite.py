@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from profviz.model import RequestBatch
+from profviz.model import RequestBatch, RequestRow
 from profviz.store import StoreError, default_store_path, open_store
 from profviz.store.sqlite import SQLiteStore
 from profviz.store.sqlite import requests as sqlite_requests
@@ -257,7 +257,7 @@ def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
     v1_store(path)
     assert not {"request_log", "stack_nodes"} & {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     store = open_store(path)
-    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION) == "6"
+    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION) == "7"
     assert table_count(store, "stack_nodes") == 0
     store.write_batch(batch(2, 1))
     assert [(r.id, r.path) for r in store.query_requests()] == [(1, "/posts/0"), (2, "/posts/1"), (3, "/posts/2")]
@@ -266,9 +266,10 @@ def test_a_schema_1_store_is_migrated_in_place_on_open(tmp_path):
 
 
 def test_a_store_from_a_newer_profviz_is_refused(tmp_path):
-    path = tmp_path / "v7.db"
-    open_store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = '7' WHERE key = 'schema_version'"))
-    with pytest.raises(StoreError, match="schema version 7, this profviz uses 6: upgrade profviz"):
+    path = tmp_path / "newer.db"
+    newer = SCHEMA_VERSION + 1
+    open_store(path).transaction("test", lambda c: c.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(newer),)))
+    with pytest.raises(StoreError, match=f"schema version {newer}, this profviz uses {SCHEMA_VERSION}: upgrade profviz"):
         open_store(path)
 
 
@@ -291,7 +292,7 @@ def test_a_store_from_before_span_facts_gets_them_from_its_spans(tmp_path):
     facts = store.span_facts(pids=[3], start_ns=0, end_ns=2 * 10**18)
     assert len(facts) == 3 and {facts.keys[k].text for k in facts.key.tolist()} == {"SELECT * FROM t WHERE id = ?"}
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()[0] == "6"
+        assert conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     conn.close()
     store.close()
 
@@ -309,7 +310,7 @@ def test_a_schema_4_store_gets_the_gil_and_queue_columns_and_keeps_its_rows(tmp_
     store = open_store(path)
     assert [(r.path, r.queue_ns) for r in store.query_requests()] == [("/posts/0", None), ("/posts/1", None)]
     assert all(meta["gil_ns"] == 0 for meta in store.list_profiles())
-    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == "6"
+    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION)
     store.close()
 
 
@@ -327,7 +328,7 @@ def test_a_schema_5_store_gets_latency_sketches_of_its_stored_and_logged_request
     store = open_store(path)
     (sketch,) = store.route_sketches()
     assert sketch.count == 50 and len(store.query_requests()) == 50
-    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == "6"
+    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION)
     store.close()
 
 
@@ -406,3 +407,20 @@ def test_a_read_only_store_reads_and_a_write_says_what_to_do():
             reader.close()
         finally:
             remount(where, "rw")
+
+
+def test_a_schema_6_store_gets_the_ingested_batches_table(tmp_path):
+    path = tmp_path / "v6.db"
+    open_store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE ingested_batches")
+        conn.execute("UPDATE store_info SET value = '6' WHERE key = 'schema_version'")
+    conn.close()
+    store = open_store(path)
+    batch = RequestBatch()
+    batch.add_row(RequestRow(pid=1, tid=1, route="/", method="GET", path="/", status=200, start_ns=10**18, duration_ns=5))
+    store.write_batch(batch, batch_id="b1")
+    store.write_batch(batch, batch_id="b1")
+    assert len(store.query_requests()) == 1
+    assert store.read("SELECT value FROM store_info WHERE key = 'schema_version'")[0][0] == "7"
+    store.close()

@@ -55,6 +55,11 @@ def detect(data: bytes) -> bool:
 
 
 def dump(profile: Profile, **_: object) -> bytes:
+    return dumps_json(to_doc(profile))
+
+
+def to_doc(profile: Profile) -> dict:
+    """The format's document of a profile, before JSON encoding."""
     cols = profile.columns()
     times = cols["time_ns"]
     doc = {
@@ -79,7 +84,7 @@ def dump(profile: Profile, **_: object) -> bytes:
         },
         "spans": [{key: getattr(span, key) for key in SPAN_KEYS} for span in profile.spans],
     }
-    return dumps_json(doc)
+    return doc
 
 
 def _int_column(values: list, where: str, low: int, high: int | None) -> np.ndarray:
@@ -130,7 +135,12 @@ def _span(raw: object, where: str, n_threads: int) -> Span:
 
 
 def load(data: bytes, **_: object) -> Profile:
-    doc = expect_dict(parse_json(data), "the file")
+    return from_doc(parse_json(data))
+
+
+def from_doc(value: object) -> Profile:
+    """The profile of a parsed document; FormatError naming the field that breaks a rule."""
+    doc = expect_dict(value, "the file")
     if doc.get("format") != "profviz":
         raise FormatError(f"format is {short(doc.get('format'))}, expected \"profviz\"")
     version = doc.get("format_version")

@@ -49,9 +49,10 @@ class HtmlSafeJSONProvider(DefaultJSONProvider):
 
 def blueprints() -> list[Blueprint]:
     """Every blueprint of the app, API first; the pages blueprint (with its catch-all) last."""
-    from . import api_findings, api_profiles, api_routes, api_spans, pages
+    from . import api_findings, api_ingest, api_profiles, api_routes, api_spans, pages
 
     return [
+        api_ingest.bp,
         api_profiles.bp,
         api_spans.bp,
         api_routes.bp,
@@ -84,6 +85,9 @@ def create_app(
     app.json = HtmlSafeJSONProvider(app)
     app.extensions[EXTENSION_KEY] = ServerContext(open_store(store), profile_cache_size=profile_cache_size)
     install_security(app, token)
+    from .api_ingest import TOKEN_SET_KEY
+
+    app.config[TOKEN_SET_KEY] = token is not None
     _install_error_handlers(app)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)

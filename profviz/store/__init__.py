@@ -36,8 +36,8 @@ def store_location(store: str | os.PathLike | None = None) -> tuple[str, str]:
 
     A location is a file path (SQLite) or a URL: ``sqlite:///var/lib/app/profviz.db`` (an
     absolute path, as in ``file:///`` URLs), ``sqlite:relative/profviz.db``, or
-    ``postgresql://user:password@host:port/database`` (PostgreSQL; the location returned is the URL
-    as given). None or "" is ``$PROFVIZ_STORE``, else :func:`default_store_path`. Raises StoreError
+    ``postgresql://user:password@host:port/database`` (PostgreSQL), or ``https://host:port`` (a
+    collector, ``profviz serve``, that this process pushes to); URLs are returned as given. None or "" is ``$PROFVIZ_STORE``, else :func:`default_store_path`. Raises StoreError
     for a URL of a backend this profviz does not have.
     """
     text = os.fspath(store) if store is not None else ""
@@ -48,14 +48,16 @@ def store_location(store: str | os.PathLike | None = None) -> tuple[str, str]:
     scheme, sep, rest = text.partition(":")
     if scheme.lower() in POSTGRES_SCHEMES and rest.startswith("//"):
         return "postgresql", text
+    if scheme.lower() in ("http", "https") and rest.startswith("//"):
+        return "collector", text
     if scheme.lower() == "sqlite" and sep:
         path = "/" + rest.lstrip("/") if rest.startswith("//") else rest
         if not path.strip("/"):
             raise StoreError(f"store URL {text!r} names no file: write sqlite:///absolute/path.db or sqlite:relative.db")
         return "sqlite", path
     if "://" in text:
-        raise StoreError(f"store URL scheme {scheme[:40]!r} is not supported: give a SQLite file path, a sqlite:/// URL "
-                         "or a postgresql://user@host/database URL")
+        raise StoreError(f"store URL scheme {scheme[:40]!r} is not supported: give a SQLite file path, a sqlite:/// URL, "
+                         "a postgresql://user@host/database URL or a collector's https://host:port")
     return "sqlite", text
 
 
@@ -64,6 +66,10 @@ def open_store(store: Store | str | os.PathLike | None = None) -> Store:
     if isinstance(store, Store):
         return store
     backend, location = store_location(store)
+    if backend == "collector":
+        from .remote import HTTPStore
+
+        return HTTPStore(location)
     if backend == "postgresql":
         try:
             from .postgres import PostgresStore

@@ -124,12 +124,14 @@ class Store(ABC):
     # -- requests -------------------------------------------------------------------------
 
     @abstractmethod
-    def write_batch(self, batch: RequestBatch) -> list[int]:
+    def write_batch(self, batch: RequestBatch, *, batch_id: str | None = None) -> list[int]:
         """Store a middleware's batch in one transaction: its stack nodes, its profiles (their ids
         returned, in order, and linked into their requests' ``profile_id``) and its requests.
         Requests are readable by the next query. A request the backend refuses as a value (a
         string that is not valid Unicode, an int over 64 bits) is dropped with a notice; the
-        batch's other requests are kept."""
+        batch's other requests are kept. A ``batch_id`` (a sender's, at most 64 characters) is
+        recorded in the same transaction: a batch sent again with the same id stores nothing and
+        returns the profile ids of the first time."""
 
     def insert_requests(self, rows: Iterable[RequestRow]) -> int:
         """Store request rows in one transaction; how many."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import psycopg
@@ -70,10 +71,10 @@ def insert_stack_nodes(c: psycopg.Connection, nodes: StackNodes) -> None:
                          for node, prefix, function, file, line in nodes.nodes])
 
 
-def write_batch(store: Database, batch: RequestBatch) -> list[int]:
+def write_batch(store: Database, batch: RequestBatch, batch_id: str | None = None) -> list[int]:
     """See :meth:`profviz.store.base.Store.write_batch`."""
     encoded = [encode_profile(profile) for profile, _ in batch.profiles]
-    if not batch.values and not encoded and batch.stack_nodes is None:
+    if not batch.values and not encoded and batch.stack_nodes is None and batch_id is None:
         return []
     starts = [start for start in batch.values[_START::FIELD_COUNT] if type(start) is int and start in _INT64]
     store.ensure_days("requests", {day_of(start) for start in starts})
@@ -81,6 +82,11 @@ def write_batch(store: Database, batch: RequestBatch) -> list[int]:
 
     def work(c: psycopg.Connection) -> list[int]:
         dropped.clear()
+        if batch_id is not None:  # the row lock taken here makes a second sender of the same batch wait, then find it
+            done = c.execute("INSERT INTO ingested_batches (id, received_ns) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
+                             (batch_id, time.time_ns())).fetchone()
+            if done is None:
+                return json.loads(c.execute("SELECT profile_ids FROM ingested_batches WHERE id = %s", (batch_id,)).fetchone()[0])
         if batch.stack_nodes is not None:
             insert_stack_nodes(c, batch.stack_nodes)
         ids = insert_profiles(c, encoded)
@@ -88,6 +94,8 @@ def write_batch(store: Database, batch: RequestBatch) -> list[int]:
         stored = _insert_rows(c, _rows(batch.values), dropped)
         if stored:
             add_sketches(c, stored)
+        if batch_id is not None:
+            c.execute("UPDATE ingested_batches SET profile_ids = %s WHERE id = %s", (json.dumps(ids), batch_id))
         return ids
 
     try:

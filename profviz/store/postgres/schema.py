@@ -1,7 +1,7 @@
 """The PostgreSQL store's schema, its version and its day partitions.
 
-Schema versions count as SQLite's do (:mod:`profviz.store.sqlite.schema`): this backend starts at 6,
-the tables of SQLite's schema 6. ``requests`` and ``spans`` are partitioned by range of
+Schema versions count as SQLite's do (:mod:`profviz.store.sqlite.schema`): this backend starts at 7,
+the tables of SQLite's schema 7. ``requests`` and ``spans`` are partitioned by range of
 ``start_ns``, one partition per UTC day, made on demand (:func:`ensure_days`) before a write that
 needs them; retention drops whole partitions (:func:`drop_days_before`).
 """
@@ -14,7 +14,7 @@ import psycopg
 
 from ..base import StoreError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DAY_NS = 86_400 * 10**9
 PARTITIONED = ("requests", "spans")
 _LOCK_KEY = 0x70726F66  # "prof": the advisory lock under which schema and partitions change
@@ -128,7 +128,12 @@ CREATE TABLE IF NOT EXISTS latency_sketches (
     total bytea,
     PRIMARY KEY (route, method, grain_ns, start_ns)
 );
-CREATE INDEX IF NOT EXISTS latency_sketches_time ON latency_sketches (grain_ns, start_ns)
+CREATE INDEX IF NOT EXISTS latency_sketches_time ON latency_sketches (grain_ns, start_ns);
+CREATE TABLE IF NOT EXISTS ingested_batches (
+    id text PRIMARY KEY,
+    received_ns bigint NOT NULL,
+    profile_ids text NOT NULL DEFAULT '[]'
+)
 """
 
 
@@ -149,6 +154,11 @@ def create_or_migrate(conn: psycopg.Connection, location: str) -> None:
         return
     found = conn.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()
     version = int(found[0]) if found and str(found[0]).isdigit() else None
+    if version is not None and 6 <= version < SCHEMA_VERSION:  # every table is created if missing
+        for statement in SCHEMA.split(";"):
+            conn.execute(statement.replace("CREATE TABLE requests", "CREATE TABLE IF NOT EXISTS requests"))
+        conn.execute("UPDATE store_info SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        return
     if version != SCHEMA_VERSION:
         raise StoreError(f"store {location} has schema version {found[0] if found else None!r}, this profviz uses "
                          f"{SCHEMA_VERSION}: upgrade profviz, or use another database")

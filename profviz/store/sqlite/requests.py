@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import pickle
 import sqlite3
 import sys
+import time
 from typing import Any
 
 from ...model import FIELD_COUNT, RequestBatch, RequestRow
@@ -49,23 +51,30 @@ _encode_log = functools.partial(pickle.dumps, protocol=4)
 _APPEND_LOG = "INSERT INTO request_log (rows, data) VALUES (?, ?)"
 
 
-def write_batch(store: Database, batch: RequestBatch) -> list[int]:
+def write_batch(store: Database, batch: RequestBatch, batch_id: str | None = None) -> list[int]:
     """Store a batch in one transaction: its stack nodes, its profiles (encoded before the
     transaction starts), then its requests, linked to the profiles' new ids, as one
     ``request_log`` row (values must be plain ``int``, ``float``, ``str``, ``bytes`` or None, not
-    subclasses: the log's reader refuses anything else). Returns the profiles' ids."""
+    subclasses: the log's reader refuses anything else). Returns the profiles' ids; a
+    ``batch_id`` stored before stores nothing and returns the ids of that time."""
     encoded = [encode_profile(profile) for profile, _ in batch.profiles]
 
     def work(c: sqlite3.Connection) -> list[int]:
+        if batch_id is not None:
+            done = c.execute("SELECT profile_ids FROM ingested_batches WHERE id = ?", (batch_id,)).fetchone()
+            if done is not None:
+                return json.loads(done[0])
         if batch.stack_nodes is not None:
             stack_nodes.insert(c, batch.stack_nodes)
         ids = insert_encoded(c, encoded)
         batch.link(ids)
         if batch.values:
             c.execute(_APPEND_LOG, (len(batch), _encode_log(batch.values)))
+        if batch_id is not None:
+            c.execute("INSERT INTO ingested_batches VALUES (?, ?, ?)", (batch_id, time.time_ns(), json.dumps(ids)))
         return ids
 
-    if not batch.values and not encoded and batch.stack_nodes is None:
+    if not batch.values and not encoded and batch.stack_nodes is None and batch_id is None:
         return []
     ids = store.transaction("write requests to", work)
     for (profile, _), profile_id in zip(batch.profiles, ids):

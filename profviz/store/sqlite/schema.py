@@ -4,7 +4,7 @@ Versions: 1 profiles, requests, spans; 2 adds ``request_log`` (see :mod:`.reques
 ``stack_nodes`` (see :mod:`profviz.store.shared_stacks`); 4 adds ``span_keys`` and ``span_log``
 (see :mod:`.span_facts`), filled from the spans already stored; 5 adds ``profiles.gil_ns`` and
 ``requests.queue_ns``; 6 adds ``latency_sketches`` (see :mod:`.sketches`), filled from the requests
-already stored. A store of an older version is migrated on open by creating the tables and
+already stored; 7 adds ``ingested_batches`` (the batch ids of pushes a collector stored). A store of an older version is migrated on open by creating the tables and
 adding the columns it lacks.
 """
 
@@ -14,8 +14,8 @@ import sqlite3
 
 from ..base import StoreError
 
-SCHEMA_VERSION = 6
-MIGRATES_FROM = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 7
+MIGRATES_FROM = (1, 2, 3, 4, 5, 6)
 ADDED_COLUMNS = (("profiles", "gil_ns INTEGER NOT NULL DEFAULT 0"), ("requests", "queue_ns INTEGER"))
 
 SCHEMA = """
@@ -127,7 +127,12 @@ CREATE TABLE IF NOT EXISTS latency_sketches (
     total BLOB,
     PRIMARY KEY (route, method, grain_ns, start_ns)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS latency_sketches_time ON latency_sketches (grain_ns, start_ns)
+CREATE INDEX IF NOT EXISTS latency_sketches_time ON latency_sketches (grain_ns, start_ns);
+CREATE TABLE IF NOT EXISTS ingested_batches (
+    id TEXT PRIMARY KEY,
+    received_ns INTEGER NOT NULL,
+    profile_ids TEXT NOT NULL DEFAULT '[]'
+) WITHOUT ROWID
 """
 
 

@@ -89,8 +89,8 @@ class SQLiteStore(Database, Store):
 
     # -- requests -------------------------------------------------------------------------
 
-    def write_batch(self, batch: RequestBatch) -> list[int]:
-        return requests.write_batch(self, batch)
+    def write_batch(self, batch: RequestBatch, *, batch_id: str | None = None) -> list[int]:
+        return requests.write_batch(self, batch, batch_id)
 
     def query_requests(self, **window: Any) -> list[RequestRow]:
         return requests.query_requests(self, **window)
