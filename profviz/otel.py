@@ -21,6 +21,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 from typing import Iterable, Iterator
 
 from opentelemetry import trace
@@ -177,11 +178,15 @@ class SpanProcessor(_SdkSpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until every span ended so far is written; False on timeout."""
-        return self._writer.flush(timeout_millis / 1000) if self._writer is not None else True
+        if self._writer is None:
+            return True
+        deadline = time.monotonic() + timeout_millis / 1000
+        return self._writer.flush(timeout_millis / 1000) and self.store.flush(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self.store.flush(10.0)  # a collector's store sends what is queued
 
 
 _setup_lock = threading.Lock()

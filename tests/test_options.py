@@ -3,6 +3,8 @@ checks all agree with profviz/middleware/options.py."""
 
 from __future__ import annotations
 
+import socket
+
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -35,4 +37,5 @@ def test_unknown_and_out_of_range_options_are_refused_with_the_reason():
                          ({"otel": "yes"}, "otel"), ({"queue_size": 0}, "queue_size")):
         with pytest.raises(ValueError, match=message):
             options_from(None, **bad)
-    assert options_from("x.db", labels={"env": "ci"}).labels == {"env": "ci"} and defaults()["sample_hz"] == 100.0
+    assert options_from("x.db", labels={"env": "ci"}).labels == {"env": "ci", "host": socket.gethostname()}
+    assert defaults()["sample_hz"] == 100.0

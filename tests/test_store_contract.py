@@ -526,3 +526,17 @@ def test_a_batch_sent_again_with_its_id_is_stored_once(backend):
     assert sum(s.count for s in store.route_sketches()) == 5
     store.write_batch(batch_of([request_row(9)]), batch_id="another")
     assert len(store.query_requests()) == 6
+
+
+def test_requests_are_filtered_by_their_origin_labels(backend):
+    store = backend.open()
+    rows = [request_row(i, labels={"request_id": f"r{i}", "host": "abc"[i % 3], "version": "1.4" if i < 30 else "1.5",
+                                   "service": "shop"}) for i in range(60)]
+    store.write_batch(batch_of(rows))
+    assert len(store.query_requests(labels={"host": "a"})) == 20
+    assert len(store.query_requests(labels={"host": "b", "version": "1.5"}, limit=1000)) == 10
+    columns = backend.open().request_columns(labels={"version": "1.4", "service": "shop"})
+    assert columns["id"] and len(columns["id"]) == 30
+    assert store.request_columns(labels={"host": "<script>'"})["id"] == []
+    with pytest.raises(ValueError, match="not 'team'"):
+        store.query_requests(labels={"team": "x"})

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..model.origin import ORIGIN_KEYS
 from ..store import Store, open_store
 
 store_option = click.option(
@@ -20,6 +21,20 @@ store_option = click.option(
     help="Store file or URL (default: $PROFVIZ_STORE or the per-user data directory).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def origin_options(command):
+    """``--service``, ``--host``, ``--version``, ``--env``: only requests with these labels (see :func:`origin_filter`)."""
+    for key in reversed(ORIGIN_KEYS):
+        command = click.option(f"--{key}", f"origin_{key}", default=None, metavar=key.upper(),
+                               help=f"Only requests whose {key} label is {key.upper()} (a fleet's instances label theirs).")(command)
+    return command
+
+
+def origin_filter(given: dict[str, Any]) -> dict[str, str] | None:
+    """The labels a command's origin options ask for (None when none)."""
+    chosen = {key: given[f"origin_{key}"] for key in ORIGIN_KEYS if given.get(f"origin_{key}") is not None}
+    return chosen or None
 
 
 def open_cli_store(store_path: str | None) -> Store:

@@ -11,7 +11,7 @@ from ..collect.explain import ExplainUnavailable, explainers, postgres_explainer
 from ..errors import ProfvizError
 from ..shapes.findings import findings_json
 from ..store.window import load_window
-from .common import json_option, open_cli_store, print_json, store_option
+from .common import json_option, open_cli_store, origin_filter, origin_options, print_json, store_option
 from .routes import _check_route_known, _since_ns
 
 
@@ -24,8 +24,9 @@ from .routes import _check_route_known, _since_ns
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Print at most N findings.")
 @click.option("--explain-dsn", default=None, metavar="DSN",
               help="A PostgreSQL database to read query plans from (EXPLAIN, never ANALYZE, read-only); default: $PROFVIZ_EXPLAIN_DSN.")
+@origin_options
 def findings_command(store_path: str | None, as_json: bool, route: str | None, since: str | None, profile_id: int | None,
-                     limit: int, explain_dsn: str | None) -> None:
+                     limit: int, explain_dsn: str | None, **origin: str | None) -> None:
     """What to fix first: each route's bottlenecks (N+1 queries, full scans, slow queries, new
     connections per request, synchronous logging, serialization, large payloads...), largest
     impact first, each with its evidence and the fix. Query plans are read from SQLite files the
@@ -34,7 +35,8 @@ def findings_command(store_path: str | None, as_json: bool, route: str | None, s
     if profile_id is not None:
         window = Window(profile=store.load_profile(profile_id))
     else:
-        window = load_window(store, since_ns=_since_ns(since), route=route, explain=explainer(explain_dsn))
+        window = load_window(store, since_ns=_since_ns(since), route=route, explain=explainer(explain_dsn),
+                             labels=origin_filter(origin))
         if route is not None and not window.requests:
             _check_route_known(store, route)
     findings = run_detectors(window)[:limit]

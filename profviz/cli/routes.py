@@ -14,7 +14,7 @@ from ..shapes.routes import load_json, request_entry, route_json
 from ..errors import ProfvizError
 from ..routes import parse_duration as parse_duration_s
 from ..store import Store
-from .common import json_option, open_cli_store, printed_json_or_nothing, store_option
+from .common import json_option, open_cli_store, origin_filter, origin_options, printed_json_or_nothing, store_option
 
 
 class UsageError(ProfvizError):
@@ -55,8 +55,9 @@ def _when(ns: int) -> str:
               help="rows: exact percentiles from every request; sketches: merged latency sketches (within 1%, fast "
                    "over any number of requests, no queue percentiles); auto: sketches over more than "
                    f"{EXACT_LIMIT:,} requests.")
+@origin_options
 def routes_command(store_path: str | None, as_json: bool, since: str | None, latency: str | None, by_load: bool,
-                   route: str | None, method: str | None, source: str) -> None:
+                   route: str | None, method: str | None, source: str, **origin: str | None) -> None:
     """Per route: count, requests/s, error rate, P50/P90/P95/P99 and max latency, and the P95 of
     the time queued before the app where a proxy stamped it.
 
@@ -67,16 +68,19 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None, lat
     """
     store = open_cli_store(store_path)
     since_ns = _since_ns(since)
+    labels = origin_filter(origin)
     if not by_load and (route is not None or method is not None):
         raise UsageError("--route and --method go with --load; 'profviz requests --route R' lists one route's requests")
-    if not by_load and source != "rows":
+    if labels and source == "sketches":
+        raise UsageError("the latency sketches are kept per route only: drop --service/--host/--version/--env, or use --from rows")
+    if not by_load and source != "rows" and not labels:
         sketches = store.route_sketches(since_ns=since_ns)
         if source == "sketches" or sum(s.count for s in sketches) > EXACT_LIMIT:
             chosen = sketch_latency(sketches, latency)
             _print_routes([route_json(r) for r in route_table_from_sketches(sketches, None, chosen)], chosen, store, since,
                           as_json, " (from latency sketches: percentiles within 1%)")
             return
-    columns = store.request_columns(since_ns=since_ns)
+    columns = store.request_columns(since_ns=since_ns, labels=labels)
     latency = pick_latency(columns, latency)
     if by_load:
         _print_load(store, columns, latency, route, method.upper() if method else None, as_json, since)
@@ -160,13 +164,15 @@ def _print_load(store: Store, columns: dict, latency: str, route: str | None, me
 @click.option("--slowest", type=click.IntRange(min=1), default=None, metavar="N",
               help="The N slowest requests (by total latency: queue + app), slowest first.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Without --slowest: the latest N requests.")
+@origin_options
 def requests_command(
     store_path: str | None, as_json: bool, route: str | None, method: str | None, since: str | None,
-    slowest: int | None, limit: int,
+    slowest: int | None, limit: int, **origin: str | None,
 ) -> None:
     """List timed requests (oldest first, or the slowest first with --slowest); profile ids open with 'profviz show'."""
     store = open_cli_store(store_path)
-    rows = store.query_requests(since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit)
+    rows = store.query_requests(since_ns=_since_ns(since), route=route, method=method, slowest=slowest, limit=limit,
+                                labels=origin_filter(origin))
     if not rows and route is not None:
         _check_route_known(store, route)
     entries = [request_entry(r) for r in rows]

@@ -89,6 +89,14 @@ class BatchWriter:
             self._tuned_threads.add(threading.get_ident())
         return self._store
 
+    def flush_store(self, timeout_s: float) -> bool:
+        """Wait until what was written is stored (a collector's store sends it on); False on timeout."""
+        return True if self._store is None else self._store.flush(timeout_s)
+
+    def store_stats(self) -> dict:
+        """The store's counters when it sends batches to a collector (sent, queued, dropped); else empty."""
+        return {} if self._store is None else self._store.stats()
+
     def handle(self, items: list) -> None:
         """One writer wake-up: every request's row, and the profiles kept, in one batch."""
         refresh_wall_offset()  # once a batch: the offset requests beginning from now on take

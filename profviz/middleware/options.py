@@ -12,6 +12,7 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
+from ..model.origin import origin_labels
 from ..store import Store
 
 
@@ -59,6 +60,12 @@ class Options:
         ("X-Request-Start", "X-Queue-Start"), "headers a proxy stamps with the time it received the request (nginx: "
         'proxy_set_header X-Request-Start "t=${msec}"), for the time queued before the app; () to ignore them')
     labels: Mapping[str, Any] | None = _option(None, "stored with every request and profile")
+    service: str | None = _option(None, "the service's name, a label of every request and profile (default: OTEL_SERVICE_NAME, "
+                                        "or service.name in OTEL_RESOURCE_ATTRIBUTES)")
+    version: str | None = _option(None, "the app's version, a label to compare deploys by (default: service.version in "
+                                        "OTEL_RESOURCE_ATTRIBUTES)")
+    env: str | None = _option(None, "the environment (default: deployment.environment in OTEL_RESOURCE_ATTRIBUTES)")
+    host: str | None = _option(None, "the host's name (default: host.name in OTEL_RESOURCE_ATTRIBUTES, else this machine's)")
     enabled: bool = _option(True, "False: requests pass through untouched")
     drain_on_sigterm: bool = _option(
         True, "on SIGTERM, let requests in flight finish and store everything queued, then do what SIGTERM did "
@@ -85,7 +92,8 @@ class Options:
             raise ValueError(f"loop_block_ms must be above 0, got {self.loop_block_ms}")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
-        object.__setattr__(self, "labels", dict(self.labels or {}))
+        origin = origin_labels(service=self.service, host=self.host, version=self.version, env=self.env)
+        object.__setattr__(self, "labels", {**origin, **dict(self.labels or {})})
         if isinstance(self.queue_headers, str) or not all(isinstance(h, str) and h for h in self.queue_headers):
             raise ValueError(f"queue_headers must be a tuple of header names, got {self.queue_headers!r}")
         object.__setattr__(self, "queue_headers", tuple(self.queue_headers))

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import random
 import threading
+import time
 from typing import Any, Callable
 
 from ..collect.sampler import ON_CPU, StackSampler, process_sampler
@@ -28,6 +29,7 @@ from .request import HeaderFn, QueryFn, RequestInfo, thread_name
 from . import shutdown
 from .shutdown import IN_FLIGHT_WAIT_S, drain_on_sigterm, wait_until
 
+STORE_FLUSH_AT_EXIT_S = 10.0  # a collector's store: how long the last batches may take to send as the writer stops
 DEEP_HEADER = "X-Profviz-Deep"
 DEEP_PARAM = "profviz_deep"
 
@@ -267,7 +269,8 @@ class Recorder:
         """Write everything recorded so far, including the route aggregates; False on timeout."""
         if self.sampler is not None:
             self.writer.submit(FlushAggregates())
-        return self.writer.flush(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        return self.writer.flush(timeout_s) and self.batches.flush_store(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Write everything, route aggregates included, and stop the writer thread (also done at interpreter exit)."""
@@ -288,8 +291,10 @@ class Recorder:
         self.writer.close()
 
     def _on_close(self) -> None:
-        """On the writer thread as it stops: the last aggregates and held requests; the drops no message counted yet."""
+        """On the writer thread as it stops: the last aggregates and held requests, sent on when the
+        store is a collector's; the drops no message counted yet."""
         self.batches.flush_aggregates(force=True)
+        self.batches.flush_store(STORE_FLUSH_AT_EXIT_S)
         dropped = self.writer.dropped
         if dropped > self._drops_logged:
             self._drops_logged = dropped
@@ -323,4 +328,5 @@ class Recorder:
                 "interval_ms": round(sampler.interval_ns / 1e6, 3),
             },
             "loops": [] if sampler is None else [watch.health for watch in list(sampler.tasks.loops.values())],
+            "store": self.batches.store_stats(),
         }

@@ -76,6 +76,15 @@ class Store(ABC):
         where no reader finds them); False for a store that is not a file."""
         return False
 
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until writes made so far are stored (a store that sends them elsewhere); False when
+        ``timeout_s`` passed first. Writes to a database are stored when their call returns."""
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of a store that sends its writes elsewhere (sent, queued, dropped); empty otherwise."""
+        return {}
+
     @abstractmethod
     def relax_durability(self) -> None:
         """Let the calling thread's commits skip waiting for the disk: a power cut (not a crash)
@@ -145,10 +154,11 @@ class Store(ABC):
     def query_requests(
         self, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
         method: str | None = None, slowest: int | None = None, limit: int | None = None, with_profile: bool = False,
-        latency: str = "total",
+        latency: str = "total", labels: dict[str, str] | None = None,
     ) -> list[RequestRow]:
         """Requests started in [since_ns, until_ns), oldest first (at most the newest ``limit``);
-        or the ``slowest`` N by ``latency`` (``total``: queue + app, or ``app``), slowest first."""
+        or the ``slowest`` N by ``latency`` (``total``: queue + app, or ``app``), slowest first.
+        ``labels``: only requests with these origin labels (:data:`profviz.model.origin.ORIGIN_KEYS`)."""
 
     @abstractmethod
     def request_by_id(self, request_id: int) -> RequestRow:
@@ -157,10 +167,10 @@ class Store(ABC):
     @abstractmethod
     def request_columns(
         self, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
-        method: str | None = None,
+        method: str | None = None, labels: dict[str, str] | None = None,
     ) -> dict[str, list[Any]]:
         """Columns :data:`REQUEST_COLUMN_NAMES` of the requests in a window, oldest first
-        (``capacity``: the request's ``capacity`` label, else None)."""
+        (``capacity``: the request's ``capacity`` label, else None); ``labels`` as :meth:`query_requests`."""
 
     @abstractmethod
     def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:

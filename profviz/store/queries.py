@@ -4,9 +4,10 @@ reading requests and spans by window, and turning their rows into model objects 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..model import REQUEST_FIELDS, RequestRow, Span
+from ..model.origin import ORIGIN_KEYS
 from .spans import bounded_name, bounded_thread_name, stored_attributes
 
 REQUEST_COLUMNS = ("id", *REQUEST_FIELDS)
@@ -16,9 +17,26 @@ SPAN_COLUMNS = (
 )
 
 
-def request_where(since_ns: int | None, until_ns: int | None, route: str | None, method: str | None) -> tuple[list[str], list[Any]]:
+LabelSql = Callable[[str], tuple[str, Any]]
+
+
+def sqlite_label(key: str) -> tuple[str, Any]:
+    """SQLite's expression (and its parameter) for a request's label ``key``."""
+    return "json_extract(labels, ?)", f'$."{key}"'
+
+
+def request_where(since_ns: int | None, until_ns: int | None, route: str | None, method: str | None,
+                  labels: Mapping[str, str] | None = None, label_sql: LabelSql = sqlite_label) -> tuple[list[str], list[Any]]:
+    """The conditions (``?`` placeholders) and parameters of a request window; ``labels``: each of
+    these labels has this value (``label_sql`` gives the backend's expression for a label)."""
     where: list[str] = []
     params: list[Any] = []
+    for key, value in sorted((labels or {}).items()):
+        if key not in ORIGIN_KEYS:
+            raise ValueError(f"requests are filtered by {', '.join(ORIGIN_KEYS)}, not {key!r}")
+        expression, param = label_sql(key)
+        where.append(f"{expression} = ?")
+        params.extend((param, str(value)))
     if since_ns is not None:
         where.append("start_ns >= ?")
         params.append(int(since_ns))
@@ -36,9 +54,10 @@ def request_where(since_ns: int | None, until_ns: int | None, route: str | None,
 
 def select_requests(*, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
                     method: str | None = None, slowest: int | None = None, limit: int | None = None,
-                    with_profile: bool = False, latency: str = "total", columns: str = ", ".join(REQUEST_COLUMNS)) -> tuple[str, list[Any]]:
+                    with_profile: bool = False, latency: str = "total", labels: Mapping[str, str] | None = None,
+                    columns: str = ", ".join(REQUEST_COLUMNS), label_sql: LabelSql = sqlite_label) -> tuple[str, list[Any]]:
     """The query of :meth:`~profviz.store.base.Store.query_requests`."""
-    where, params = request_where(since_ns, until_ns, route, method)
+    where, params = request_where(since_ns, until_ns, route, method, labels, label_sql)
     if with_profile:
         where.append("profile_id IS NOT NULL")
     sql = f"SELECT {columns} FROM requests"

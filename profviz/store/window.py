@@ -12,18 +12,19 @@ STALLS_KEPT = 200
 
 
 def load_window(store: Store, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
-                method: str | None = None, profiles_per_route: int = PROFILES_PER_ROUTE, explain: Explain | None = None) -> Window:
+                method: str | None = None, profiles_per_route: int = PROFILES_PER_ROUTE, explain: Explain | None = None,
+                labels: dict[str, str] | None = None) -> Window:
     """The requests started in [since_ns, until_ns) (of one route and method, if given; read as
     columns, their path left as their route), the statements and calls of their processes
     meanwhile (:meth:`Store.span_facts`), and per route at most ``profiles_per_route`` of their
     kept profiles: the slowest half, and the rest spread over the others; the event loop stalls
     of their processes meanwhile (the longest STALLS_KEPT). A profile that cannot be decoded is left out."""
     with gc_paused():
-        return _load_window(store, since_ns, until_ns, route, method, profiles_per_route, explain)
+        return _load_window(store, since_ns, until_ns, route, method, profiles_per_route, explain, labels)
 
 
-def _load_window(store: Store, since_ns, until_ns, route, method, profiles_per_route: int, explain) -> Window:
-    columns = store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+def _load_window(store: Store, since_ns, until_ns, route, method, profiles_per_route: int, explain, labels) -> Window:
+    columns = store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method, labels=labels)
     requests = [
         RequestRow(pid, tid, route_name, method_name, route_name, status, start, duration, cpu_ns=cpu or 0,
                    response_bytes=size or 0, error=error, profile_id=profile_id,

@@ -246,11 +246,12 @@ def request_columns(
     until_ns: int | None = None,
     route: str | None = None,
     method: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, list[Any]]:
     """:data:`~profviz.store.base.REQUEST_COLUMN_NAMES` of the requests in a window, oldest first."""
     materialize_requests(store)
     names = REQUEST_COLUMN_NAMES
-    where, params = request_where(since_ns, until_ns, route, method)
+    where, params = request_where(since_ns, until_ns, route, method, labels)
     select = ", ".join(names[:-1]) + ", json_extract(labels, '$.capacity') AS capacity"
     sql = f"SELECT {select} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
     rows = store.read(sql, params)

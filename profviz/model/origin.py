@@ -1,0 +1,41 @@
+"""Where data came from: the ``service``, ``host``, ``version`` and ``env`` labels every request,
+profile and span carries in a fleet, with the defaults OpenTelemetry users already set."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import unquote
+
+ORIGIN_KEYS = ("service", "host", "version", "env")
+_RESOURCE_KEYS = {"service.name": "service", "host.name": "host", "service.version": "version",
+                  "deployment.environment.name": "env", "deployment.environment": "env"}
+
+
+def resource_attributes(text: str | None = None) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,key=value``, values percent-encoded) as a dict."""
+    text = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "") if text is None else text
+    found = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            found[key.strip()] = unquote(value.strip())
+    return found
+
+
+def origin_labels(*, service: str | None = None, host: str | None = None, version: str | None = None,
+                  env: str | None = None) -> dict[str, str]:
+    """The origin labels: each one given, else from ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``
+    (``service.name``, ``host.name``, ``service.version``, ``deployment.environment[.name]``); ``host``
+    defaults to this machine's name. Labels without a value are left out."""
+    found: dict[str, str] = {}
+    for key, value in resource_attributes().items():
+        if key in _RESOURCE_KEYS and value and _RESOURCE_KEYS[key] not in found:
+            found[_RESOURCE_KEYS[key]] = value
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        found["service"] = os.environ["OTEL_SERVICE_NAME"]
+    found.setdefault("host", socket.gethostname())
+    for key, value in (("service", service), ("host", host), ("version", version), ("env", env)):
+        if value:
+            found[key] = str(value)
+    return {key: found[key] for key in ORIGIN_KEYS if found.get(key)}
