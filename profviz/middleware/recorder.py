@@ -294,7 +294,11 @@ class Recorder:
         """On the writer thread as it stops: the last aggregates and held requests, sent on when the
         store is a collector's; the drops no message counted yet."""
         self.batches.flush_aggregates(force=True)
-        self.batches.flush_store(STORE_FLUSH_AT_EXIT_S)
+        if not self.batches.flush_store(STORE_FLUSH_AT_EXIT_S):
+            unsent = self.batches.store_stats()
+            logger.warning("profviz: %d requests were not sent to the collector before the writer stopped (%d dropped before, "
+                           "as its buffer was full); last error: %s", unsent.get("requests_queued", 0),
+                           unsent.get("requests_dropped", 0), unsent.get("last_error"))
         dropped = self.writer.dropped
         if dropped > self._drops_logged:
             self._drops_logged = dropped

@@ -23,7 +23,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, NoReturn, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ...model import Profile, RequestBatch, SharedStackProfile, Span
 from ..base import Store, StoreError
@@ -46,12 +46,22 @@ class _Entry:
 
 class HTTPStore(Store):
     """A write-only store that pushes to the collector at ``url`` (``https://host:port``; the token from
-    the URL's password, ``https://:TOKEN@host``, else ``$PROFVIZ_TOKEN``)."""
+    the URL's password, ``https://:TOKEN@host``, else ``$PROFVIZ_TOKEN``; the buffer's size from
+    ``?buffer_mb=N``, else ``buffer_bytes``)."""
 
     def __init__(self, url: str, *, token: str | None = None, buffer_bytes: int = DEFAULT_BUFFER_BYTES):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise StoreError(f"collector URL {url[:80]!r} is not http(s)://host:port: give the address 'profviz serve' prints")
+        for key, value in parse_qsl(parts.query):
+            if key != "buffer_mb":
+                raise StoreError(f"collector URL parameter {key[:40]!r} is unknown: the one parameter is buffer_mb")
+            try:
+                buffer_bytes = int(float(value) * 1024 * 1024)
+            except ValueError:
+                buffer_bytes = -1
+            if buffer_bytes <= 0:
+                raise StoreError(f"collector URL's buffer_mb={value[:20]!r} is not a positive number of megabytes")
         self.token = token or parts.password or os.environ.get("PROFVIZ_TOKEN") or None
         if not self.token:
             raise StoreError(f"collector {parts.scheme}://{parts.hostname}:{parts.port or ''} needs its access token: set PROFVIZ_TOKEN "
@@ -68,6 +78,8 @@ class HTTPStore(Store):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._inflight: _Entry | None = None  # being sent: not dropped meanwhile
+        self._hurry = False  # a flush asks the sender to retry now rather than after its backoff
         self._connection: http.client.HTTPConnection | None = None
         self._http_lock = threading.Lock()  # one request at a time on the connection
         self._last_notice = 0.0
@@ -132,7 +144,7 @@ class HTTPStore(Store):
                 self._queue.append(entry)
                 self._queued_bytes += len(entry.body)
                 while self._queued_bytes > self.buffer_bytes:
-                    oldest = next((e for e in self._queue if not e.keep), None)
+                    oldest = next((e for e in self._queue if not e.keep and e is not self._inflight), None)
                     if oldest is None:
                         break
                     self._queue.remove(oldest)
@@ -160,9 +172,10 @@ class HTTPStore(Store):
                     self._cond.wait()
                 if not self._queue:
                     return
-                entry = self._queue[0]
+                entry = self._inflight = self._queue[0]
             status, _, retry_after = self._post(entry)
             with self._cond:
+                self._inflight = None
                 if status == 200 or not _retryable(status):
                     if self._queue and self._queue[0] is entry:
                         self._queue.popleft()
@@ -180,8 +193,11 @@ class HTTPStore(Store):
                 self.counts["retries"] += 1
                 if self._closing:
                     return
-                self._cond.wait(retry_after or random.uniform(delay / 2, delay))
-                delay = min(delay * 2, MAX_RETRY_S)
+                retry_at = time.monotonic() + (retry_after or random.uniform(delay / 2, delay))
+                while not self._hurry and not self._closing and time.monotonic() < retry_at:
+                    self._cond.wait(retry_at - time.monotonic())  # new writes do not cut the wait short; a flush does
+                delay = FIRST_RETRY_S if self._hurry else min(delay * 2, MAX_RETRY_S)
+                self._hurry = False
 
     def _post(self, entry: _Entry) -> tuple[int, dict, float | None]:
         """(status, JSON answer, Retry-After seconds); status 0 when the collector could not be reached."""
@@ -229,6 +245,8 @@ class HTTPStore(Store):
         """Wait until every queued batch is sent (or refused); False when ``timeout_s`` passed first."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
+            self._hurry = True
+            self._cond.notify_all()
             while self._queue:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -238,7 +256,8 @@ class HTTPStore(Store):
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
-            return {**self.counts, "batches_queued": len(self._queue), "bytes_queued": self._queued_bytes, "last_error": self.last_error}
+            return {**self.counts, "batches_queued": len(self._queue), "requests_queued": sum(e.requests for e in self._queue),
+                    "bytes_queued": self._queued_bytes, "last_error": self.last_error}
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Send what is queued (for up to ``timeout_s``), then stop; what could not be sent is counted as dropped."""
