@@ -6,7 +6,9 @@ written as a middleware writes them (batches of 5,000, moved into ``requests`` a
 the next read), then times, each the best of ``--repeat``: ``Store.route_sketches`` over the
 whole store and over one day, the route table from them, and the whole ``profviz routes --from
 sketches`` command (a process: its start included); and ``profviz routes --from rows`` over a
-1M-request day for comparison. Usage: ``python bench/sketch_routes.py [--requests 10000000]``.
+1M-request day for comparison. ``--postgres``: the same against a PostgreSQL store, in a throwaway
+cluster started for the run (tests/postgres_cluster.py). Usage: ``python bench/sketch_routes.py
+[--requests 10000000] [--postgres]``.
 """
 
 from __future__ import annotations
@@ -63,12 +65,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--postgres", action="store_true", help="a PostgreSQL store in a throwaway cluster")
     args = parser.parse_args()
-    path = os.path.join(tempfile.mkdtemp(prefix="profviz-bench-sketch-"), "store.db")
+    if not args.postgres:
+        run(os.path.join(tempfile.mkdtemp(prefix="profviz-bench-sketch-"), "store.db"), args)
+        return
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.postgres_cluster import create_database, start_cluster, stop_cluster
+
+    cluster = start_cluster()
+    try:
+        run(create_database(cluster, "bench"), args)
+    finally:
+        stop_cluster(cluster)
+
+
+def run(path: str, args: argparse.Namespace) -> None:
     filled = fill(path, args.requests)
-    print(f"stored {args.requests:,} requests of {len(ROUTES)} routes over a week in {filled:.0f} s "
-          f"({args.requests / filled:,.0f} a second, sketching included); store {os.path.getsize(path) / 1e9:.2f} GB")
     store = open_store(path)
+    size = (os.path.getsize(path) if "://" not in path else store.fetch("SELECT pg_database_size(current_database())")[0][0]) / 1e9
+    print(f"stored {args.requests:,} requests of {len(ROUTES)} routes over a week in {filled:.0f} s "
+          f"({args.requests / filled:,.0f} a second, sketching included) in {type(store).__name__}; store {size:.2f} GB")
     whole, sketches = best(args.repeat, lambda: store.route_sketches())
     day_start = T0 + 3 * 86400 * 10**9 + 1234 * 10**9
     day, _ = best(args.repeat, lambda: store.route_sketches(since_ns=day_start, until_ns=day_start + 86400 * 10**9))

@@ -113,6 +113,8 @@ def emitted_routes(tmp_path_factory) -> dict[str, dict]:
     client = create_app(store).test_client()
     urls = {
         "routes": "/api/routes",
+        "routes_origins": "/api/routes/origins",
+        "routes_host_filtered": "/api/routes?host=web-1&version=1.4",
         "routes_latency": "/api/routes/latency?route=/checkout&bins=8&bucket_s=2",
         "routes_utilisation": "/api/routes/utilisation?bucket_s=2",
         "routes_load": "/api/routes/load",

@@ -540,3 +540,5 @@ def test_requests_are_filtered_by_their_origin_labels(backend):
     assert store.request_columns(labels={"host": "<script>'"})["id"] == []
     with pytest.raises(ValueError, match="not 'team'"):
         store.query_requests(labels={"team": "x"})
+    assert store.origin_values() == {"host": ["a", "b", "c"], "service": ["shop"], "version": ["1.4", "1.5"]}
+    assert store.origin_values(since_ns=T0 + 30 * 1_000_000)["version"] == ["1.5"]

@@ -302,3 +302,41 @@ def test_queue_times_give_total_latency_by_default_and_the_switch_shows_the_apps
         first = table_rows(page, "#route-requests")[0]
         assert shown_ms(first[request_headers.index("Total")], 135) and shown_ms(first[request_headers.index("App")], 40)
     store.close()
+
+
+def test_the_origin_filter_narrows_every_panel_and_shows_hostile_labels_as_text(tmp_path, page):
+    """Requests of two hosts (one named with markup) and two versions: the routes page offers a
+    select per label, picking a host narrows the route table and is kept in the URL and in the
+    links to a route's page, whose figures count that host's requests only."""
+    from profviz.model import RequestRow
+
+    hostile = "<img src=x onerror=window.__pwned='host'>"
+    store = open_store(tmp_path / "o.db")
+    start = 1_764_000_000 * 10**9
+    ms = 1_000_000
+    rows = [RequestRow(1, 2, "/pay" if i % 4 else "/cart", "GET", "/pay", 200, start + i * 50 * ms, (20 + i % 7) * ms,
+                       labels={"host": "web-1" if i % 2 else hostile, "version": "1.4" if i < 60 else "1.5"}) for i in range(100)]
+    store.insert_requests(rows)
+    with running_server(store) as url:
+        page.goto(f"{url}/routes?w=all")
+        page.wait_for_selector("#route-table[data-rows]")
+        page.wait_for_selector("#origin-host")
+        options = page.eval_on_selector_all("#origin-host option", "os => os.map(o => o.textContent)")
+        assert options == ["all hosts", hostile, "web-1"]
+        assert page.eval_on_selector_all("#routes-origin img", "imgs => imgs.length") == 0
+        assert page.evaluate("() => window.__pwned") is None
+        counts = {r[0]: r for r in table_rows(page, "#route-table")}
+        page.select_option("#origin-host", "web-1")
+        page.wait_for_function("() => new URL(location.href).searchParams.get('host') === 'web-1'")
+        page.wait_for_function("() => [...document.querySelectorAll('#route-table tbody tr')].length === 1")
+        (row,) = table_rows(page, "#route-table")
+        headers = page.eval_on_selector_all("#route-table thead th", "ths => ths.map(t => t.textContent.replace(/ [▲▼]$/, \"\"))")
+        assert row[headers.index("Route")] == "/pay" and row[headers.index("Requests")] == "50", (row, counts)
+        page.select_option("#origin-version", "1.5")
+        page.wait_for_function("() => new URL(location.href).searchParams.get('version') === '1.5'")
+        page.wait_for_function("() => document.querySelector('#route-table tbody tr td:nth-child(3)').textContent.trim() === '20'")
+        page.click("#route-table tbody tr a")
+        page.wait_for_selector("#route-requests[data-rows]")
+        assert "host=web-1" in page.url and "version=1.5" in page.url
+        assert page.inner_text("[data-stat='requests'] .stat-value").strip() == "20"
+    store.close()

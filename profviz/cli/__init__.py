@@ -31,9 +31,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import attach, demo, findings, formats, profiles, routes, serve, spans
+    from . import attach, demo, findings, formats, profiles, routes, serve, spans, versions
 
-    for module in (profiles, attach, routes, findings, formats, serve, spans, demo):
+    for module in (profiles, attach, routes, versions, findings, formats, serve, spans, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

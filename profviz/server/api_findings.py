@@ -15,7 +15,7 @@ from ..shapes.findings import findings_json
 from ..store.window import load_window
 from .api_routes import _window
 from .context import server_context
-from .params import int_param
+from .params import int_param, origin_param
 
 bp = Blueprint("findings_api", __name__)
 
@@ -29,7 +29,9 @@ def findings():
     limit = int_param(request.args, "limit", 50, low=1, high=500)
     context = server_context()
     store = context.store
-    key = ("findings", since_ns, until_ns, route, method, store.latest_request_ns(), store.newest_span_id())
+    labels = origin_param()
+    key = ("findings", since_ns, until_ns, route, method, tuple(sorted((labels or {}).items())), store.latest_request_ns(),
+           store.newest_span_id())
 
     def compute() -> tuple[list, int, list[str]]:
         explain, notes, close = sqlite_explainer(), [], None
@@ -41,7 +43,8 @@ def findings():
             except ExplainUnavailable as exc:
                 notes.append(f"{exc}; findings without PostgreSQL plans")
         try:
-            window = load_window(store, since_ns=since_ns, until_ns=until_ns, route=route, method=method, explain=explain)
+            window = load_window(store, since_ns=since_ns, until_ns=until_ns, route=route, method=method, explain=explain,
+                                 labels=labels)
             return run_detectors(window), len(window.requests), notes
         finally:
             if close is not None:

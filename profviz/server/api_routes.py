@@ -2,7 +2,8 @@
 
 Every endpoint reads the store's ``requests`` table (written by the WSGI middleware) over a time
 window given by ``since`` (a duration back from now: ``30s``, ``15m``, ``2h``) or ``since_ns`` /
-``until_ns`` (epoch ns); without them, all requests. Statistics come from the pure functions of
+``until_ns`` (epoch ns); without them, all requests. ``service``, ``host``, ``version`` and ``env``
+keep the requests with those origin labels. Statistics come from the pure functions of
 :mod:`profviz.analysis.routes`. Times in responses are epoch seconds (``start``, ``t``) and
 milliseconds (latencies).
 """
@@ -26,7 +27,7 @@ from ..shapes.routes import (
 )
 from ..store import ProfileNotFound, RequestNotFound
 from .context import server_context
-from .params import bad, float_param, int_param
+from .params import bad, float_param, int_param, origin_param
 
 bp = Blueprint("routes_api", __name__)
 MAX_TAIL_PROFILES = 200
@@ -84,7 +85,7 @@ def _auto_bucket(start_ns: int, end_ns: int, points: int = 60) -> float:
 @bp.get("/api/routes")
 def routes():
     since_ns, until_ns = _window()
-    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns)
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns, labels=origin_param())
     latency = _latency(columns)
     if not columns["id"]:
         return jsonify({"window": None, "routes": [], "latency": latency, "queue_known": False})
@@ -96,12 +97,19 @@ def routes():
     })
 
 
+@bp.get("/api/routes/origins")
+def route_origins():
+    """The values of each origin label (service, host, version, env) among the window's requests, for the filters."""
+    since_ns, until_ns = _window()
+    return jsonify({"origins": server_context().store.origin_values(since_ns=since_ns, until_ns=until_ns)})
+
+
 @bp.get("/api/routes/latency")
 def route_latency():
     """One route's latency histogram and latency-over-time series."""
     since_ns, until_ns = _window()
     route, method = _route()
-    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method, labels=origin_param())
     if not columns["id"]:
         raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
     first, last = _span(columns, since_ns, until_ns)
@@ -121,7 +129,7 @@ def route_latency():
 def utilisation():
     """Busy worker threads over capacity, per time bucket, for all routes."""
     since_ns, until_ns = _window()
-    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns)
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns, labels=origin_param())
     capacity = int_param(request.args, "capacity", None, low=1, high=100_000)
     if not columns["id"]:
         return jsonify({"capacity": capacity or 0, "capacity_source": "none", "bucket_s": None, "series": []})
@@ -137,7 +145,7 @@ def route_load():
     """Latency against load: percentiles by utilisation at arrival and by throughput, the knee and
     the headroom, for one route (``route``, ``method``) or, without ``route``, every request."""
     since_ns, until_ns = _window()
-    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns)
+    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns, labels=origin_param())
     route = request.args.get("route") or None
     method = (request.args.get("method") or "GET").upper() if route is not None else None
     if route is not None and route not in set(columns["route"]):
@@ -158,6 +166,7 @@ def requests_list():
     rows = server_context().store.query_requests(
         since_ns=since_ns, until_ns=until_ns, route=args.get("route") or None,
         method=args.get("method") or None, slowest=slowest, limit=None if slowest else limit, latency=latency,
+        labels=origin_param(),
     )
     return jsonify({"requests": [request_entry(r) for r in rows]})
 
@@ -189,7 +198,7 @@ def route_tail():
     since_ns, until_ns = _window()
     route, method = _route()
     store = server_context().store
-    columns = store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method)
+    columns = store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method, labels=origin_param())
     if not columns["id"]:
         raise NotFound(f"no {method} {route} requests in this window: pick a route from /api/routes")
     max_profiles = int_param(request.args, "max_profiles", 50, low=1, high=MAX_TAIL_PROFILES)

@@ -33,6 +33,25 @@ def int_param(args: Mapping[str, str], name: str, default: int | None, *, low: i
     return value
 
 
+MAX_LABEL_CHARS = 200
+
+
+def origin_param() -> dict[str, str] | None:
+    """The request's ``service``/``host``/``version``/``env`` parameters: the origin labels to keep (None: all)."""
+    from flask import request
+
+    from ..model.origin import ORIGIN_KEYS
+
+    chosen = {}
+    for key in ORIGIN_KEYS:
+        value = request.args.get(key)
+        if value:
+            if len(value) > MAX_LABEL_CHARS:
+                raise bad(key, f"at most {MAX_LABEL_CHARS} characters")
+            chosen[key] = value
+    return chosen or None
+
+
 def float_param(args: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
     raw = args.get(name)
     if raw is None or raw == "":

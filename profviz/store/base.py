@@ -180,6 +180,11 @@ class Store(ABC):
         merging them (:mod:`profviz.model.latency_sketch`), not from reading every request."""
 
     @abstractmethod
+    def origin_values(self, *, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, list[str]]:
+        """Per origin label (:data:`profviz.model.origin.ORIGIN_KEYS`), its distinct values among the
+        requests started in [since_ns, until_ns), sorted (labels no request has are left out)."""
+
+    @abstractmethod
     def latest_request_ns(self) -> int | None:
         """When the last stored request ended, or None when there is none."""
 

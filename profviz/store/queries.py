@@ -71,6 +71,28 @@ def select_requests(*, since_ns: int | None = None, until_ns: int | None = None,
     return sql + " ORDER BY start_ns, id", params
 
 
+def select_origins(since_ns: int | None, until_ns: int | None, label_sql: LabelSql = sqlite_label) -> tuple[str, list[Any]]:
+    """The distinct (service, host, version, env) of a window's requests."""
+    expressions, params = [], []
+    for key in ORIGIN_KEYS:
+        expression, param = label_sql(key)
+        expressions.append(expression)
+        params.append(param)
+    where, window = request_where(since_ns, until_ns, None, None)
+    return (f"SELECT DISTINCT {', '.join(expressions)} FROM requests" + (" WHERE " + " AND ".join(where) if where else ""),
+            params + window)
+
+
+def origins_of(rows: Iterable) -> dict[str, list[str]]:
+    """Rows of :func:`select_origins` as each label's sorted values."""
+    found: dict[str, set] = {key: set() for key in ORIGIN_KEYS}
+    for row in rows:
+        for key, value in zip(ORIGIN_KEYS, row):
+            if value is not None and value != "":
+                found[key].add(str(value))
+    return {key: sorted(values) for key, values in found.items() if values}
+
+
 def request_of(row: Mapping[str, Any]) -> RequestRow:
     """A stored request row (:data:`REQUEST_COLUMNS`, labels as JSON text) as a RequestRow."""
     data = dict(row)

@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import {
   parseRouteTable, parseRouteLatency, parseUtilisation, parseRequestList, parseRequestDetail, parseTail, parseLoadCurve,
   parseRoutesLocation, buildRoutesLocation, routeHref, routesHref, windowApiParams, epochNs, chartedRoutes,
+  parseOrigins, keepOrigin, withOrigin,
 } from "../js/model/routes.js";
 import { ApiShapeError } from "../js/model/api.js";
 import { checkTree, layoutFlame } from "../js/model/tree.js";
@@ -171,4 +172,20 @@ test("the latency chart draws the slowest routes, then the busiest", () => {
   const charted = chartedRoutes(routes, 6).map((r) => r.route);
   assert.deepEqual(charted.slice(0, 4), ["/r9", "/r8", "/r7", "/r6"], "the slowest, although the least busy");
   assert.deepEqual(charted.slice(4), ["/r0", "/r1"]);
+});
+
+
+test("origin filter: the labels the server lists, hostile values verbatim, carried by URLs and API parameters", () => {
+  const origins = parseOrigins(load("routes_origins"));
+  assert.deepEqual(origins, { host: ['<img src=x onerror=alert("host")>', "web-1"], version: ["1.4", "1.5"] });
+  assert.throws(() => parseOrigins({ origins: { host: [3] } }), ApiShapeError);
+  assert.deepEqual(parseRouteTable(load("routes_host_filtered")).routes.map((r) => r.route), ["/checkout"]);
+  const state = parseRoutesLocation("/routes", "?w=1h&host=web-1&version=1.5&team=x");
+  assert.deepEqual(state.window, { preset: "1h", origin: { host: "web-1", version: "1.5" } });
+  assert.equal(buildRoutesLocation(state), "/routes?w=1h&host=web-1&version=1.5");
+  assert.equal(windowApiParams(state.window).toString(), "since=1h&host=web-1&version=1.5");
+  assert.match(routeHref("/a", "GET", state.window), /host=web-1&version=1\.5/);
+  assert.deepEqual(keepOrigin({ preset: "5m" }, state.window), { preset: "5m", origin: { host: "web-1", version: "1.5" } });
+  assert.deepEqual(withOrigin(state.window, { host: "", version: "1.4" }), { preset: "1h", origin: { version: "1.4" } });
+  assert.deepEqual(withOrigin(state.window, {}), { preset: "1h" });
 });

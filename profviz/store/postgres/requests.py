@@ -173,12 +173,12 @@ def route_sketches(store: Database, *, since_ns: int | None = None, until_ns: in
     return route_sketches_of(store.read(f"SELECT {SKETCH_COLUMNS} FROM latency_sketches WHERE {where}", params))
 
 
-def _label(key: str) -> tuple[str, Any]:
+def label_sql(key: str) -> tuple[str, Any]:
     return "labels->>?", key
 
 
 def query_requests(store: Database, **window: Any) -> list[RequestRow]:
-    sql, params = select_requests(**window, columns=_SELECTED, label_sql=_label)
+    sql, params = select_requests(**window, columns=_SELECTED, label_sql=label_sql)
     return [request_of(row) for row in store.read(sql, params)]
 
 
@@ -192,7 +192,7 @@ def request_by_id(store: Database, request_id: int) -> RequestRow:
 def request_columns(store: Database, *, since_ns: int | None = None, until_ns: int | None = None, route: str | None = None,
                     method: str | None = None, labels: dict[str, str] | None = None) -> dict[str, list[Any]]:
     names = REQUEST_COLUMN_NAMES
-    where, params = request_where(since_ns, until_ns, route, method, labels, _label)
+    where, params = request_where(since_ns, until_ns, route, method, labels, label_sql)
     select = ", ".join(names[:-1]) + ", labels->'capacity' AS capacity"
     sql = f"SELECT {select} FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns, id"
     rows = store.read(sql, params)

@@ -16,6 +16,7 @@ from ...model.latency_sketch import RouteSketch
 from ..base import PROFILE_META_KEYS, ProfileNotFound, Store, StoreError
 from ..encoding import EncodingError, decode_profile
 from ..shared_stacks import decode_shared, is_shared
+from ..queries import origins_of, select_origins
 from ..sketch_rows import MINUTE_NS
 from ..summary import decode_meta, encode_profile
 from . import requests, spans
@@ -115,6 +116,9 @@ class PostgresStore(Database, Store):
 
     def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
         return requests.route_sketches(self, since_ns=since_ns, until_ns=until_ns)
+
+    def origin_values(self, *, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, list[str]]:
+        return origins_of(self.read(*select_origins(since_ns, until_ns, requests.label_sql)))
 
     def latest_request_ns(self) -> int | None:
         return requests.latest_request_ns(self)

@@ -113,6 +113,12 @@ export function parseRoutesLocation(pathname, search = "") {
     if (WINDOW_PRESETS.some((p) => p.id === w)) state.window = { preset: w };
     else problems.push(`ignored w=${String(w).slice(0, 20)}: expected one of ${WINDOW_PRESETS.map((p) => p.id).join(", ")}`);
   }
+  const origin = {};
+  for (const key of ORIGIN_KEYS) {
+    const value = params.get(key);
+    if (value) origin[key] = value.slice(0, MAX_LABEL_CHARS);
+  }
+  if (Object.keys(origin).length) state.window = { ...state.window, origin };
   Object.assign(state, parseSort(params.get("sort"), ROUTE_SORT_KEYS, "p95", problems, "sort"));
   const requests = parseSort(params.get("rsort"), REQUEST_SORT_KEYS, "duration", problems, "rsort");
   state.requestSort = requests.sort;
@@ -138,7 +144,44 @@ function windowQuery(window, params) {
     params.set("from", String(Number(window.from.toFixed(3))));
     params.set("to", String(Number(window.to.toFixed(3))));
   } else if (window && window.preset && window.preset !== "all") params.set("w", window.preset);
+  return originParams(window, params);
+}
+
+/** The origin labels a fleet's requests carry, filterable on every routes view (`window.origin`). */
+export const ORIGIN_KEYS = ["service", "host", "version", "env"];
+const MAX_LABEL_CHARS = 200;
+
+function originParams(window, params) {
+  const origin = (window && window.origin) || {};
+  for (const key of ORIGIN_KEYS) if (origin[key]) params.set(key, origin[key]);
   return params;
+}
+
+/** `next` window with the origin filter of `current` kept, unless `next` sets its own. */
+export function keepOrigin(next, current) {
+  return current && current.origin && next && !("origin" in next) ? { ...next, origin: current.origin } : next;
+}
+
+/** `window` with its origin filter set to `origin` (keys with an empty value dropped; none left: no filter). */
+export function withOrigin(window, origin) {
+  const kept = {};
+  for (const key of ORIGIN_KEYS) if (origin && origin[key]) kept[key] = String(origin[key]).slice(0, MAX_LABEL_CHARS);
+  const { origin: _dropped, ...rest } = window || { preset: "all" };
+  return Object.keys(kept).length ? { ...rest, origin: kept } : rest;
+}
+
+/** GET /api/routes/origins -> { service: [value], host: [...], ... } (labels without values left out). */
+export function parseOrigins(json) {
+  const where = "origins";
+  need(json && json.origins && typeof json.origins === "object", where, "origins is not an object");
+  const out = {};
+  for (const key of ORIGIN_KEYS) {
+    if (json.origins[key] === undefined) continue;
+    const values = arr(json.origins, key, where);
+    need(values.every((v) => typeof v === "string"), where, `${key} holds a value that is not a string`);
+    out[key] = values;
+  }
+  return out;
 }
 
 /** The address of a routes page state (defaults left out). */
@@ -188,7 +231,7 @@ export function windowApiParams(window, params = new URLSearchParams()) {
     const preset = WINDOW_PRESETS.find((p) => window && p.id === window.preset);
     if (preset && preset.since) params.set("since", preset.since);
   }
-  return params;
+  return originParams(window, params);
 }
 
 function latencyOf(json, where) {

@@ -11,7 +11,7 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   parseRoutesLocation, buildRoutesLocation, routesHref, routeHref, windowApiParams, parseRouteTable, parseRouteLatency,
-  parseRequestList, parseTail, autoBucket, latencyApiParams, parseLoadCurve,
+  parseRequestList, parseTail, autoBucket, latencyApiParams, parseLoadCurve, keepOrigin,
 } from "../model/routes.js";
 import { diffColor } from "../model/colors.js";
 import { displayText, formatCount, formatDuration, formatPercent, shortFile } from "../model/format.js";
@@ -116,6 +116,7 @@ class RoutePage {
   }
 
   setState(patch) {
+    if ("window" in patch) patch = { ...patch, window: keepOrigin(patch.window, this.state.window) };
     const reload = ("window" in patch && JSON.stringify(patch.window) !== JSON.stringify(this.state.window))
       || ("latency" in patch && patch.latency !== this.state.latency);
     Object.assign(this.state, patch);

@@ -5,13 +5,14 @@
  * capacity), and the slowest requests. Clicking a route opens its page (views/route.js);
  * a request with a kept profile links to its flame graph.
  *
- * Also the pieces the route page shares: the window bar and the requests table.
+ * Also the pieces the route page shares: the window bar, the origin filter (service, host,
+ * version, env of a fleet's requests) and the requests table.
  */
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   WINDOW_PRESETS, parseRoutesLocation, buildRoutesLocation, routeHref, windowApiParams, parseRouteTable,
   parseRouteLatency, parseUtilisation, parseRequestList, autoBucket, latencyApiParams, parseLoadCurve,
-  chartedRoutes,
+  chartedRoutes, ORIGIN_KEYS, keepOrigin, withOrigin, parseOrigins,
 } from "../model/routes.js";
 import { displayText, formatCount, formatDateTime, formatPercent } from "../model/format.js";
 import { h, clear, append } from "../ui/dom.js";
@@ -29,6 +30,35 @@ const TOP_ROUTES_CHARTED = 6;
 /** "09:12:03" or, across days, "2026-11-28 09:12:03" for an epoch-seconds window edge. */
 function windowEdge(seconds) {
   return formatDateTime(seconds);
+}
+
+/**
+ * The origin filter: a select per label that has more than one value in the window (or is
+ * filtered already), "all" first. `onChange(origin)` gets the new filter.
+ */
+export function originBar(values, current, onChange) {
+  const chosen = { ...(current || {}) };
+  const shown = ORIGIN_KEYS.filter((key) => (values[key] || []).length > 1 || chosen[key]);
+  if (!shown.length) return h("span", { class: "origin-filter empty" });
+  return h("div", { class: "origin-filter", role: "group", aria: { label: "Filter by origin" } }, shown.map((key) => {
+    const options = [...new Set([...(values[key] || []), ...(chosen[key] ? [chosen[key]] : [])])];
+    const select = h("select", { id: `origin-${key}`, aria: { label: `Only requests of this ${key}` } },
+      h("option", { value: "" }, `all ${key === "env" ? "envs" : key + "s"}`),
+      options.map((value) => h("option", { value }, displayText(value))));
+    select.value = chosen[key] || "";
+    select.addEventListener("change", () => onChange({ ...chosen, [key]: select.value }));
+    return h("label", { class: "origin-choice" }, `${key} `, select);
+  }));
+}
+
+/** The distinct origin labels of `window`'s requests (not narrowed by its own origin filter), into `host`. */
+export function loadOriginBar(host, slot, window, onChange) {
+  const params = windowApiParams(withOrigin(window, null));
+  return slot.run((signal) => getJSON(apiUrl("/routes/origins", params), { signal, fresh: true }).then((json) => {
+    clear(host).appendChild(originBar(parseOrigins(json), window && window.origin, onChange));
+  })).catch((err) => {
+    if (!isAbort(err)) clear(host).appendChild(h("span", { class: "hint" }, `Could not load the origin labels: ${err.message}`));
+  });
 }
 
 /**
@@ -124,6 +154,8 @@ class RoutesPage {
     document.title = "profviz: routes";
     this.windowHost = h("div", { class: "routes-window-host" });
     this.latencyHost = h("div", { class: "latency-host" });
+    this.originHost = h("div", { class: "origin-host", id: "routes-origin" });
+    this.originSlot = new RequestSlot();
     this.summary = h("p", { class: "routes-summary", id: "routes-summary" }, "Loading requests\u2026");
     this.tableBox = h("div", { class: "table-wrap", id: "route-table" });
     this.latencyBox = h("div", { class: "chart-panel", id: "routes-latency" });
@@ -136,7 +168,7 @@ class RoutesPage {
     this.findingsBox = h("div", { class: "findings", id: "routes-findings" }, h("span", { class: "hint" }, "Looking for bottlenecks\u2026"));
     this.findingsSlot = new RequestSlot();
     root.appendChild(h("section", { class: "routes-page" },
-      h("header", { class: "routes-head" }, h("h1", {}, "Routes"), this.windowHost, this.latencyHost),
+      h("header", { class: "routes-head" }, h("h1", {}, "Routes"), this.windowHost, this.originHost, this.latencyHost),
       this.summary,
       h("div", { class: "panel findings-panel" }, h("h2", {}, "What to fix first: the top finding of each route"), this.findingsBox),
       this.tableBox,
@@ -164,6 +196,7 @@ class RoutesPage {
   unmount() {
     this.slot.cancel();
     this.findingsSlot.cancel();
+    this.originSlot.cancel();
     for (const stop of this.stopResize) stop();
   }
 
@@ -181,6 +214,7 @@ class RoutesPage {
   }
 
   setState(patch) {
+    if ("window" in patch) patch = { ...patch, window: keepOrigin(patch.window, this.state.window) };
     const reload = ("window" in patch && JSON.stringify(patch.window) !== JSON.stringify(this.state.window))
       || ("latency" in patch && patch.latency !== this.state.latency);
     Object.assign(this.state, patch);
@@ -205,6 +239,8 @@ class RoutesPage {
   load() {
     const params = this.apiParams();
     this.loadFindings();
+    loadOriginBar(this.originHost, this.originSlot, this.state.window,
+      (origin) => this.setState({ window: withOrigin(this.state.window, origin) }));
     this.tableBox.classList.add("loading");
     this.slot.run((signal) => getJSON(apiUrl("/routes", params), { signal, fresh: true }).then(async (json) => {
       this.table = parseRouteTable(json);
