@@ -4,7 +4,7 @@ fleet's or a week's percentiles come from adding counts, within a stated relativ
 The bins are ddsketch's logarithmic mapping (:data:`RELATIVE_ACCURACY`): a quantile read from a
 sketch is within that relative error of the value at the same rank. The library keeps the mapping
 and its guarantee; the counts are numpy arrays here (ddsketch's own stores and their protobuf
-decoding loop over bins in Python: 545 us to decode one sketch, docs/fleet-plan.md), so a sketch
+decoding loop over bins in Python: 545 us to decode one sketch, docs/fleet.md), so a sketch
 of a batch is built, merged and read vectorised. Quantiles use ddsketch's rank definition
 (``q * (count - 1)``, the lower bin), and tests check them against ddsketch's own on the same values.
 """
