@@ -8,6 +8,7 @@ import pty
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,7 +109,7 @@ def test_attach_truth_matches_the_targets_own_timings(target, tmp_path):
     whole = show(summary["profile_id"], store)
     assert whole["kind"] == "attach" and whole["pid"] == target.pid and whole["rate_hz"] == 100
     meta = open_store(store).profile_meta(summary["profile_id"])
-    assert meta["labels"] == {"case": "truth"} and "attach_truth.py" in meta["cmdline"]
+    assert meta["labels"] == {"case": "truth", "host": socket.gethostname()} and "attach_truth.py" in meta["cmdline"]
     start_ns = int(meta["start_ns"])
     end_ns = start_ns + int(meta["duration_ns"])
     expectations = {"cpu_sleeper": ({"burn_cpu"}, {"nap"}), "cpu_recv": ({"crunch"}, {"wait_reply"})}
@@ -532,3 +533,36 @@ def test_an_event_loop_waiting_in_its_selector_is_idle(tmp_path, loop):
     waits = stats["waits"]
     assert waits.get("event loop idle", 0.0) >= 0.7 * stats["wall_s"], (stats["wall_s"], waits)
     assert sum(s for reason, s in waits.items() if reason.startswith(("epoll", "poll/select"))) < 0.05 * stats["wall_s"], waits
+
+
+def test_record_into_postgresql_and_through_a_collector(tmp_path, postgres):
+    """``--store postgresql://...`` and ``--store http://:TOKEN@collector``: the profile is stored
+    there (through the collector's own store) and shows the target's threads and functions."""
+    from tests.postgres_cluster import PASSWORD, create_database, drop_database
+
+    url = create_database(postgres, "attach")
+    collector_store = tmp_path / "collector.db"
+    port = free_port()
+    collector = subprocess.Popen([*PROFVIZ, "serve", "--store", str(collector_store), "--port", str(port), "--token", "attach-token-1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert collector.stdout.readline().startswith("http://127.0.0.1:")
+        for store, read_from in ((url, url), (f"http://:attach-token-1@127.0.0.1:{port}", collector_store)):
+            result = profviz("record", "--json", "--", sys.executable, str(TRUTH_TARGET), str(tmp_path / "calls.json"), "1.5",
+                             store=store)
+            assert result.returncode == 0, result.stderr
+            assert PASSWORD not in result.stderr + result.stdout and "attach-token-1" not in result.stderr + result.stdout
+            view = show(last_json(result.stdout)["profile_id"], read_from)
+            assert {"cpu_sleeper", "cpu_recv"} <= {t["name"] for t in view["threads"]}
+            assert {"burn_cpu", "nap"} <= {f["function"] for f in view["functions"]}
+    finally:
+        collector.terminate()
+        collector.wait(timeout=30)
+        drop_database(postgres, url)
+
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -105,3 +105,48 @@ def test_delete(store_with_two):
     assert f"deleted profile {first}" in profviz("delete", str(first), store=path).stdout
     assert [e["id"] for e in json.loads(profviz("list", "--json", store=path).stdout)] == [second]
     assert profviz("delete", str(first), store=path, check=False).returncode != 0
+
+
+def old_and_new_requests(path) -> None:
+    import time
+
+    from profviz.model import RequestRow
+
+    now, day = time.time_ns(), 86_400 * 10**9
+    store = open_store(path)
+    store.insert_requests([RequestRow(1, 2, "/a", "GET", "/a", 200, now - (10 if i < 5 else 0) * day - i * 10**9, 1000)
+                           for i in range(8)])
+    store.close()
+
+
+def test_retain_deletes_what_is_older_than_the_duration(tmp_path):
+    path = tmp_path / "r.db"
+    old_and_new_requests(path)
+    answer = json.loads(profviz("retain", "7d", "--json", store=path).stdout)
+    assert answer["deleted"] == {"requests": 5, "spans": 0, "profiles": 0}
+    assert len(open_store(path).query_requests()) == 3
+    assert "deleted 0 requests" in profviz("retain", "7d", store=path).stdout
+    bad = profviz("retain", "soon", store=path, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("profviz: ")
+
+
+def test_serve_with_retain_deletes_old_data_when_it_starts(tmp_path):
+    import socket
+    import time
+
+    path = tmp_path / "r.db"
+    old_and_new_requests(path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["profviz", "serve", "--store", str(path), "--port", str(port), "--retain", "7d"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(open_store(path).query_requests()) != 3:
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert "retention: deleted 5 requests, 0 spans and 0 profiles older than 7 days" in err

@@ -340,3 +340,29 @@ def test_the_origin_filter_narrows_every_panel_and_shows_hostile_labels_as_text(
         assert "host=web-1" in page.url and "version=1.5" in page.url
         assert page.inner_text("[data-stat='requests'] .stat-value").strip() == "20"
     store.close()
+
+
+def test_the_route_page_compares_two_versions_and_names_what_the_deploy_made_slower(tmp_path, page):
+    """Version 1.5 of /checkout waits on a synchronous audit log that 1.4 did not have: choosing
+    "1.5's slow requests against 1.4's" shows both P95s and puts audit_log at the top of the diff."""
+    from tests.test_versions import fill
+
+    path = tmp_path / "v.db"
+    fill(path)
+    store = open_store(path)
+    with running_server(store) as url:
+        page.goto(f"{url}/routes/POST?route=/checkout")
+        page.wait_for_selector("#tail-headline")
+        page.wait_for_selector("#compare-versions")
+        page.select_option("#compare-versions", label="version 1.5's slow requests against 1.4's")
+        page.wait_for_selector("#versions-summary")
+        page.wait_for_function("() => document.querySelector('#tail-headline').textContent.includes('one of 1.5')")
+        assert "va=1.4" in page.url and "vb=1.5" in page.url
+        summary = page.inner_text("#versions-summary")
+        assert "P95 of version 1.4" in summary and "of 1.5" in summary and "+" in summary
+        top = table_rows(page, "#tail-frames")[0]
+        assert top[0] == "audit_log", top
+        page.reload()
+        page.wait_for_selector("#versions-summary")
+        assert page.eval_on_selector("#compare-versions", "s => s.value") == '["1.4","1.5"]'
+    store.close()

@@ -44,13 +44,19 @@ def compare_versions(columns_a: dict[str, list], columns_b: dict[str, list], lat
     return sorted(rows, key=order)
 
 
-def slow_profiled(columns: dict[str, list], route: str, method: str, latency: str = "app",
-                  percentile: float = TAIL_PERCENTILE, limit: int = 50) -> list[int]:
-    """The profile ids of the route's requests at or above its ``percentile`` of ``latency``, slowest first."""
+def slow_requests(columns: dict[str, list], route: str, method: str, latency: str = "app",
+                  percentile: float = TAIL_PERCENTILE) -> list[tuple[int, int | None]]:
+    """(latency ns, profile id or None) of the route's requests at or above its ``percentile`` of ``latency``, slowest first."""
     chosen = [i for i, (r, m) in enumerate(zip(columns["route"], columns["method"])) if r == route and m == method]
     if not chosen:
         return []
     values = latency_ns(columns, latency)[np.asarray(chosen)]
     threshold = float(np.percentile(values, percentile))
-    slow = sorted((int(v), columns["profile_id"][i]) for i, v in zip(chosen, values.tolist()) if v >= threshold and columns["profile_id"][i])
-    return [profile_id for _, profile_id in reversed(slow)][:limit]
+    slow = [(int(v), columns["profile_id"][i]) for i, v in zip(chosen, values.tolist()) if v >= threshold]
+    return sorted(slow, key=lambda item: -item[0])
+
+
+def slow_profiled(columns: dict[str, list], route: str, method: str, latency: str = "app",
+                  percentile: float = TAIL_PERCENTILE, limit: int = 50) -> list[int]:
+    """The profile ids of :func:`slow_requests` that kept one, slowest first, at most ``limit``."""
+    return [profile_id for _, profile_id in slow_requests(columns, route, method, latency, percentile) if profile_id][:limit]

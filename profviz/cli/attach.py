@@ -26,6 +26,7 @@ import click
 from ..collect.attach import AttachOptions, AttachResult, Progress, collect
 from ..collect.pyspy import PySpyError, check_pyspy
 from ..errors import ProfvizError
+from ..model.origin import origin_labels
 from ..store import Store, open_store
 from .common import isatty_stderr, json_option, notice, store_option
 
@@ -156,7 +157,7 @@ def _save_and_report(store: Store, result: AttachResult, what: str, as_json: boo
 
 def _options(duration, rate, native, subprocesses, nonblocking, labels, kind) -> AttachOptions:
     return AttachOptions(rate_hz=rate, duration_s=duration, native=native, subprocesses=subprocesses,
-                         nonblocking=nonblocking, labels=dict(labels), kind=kind)
+                         nonblocking=nonblocking, labels={**origin_labels(), **dict(labels)}, kind=kind)
 
 
 @click.command("attach")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 import webbrowser
 
 import click
 
+from ..errors import ProfvizError
 from ..store import Store, open_store
 from .common import notice, open_cli_store, stop_on_signals, store_option
 
@@ -27,6 +29,34 @@ def access_token_for(host: str, token: str | None) -> str | None:
     return token
 
 
+RETAIN_EVERY_S = 3600.0
+
+
+class Retention:
+    """Deletes what is older than ``keep_s`` from ``store`` now and every ``every_s`` (a daemon thread)."""
+
+    def __init__(self, store: Store, keep_s: float, every_s: float = RETAIN_EVERY_S):
+        self.store, self.keep_s, self.every_s = store, keep_s, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="profviz-retention", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                gone = self.store.retain(time.time_ns() - int(self.keep_s * 1e9))
+                if any(gone.values()):
+                    notice(f"retention: deleted {gone['requests']} requests, {gone['spans']} spans and {gone['profiles']} profiles "
+                           f"older than {self.keep_s / 86400:g} days")
+            except ProfvizError as exc:
+                notice(f"retention failed ({exc}); trying again in {self.every_s / 60:g} min")
+            if self._stop.wait(self.every_s):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def serve(
     store: Store,
     *,
@@ -35,8 +65,10 @@ def serve(
     token: str | None = None,
     open_path: str | None = None,
     open_browser: bool = False,
+    retain_s: float | None = None,
 ) -> None:
-    """Serve until interrupted. A non-loopback ``host`` without ``token`` gets a generated one.
+    """Serve until interrupted. A non-loopback ``host`` without ``token`` gets a generated one;
+    ``retain_s``: keep that much data, deleting what is older every hour.
 
     Prints the URL (with ``?token=`` when a token is needed) on stdout; notices on stderr.
     """
@@ -47,6 +79,7 @@ def serve(
 
     app = create_app(store, token=token, host=host)
     server = RunningServer(app, host, port)
+    retention = Retention(store, retain_s) if retain_s else None
     path = (open_path or "/").lstrip("/")
     url = server.url + path + (f"?token={token}" if token else "")
     try:
@@ -58,6 +91,8 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
+        if retention is not None:
+            retention.stop()
         server.close()
     notice("stopped")
 
@@ -80,10 +115,17 @@ def serve_profile(store: Store | str | None, profile_id: int, open_browser: bool
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port; 0 picks a free one.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
 @click.option("--token", envvar="PROFVIZ_TOKEN", default=None,
-              help="Access token every request must carry (generated when --host is not loopback and none is given).")
-def serve_command(store_path: str | None, host: str, port: int, open_browser: bool, token: str | None) -> None:
-    """Serve the profile browser UI and its JSON API (127.0.0.1 only by default)."""
-    serve(open_cli_store(store_path), host=host, port=port, token=token, open_browser=open_browser)
+              help="Access token every request must carry (generated when --host is not loopback and none is given). "
+                   "Needed for pushes from apps (POST /v1/ingest), even on 127.0.0.1.")
+@click.option("--retain", "retain", default=None, metavar="DURATION",
+              help="Keep DURATION of data (7d...): what is older is deleted at start and every hour (see 'profviz retain').")
+def serve_command(store_path: str | None, host: str, port: int, open_browser: bool, token: str | None, retain: str | None) -> None:
+    """Serve the profile browser UI and its JSON API (127.0.0.1 only by default); with --token,
+    also a collector that apps push to (store="https://this-host:PORT")."""
+    from .routes import parse_duration
+
+    retain_s = parse_duration(retain) if retain else None
+    serve(open_cli_store(store_path), host=host, port=port, token=token, open_browser=open_browser, retain_s=retain_s)
 
 
 COMMANDS = (serve_command,)

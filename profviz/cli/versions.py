@@ -7,7 +7,7 @@ import click
 from ..analysis.routes import pick_latency, tail_diff
 from ..analysis.versions import TAIL_PERCENTILE, compare_versions, slow_profiled
 from ..errors import ProfvizError
-from ..shapes.routes import route_json, tail_diff_json
+from ..shapes.routes import tail_diff_json, version_row_json
 from ..store import ProfileNotFound, Store
 from .common import json_option, open_cli_store, origin_filter, origin_options, print_json, store_option
 from .routes import _since_ns
@@ -52,8 +52,7 @@ def versions_command(version_a: str, version_b: str, store_path: str | None, as_
     diff = None if explained is None else _diff(store, columns[version_a], columns[version_b], explained.route, explained.method, latency)
     if as_json:
         print_json({"a": version_a, "b": version_b, "latency": latency,
-                    "routes": [{"route": r.route, "method": r.method, "a": r.a and route_json(r.a), "b": r.b and route_json(r.b),
-                                "p95_change": r.p95_change} for r in rows],
+                    "routes": [version_row_json(r) for r in rows],
                     "explained": explained and {"route": explained.route, "method": explained.method},
                     "diff": diff and tail_diff_json(diff)})
         return

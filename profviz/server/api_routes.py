@@ -21,9 +21,11 @@ from ..analysis.routes import (
     LATENCIES, TAIL_TREE_MAX_NODES, has_queue_times, latency_histogram, latency_ns, latency_series, pick_latency,
     route_table, tail_diff, tail_groups, utilisation_series,
 )
+from ..analysis.versions import TAIL_PERCENTILE, compare_versions, slow_profiled, slow_requests
 from ..routes import parse_duration
 from ..shapes.routes import (
     histogram_json, load_json, request_detail_json, request_entry, route_json, series_json, tail_diff_json, utilisation_json,
+    version_row_json,
 )
 from ..store import ProfileNotFound, RequestNotFound
 from .context import server_context
@@ -242,4 +244,57 @@ def route_tail():
             min_fraction=float_param(request.args, "min_fraction", DEFAULT_MIN_FRACTION, low=0.0, high=1.0),
             max_nodes=int_param(request.args, "max_nodes", TAIL_TREE_MAX_NODES, low=10, high=DEFAULT_MAX_NODES),
         ))
+    return jsonify(answer)
+
+
+@bp.get("/api/routes/versions")
+def route_versions():
+    """Version ``a`` against version ``b`` (their ``version`` label). Without ``route``: each route's
+    stats in both, the largest P95 increase first. With ``route``: the shape of /api/routes/tail,
+    its "tail" B's requests at or above their P90 and its "typical" A's, so the diff shows what B's
+    slow requests spend more time in; plus ``versions`` (both versions' stats)."""
+    since_ns, until_ns = _window()
+    a, b = request.args.get("a"), request.args.get("b")
+    if not a or not b or a == b:
+        raise bad("a", "give two different versions as a= and b= (their 'version' label, as /api/routes/origins lists them)")
+    base = {key: value for key, value in (origin_param() or {}).items() if key != "version"}
+    route = request.args.get("route") or None
+    method = (request.args.get("method") or "GET").upper() if route else None
+    store = server_context().store
+    columns = {version: store.request_columns(since_ns=since_ns, until_ns=until_ns, route=route, method=method,
+                                              labels={**base, "version": version}) for version in (a, b)}
+    latency = _latency({name: columns[a][name] + columns[b][name] for name in columns[a]})
+    rows = compare_versions(columns[a], columns[b], latency)
+    if route is None:
+        return jsonify({"a": a, "b": b, "latency": latency, "routes": [version_row_json(r) for r in rows]})
+    if not rows or rows[0].a is None or rows[0].b is None:
+        raise NotFound(f"{method} {route} has no requests of version {a if not columns[a]['id'] else b} in this window: "
+                       "pick two versions that both served it")
+    row = rows[0]
+    min_profiles = int_param(request.args, "min_profiles", 2, low=1, high=MAX_TAIL_PROFILES)
+    max_profiles = int_param(request.args, "max_profiles", 50, low=1, high=MAX_TAIL_PROFILES)
+    sides = {}
+    for version in (a, b):
+        loaded = []
+        for profile_id in slow_profiled(columns[version], route, method, latency, limit=max_profiles):
+            try:
+                loaded.append(server_context().profile(profile_id))
+            except ProfileNotFound:
+                continue
+        sides[version] = loaded
+    above = {version: [v for v, _ in slow_requests(columns[version], route, method, latency)] for version in (a, b)}
+    answer = {
+        "route": route, "method": method, "requests": row.a.count + row.b.count,
+        "tail_percentile": TAIL_PERCENTILE, "tail_ms": round(min(above[b]) / 1e6, 3),
+        "typical_band": [TAIL_PERCENTILE, 100], "typical_ms": [round(min(above[a]) / 1e6, 3), round(max(above[a]) / 1e6, 3)],
+        "tail_requests": len(above[b]), "typical_requests": len(above[a]), "min_profiles": min_profiles,
+        "tail_profile_ids": [p.meta.get("id") for p in sides[b]], "typical_profile_ids": [p.meta.get("id") for p in sides[a]],
+        "diff": None, "message": None, "versions": version_row_json(row) | {"a_version": a, "b_version": b},
+    }
+    if min(len(sides[a]), len(sides[b])) < min_profiles:
+        answer["message"] = (f"Not enough profiled slow requests to compare the versions yet: {len(sides[b])} of {b}'s and "
+                             f"{len(sides[a])} of {a}'s above their P{TAIL_PERCENTILE:g} have a profile, and each side needs "
+                             f"{min_profiles}. Widen the time window, or send the route more traffic.")
+    else:
+        answer["diff"] = tail_diff_json(tail_diff(sides[b], sides[a], limit=int_param(request.args, "limit", 50, low=1, high=1000)))
     return jsonify(answer)

@@ -1,4 +1,4 @@
-"""Routes, requests and the tail diff as the API (``/api/routes``, ``/api/requests``...) and the CLI show them."""
+"""Routes, requests, the tail diff and version comparisons as the API (``/api/routes``, ``/api/requests``...) and the CLI show them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from ..analysis.load import KNEE_FACTOR, LoadCurve
 from ..analysis.routes import HistogramBin, LatencyPoint, RouteStats, TailDiff, Utilisation
+from ..analysis.versions import VersionRoute
 from ..model import RequestRow
 from .diff import diff_tree_json
 
@@ -64,3 +65,9 @@ def tail_diff_json(diff: TailDiff) -> dict:
         "frames": [asdict(frame) for frame in diff.frames],
         "tree": diff_tree_json(diff.tree),
     }
+
+
+def version_row_json(row: VersionRoute) -> dict:
+    """One route in two versions: each side's route row (None where it served no request) and the P95 change."""
+    return {"route": row.route, "method": row.method, "a": None if row.a is None else route_json(row.a),
+            "b": None if row.b is None else route_json(row.b), "p95_change": row.p95_change}

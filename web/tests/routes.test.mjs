@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import {
   parseRouteTable, parseRouteLatency, parseUtilisation, parseRequestList, parseRequestDetail, parseTail, parseLoadCurve,
   parseRoutesLocation, buildRoutesLocation, routeHref, routesHref, windowApiParams, epochNs, chartedRoutes,
-  parseOrigins, keepOrigin, withOrigin,
+  parseOrigins, keepOrigin, withOrigin, parseVersionTable, parseVersionsOfRoute,
 } from "../js/model/routes.js";
 import { ApiShapeError } from "../js/model/api.js";
 import { checkTree, layoutFlame } from "../js/model/tree.js";
@@ -188,4 +188,25 @@ test("origin filter: the labels the server lists, hostile values verbatim, carri
   assert.deepEqual(keepOrigin({ preset: "5m" }, state.window), { preset: "5m", origin: { host: "web-1", version: "1.5" } });
   assert.deepEqual(withOrigin(state.window, { host: "", version: "1.4" }), { preset: "1h", origin: { version: "1.4" } });
   assert.deepEqual(withOrigin(state.window, {}), { preset: "1h" });
+});
+
+
+test("versions: each route in both versions, and a route's slow requests of B against A's in the tail's shape", () => {
+  const table = parseVersionTable(load("routes_versions"));
+  assert.equal(table.a, "1.4");
+  const checkout = table.routes.find((r) => r.route === "/checkout");
+  assert.equal(checkout.a.count, 50);
+  assert.equal(checkout.b.count, 50);
+  assert.ok(checkout.p95Change > 0.2 && checkout.p95Change < 0.25);
+  assert.ok(table.routes.some((r) => r.a === null || r.b === null), "a route one version alone served");
+  const json = load("routes_versions_route");
+  const tail = parseTail(json);
+  assert.ok(tail.diff && tail.diff.frames.length > 0 && tail.tailPercentile === 90);
+  const versions = parseVersionsOfRoute(json);
+  assert.deepEqual([versions.a, versions.b, versions.aStats.count, versions.bStats.count], ["1.4", "1.5", 50, 50]);
+  assert.throws(() => parseVersionsOfRoute({ versions: null }), ApiShapeError);
+  const state = parseRoutesLocation("/routes/GET", "?route=/checkout&va=1.4&vb=1.5");
+  assert.deepEqual(state.compare, { a: "1.4", b: "1.5" });
+  assert.match(buildRoutesLocation(state), /va=1\.4&vb=1\.5/);
+  assert.equal(parseRoutesLocation("/routes/GET", "?route=/x&va=1.4").compare, null);
 });

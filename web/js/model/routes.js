@@ -82,7 +82,8 @@ export function parseRoutesLocation(pathname, search = "") {
   const path = String(pathname || "").replace(/\/+$/, "");
   const state = {
     page: null, method: null, route: null, window: { preset: "all" }, sort: "p95", ascending: false,
-    requestSort: "duration", requestAscending: false, frameSort: "extra_self", frameAscending: false, zoom: null, latency: null, problems,
+    requestSort: "duration", requestAscending: false, frameSort: "extra_self", frameAscending: false, zoom: null, latency: null,
+    compare: null, problems,
   };
   if (path === "/routes") state.page = "routes";
   else {
@@ -131,6 +132,10 @@ export function parseRoutesLocation(pathname, search = "") {
     if (LATENCY_MODES.includes(latency)) state.latency = latency;
     else problems.push(`ignored lat=${latency.slice(0, 20)}: expected one of ${LATENCY_MODES.join(", ")}`);
   }
+  const va = params.get("va");
+  const vb = params.get("vb");
+  if (va && vb && va !== vb) state.compare = { a: va.slice(0, MAX_LABEL_CHARS), b: vb.slice(0, MAX_LABEL_CHARS) };
+  else if (va || vb) problems.push("ignored va/vb: give two different versions to compare");
   const zoom = params.get("zoom");
   if (zoom) {
     if (/^\d+$/.test(zoom)) state.zoom = zoom;
@@ -194,6 +199,10 @@ export function buildRoutesLocation(state) {
   if (state.page === "route") {
     if (state.requestSort !== "duration" || state.requestAscending) params.set("rsort", (state.requestAscending ? "-" : "") + state.requestSort);
     if (state.frameSort !== "extra_self" || state.frameAscending) params.set("fsort", (state.frameAscending ? "-" : "") + state.frameSort);
+    if (state.compare) {
+      params.set("va", state.compare.a);
+      params.set("vb", state.compare.b);
+    }
     if (state.zoom) params.set("zoom", String(state.zoom));
   }
   const query = params.toString();
@@ -430,6 +439,32 @@ export function parseTail(json) {
     need(out.message !== null, where, "diff is null without a message");
   }
   return out;
+}
+
+/**
+ * GET /api/routes/versions?a=&b= (no route) -> { a, b, latency, routes: [{ route, method, a: row | null,
+ * b: row | null, p95Change: number | null }] } (rows as parseRouteTable's). With a route the answer
+ * has parseTail's shape (its tail: B's slow requests; its typical: A's) plus `versions`.
+ */
+export function parseVersionTable(json) {
+  const where = "routes/versions";
+  const row = (r, w) => (r === null ? null : parseRouteTable({ routes: [r], window: null }).routes[0]);
+  return {
+    a: str(json, "a", where), b: str(json, "b", where), latency: latencyOf(json, where),
+    routes: arr(json, "routes", where).map((r, i) => {
+      const w = `${where}.routes[${i}]`;
+      return { route: str(r, "route", w), method: str(r, "method", w), a: row(r.a, w), b: row(r.b, w), p95Change: optionalNum(r, "p95_change", w) };
+    }),
+  };
+}
+
+/** The versions part of GET /api/routes/versions?route=...: { a, b (version names), aStats, bStats (route rows), p95Change }. */
+export function parseVersionsOfRoute(json) {
+  const where = "routes/versions.versions";
+  const v = json.versions;
+  need(v && typeof v === "object", where, "versions is not an object");
+  const table = parseRouteTable({ routes: [v.a, v.b], window: null }).routes;
+  return { a: str(v, "a_version", where), b: str(v, "b_version", where), aStats: table[0], bStats: table[1], p95Change: optionalNum(v, "p95_change", where) };
 }
 
 const BUCKET_STEPS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400];

@@ -11,7 +11,8 @@
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
 import {
   parseRoutesLocation, buildRoutesLocation, routesHref, routeHref, windowApiParams, parseRouteTable, parseRouteLatency,
-  parseRequestList, parseTail, autoBucket, latencyApiParams, parseLoadCurve, keepOrigin,
+  parseRequestList, parseTail, autoBucket, latencyApiParams, parseLoadCurve, keepOrigin, withOrigin, parseOrigins,
+  parseVersionsOfRoute,
 } from "../model/routes.js";
 import { diffColor } from "../model/colors.js";
 import { displayText, formatCount, formatDuration, formatPercent, shortFile } from "../model/format.js";
@@ -59,6 +60,8 @@ class RoutePage {
     this.loadNote = h("p", { class: "hint", id: "route-load-note" });
     this.findingsBox = h("div", { class: "findings", id: "route-findings" }, h("span", { class: "hint" }, "Looking for bottlenecks\u2026"));
     this.findingsSlot = new RequestSlot();
+    this.compareHost = h("div", { class: "tail-compare", id: "tail-compare" });
+    this.compareSlot = new RequestSlot();
     this.tailSummary = h("div", { class: "tail-summary", id: "tail-summary" }, h("span", { class: "hint" }, "Comparing profiles\u2026"));
     this.tailMessage = h("div", { class: "view-message", id: "tail-message", role: "status" });
     this.flameBox = h("div", { class: "flame-box", id: "tail-flame" });
@@ -90,7 +93,7 @@ class RoutePage {
       h("div", { class: "panel" }, h("h2", {}, "Latency against load: this route, by how busy the workers were when each request arrived"),
         this.loadNote, this.loadBox),
       h("div", { class: "panel tail-panel", id: "route-tail" },
-        h("h2", {}, "Why is the tail slow?"),
+        h("h2", {}, "Why is the tail slow?"), this.compareHost,
         this.tailSummary, this.tailMessage, this.tailBody),
       h("div", { class: "panel" }, h("h2", {}, "Slowest requests"), this.requestsBox)));
     this.graph = new FlameGraph(this.flameBox, {
@@ -110,6 +113,7 @@ class RoutePage {
   unmount() {
     this.slot.cancel();
     this.findingsSlot.cancel();
+    this.compareSlot.cancel();
     hideTooltip();
     this.graph.destroy();
     for (const stop of this.stopResize) stop();
@@ -186,16 +190,58 @@ class RoutePage {
       this.drawLatency();
       this.drawRequests();
       markAfterPaint("route-charts", { count: latency.count });
-      this.tailSummary.textContent = "Loading the profiles of slow and typical requests\u2026";
-      const tail = parseTail(await getJSON(apiUrl("/routes/tail", this.routeParams()), opts(signal)));
-      this.tail = tail;
-      this.drawTail();
-      markAfterPaint("route-tail", { diff: Boolean(tail.diff) });
+      this.loadVersions();
+      await this.loadTail(signal);
     })).catch((err) => {
       if (isAbort(err)) return;
       setStatus(`Could not load ${this.state.method} ${this.state.route}: ${err.message}`, true);
       this.tailMessage.textContent = `Could not load this route: ${err.message}`;
       this.tailMessage.classList.add("error");
+    });
+  }
+
+  /** The tail panel's diff: slow against typical requests, or (state.compare) version B's slow requests against A's. */
+  async loadTail(signal) {
+    const compare = this.state.compare;
+    this.tailSummary.textContent = compare ? `Loading the profiles of the slow requests of ${compare.a} and ${compare.b}\u2026`
+      : "Loading the profiles of slow and typical requests\u2026";
+    const json = compare
+      ? await getJSON(apiUrl("/routes/versions", this.routeParams({ a: compare.a, b: compare.b })), { signal, fresh: true })
+      : await getJSON(apiUrl("/routes/tail", this.routeParams()), { signal, fresh: true });
+    this.tail = parseTail(json);
+    this.versions = compare ? parseVersionsOfRoute(json) : null;
+    this.drawTail();
+    markAfterPaint("route-tail", { diff: Boolean(this.tail.diff), versions: Boolean(this.versions) });
+  }
+
+  /** The compare select, when the window's requests of this route's service have two versions or more. */
+  loadVersions() {
+    const { version: _own, ...others } = this.state.window.origin || {};
+    const params = windowApiParams(withOrigin(this.state.window, others));
+    this.compareSlot.run((signal) => getJSON(apiUrl("/routes/origins", params), { signal, fresh: true }).then((json) => {
+      const versions = parseOrigins(json).version || [];
+      clear(this.compareHost);
+      if (versions.length < 2 && !this.state.compare) return;
+      const pairs = [];
+      for (const a of versions) for (const b of versions) if (a !== b) pairs.push([a, b]);
+      const select = h("select", { id: "compare-versions", aria: { label: "What to compare" } },
+        h("option", { value: "" }, "its slow requests against its typical ones"),
+        pairs.map(([a, b]) => h("option", { value: JSON.stringify([a, b]) }, `version ${displayText(b, 40)}'s slow requests against ${displayText(a, 40)}'s`)));
+      select.value = this.state.compare ? JSON.stringify([this.state.compare.a, this.state.compare.b]) : "";
+      select.addEventListener("change", () => {
+        const picked = select.value ? JSON.parse(select.value) : null;
+        this.state.compare = picked ? { a: picked[0], b: picked[1] } : null;
+        this.state.zoom = null;
+        window.history.replaceState(null, "", buildRoutesLocation(this.state));
+        this.slot.run((s) => this.loadTail(s)).catch((err) => {
+          if (isAbort(err)) return;
+          this.tailMessage.textContent = `Could not compare: ${err.message}`;
+          this.tailMessage.classList.add("error");
+        });
+      });
+      this.compareHost.appendChild(h("label", { class: "compare-choice" }, "Compare ", select));
+    })).catch((err) => {
+      if (!isAbort(err)) clear(this.compareHost).appendChild(h("span", { class: "hint" }, `Could not list the versions: ${err.message}`));
     });
   }
 
@@ -267,14 +313,21 @@ class RoutePage {
 
   drawTail() {
     const t = this.tail;
+    const v = this.versions;
     const kept = (ids) => `${ids.length} of them profiled`;
     const requests = (n) => `${formatCount(n)} request${n === 1 ? "" : "s"}`;
     const [low, high] = t.typicalBand;
+    this.sides = v ? [`${displayText(v.a, 40)}'s slow`, `${displayText(v.b, 40)}'s slow`] : ["typical", "tail"];
     append(clear(this.tailSummary),
+      v ? h("p", { id: "versions-summary" }, `P95 of version ${displayText(v.a, 40)}: ${formatMs(v.aStats.p95)} over ${formatCount(v.aStats.count)} requests; `,
+        `of ${displayText(v.b, 40)}: ${formatMs(v.bStats.p95)} over ${formatCount(v.bStats.count)}`,
+        v.p95Change === null ? "" : h("strong", {}, ` (${v.p95Change >= 0 ? "+" : ""}${formatPercent(v.p95Change)})`)) : "",
       h("p", {},
-        h("span", { class: "side-tag b" }, "tail"), ` ${requests(t.tailRequests)} above P${t.tailPercentile} (${formatMs(t.tailMs)}), ${kept(t.tailProfileIds)}`,
+        h("span", { class: "side-tag b" }, this.sides[1]), ` ${requests(t.tailRequests)} at or above P${t.tailPercentile} (${formatMs(t.tailMs)}), ${kept(t.tailProfileIds)}`,
         h("span", { class: "sep" }, " \u00b7 "),
-        h("span", { class: "side-tag a" }, "typical"), ` ${requests(t.typicalRequests)} between P${low} and P${high} (${formatMs(t.typicalMs[0])}\u2013${formatMs(t.typicalMs[1])}), ${kept(t.typicalProfileIds)}`));
+        h("span", { class: "side-tag a" }, this.sides[0]), v
+          ? ` ${requests(t.typicalRequests)} at or above P${low} (${formatMs(t.typicalMs[0])}\u2013${formatMs(t.typicalMs[1])}), ${kept(t.typicalProfileIds)}`
+          : ` ${requests(t.typicalRequests)} between P${low} and P${high} (${formatMs(t.typicalMs[0])}\u2013${formatMs(t.typicalMs[1])}), ${kept(t.typicalProfileIds)}`));
     this.tailMessage.classList.remove("error");
     if (!t.diff) {
       this.tailBody.hidden = true;
@@ -283,8 +336,9 @@ class RoutePage {
     }
     const d = t.diff;
     clear(this.tailMessage);
-    this.tailSummary.appendChild(h("p", { class: "tail-headline", id: "tail-headline" },
-      `Compared ${d.tailProfiles} tail and ${d.typicalProfiles} typical request profiles: a tail request spends ${formatMs(d.tailSampledMs)} in sampled code against ${formatMs(d.typicalSampledMs)} for a typical one, `,
+    this.tailSummary.appendChild(h("p", { class: "tail-headline", id: "tail-headline" }, v
+      ? `Compared ${d.tailProfiles} and ${d.typicalProfiles} profiles of slow requests: one of ${displayText(v.b, 40)} spends ${formatMs(d.tailSampledMs)} in sampled code against ${formatMs(d.typicalSampledMs)} for one of ${displayText(v.a, 40)}, `
+      : `Compared ${d.tailProfiles} tail and ${d.typicalProfiles} typical request profiles: a tail request spends ${formatMs(d.tailSampledMs)} in sampled code against ${formatMs(d.typicalSampledMs)} for a typical one, `,
       h("strong", {}, `${signedMs(d.extraMs)} per request`), "."));
     this.tailBody.hidden = false;
     this.tree = d.tree;
@@ -314,8 +368,8 @@ class RoutePage {
       title: node.name,
       subtitle: node.file ? `${shortFile(node.file, 3)}${node.line ? ":" + node.line : ""}` : "",
       rows: [
-        ["Tail", `${formatDuration(node.bTotal)} per request (${formatPercent(node.bFraction)})`],
-        ["Typical", `${formatDuration(node.aTotal)} per request (${formatPercent(node.aFraction)})`],
+        [this.sides[1], `${formatDuration(node.bTotal)} per request (${formatPercent(node.bFraction)})`],
+        [this.sides[0], `${formatDuration(node.aTotal)} per request (${formatPercent(node.aFraction)})`],
         ["Extra", `${signedMs(node.deltaNs / 1e6)} per request`],
         ["Self tail / typical", `${formatDuration(node.bSelf)} / ${formatDuration(node.aSelf)}`],
       ],
