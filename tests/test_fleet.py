@@ -84,6 +84,7 @@ def test_a_fleet_pushes_through_two_collectors_and_loses_nothing_when_they_or_po
         assert sum(r["count"] for r in routes) == len(sent)
         for (host, version, _), paths in zip(APPS, answered):
             assert sum(r["count"] for r in profviz_json("routes", "--store", url, "--host", host)) == len(paths)
+            assert sum(r["count"] for r in profviz_json("routes", "--store", url, "--host", host, "--from", "sketches")) == len(paths)
         assert sum(r["count"] for r in profviz_json("routes", "--store", url, "--version", "1.5")) == len(answered[2])
         assert sum(r["count"] for r in profviz_json("routes", "--store", url, "--version", "1.4", "--service", "shop")) == \
             len(answered[0]) + len(answered[1])

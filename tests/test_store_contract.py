@@ -541,4 +541,7 @@ def test_requests_are_filtered_by_their_origin_labels(backend):
     with pytest.raises(ValueError, match="not 'team'"):
         store.query_requests(labels={"team": "x"})
     assert store.origin_values() == {"host": ["a", "b", "c"], "service": ["shop"], "version": ["1.4", "1.5"]}
+    assert [s.count for s in store.route_sketches(labels={"host": "a"})] == [20]
+    assert [s.count for s in store.route_sketches(labels={"host": "b", "version": "1.5"})] == [10]
+    assert sum(s.count for s in store.route_sketches()) == 60
     assert store.origin_values(since_ns=T0 + 30 * 1_000_000)["version"] == ["1.5"]

@@ -71,10 +71,8 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None, lat
     labels = origin_filter(origin)
     if not by_load and (route is not None or method is not None):
         raise UsageError("--route and --method go with --load; 'profviz requests --route R' lists one route's requests")
-    if labels and source == "sketches":
-        raise UsageError("the latency sketches are kept per route only: drop --service/--host/--version/--env, or use --from rows")
-    if not by_load and source != "rows" and not labels:
-        sketches = store.route_sketches(since_ns=since_ns)
+    if not by_load and source != "rows":
+        sketches = store.route_sketches(since_ns=since_ns, labels=labels)
         if source == "sketches" or sum(s.count for s in sketches) > EXACT_LIMIT:
             chosen = sketch_latency(sketches, latency)
             _print_routes([route_json(r) for r in route_table_from_sketches(sketches, None, chosen)], chosen, store, since,

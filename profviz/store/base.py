@@ -173,9 +173,11 @@ class Store(ABC):
         (``capacity``: the request's ``capacity`` label, else None); ``labels`` as :meth:`query_requests`."""
 
     @abstractmethod
-    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
+    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None,
+                       labels: dict[str, str] | None = None) -> list[RouteSketch]:
         """Each (route, method)'s latency sketches over the requests that started in [since_ns,
-        until_ns), to the minute (the minutes that hold ``since_ns`` and ``until_ns`` count whole):
+        until_ns), to the minute (the minutes that hold ``since_ns`` and ``until_ns`` count whole),
+        with the origin ``labels`` given (:meth:`query_requests`):
         kept beside the rows as they are stored, so that percentiles over any window come from
         merging them (:mod:`profviz.model.latency_sketch`), not from reading every request."""
 

@@ -21,7 +21,7 @@ from ...model.latency_sketch import LatencySketch, RouteSketch
 from ...model.requests import NO_QUEUE
 from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
 from ..queries import REQUEST_COLUMNS, request_of, request_where, select_requests
-from ..sketch_rows import SKETCH_COLUMNS, merged, route_sketches_of, sketch_rows, window_where
+from ..sketch_rows import KEY_COLUMNS, KEY_SIZE, SKETCH_COLUMNS, merged, origin_of, route_sketches_of, sketch_rows, window_where
 from ..summary import SUMMARY_FIELDS, encode_profile
 from .database import Database
 from .schema import day_of
@@ -149,27 +149,30 @@ def add_sketches(c: psycopg.Connection, rows: list[tuple]) -> None:
     """Merge stored rows into their buckets' sketches. Each bucket's row is made if missing, then
     locked in key order (two writers of one minute wait for each other, and cannot deadlock), merged and written."""
     columns = list(zip(*rows))
-    fresh = sketch_rows(columns[2], columns[3], columns[6], columns[7], columns[13], columns[5], columns[10])
-    fresh.sort(key=lambda row: row[:4])
-    keys = [row[:4] for row in fresh]
+    fresh = sketch_rows(columns[2], columns[3], columns[6], columns[7], columns[13], columns[5], columns[10],
+                        [origin_of(labels) for labels in columns[12]])
+    fresh.sort(key=lambda row: row[:KEY_SIZE])
+    keys = [row[:KEY_SIZE] for row in fresh]
+    placeholders = ", ".join(["%s"] * KEY_SIZE)
     with c.cursor() as cur:
-        cur.executemany(f"INSERT INTO latency_sketches ({SKETCH_COLUMNS}) VALUES (%s, %s, %s, %s, 0, %s, NULL) ON CONFLICT DO NOTHING",
+        cur.executemany(f"INSERT INTO latency_sketches ({SKETCH_COLUMNS}) VALUES ({placeholders}, 0, %s, NULL) ON CONFLICT DO NOTHING",
                         [(*key, _EMPTY_SKETCH) for key in keys])
         found = {}
         for at in range(0, len(keys), 500):
             part = keys[at:at + 500]
-            for route, method, grain, start, errors, app, total in cur.execute(
-                    f"SELECT {SKETCH_COLUMNS} FROM latency_sketches WHERE (route, method, grain_ns, start_ns) IN"
-                    f" ({', '.join(['(%s, %s, %s, %s)'] * len(part))}) ORDER BY route, method, grain_ns, start_ns FOR UPDATE",
+            for stored in cur.execute(
+                    f"SELECT {SKETCH_COLUMNS} FROM latency_sketches WHERE ({', '.join(KEY_COLUMNS)}) IN"
+                    f" ({', '.join([f'({placeholders})'] * len(part))}) ORDER BY {', '.join(KEY_COLUMNS)} FOR UPDATE",
                     [value for key in part for value in key]).fetchall():
-                found[(route, method, grain, start)] = (errors, app, total)
-        cur.executemany("UPDATE latency_sketches SET errors = %s, app = %s, total = %s"
-                        " WHERE route = %s AND method = %s AND grain_ns = %s AND start_ns = %s",
-                        [(*values[4:], *values[:4]) for values in (merged(row, found.get(row[:4])) for row in fresh)])
+                found[tuple(stored[:KEY_SIZE])] = tuple(stored[KEY_SIZE:])
+        cur.executemany("UPDATE latency_sketches SET errors = %s, app = %s, total = %s WHERE "
+                        + " AND ".join(f"{name} = %s" for name in KEY_COLUMNS),
+                        [(*values[KEY_SIZE:], *values[:KEY_SIZE]) for values in (merged(row, found.get(row[:KEY_SIZE])) for row in fresh)])
 
 
-def route_sketches(store: Database, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
-    where, params = window_where(since_ns, until_ns)
+def route_sketches(store: Database, *, since_ns: int | None = None, until_ns: int | None = None,
+                   labels: dict[str, str] | None = None) -> list[RouteSketch]:
+    where, params = window_where(since_ns, until_ns, labels)
     return route_sketches_of(store.read(f"SELECT {SKETCH_COLUMNS} FROM latency_sketches WHERE {where}", params))
 
 

@@ -121,12 +121,16 @@ CREATE TABLE IF NOT EXISTS stack_nodes (
 CREATE TABLE IF NOT EXISTS latency_sketches (
     route text NOT NULL,
     method text NOT NULL,
+    service text NOT NULL DEFAULT '',
+    host text NOT NULL DEFAULT '',
+    version text NOT NULL DEFAULT '',
+    env text NOT NULL DEFAULT '',
     grain_ns bigint NOT NULL,
     start_ns bigint NOT NULL,
     errors bigint NOT NULL,
     app bytea NOT NULL,
     total bytea,
-    PRIMARY KEY (route, method, grain_ns, start_ns)
+    PRIMARY KEY (route, method, service, host, version, env, grain_ns, start_ns)
 );
 CREATE INDEX IF NOT EXISTS latency_sketches_time ON latency_sketches (grain_ns, start_ns);
 CREATE TABLE IF NOT EXISTS ingested_batches (

@@ -114,8 +114,9 @@ class PostgresStore(Database, Store):
     def request_columns(self, **window: Any) -> dict[str, list[Any]]:
         return requests.request_columns(self, **window)
 
-    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
-        return requests.route_sketches(self, since_ns=since_ns, until_ns=until_ns)
+    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None,
+                       labels: dict[str, str] | None = None) -> list[RouteSketch]:
+        return requests.route_sketches(self, since_ns=since_ns, until_ns=until_ns, labels=labels)
 
     def origin_values(self, *, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, list[str]]:
         return origins_of(self.read(*select_origins(since_ns, until_ns, requests.label_sql)))

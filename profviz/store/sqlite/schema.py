@@ -4,7 +4,8 @@ Versions: 1 profiles, requests, spans; 2 adds ``request_log`` (see :mod:`.reques
 ``stack_nodes`` (see :mod:`profviz.store.shared_stacks`); 4 adds ``span_keys`` and ``span_log``
 (see :mod:`.span_facts`), filled from the spans already stored; 5 adds ``profiles.gil_ns`` and
 ``requests.queue_ns``; 6 adds ``latency_sketches`` (see :mod:`.sketches`), filled from the requests
-already stored; 7 adds ``ingested_batches`` (the batch ids of pushes a collector stored). A store of an older version is migrated on open by creating the tables and
+already stored; 7 adds ``ingested_batches`` (the batch ids of pushes a collector stored) and keeps
+the sketches per origin label (service, host, version, env): they are made again from the requests. A store of an older version is migrated on open by creating the tables and
 adding the columns it lacks.
 """
 
@@ -120,12 +121,16 @@ CREATE TABLE IF NOT EXISTS stack_nodes (
 CREATE TABLE IF NOT EXISTS latency_sketches (
     route TEXT NOT NULL,
     method TEXT NOT NULL,
+    service TEXT NOT NULL DEFAULT '',
+    host TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL DEFAULT '',
+    env TEXT NOT NULL DEFAULT '',
     grain_ns INTEGER NOT NULL,
     start_ns INTEGER NOT NULL,
     errors INTEGER NOT NULL,
     app BLOB NOT NULL,
     total BLOB,
-    PRIMARY KEY (route, method, grain_ns, start_ns)
+    PRIMARY KEY (route, method, service, host, version, env, grain_ns, start_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS latency_sketches_time ON latency_sketches (grain_ns, start_ns);
 CREATE TABLE IF NOT EXISTS ingested_batches (
@@ -152,12 +157,17 @@ def create_or_migrate(conn: sqlite3.Connection, location: str) -> None:
     elif found in MIGRATES_FROM:
         from .span_facts import backfill
 
+        if found < 7:  # the sketches gain their origin columns: made again below
+            conn.execute("DROP TABLE IF EXISTS latency_sketches")
+            for statement in SCHEMA.split(";"):
+                if "latency_sketches" in statement:
+                    conn.execute(statement)
         for table, column in ADDED_COLUMNS:
             if column.split()[0] not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         if found < 4:
             backfill(conn)
-        if found < 6:  # rows still in request_log are sketched as they move into requests
+        if found < 7:  # rows still in request_log are sketched as they move into requests
             from .sketches import backfill as sketch_backfill
 
             sketch_backfill(conn)

@@ -102,8 +102,9 @@ class SQLiteStore(Database, Store):
     def request_columns(self, **window: Any) -> dict[str, list[Any]]:
         return requests.request_columns(self, **window)
 
-    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None) -> list[RouteSketch]:
-        return sketches.route_sketches(self, since_ns=since_ns, until_ns=until_ns)
+    def route_sketches(self, *, since_ns: int | None = None, until_ns: int | None = None,
+                       labels: dict[str, str] | None = None) -> list[RouteSketch]:
+        return sketches.route_sketches(self, since_ns=since_ns, until_ns=until_ns, labels=labels)
 
     def origin_values(self, *, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, list[str]]:
         requests.materialize_requests(self)
