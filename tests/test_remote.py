@@ -206,3 +206,70 @@ def test_a_sender_without_a_token_or_with_a_bad_url_says_what_to_do(monkeypatch)
         open_store("https://collector.example:8080")
     with pytest.raises(StoreError, match="cannot reach it"):
         HTTPStore(f"http://127.0.0.1:{free_port()}", token=TOKEN).check_writable()
+
+
+def test_requests_out_of_range_are_left_out_alone_and_origin_labels_become_bounded_strings():
+    batch = batch_of(rows(3))
+    batch.values[6] = -5  # the first request's start_ns: before 1970
+    batch.values[14 + 12] = json.dumps({"version": 2, "host": "h" * 500, "env": None})
+    batch.keep(plain_profile(), 1)
+    got, _ = wire.decode(wire.encode(batch))
+    assert len(got) == 2 and got.profiles[0][1] == 0, "the profile follows its request to its new index"
+    assert json.loads(got.values[12]) == {"version": "2", "host": "h" * 200}
+    late = Span("ab" * 16, "cd" * 8, None, "x", "client", "ok", time.time_ns() + 3 * 86_400 * 10**9, time.time_ns() + 4 * 86_400 * 10**9)
+    with pytest.raises(wire.WireError, match="more than a day from now"):
+        wire.decode(wire.encode(spans=[late]))
+
+
+def test_a_batch_the_store_cannot_hold_is_refused_with_422_and_not_retried(collector):
+    url, store_path = collector
+    huge = plain_profile()
+    huge.meta["pid"] = 2**70
+    answer = push(url, wire.encode(profiles=[huge]))
+    assert answer.status_code == 422 and "cannot hold" in answer.json()["error"]["message"]
+    assert str(store_path) not in answer.text
+    sender = HTTPStore(url, token=TOKEN)
+    sender.save_profiles([plain_profile()])
+    sender.insert_spans([])
+    sender._enqueue(wire_entry(wire.encode(profiles=[huge])))
+    sender.write_batch(batch_of(rows(4)))
+    assert sender.flush(30)
+    stats = sender.stats()
+    assert stats["batches_refused"] == 1 and stats["requests_sent"] == 4, "the refused batch did not block the next one"
+    sender.close()
+
+
+def wire_entry(body: bytes):
+    from profviz.store.remote.sender import _Entry
+
+    return _Entry(str(uuid.uuid4()), body, 0, False)
+
+
+def test_retry_after_is_bounded(tmp_path):
+    """A proxy answering 503 with a Retry-After of a day (or not a number) does not idle the sender past MAX_RETRY_S."""
+    import http.server
+    import threading
+
+    from profviz.store.remote.sender import MAX_RETRY_S
+
+    answers = iter(["86400", "1e400", "soon"])
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(503)
+            self.send_header("Retry-After", next(answers))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sender = HTTPStore(f"http://127.0.0.1:{server.server_address[1]}", token=TOKEN)
+        waits = [sender._post(wire_entry(wire.encode()))[2] for _ in range(3)]
+        assert waits == [MAX_RETRY_S, MAX_RETRY_S, None]
+    finally:
+        server.shutdown()

@@ -195,3 +195,26 @@ def test_the_stores_statements_are_not_traced_by_the_apps_psycopg_instrumentatio
         assert StoreConnection.connect is not psycopg.Connection.connect
     finally:
         PsycopgInstrumentor().uninstrument()
+
+
+def test_a_span_sent_again_with_another_start_is_stored_once(url):
+    """As SQLite's unique (trace, span) key: the copy is ignored even where its start puts it in another partition."""
+    store = open_store(url)
+    span = Span("ab" * 16, "cd" * 8, None, "q", "client", "ok", T0, T0 + 10, pid=1, tid=2)
+    moved = Span("ab" * 16, "cd" * 8, None, "q", "client", "ok", T0 + DAY, T0 + DAY + 10, pid=1, tid=2)
+    assert store.insert_spans([span, moved]) == 1
+    assert store.insert_spans([moved]) == 0
+    assert [s.start_ns for s in store.query_spans()] == [T0]
+    store.close()
+
+
+def test_a_batch_written_again_after_a_lost_answer_is_stored_once(url):
+    """The id a PostgreSQL store gives a batch makes a retry of the same batch (its commit's answer
+    lost with the connection) find it stored."""
+    store = open_store(url)
+    batch = batch_of(rows(5, T0, 1000))
+    store.write_batch(batch)
+    assert batch.batch_id
+    store.write_batch(batch)
+    assert len(store.query_requests()) == 5
+    store.close()

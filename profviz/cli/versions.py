@@ -8,7 +8,8 @@ from ..analysis.routes import pick_latency, tail_diff
 from ..analysis.versions import TAIL_PERCENTILE, compare_versions, slow_profiled
 from ..errors import ProfvizError
 from ..shapes.routes import tail_diff_json, version_row_json
-from ..store import ProfileNotFound, Store
+from ..store import Store
+from ..store.window import loaded_profiles
 from .common import json_option, open_cli_store, origin_filter, origin_options, print_json, store_option
 from .routes import _since_ns
 
@@ -84,15 +85,8 @@ def _ms(stats, name: str) -> str:
 
 
 def _diff(store: Store, columns_a: dict, columns_b: dict, route: str, method: str, latency: str):
-    profiles = []
-    for columns in (columns_b, columns_a):
-        loaded = []
-        for profile_id in slow_profiled(columns, route, method, latency, limit=MAX_PROFILES):
-            try:
-                loaded.append(store.load_profile(profile_id))
-            except ProfileNotFound:
-                continue
-        profiles.append(loaded)
+    profiles = [loaded_profiles(store.load_profile, slow_profiled(columns, route, method, latency, limit=MAX_PROFILES))
+                for columns in (columns_b, columns_a)]
     if min(len(p) for p in profiles) < MIN_PROFILES:
         return None
     return tail_diff(profiles[0], profiles[1])

@@ -26,6 +26,7 @@ from ..collect.tasks import LoopStall
 from ..model import Profile, RequestBatch, SharedStackProfile, StackNodes
 from ..model.requests import NO_QUEUE
 from ..routes import collapse_path
+from ..model.origin import bounded_origin
 from ..store import Store, open_store
 from .capture import RouteAggregate, TailCapture
 from .health import Health
@@ -301,7 +302,7 @@ class BatchWriter:
         """A request's labels: its id, the middleware's labels, the app's labels, the capacity."""
         labels = {"request_id": info.id, **self.options.labels}
         if info._labels:
-            labels.update(json_safe_labels(info._labels))
+            labels = bounded_origin({**labels, **json_safe_labels(info._labels)})  # an app's own version or host: text too
         if self.options.worker_threads:
             labels["capacity"] = self.options.worker_threads
         return labels

@@ -12,7 +12,7 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-from ..model.origin import origin_labels
+from ..model.origin import bounded_origin, origin_labels
 from ..store import Store
 
 
@@ -93,7 +93,7 @@ class Options:
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
         origin = origin_labels(service=self.service, host=self.host, version=self.version, env=self.env)
-        object.__setattr__(self, "labels", {**origin, **dict(self.labels or {})})
+        object.__setattr__(self, "labels", bounded_origin({**origin, **dict(self.labels or {})}))
         if isinstance(self.queue_headers, str) or not all(isinstance(h, str) and h for h in self.queue_headers):
             raise ValueError(f"queue_headers must be a tuple of header names, got {self.queue_headers!r}")
         object.__setattr__(self, "queue_headers", tuple(self.queue_headers))

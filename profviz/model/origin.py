@@ -3,11 +3,13 @@ profile and span carries in a fleet, with the defaults OpenTelemetry users alrea
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from urllib.parse import unquote
 
 ORIGIN_KEYS = ("service", "host", "version", "env")
+MAX_ORIGIN_CHARS = 200
 _RESOURCE_KEYS = {"service.name": "service", "host.name": "host", "service.version": "version",
                   "deployment.environment.name": "env", "deployment.environment": "env"}
 
@@ -38,4 +40,20 @@ def origin_labels(*, service: str | None = None, host: str | None = None, versio
     for key, value in (("service", service), ("host", host), ("version", version), ("env", env)):
         if value:
             found[key] = str(value)
-    return {key: found[key] for key in ORIGIN_KEYS if found.get(key)}
+    return {key: found[key][:MAX_ORIGIN_CHARS] for key in ORIGIN_KEYS if found.get(key)}
+
+
+def bounded_origin(labels: dict) -> dict:
+    """``labels`` with each origin label a string of at most :data:`MAX_ORIGIN_CHARS` (an empty or
+    null one dropped), so every store and filter compares the same text; the same dict when nothing changes."""
+    if all(type(labels.get(key)) is str and 0 < len(labels[key]) <= MAX_ORIGIN_CHARS for key in ORIGIN_KEYS if key in labels):
+        return labels
+    out = dict(labels)
+    for key in ORIGIN_KEYS:
+        if key in out:
+            value = out[key]
+            if value is None or value == "":
+                del out[key]
+            else:
+                out[key] = (value if isinstance(value, str) else json.dumps(value))[:MAX_ORIGIN_CHARS]
+    return out

@@ -63,15 +63,17 @@ class RequestBatch:
     ``""``, a ``profile_id`` of 0 and a ``queue_ns`` of -1 mean none, and ``labels`` is a JSON object as text.
     ``profiles`` holds ``(profile, index of its request or None)``; a store gives each profile its
     id and sets its request's ``profile_id`` (:meth:`link`). ``stack_nodes`` are the shared
-    stack nodes the batch's :class:`SharedStackProfile` samples use, when some are new.
+    stack nodes the batch's :class:`SharedStackProfile` samples use, when some are new. ``batch_id``:
+    set by a store that records it, so that writing the same batch again stores it once.
     """
 
-    __slots__ = ("values", "profiles", "stack_nodes")
+    __slots__ = ("values", "profiles", "stack_nodes", "batch_id")
 
     def __init__(self) -> None:
         self.values: list = []
         self.profiles: list[tuple[Profile | SharedStackProfile, int | None]] = []
         self.stack_nodes: StackNodes | None = None
+        self.batch_id: str | None = None
 
     def __len__(self) -> int:
         return len(self.values) // FIELD_COUNT

@@ -3,8 +3,8 @@ batch (gzip JSON, :mod:`profviz.store.remote.wire`) with its id in ``X-Profviz-B
 whole, then stored in one transaction with its id, so a batch sent again is stored once and
 collectors behind a load balancer keep no state. It needs the server's access token, even on
 127.0.0.1. Answers: 200 ``{"requests", "profile_ids"}``; 400 (corrupt), 401 (token), 403 (a
-server started without a token), 413 (too large), 503 with Retry-After (busy, or its store
-failing: the sender retries)."""
+server started without a token), 413 (too large), 422 (a value its store cannot hold: not
+retried), 503 with Retry-After (busy, or its store failing: the sender retries)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..store import StoreError
+from ..store import StoreError, StoreValueError
 from ..store.remote import wire
 from .context import server_context
 from .ingest import RETRY_AFTER_S, IngestBudget
@@ -58,9 +58,12 @@ def receive_batch():
             if spans:
                 store.insert_spans(spans, checked=True)
             ids = store.write_batch(batch, batch_id=batch_id)
+        except StoreValueError as exc:  # the same batch would fail again: refused, not retried
+            current_app.logger.warning("profviz: refused a pushed batch its store cannot hold: %s", exc)
+            return _answer(422, "the collector's store cannot hold a value of this batch (its log says which): not stored")
         except StoreError as exc:
             current_app.logger.warning("profviz: could not store a pushed batch: %s", exc)
-            response = _answer(503, f"the collector could not store the batch ({exc}): retry later")
+            response = _answer(503, "the collector could not store the batch now (its log says why): retry later")
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response
     finally:

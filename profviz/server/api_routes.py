@@ -28,6 +28,7 @@ from ..shapes.routes import (
     version_row_json,
 )
 from ..store import ProfileNotFound, RequestNotFound
+from ..store.window import loaded_profiles
 from .context import server_context
 from .params import bad, float_param, int_param, origin_param
 
@@ -212,13 +213,7 @@ def route_tail():
     def profiles(ids: list[int], slowest_first: bool) -> list:
         with_profile = [i for i in ids if profile_of.get(i)]
         with_profile.sort(key=lambda i: duration_of[i], reverse=slowest_first)
-        loaded = []
-        for i in with_profile[:max_profiles]:
-            try:
-                loaded.append(server_context().profile(profile_of[i]))
-            except ProfileNotFound:
-                continue
-        return loaded
+        return loaded_profiles(server_context().profile, [profile_of[i] for i in with_profile[:max_profiles]])
 
     tail = profiles(groups.tail, True)
     typical = profiles(groups.typical, False)
@@ -273,15 +268,8 @@ def route_versions():
     row = rows[0]
     min_profiles = int_param(request.args, "min_profiles", 2, low=1, high=MAX_TAIL_PROFILES)
     max_profiles = int_param(request.args, "max_profiles", 50, low=1, high=MAX_TAIL_PROFILES)
-    sides = {}
-    for version in (a, b):
-        loaded = []
-        for profile_id in slow_profiled(columns[version], route, method, latency, limit=max_profiles):
-            try:
-                loaded.append(server_context().profile(profile_id))
-            except ProfileNotFound:
-                continue
-        sides[version] = loaded
+    sides = {version: loaded_profiles(server_context().profile, slow_profiled(columns[version], route, method, latency,
+                                                                              limit=max_profiles)) for version in (a, b)}
     above = {version: [v for v, _ in slow_requests(columns[version], route, method, latency)] for version in (a, b)}
     answer = {
         "route": route, "method": method, "requests": row.a.count + row.b.count,

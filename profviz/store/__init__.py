@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .base import REQUEST_COLUMN_NAMES, ProfileNotFound, RequestNotFound, Store, StoreError
+from .base import REQUEST_COLUMN_NAMES, ProfileNotFound, RequestNotFound, Store, StoreError, StoreValueError
 
 __all__ = [
-    "REQUEST_COLUMN_NAMES", "ProfileNotFound", "RequestNotFound", "Store", "StoreError", "default_store_path", "open_store",
-    "store_location",
+    "REQUEST_COLUMN_NAMES", "ProfileNotFound", "RequestNotFound", "Store", "StoreError", "StoreValueError", "default_store_path",
+    "open_store", "store_location",
 ]
 
 

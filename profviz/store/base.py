@@ -33,6 +33,11 @@ class StoreError(ProfvizError):
     """The store could not be opened, read or written. The message says what to do."""
 
 
+class StoreValueError(StoreError):
+    """The store refused a value written to it (an int beyond 64 bits, text it cannot hold): writing
+    the same again fails the same way, so it is not worth retrying."""
+
+
 class ProfileNotFound(StoreError):
     """No profile with the requested id exists."""
 
@@ -87,8 +92,9 @@ class Store(ABC):
 
     @abstractmethod
     def relax_durability(self) -> None:
-        """Let the calling thread's commits skip waiting for the disk: a power cut (not a crash)
-        may lose the last second of them. For writers that commit often (a middleware's writer)."""
+        """Let the calling thread's commits skip waiting for the disk: a power cut (SQLite) or a
+        crash of the database server (PostgreSQL) may lose the last second of them. For writers
+        that commit often (a middleware's writer)."""
 
     # -- profiles -------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
-"""A window of stored traffic as the findings detectors read it (:class:`~profviz.model.window.Window`)."""
+"""A window of stored traffic as the findings detectors read it (:class:`~profviz.model.window.Window`),
+and the profiles of chosen requests."""
 
 from __future__ import annotations
 
-from ..model import RequestRow
+from typing import Callable, Iterable
+
+from ..model import Profile, RequestRow
 from ..model.window import Explain, Window, gc_paused
 from .base import REQUEST_COLUMN_NAMES, ProfileNotFound, Store
 from .encoding import EncodingError
@@ -73,3 +76,15 @@ def _spread(rows: list, count: int) -> list:
     rest = rows[count // 2:]
     step = len(rest) / (count - len(slowest))
     return slowest + [rest[int(i * step)] for i in range(count - len(slowest))]
+
+
+def loaded_profiles(load: Callable[[int], Profile], profile_ids: Iterable[int]) -> list[Profile]:
+    """The profiles of ``profile_ids`` that ``load`` (a store's ``load_profile``, or a cache of it)
+    still finds, in order: one deleted meanwhile is left out."""
+    found = []
+    for profile_id in profile_ids:
+        try:
+            found.append(load(profile_id))
+        except ProfileNotFound:
+            continue
+    return found

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..base import StoreError
+from ..base import StoreError, StoreValueError
 from .schema import create_or_migrate, ensure_days
 
 T = TypeVar("T")
@@ -25,6 +25,10 @@ def _plain_connect() -> classmethod:
     while not isinstance(found, classmethod):
         found = found.__wrapped__
     return found
+
+
+class PartitionMissing(StoreError):
+    """A row's day partition is gone: dropped (by retention) since this process made or saw it."""
 
 
 class StoreConnection(psycopg.Connection):
@@ -129,7 +133,11 @@ class Database:
         """The StoreError (with what to do) for a driver error raised while trying to ``action`` the store."""
         if isinstance(exc, StoreError):
             return exc
-        text = " ".join(str(exc).split())[:300].replace(self.url, self.location)
+        text = " ".join(str(exc).replace(self.url, self.location).split())
+        password = _password_of(self.url)
+        if password:
+            text = text.replace(password, "***")
+        text = text[:300]
         where = self.location
         if isinstance(exc, pg_errors.DiskFull) or "No space left" in text:
             return StoreError(f"cannot {action} store {where}: the database server's disk is full ({text}): free space on it")
@@ -164,6 +172,13 @@ class Database:
                     raise self.fail(action, exc) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except (psycopg.DataError, psycopg.IntegrityError, OverflowError, UnicodeError) as exc:
+                if isinstance(exc, pg_errors.CheckViolation) and "no partition" in str(exc):
+                    self.forget_days()  # dropped by retention elsewhere: made again by the next write
+                    raise PartitionMissing(f"cannot {action} store {self.location}: a day partition it needs was dropped "
+                                           "meanwhile (retention); write again") from None
+                raise StoreValueError(f"cannot {action} store {self.location}: a value it cannot hold "
+                                      f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
             except psycopg.Error as exc:
                 raise self.fail(action, exc) from None
 
@@ -178,6 +193,17 @@ class Database:
     def forget_days(self) -> None:
         """Partitions were dropped (retention, perhaps by another process): check them again before writing."""
         self._days.clear()
+
+    def write_in_days(self, table: str, days: set[int], action: str, work: Callable[[psycopg.Connection], T]) -> T:
+        """:meth:`transaction` of a write into ``table``'s partitions of ``days``: made first, and made
+        again (once) when retention elsewhere dropped one meanwhile."""
+        self.ensure_days(table, days)
+        try:
+            return self.transaction(action, work)
+        except PartitionMissing:
+            self.forget_days()
+            self.ensure_days(table, days)
+            return self.transaction(action, work)
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Run one query written with ``?`` placeholders (:mod:`profviz.store.queries`) and return its rows."""
@@ -203,13 +229,22 @@ class Database:
 
 
 def redacted_url(url: str) -> str:
-    """The URL without its password (``postgresql://user:***@host/db``), and without a ``password=`` parameter."""
+    """The URL without its password (``postgresql://user:***@host/db``), and without a ``password=``
+    parameter (of a URL or of a ``key=value`` connection string)."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    head, at, tail = rest.rpartition("@")
-    if at and ":" in head:
-        rest = head.split(":", 1)[0] + ":***@" + tail
-    if "password=" in rest:
-        rest = re.sub(r"password=[^&]*", "password=***", rest)
-    return f"{scheme}{sep}{rest}"
+    if sep:
+        head, at, tail = rest.rpartition("@")
+        if at and ":" in head:
+            rest = head.split(":", 1)[0] + ":***@" + tail
+        url = f"{scheme}{sep}{rest}"
+    return re.sub(r"password\s*=\s*('[^']*'|[^&\s]*)", "password=***", url)
+
+
+def _password_of(url: str) -> str | None:
+    """The password in a URL's user part or ``password=`` parameter, if any (to scrub from messages)."""
+    scheme, sep, rest = url.partition("://")
+    head, at, _ = rest.rpartition("@")
+    if sep and at and ":" in head:
+        return head.split(":", 1)[1] or None
+    found = re.search(r"password\s*=\s*('[^']*'|[^&\s]*)", url)
+    return found.group(1).strip("'") or None if found else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 from typing import Any
 
 import psycopg
@@ -23,22 +24,29 @@ from ..base import REQUEST_COLUMN_NAMES, RequestNotFound
 from ..queries import REQUEST_COLUMNS, request_of, request_where, select_requests
 from ..sketch_rows import KEY_COLUMNS, KEY_SIZE, SKETCH_COLUMNS, merged, origin_of, route_sketches_of, sketch_rows, window_where
 from ..summary import SUMMARY_FIELDS, encode_profile
-from .database import Database
+from .database import Database, PartitionMissing
 from .schema import day_of
 
 _START = REQUEST_FIELDS.index("start_ns")
 _COPY = f"COPY requests ({', '.join(REQUEST_FIELDS)}) FROM STDIN"
 _INSERT_ONE = f"INSERT INTO requests ({', '.join(REQUEST_FIELDS)}) VALUES ({', '.join(['%s'] * FIELD_COUNT)})"
 _SELECTED = ", ".join("labels::text AS labels" if name == "labels" else name for name in REQUEST_COLUMNS)
-_INT64 = range(-(2**63), 2**63)
+PARTITIONED_NS = range(-(2**62), 2**62)  # starts whose day partitions' bounds fit in bigint
 _EMPTY_SKETCH = LatencySketch.empty().encode()
+# the order Python sorts the keys in (code points: the C collation), so that rows are locked in one order everywhere
+_IN_PYTHON_ORDER = ", ".join(f'{name} COLLATE "C"' if name not in ("grain_ns", "start_ns") else name for name in KEY_COLUMNS)
 
 
-def _rows(values: list) -> list[tuple]:
-    """A batch's values as rows to store: error "", profile_id 0 and queue_ns -1 as NULL."""
+def _rows(values: list, dropped: list[str]) -> list[tuple]:
+    """A batch's values as rows to store: error "", profile_id 0 and queue_ns -1 as NULL; a row
+    whose start no day partition can hold (beyond 2**62 ns either way) left out, described in ``dropped``."""
     rows = []
     for at in range(0, len(values), FIELD_COUNT):
         row = list(values[at:at + FIELD_COUNT])
+        if type(row[_START]) is not int or row[_START] not in PARTITIONED_NS:
+            dropped.append(f"a {row[3]!r} {row[2]!r} request PostgreSQL refuses: it starts at {str(row[_START])[:30]} ns, which no "
+                           "day partition holds"[:300])
+            continue
         row[10] = row[10] or None
         row[11] = row[11] or None
         row[13] = None if row[13] == NO_QUEUE else row[13]
@@ -76,9 +84,10 @@ def write_batch(store: Database, batch: RequestBatch, batch_id: str | None = Non
     encoded = [encode_profile(profile) for profile, _ in batch.profiles]
     if not batch.values and not encoded and batch.stack_nodes is None and batch_id is None:
         return []
-    starts = [start for start in batch.values[_START::FIELD_COUNT] if type(start) is int and start in _INT64]
-    store.ensure_days("requests", {day_of(start) for start in starts})
+    days = {day_of(start) for start in batch.values[_START::FIELD_COUNT] if type(start) is int and start in PARTITIONED_NS}
     dropped: list[str] = []
+    if batch_id is None:  # a commit whose answer is lost is retried: the id makes the retry find it
+        batch_id = batch.batch_id = batch.batch_id or str(uuid.uuid4())
 
     def work(c: psycopg.Connection) -> list[int]:
         dropped.clear()
@@ -91,29 +100,20 @@ def write_batch(store: Database, batch: RequestBatch, batch_id: str | None = Non
             insert_stack_nodes(c, batch.stack_nodes)
         ids = insert_profiles(c, encoded)
         batch.link(ids)
-        stored = _insert_rows(c, _rows(batch.values), dropped)
+        stored = _insert_rows(c, _rows(batch.values, dropped), dropped)
         if stored:
             add_sketches(c, stored)
         if batch_id is not None:
             c.execute("UPDATE ingested_batches SET profile_ids = %s WHERE id = %s", (json.dumps(ids), batch_id))
         return ids
 
-    try:
-        ids = store.transaction("write requests to", work)
-    except PartitionMissing:  # dropped by retention since this process made or saw it
-        store.forget_days()
-        store.ensure_days("requests", {day_of(start) for start in starts})
-        ids = store.transaction("write requests to", work)
+    ids = store.write_in_days("requests", days, "write requests to", work)
     for (profile, _), profile_id in zip(batch.profiles, ids):
         profile.meta["id"] = profile_id
     if dropped:
         print(f"profviz: dropped requests in store {store.location}: {'; '.join(dropped[:5])}"
               + (f" (and {len(dropped) - 5} more)" if len(dropped) > 5 else ""), file=sys.stderr)
     return ids
-
-
-class PartitionMissing(Exception):
-    """A row's day partition is gone (dropped since this process saw it)."""
 
 
 def _insert_rows(c: psycopg.Connection, rows: list[tuple], dropped: list[str]) -> list[tuple]:
@@ -130,7 +130,7 @@ def _insert_rows(c: psycopg.Connection, rows: list[tuple], dropped: list[str]) -
     except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError, TypeError, OverflowError,
             UnicodeError) as exc:
         if isinstance(exc, pg_errors.CheckViolation) and "no partition" in str(exc):
-            raise PartitionMissing() from None
+            raise PartitionMissing("a day partition of requests was dropped meanwhile") from None
     stored = []
     for row in rows:
         row = _without_nul(row)
@@ -140,6 +140,8 @@ def _insert_rows(c: psycopg.Connection, rows: list[tuple], dropped: list[str]) -
             stored.append(row)
         except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError, TypeError, OverflowError,
                 UnicodeError) as exc:
+            if isinstance(exc, pg_errors.CheckViolation) and "no partition" in str(exc):
+                raise PartitionMissing("a day partition of requests was dropped meanwhile") from None
             reason = " ".join(str(exc).split())[:120]
             dropped.append(f"a {row[3]!r} {row[2]!r} request PostgreSQL refuses ({type(exc).__name__}: {reason})"[:300])
     return stored
@@ -162,12 +164,12 @@ def add_sketches(c: psycopg.Connection, rows: list[tuple]) -> None:
             part = keys[at:at + 500]
             for stored in cur.execute(
                     f"SELECT {SKETCH_COLUMNS} FROM latency_sketches WHERE ({', '.join(KEY_COLUMNS)}) IN"
-                    f" ({', '.join([f'({placeholders})'] * len(part))}) ORDER BY {', '.join(KEY_COLUMNS)} FOR UPDATE",
+                    f" ({', '.join([f'({placeholders})'] * len(part))}) ORDER BY {_IN_PYTHON_ORDER} FOR UPDATE",
                     [value for key in part for value in key]).fetchall():
                 found[tuple(stored[:KEY_SIZE])] = tuple(stored[KEY_SIZE:])
-        cur.executemany("UPDATE latency_sketches SET errors = %s, app = %s, total = %s WHERE "
-                        + " AND ".join(f"{name} = %s" for name in KEY_COLUMNS),
-                        [(*values[KEY_SIZE:], *values[:KEY_SIZE]) for values in (merged(row, found.get(row[:KEY_SIZE])) for row in fresh)])
+        cur.executemany(f"INSERT INTO latency_sketches ({SKETCH_COLUMNS}) VALUES ({placeholders}, %s, %s, %s) ON CONFLICT"
+                        f" ({', '.join(KEY_COLUMNS)}) DO UPDATE SET errors = excluded.errors, app = excluded.app, total = excluded.total",
+                        [merged(row, found.get(row[:KEY_SIZE])) for row in fresh])
 
 
 def route_sketches(store: Database, *, since_ns: int | None = None, until_ns: int | None = None,
@@ -205,7 +207,7 @@ def request_columns(store: Database, *, since_ns: int | None = None, until_ns: i
 
 
 def latest_request_ns(store: Database) -> int | None:
-    rows = store.read("SELECT max(start_ns + duration_ns) FROM requests")
+    rows = store.read("SELECT max(start_ns::numeric + duration_ns) FROM requests")
     return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
 

@@ -3,7 +3,7 @@
 Schema versions count as SQLite's do (:mod:`profviz.store.sqlite.schema`): this backend starts at 7,
 the tables of SQLite's schema 7. ``requests`` and ``spans`` are partitioned by range of
 ``start_ns``, one partition per UTC day, made on demand (:func:`ensure_days`) before a write that
-needs them; retention drops whole partitions (:func:`drop_days_before`).
+needs them; retention drops whole partitions (:func:`drop_partition`).
 """
 
 from __future__ import annotations
@@ -207,12 +207,7 @@ def partitions(conn: psycopg.Connection, table: str) -> list[tuple[str, int, int
     return sorted(out, key=lambda entry: entry[1])
 
 
-def drop_days_before(conn: psycopg.Connection, table: str, cutoff_ns: int) -> int:
-    """Drop the partitions of ``table`` that end at or before ``cutoff_ns``; how many rows they held."""
+def drop_partition(conn: psycopg.Connection, name: str) -> None:
+    """Drop one partition (in the caller's short transaction, under the schema lock)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-    dropped = 0
-    for name, _, high in partitions(conn, table):
-        if high <= cutoff_ns:
-            dropped += int(conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])
-            conn.execute(f'DROP TABLE "{name}"')
-    return dropped
+    conn.execute(f'DROP TABLE IF EXISTS "{name}"')

@@ -8,14 +8,16 @@ from typing import Any, Iterable
 import psycopg
 
 from ...model import Span, SpanFacts, SpanKey
-from ..queries import select_spans, span_of, span_values
+from ..queries import SPAN_COLUMNS, select_spans, span_of, span_values
 from ..span_log import facts_of, keyed_spans, log_row
 from .database import Database
 from .requests import _without_nul
 from .schema import day_of
 
-_SPAN_FIELDS = ("trace_id, span_id, parent_id, name, kind, status, start_ns, end_ns, pid, tid, thread_name, attributes,"
-                " approximate, request_id, source")
+_SPAN_FIELDS = ", ".join(SPAN_COLUMNS[1:])
+_TYPED_ROW = "(" + ", ".join(f"%s::{kind}" for kind in (
+    "text", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "text", "text", "smallint", "bigint",
+    "text")) + ")"
 _PER_STATEMENT = 500  # 15 parameters a span: under PostgreSQL's 65535
 
 
@@ -24,22 +26,25 @@ def insert_spans(store: Database, spans: Iterable[Span], *, checked: bool = Fals
     rows, stored = span_values(spans, checked)
     if not rows:
         return 0
-    rows = [_without_nul(row) for row in rows]
-    store.ensure_days("spans", {day_of(row[6]) for row in rows})
+    first: dict[tuple[str, str], tuple] = {}
+    for row in rows:  # a span sent twice in one batch is stored once, as its first
+        first.setdefault((row[0], row[1]), _without_nul(row))
+    rows = list(first.values())
 
     def work(c: psycopg.Connection) -> int:
         new: set[tuple[str, str]] = set()
         for at in range(0, len(rows), _PER_STATEMENT):
             part = rows[at:at + _PER_STATEMENT]
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * 15) + ")"] * len(part))
+            # stored already (same trace and span id, whatever its start): kept as it is, as SQLite's unique key does
             new.update((row[0], row[1]) for row in c.execute(
-                f"INSERT INTO spans ({_SPAN_FIELDS}) VALUES {placeholders} ON CONFLICT DO NOTHING RETURNING trace_id, span_id",
-                [value for row in part for value in row]).fetchall())
+                f"INSERT INTO spans ({_SPAN_FIELDS}) SELECT * FROM (VALUES {', '.join([_TYPED_ROW] * len(part))}) AS v ({_SPAN_FIELDS})"
+                " WHERE NOT EXISTS (SELECT 1 FROM spans AS s WHERE s.trace_id = v.trace_id AND s.span_id = v.span_id)"
+                " ON CONFLICT DO NOTHING RETURNING trace_id, span_id", [value for row in part for value in row]).fetchall())
         if new:
             _log_facts(c, [(span, attributes) for span, attributes in stored if (span.trace_id, span.span_id) in new])
         return len(new)
 
-    return store.transaction("write spans to", work)
+    return store.write_in_days("spans", {day_of(row[6]) for row in rows}, "write spans to", work)
 
 
 def _log_facts(c: psycopg.Connection, spans: list[tuple[Span, dict]]) -> None:

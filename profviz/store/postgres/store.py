@@ -7,23 +7,22 @@ latency sketches per minute and hour, merged under row locks as batches arrive.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Iterable, Sequence
 
 import psycopg
 
 from ...model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span, SpanFacts
 from ...model.latency_sketch import RouteSketch
-from ..base import PROFILE_META_KEYS, ProfileNotFound, Store, StoreError
-from ..encoding import EncodingError, decode_profile
-from ..shared_stacks import decode_shared, is_shared
+from ..base import Store
+from ..profile_reads import ProfileReads
 from ..queries import origins_of, select_origins
 from ..sketch_rows import MINUTE_NS
-from ..summary import decode_meta, encode_profile
+from ..summary import encode_profile
 from . import requests, spans
 from .database import Database
-from .schema import DAY_NS, drop_days_before
+from .schema import DAY_NS, drop_partition, partitions
 
-_SELECT_META = f"SELECT {', '.join(PROFILE_META_KEYS)} FROM profiles"
 _NODES_REACHING = """
 WITH RECURSIVE need(node) AS (
     SELECT unnest(%(ids)s::bigint[])
@@ -35,7 +34,7 @@ FROM stack_nodes AS n JOIN need ON n.source = %(source)s AND n.node = need.node 
 """
 
 
-class PostgresStore(Database, Store):
+class PostgresStore(ProfileReads, Database, Store):
     """A store in the PostgreSQL database at ``url`` (``postgresql://user:password@host:port/db``),
     its schema created if the database is empty. Raises StoreError with a fix when the server
     cannot be reached, refuses the user, or the database holds something else."""
@@ -49,38 +48,8 @@ class PostgresStore(Database, Store):
             profile.meta["id"] = profile_id
         return ids
 
-    def profile_meta(self, profile_id: int) -> dict[str, Any]:
-        rows = self.fetch(_SELECT_META + " WHERE id = %s", (int(profile_id),))
-        if not rows:
-            raise ProfileNotFound(f"no profile with id {profile_id} in {self.location}: run 'profviz list' to see the ids")
-        return decode_meta(rows[0])
-
-    def load_profile(self, profile_id: int) -> Profile:
-        meta = self.profile_meta(profile_id)
-        rows = self.fetch("SELECT tables, samples FROM profile_data WHERE profile_id = %s", (int(profile_id),))
-        if not rows:
-            raise StoreError(f"profile {profile_id} has no data in {self.location}: delete it with 'profviz delete {profile_id}'")
-        tables, samples = bytes(rows[0]["tables"]), bytes(rows[0]["samples"])
-        try:
-            if is_shared(tables):
-                return decode_shared(meta, tables, samples, self._nodes_reaching)
-            return decode_profile(meta, tables, samples)
-        except EncodingError as exc:
-            raise StoreError(f"profile {profile_id} in {self.location} is damaged ({exc}): delete it with 'profviz delete {profile_id}'") from None
-
     def _nodes_reaching(self, source: str, node_ids: list[int]) -> list[tuple[int, int, str, str, int]]:
         return [tuple(row) for row in self.fetch(_NODES_REACHING, {"ids": [int(n) for n in node_ids], "source": source})]
-
-    def list_profiles(self, *, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        sql, params = _SELECT_META, []
-        if kind:
-            sql += " WHERE kind = %s"
-            params.append(kind)
-        sql += " ORDER BY start_ns DESC, id DESC"
-        if limit:
-            sql += " LIMIT %s"
-            params.append(int(limit))
-        return [decode_meta(r) for r in self.fetch(sql, params)]
 
     def delete_profile(self, profile_id: int) -> None:
         self.profile_meta(profile_id)
@@ -149,16 +118,29 @@ class PostgresStore(Database, Store):
     def retain(self, since_ns: int) -> dict[str, int]:
         """Drop the day partitions of requests and spans that end by ``since_ns`` (so data is kept
         from the start of the day holding it), and the profiles, span facts and minute sketches
-        from before that day; hour sketches stay. How many requests, spans and profiles went."""
+        from before that day; hour sketches stay. Each partition goes in a transaction of its own
+        (dropping one locks its table for a moment), counted before. How many requests, spans and
+        profiles went. The ids of pushed batches are kept a day at least (a sender may retry one)."""
         cutoff = since_ns // DAY_NS * DAY_NS
+        gone = {"requests": 0, "spans": 0, "profiles": 0}
+        for table in ("requests", "spans"):
+            for name, _, high in self.transaction("read the partitions of", lambda c: partitions(c, table)):
+                if high <= cutoff:
+                    gone[table] += int(self.fetch(f'SELECT count(*) FROM "{name}"')[0][0])
+                    self.transaction("drop old data from", lambda c: drop_partition(c, name))
+        self.forget_days()
+        while True:  # profiles in chunks: each a short transaction
+            deleted = self.transaction("drop old data from", lambda c: c.execute(
+                "DELETE FROM profiles WHERE id IN (SELECT id FROM profiles WHERE start_ns < %s LIMIT 1000)", (cutoff,)).rowcount)
+            gone["profiles"] += deleted
+            if deleted < 1000:
+                break
+        batches_before = min(cutoff, time.time_ns() - DAY_NS)
 
-        def work(c: psycopg.Connection) -> dict[str, int]:
-            gone = {"requests": drop_days_before(c, "requests", cutoff), "spans": drop_days_before(c, "spans", cutoff)}
-            gone["profiles"] = c.execute("DELETE FROM profiles WHERE start_ns < %s", (cutoff,)).rowcount
+        def facts(c: psycopg.Connection) -> None:
             c.execute("DELETE FROM span_log WHERE last_ns < %s", (cutoff,))
             c.execute("DELETE FROM latency_sketches WHERE grain_ns = %s AND start_ns < %s", (MINUTE_NS, cutoff))
-            return gone
+            c.execute("DELETE FROM ingested_batches WHERE received_ns < %s", (batches_before,))
 
-        gone = self.transaction("drop old data from", work)
-        self.forget_days()
+        self.transaction("drop old data from", facts)
         return gone

@@ -33,10 +33,11 @@ DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024
 FIRST_RETRY_S = 0.2
 MAX_RETRY_S = 10.0
 SEND_TIMEOUT_S = 15.0
+MAX_SERVER_ERRORS = 20  # a batch the collector fails on (500) this many times in a row is given up: it would block the rest
 INGEST_PATH = "/v1/ingest"
 
 
-@dataclass
+@dataclass(eq=False)  # entries are compared by identity: two may carry the same batch
 class _Entry:
     batch_id: str
     body: bytes
@@ -52,7 +53,8 @@ class HTTPStore(Store):
     def __init__(self, url: str, *, token: str | None = None, buffer_bytes: int = DEFAULT_BUFFER_BYTES):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StoreError(f"collector URL {url[:80]!r} is not http(s)://host:port: give the address 'profviz serve' prints")
+            raise StoreError(f"collector URL {parts.scheme[:10]}://{(parts.hostname or '')[:60]} is not http(s)://host:port: "
+                             "give the address 'profviz serve' prints")
         for key, value in parse_qsl(parts.query):
             if key != "buffer_mb":
                 raise StoreError(f"collector URL parameter {key[:40]!r} is unknown: the one parameter is buffer_mb")
@@ -166,6 +168,7 @@ class HTTPStore(Store):
 
     def _send_loop(self) -> None:
         delay = FIRST_RETRY_S
+        failures = 0  # answers of 500 and above in a row for the entry at the head
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
@@ -174,9 +177,11 @@ class HTTPStore(Store):
                     return
                 entry = self._inflight = self._queue[0]
             status, _, retry_after = self._post(entry)
+            failures = failures + 1 if status == 500 else 0  # 502-504: a proxy with no collector behind it; retried
             with self._cond:
                 self._inflight = None
-                if status == 200 or not _retryable(status):
+                if status == 200 or not _retryable(status) or failures >= MAX_SERVER_ERRORS:
+                    failures = 0
                     if self._queue and self._queue[0] is entry:
                         self._queue.popleft()
                         self._queued_bytes -= len(entry.body)
@@ -226,8 +231,10 @@ class HTTPStore(Store):
             message = answer.get("error", {}).get("message") if isinstance(answer, dict) and isinstance(answer.get("error"), dict) else None
             self.last_error = f"HTTP {response.status}: {str(message or data[:200])[:300]}"
         try:
-            wait = float(retry_after) if retry_after else None
+            wait = min(MAX_RETRY_S, max(0.0, float(retry_after))) if retry_after else None
         except ValueError:
+            wait = None
+        if wait is not None and wait != wait:
             wait = None
         return response.status, answer if isinstance(answer, dict) else {}, wait
 
@@ -265,15 +272,20 @@ class HTTPStore(Store):
         with self._cond:
             self._closing = True
             if not sent:
-                for entry in self._queue:
-                    self._dropped(entry)
-                self._queue.clear()
-                self._queued_bytes = 0
+                for entry in list(self._queue):
+                    if entry is not self._inflight:  # that one may still arrive: counted when answered
+                        self._dropped(entry)
+                        self._queue.remove(entry)
+                        self._queued_bytes -= len(entry.body)
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=SEND_TIMEOUT_S + 1)
         self._closing = False
-        self._close_connection()
+        if self._http_lock.acquire(timeout=SEND_TIMEOUT_S):
+            try:
+                self._close_connection()
+            finally:
+                self._http_lock.release()
 
     # -- reads: the collector's store answers them ----------------------------------------
 

@@ -12,28 +12,34 @@ Layout (``version`` 1)::
      "spans": [{Span fields}, ...]}
 
 Everything in a body is untrusted: :func:`decode` checks every value and raises WireError (with
-the HTTP status to answer) naming the first one that breaks a rule, before anything is stored.
+the HTTP status to answer) naming the first one that breaks a rule, before anything is stored;
+requests whose times are out of range are left out alone.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import time
 import zlib
 from typing import Any
 
 from ...formats.base import FormatError, expect_dict, expect_int, expect_list, expect_str, read_meta
 from ...formats.profviz_json import from_doc, to_doc
 from ...model import FIELD_COUNT, REQUEST_FIELDS, Profile, ProfileError, RequestBatch, SharedStackProfile, Span, SpanError, StackNodes, State
-from ...model.requests import PROFILE_ID_FIELD
+from ...model.origin import bounded_origin
+from ..queries import SPAN_COLUMNS
+from ...model.requests import NO_QUEUE, PROFILE_ID_FIELD
 
 FORMAT = "profviz-batch"
 VERSION = 1
 MAX_BODY_BYTES = 16 * 1024 * 1024  # compressed, as sent
 MAX_DECODED_BYTES = 128 * 1024 * 1024  # once decompressed
+FUTURE_NS = 86_400 * 10**9  # how far ahead of the collector's clock a request or span may start
+MAX_SPAN_NS = 1 << 62  # a request's duration or queue time beyond this (146 years) is not a time
 _INT_FIELDS = frozenset(("pid", "tid", "status", "start_ns", "duration_ns", "cpu_ns", "response_bytes", "profile_id", "queue_ns"))
-_SPAN_FIELDS = ("trace_id", "span_id", "parent_id", "name", "kind", "status", "start_ns", "end_ns", "pid", "tid", "thread_name",
-                "attributes", "approximate", "request_id", "source")
+_START, _DURATION, _QUEUE, _LABELS = (REQUEST_FIELDS.index(name) for name in ("start_ns", "duration_ns", "queue_ns", "labels"))
+_SPAN_FIELDS = SPAN_COLUMNS[1:]
 
 
 class WireError(Exception):
@@ -101,8 +107,8 @@ def decode(body: bytes, content_encoding: str | None = "gzip") -> tuple[RequestB
             raise FormatError(f"format is {str(doc.get('format'))[:40]!r} version {str(doc.get('version'))[:10]}, "
                               f"expected {FORMAT!r} version {VERSION}: upgrade the sender or the collector")
         batch = RequestBatch()
-        batch.values = _requests(expect_list(doc.get("requests", []), "requests"))
-        count = len(batch)
+        batch.values, kept_as = _requests(expect_list(doc.get("requests", []), "requests"))
+        count = len(kept_as)
         for i, raw in enumerate(expect_list(doc.get("profiles", []), "profiles")):
             entry = expect_dict(raw, f"profiles[{i}]")
             request = entry.get("request")
@@ -110,6 +116,7 @@ def decode(body: bytes, content_encoding: str | None = "gzip") -> tuple[RequestB
                 request = expect_int(request, f"profiles[{i}].request", minimum=0)
                 if request >= count:
                     raise FormatError(f"profiles[{i}].request is {request}, but the batch has {count} requests")
+                request = kept_as[request]
             batch.keep(_shared(entry["shared"], f"profiles[{i}].shared") if "shared" in entry else _profile(entry.get("profile")), request)
         if doc.get("stack_nodes") is not None:
             batch.stack_nodes = _nodes(expect_dict(doc["stack_nodes"], "stack_nodes"))
@@ -121,7 +128,11 @@ def decode(body: bytes, content_encoding: str | None = "gzip") -> tuple[RequestB
     return batch, spans
 
 
-def _requests(values: list) -> list:
+def _requests(values: list) -> tuple[list, list[int | None]]:
+    """The request values of a body, checked: a value of the wrong type refuses the body; a row
+    whose times are out of range (before 1970, over a day ahead, a negative or 146-year duration)
+    is left out. Origin labels become strings of at most :data:`MAX_ORIGIN_CHARS`. Returns the
+    values kept and, per row sent, its index among them (None when left out)."""
     if len(values) % FIELD_COUNT:
         raise FormatError(f"requests holds {len(values)} values, not a whole number of {FIELD_COUNT}-field rows")
     for at, value in enumerate(values):
@@ -132,16 +143,31 @@ def _requests(values: list) -> list:
                 raise FormatError(f"{where} is {str(value)[:40]!r}; expected a 64-bit int")
         elif type(value) is not str:
             raise FormatError(f"{where} is {str(value)[:40]!r}; expected a string")
-    for at in range(PROFILE_ID_FIELD, len(values), FIELD_COUNT):
-        values[at] = 0  # links to profiles come from the profiles' "request"; ids are the collector's
-    for at in range(REQUEST_FIELDS.index("labels"), len(values), FIELD_COUNT):
-        try:
-            labels = json.loads(values[at])
-        except ValueError:
-            labels = None
-        if not isinstance(labels, dict):
-            raise FormatError(f"requests[{at // FIELD_COUNT}].labels is not a JSON object")
-    return values
+    latest = time.time_ns() + FUTURE_NS
+    kept: list = []
+    index: list[int | None] = []
+    for at in range(0, len(values), FIELD_COUNT):
+        row = values[at:at + FIELD_COUNT]
+        start, duration, queue = row[_START], row[_DURATION], row[_QUEUE]
+        if not (0 <= start <= latest and 0 <= duration < MAX_SPAN_NS and (queue == NO_QUEUE or 0 <= queue < MAX_SPAN_NS)):
+            index.append(None)
+            continue
+        row[PROFILE_ID_FIELD] = 0  # links to profiles come from the profiles' "request"; ids are the collector's
+        row[_LABELS] = _checked_labels(row[_LABELS], f"requests[{at // FIELD_COUNT}].labels")
+        index.append(len(kept) // FIELD_COUNT)
+        kept.extend(row)
+    return kept, index
+
+
+def _checked_labels(text: str, where: str) -> str:
+    try:
+        labels = json.loads(text)
+    except ValueError:
+        labels = None
+    if not isinstance(labels, dict):
+        raise FormatError(f"{where} is not a JSON object")
+    bounded = bounded_origin(labels)
+    return text if bounded is labels else json.dumps(bounded)
 
 
 def _profile(raw: Any) -> Profile:
@@ -209,6 +235,8 @@ def _span(raw: Any, where: str) -> Span:
                 fields.pop("status"), fields.pop("start_ns"), fields.pop("end_ns"), attributes=attributes,
                 approximate=bool(fields.pop("approximate")), **fields)
     span.check()
+    if span.start_ns > time.time_ns() + FUTURE_NS:
+        raise FormatError(f"{where} starts more than a day from now: check the sender's clock")
     if span.thread_name is not None and type(span.thread_name) is not str:
         raise FormatError(f"{where}.thread_name must be a string")
     return span

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from ..base import StoreError
+from ..base import StoreError, StoreValueError
 from .schema import check_version, create_or_migrate, stored_version
 
 T = TypeVar("T")
@@ -107,6 +107,9 @@ class Database:
                 raise self.fail(action, exc) from None
             except sqlite3.DatabaseError as exc:
                 raise self.fail(action, exc) from None
+            except (OverflowError, UnicodeError) as exc:  # a value SQLite cannot hold: the same write would fail again
+                raise StoreValueError(f"cannot {action} store {self.path}: a value it cannot hold ({type(exc).__name__}: "
+                                      f"{str(exc)[:200]})") from None
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Run one query and return all its rows."""

@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from typing import Any, Iterable, Sequence
 
 from ...model import Profile, RequestBatch, RequestRow, SharedStackProfile, Span, SpanFacts
 from ...model.latency_sketch import RouteSketch
-from ..base import PROFILE_META_KEYS, ProfileNotFound, Store, StoreError
-from ..encoding import EncodingError, decode_profile
-from ..shared_stacks import decode_shared, is_shared
+from ..base import Store
+from ..profile_reads import ProfileReads
 from ..queries import origins_of, select_origins
 from ..sketch_rows import MINUTE_NS
-from ..summary import decode_meta, encode_profile
+
+DAY_NS = 86_400 * 10**9
+from ..summary import encode_profile
 from . import requests, sketches, span_facts, spans, stack_nodes
 from .database import Database
 from .profiles import insert_encoded
 
-_SELECT_META = f"SELECT {', '.join(PROFILE_META_KEYS)} FROM profiles"
 
 
-class SQLiteStore(Database, Store):
+class SQLiteStore(ProfileReads, Database, Store):
     """A store in the SQLite file at ``path``, created with its schema if needed.
 
     Raises StoreError with a fix when the location is not writable or the file is not a profviz store.
@@ -41,35 +42,8 @@ class SQLiteStore(Database, Store):
             profile.meta["id"] = profile_id
         return ids
 
-    def profile_meta(self, profile_id: int) -> dict[str, Any]:
-        rows = self.read(_SELECT_META + " WHERE id = ?", (int(profile_id),))
-        if not rows:
-            raise ProfileNotFound(f"no profile with id {profile_id} in {self.path}: run 'profviz list' to see the ids")
-        return decode_meta(rows[0])
-
-    def load_profile(self, profile_id: int) -> Profile:
-        meta = self.profile_meta(profile_id)
-        rows = self.read("SELECT tables, samples FROM profile_data WHERE profile_id = ?", (int(profile_id),))
-        if not rows:
-            raise StoreError(f"profile {profile_id} has no data in {self.path}: delete it with 'profviz delete {profile_id}'")
-        tables, samples = rows[0]["tables"], rows[0]["samples"]
-        try:
-            if is_shared(tables):
-                return decode_shared(meta, tables, samples, lambda source, ids: stack_nodes.reaching(self, source, ids))
-            return decode_profile(meta, tables, samples)
-        except EncodingError as exc:
-            raise StoreError(f"profile {profile_id} in {self.path} is damaged ({exc}): delete it with 'profviz delete {profile_id}'") from None
-
-    def list_profiles(self, *, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        sql, params = _SELECT_META, []
-        if kind:
-            sql += " WHERE kind = ?"
-            params.append(kind)
-        sql += " ORDER BY start_ns DESC, id DESC"
-        if limit:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        return [decode_meta(r) for r in self.read(sql, params)]
+    def _nodes_reaching(self, source: str, node_ids: list[int]) -> list[tuple[int, int, str, str, int]]:
+        return stack_nodes.reaching(self, source, node_ids)
 
     def delete_profile(self, profile_id: int) -> None:
         self.profile_meta(profile_id)
@@ -146,6 +120,7 @@ class SQLiteStore(Database, Store):
             gone["profiles"] = c.execute("DELETE FROM profiles WHERE start_ns < ?", (cutoff,)).rowcount
             c.execute("DELETE FROM span_log WHERE last_ns < ?", (cutoff,))
             c.execute("DELETE FROM latency_sketches WHERE grain_ns = ? AND start_ns < ?", (MINUTE_NS, cutoff // MINUTE_NS * MINUTE_NS))
+            c.execute("DELETE FROM ingested_batches WHERE received_ns < ?", (min(cutoff, time.time_ns() - DAY_NS),))  # a sender may retry one a day
             return gone
 
         return self.transaction("delete old data from", work)
