@@ -29,6 +29,9 @@ SAMPLE_FILES = {
     "pyspy_raw_subprocesses.txt": "collapsed",
     "pyinstrument.pyisession": "pyinstrument",
     "pyinstrument_renderer.json": "pyinstrument",
+    "pprof/parca-fgprof.pb.gz": "pprof",
+    "pprof/parca-profile1.pb.gz": "pprof",
+    "pprof/parca-profile-with-labels.pb.gz": "pprof",
 }
 
 HUGE_NAME = "h" * 5000 + "<script>alert('x')</script>" + "é" * 5000

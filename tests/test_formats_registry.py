@@ -16,7 +16,8 @@ def test_every_sample_file_is_detected_as_its_format(name, expected):
 
 def test_exactly_one_format_claims_each_file():
     for name in SAMPLE_FILES:
-        claims = [f.name for f in formats.FORMATS if f.detect(data(name))]
+        raw = gzip.decompress(data(name)) if data(name)[:2] == b"\x1f\x8b" else data(name)  # as detect_format unpacks it
+        claims = [f.name for f in formats.FORMATS if f.detect(raw)]
         assert len(claims) == 1, (name, claims)
 
 

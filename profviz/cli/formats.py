@@ -119,7 +119,8 @@ def export_command(profile_id: int, format_name: str, output: str, store_path: s
         sys.stdout.buffer.flush()
         return
     _write_atomically(output, data)
-    notice(f"wrote profile {profile_id} as {format_name} to {output} ({len(data)} bytes)")
+    dropped = getattr(formats.format_named(format_name).module, "DROPS", None)
+    notice(f"wrote profile {profile_id} as {format_name} to {output} ({len(data)} bytes)" + (f"; the format drops {dropped}" if dropped else ""))
 
 
 COMMANDS = (import_command, export_command)

@@ -30,6 +30,7 @@ from .base import FormatError, add_note, decode_utf8, head_text, interval_ns, sh
 NAME = "collapsed"
 DESCRIPTION = "folded stacks 'a;b;c 42' (py-spy --format raw, flamegraph.pl stackcollapse output)"
 EXTENSION = ".txt"
+DROPS = "sample times, CPU/waiting states, wait reasons and spans; weights are rounded to whole samples of 1/rate"
 ALL_THREADS = "all threads"
 _FRAME = re.compile(r"^(?P<name>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$", re.S)
 _THREAD = re.compile(r"^thread \((?P<tid>\d+|0[xX][0-9A-Fa-f]+)\)(?:: (?P<name>.*))?$", re.S)

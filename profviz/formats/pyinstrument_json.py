@@ -33,6 +33,7 @@ from .base import (EXTENSION_KEY, EXTENSION_VERSION, FormatError, add_note, dump
 NAME = "pyinstrument"
 DESCRIPTION = "pyinstrument session JSON (-r session / .pyisession) and JSON renderer tree (-r json)"
 EXTENSION = ".pyisession"
+DROPS = "spans (pyinstrument itself shows no CPU/waiting states: profviz keeps them in its \"$profviz\" key)"
 IDENTIFIER_SEP = "\x00"
 ATTRIBUTES_SEP = "\x01"
 THREAD_FILE = "<thread>"

@@ -31,6 +31,7 @@ from .base import (EXTENSION_KEY, EXTENSION_VERSION, FormatError, add_note, dump
 NAME = "speedscope"
 DESCRIPTION = "speedscope JSON (py-spy --format speedscope, pyinstrument -r speedscope, speedscope's export)"
 EXTENSION = ".speedscope.json"
+DROPS = "spans (speedscope itself shows neither states nor wait reasons: profviz keeps them in its \"$profviz\" key)"
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNIT_NS = {"nanoseconds": 1.0, "microseconds": 1e3, "milliseconds": 1e6, "seconds": 1e9}
 _THREAD_NAME = re.compile(r'^(?:Process (\d+) )?Thread (\d+|0[xX][0-9A-Fa-f]+) "(.*)"$', re.S)

@@ -1,0 +1,115 @@
+"""pprof import/export: real profiles other profilers wrote (Parca's test data: Go CPU, fgprof
+wall-clock, parca-agent), profviz -> pprof -> profviz keeping totals per thread and per state
+exactly, and profviz's files read by Google's own decoder (protoc, from grpcio-tools), which
+profviz did not write."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from profviz.formats import load_any, pprof
+from profviz.formats.pprof_messages import FIELDS, Profile as PprofProfile
+from profviz.model import State
+from tests.formats_support import HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals, thread_totals
+
+PROTO = Path(pprof.__file__).parent / "vendor" / "pprof" / "profile.proto"
+
+
+def test_the_message_table_is_the_vendored_profile_proto():
+    text = re.sub(r"//[^\n]*", "", PROTO.read_text(encoding="utf-8"))
+    found = {}
+    for name, body in re.findall(r"message (\w+) \{(.*?)\n\}", text, re.S):
+        found[name] = [(field, int(number), kind, bool(repeated))
+                       for repeated, kind, field, number in re.findall(r"(repeated )?(\w+) (\w+) = (\d+);", body)]
+    assert found == FIELDS
+
+
+@pytest.mark.parametrize("name", files_of("pprof"))
+def test_detects_its_own_files(name):
+    assert pprof.detect(gzip.decompress(data(name)))
+
+
+@pytest.mark.parametrize("name", files_not_of("pprof"))
+def test_rejects_other_formats(name):
+    assert not pprof.detect(data(name))
+
+
+def raw_values(name: str, kind: str) -> int:
+    parsed = PprofProfile.FromString(gzip.decompress(data(name)))
+    index = [parsed.string_table[t.type] for t in parsed.sample_type].index(kind)
+    return sum(sample.value[index] for sample in parsed.sample)
+
+
+def test_a_go_cpu_profile_is_time_on_cpu():
+    profile = load_any(data("pprof/parca-profile1.pb.gz"), "profile1.pb.gz")
+    assert state_totals(profile) == {(0, int(State.ON_CPU), None): raw_values("pprof/parca-profile1.pb.gz", "cpu")}
+    assert any(name.startswith("runtime.") for name in function_names(profile))
+
+
+def test_an_fgprof_wall_clock_profile_keeps_its_time():
+    profile = load_any(data("pprof/parca-fgprof.pb.gz"), "fgprof.pb.gz")
+    assert sum(thread_totals(profile).values()) == raw_values("pprof/parca-fgprof.pb.gz", "time")
+    assert profile.meta["start_ns"] == 1669885092670395000 and profile.meta["duration_ns"] == 30001091459
+
+
+def test_counts_without_a_period_are_priced_at_the_rate_and_threads_come_from_labels():
+    name = "pprof/parca-profile-with-labels.pb.gz"
+    counts = raw_values(name, "samples")
+    profile = load_any(data(name), "labels.pb.gz", rate_hz=19.0)
+    assert sum(thread_totals(profile).values()) == counts * int(1e9 / 19.0)
+    assert len(profile.threads) == 6 and {t.name for t in profile.threads} >= {"parca"}
+    assert all(t.tid > 0 for t in profile.threads)
+    assert "each sample counted as" in profile.meta["notes"][-1]
+
+
+def test_profviz_to_pprof_to_profviz_keeps_totals_threads_states_and_reasons():
+    original = rich_profile()
+    original.meta["labels"] = {"route": "/checkout/<id>", "request_id": "r-1"}
+    loaded = load_any(pprof.dump(original), "out.pb.gz")
+    assert state_totals(loaded) == state_totals(original)
+    assert {(t.pid, t.tid, t.name) for t in loaded.threads} == {(t.pid, t.tid, t.name) for t in original.threads}
+    assert function_names(loaded) == function_names(original)
+    assert {(f.function, f.file, f.line) for f in map(loaded.frame, range(len(loaded.frame_function)))} == \
+        {(f.function, f.file, f.line) for f in map(original.frame, range(len(original.frame_function)))}
+    assert loaded.meta["rate_hz"] == 100.0 and "sample times and spans" in loaded.meta["notes"][-1]
+
+
+def test_googles_decoder_reads_profviz_pprof_files(tmp_path):
+    """protoc --decode (Google's C++ parser, over the vendored .proto) reads the file: its sample
+    types, its labels and its wall and CPU totals."""
+    original = rich_profile(hostile=HOSTILE)
+    original.meta["labels"] = {"route": "/checkout", "request_id": "r-9"}
+    raw = gzip.decompress(pprof.dump(original))
+    result = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO.parent}", "--decode=perftools.profiles.Profile",
+                             PROTO.name], input=raw, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    text = result.stdout.decode("utf-8", "replace")
+    strings = [bytes(s, "latin-1").decode("unicode_escape").encode("latin-1").decode("utf-8")
+               for s in re.findall(r'^string_table: "(.*)"$', text, re.M)]
+    types = [(strings[int(t)], strings[int(u)]) for t, u in re.findall(r"sample_type \{\s*type: (\d+)\s*unit: (\d+)\s*\}", text)]
+    assert types == [("samples", "count"), ("wall", "nanoseconds"), ("cpu", "nanoseconds")]
+    values = re.findall(r"sample \{(.*?)\n\}", text, re.S)
+    wall = sum(int(re.findall(r"value: (-?\d+)", body)[1]) for body in values)
+    cpu = sum(int(re.findall(r"value: (-?\d+)", body)[2]) for body in values)
+    totals = Counter()
+    for (_, state, _), ns in state_totals(original).items():
+        totals[state] += ns
+    assert wall == sum(totals.values()) and cpu == totals[int(State.ON_CPU)]
+    assert {"thread", "thread_id", "pid", "state", "wait_reason", "route", "request_id"} <= set(strings)
+    assert HOSTILE[1] in strings  # a hostile thread name survives as data
+
+
+def test_a_heap_profile_and_garbage_are_refused_in_one_line():
+    heap = PprofProfile()
+    heap.string_table.extend(["", "alloc_space", "bytes"])
+    heap.sample_type.add(type=1, unit=2)
+    heap.sample.add(value=[100])
+    assert_format_error(gzip.compress(heap.SerializeToString()), "hold no time", "heap", format_name="pprof")
+    assert_format_error(b"\x0a\x05broken", "not a pprof profile", format_name="pprof")
