@@ -29,6 +29,7 @@ SAMPLE_FILES = {
     "pyspy_raw_subprocesses.txt": "collapsed",
     "pyinstrument.pyisession": "pyinstrument",
     "pyinstrument_renderer.json": "pyinstrument",
+    "chromium.trace.json.gz": "perfetto",
     "pprof/parca-fgprof.pb.gz": "pprof",
     "pprof/parca-profile1.pb.gz": "pprof",
     "pprof/parca-profile-with-labels.pb.gz": "pprof",

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..model import Profile, ProfileError
 from .base import FormatError
 
-from . import collapsed, pprof, profviz_json, pyinstrument_json, speedscope
+from . import chrome_trace, collapsed, pprof, profviz_json, pyinstrument_json, speedscope
 
 try:
     from . import pyspy_chrometrace
@@ -73,6 +73,7 @@ FORMATS: tuple[Format, ...] = (
     (Format("chrometrace", pyspy_chrometrace, "py-spy chrome trace JSON (py-spy --format chrometrace)", ".json"),)
     if pyspy_chrometrace is not None else ()
 ) + (
+    Format(chrome_trace.NAME, chrome_trace, chrome_trace.DESCRIPTION, chrome_trace.EXTENSION),
     Format(pprof.NAME, pprof, pprof.DESCRIPTION, pprof.EXTENSION),
     Format(collapsed.NAME, collapsed, collapsed.DESCRIPTION, collapsed.EXTENSION),
 )

@@ -1,0 +1,101 @@
+"""Chrome trace event JSON (Perfetto, chrome://tracing): profviz -> trace -> profviz keeping every
+thread's time in each state exactly, slices that nest as Perfetto requires, and Chromium's own
+trace read: each thread's time is the union of its slices."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from profviz.formats import chrome_trace, load_any
+from tests.formats_support import HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals
+
+
+@pytest.mark.parametrize("name", files_of("perfetto"))
+def test_detects_its_own_files(name):
+    assert chrome_trace.detect(gzip.decompress(data(name)))
+
+
+@pytest.mark.parametrize("name", files_not_of("perfetto"))
+def test_rejects_other_formats(name):
+    raw = data(name)
+    assert not chrome_trace.detect(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+
+
+def frames_of(profile) -> set:
+    return {(f.function, f.file, f.line) for f in map(profile.frame, range(len(profile.frame_function)))}
+
+
+def test_profviz_to_trace_to_profviz_keeps_states_reasons_threads_and_frames():
+    original = rich_profile()
+    loaded = load_any(chrome_trace.dump(original), "out.trace.json")
+    assert state_totals(loaded) == state_totals(original)
+    assert {(t.pid, t.tid, t.name) for t in loaded.threads} == {(t.pid, t.tid, t.name) for t in original.threads}
+    assert function_names(loaded) == function_names(original) and frames_of(loaded) == frames_of(original)
+    assert loaded.meta["cmdline"] == original.meta["cmdline"] and loaded.time_range_ns[0] == original.time_range_ns[0]
+
+
+def test_the_slices_of_each_track_nest_and_hostile_names_are_data():
+    doc = json.loads(chrome_trace.dump(rich_profile()))
+    tracks: dict = {}
+    for event in doc["traceEvents"]:
+        if event["ph"] == "X":
+            tracks.setdefault((event["pid"], event["tid"]), []).append((event["ts"], event["ts"] + event["dur"]))
+    assert len(tracks) >= 6  # stacks, states and one spans track
+    for slices in tracks.values():
+        stack: list = []
+        for start, end in sorted(slices, key=lambda s: (s[0], -s[1])):
+            while stack and stack[-1] <= start + 1e-9:
+                stack.pop()
+            assert not stack or end <= stack[-1] + 1e-9, "a slice that overlaps its parent's end"
+            stack.append(end)
+    names = {event["name"] for event in doc["traceEvents"]} | {event["args"].get("name") for event in doc["traceEvents"] if event["ph"] == "M"}
+    assert HOSTILE[0] in names and any(HOSTILE[1] in (name or "") for name in names)
+
+
+def union_ns(intervals: list[tuple[int, int]]) -> int:
+    total, reach = 0, None
+    for start, end in sorted(intervals):
+        if reach is None or start > reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+def test_chromiums_own_trace_is_each_threads_slices():
+    raw = json.loads(gzip.decompress(data("chromium.trace.json.gz")))
+    profile = load_any(data("chromium.trace.json.gz"), "chromium.trace.json.gz")
+    expected: dict = {}
+    for event in raw["traceEvents"]:
+        if event.get("ph") == "X":
+            start = round(event["ts"] * 1000)
+            expected.setdefault((event["pid"], event["tid"]), []).append((start, start + round(event["dur"] * 1000)))
+    cols = profile.columns()
+    got: dict = {}
+    for thread, weight in zip(cols["thread"].tolist(), cols["weight_ns"].tolist()):
+        info = profile.threads[thread]
+        got[(info.pid, info.tid)] = got.get((info.pid, info.tid), 0) + weight
+    assert got == {key: union_ns(slices) for key, slices in expected.items()}
+    assert "CrRendererMain" in {t.name for t in profile.threads} and "V8.StackGuard" in function_names(profile)
+
+
+def test_begin_end_pairs_and_cut_slices_and_bad_events():
+    trace = {"traceEvents": [
+        {"ph": "M", "name": "thread_name", "pid": 1, "tid": 2, "args": {"name": "main"}},
+        {"ph": "E", "pid": 1, "tid": 2, "ts": 1},
+        {"ph": "B", "name": "outer", "pid": 1, "tid": 2, "ts": 10, "args": {"file": "app.py", "line": 3}},
+        {"ph": "B", "name": "inner", "pid": 1, "tid": 2, "ts": 12},
+        {"ph": "E", "pid": 1, "tid": 2, "ts": 15},
+        {"ph": "X", "name": "late", "pid": 1, "tid": 2, "ts": 16, "dur": 4},
+    ]}
+    profile = load_any(json.dumps(trace).encode(), "be.json")
+    assert [t.name for t in profile.threads] == ["main"]
+    assert sum(profile.columns()["weight_ns"].tolist()) == 10_000  # outer from 10 runs to the trace's end at 20 µs
+    assert ("outer", "app.py", 3) in frames_of(profile) and "2 slices were cut" in profile.meta["notes"][-1]
+    trace["traceEvents"].append({"ph": "X", "name": "x", "pid": 1, "tid": 2, "ts": 30})
+    assert_format_error(json.dumps(trace).encode(), "traceEvents[6].dur", format_name="perfetto")
