@@ -32,6 +32,7 @@ from .collect import tasks
 from .collect.tasks import TASK_LANE_NAME, task_lane
 from .collect.writer import BackgroundWriter
 from .model import Span, SpanError
+from .model.origin import resource_origin
 from .store import Store, open_store, store_location
 
 THREAD_ID = "thread.id"
@@ -95,9 +96,8 @@ def record_from_span(span: ReadableSpan) -> Span:
     thread_name = attributes.pop(THREAD_NAME, None)
     pid = attributes.pop(PROCESS_PID, None)
     resource = span.resource.attributes if span.resource is not None else {}
-    service = resource.get("service.name")
-    if service is not None and "service.name" not in attributes:
-        attributes["service.name"] = service
+    for key, value in resource_origin(resource).items():  # where the span came from: service, host, version, env
+        attributes.setdefault(key, value)
     status = span.status
     if status is not None and status.description:
         attributes.setdefault("otel.status_description", status.description)

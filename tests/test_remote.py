@@ -273,3 +273,10 @@ def test_retry_after_is_bounded(tmp_path):
         assert waits == [MAX_RETRY_S, MAX_RETRY_S, None]
     finally:
         server.shutdown()
+
+
+def test_an_oversized_push_gets_413_and_stores_nothing(collector):
+    url, store_path = collector
+    answer = push(url, b"\x1f\x8b" + b"x" * (wire.MAX_BODY_BYTES + 10))
+    assert answer.status_code == 413 and "at most" in answer.json()["error"]["message"]
+    assert open_store(store_path).query_requests() == []

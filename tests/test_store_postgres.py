@@ -218,3 +218,24 @@ def test_a_batch_written_again_after_a_lost_answer_is_stored_once(url):
     store.write_batch(batch)
     assert len(store.query_requests()) == 5
     store.close()
+
+
+def test_the_middleware_writes_straight_to_postgresql(url):
+    """A real waitress app whose middleware has store="postgresql://...": every answered request is stored."""
+    import signal
+
+    import requests as http
+
+    from tests.served import logged, serve
+
+    process, app_url = serve("waitress", url, SERVED_APP_WRITER_S="0.2")
+    try:
+        answered = [path for path in (f"/work/pg/{n}" for n in range(40)) if http.get(app_url + path, timeout=10).text == path]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM), logged(process)[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    store = open_store(url)
+    assert len(answered) == 40 and sorted(r.path for r in store.query_requests()) == sorted(answered)
+    store.close()

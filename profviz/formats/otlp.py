@@ -34,6 +34,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from ..errors import ProfvizError
 from ..model import Span, SpanError
+from ..model.origin import resource_origin
 from .json_stream import Cursor, JsonStreamError, array_items, walk_object
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
@@ -211,15 +212,15 @@ def records_from_request(request: ExportTraceServiceRequest, *, source: str = "o
     for r_index, resource_spans in enumerate(request.resource_spans):
         resource = _attributes(resource_spans.resource.attributes)
         resource_pid = _int_or_none(resource.get("process.pid"))
-        service = resource.get("service.name")
+        origin = resource_origin(resource)
         for s_index, scope_spans in enumerate(resource_spans.scope_spans):
             for index, span in enumerate(scope_spans.spans):
                 where = f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]"
-                records.append(_record(span, where, resource_pid, service, source))
+                records.append(_record(span, where, resource_pid, origin, source))
     return records
 
 
-def _record(span: OtlpSpan, where: str, resource_pid: int | None, service: Any, source: str) -> Span:
+def _record(span: OtlpSpan, where: str, resource_pid: int | None, origin: dict, source: str) -> Span:
     if len(span.trace_id) != 16:
         raise OtlpError(f"{where} has a {len(span.trace_id)}-byte trace id, expected 16")
     if len(span.span_id) != 8:
@@ -238,8 +239,8 @@ def _record(span: OtlpSpan, where: str, resource_pid: int | None, service: Any, 
     pid = _int_or_none(attributes.get("process.pid"))
     if pid is None:
         pid = resource_pid
-    if service is not None and "service.name" not in attributes:
-        attributes["service.name"] = service
+    for key, value in origin.items():  # where the span came from: service, host, version, env
+        attributes.setdefault(key, value)
     if status == "error" and span.status.message:
         attributes.setdefault("otel.status_description", span.status.message)
     record = Span(
@@ -326,12 +327,12 @@ def _resource_spans(cursor: Cursor, r_index: int, records: list[Span], source: s
     except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
         raise OtlpError(f"{where_r}.resource is not a valid OTLP/JSON resource ({str(exc)[:300]})") from None
     attributes = _attributes(resource.attributes)
-    resource_pid, service = _int_or_none(attributes.get("process.pid")), attributes.get("service.name")
+    resource_pid, origin = _int_or_none(attributes.get("process.pid")), resource_origin(attributes)
     for record in group:  # the resource may come after its spans in the text
         if record.pid is None:
             record.pid = resource_pid
-        if service is not None and "service.name" not in record.attributes:
-            record.attributes["service.name"] = service
+        for key, value in origin.items():
+            record.attributes.setdefault(key, value)
     records.extend(group)
 
 
@@ -349,7 +350,7 @@ def _json_spans(cursor: Cursor, where_s: str, group: list[Span], source: str) ->
             json_format.ParseDict(span, message, ignore_unknown_fields=True)
         except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
             raise OtlpError(f"{where} is not a valid OTLP/JSON span ({str(exc)[:300]})") from None
-        group.append(_record(message, where, None, None, source))
+        group.append(_record(message, where, None, {}, source))
 
 
 # -- encoding -----------------------------------------------------------------------------------

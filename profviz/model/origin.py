@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+from typing import Mapping
 from urllib.parse import unquote
 
 ORIGIN_KEYS = ("service", "host", "version", "env")
 MAX_ORIGIN_CHARS = 200
+RESOURCE_ORIGIN = ("service.name", "host.name", "service.version", "deployment.environment.name", "deployment.environment")
 _RESOURCE_KEYS = {"service.name": "service", "host.name": "host", "service.version": "version",
                   "deployment.environment.name": "env", "deployment.environment": "env"}
 
@@ -57,3 +59,9 @@ def bounded_origin(labels: dict) -> dict:
             else:
                 out[key] = (value if isinstance(value, str) else json.dumps(value))[:MAX_ORIGIN_CHARS]
     return out
+
+
+def resource_origin(resource: Mapping) -> dict[str, str]:
+    """The origin attributes of an OpenTelemetry resource (service, host, version, environment),
+    which every span of it carries into the store."""
+    return {key: resource[key] for key in RESOURCE_ORIGIN if isinstance(resource.get(key), str) and resource[key]}
