@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..model import Profile, ProfileError
 from .base import FormatError
 
-from . import chrome_trace, collapsed, pprof, profviz_json, pyinstrument_json, speedscope
+from . import chrome_trace, collapsed, firefox, pprof, profviz_json, pyinstrument_json, speedscope
 
 try:
     from . import pyspy_chrometrace
@@ -69,6 +69,7 @@ FORMATS: tuple[Format, ...] = (
     Format(profviz_json.NAME, profviz_json, profviz_json.DESCRIPTION, profviz_json.EXTENSION),
     Format(speedscope.NAME, speedscope, speedscope.DESCRIPTION, speedscope.EXTENSION),
     Format(pyinstrument_json.NAME, pyinstrument_json, pyinstrument_json.DESCRIPTION, pyinstrument_json.EXTENSION),
+    Format(firefox.NAME, firefox, firefox.DESCRIPTION, firefox.EXTENSION),
 ) + (
     (Format("chrometrace", pyspy_chrometrace, "py-spy chrome trace JSON (py-spy --format chrometrace)", ".json"),)
     if pyspy_chrometrace is not None else ()
