@@ -74,6 +74,7 @@ def emitted(tmp_path_factory) -> dict[str, dict]:
     handle = next(n["id"] for n in flame["nodes"] if n["fn"] >= 0 and functions[n["fn"]]["name"] == "handle_request")
     urls = {
         "profiles": "/api/profiles",
+        "formats": "/api/formats",
         "profile": base,
         "flamegraph": f"{base}/flamegraph",
         "flamegraph_filtered": f"{base}/flamegraph?threads=0,1&states=cpu,waiting&start_ns=0&end_ns={500 * MS}&min_fraction=0.05",

@@ -370,3 +370,26 @@ def test_hostile_input_renders_safely(page, site):
     title = page.inner_text(".tooltip-title")
     assert re.fullmatch(r"handler_A+\u2026", title) and len(title) <= 300
     assert page.evaluate("() => window.__pwned") is None
+
+
+def test_the_profile_page_downloads_the_profile_in_every_format(page, site):
+    """Each "Download as" link gives the whole profile in its format: loaded back, the same threads
+    and, where the format keeps them, the same time in each state."""
+    from profviz.formats import load_any
+
+    url, ids = site
+    profile_id, profile = ids["before"]
+    page.goto(f"{url}/profiles/{profile_id}")
+    page.wait_for_selector("#profile-downloads a[data-format='pprof']")
+    links = page.eval_on_selector_all("#profile-downloads a", "as => as.map(a => [a.dataset.format, a.title])")
+    assert {"speedscope", "pprof", "perfetto", "firefox", "collapsed", "profviz", "pyinstrument"} <= {name for name, _ in links}
+    assert "drops" in dict(links)["collapsed"]
+    expected = profile.columns()["weight_ns"].sum()
+    for name in ("pprof", "perfetto", "firefox", "speedscope"):
+        with page.expect_download() as download:
+            page.click(f"#profile-downloads a[data-format='{name}']")
+        saved = download.value
+        assert saved.suggested_filename.startswith(f"profile-{profile_id}")
+        loaded = load_any(open(saved.path(), "rb").read(), saved.suggested_filename)
+        assert loaded.columns()["weight_ns"].sum() == expected, name
+        assert len(loaded.threads) == len(profile.threads), name

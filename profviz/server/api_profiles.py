@@ -7,8 +7,9 @@ profiles through the shared LRU and delegates aggregation to :mod:`profviz.analy
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
+from .. import formats
 from ..analysis.calltree import ROOT
 from ..analysis.diff import diff
 from ..analysis.flamegraph import (
@@ -79,6 +80,25 @@ def profile_detail(profile_id: int, profile: Profile) -> dict:
 def get_profile(profile_id: str):
     pid, profile = _load(profile_id)
     return jsonify(server_context().memo(("detail", pid), lambda: profile_detail(pid, profile)))
+
+
+@bp.get("/formats")
+def export_formats():
+    """The formats a profile downloads as: name, description, file extension and what the format drops."""
+    return jsonify({"formats": [{"name": fmt.name, "description": fmt.description, "extension": fmt.extension,
+                                 "drops": getattr(fmt.module, "DROPS", None)} for fmt in formats.FORMATS if fmt.can_dump]})
+
+
+@bp.get("/profiles/<profile_id>/export")
+def export_profile(profile_id: str):
+    """The whole profile as a file in ``format`` (see /api/formats), to download."""
+    choices = tuple(formats.names(dumpable=True))
+    name = choice_param(request.args, "format", "speedscope", choices)
+    profile_id_int, profile = _load(profile_id)
+    fmt = formats.format_named(name)
+    response = Response(formats.dump(profile, name), mimetype="application/octet-stream" if name == "pprof" else "application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="profile-{profile_id_int}{fmt.extension}"'
+    return response
 
 
 @bp.get("/profiles/<profile_id>/flamegraph")

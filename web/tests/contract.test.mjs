@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import {
   parseProfileList, parseProfileInfo, parseFlamegraph, parseFunctionTable, parseSandwich,
-  parseSearch, parseTimeline, parseDiff, errorMessage,
+  parseSearch, parseTimeline, parseDiff, errorMessage, parseFormats,
 } from "../js/model/api.js";
 import { checkTree, layoutFlame, hitTest } from "../js/model/tree.js";
 import { nodeColor, diffColor, COLOR_MODES } from "../js/model/colors.js";
@@ -157,4 +157,14 @@ forEach("error", (json) => {
   assert.equal(typeof message, "string");
   assert.ok(message.length > 0 && !message.startsWith("request failed"), "the server's own message is shown");
   assert.ok(!/Traceback|<html/i.test(message));
+});
+
+
+test("formats: every download format with what it drops", { skip: existsSync(join(DIR, "formats.json")) ? false : "no formats fixture" }, () => {
+  const formats = parseFormats(JSON.parse(readFileSync(join(DIR, "formats.json"), "utf8")));
+  const names = formats.map((f) => f.name);
+  for (const name of ["speedscope", "pprof", "perfetto", "firefox", "collapsed", "profviz"]) assert.ok(names.includes(name), name);
+  assert.equal(formats.find((f) => f.name === "pprof").extension, ".pb.gz");
+  assert.match(formats.find((f) => f.name === "collapsed").drops, /states/);
+  assert.throws(() => parseFormats({ formats: [{ name: 1 }] }));
 });

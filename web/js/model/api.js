@@ -77,6 +77,19 @@ export function parseProfileList(json) {
   return arr(json, "profiles", "profiles").map((p, i) => parseProfileEntry(p, `profiles[${i}]`));
 }
 
+/** GET /api/formats -> [{ name, description, extension, drops (string or null) }]: what a profile downloads as. */
+export function parseFormats(json) {
+  const where = "formats";
+  need(json && Array.isArray(json.formats), where, "formats is not an array");
+  return json.formats.map((f, i) => {
+    const w = `${where}[${i}]`;
+    need(f && typeof f.name === "string" && typeof f.description === "string" && typeof f.extension === "string", w,
+      "name, description or extension is not a string");
+    need(f.drops === null || typeof f.drops === "string", w, "drops is neither a string nor null");
+    return { name: f.name, description: f.description, extension: f.extension, drops: f.drops };
+  });
+}
+
 /** GET /api/profiles/<id> -> { profile, originMs, timeRange: [startNs, endNs], threads, states, waitReasons }. */
 export function parseProfileInfo(json) {
   const where = "profile info";

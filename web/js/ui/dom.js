@@ -11,7 +11,7 @@ import { displayText } from "../model/format.js";
 const SAFE_ATTRIBUTES = new Set([
   "id", "type", "name", "value", "placeholder", "role", "tabindex", "for", "min", "max", "step",
   "checked", "disabled", "selected", "colspan", "scope", "width", "height", "title", "hidden",
-  "autocomplete", "spellcheck",
+  "autocomplete", "spellcheck", "download",
 ]);
 
 /** True for an href we are willing to emit: a same-origin absolute path like "/profiles/3?x=y". */

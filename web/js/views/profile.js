@@ -15,7 +15,7 @@
  *   ctx.tooltipFor(node, tree, total) tooltip content for a flame node
  */
 import { getJSON, apiUrl, isAbort, RequestSlot } from "../api.js";
-import { parseProfileInfo, parseFlamegraph, parseSearch, filterParams, threadLabel } from "../model/api.js";
+import { parseProfileInfo, parseFlamegraph, parseSearch, filterParams, threadLabel, parseFormats } from "../model/api.js";
 import { parseLocation, buildLocation } from "../model/urlstate.js";
 import { flamegraphUrl } from "../model/query.js";
 import { displayText, formatCount, formatDateTime, formatDuration, formatPercent, shortFile } from "../model/format.js";
@@ -155,6 +155,17 @@ class ProfilePage {
     for (const note of p.notes.slice(0, 3)) this.head.appendChild(h("p", { class: "note" }, displayText(note, 300)));
     const request = requestInfoLine(p);
     if (request) this.head.appendChild(request);
+    const downloads = h("p", { class: "downloads", id: "profile-downloads" }, "Download as ");
+    this.head.appendChild(downloads);
+    getJSON(apiUrl("/formats")).then((json) => {
+      parseFormats(json).forEach((f, i) => {
+        const href = apiUrl(`/profiles/${p.id}/export`, new URLSearchParams({ format: f.name }));
+        append(downloads, i ? " \u00b7 " : "", h("a", {
+          href, download: `profile-${p.id}${f.extension}`, data: { format: f.name },
+          title: `${f.description}${f.drops ? `; drops ${f.drops}` : ""}`,
+        }, f.name));
+      });
+    }).catch((err) => { downloads.textContent = `Could not list the download formats: ${err.message}`; });
   }
 
   renderThreadFilter() {
