@@ -1,10 +1,11 @@
 """Load and export times of a 1M-sample profile in every format profviz reads and writes (issue
 21's goal: under 1 s each), and the peak memory of a load against the file's size (goal: under 10x).
 
-The profile: 8 threads, 5,000 distinct stacks 10-40 frames deep over 2,000 functions, every
-state, wait reasons on the waiting samples. Each format's file is written once (timed: the
-export), then loaded in a fresh process (timed, the best of ``--repeat``; peak memory from the
-process's maximum resident size, less that of the same process before the load). Usage:
+The profile (:func:`big_profile`): 8 threads, 5,000 stacks up to 40 frames deep over 2,000
+functions, sharing prefixes, runs of samples in one stack, every state, wait reasons on the
+waiting samples. Each format's file is written once (timed: the export), then loaded in a fresh
+process (timed, the best of ``--repeat``; peak memory from the process's maximum resident size,
+less that of the same process before it read the file, whose bytes count). Usage:
 ``python bench/formats_1m.py [--samples 1000000] [--repeat 3] [--formats pprof,speedscope]``.
 """
 
@@ -28,8 +29,8 @@ from profviz.model import Profile, State  # noqa: E402
 LOAD = """
 import resource, sys, time
 from profviz.formats import load_any
-data = open(sys.argv[1], "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+data = open(sys.argv[1], "rb").read()
 best = None
 for _ in range(int(sys.argv[2])):
     began = time.perf_counter()
@@ -44,22 +45,36 @@ print(best, (peak - before) * 1024, count)
 
 
 def big_profile(samples: int) -> Profile:
+    """As a sampler sees a service: stacks that share prefixes (each new one grows from a cut of an
+    earlier one), and a thread that stays in one stack for a run of samples (4 on average)."""
     rng = np.random.default_rng(1)
     profile = Profile({"kind": "attach", "pid": 4242, "cmdline": "python app.py", "rate_hz": 100.0, "start_ns": 1_700_000_000 * 10**9})
     threads = [profile.add_thread(4242, 1000 + n, f"worker-{n}") for n in range(8)]
     functions = [(f"module{n % 50}.function_{n}", f"/srv/app/module{n % 50}.py", 10 + n % 300) for n in range(2000)]
-    stacks = []
-    for _ in range(5000):
-        depth = int(rng.integers(10, 41))
-        stacks.append(profile.intern_frames([functions[int(i)] for i in rng.integers(0, len(functions), depth)]))
+    paths = [[functions[int(i)] for i in rng.integers(0, len(functions), 8)]]
+    while len(paths) < 5000:
+        base = paths[int(rng.integers(0, len(paths)))]
+        cut = int(rng.integers(1, len(base) + 1))
+        paths.append(base[:cut] + [functions[int(i)] for i in rng.integers(0, len(functions), int(rng.integers(1, 6)))][: 40 - cut])
+    stacks = [profile.intern_frames(path) for path in paths]
     reason = profile.intern_string("socket recv 10.0.0.5:5432")
-    thread_col = rng.integers(0, len(threads), samples)
-    state_col = rng.choice([int(State.ON_CPU), int(State.WAITING), int(State.RUNNABLE), int(State.GIL)], samples, p=[0.5, 0.4, 0.05, 0.05])
+    per_thread = samples // len(threads)
+    stack_col, state_col, thread_col, time_col = [], [], [], []
+    for thread in threads:
+        changes = rng.random(per_thread) < 0.25
+        picks = rng.integers(0, len(stacks), per_thread)
+        states = rng.choice([int(State.ON_CPU), int(State.WAITING), int(State.RUNNABLE), int(State.GIL)], per_thread, p=[0.5, 0.4, 0.05, 0.05])
+        run_id = np.cumsum(changes)
+        stack_col.append(np.asarray(stacks)[picks[np.maximum.accumulate(np.where(changes, np.arange(per_thread), 0))]])
+        state_col.append(states[np.maximum.accumulate(np.where(changes, np.arange(per_thread), 0))])
+        thread_col.append(np.full(per_thread, thread))
+        time_col.append(1_700_000_000 * 10**9 + np.arange(per_thread, dtype=np.int64) * 10_000_000)
+        del run_id
+    state = np.concatenate(state_col)
     profile.set_sample_columns({
-        "time_ns": (1_700_000_000 * 10**9 + np.arange(samples, dtype=np.int64) * 1_250_000 // len(threads)),
-        "thread": thread_col.astype(np.int32), "stack": rng.integers(0, len(stacks), samples).astype(np.int32),
-        "weight_ns": np.full(samples, 10_000_000, dtype=np.int64), "state": state_col.astype(np.int8),
-        "reason": np.where(state_col == int(State.WAITING), reason, -1).astype(np.int32),
+        "time_ns": np.concatenate(time_col), "thread": np.concatenate(thread_col).astype(np.int32),
+        "stack": np.concatenate(stack_col).astype(np.int32), "weight_ns": np.full(len(state), 10_000_000, dtype=np.int64),
+        "state": state.astype(np.int8), "reason": np.where(state == int(State.WAITING), reason, -1).astype(np.int32),
     })
     return profile
 

@@ -189,10 +189,11 @@ def from_doc(value: object) -> Profile:
     stack_lookup = np.asarray(stack_map + [NO_STACK], dtype=np.int64)
     stack = stack_lookup[stack]
     thread = np.asarray(thread_map, dtype=np.int64)[thread] if len(thread_map) else thread
-    append = profile.append_sample
-    states = list(State)
-    for when, th, st, w, s, r in zip(times.tolist(), thread.tolist(), stack.tolist(), weight.tolist(), state.tolist(), reason.tolist()):
-        append(when, th, st, w, states[s], None if r == NO_REASON else strings[r])
+    reason_lookup = np.full(n_strings + 1, NO_REASON, dtype=np.int64)  # the file's string index -> the profile's (-1 stays -1)
+    for used in np.unique(reason[reason != NO_REASON]).tolist():
+        reason_lookup[used] = profile.intern_string(strings[used])
+    profile.set_sample_columns({"time_ns": times, "thread": thread, "stack": stack, "weight_ns": weight, "state": state,
+                                "reason": reason_lookup[reason]})
 
     n_threads = len(thread_map)
     profile.spans = [_span(raw, f"spans[{i}]", n_threads) for i, raw in enumerate(expect_list(doc.get("spans", []), "spans"))]
