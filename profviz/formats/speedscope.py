@@ -73,14 +73,38 @@ def _thread_identity(name: str, index: int, pid: int) -> tuple[int, int, str]:
     return (int(proc) if proc else pid), int(tid, 0), thread_name
 
 
-def _sampled(raw: dict, where: str, frames: list, factor: float) -> tuple[list[list[int]], list[int], int]:
-    """(stacks as frame indices, weights in ns, zero-weight samples dropped)."""
+def _sampled(raw: dict, where: str, frames: list, factor: float) -> tuple[list[tuple[int, ...]], list[int], list[int], int]:
+    """(distinct stacks as frame indices, each kept sample's index into them, its weight in ns,
+    zero-weight samples dropped). Whole columns at once; a profile with a bad value is read again
+    sample by sample, which names the first one."""
     samples = expect_list(raw.get("samples"), f"{where}.samples")
     weights = expect_list(raw.get("weights"), f"{where}.weights")
     if len(samples) != len(weights):
         raise FormatError(f"{where} has {len(samples)} samples but {len(weights)} weights; they must match")
-    stacks, out_weights, dropped = [], [], 0
     n_frames = len(frames)
+    try:
+        column = np.asarray(weights, dtype=np.float64) if weights else np.zeros(0)
+        memo: dict[tuple, int] = {}
+        index = [memo.setdefault(tuple(stack), len(memo)) for stack in samples]
+    except (ValueError, TypeError):
+        return _sampled_slowly(samples, weights, where, n_frames, factor)
+    distinct = list(memo)
+    fine = (all(type(w) in (int, float) for w in weights[:1]) and np.isfinite(column).all() and not (column < 0).any()
+            and all(type(stack_list) is list for stack_list in samples[:1])
+            and all(type(f) is int and 0 <= f < n_frames for stack in distinct for f in stack))
+    if not fine or (len(column) and column.max() * factor >= 2**62):
+        return _sampled_slowly(samples, weights, where, n_frames, factor)
+    keep = column > 0
+    ns = np.rint(column * factor).astype(np.int64)
+    ns[keep & (ns == 0)] = 1  # a weight > 0 stays > 0
+    chosen = np.asarray(index, dtype=np.int64)[keep]
+    return distinct, chosen.tolist(), ns[keep].tolist(), int(len(column) - keep.sum())
+
+
+def _sampled_slowly(samples: list, weights: list, where: str, n_frames: int, factor: float):
+    """:func:`_sampled`, value by value: the error names the first bad one."""
+    memo: dict[tuple, int] = {}
+    index, out_weights, dropped = [], [], 0
     for i, (stack, weight) in enumerate(zip(samples, weights)):
         weight = expect_number(weight, f"{where}.weights[{i}]", minimum=0)
         stack = expect_list(stack, f"{where}.samples[{i}]")
@@ -90,9 +114,9 @@ def _sampled(raw: dict, where: str, frames: list, factor: float) -> tuple[list[l
         if weight == 0:
             dropped += 1
             continue
-        stacks.append(stack)
+        index.append(memo.setdefault(tuple(stack), len(memo)))
         out_weights.append(to_ns(weight, factor, f"{where}.weights[{i}]"))
-    return stacks, out_weights, dropped
+    return list(memo), index, out_weights, dropped
 
 
 def _evented(raw: dict, where: str, frames: list, factor: float, start: float, end: float) -> tuple[list[list[int]], list[int], list[int], bool]:
@@ -190,27 +214,32 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         end = expect_number(raw.get("endValue", start), f"{where}.endValue")
         kind = raw.get("type")
         if kind == "sampled":
-            stacks, weights, zero = _sampled(raw, where, frames, factor)
+            distinct, chosen, weights, zero = _sampled(raw, where, frames, factor)
             dropped += zero
             offsets = (np.cumsum([0] + weights[:-1]) if weights else np.zeros(0, np.int64)).tolist()
         elif kind == "evented":
             stacks, weights, offsets, was_open = _evented(raw, where, frames, factor, start, end)
+            memo: dict[tuple, int] = {}
+            chosen = [memo.setdefault(tuple(stack), len(memo)) for stack in stacks]
+            distinct = list(memo)
             if was_open:
                 closed.append(name)
         else:
             raise FormatError(f"{where}.type is {short(kind)}; expected \"sampled\" or \"evented\"")
         base_ns = origin_ns + (to_ns(start, factor, f"{where}.startValue") if start > 0 else 0)
+        count = len(chosen)
         times = [base_ns + off for off in offsets]
-        states = [State.UNKNOWN] * len(stacks)
-        reasons: list = [None] * len(stacks)
+        states = [int(State.UNKNOWN)] * count
+        reasons: list | None = None
         if ext_threads is not None:
-            entry = read_thread_extension(ext_threads[index], len(stacks), origin_ns, f"{EXTENSION_KEY}.threads[{index}]")
+            entry = read_thread_extension(ext_threads[index], count, origin_ns, f"{EXTENSION_KEY}.threads[{index}]")
             thread = profile.add_thread(entry["pid"], entry["tid"], entry["name"])
             times, states, reasons = entry["times"], entry["states"], entry["reasons"]
         else:
             thread = profile.add_thread(*_thread_identity(name, index, pid))
-        for stack, weight, when, state, reason in zip(stacks, weights, times, states, reasons):
-            profile.append_sample(when, thread, intern(stack), weight, state, reason)
+        interned = np.asarray([intern(list(stack)) for stack in distinct] or [NO_STACK], dtype=np.int64)
+        stacks_of = interned[np.asarray(chosen, dtype=np.int64)].tolist() if count else []
+        profile.extend_samples(times, thread, stacks_of, weights, states, reasons)
     if ext_threads is None:
         exporter = doc.get("exporter")
         made_by = f", written by {exporter}" if isinstance(exporter, str) and exporter else ""
