@@ -189,3 +189,19 @@ def test_hostile_names_in_a_corrupt_file_stay_out_of_the_message_length():
     doc["shared"]["frames"][0]["name"] = HUGE_NAME
     again = load_any(_bytes(doc), "ok.json")
     assert again.threads[0].name == HUGE_NAME and HUGE_NAME in function_names(again)
+
+
+def test_the_lifted_sample_arrays_read_as_the_parser_would():
+    """The samples arrays taken out before parsing (a million stacks as lists cost more than the
+    rest) give the same profile, pretty-printed or not; an array of anything but indices is left
+    to the parser, whose error names the sample."""
+    from tests.formats_support import sample_rows
+
+    raw = json.loads(data("pyspy_idle_threads.speedscope.json"))
+    compact = json.dumps(raw).encode()
+    pretty = json.dumps(raw, indent=3).encode()
+    assert speedscope._lift_samples(compact)[1] and speedscope._lift_samples(pretty)[1]
+    assert sample_rows(speedscope.load(pretty)) == sample_rows(speedscope.load(compact)) == sample_rows(speedscope.load(data("pyspy_idle_threads.speedscope.json")))
+    raw["profiles"][0]["samples"][1] = [0, 1.5]
+    message = assert_format_error(json.dumps(raw).encode(), "profiles[0].samples[1][1]", format_name="speedscope")
+    assert "not one of the" in message

@@ -243,12 +243,26 @@ def read_thread_extension(entry: Any, count: int, origin_ns: int, where: str) ->
     Returns pid, tid, name, times (absolute ns), states (int) and reasons (str or None), as lists.
     Whole columns at once (numpy, and the runs of states and reasons, which are few); an entry
     that breaks a rule is read again value by value, which names the first bad one."""
+    columns = read_thread_columns(entry, count, origin_ns, where)
+    return {**columns, "times": columns["times"].tolist(), "states": columns["states"].tolist(),
+            "reasons": [columns["reason_values"][i] for i in columns["reason_index"].tolist()]}
+
+
+def read_thread_columns(entry: Any, count: int, origin_ns: int, where: str) -> dict:
+    """:func:`read_thread_extension` as numpy columns: ``times`` (int64), ``states`` (int8), and the
+    reasons as ``reason_values`` (str or None each) with each sample's ``reason_index`` into them."""
     fast = _thread_extension_columns(entry, count, origin_ns)
-    return fast if fast is not None else _read_thread_extension_slowly(entry, count, origin_ns, where)
+    if fast is not None:
+        return fast
+    slow = _read_thread_extension_slowly(entry, count, origin_ns, where)
+    values = list(dict.fromkeys(slow["reasons"]))
+    position = {value: n for n, value in enumerate(values)}
+    return {**slow, "times": np.asarray(slow["times"], dtype=np.int64), "states": np.asarray(slow["states"], dtype=np.int8),
+            "reason_values": values, "reason_index": np.asarray([position[r] for r in slow["reasons"]], dtype=np.int64)}
 
 
 def _thread_extension_columns(entry: Any, count: int, origin_ns: int) -> dict | None:
-    """:func:`read_thread_extension` of a well-formed entry; None when anything is off."""
+    """:func:`read_thread_columns` of a well-formed entry; None when anything is off."""
     if not isinstance(entry, dict) or type(entry.get("pid")) is not int or type(entry.get("tid")) is not int:
         return None
     if entry["pid"] < 0 or not isinstance(entry.get("name", ""), str) or not isinstance(entry.get("time_delta_ns"), list):
@@ -266,26 +280,33 @@ def _thread_extension_columns(entry: Any, count: int, origin_ns: int) -> dict | 
     if count and times.min() < 0:
         return None
     state_runs, reason_runs = entry.get("states"), entry.get("reasons")
-    if not isinstance(state_runs, list) or not isinstance(reason_runs, list):
+    if not isinstance(state_runs, list) or not isinstance(reason_runs, list) or not state_runs and count or not reason_runs and count:
         return None
-    for runs in (state_runs, reason_runs):
-        if not all(type(run) is list and len(run) == 2 and type(run[1]) is int and run[1] >= 1 for run in runs):
-            return None
-        if sum(run[1] for run in runs) != count:
-            return None
-    if not all(type(value) is int and 0 <= value < len(State) for value, _ in state_runs):
+    try:
+        state_table = np.asarray(state_runs) if state_runs else np.zeros((0, 2), dtype=np.int64)
+        reason_lengths = np.asarray([run[1] for run in reason_runs] if reason_runs else [], dtype=object)
+    except (ValueError, TypeError, IndexError, KeyError):
         return None
-    if not all(value is None or type(value) is str for value, _ in reason_runs):
+    if state_table.dtype.kind != "i" or state_table.ndim != 2 or state_table.shape[1] != 2:
         return None
-    states = np.repeat(np.asarray([value for value, _ in state_runs], dtype=np.int8),
-                       [length for _, length in state_runs]) if state_runs else np.zeros(0, dtype=np.int8)
-    reason_index = np.repeat(np.arange(len(reason_runs)), [length for _, length in reason_runs]) if reason_runs else np.zeros(0, dtype=np.int64)
-    has_reason = np.asarray([value is not None for value, _ in reason_runs], dtype=bool)
-    if count and (has_reason[reason_index] & (states != int(State.WAITING))).any():
+    if len(reason_lengths) and (any(type(run) is not list or len(run) != 2 for run in reason_runs)
+                                or not all(type(length) is int for length in reason_lengths)):
+        return None
+    reason_lengths = reason_lengths.astype(np.int64)
+    if (state_table[:, 1] < 1).any() or (reason_lengths < 1).any() or state_table[:, 1].sum() != count or reason_lengths.sum() != count:
+        return None
+    if (state_table[:, 0] < 0).any() or (state_table[:, 0] >= len(State)).any():
         return None
     reason_values = [value for value, _ in reason_runs]
-    return {"pid": entry["pid"], "tid": entry["tid"], "name": entry.get("name", ""), "times": times.tolist(),
-            "states": states.tolist(), "reasons": [reason_values[i] for i in reason_index.tolist()]}
+    if not all(value is None or type(value) is str for value in reason_values):
+        return None
+    states = np.repeat(state_table[:, 0].astype(np.int8), state_table[:, 1])
+    reason_index = np.repeat(np.arange(len(reason_runs)), reason_lengths)
+    has_reason = np.asarray([value is not None for value in reason_values], dtype=bool)
+    if count and (has_reason[reason_index] & (states != int(State.WAITING))).any():
+        return None
+    return {"pid": entry["pid"], "tid": entry["tid"], "name": entry.get("name", ""), "times": times, "states": states,
+            "reason_values": reason_values, "reason_index": reason_index}
 
 
 def _read_thread_extension_slowly(entry: Any, count: int, origin_ns: int, where: str) -> dict:

@@ -92,10 +92,7 @@ def dump(profile: Profile, **_: object) -> bytes:
                 Label(key=strings("pid"), num=t.pid)] for t in profile.threads]
     states = {state: Label(key=strings("state"), str=strings(name)) for state, name in STATE_NAMES.items()}
     if len(columns["time_ns"]):
-        keys = np.stack([columns["stack"].astype(np.int64), columns["thread"].astype(np.int64), columns["state"].astype(np.int64),
-                         columns["reason"].astype(np.int64)], axis=1)
-        unique, group = np.unique(keys, axis=0, return_inverse=True)
-        group = group.reshape(-1)
+        unique, group = _aggregate(profile, columns)
         counts = np.bincount(group, minlength=len(unique))
         wall = np.bincount(group, weights=columns["weight_ns"], minlength=len(unique))
         prefixes, stack_frames = profile.stack_prefix, profile.stack_frame
@@ -124,6 +121,25 @@ def dump(profile: Profile, **_: object) -> bytes:
                        + [strings(f"{key}={value}") for key, value in portable.items() if key in ("cmdline", "pid")])
     out.string_table.extend(strings.table)
     return gzip.compress(out.SerializeToString(), compresslevel=6, mtime=0)
+
+
+def _aggregate(profile: Profile, columns: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (stack, thread, state, reason) rows of the samples, and each sample's row: one
+    int64 key per sample (a 1-D unique is ~10x faster than a unique over rows) when the key fits."""
+    reasons, reason_rank = np.unique(columns["reason"], return_inverse=True)
+    n_threads, n_states, n_reasons = max(1, len(profile.threads)), len(State), max(1, len(reasons))
+    if (len(profile.stack_prefix) + 1) * n_threads * n_states * n_reasons < 2**62:
+        key = (((columns["stack"].astype(np.int64) + 1) * n_threads + columns["thread"]) * n_states + columns["state"]) * n_reasons \
+            + reason_rank.reshape(-1)
+        distinct, group = np.unique(key, return_inverse=True)
+        reason_of, rest = distinct % n_reasons, distinct // n_reasons
+        state_of, rest = rest % n_states, rest // n_states
+        thread_of, stack_of = rest % n_threads, rest // n_threads - 1
+        return np.stack([stack_of, thread_of, state_of, reasons[reason_of].astype(np.int64)], axis=1), group.reshape(-1)
+    rows = np.stack([columns["stack"].astype(np.int64), columns["thread"].astype(np.int64), columns["state"].astype(np.int64),
+                     columns["reason"].astype(np.int64)], axis=1)
+    unique, group = np.unique(rows, axis=0, return_inverse=True)
+    return unique, group.reshape(-1)
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ import re
 
 import numpy as np
 
-from ..model import NO_STACK, Profile, State
+from ..model import NO_REASON, NO_STACK, Profile, State
 from .base import (EXTENSION_KEY, EXTENSION_VERSION, FormatError, add_note, dumps_json, expect_dict, expect_int,
     expect_list, expect_number, expect_str, head_text, interval_ns, parse_json, portable_meta, read_meta,
-    read_thread_extension, samples_by_thread, short, thread_extension, to_ns)
+    read_thread_columns, samples_by_thread, short, thread_extension, to_ns)
 
 NAME = "speedscope"
 DESCRIPTION = "speedscope JSON (py-spy --format speedscope, pyinstrument -r speedscope, speedscope's export)"
@@ -73,26 +73,73 @@ def _thread_identity(name: str, index: int, pid: int) -> tuple[int, int, str]:
     return (int(proc) if proc else pid), int(tid, 0), thread_name
 
 
-def _sampled(raw: dict, where: str, frames: list, factor: float) -> tuple[list[tuple[int, ...]], list[int], list[int], int]:
+_SAMPLES_KEY = re.compile(rb'"samples"\s*:\s*\[')
+_STACK_ARRAYS = re.compile(rb'\s*(?:\[[\d,\s]*\]\s*(?:,\s*\[[\d,\s]*\]\s*)*)?\]')
+_LIFTED = "$profviz_lifted_samples"
+
+
+def _lift_samples(data: bytes) -> tuple[bytes, list[bytes]]:
+    """Take the ``samples`` arrays (lists of lists of digits) out of the raw file before parsing,
+    each left as ``{"$profviz_lifted_samples": n}``: a million stacks as Python lists of ints cost
+    more than the rest of the file together, and the few distinct ones are all that is needed
+    (:func:`_lifted_stacks`). An array of anything else is left for the parser."""
+    out, lifted, at = [], [], 0
+    for found in _SAMPLES_KEY.finditer(data):
+        if found.start() < at:
+            continue
+        body = _STACK_ARRAYS.match(data, found.end())
+        if body is None:
+            continue
+        out.append(data[at:found.start()])
+        out.append(b'"samples":{"%s":%d}' % (_LIFTED.encode(), len(lifted)))
+        lifted.append(data[found.end() - 1:body.end()])
+        at = body.end()
+    if not lifted:
+        return data, lifted
+    out.append(data[at:])
+    return b"".join(out), lifted
+
+
+def _lifted_stacks(blob: bytes) -> tuple[list[tuple[int, ...]], list[int]]:
+    """(distinct stacks, each sample's index into them) of one lifted ``samples`` array."""
+    text = blob.translate(None, b" \t\r\n")[1:-1]  # [[..],[..]] -> [..],[..]
+    if not text:
+        return [], []
+    rows = text[1:-1].split(b"],[")
+    memo: dict[bytes, int] = {}
+    index = [memo.setdefault(row, len(memo)) for row in rows]
+    return [tuple(map(int, row.split(b","))) if row else () for row in memo], index
+
+
+def _sampled(raw: dict, where: str, frames: list, factor: float, lifted: list[bytes]) -> tuple[list[tuple[int, ...]], list[int], list[int], int]:
     """(distinct stacks as frame indices, each kept sample's index into them, its weight in ns,
     zero-weight samples dropped). Whole columns at once; a profile with a bad value is read again
     sample by sample, which names the first one."""
-    samples = expect_list(raw.get("samples"), f"{where}.samples")
+    if isinstance(raw.get("samples"), dict) and type(raw["samples"].get(_LIFTED)) is int and 0 <= raw["samples"][_LIFTED] < len(lifted):
+        distinct, index = _lifted_stacks(lifted[raw["samples"][_LIFTED]])
+        samples = None
+    else:
+        samples = expect_list(raw.get("samples"), f"{where}.samples")
+        distinct = index = None
     weights = expect_list(raw.get("weights"), f"{where}.weights")
-    if len(samples) != len(weights):
-        raise FormatError(f"{where} has {len(samples)} samples but {len(weights)} weights; they must match")
+    count = len(index) if samples is None else len(samples)
+    if count != len(weights):
+        raise FormatError(f"{where} has {count} samples but {len(weights)} weights; they must match")
     n_frames = len(frames)
     try:
         column = np.asarray(weights, dtype=np.float64) if weights else np.zeros(0)
-        memo: dict[tuple, int] = {}
-        index = [memo.setdefault(tuple(stack), len(memo)) for stack in samples]
+        if samples is not None:
+            memo: dict[tuple, int] = {}
+            index = [memo.setdefault(tuple(stack), len(memo)) for stack in samples]
+            distinct = list(memo)
     except (ValueError, TypeError):
         return _sampled_slowly(samples, weights, where, n_frames, factor)
-    distinct = list(memo)
     fine = (all(type(w) in (int, float) for w in weights[:1]) and np.isfinite(column).all() and not (column < 0).any()
-            and all(type(stack_list) is list for stack_list in samples[:1])
+            and (samples is None or all(type(stack_list) is list for stack_list in samples[:1]))
             and all(type(f) is int and 0 <= f < n_frames for stack in distinct for f in stack))
     if not fine or (len(column) and column.max() * factor >= 2**62):
+        if samples is None:
+            samples = [list(distinct[i]) for i in index]
         return _sampled_slowly(samples, weights, where, n_frames, factor)
     keep = column > 0
     ns = np.rint(column * factor).astype(np.int64)
@@ -162,6 +209,7 @@ def _evented(raw: dict, where: str, frames: list, factor: float, start: float, e
 
 def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: int = 0, **_: object) -> Profile:
     """Read a speedscope file. ``rate_hz`` prices unit "none"; ``start_ns`` anchors relative times."""
+    data, lifted = _lift_samples(data)
     doc = expect_dict(parse_json(data), "the file")
     if doc.get("$schema") != SCHEMA_URL:
         raise FormatError(f"$schema is {short(doc.get('$schema'))}, expected {SCHEMA_URL!r}")
@@ -196,6 +244,7 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
 
     dropped = 0
     closed = []
+    columns: list[tuple] = []  # per profile: times, thread, stack, weight, state, reason (numpy)
     for index, raw in enumerate(raw_profiles):
         where = f"profiles[{index}]"
         raw = expect_dict(raw, where)
@@ -214,7 +263,7 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         end = expect_number(raw.get("endValue", start), f"{where}.endValue")
         kind = raw.get("type")
         if kind == "sampled":
-            distinct, chosen, weights, zero = _sampled(raw, where, frames, factor)
+            distinct, chosen, weights, zero = _sampled(raw, where, frames, factor, lifted)
             dropped += zero
             offsets = (np.cumsum([0] + weights[:-1]) if weights else np.zeros(0, np.int64)).tolist()
         elif kind == "evented":
@@ -228,18 +277,25 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
             raise FormatError(f"{where}.type is {short(kind)}; expected \"sampled\" or \"evented\"")
         base_ns = origin_ns + (to_ns(start, factor, f"{where}.startValue") if start > 0 else 0)
         count = len(chosen)
-        times = [base_ns + off for off in offsets]
-        states = [int(State.UNKNOWN)] * count
-        reasons: list | None = None
+        weight_col = np.asarray(weights, dtype=np.int64)
         if ext_threads is not None:
-            entry = read_thread_extension(ext_threads[index], count, origin_ns, f"{EXTENSION_KEY}.threads[{index}]")
+            entry = read_thread_columns(ext_threads[index], count, origin_ns, f"{EXTENSION_KEY}.threads[{index}]")
             thread = profile.add_thread(entry["pid"], entry["tid"], entry["name"])
-            times, states, reasons = entry["times"], entry["states"], entry["reasons"]
+            times, states = entry["times"], entry["states"]
+            ids = np.asarray([NO_REASON if value is None else profile.intern_string(value) for value in entry["reason_values"]]
+                             or [NO_REASON], dtype=np.int64)
+            reason_col = ids[entry["reason_index"]] if count else np.zeros(0, dtype=np.int64)
         else:
             thread = profile.add_thread(*_thread_identity(name, index, pid))
+            times = base_ns + np.asarray(offsets, dtype=np.int64)
+            states = np.full(count, int(State.UNKNOWN), dtype=np.int8)
+            reason_col = np.full(count, NO_REASON, dtype=np.int64)
         interned = np.asarray([intern(list(stack)) for stack in distinct] or [NO_STACK], dtype=np.int64)
-        stacks_of = interned[np.asarray(chosen, dtype=np.int64)].tolist() if count else []
-        profile.extend_samples(times, thread, stacks_of, weights, states, reasons)
+        columns.append((times, np.full(count, thread, dtype=np.int32), interned[np.asarray(chosen, dtype=np.int64)] if count
+                        else np.zeros(0, dtype=np.int64), weight_col, states, reason_col))
+    if columns:
+        names = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
+        profile.set_sample_columns({name: np.concatenate([c[n] for c in columns]) for n, name in enumerate(names)})
     if ext_threads is None:
         exporter = doc.get("exporter")
         made_by = f", written by {exporter}" if isinstance(exporter, str) and exporter else ""
