@@ -4,8 +4,8 @@
 The profile (:func:`big_profile`): 8 threads, 5,000 stacks up to 40 frames deep over 2,000
 functions, sharing prefixes, runs of samples in one stack, every state, wait reasons on the
 waiting samples. Each format's file is written once (timed: the export), then loaded in a fresh
-process (timed, the best of ``--repeat``; peak memory from the process's maximum resident size,
-less that of the same process before it read the file, whose bytes count). Usage:
+process (timed, the best of ``--repeat``; then once more under ``tracemalloc`` for the peak of
+what Python and numpy allocate, plus the file's bytes). Usage:
 ``python bench/formats_1m.py [--samples 1000000] [--repeat 3] [--formats pprof,speedscope]``.
 """
 
@@ -27,9 +27,8 @@ from profviz.formats import dump, names  # noqa: E402
 from profviz.model import Profile, State  # noqa: E402
 
 LOAD = """
-import resource, sys, time
+import sys, time, tracemalloc
 from profviz.formats import load_any
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 data = open(sys.argv[1], "rb").read()
 best = None
 for _ in range(int(sys.argv[2])):
@@ -39,8 +38,10 @@ for _ in range(int(sys.argv[2])):
     best = took if best is None else min(best, took)
     count = profile.sample_count
     del profile
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(best, (peak - before) * 1024, count)
+tracemalloc.start()
+profile = load_any(data, sys.argv[1])
+peak = tracemalloc.get_traced_memory()[1] + len(data)
+print(best, peak, count)
 """
 
 
