@@ -99,3 +99,27 @@ def test_begin_end_pairs_and_cut_slices_and_bad_events():
     assert ("outer", "app.py", 3) in frames_of(profile) and "2 slices were cut" in profile.meta["notes"][-1]
     trace["traceEvents"].append({"ph": "X", "name": "x", "pid": 1, "tid": 2, "ts": 30})
     assert_format_error(json.dumps(trace).encode(), "traceEvents[6].dur", format_name="perfetto")
+
+
+def test_threads_without_names_or_sharing_one_and_huge_tids_keep_their_own_states():
+    from profviz.model import Profile, State
+
+    profile = Profile({"kind": "attach", "pid": 1, "rate_hz": 100.0})
+    threads = [profile.add_thread(1, 5, "w"), profile.add_thread(1, 6, "w"), profile.add_thread(1, 0x7F8B4C5D6700, ""),
+               profile.add_thread(1, 7, "")]
+    stack = profile.intern_frames([("main", "a.py", 1), ("leaf", "a.py", 2)])
+    start = 1_700_000_000_000_000_000
+    for n, (thread, state) in enumerate([(0, State.ON_CPU), (1, State.WAITING), (2, State.RUNNABLE), (3, State.GIL), (0, State.WAITING)]):
+        profile.append_sample(start + n * 10_000_000, threads[thread], stack, 10_000_000, state, "lock" if state == State.WAITING else None)
+    loaded = load_any(chrome_trace.dump(profile), "t.json")
+    assert state_totals(loaded) == state_totals(profile)
+
+
+def test_deep_nesting_reads_in_time_and_memory_linear_in_the_slices():
+    events = [{"ph": "X", "name": f"f{n}", "pid": 1, "tid": 1, "ts": n, "dur": 2 * (5000 - n)} for n in range(5000)]
+    profile = load_any(json.dumps({"traceEvents": events}).encode(), "deep.json")
+    assert sum(profile.columns()["weight_ns"].tolist()) == 10_000 * 1000 and len(profile.stack_prefix) == 5000
+    overlapping = [{"ph": "X", "name": "parent", "pid": 1, "tid": 1, "ts": 0, "dur": 10},
+                   {"ph": "X", "name": "child", "pid": 1, "tid": 1, "ts": 5, "dur": 20}]  # outlives its parent: cut at its end
+    cut = load_any(json.dumps({"traceEvents": overlapping}).encode(), "cut.json")
+    assert sum(cut.columns()["weight_ns"].tolist()) == 10_000

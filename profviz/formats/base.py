@@ -72,8 +72,8 @@ def _reject_constant(name: str) -> None:
 def parse_json(data: bytes) -> Any:
     """Parse UTF-8 JSON, turning every failure into a FormatError naming line and column.
 
-    orjson parses (4-5x the standard library's speed); what it refuses (lone surrogates, ints
-    beyond 64 bits, a truncated UTF-8 tail) goes to the standard library, which reads those or
+    orjson parses (4-5x the standard library's speed); what it refuses (lone surrogates, a
+    truncated UTF-8 tail, anything malformed) goes to the standard library, which reads those or
     says where the file is broken."""
     try:
         return orjson.loads(data[3:] if data[:3] == b"\xef\xbb\xbf" else data)
@@ -94,11 +94,31 @@ def parse_json(data: bytes) -> Any:
 
 def dumps_json(value: Any) -> bytes:
     """Compact UTF-8 JSON (orjson; the standard library for what orjson refuses: lone surrogates,
-    ints beyond 64 bits)."""
+    ints beyond 64 bits). A non-finite float is written as null, as orjson does."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-    except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8", "surrogatepass")
+    except (orjson.JSONEncodeError, TypeError):  # lone surrogates written as \udcxx escapes, which every reader takes back
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii")
+
+
+STATE_LABELS = {State.ON_CPU: "on-cpu", State.WAITING: "waiting", State.RUNNABLE: "runnable", State.GIL: "gil",
+                State.UNKNOWN: "unknown"}  # a sample's state as the pprof and trace formats name it
+STATE_OF_LABEL = {label: int(state) for state, label in STATE_LABELS.items()}
+
+
+class StringTable:
+    """Strings interned in first-use order: ``table(text)`` is its index in ``table.strings``."""
+
+    def __init__(self, first: tuple[str, ...] = ()) -> None:
+        self.strings: list[str] = list(first)
+        self.index: dict[str, int] = {text: n for n, text in enumerate(self.strings)}
+
+    def __call__(self, text: str) -> int:
+        found = self.index.get(text)
+        if found is None:
+            found = self.index[text] = len(self.strings)
+            self.strings.append(text)
+        return found
 
 
 # -- field checks ---------------------------------------------------------------------------
@@ -290,10 +310,12 @@ def _thread_extension_columns(entry: Any, count: int, origin_ns: int) -> dict | 
     if state_table.dtype.kind != "i" or state_table.ndim != 2 or state_table.shape[1] != 2:
         return None
     if len(reason_lengths) and (any(type(run) is not list or len(run) != 2 for run in reason_runs)
-                                or not all(type(length) is int for length in reason_lengths)):
+                                or not all(type(length) is int and 1 <= length <= count for length in reason_lengths)):
         return None
     reason_lengths = reason_lengths.astype(np.int64)
-    if (state_table[:, 1] < 1).any() or (reason_lengths < 1).any() or state_table[:, 1].sum() != count or reason_lengths.sum() != count:
+    state_lengths = state_table[:, 1]
+    # each run at most ``count`` long before summing: int64 sums of hostile lengths would wrap
+    if (state_lengths < 1).any() or (state_lengths > count).any() or int(state_lengths.sum()) != count or int(reason_lengths.sum()) != count:
         return None
     if (state_table[:, 0] < 0).any() or (state_table[:, 0] >= len(State)).any():
         return None

@@ -21,14 +21,14 @@ an ``X`` without a numeric ``dur`` is refused with where it is.
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_right
 from collections import defaultdict
 
 import numpy as np
 
 from ..model import NO_REASON, NO_STACK, Profile, State, TableLists
-from .base import FormatError, add_note, expect_dict, expect_list, head_text, parse_json, portable_meta, read_meta
+from .base import (STATE_LABELS, STATE_OF_LABEL, FormatError, add_note, dumps_json, expect_dict, expect_list, head_text,
+                   parse_json, portable_meta, read_meta)
 
 NAME = "perfetto"
 DESCRIPTION = "Chrome trace event JSON (Perfetto, chrome://tracing): X, B/E and M events"
@@ -36,10 +36,9 @@ EXTENSION = ".trace.json"
 DROPS = "the boundaries of samples inside runs of one stack (each run is one slice)"
 STATE_SUFFIX = " · state"
 SPANS_SUFFIX = " · spans"
-STATE_LABELS = {State.ON_CPU: "on-cpu", State.WAITING: "waiting", State.RUNNABLE: "runnable", State.GIL: "gil",
-                State.UNKNOWN: "unknown"}
-_STATE_OF_LABEL = {label: int(state) for state, label in STATE_LABELS.items()}
-_TRACK_TID = 1 << 40  # the state and span tracks' tids: beyond any real thread id, one per thread and kind
+
+_TRACK_TID = 1 << 62  # the state and span tracks' tids (beyond thread ids), named as tracks by their metadata:
+TRACK_KEY, OWNER_KEY = "profviz_track", "profviz_of_tid"  # in a track's thread_name args: its kind and its thread's tid
 
 
 def detect(data: bytes) -> bool:
@@ -74,7 +73,8 @@ def dump(profile: Profile, **_: object) -> bytes:
         info = profile.threads[thread]
         state_tid, span_tid = _TRACK_TID + 2 * thread, _TRACK_TID + 2 * thread + 1
         events.append({"ph": "M", "name": "thread_name", "pid": info.pid, "tid": info.tid, "args": {"name": info.name or f"thread {info.tid}"}})
-        events.append({"ph": "M", "name": "thread_name", "pid": info.pid, "tid": state_tid, "args": {"name": f"{info.name}{STATE_SUFFIX}"}})
+        events.append({"ph": "M", "name": "thread_name", "pid": info.pid, "tid": state_tid,
+                       "args": {"name": f"{info.name}{STATE_SUFFIX}", TRACK_KEY: "state", OWNER_KEY: info.tid}})
         _thread_events(profile, cols, part, info.pid, info.tid, state_tid, frames, events, _us)
     for span in profile.spans:
         if 0 <= span.thread < len(profile.threads):
@@ -86,9 +86,9 @@ def dump(profile: Profile, **_: object) -> bytes:
     for thread in sorted({span.thread for span in profile.spans if 0 <= span.thread < len(profile.threads)}):
         info = profile.threads[thread]
         events.append({"ph": "M", "name": "thread_name", "pid": info.pid, "tid": _TRACK_TID + 2 * thread + 1,
-                       "args": {"name": f"{info.name}{SPANS_SUFFIX}"}})
+                       "args": {"name": f"{info.name}{SPANS_SUFFIX}", TRACK_KEY: "spans", OWNER_KEY: info.tid}})
     doc = {"traceEvents": events, "displayTimeUnit": "ns", "otherData": {"profviz": portable_meta(profile), "origin_ns": origin}}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass")
+    return dumps_json(doc)
 
 
 def _thread_events(profile: Profile, cols: dict, part: np.ndarray, pid: int, tid: int, state_tid: int, frames: list,
@@ -161,6 +161,7 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
     else:
         raw_events, meta = expect_list(doc, "the trace"), {}
     names: dict[tuple[int, int], str] = {}
+    tracks: dict[tuple[int, int], tuple[str, int]] = {}  # a profviz track's (pid, tid) -> (kind, its thread's tid)
     slices: dict[tuple[int, int], list[tuple[int, int, str, str, int]]] = defaultdict(list)  # (start ns, end ns, name, file, line)
     open_b: dict[tuple[int, int], list[tuple[int, str, str, int]]] = defaultdict(list)
     unmatched = 0
@@ -172,8 +173,11 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
             continue
         key = (_int(event.get("pid", 0), index, "pid"), _int(event.get("tid", 0), index, "tid"))
         if phase == "M":
-            if event.get("name") == "thread_name" and isinstance(event.get("args"), dict) and isinstance(event["args"].get("name"), str):
-                names[key] = event["args"]["name"]
+            args = event.get("args") if isinstance(event.get("args"), dict) else {}
+            if event.get("name") == "thread_name" and isinstance(args.get("name"), str):
+                names[key] = args["name"]
+                if args.get(TRACK_KEY) in ("state", "spans") and type(args.get(OWNER_KEY)) is int:
+                    tracks[key] = (args[TRACK_KEY], args[OWNER_KEY])
             continue
         ts = origin + _ns(event.get("ts"), index, "ts")
         last = ts if last is None else max(last, ts)
@@ -200,72 +204,107 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
             slices[key].append((begun, max(begun, last), begun_name, begun_file, begun_line))
     profile = Profile({"kind": "import", **meta, "labels": {**(meta.get("labels") or {}), "imported_from": "trace"}})
     tables = TableLists()
-    states_of = {}
-    for (pid, tid), name in names.items():
-        if name.endswith(STATE_SUFFIX):
-            owner = next((k for k, n in names.items() if k[0] == pid and n == name[:-len(STATE_SUFFIX)] and k[1] < _TRACK_TID), None)
-            if owner is not None:
-                states_of[owner] = (pid, tid)
-    columns = {key: [] for key in ("time_ns", "thread", "stack", "weight_ns", "state", "reason")}
+    states_of = {(pid, owner): key for key, (kind, owner) in tracks.items() if kind == "state" for pid in (key[0],)}
+    columns: list[tuple] = []
     reasons: dict[str, int] = {}
     for key in sorted(set(slices) | set(states_of)):
-        if key[1] >= _TRACK_TID or names.get(key, "").endswith((STATE_SUFFIX, SPANS_SUFFIX)):
+        if key in tracks:
             continue
         thread = profile.add_thread(key[0], key[1], names.get(key, f"thread {key[1]}"))
         states = sorted(slices.get(states_of[key], [])) if key in states_of else []
-        _samples(slices.get(key, []), states, thread, tables, columns, reasons, profile)
-    if columns["time_ns"] and min(columns["time_ns"]) < 0:  # a trace whose times start before its origin: moved to start at 0
-        shift = -min(columns["time_ns"])
-        columns["time_ns"] = [t + shift for t in columns["time_ns"]]
+        columns.append(_samples(slices.get(key, []), states, thread, tables, reasons))
     tables.fill(profile)
     if unmatched:
         add_note(profile, f"{unmatched} slices were cut by the trace's start or end (an E without its B, or a B without its E): "
                           "those begun end with the trace, the others are left out")
-    ids = {text: profile.intern_string(text) for text in reasons}
-    columns["reason"] = [NO_REASON if r is None else ids[r] for r in columns["reason"]]
-    profile.set_sample_columns({name: np.asarray(values) for name, values in columns.items()})
+    ids = np.asarray([NO_REASON] + [profile.intern_string(text) for text in reasons], dtype=np.int64)
+    names_ = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
+    merged = {name: np.concatenate([c[n] for c in columns]) if columns else np.zeros(0, dtype=np.int64) for n, name in enumerate(names_)}
+    if len(merged["time_ns"]) and merged["time_ns"].min() < 0:  # a trace whose times start before its origin: moved to start at 0
+        merged["time_ns"] = merged["time_ns"] - merged["time_ns"].min()
+    merged["reason"] = ids[merged["reason"] + 1] if len(merged["reason"]) else merged["reason"]
+    profile.set_sample_columns(merged)
     return profile
 
 
-def _samples(thread_slices: list, states: list, thread: int, tables: TableLists, columns: dict, reasons: dict, profile: Profile) -> None:
-    """Sweep one thread's slices (and state slices): each stretch between two boundaries under some
-    slice becomes a sample of the open slices' stack."""
+def _samples(thread_slices: list, states: list, thread: int, tables: TableLists, reasons: dict) -> tuple:
+    """One thread's samples as columns (time, thread, stack, weight, state, reason index or -1): a
+    sweep over its slices in start order with the open ones on a stack (a slice that outlives its
+    parent is cut at the parent's end), each stretch under a slice one sample of the open slices'
+    stack, split where its state track (``states``, in time order) changes state."""
     thread_slices.sort(key=lambda s: (s[0], -s[1]))
-    bounds = sorted({t for s in thread_slices for t in s[:2]} | {t for s in states for t in s[:2]})
-    state_starts = [s[0] for s in states]
-    stack_of: dict[tuple, int] = {}
-    active: list[tuple] = []
-    next_slice = 0
-    for start, end in zip(bounds, bounds[1:]):
-        active = [s for s in active if s[1] > start]
-        while next_slice < len(thread_slices) and thread_slices[next_slice][0] <= start:
-            if thread_slices[next_slice][1] > start:
-                active.append(thread_slices[next_slice])
-            next_slice += 1
-        at = bisect_right(state_starts, start) - 1
-        state_slice = states[at] if at >= 0 and states[at][1] > start else None
-        if not active and state_slice is None:
+    pieces: list[tuple[int, int, int]] = []  # (start, end, stack node), in time order
+    open_stack: list[tuple[int, int]] = []  # (end ns, stack node)
+    at = None
+    position, count = 0, len(thread_slices)
+    while position < count or open_stack:
+        next_start = thread_slices[position][0] if position < count else None
+        if open_stack and (next_start is None or open_stack[-1][0] <= next_start):
+            end, node = open_stack.pop()
+            if end > at:
+                pieces.append((at, end, node))
+                at = end
             continue
-        path = tuple((s[2], s[3], s[4]) for s in sorted(active, key=lambda s: (s[0], -s[1])))
-        stack = stack_of.get(path)
-        if stack is None:
-            stack = NO_STACK
-            for function, file, line in path:
-                stack = tables.stack(stack, tables.frame(function, file, line))
-            stack_of[path] = stack
-        state, reason = int(State.UNKNOWN), None
-        if state_slice is not None:
-            label, _, text = state_slice[2].partition(": ")
-            state = _STATE_OF_LABEL.get(label, int(State.UNKNOWN))
-            reason = text or None if state == State.WAITING else None
-        if reason is not None:
-            reasons.setdefault(reason, len(reasons))
-        columns["time_ns"].append(start)
-        columns["thread"].append(thread)
-        columns["stack"].append(stack)
-        columns["weight_ns"].append(end - start)
-        columns["state"].append(state)
-        columns["reason"].append(reason)
+        start, end, function, file, line = thread_slices[position]
+        position += 1
+        if open_stack:
+            if start > at:
+                pieces.append((at, start, open_stack[-1][1]))
+            end = min(end, open_stack[-1][0])
+            parent = open_stack[-1][1]
+        else:
+            parent = NO_STACK
+        at = start
+        if end > start:
+            open_stack.append((end, tables.stack(parent, tables.frame(function, file, line))))
+    times, stacks, weights, state_col, reason_col = [], [], [], [], []
+    state_at = 0
+
+    def emit(start: int, end: int, node: int) -> None:
+        nonlocal state_at
+        while start < end:
+            while state_at < len(states) and states[state_at][1] <= start:
+                state_at += 1
+            state, reason, cut = int(State.UNKNOWN), -1, end
+            if state_at < len(states):
+                s_start, s_end, label = states[state_at][:3]
+                if s_start > start:
+                    cut = min(end, s_start)
+                else:
+                    cut = min(end, s_end)
+                    name, _, text = label.partition(": ")
+                    state = STATE_OF_LABEL.get(name, int(State.UNKNOWN))
+                    if state == State.WAITING and text:
+                        reason = reasons.setdefault(text, len(reasons))
+            times.append(start)
+            stacks.append(node)
+            weights.append(cut - start)
+            state_col.append(state)
+            reason_col.append(reason)
+            start = cut
+
+    state_ends = [state[1] for state in states]
+    cursor = None
+    for start, end, node in pieces:  # stretches the state track covers but no slice does: samples with no stack
+        if states and (cursor is None or start > cursor):
+            _uncovered(states, state_ends, cursor, start, emit)
+        emit(start, end, node)
+        cursor = end
+    if states:
+        _uncovered(states, state_ends, cursor, states[-1][1], emit)
+    return (np.asarray(times, dtype=np.int64), np.full(len(times), thread, dtype=np.int64), np.asarray(stacks, dtype=np.int64),
+            np.asarray(weights, dtype=np.int64), np.asarray(state_col, dtype=np.int64), np.asarray(reason_col, dtype=np.int64))
+
+
+def _uncovered(states: list, state_ends: list, after: int | None, before: int, emit) -> None:
+    """Emit, with no stack, the parts of the state slices between ``after`` (None: the start) and ``before``."""
+    for s_start, s_end, *_ in states[0 if after is None else bisect_right(state_ends, after):]:
+        if s_start >= before:
+            break
+        start = s_start if after is None else max(s_start, after)
+        end = min(s_end, before)
+        if end > start:
+            emit(start, end, NO_STACK)
 
 
 def _ns(value: object, index: int, what: str) -> int:
@@ -276,7 +315,7 @@ def _ns(value: object, index: int, what: str) -> int:
 
 def _int(value: object, index: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.lstrip("-").isdigit():
+        if isinstance(value, str) and value.lstrip("-").isdecimal() and len(value) < 20:
             return int(value)
         raise FormatError(f"traceEvents[{index}].{what} is {str(value)[:30]!r}; expected an integer")
     return value

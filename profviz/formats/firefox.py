@@ -20,14 +20,14 @@ each), and states from profviz's categories (others are UNKNOWN); wait reasons c
 
 from __future__ import annotations
 
-import json
 import re
 from bisect import bisect_right
 
 import numpy as np
 
 from ..model import NO_REASON, NO_STACK, Profile, State, TableLists
-from .base import FormatError, add_note, expect_dict, expect_list, head_text, parse_json, portable_meta, read_meta
+from .base import (FormatError, StringTable, add_note, dumps_json, expect_dict, expect_list, head_text, parse_json, portable_meta,
+                   read_meta)
 
 NAME = "firefox"
 DESCRIPTION = "Firefox Profiler processed profile JSON (profiler.firefox.com)"
@@ -56,19 +56,6 @@ MARKER_SCHEMA = [
 ]
 
 
-class _Strings:
-    def __init__(self) -> None:
-        self.array: list[str] = []
-        self.index: dict[str, int] = {}
-
-    def __call__(self, text: str) -> int:
-        found = self.index.get(text)
-        if found is None:
-            found = self.index[text] = len(self.array)
-            self.array.append(text)
-        return found
-
-
 def _table(**columns: list) -> dict:
     lengths = {len(values) for values in columns.values()}
     assert len(lengths) <= 1
@@ -76,7 +63,7 @@ def _table(**columns: list) -> dict:
 
 
 def dump(profile: Profile, **_: object) -> bytes:
-    strings = _Strings()
+    strings = StringTable()
     cols = profile.columns()
     first, _ = profile.time_range_ns if profile.sample_count else (int(profile.meta.get("start_ns") or 0), 0)
     origin = int(profile.meta.get("start_ns") or first)
@@ -88,13 +75,14 @@ def dump(profile: Profile, **_: object) -> bytes:
         "version": GECKO_VERSION, "preprocessedProfileVersion": PROCESSED_VERSION, "symbolicated": True, "misc": "",
         "oscpu": "", "platform": "", "abi": "", "appBuildID": "", "physicalCPUs": 0, "logicalCPUs": 0, "CPUName": "",
         "extensions": {"id": [], "name": [], "baseURL": [], "length": 0}, "profviz": portable_meta(profile),
+        "profvizOriginNs": origin,  # startTime in float ms loses the ns; this keeps them
     }
     doc = {"meta": meta, "libs": [], "pages": [], "threads": threads,
-           "shared": {"stringArray": strings.array, "sources": {"length": 0, "uuid": [], "filename": []}}}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+           "shared": {"stringArray": strings.strings, "sources": {"length": 0, "uuid": [], "filename": []}}}
+    return dumps_json(doc)
 
 
-def _thread(profile: Profile, cols: dict, index: int, strings: _Strings, origin: int) -> dict:
+def _thread(profile: Profile, cols: dict, index: int, strings: StringTable, origin: int) -> dict:
     info = profile.threads[index]
     mine = np.flatnonzero(cols["thread"] == index)
     mine = mine[np.argsort(cols["time_ns"][mine], kind="stable")]
@@ -252,11 +240,13 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
     shared_strings = shared.get("stringArray")
     start_ms = meta.get("startTime") if isinstance(meta.get("startTime"), (int, float)) else 0
     origin = int(round(start_ms * 1e6)) if start_ms and start_ms > 1e11 else start_ns  # epoch ms, else a relative clock
+    if type(meta.get("profvizOriginNs")) is int and 0 <= meta["profvizOriginNs"] < 2**62:
+        origin = meta["profvizOriginNs"]
     interval_ms = meta.get("interval") if isinstance(meta.get("interval"), (int, float)) and meta["interval"] > 0 else 1.0
     categories = [c.get("name") if isinstance(c, dict) else None for c in meta.get("categories") or []]
     state_of = [_STATE_OF_CATEGORY.get(name, int(State.UNKNOWN)) for name in categories]
-    profile = Profile({"kind": "import", **(read_meta(meta["profviz"], "meta.profviz") if isinstance(meta.get("profviz"), dict) else {}),
-                       "labels": {"imported_from": "firefox"}})
+    kept = read_meta(meta["profviz"], "meta.profviz") if isinstance(meta.get("profviz"), dict) else {}
+    profile = Profile({"kind": "import", **kept, "labels": {**(kept.get("labels") or {}), "imported_from": "firefox"}})
     tables = TableLists()
     columns = {key: [] for key in ("time_ns", "thread", "stack", "weight_ns", "state", "reason")}
     reasons: dict[str, int] = {}
@@ -300,7 +290,7 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
                        markers.get("endTime") or [], markers.get("data") or [])
                        if isinstance(item, dict) and item.get("type") == "Waiting" and isinstance(item.get("reason"), str)
                        and isinstance(m_start, (int, float)) and isinstance(m_end, (int, float)))
-        index = profile.add_thread(int(thread["pid"]) if str(thread.get("pid", "")).isdigit() else 0,
+        index = profile.add_thread(int(thread["pid"]) if str(thread.get("pid", "")).isdecimal() and len(str(thread["pid"])) < 19 else 0,
                                    thread["tid"] if type(thread.get("tid")) is int else t_index, str(thread.get("name") or f"thread {t_index}"))
         for n, (node, ms) in enumerate(zip(sample_stacks, times)):
             if not isinstance(ms, (int, float)):
@@ -326,12 +316,12 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
             columns["weight_ns"].append(weight)
             columns["state"].append(state)
             columns["reason"].append(reason)
-    if columns["time_ns"] and min(columns["time_ns"]) < 0:
-        shift = -min(columns["time_ns"])
-        columns["time_ns"] = [t + shift for t in columns["time_ns"]]
     tables.fill(profile)
     ids = {text_: profile.intern_string(text_) for text_ in reasons}
     columns["reason"] = [NO_REASON if r is None else ids[r] for r in columns["reason"]]
-    profile.set_sample_columns({name: np.asarray(values) for name, values in columns.items()})
+    arrays = {name: np.asarray(values, dtype=np.int64) for name, values in columns.items()}
+    if len(arrays["time_ns"]) and arrays["time_ns"].min() < 0:  # a profile whose times start before its origin: moved to 0
+        arrays["time_ns"] = arrays["time_ns"] - arrays["time_ns"].min()
+    profile.set_sample_columns(arrays)
     add_note(profile, "imported from the Firefox Profiler's format")
     return profile

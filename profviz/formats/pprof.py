@@ -19,19 +19,18 @@ lines. Samples are laid end to end from ``time_nanos``.
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 
 from ..model import NO_REASON, NO_STACK, Profile, State, TableLists
-from .base import FormatError, add_note, interval_ns, portable_meta
+from .base import STATE_LABELS, STATE_OF_LABEL, FormatError, StringTable, add_note, interval_ns, portable_meta
 from .pprof_messages import Label, Line, Profile as PprofProfile, ValueType
 
 NAME = "pprof"
 DESCRIPTION = "pprof protocol buffers (Go, Pyroscope, Parca, ddtrace; profile.proto, gzip)"
 EXTENSION = ".pb.gz"
-STATE_NAMES = {State.ON_CPU: "on-cpu", State.WAITING: "waiting", State.RUNNABLE: "runnable", State.GIL: "gil",
-               State.UNKNOWN: "unknown"}
-_STATE_OF = {name: int(state) for state, name in STATE_NAMES.items()}
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _TIME_UNITS = {"nanoseconds": 1, "microseconds": 10**3, "milliseconds": 10**6, "seconds": 10**9}
 _WALL_TYPES = ("wall", "wall-time", "wall_time", "time")
 _CPU_TYPES = ("cpu", "cpu-time", "cpu_time")
@@ -54,17 +53,15 @@ def detect(data: bytes) -> bool:
 # -- writing ------------------------------------------------------------------------------------
 
 
-class _Strings:
+class _Strings(StringTable):
+    """pprof's string table: "" first, and text a protobuf string can hold (a lone surrogate, which
+    a file name read with surrogateescape may carry, as U+FFFD)."""
+
     def __init__(self) -> None:
-        self.table = [""]
-        self.index = {"": 0}
+        super().__init__(("",))
 
     def __call__(self, text: str) -> int:
-        found = self.index.get(text)
-        if found is None:
-            found = self.index[text] = len(self.table)
-            self.table.append(text)
-        return found
+        return super().__call__(_SURROGATES.sub("\ufffd", text) if not text.isascii() else text)
 
 
 def dump(profile: Profile, **_: object) -> bytes:
@@ -88,9 +85,9 @@ def dump(profile: Profile, **_: object) -> bytes:
     meta = profile.meta
     labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
     request_labels = [Label(key=strings(key), str=strings(str(labels[key]))) for key in ("route", "request_id") if labels.get(key)]
-    threads = [[Label(key=strings("thread"), str=strings(t.name or f"thread {t.tid}")), Label(key=strings("thread_id"), num=t.tid),
-                Label(key=strings("pid"), num=t.pid)] for t in profile.threads]
-    states = {state: Label(key=strings("state"), str=strings(name)) for state, name in STATE_NAMES.items()}
+    threads = [[Label(key=strings("thread"), str=strings(t.name or f"thread {t.tid}")), _number_label(strings, "thread_id", t.tid),
+                _number_label(strings, "pid", t.pid)] for t in profile.threads]
+    states = {state: Label(key=strings("state"), str=strings(name)) for state, name in STATE_LABELS.items()}
     if len(columns["time_ns"]):
         unique, group = _aggregate(profile, columns)
         counts = np.bincount(group, minlength=len(unique))
@@ -119,7 +116,7 @@ def dump(profile: Profile, **_: object) -> bytes:
     portable = portable_meta(profile)
     out.comment.extend([strings(f"profviz {portable.get('kind', 'profile')}"), strings(f"dropped: {DROPS}")]
                        + [strings(f"{key}={value}") for key, value in portable.items() if key in ("cmdline", "pid")])
-    out.string_table.extend(strings.table)
+    out.string_table.extend(strings.strings)
     return gzip.compress(out.SerializeToString(), compresslevel=6, mtime=0)
 
 
@@ -140,6 +137,11 @@ def _aggregate(profile: Profile, columns: dict) -> tuple[np.ndarray, np.ndarray]
                      columns["reason"].astype(np.int64)], axis=1)
     unique, group = np.unique(rows, axis=0, return_inverse=True)
     return unique, group.reshape(-1)
+
+
+def _number_label(strings: _Strings, key: str, value: int) -> Label:
+    """A numeric label, as text when int64 cannot hold it (a pthread id read from a file, say)."""
+    return Label(key=strings(key), num=value) if -(2**63) <= value < 2**63 else Label(key=strings(key), str=strings(str(value)))
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
 
     wall, cpu = _time_type(parsed, _WALL_TYPES), _time_type(parsed, _CPU_TYPES)
     period_ns = 0
-    if parsed.period and parsed.period_type.unit < n_strings and strings[parsed.period_type.unit].lower() in _TIME_UNITS:
+    if parsed.period > 0 and parsed.period_type.unit < n_strings and strings[parsed.period_type.unit].lower() in _TIME_UNITS:
         period_ns = parsed.period * _TIME_UNITS[strings[parsed.period_type.unit].lower()]
     count_type = next((i for i, t in enumerate(parsed.sample_type) if text(t.unit, "sample_type").lower() == "count"), None)
     period_kind = text(parsed.period_type.type, "period_type").lower() if parsed.HasField("period_type") else ""
@@ -228,14 +230,14 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
                                                                            else label.num)
         tid = next((found[k] for k in _THREAD_ID_KEYS if k in found), 0)
         name = next((found[k] for k in _THREAD_NAME_KEYS if k in found and isinstance(found[k], str)), "")
-        tid = int(tid) if isinstance(tid, int) or str(tid).isdigit() else 0
-        thread_pid = found.get("pid") if isinstance(found.get("pid"), int) else pid
+        tid = int(tid) if isinstance(tid, int) or (str(tid).isdecimal() and len(str(tid)) < 20) else 0
+        thread_pid = found.get("pid") if isinstance(found.get("pid"), int) and found["pid"] >= 0 else pid
         thread_key = (int(thread_pid), tid, str(name) or ("all" if not tid else f"thread {tid}"))
         thread = threads.get(thread_key)
         if thread is None:
             thread = threads[thread_key] = profile.add_thread(*thread_key)
         state_label = found.get("state")
-        state = _STATE_OF.get(state_label) if isinstance(state_label, str) else None
+        state = STATE_OF_LABEL.get(state_label) if isinstance(state_label, str) else None
         if state is None and wall is None and cpu is None and period_kind in _CPU_TYPES:
             state = int(State.ON_CPU)
         parts = _parts(values, wall, cpu, count_type, period_ns, state)
@@ -274,11 +276,11 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
 def _parts(values, wall, cpu, count_type, period_ns: int, state: int | None) -> list[tuple[int, int]]:
     """A pprof sample's (weight ns, state) parts: its CPU part and the rest waiting, or one part."""
     if wall is not None:
-        wall_ns = int(values[wall[0]]) * wall[1]
+        wall_ns = max(0, int(values[wall[0]]) * wall[1])
         if state is not None:
             return [(wall_ns, state)]
         if cpu is not None:
-            cpu_ns = min(wall_ns, int(values[cpu[0]]) * cpu[1])
+            cpu_ns = max(0, min(wall_ns, int(values[cpu[0]]) * cpu[1]))
             return [(cpu_ns, int(State.ON_CPU)), (wall_ns - cpu_ns, int(State.WAITING))]
         return [(wall_ns, int(State.UNKNOWN))]
     if cpu is not None:

@@ -73,8 +73,11 @@ def _thread_identity(name: str, index: int, pid: int) -> tuple[int, int, str]:
     return (int(proc) if proc else pid), int(tid, 0), thread_name
 
 
-_SAMPLES_KEY = re.compile(rb'"samples"\s*:\s*\[')
-_STACK_ARRAYS = re.compile(rb'\s*(?:\[[\d,\s]*\]\s*(?:,\s*\[[\d,\s]*\]\s*)*)?\]')
+_SAMPLES_KEY = re.compile(rb'"samples"[ \t\r\n]*:[ \t\r\n]*\[')
+_WS = rb"[ \t\r\n]*"
+_INDEX = rb"(?:0|[1-9][0-9]{0,8})"  # a frame index as JSON writes it
+_STACK = rb"\[" + _WS + rb"(?:" + _INDEX + rb"(?:" + _WS + rb"," + _WS + _INDEX + rb")*" + _WS + rb")?\]"
+_STACK_ARRAYS = re.compile(_WS + rb"(?:" + _STACK + rb"(?:" + _WS + rb"," + _WS + _STACK + rb")*" + _WS + rb")?\]")
 _LIFTED = "$profviz_lifted_samples"
 
 
@@ -111,12 +114,17 @@ def _lifted_stacks(blob: bytes) -> tuple[list[tuple[int, ...]], list[int]]:
     return [tuple(map(int, row.split(b","))) if row else () for row in memo], index
 
 
-def _sampled(raw: dict, where: str, frames: list, factor: float, lifted: list[bytes]) -> tuple[list[tuple[int, ...]], list[int], list[int], int]:
+def _sampled(raw: dict, where: str, frames: list, factor: float, lifted: list[bytes],
+             used: set[int]) -> tuple[list[tuple[int, ...]], list[int], list[int], int]:
     """(distinct stacks as frame indices, each kept sample's index into them, its weight in ns,
     zero-weight samples dropped). Whole columns at once; a profile with a bad value is read again
     sample by sample, which names the first one."""
-    if isinstance(raw.get("samples"), dict) and type(raw["samples"].get(_LIFTED)) is int and 0 <= raw["samples"][_LIFTED] < len(lifted):
-        distinct, index = _lifted_stacks(lifted[raw["samples"][_LIFTED]])
+    if lifted and isinstance(raw.get("samples"), dict) and _LIFTED in raw["samples"]:
+        number = raw["samples"][_LIFTED]
+        if type(number) is not int or not 0 <= number < len(lifted) or number in used or len(raw["samples"]) != 1:
+            raise _NotLiftable()
+        used.add(number)
+        distinct, index = _lifted_stacks(lifted[number])
         samples = None
     else:
         samples = expect_list(raw.get("samples"), f"{where}.samples")
@@ -127,17 +135,19 @@ def _sampled(raw: dict, where: str, frames: list, factor: float, lifted: list[by
         raise FormatError(f"{where} has {count} samples but {len(weights)} weights; they must match")
     n_frames = len(frames)
     try:
-        column = np.asarray(weights, dtype=np.float64) if weights else np.zeros(0)
+        raw_weights = np.asarray(weights) if weights else np.zeros(0)
+        column = raw_weights.astype(np.float64)
         if samples is not None:
             memo: dict[tuple, int] = {}
             index = [memo.setdefault(tuple(stack), len(memo)) for stack in samples]
             distinct = list(memo)
     except (ValueError, TypeError):
         return _sampled_slowly(samples, weights, where, n_frames, factor)
-    fine = (all(type(w) in (int, float) for w in weights[:1]) and np.isfinite(column).all() and not (column < 0).any()
-            and (samples is None or all(type(stack_list) is list for stack_list in samples[:1]))
+    fine = (raw_weights.dtype.kind in "iuf" and not any(type(w) is bool for w in weights) and np.isfinite(column).all()
+            and not (column < 0).any()
+            and (samples is None or all(type(stack_list) is list for stack_list in samples))
             and all(type(f) is int and 0 <= f < n_frames for stack in distinct for f in stack))
-    if not fine or (len(column) and column.max() * factor >= 2**62):
+    if not fine or (len(column) and float(column.sum()) * factor >= 2**62):  # the samples' times must fit too
         if samples is None:
             samples = [list(distinct[i]) for i in index]
         return _sampled_slowly(samples, weights, where, n_frames, factor)
@@ -209,7 +219,22 @@ def _evented(raw: dict, where: str, frames: list, factor: float, start: float, e
 
 def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: int = 0, **_: object) -> Profile:
     """Read a speedscope file. ``rate_hz`` prices unit "none"; ``start_ns`` anchors relative times."""
+    original = data
     data, lifted = _lift_samples(data)
+    if lifted:
+        try:
+            return _load(data, lifted, rate_hz=rate_hz, start_ns=start_ns, pid=pid)
+        except _NotLiftable:  # a "samples" key elsewhere, or a placeholder the file itself wrote: read it as it is
+            pass
+    return _load(original, [], rate_hz=rate_hz, start_ns=start_ns, pid=pid)
+
+
+class _NotLiftable(Exception):
+    """The lifted arrays were not each one profile's samples, once."""
+
+
+def _load(data: bytes, lifted: list[bytes], *, rate_hz: float | None, start_ns: int, pid: int) -> Profile:
+    used: set[int] = set()
     doc = expect_dict(parse_json(data), "the file")
     if doc.get("$schema") != SCHEMA_URL:
         raise FormatError(f"$schema is {short(doc.get('$schema'))}, expected {SCHEMA_URL!r}")
@@ -263,7 +288,7 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         end = expect_number(raw.get("endValue", start), f"{where}.endValue")
         kind = raw.get("type")
         if kind == "sampled":
-            distinct, chosen, weights, zero = _sampled(raw, where, frames, factor, lifted)
+            distinct, chosen, weights, zero = _sampled(raw, where, frames, factor, lifted, used)
             dropped += zero
             offsets = (np.cumsum([0] + weights[:-1]) if weights else np.zeros(0, np.int64)).tolist()
         elif kind == "evented":
@@ -293,6 +318,8 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         interned = np.asarray([intern(list(stack)) for stack in distinct] or [NO_STACK], dtype=np.int64)
         columns.append((times, np.full(count, thread, dtype=np.int32), interned[np.asarray(chosen, dtype=np.int64)] if count
                         else np.zeros(0, dtype=np.int64), weight_col, states, reason_col))
+    if used != set(range(len(lifted))):
+        raise _NotLiftable()
     if columns:
         names = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
         profile.set_sample_columns({name: np.concatenate([c[n] for c in columns]) for n, name in enumerate(names)})

@@ -280,6 +280,9 @@ class Profile:
             bad = np.flatnonzero(cols["weight_ns"] <= 0)
             if bad.size:
                 raise ProfileError(f"sample {bad[0]} has weight {cols['weight_ns'][bad[0]]} ns; weights must be > 0")
+            bad = np.flatnonzero(cols["time_ns"] < 0)
+            if bad.size:
+                raise ProfileError(f"sample {bad[0]} has time {cols['time_ns'][bad[0]]} ns; times must be >= 0 ns since the epoch")
         # From bytes, not element by element (1M samples: 0.45 s -> 5 ms); "i" is 4 bytes like int32.
         self._time, self._thread, self._stack = (array("q", cols["time_ns"].tobytes()), array("i", cols["thread"].tobytes()),
                                                  array("i", cols["stack"].tobytes()))

@@ -96,7 +96,13 @@ def export_profile(profile_id: str):
     name = choice_param(request.args, "format", "speedscope", choices)
     profile_id_int, profile = _load(profile_id)
     fmt = formats.format_named(name)
-    response = Response(formats.dump(profile, name), mimetype="application/octet-stream" if name == "pprof" else "application/json")
+    try:
+        data = formats.dump(profile, name)
+    except formats.FormatError as exc:  # the profile holds what the format cannot (a pprof period it cannot price, say)
+        answer = jsonify({"error": {"status": 422, "message": f"profile {profile_id_int} cannot be written as {name}: {exc}"}})
+        answer.status_code = 422
+        return answer
+    response = Response(data, mimetype="application/octet-stream" if name == "pprof" else "application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="profile-{profile_id_int}{fmt.extension}"'
     return response
 
