@@ -202,6 +202,11 @@ def test_the_lifted_sample_arrays_read_as_the_parser_would():
     pretty = json.dumps(raw, indent=3).encode()
     assert speedscope._lift_samples(compact)[1] and speedscope._lift_samples(pretty)[1]
     assert sample_rows(speedscope.load(pretty)) == sample_rows(speedscope.load(compact)) == sample_rows(speedscope.load(data("pyspy_idle_threads.speedscope.json")))
+    compact_text = compact.decode()
+    first = json.dumps(raw["profiles"][0]["samples"][0])
+    for broken in ("[" + first[1:].replace(", ", " ", 1), "[01]", "[1,,0]"):  # what JSON refuses is refused, not lifted
+        if first != "[]":
+            assert_format_error(compact_text.replace(first, broken, 1).encode(), "invalid JSON", format_name="speedscope")
     raw["profiles"][0]["samples"][1] = [0, 1.5]
     message = assert_format_error(json.dumps(raw).encode(), "profiles[0].samples[1][1]", format_name="speedscope")
     assert "not one of the" in message

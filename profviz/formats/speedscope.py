@@ -73,45 +73,65 @@ def _thread_identity(name: str, index: int, pid: int) -> tuple[int, int, str]:
     return (int(proc) if proc else pid), int(tid, 0), thread_name
 
 
+class _NotLiftable(Exception):
+    """The lifted arrays were not each one profile's samples, once, or not JSON numbers."""
+
+
 _SAMPLES_KEY = re.compile(rb'"samples"[ \t\r\n]*:[ \t\r\n]*\[')
-_WS = rb"[ \t\r\n]*"
-_INDEX = rb"(?:0|[1-9][0-9]{0,8})"  # a frame index as JSON writes it
-_STACK = rb"\[" + _WS + rb"(?:" + _INDEX + rb"(?:" + _WS + rb"," + _WS + _INDEX + rb")*" + _WS + rb")?\]"
-_STACK_ARRAYS = re.compile(_WS + rb"(?:" + _STACK + rb"(?:" + _WS + rb"," + _WS + _STACK + rb")*" + _WS + rb")?\]")
+_EMPTY_ARRAY = re.compile(rb'\[[ \t\r\n]*\]')
+_ARRAY_END = re.compile(rb'\][ \t\r\n]*\]')  # a stack's end, then the array's: a stack holds no "]"
+_SPLIT_NUMBER = re.compile(rb'[0-9][ \t\r\n]+[0-9]')
+_ROW = re.compile(rb'(?:(?:0|[1-9][0-9]{0,8})(?:,(?:0|[1-9][0-9]{0,8}))*)?')
+_WHITESPACE = b" \t\r\n"
 _LIFTED = "$profviz_lifted_samples"
 
 
 def _lift_samples(data: bytes) -> tuple[bytes, list[bytes]]:
-    """Take the ``samples`` arrays (lists of lists of digits) out of the raw file before parsing,
-    each left as ``{"$profviz_lifted_samples": n}``: a million stacks as Python lists of ints cost
-    more than the rest of the file together, and the few distinct ones are all that is needed
-    (:func:`_lifted_stacks`). An array of anything else is left for the parser."""
+    """Take the ``samples`` arrays (lists of lists of frame indices) out of the raw file before
+    parsing, each left as ``{"$profviz_lifted_samples": n}``: a million stacks as Python lists of
+    ints cost more than the rest of the file together, and the few distinct ones are all that is
+    needed (:func:`_lifted_stacks`). Lifted: ``[`` stacks ``]`` where a stack is ``[`` digits and
+    commas ``]``, whitespace only between tokens, compacted. Anything else is left to the parser,
+    and rows that are not JSON numbers make :func:`_lifted_stacks` undo the lift."""
     out, lifted, at = [], [], 0
     for found in _SAMPLES_KEY.finditer(data):
-        if found.start() < at:
+        start = found.end() - 1
+        if start < at:
             continue
-        body = _STACK_ARRAYS.match(data, found.end())
-        if body is None:
+        if _EMPTY_ARRAY.match(data, start):
+            continue  # nothing to gain
+        end = _ARRAY_END.search(data, start)
+        if end is None:
             continue
-        out.append(data[at:found.start()])
-        out.append(b'"samples":{"%s":%d}' % (_LIFTED.encode(), len(lifted)))
-        lifted.append(data[found.end() - 1:body.end()])
-        at = body.end()
+        blob = data[start:end.end()]
+        compact = blob.translate(None, _WHITESPACE)
+        if len(compact) != len(blob) and _SPLIT_NUMBER.search(blob):  # "1 0" must not become 10
+            continue
+        inner = compact[2:-2]  # [[ rows ]]
+        if not (compact.startswith(b"[[") and compact.endswith(b"]]")) or inner.translate(None, b"0123456789,").replace(b"][", b""):
+            continue  # something but digits, commas and row separators: the parser reads it
+        out.append(data[at:start])
+        out.append(b'{"%s":%d}' % (_LIFTED.encode(), len(lifted)))
+        lifted.append(inner)
+        at = end.end()
     if not lifted:
         return data, lifted
     out.append(data[at:])
     return b"".join(out), lifted
 
 
-def _lifted_stacks(blob: bytes) -> tuple[list[tuple[int, ...]], list[int]]:
-    """(distinct stacks, each sample's index into them) of one lifted ``samples`` array."""
-    text = blob.translate(None, b" \t\r\n")[1:-1]  # [[..],[..]] -> [..],[..]
-    if not text:
-        return [], []
-    rows = text[1:-1].split(b"],[")
+def _lifted_stacks(inner: bytes) -> tuple[list[tuple[int, ...]], list[int]]:
+    """(distinct stacks, each sample's index into them) of one lifted array (its rows without the
+    outer brackets: ``0,1],[0,2``); :class:`_NotLiftable` when a row is not JSON numbers."""
+    rows = inner.split(b"],[")
     memo: dict[bytes, int] = {}
     index = [memo.setdefault(row, len(memo)) for row in rows]
-    return [tuple(map(int, row.split(b","))) if row else () for row in memo], index
+    distinct = []
+    for row in memo:
+        if _ROW.fullmatch(row) is None:  # a leading zero, an empty number: JSON would refuse it
+            raise _NotLiftable()
+        distinct.append(tuple(map(int, row.split(b","))) if row else ())
+    return distinct, index
 
 
 def _sampled(raw: dict, where: str, frames: list, factor: float, lifted: list[bytes],
@@ -143,7 +163,7 @@ def _sampled(raw: dict, where: str, frames: list, factor: float, lifted: list[by
             distinct = list(memo)
     except (ValueError, TypeError):
         return _sampled_slowly(samples, weights, where, n_frames, factor)
-    fine = (raw_weights.dtype.kind in "iuf" and not any(type(w) is bool for w in weights) and np.isfinite(column).all()
+    fine = (raw_weights.dtype.kind in "iuf" and bool not in set(map(type, weights)) and np.isfinite(column).all()
             and not (column < 0).any()
             and (samples is None or all(type(stack_list) is list for stack_list in samples))
             and all(type(f) is int and 0 <= f < n_frames for stack in distinct for f in stack))
@@ -227,10 +247,6 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         except _NotLiftable:  # a "samples" key elsewhere, or a placeholder the file itself wrote: read it as it is
             pass
     return _load(original, [], rate_hz=rate_hz, start_ns=start_ns, pid=pid)
-
-
-class _NotLiftable(Exception):
-    """The lifted arrays were not each one profile's samples, once."""
 
 
 def _load(data: bytes, lifted: list[bytes], *, rate_hz: float | None, start_ns: int, pid: int) -> Profile:
