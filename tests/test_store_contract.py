@@ -512,6 +512,16 @@ def test_retain_deletes_what_started_before_the_cutoff_and_keeps_the_hour_sketch
     assert [r.path for r in backend.open().query_requests(until_ns=base + day)] == ["/posts/99"]
 
 
+def test_the_newest_request_id_changes_with_every_write_even_of_old_requests(backend):
+    """What caches of analyses key on: requests that started long ago (a collector's late batch) change it too."""
+    store = backend.open()
+    assert store.newest_request_id() is None
+    store.write_batch(batch_of([request_row(5)]))
+    first = store.newest_request_id()
+    store.write_batch(batch_of([request_row(0, start_ns=T0 - 3600 * 10**9)]))
+    assert backend.open().newest_request_id() > first and store.latest_request_ns() == T0 + 5 * 1_000_000 + 2_000_005
+
+
 def test_a_batch_sent_again_with_its_id_is_stored_once(backend):
     """A collector stores a sender's retried batch once and answers with the first time's profile ids."""
     store = backend.open()

@@ -30,7 +30,7 @@ def findings():
     context = server_context()
     store = context.store
     labels = origin_param()
-    key = ("findings", since_ns, until_ns, route, method, tuple(sorted((labels or {}).items())), store.latest_request_ns(),
+    key = ("findings", since_ns, until_ns, route, method, tuple(sorted((labels or {}).items())), store.newest_request_id(),
            store.newest_span_id())
 
     def compute() -> tuple[list, int, list[str]]:

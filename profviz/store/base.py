@@ -197,6 +197,11 @@ class Store(ABC):
         """When the last stored request ended, or None when there is none."""
 
     @abstractmethod
+    def newest_request_id(self) -> int | None:
+        """The id of the last request stored (it changes whenever requests are added, also ones
+        that started long ago, such as a collector's late batches), or None."""
+
+    @abstractmethod
     def request_for_profile(self, profile_id: int) -> int | None:
         """The id of the request whose profile this is, if any."""
 

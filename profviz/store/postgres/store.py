@@ -93,6 +93,9 @@ class PostgresStore(ProfileReads, Database, Store):
     def latest_request_ns(self) -> int | None:
         return requests.latest_request_ns(self)
 
+    def newest_request_id(self) -> int | None:
+        return self.fetch("SELECT max(id) FROM requests")[0][0]
+
     def request_for_profile(self, profile_id: int) -> int | None:
         return requests.request_for_profile(self, profile_id)
 

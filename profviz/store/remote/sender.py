@@ -296,7 +296,7 @@ class HTTPStore(Store):
     profile_meta = load_profile = list_profiles = delete_profile = set_labels = profile_bytes = _refuse
     query_requests = request_by_id = request_columns = route_sketches = latest_request_ns = request_for_profile = _refuse
     origin_values = _refuse
-    query_spans = span_facts = count_spans = newest_span_id = retain = _refuse
+    query_spans = span_facts = count_spans = newest_span_id = newest_request_id = retain = _refuse
 
 
 def _retryable(status: int) -> bool:

@@ -87,6 +87,10 @@ class SQLiteStore(ProfileReads, Database, Store):
     def latest_request_ns(self) -> int | None:
         return requests.latest_request_ns(self)
 
+    def newest_request_id(self) -> int | None:
+        requests.materialize_requests(self)
+        return self.read("SELECT max(id) FROM requests")[0][0]
+
     def request_for_profile(self, profile_id: int) -> int | None:
         return requests.request_for_profile(self, profile_id)
 
