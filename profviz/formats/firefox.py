@@ -21,7 +21,6 @@ each), and states from profviz's categories (others are UNKNOWN); wait reasons c
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 
 import numpy as np
 
@@ -128,25 +127,30 @@ def _thread(profile: Profile, cols: dict, index: int, strings: StringTable, orig
             stack_category.append(state)
         return found
 
-    sample_stack, sample_time, sample_weight = [], [], []
     marker_name, marker_start, marker_end, marker_data, marker_category = [], [], [], [], []
+    times, nodes = cols["time_ns"][mine], cols["stack"][mine].astype(np.int64)
+    weights, states, reasons = cols["weight_ns"][mine], cols["state"][mine].astype(np.int64), cols["reason"][mine]
+    # each distinct (stack node, state) pair once, its sample stack made through the tables' helpers
+    pairs, which = np.unique((nodes + 1) * len(State) + states, return_inverse=True)
+    made = [stack(pair // len(State) - 1, pair % len(State)) if pair >= len(State)
+            else _idle(stack_frame, stack_prefix, stack_category, stack_of, frame_func, frame_line, func_name, func_file,
+                       func_line, func_resource, strings, pair % len(State))
+            for pair in pairs.tolist()]
+    sample_stack = np.asarray(made, dtype=np.int64)[which.reshape(-1)].tolist() if len(times) else []
+    sample_time = ((times - origin) / 1e6).tolist()
+    sample_weight = (weights / 1e6).tolist()
     waiting = strings("Waiting")
-    run: tuple[int, int, int] | None = None  # a run of waiting samples with one reason: (reason, start, end)
-    for time, node, weight, state, reason in zip(cols["time_ns"][mine].tolist(), cols["stack"][mine].tolist(),
-                                                 cols["weight_ns"][mine].tolist(), cols["state"][mine].tolist(),
-                                                 cols["reason"][mine].tolist()):
-        sample_stack.append(stack(node, state) if node != NO_STACK else _idle(stack_frame, stack_prefix, stack_category,
-                                                                            stack_of, frame_func, frame_line, func_name,
-                                                                            func_file, func_line, func_resource, strings, state))
-        sample_time.append((time - origin) / 1e6)
-        sample_weight.append(weight / 1e6)
-        if run is not None and (reason != run[0] or time > run[2]):
-            _marker(marker_name, marker_start, marker_end, marker_data, marker_category, waiting, run, origin, profile)
-            run = None
-        if reason != NO_REASON and state == State.WAITING:
-            run = (reason, run[1] if run else time, time + weight)
-    if run is not None:
-        _marker(marker_name, marker_start, marker_end, marker_data, marker_category, waiting, run, origin, profile)
+    why = np.where(states == int(State.WAITING), reasons, NO_REASON)  # runs of waiting with one reason become markers
+    ends = times + weights
+    if len(times):
+        new_run = np.ones(len(times), dtype=bool)
+        new_run[1:] = (why[1:] != why[:-1]) | (times[1:] > ends[:-1])
+        firsts = np.flatnonzero(new_run)
+        lasts = np.append(firsts[1:], len(times)) - 1
+        for first, last in zip(firsts.tolist(), lasts.tolist()):
+            if why[first] != NO_REASON:
+                _marker(marker_name, marker_start, marker_end, marker_data, marker_category, waiting,
+                        (int(why[first]), int(times[first]), int(ends[last])), origin, profile)
     for span in profile.spans:
         if span.thread == index:
             marker_name.append(strings(span.name))
@@ -248,7 +252,7 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
     kept = read_meta(meta["profviz"], "meta.profviz") if isinstance(meta.get("profviz"), dict) else {}
     profile = Profile({"kind": "import", **kept, "labels": {**(kept.get("labels") or {}), "imported_from": "firefox"}})
     tables = TableLists()
-    columns = {key: [] for key in ("time_ns", "thread", "stack", "weight_ns", "state", "reason")}
+    parts: list[tuple] = []
     reasons: dict[str, int] = {}
     for t_index, raw in enumerate(expect_list(doc.get("threads"), "threads")):
         where = f"threads[{t_index}]"
@@ -292,36 +296,62 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
                        and isinstance(m_start, (int, float)) and isinstance(m_end, (int, float)))
         index = profile.add_thread(int(thread["pid"]) if str(thread.get("pid", "")).isdecimal() and len(str(thread["pid"])) < 19 else 0,
                                    thread["tid"] if type(thread.get("tid")) is int else t_index, str(thread.get("name") or f"thread {t_index}"))
-        for n, (node, ms) in enumerate(zip(sample_stacks, times)):
-            if not isinstance(ms, (int, float)):
-                raise FormatError(f"{where}.samples.time[{n}] is {str(ms)[:30]!r}, not a number of ms")
-            stack = NO_STACK if node is None else stack_ids[_index(node, len(stack_ids), f"{where}.samples.stack[{n}]")]
-            category = stack_categories[node] if node is not None else None
-            state = state_of[category] if type(category) is int and 0 <= category < len(state_of) else int(State.UNKNOWN)
-            weight_ms = weights[n] if weights is not None and tracing and isinstance(weights[n], (int, float)) else interval_ms
-            if weights is not None and not tracing and isinstance(weights[n], (int, float)):
-                weight_ms = interval_ms * weights[n]
-            weight = int(round(weight_ms * 1e6))
-            if weight <= 0:
-                continue
-            reason = None
-            if state == State.WAITING and waits:
-                at = bisect_right(waits, (ms, float("inf"), "")) - 1
-                if at >= 0 and waits[at][0] <= ms < waits[at][1]:
-                    reason = waits[at][2]
-                    reasons.setdefault(reason, len(reasons))
-            columns["time_ns"].append(origin + int(round(ms * 1e6)))
-            columns["thread"].append(index)
-            columns["stack"].append(stack)
-            columns["weight_ns"].append(weight)
-            columns["state"].append(state)
-            columns["reason"].append(reason)
+        parts.append(_thread_columns(sample_stacks, times, weights, tracing, interval_ms, stack_ids, stack_categories, state_of,
+                                     waits, reasons, index, origin, where))
     tables.fill(profile)
-    ids = {text_: profile.intern_string(text_) for text_ in reasons}
-    columns["reason"] = [NO_REASON if r is None else ids[r] for r in columns["reason"]]
-    arrays = {name: np.asarray(values, dtype=np.int64) for name, values in columns.items()}
+    ids = np.asarray([profile.intern_string(text_) for text_ in reasons] + [NO_REASON], dtype=np.int64)
+    names = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
+    arrays = {name: np.concatenate([part[n] for part in parts]) if parts else np.zeros(0, dtype=np.int64) for n, name in enumerate(names)}
+    arrays["reason"] = ids[arrays["reason"]]  # -1 (none) picks the NO_REASON at the end
     if len(arrays["time_ns"]) and arrays["time_ns"].min() < 0:  # a profile whose times start before its origin: moved to 0
         arrays["time_ns"] = arrays["time_ns"] - arrays["time_ns"].min()
     profile.set_sample_columns(arrays)
     add_note(profile, "imported from the Firefox Profiler's format")
     return profile
+
+
+def _numbers(values: list, where: str) -> np.ndarray:
+    """A column of JSON numbers as float64; FormatError naming the first that is not one."""
+    try:
+        column = np.asarray(values, dtype=np.float64) if values else np.zeros(0)
+    except (TypeError, ValueError):
+        column = None
+    if column is None or any(type(v) is bool for v in values[:1]) or not np.isfinite(column).all():
+        bad = next(n for n, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v
+                   or abs(v) == float("inf"))
+        raise FormatError(f"{where}[{bad}] is {str(values[bad])[:30]!r}, not a number")
+    return column
+
+
+def _thread_columns(sample_stacks: list, times: list, weights: list | None, tracing: bool, interval_ms: float, stack_ids: list,
+                    stack_categories: list, state_of: list, waits: list, reasons: dict, thread: int, origin: int,
+                    where: str) -> tuple:
+    """One thread's samples as columns (time, thread, stack, weight, state, reason index or -1),
+    whole arrays at once; samples of no duration are left out."""
+    nodes = [-1 if node is None else node for node in sample_stacks]
+    bad = next((n for n, node in enumerate(nodes) if type(node) is not int or not -1 <= node < len(stack_ids)), None)
+    if bad is not None:
+        raise FormatError(f"{where}.samples.stack[{bad}] is {str(sample_stacks[bad])[:30]!r}, not a stack index")
+    node = np.asarray(nodes, dtype=np.int64)
+    ms = _numbers(times, f"{where}.samples.time")
+    stack = np.asarray(stack_ids + [NO_STACK], dtype=np.int64)[node]
+    state_of_stack = np.asarray([state_of[c] if type(c) is int and 0 <= c < len(state_of) else int(State.UNKNOWN)
+                                 for c in stack_categories] + [int(State.UNKNOWN)], dtype=np.int64)
+    state = state_of_stack[node]
+    if weights is None:
+        weight_ms = np.full(len(nodes), interval_ms)
+    else:
+        weight_ms = _numbers(weights, f"{where}.samples.weight") * (1.0 if tracing else interval_ms)
+    weight = np.rint(weight_ms * 1e6).astype(np.int64)
+    reason = np.full(len(nodes), -1, dtype=np.int64)
+    if waits:
+        starts = np.asarray([w[0] for w in waits], dtype=np.float64)
+        ends = np.asarray([w[1] for w in waits], dtype=np.float64)
+        which = np.asarray([reasons.setdefault(w[2], len(reasons)) for w in waits], dtype=np.int64)
+        at = np.searchsorted(starts, ms, side="right") - 1
+        inside = (at >= 0) & (state == int(State.WAITING))
+        inside[inside] &= ms[inside] < ends[at[inside]]
+        reason[inside] = which[at[inside]]
+    keep = weight > 0
+    times_ns = origin + np.rint(ms * 1e6).astype(np.int64)
+    return (times_ns[keep], np.full(int(keep.sum()), thread, dtype=np.int64), stack[keep], weight[keep], state[keep], reason[keep])
