@@ -123,3 +123,28 @@ def test_deep_nesting_reads_in_time_and_memory_linear_in_the_slices():
                    {"ph": "X", "name": "child", "pid": 1, "tid": 1, "ts": 5, "dur": 20}]  # outlives its parent: cut at its end
     cut = load_any(json.dumps({"traceEvents": overlapping}).encode(), "cut.json")
     assert sum(cut.columns()["weight_ns"].tolist()) == 10_000
+
+
+def test_sample_events_over_stack_frames_are_read():
+    """The trace event format's sample events: each sample's stack (stackFrames through their
+    parents) lasts until its thread's next sample; the last one lasts the median interval."""
+    trace = {
+        "traceEvents": [
+            {"ph": "M", "name": "thread_name", "pid": 1, "tid": 9, "args": {"name": "main"}},
+            {"ph": "P", "name": "sample", "pid": 1, "tid": 9, "ts": 0, "sf": 3},
+            {"ph": "P", "name": "sample", "pid": 1, "tid": 9, "ts": 10, "sf": 3},
+            {"ph": "P", "name": "sample", "pid": 1, "tid": 9, "ts": 20, "sf": 2},
+        ],
+        "stackFrames": {"1": {"name": "main", "category": "app"}, "2": {"name": "serve", "parent": 1},
+                        "3": {"name": "<script>query</script>", "parent": 2}},
+    }
+    profile = load_any(json.dumps(trace).encode(), "sampled.json")
+    cols = profile.columns()
+    assert [t.name for t in profile.threads] == ["main"] and sum(cols["weight_ns"].tolist()) == 30_000
+    leaf: dict = {}
+    for stack, weight in zip(cols["stack"].tolist(), cols["weight_ns"].tolist()):
+        name = profile.frame(int(profile.stack_frame[stack])).function
+        leaf[name] = leaf.get(name, 0) + weight
+    assert leaf == {"<script>query</script>": 20_000, "serve": 10_000}
+    trace["traceEvents"].append({"ph": "P", "pid": 1, "tid": 9, "ts": 30, "sf": 99})
+    assert_format_error(json.dumps(trace).encode(), "stack frame '99'", format_name="perfetto")

@@ -10,7 +10,9 @@ recording's metadata goes in ``otherData``. Samples that overlap an earlier one 
 its end. Kept: every thread's total and its time in each state, frames with files and lines,
 spans; dropped: sample boundaries inside runs (a run is one slice).
 
-Reading any trace: ``X`` events and ``B``/``E`` pairs per (pid, tid), nested by time; every
+Reading any trace: ``X`` events and ``B``/``E`` pairs per (pid, tid), nested by time, and sample
+events (``P`` with ``sf``, or Chrome's top-level ``samples``) over ``stackFrames``, each lasting
+until its thread's next sample; every
 stretch of a thread's timeline under at least one slice becomes a sample whose stack is the open
 slices, root first (a frame is the slice's name, and ``args.file``/``args.filename`` and
 ``args.line`` when present). A profviz trace's state tracks give those samples their states (and
@@ -166,9 +168,14 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
     open_b: dict[tuple[int, int], list[tuple[int, str, str, int]]] = defaultdict(list)
     unmatched = 0
     last = None
+    sampled: dict[tuple[int, int], list[tuple[int, object]]] = defaultdict(list)  # sample events: (ts ns, stack frame id)
     for index, raw in enumerate(raw_events):
         event = expect_dict(raw, f"traceEvents[{index}]")
         phase = event.get("ph")
+        if phase == "P" and "sf" in event:
+            key = (_int(event.get("pid", 0), index, "pid"), _int(event.get("tid", 0), index, "tid"))
+            sampled[key].append((origin + _ns(event.get("ts"), index, "ts"), event["sf"]))
+            continue
         if phase not in ("X", "B", "E", "M"):
             continue
         key = (_int(event.get("pid", 0), index, "pid"), _int(event.get("tid", 0), index, "tid"))
@@ -198,6 +205,13 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
                 continue
             begun, begun_name, begun_file, begun_line = open_b[key].pop()
             slices[key].append((begun, ts, begun_name, begun_file, begun_line))
+    if isinstance(doc, dict):
+        for index, raw in enumerate(doc.get("samples") or [] if isinstance(doc.get("samples"), list) else []):
+            sample = expect_dict(raw, f"samples[{index}]")  # Chrome's legacy CPU profile samples beside the events
+            key = (_int(sample.get("pid", 0), index, "pid"), _int(sample.get("tid", 0), index, "tid"))
+            sampled[key].append((origin + _ns(sample.get("ts"), index, "ts"), sample.get("sf")))
+    if sampled:
+        _sample_slices(sampled, doc.get("stackFrames") if isinstance(doc, dict) else None, slices)
     for key, still_open in open_b.items():  # still running when the trace ended: they end with it
         unmatched += len(still_open)
         for begun, begun_name, begun_file, begun_line in still_open:
@@ -305,6 +319,41 @@ def _uncovered(states: list, state_ends: list, after: int | None, before: int, e
         end = min(s_end, before)
         if end > start:
             emit(start, end, NO_STACK)
+
+
+MAX_FRAME_DEPTH = 10_000
+
+
+def _sample_slices(sampled: dict, stack_frames: object, slices: dict) -> None:
+    """Sample events (``P`` events with ``sf``, and Chrome's ``samples``) as slices: each sample's
+    stack (``stackFrames``, followed through ``parent``) from its time to its thread's next sample
+    (the last one lasts the thread's median interval)."""
+    frames = stack_frames if isinstance(stack_frames, dict) else {}
+    paths: dict[str, list[tuple[str, str, int]]] = {}
+
+    def path(frame_id: object) -> list[tuple[str, str, int]]:
+        key = str(frame_id)
+        found = paths.get(key)
+        if found is None:
+            chain, at = [], key
+            while at in frames:
+                if len(chain) >= MAX_FRAME_DEPTH:
+                    raise FormatError(f"stackFrames[{key[:30]!r}] has parents {MAX_FRAME_DEPTH} deep or in a cycle")
+                frame = frames[at] if isinstance(frames[at], dict) else {}
+                chain.append((str(frame.get("name", at)), str(frame.get("category", "") or ""), 0))
+                at = str(frame["parent"]) if "parent" in frame and frame["parent"] is not None else None
+            if not chain and frame_id is not None:
+                raise FormatError(f"a sample names stack frame {key[:30]!r}, which stackFrames does not have")
+            found = paths[key] = chain[::-1]
+        return found
+
+    for key, items in sampled.items():
+        items.sort(key=lambda item: item[0])
+        gaps = [later[0] - earlier[0] for earlier, later in zip(items, items[1:]) if later[0] > earlier[0]]
+        last = sorted(gaps)[len(gaps) // 2] if gaps else 0
+        for (ts, frame_id), nxt in zip(items, items[1:] + [(items[-1][0] + last, None)]):
+            if nxt[0] > ts:
+                slices[key].extend((ts, nxt[0], name, file, line) for name, file, line in path(frame_id))
 
 
 def _ns(value: object, index: int, what: str) -> int:
