@@ -25,6 +25,7 @@ import requests
 
 from profviz.analysis.findings import run_detectors
 from profviz.analysis.summary import profile_summary
+from profviz.model import State
 from profviz.store import open_store
 from profviz.store.window import load_window
 
@@ -258,7 +259,11 @@ def test_a_blocking_call_in_async_def_is_found_with_the_requests_it_delayed(tmp_
 def test_a_def_endpoint_in_the_threadpool_is_its_requests_time(tmp_path, peer):
     """FastAPI runs a plain ``def`` endpoint in anyio's worker threads: 8 requests at once to one
     that calls the peer with requests.get show, in their own profiles, the endpoint's frames
-    waiting on the peer's socket (>= 80%), not an opaque wait for the thread pool."""
+    waiting on the peer's socket (>= 80% of the time the thread did not spend waiting for the
+    GIL), not an opaque wait for the thread pool. The GIL share is left out of the bound: with 8
+    worker threads on a 2-core box, a thread whose socket answered waits its turn for the
+    interpreter, up to 20% of a request in a fresh-clone CI run, and that is the GIL's state,
+    correctly not the socket's."""
     store = tmp_path / "store.db"
     with uvicorn({"ASGI_APP_STORE": str(store), "ASGI_APP_PEER": peer.url, "ASGI_APP_OPTIONS": EVERY_PROFILE}) as url:
         fetch(url + "/sync-remote")
@@ -272,7 +277,8 @@ def test_a_def_endpoint_in_the_threadpool_is_its_requests_time(tmp_path, peer):
         for row in rows:
             profile = opened.load_profile(row.profile_id)
             summary = profile_summary(profile)
-            assert summary.waits.get(peer_wait, 0) >= 0.8 * summary.by_state.sum(), summary.waits
+            own_time = summary.by_state.sum() - summary.by_state[int(State.GIL)]
+            assert summary.waits.get(peer_wait, 0) >= 0.8 * own_time, (summary.waits, summary.by_state)
             assert "sync_remote" in {name.rsplit(".", 1)[-1] for name in _functions_waiting(profile, peer_wait)}
     finally:
         opened.close()
