@@ -256,14 +256,9 @@ class TaskSampling:
         if not watch.slots and not watch.loop.is_running():
             self.loops.pop(id(watch.loop), None)
         samples, slot.samples = slot.samples, []
-        if samples:
-            # from the time the samples actually kept account for (a tick racing this call is not
-            # counted twice), on the clock their weights are measured on: a tick reads the wall
-            # clock and then the monotonic one, and a thread preempted between the two would
-            # otherwise add the gap to the tail
-            kept = sum(sample[3] for sample in samples)
-            tail = time.perf_counter_ns() - slot.begun_mono_ns - kept
+        if samples:  # from the end of the samples actually kept: a tick racing this call is not counted twice
             start, stack, state, weight, reason = samples[-1]
+            tail = time.time_ns() - start - weight
             if 0 < tail <= END_TAIL_MAX_NS:
                 samples[-1] = (start, stack, state, weight + tail, reason)
         return samples
