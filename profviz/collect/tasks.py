@@ -242,6 +242,7 @@ class TaskSampling:
         """Stop sampling the slot's request; returns its samples, the last one going on to now:
         the time since the last tick (up to a stretched interval, 40 ms) is the request's too."""
         slot.closed = True
+        last_mono_ns = slot.last_mono_ns  # before the samples are taken: a tick racing this call adds to them, not to the tail
         if slot.run_weight:
             slot.flush_run()
         watch = slot.watch
@@ -256,10 +257,12 @@ class TaskSampling:
         if not watch.slots and not watch.loop.is_running():
             self.loops.pop(id(watch.loop), None)
         samples, slot.samples = slot.samples, []
-        if samples:  # from the end of the samples actually kept: a tick racing this call is not counted twice
-            start, stack, state, weight, reason = samples[-1]
-            tail = time.time_ns() - start - weight
+        if samples:  # on the monotonic clock the weights are measured on (a sample's wall start is read apart from it)
+            now_mono = time.perf_counter_ns()
+            untiled = now_mono - slot.begun_mono_ns - sum(sample[3] for sample in samples)
+            tail = min(now_mono - last_mono_ns, untiled)  # untiled: a tick that ran between the two reads is not counted twice
             if 0 < tail <= END_TAIL_MAX_NS:
+                start, stack, state, weight, reason = samples[-1]
                 samples[-1] = (start, stack, state, weight + tail, reason)
         return samples
 
