@@ -29,6 +29,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..model import NO_REASON, NO_STACK, Profile, State, TableLists
+from .trace_slices import frame_slices, nest, nested_samples, stack_depths, tiled_times, value_runs
 from .base import (STATE_LABELS, STATE_OF_LABEL, FormatError, add_note, dumps_json, expect_dict, expect_list, head_text,
                    parse_json, portable_meta, read_meta)
 
@@ -69,15 +70,33 @@ def dump(profile: Profile, **_: object) -> bytes:
     order = np.lexsort((cols["time_ns"], cols["thread"]))
     threads = cols["thread"][order]
     edges = np.flatnonzero(np.diff(threads)) + 1
-    frames = [profile.frame(i) for i in range(len(profile.frame_function))]
+    prefixes = np.asarray(profile.stack_prefix, dtype=np.int64)
+    depth = stack_depths(prefixes)
+    frame_names = [profile.strings[f] for f in profile.frame_function]
+    frame_args = [{"file": profile.strings[f], "line": line} for f, line in zip(profile.frame_file, profile.frame_line)]
     for part in np.split(order, edges) if len(order) else []:
         thread = int(cols["thread"][part[0]])
         info = profile.threads[thread]
-        state_tid, span_tid = _TRACK_TID + 2 * thread, _TRACK_TID + 2 * thread + 1
+        state_tid = _TRACK_TID + 2 * thread
         events.append({"ph": "M", "name": "thread_name", "pid": info.pid, "tid": info.tid, "args": {"name": info.name or f"thread {info.tid}"}})
         events.append({"ph": "M", "name": "thread_name", "pid": info.pid, "tid": state_tid,
                        "args": {"name": f"{info.name}{STATE_SUFFIX}", TRACK_KEY: "state", OWNER_KEY: info.tid}})
-        _thread_events(profile, cols, part, info.pid, info.tid, state_tid, frames, events, _us)
+        start, end, gap = tiled_times(cols["time_ns"][part], cols["weight_ns"][part])
+        stacks = cols["stack"][part]
+        node, slice_start, slice_end, _ = frame_slices(stacks, start, end, gap, prefixes, depth)
+        frame_of = np.asarray(profile.stack_frame, dtype=np.int64)[node] if len(node) else node
+        pid, tid = info.pid, info.tid
+        events.extend({"ph": "X", "name": frame_names[frame], "pid": pid, "tid": tid, "ts": ts, "dur": dur, "args": frame_args[frame]}
+                      for frame, ts, dur in zip(frame_of.tolist(), ((slice_start - origin) / 1000).tolist(),
+                                                ((slice_end - slice_start) / 1000).tolist()))
+        states, reasons = cols["state"][part], cols["reason"][part]
+        first, run_start, run_end = value_runs((states, reasons), gap, start, end)
+        labels = {}
+        for state, reason in set(zip(states[first].tolist(), reasons[first].tolist())):
+            labels[state, reason] = STATE_LABELS[State(state)] + ("" if reason == NO_REASON else f": {profile.strings[reason]}")
+        events.extend({"ph": "X", "name": labels[state, reason], "pid": pid, "tid": state_tid, "ts": ts, "dur": dur}
+                      for state, reason, ts, dur in zip(states[first].tolist(), reasons[first].tolist(),
+                                                        ((run_start - origin) / 1000).tolist(), ((run_end - run_start) / 1000).tolist()))
     for span in profile.spans:
         if 0 <= span.thread < len(profile.threads):
             info = profile.threads[span.thread]
@@ -91,61 +110,6 @@ def dump(profile: Profile, **_: object) -> bytes:
                        "args": {"name": f"{info.name}{SPANS_SUFFIX}", TRACK_KEY: "spans", OWNER_KEY: info.tid}})
     doc = {"traceEvents": events, "displayTimeUnit": "ns", "otherData": {"profviz": portable_meta(profile), "origin_ns": origin}}
     return dumps_json(doc)
-
-
-def _thread_events(profile: Profile, cols: dict, part: np.ndarray, pid: int, tid: int, state_tid: int, frames: list,
-                   events: list[dict], _us) -> None:
-    """The stack and state slices of one thread's samples ``part`` (in time order)."""
-    prefixes, stack_frames = profile.stack_prefix, profile.stack_frame
-    paths: dict[int, list[int]] = {NO_STACK: []}
-    open_frames: list[tuple[int, int]] = []  # (frame, start ns), root first
-    state_run: tuple[int, int, int] | None = None  # (state, reason, start ns)
-    end = None
-
-    def close_frames(keep: int, at: int) -> None:
-        """Close the frames deeper than ``keep`` at ``at``: emitted root first, so that a parent and a
-        child of the same extent come in that order (how trace readers tell which holds which)."""
-        for frame, start in open_frames[keep:]:
-            function, file, line = frames[frame].function, frames[frame].file, frames[frame].line
-            events.append({"ph": "X", "name": function, "pid": pid, "tid": tid, "ts": _us(start), "dur": (at - start) / 1000,
-                           "args": {"file": file, "line": line}})
-        del open_frames[keep:]
-
-    def close_state(at: int) -> None:
-        state, reason, start = state_run
-        label = STATE_LABELS[State(state)] + ("" if reason == NO_REASON else f": {profile.strings[reason]}")
-        events.append({"ph": "X", "name": label, "pid": pid, "tid": state_tid, "ts": _us(start), "dur": (at - start) / 1000})
-
-    for time, stack, weight, state, reason in zip(cols["time_ns"][part].tolist(), cols["stack"][part].tolist(),
-                                                  cols["weight_ns"][part].tolist(), cols["state"][part].tolist(),
-                                                  cols["reason"][part].tolist()):
-        if end is not None and time > end:  # a gap: everything closes where the last sample ended
-            close_frames(0, end)
-            close_state(end)
-            state_run = None
-        elif end is not None:
-            time = end  # an overlapping sample starts where the last one ended
-        path = paths.get(stack)
-        if path is None:
-            path, node = [], stack
-            while node != NO_STACK:
-                path.append(stack_frames[node])
-                node = prefixes[node]
-            path.reverse()
-            paths[stack] = path
-        keep = 0
-        while keep < len(open_frames) and keep < len(path) and open_frames[keep][0] == path[keep]:
-            keep += 1
-        close_frames(keep, time)
-        open_frames.extend((frame, time) for frame in path[keep:])
-        if state_run is None or state_run[:2] != (state, reason):
-            if state_run is not None:
-                close_state(time)
-            state_run = (state, reason, time)
-        end = time + weight
-    if end is not None:
-        close_frames(0, end)
-        close_state(end)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -162,25 +126,32 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
             origin = other["origin_ns"]  # a profviz trace: its times are µs since this
     else:
         raw_events, meta = expect_list(doc, "the trace"), {}
+    if not all(type(event) is dict for event in raw_events):
+        index = next(i for i, event in enumerate(raw_events) if type(event) is not dict)
+        expect_dict(raw_events[index], f"traceEvents[{index}]")
+    phases = [event.get("ph") for event in raw_events]
+    complete = [i for i, phase in enumerate(phases) if phase == "X"]
+    frames: dict[tuple[str, str, int], int] = {}
+    columns = _complete_events([raw_events[i] for i in complete], complete, origin, frames)
     names: dict[tuple[int, int], str] = {}
     tracks: dict[tuple[int, int], tuple[str, int]] = {}  # a profviz track's (pid, tid) -> (kind, its thread's tid)
-    slices: dict[tuple[int, int], list[tuple[int, int, str, str, int]]] = defaultdict(list)  # (start ns, end ns, name, file, line)
+    slices: dict[tuple[int, int], list[tuple[int, int, str, str, int]]] = defaultdict(list)  # B/E and sample slices
     open_b: dict[tuple[int, int], list[tuple[int, str, str, int]]] = defaultdict(list)
     unmatched = 0
-    last = None
+    last = int(columns[3].max()) if len(complete) else None
     sampled: dict[tuple[int, int], list[tuple[int, object]]] = defaultdict(list)  # sample events: (ts ns, stack frame id)
-    for index, raw in enumerate(raw_events):
-        event = expect_dict(raw, f"traceEvents[{index}]")
-        phase = event.get("ph")
-        if phase == "P" and "sf" in event:
-            key = (_int(event.get("pid", 0), index, "pid"), _int(event.get("tid", 0), index, "tid"))
-            sampled[key].append((origin + _ns(event.get("ts"), index, "ts"), event["sf"]))
+    for index, phase in enumerate(phases):
+        if phase not in ("B", "E", "M", "P"):
             continue
-        if phase not in ("X", "B", "E", "M"):
+        event = raw_events[index]
+        if phase == "P":
+            if "sf" in event:
+                key = (_int(event.get("pid", 0), index, "pid"), _int(event.get("tid", 0), index, "tid"))
+                sampled[key].append((origin + _ns(event.get("ts"), index, "ts"), event["sf"]))
             continue
         key = (_int(event.get("pid", 0), index, "pid"), _int(event.get("tid", 0), index, "tid"))
+        args = event.get("args") if isinstance(event.get("args"), dict) else {}
         if phase == "M":
-            args = event.get("args") if isinstance(event.get("args"), dict) else {}
             if event.get("name") == "thread_name" and isinstance(args.get("name"), str):
                 names[key] = args["name"]
                 if args.get(TRACK_KEY) in ("state", "spans") and type(args.get(OWNER_KEY)) is int:
@@ -188,21 +159,13 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
             continue
         ts = origin + _ns(event.get("ts"), index, "ts")
         last = ts if last is None else max(last, ts)
-        args = event.get("args") if isinstance(event.get("args"), dict) else {}
-        name = str(event.get("name", ""))
-        file = str(args.get("file", args.get("filename", "")) or "")
-        line = args.get("line")
-        line = line if type(line) is int and 0 <= line < 2**31 else 0
-        if phase == "X":
-            end = ts + _ns(event.get("dur"), index, "dur")
-            last = max(last, end)
-            slices[key].append((ts, end, name, file, line))
-        elif phase == "B":
-            open_b[key].append((ts, name, file, line))
+        if phase == "B":
+            line = args.get("line")
+            open_b[key].append((ts, str(event.get("name", "")), str(args.get("file", args.get("filename", "")) or ""),
+                                line if type(line) is int and 0 <= line < 2**31 else 0))
+        elif not open_b[key]:  # an E begun before the trace started
+            unmatched += 1
         else:
-            if not open_b[key]:  # begun before the trace started
-                unmatched += 1
-                continue
             begun, begun_name, begun_file, begun_line = open_b[key].pop()
             slices[key].append((begun, ts, begun_name, begun_file, begun_line))
     if isinstance(doc, dict):
@@ -216,29 +179,111 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
         unmatched += len(still_open)
         for begun, begun_name, begun_file, begun_line in still_open:
             slices[key].append((begun, max(begun, last), begun_name, begun_file, begun_line))
+    if slices:
+        columns = _with_slices(columns, slices, frames)
     profile = Profile({"kind": "import", **meta, "labels": {**(meta.get("labels") or {}), "imported_from": "trace"}})
-    tables = TableLists()
-    states_of = {(pid, owner): key for key, (kind, owner) in tracks.items() if kind == "state" for pid in (key[0],)}
-    columns: list[tuple] = []
-    reasons: dict[str, int] = {}
-    for key in sorted(set(slices) | set(states_of)):
-        if key in tracks:
-            continue
-        thread = profile.add_thread(key[0], key[1], names.get(key, f"thread {key[1]}"))
-        states = sorted(slices.get(states_of[key], [])) if key in states_of else []
-        columns.append(_samples(slices.get(key, []), states, thread, tables, reasons))
-    tables.fill(profile)
     if unmatched:
         add_note(profile, f"{unmatched} slices were cut by the trace's start or end (an E without its B, or a B without its E): "
                           "those begun end with the trace, the others are left out")
+    _fill(profile, columns, frames, names, tracks)
+    return profile
+
+
+def _complete_events(events: list[dict], indexes: list[int], origin: int, frames: dict) -> tuple[np.ndarray, ...]:
+    """X events as columns (pid, tid, start ns, end ns, frame key index), frames interned in ``frames``."""
+    pids = _int_column([event.get("pid", 0) for event in events], indexes, "pid")
+    tids = _int_column([event.get("tid", 0) for event in events], indexes, "tid")
+    start = origin + _ns_column([event.get("ts") for event in events], indexes, "ts")
+    end = start + _ns_column([event.get("dur") for event in events], indexes, "dur")
+    argses = [event.get("args") for event in events]
+    argses = [args if type(args) is dict else {} for args in argses]
+    lines = [args.get("line") for args in argses]
+    keys = zip([str(event.get("name", "")) for event in events],
+               [str(args.get("file", args.get("filename", "")) or "") for args in argses],
+               [line if type(line) is int and 0 <= line < 2**31 else 0 for line in lines])
+    frame = np.fromiter((frames.setdefault(key, len(frames)) for key in keys), dtype=np.int64, count=len(events))
+    return pids, tids, start, end, frame
+
+
+def _with_slices(columns: tuple, slices: dict, frames: dict) -> tuple:
+    """The columns with the B/E and sample slices added."""
+    rows = [(key[0], key[1], start, end, frames.setdefault((name, file, line), len(frames)))
+            for key, items in slices.items() for start, end, name, file, line in items]
+    extra = np.asarray(rows, dtype=np.int64).reshape(-1, 5).T
+    return tuple(np.concatenate([column, added]) for column, added in zip(columns, extra))
+
+
+def _fill(profile: Profile, columns: tuple, frames: dict, names: dict, tracks: dict) -> None:
+    """The profile's threads, tables and samples from all slices (``columns``): per thread, its
+    slices nested into samples, with its state track's states when the trace has one."""
+    pids, tids, starts, ends, frame_of = columns
+    by_thread = np.lexsort((tids, pids))
+    first = np.flatnonzero(np.concatenate(([True], (pids[by_thread][1:] != pids[by_thread][:-1])
+                                           | (tids[by_thread][1:] != tids[by_thread][:-1])))) if len(pids) else by_thread
+    keys = np.stack([pids[by_thread[first]], tids[by_thread[first]]], axis=1)
+    key_of = np.empty(len(pids), dtype=np.int64)
+    key_of[by_thread] = np.cumsum(np.isin(np.arange(len(pids)), first)) - 1
+    order = np.lexsort((np.arange(len(starts)), starts - ends, starts, key_of))  # per thread: by start, longest first, file order
+    groups = np.split(order, np.searchsorted(key_of[order], np.arange(1, len(keys))))
+    by_key = {(int(k[0]), int(k[1])): group for k, group in zip(keys, groups)}
+    frame_keys = list(frames)
+    tables = TableLists()
+    frame_ids = np.full(len(frame_keys), -1, dtype=np.int64)  # interned when a thread's slices use them (not the tracks')
+    states_of = {(key[0], owner): key for key, (kind, owner) in tracks.items() if kind == "state"}
+    reasons: dict[str, int] = {}
+    parts: list[tuple] = []
+    for key in sorted(set(by_key) | set(states_of)):
+        if key in tracks:
+            continue
+        thread = profile.add_thread(key[0], key[1], names.get(key, f"thread {key[1]}"))
+        group = by_key.get(key, np.zeros(0, dtype=np.int64))
+        group = group[ends[group] > starts[group]]
+        state_group = by_key.get(states_of.get(key), np.zeros(0, dtype=np.int64))
+        state_group = state_group[ends[state_group] > starts[state_group]]
+        labels = [frame_keys[f][0] for f in frame_of[state_group].tolist()]
+        nested = nest(starts[group], ends[group])
+        s_start, s_end = starts[state_group], ends[state_group]
+        if nested is None or (s_start[1:] < s_end[:-1]).any():
+            thread_slices = [(start, end, *frame_keys[f]) for start, end, f in
+                             zip(starts[group].tolist(), ends[group].tolist(), frame_of[group].tolist())]
+            parts.append(_samples(thread_slices, sorted(zip(s_start.tolist(), s_end.tolist(), labels)), thread, tables, reasons))
+            continue
+        parent, depth = nested
+        used = np.unique(frame_of[group])
+        used = used[frame_ids[used] < 0]
+        frame_ids[used] = [tables.frame(*frame_keys[f]) for f in used.tolist()]
+        node = _intern_nodes(parent, depth, frame_ids[frame_of[group]], tables)
+        time, stack, weight, state_at = nested_samples(starts[group], ends[group], parent, node, s_start, s_end)
+        codes = [_state_code(label, reasons) for label in labels] + [(int(State.UNKNOWN), -1)]
+        code = np.asarray(codes, dtype=np.int64).reshape(-1, 2)[state_at]
+        parts.append((time, np.full(len(time), thread, dtype=np.int64), stack, weight, code[:, 0], code[:, 1]))
+    tables.fill(profile)
     ids = np.asarray([NO_REASON] + [profile.intern_string(text) for text in reasons], dtype=np.int64)
     names_ = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
-    merged = {name: np.concatenate([c[n] for c in columns]) if columns else np.zeros(0, dtype=np.int64) for n, name in enumerate(names_)}
+    merged = {name: np.concatenate([c[n] for c in parts]) if parts else np.zeros(0, dtype=np.int64) for n, name in enumerate(names_)}
     if len(merged["time_ns"]) and merged["time_ns"].min() < 0:  # a trace whose times start before its origin: moved to start at 0
         merged["time_ns"] = merged["time_ns"] - merged["time_ns"].min()
     merged["reason"] = ids[merged["reason"] + 1] if len(merged["reason"]) else merged["reason"]
     profile.set_sample_columns(merged)
-    return profile
+
+
+def _intern_nodes(parent: np.ndarray, depth: np.ndarray, frame: np.ndarray, tables: TableLists) -> np.ndarray:
+    """The stack node of each nested slice: its parent's node and its frame, interned once per distinct pair, depth by depth."""
+    node = np.full(len(parent), NO_STACK, dtype=np.int64)
+    order = np.argsort(depth, kind="stable")
+    for level in np.split(order, np.flatnonzero(np.diff(depth[order])) + 1) if len(order) else []:
+        prefix = np.where(parent[level] >= 0, node[np.maximum(parent[level], 0)], NO_STACK)
+        pairs, inverse = np.unique((prefix + 1) << 32 | frame[level], return_inverse=True)  # both below 2**31
+        ids = np.asarray([tables.stack((pair >> 32) - 1, pair & 0xFFFF_FFFF) for pair in pairs.tolist()], dtype=np.int64)
+        node[level] = ids[inverse.reshape(-1)]
+    return node
+
+
+def _state_code(label: str, reasons: dict) -> tuple[int, int]:
+    """(state, reason index or -1) of a state track slice's name."""
+    name, _, text = label.partition(": ")
+    state = STATE_OF_LABEL.get(name, int(State.UNKNOWN))
+    return state, (reasons.setdefault(text, len(reasons)) if state == State.WAITING and text else -1)
 
 
 def _samples(thread_slices: list, states: list, thread: int, tables: TableLists, reasons: dict) -> tuple:
@@ -286,10 +331,7 @@ def _samples(thread_slices: list, states: list, thread: int, tables: TableLists,
                     cut = min(end, s_start)
                 else:
                     cut = min(end, s_end)
-                    name, _, text = label.partition(": ")
-                    state = STATE_OF_LABEL.get(name, int(State.UNKNOWN))
-                    if state == State.WAITING and text:
-                        reason = reasons.setdefault(text, len(reasons))
+                    state, reason = _state_code(label, reasons)
             times.append(start)
             stacks.append(node)
             weights.append(cut - start)
@@ -363,8 +405,31 @@ def _ns(value: object, index: int, what: str) -> int:
 
 
 def _int(value: object, index: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or not -2**63 <= value < 2**63:
         if isinstance(value, str) and value.lstrip("-").isdecimal() and len(value) < 20:
             return int(value)
         raise FormatError(f"traceEvents[{index}].{what} is {str(value)[:30]!r}; expected an integer")
     return value
+
+
+def _ns_column(values: list, indexes: list[int], what: str) -> np.ndarray:
+    """Times in µs (numbers, as :func:`_ns` checks one) as ns, in bulk; the first bad one is refused with its event's index."""
+    kinds = set(map(type, values))
+    if not values:
+        return np.zeros(0, dtype=np.int64)
+    if kinds <= {int} and -9e15 <= min(values) and max(values) <= 9e15:
+        return np.asarray(values, dtype=np.int64) * 1000
+    elif kinds <= {int, float}:
+        column = np.asarray(values, dtype=np.float64)
+        if np.isfinite(column).all() and np.abs(column).max() <= 9e15:
+            return np.round(column * 1000).astype(np.int64)
+    for index, value in zip(indexes, values):
+        _ns(value, index, what)
+    return np.zeros(0, dtype=np.int64)
+
+
+def _int_column(values: list, indexes: list[int], what: str) -> np.ndarray:
+    """Integers (as :func:`_int` checks one) in bulk."""
+    if set(map(type, values)) <= {int} and (not values or (-2**63 <= min(values) and max(values) < 2**63)):
+        return np.asarray(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
+    return np.asarray([_int(value, index, what) for index, value in zip(indexes, values)], dtype=np.int64)
