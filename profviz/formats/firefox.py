@@ -298,6 +298,8 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
                                    thread["tid"] if type(thread.get("tid")) is int else t_index, str(thread.get("name") or f"thread {t_index}"))
         parts.append(_thread_columns(sample_stacks, times, weights, tracing, interval_ms, stack_ids, stack_categories, state_of,
                                      waits, reasons, index, origin, where))
+        del sample_stacks, times, weights
+        samples.clear()  # this thread's parsed columns, now arrays: not held beside every later thread's arrays
     tables.fill(profile)
     ids = np.asarray([profile.intern_string(text_) for text_ in reasons] + [NO_REASON], dtype=np.int64)
     names = ("time_ns", "thread", "stack", "weight_ns", "state", "reason")
