@@ -12,6 +12,7 @@ what Python and numpy allocate, plus the file's bytes). Usage:
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -89,7 +90,7 @@ def main() -> None:
     profile = big_profile(args.samples)
     tmp = tempfile.mkdtemp(prefix="profviz-bench-formats-")
     print(f"{args.samples:,} samples, {len(profile.stack_prefix):,} stack nodes, {len(profile.threads)} threads")
-    print(f"{'format':<13} {'export s':>9} {'file MB':>9} {'load s':>8} {'peak MB':>9} {'peak/file':>9} {'samples read':>13}")
+    print(f"{'format':<13} {'export s':>9} {'file MB':>9} {'load s':>8} {'peak MB':>9} {'peak/file':>9} {'peak/raw':>9} {'samples read':>13}")
     for name in args.formats.split(","):
         began = time.perf_counter()
         data = dump(profile, name)
@@ -102,9 +103,10 @@ def main() -> None:
             print(f"{name:<13} {exported:>9.2f} {len(data) / 1e6:>9.1f}  load failed: {result.stderr.strip().splitlines()[-1][:120]}")
             continue
         took, peak, count = result.stdout.split()
+        raw = len(gzip.decompress(data)) if data[:2] == b"\x1f\x8b" else len(data)  # a gzip file: also against what it holds
         print(f"{name:<13} {exported:>9.2f} {len(data) / 1e6:>9.1f} {float(took):>8.2f} {int(peak) / 1e6:>9.0f}"
-              f" {int(peak) / max(1, len(data)):>9.1f} {int(count):>13,}")
-    print(json.dumps({"goal": "load and export < 1 s each, peak memory < 10x the file"}))
+              f" {int(peak) / max(1, len(data)):>9.1f} {int(peak) / max(1, raw):>9.1f} {int(count):>13,}")
+    print(json.dumps({"goal": "load and export < 1 s each, peak memory < 10x the file (peak/raw: a gzip file's content)"}))
 
 
 if __name__ == "__main__":

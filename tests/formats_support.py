@@ -3,10 +3,12 @@ the per-thread / per-function / per-state totals that a round trip must preserve
 
 from __future__ import annotations
 
+import gzip
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from profviz.analysis.calltree import build_call_tree, function_stats
 from profviz.formats import FormatError, load_any
@@ -33,6 +35,7 @@ SAMPLE_FILES = {
     "pprof/parca-fgprof.pb.gz": "pprof",
     "pprof/parca-profile1.pb.gz": "pprof",
     "pprof/parca-profile-with-labels.pb.gz": "pprof",
+    "ddtrace/ddtrace-4.16.pprof": "pprof",
 }
 
 HUGE_NAME = "h" * 5000 + "<script>alert('x')</script>" + "é" * 5000
@@ -48,6 +51,16 @@ HOSTILE = [
 
 def data(name: str) -> bytes:
     return (DATA / name).read_bytes()
+
+
+def unpacked(name: str) -> bytes:
+    """A sample file's bytes, gzip or zstd unpacked as :func:`profviz.formats.load_any` unpacks them."""
+    raw = data(name)
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    if raw[:4] == b"\x28\xb5\x2f\xfd":
+        return zstandard.ZstdDecompressor().stream_reader(raw).read()
+    return raw
 
 
 def files_of(format_name: str) -> list[str]:

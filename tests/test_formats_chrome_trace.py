@@ -10,18 +10,17 @@ import json
 import pytest
 
 from profviz.formats import chrome_trace, load_any
-from tests.formats_support import HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals
+from tests.formats_support import HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals, unpacked
 
 
 @pytest.mark.parametrize("name", files_of("perfetto"))
 def test_detects_its_own_files(name):
-    assert chrome_trace.detect(gzip.decompress(data(name)))
+    assert chrome_trace.detect(unpacked(name))
 
 
 @pytest.mark.parametrize("name", files_not_of("perfetto"))
 def test_rejects_other_formats(name):
-    raw = data(name)
-    assert not chrome_trace.detect(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    assert not chrome_trace.detect(unpacked(name))
 
 
 def frames_of(profile) -> set:

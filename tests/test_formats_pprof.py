@@ -1,5 +1,5 @@
 """pprof import/export: real profiles other profilers wrote (Parca's test data: Go CPU, fgprof
-wall-clock, parca-agent), profviz -> pprof -> profviz keeping totals per thread and per state
+wall-clock, parca-agent; ddtrace's upload), profviz -> pprof -> profviz keeping totals per thread and per state
 exactly, and profviz's files read by Google's own decoder (protoc, from grpcio-tools), which
 profviz did not write."""
 
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from profviz.formats import load_any, pprof
+from profviz.formats import FormatError, load_any, pprof
 from profviz.formats.pprof_messages import FIELDS, Profile as PprofProfile
 from profviz.model import State
-from tests.formats_support import HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals, thread_totals
+from tests.formats_support import (HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals,
+                                   thread_totals, unpacked)
 
 PROTO = Path(pprof.__file__).parent / "vendor" / "pprof" / "profile.proto"
 
@@ -33,16 +34,16 @@ def test_the_message_table_is_the_vendored_profile_proto():
 
 @pytest.mark.parametrize("name", files_of("pprof"))
 def test_detects_its_own_files(name):
-    assert pprof.detect(gzip.decompress(data(name)))
+    assert pprof.detect(unpacked(name))
 
 
 @pytest.mark.parametrize("name", files_not_of("pprof"))
 def test_rejects_other_formats(name):
-    assert not pprof.detect(data(name))
+    assert not pprof.detect(unpacked(name))
 
 
 def raw_values(name: str, kind: str) -> int:
-    parsed = PprofProfile.FromString(gzip.decompress(data(name)))
+    parsed = PprofProfile.FromString(unpacked(name))
     index = [parsed.string_table[t.type] for t in parsed.sample_type].index(kind)
     return sum(sample.value[index] for sample in parsed.sample)
 
@@ -69,6 +70,42 @@ def test_counts_without_a_period_are_priced_at_the_rate_and_threads_come_from_la
     assert "each sample counted as" in profile.meta["notes"][-1]
 
 
+def test_a_ddtrace_profile_splits_each_threads_wall_time_into_cpu_and_waiting_at_its_sample_times():
+    """ddtrace's own upload (zstd, wall and CPU time beside lock and allocation events, its own label names)."""
+    name = "ddtrace/ddtrace-4.16.pprof"
+    raw = data(name)
+    assert raw[:4] == b"\x28\xb5\x2f\xfd"  # zstd, as ddtrace writes it
+    parsed = PprofProfile.FromString(unpacked(name))
+    strings = parsed.string_table
+    kinds = [strings[t.type] for t in parsed.sample_type]
+    wall, cpu = kinds.index("wall-time"), kinds.index("cpu-time")
+    label = lambda sample, key: next(l.str and strings[l.str] or l.num for l in sample.label if strings[l.key] == key)  # noqa: E731
+    expected = Counter()
+    for sample in parsed.sample:
+        if sample.value[wall]:
+            thread = label(sample, "thread name")
+            expected[thread, int(State.ON_CPU)] += min(sample.value[cpu], sample.value[wall])
+            expected[thread, int(State.WAITING)] += sample.value[wall] - min(sample.value[cpu], sample.value[wall])
+    profile = load_any(raw, "profile.pprof")
+    name_of = {t.tid: t.name for t in profile.threads}
+    got = Counter()
+    for (tid, state, _), ns in state_totals(profile).items():
+        got[name_of[tid], state] += ns
+    assert +got == +expected
+    on_cpu = {name: got[name, int(State.ON_CPU)] / (got[name, int(State.ON_CPU)] + got[name, int(State.WAITING)])
+              for name in ("hasher", "sleeper", "locker-1", "locker-2")}
+    assert on_cpu["hasher"] > 0.7 and max(on_cpu["sleeper"], on_cpu["locker-1"], on_cpu["locker-2"]) < 0.1, on_cpu
+    assert all(t.tid < 2**22 for t in profile.threads)  # the OS thread ids ("thread native id"), not Python's idents
+    cols = profile.columns()
+    assert cols["time_ns"].min() >= parsed.time_nanos - 10**9 and cols["time_ns"].max() <= parsed.time_nanos + parsed.duration_nanos
+    assert "placed by their end_timestamp_ns" in profile.meta["notes"][-1] and "allocation or lock events) left out" in profile.meta["notes"][-1]
+
+
+def test_corrupt_zstd_is_one_line():
+    with pytest.raises(FormatError, match="starts like zstd but does not unpack"):
+        load_any(b"\x28\xb5\x2f\xfd" + b"\x00garbage" * 20, "bad.pprof")
+
+
 def test_profviz_to_pprof_to_profviz_keeps_totals_threads_states_and_reasons():
     original = rich_profile()
     original.meta["labels"] = {"route": "/checkout/<id>", "request_id": "r-1"}
@@ -78,7 +115,7 @@ def test_profviz_to_pprof_to_profviz_keeps_totals_threads_states_and_reasons():
     assert function_names(loaded) == function_names(original)
     assert {(f.function, f.file, f.line) for f in map(loaded.frame, range(len(loaded.frame_function)))} == \
         {(f.function, f.file, f.line) for f in map(original.frame, range(len(original.frame_function)))}
-    assert loaded.meta["rate_hz"] == 100.0 and "sample times and spans" in loaded.meta["notes"][-1]
+    assert loaded.meta["rate_hz"] == 100.0 and "no spans" in loaded.meta["notes"][-1] and "laid end to end" in loaded.meta["notes"][-1]
 
 
 def test_googles_decoder_reads_profviz_pprof_files(tmp_path):

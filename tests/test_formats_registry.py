@@ -6,7 +6,7 @@ import pytest
 
 from profviz import formats
 from profviz.formats import FormatError, detect_format, dump, load_any
-from tests.formats_support import SAMPLE_FILES, assert_format_error, data, function_totals, rich_profile, sample_rows
+from tests.formats_support import SAMPLE_FILES, assert_format_error, data, function_totals, rich_profile, sample_rows, unpacked
 
 
 @pytest.mark.parametrize("name, expected", sorted(SAMPLE_FILES.items()))
@@ -16,7 +16,7 @@ def test_every_sample_file_is_detected_as_its_format(name, expected):
 
 def test_exactly_one_format_claims_each_file():
     for name in SAMPLE_FILES:
-        raw = gzip.decompress(data(name)) if data(name)[:2] == b"\x1f\x8b" else data(name)  # as detect_format unpacks it
+        raw = unpacked(name)
         claims = [f.name for f in formats.FORMATS if f.detect(raw)]
         assert len(claims) == 1, (name, claims)
 

@@ -92,7 +92,9 @@ def format_named(name: str) -> Format:
 
 
 def _decompress(data: bytes, label: str) -> bytes:
-    """Gzip input is accepted transparently (up to 1 GiB unpacked)."""
+    """Gzip and zstd input (ddtrace's pprof files) are accepted transparently (up to 1 GiB unpacked)."""
+    if data[:4] == ZSTD_MAGIC:
+        return _unzstd(data, label)
     if data[:2] != b"\x1f\x8b":
         return data
     try:
@@ -104,6 +106,22 @@ def _decompress(data: bytes, label: str) -> bytes:
         raise FormatError(f"cannot read {label}: the gzip data unpacks to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB")
     if not unpacker.eof:
         raise FormatError(f"cannot read {label}: the gzip data is truncated")
+    return out
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _unzstd(data: bytes, label: str) -> bytes:
+    import zstandard  # only zstd input needs it
+
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True) as reader:
+            out = reader.read(MAX_DECOMPRESSED_BYTES + 1)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"cannot read {label}: it starts like zstd but does not unpack ({exc})") from None
+    if len(out) > MAX_DECOMPRESSED_BYTES:
+        raise FormatError(f"cannot read {label}: the zstd data unpacks to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB")
     return out
 
 

@@ -13,7 +13,9 @@ rest waiting), else the CPU values (on CPU), else sample counts priced at ``peri
 unknown); a profile of no time (heap, allocations) is refused. Threads come from the labels
 ``thread_id``/``thread id`` and ``thread``/``thread_name``/``thread name``, states and wait
 reasons from ``state`` and ``wait_reason`` (profviz's own), inlined frames from each location's
-lines. Samples are laid end to end from ``time_nanos``.
+lines. Samples are placed by ddtrace's ``end_timestamp_ns`` label, else laid end to end from
+``time_nanos``; samples with no time (ddtrace's allocation and lock events beside its time
+samples) are left out and counted in a note. zstd files (ddtrace's) are read as gzip ones are.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 _TIME_UNITS = {"nanoseconds": 1, "microseconds": 10**3, "milliseconds": 10**6, "seconds": 10**9}
 _WALL_TYPES = ("wall", "wall-time", "wall_time", "time")
 _CPU_TYPES = ("cpu", "cpu-time", "cpu_time")
-_THREAD_ID_KEYS = ("thread_id", "thread id", "tid")
+_THREAD_ID_KEYS = ("thread_id", "thread native id", "thread id", "tid")  # ddtrace: "thread native id" is the OS's, "thread id" Python's
+_END_TIME_KEY = "end_timestamp_ns"  # ddtrace: when the sample was taken
 _THREAD_NAME_KEYS = ("thread", "thread_name", "thread name")
 DROPS = "sample times and spans (pprof has neither)"
 
@@ -209,6 +212,7 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
     reason_strings: list[str] = []
     at = int(parsed.time_nanos) or start_ns
     n_values = len(parsed.sample_type)
+    timeless = timed = 0
     for number, sample in enumerate(parsed.sample):
         values = sample.value
         if len(values) != n_values:
@@ -228,6 +232,14 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         for label in sample.label:
             found[text(label.key, f"sample {number}'s label").lower()] = (text(label.str, f"sample {number}'s label") if label.str
                                                                            else label.num)
+        state_label = found.get("state")
+        state = STATE_OF_LABEL.get(state_label) if isinstance(state_label, str) else None
+        if state is None and wall is None and cpu is None and period_kind in _CPU_TYPES:
+            state = int(State.ON_CPU)
+        parts = [(weight, state) for weight, state in _parts(values, wall, cpu, count_type, period_ns, state) if weight > 0]
+        if not parts:  # no time: an event of another kind beside the time samples (ddtrace's allocations, lock events)
+            timeless += 1
+            continue
         tid = next((found[k] for k in _THREAD_ID_KEYS if k in found), 0)
         name = next((found[k] for k in _THREAD_NAME_KEYS if k in found and isinstance(found[k], str)), "")
         tid = int(tid) if isinstance(tid, int) or (str(tid).isdecimal() and len(str(tid)) < 20) else 0
@@ -236,17 +248,17 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         thread = threads.get(thread_key)
         if thread is None:
             thread = threads[thread_key] = profile.add_thread(*thread_key)
-        state_label = found.get("state")
-        state = STATE_OF_LABEL.get(state_label) if isinstance(state_label, str) else None
-        if state is None and wall is None and cpu is None and period_kind in _CPU_TYPES:
-            state = int(State.ON_CPU)
-        parts = _parts(values, wall, cpu, count_type, period_ns, state)
         reason = found.get("wait_reason")
+        taken = found.get(_END_TIME_KEY)
+        sample_at = taken - sum(weight for weight, _ in parts) if type(taken) is int and 0 < taken < 2**62 else None
+        timed += sample_at is not None
         for weight, state in parts:
-            if weight <= 0:
-                continue
-            time_col.append(at)
-            at += weight
+            if sample_at is not None:
+                time_col.append(max(0, sample_at))
+                sample_at += weight
+            else:
+                time_col.append(at)
+                at += weight
             thread_col.append(thread)
             stack_col.append(stack)
             weight_col.append(weight)
@@ -269,7 +281,12 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
     profile.meta.update(start_ns=int(parsed.time_nanos) or start_ns, duration_ns=int(parsed.duration_nanos) or (at - (int(parsed.time_nanos) or start_ns)))
     if period_ns:
         profile.meta["rate_hz"] = round(1e9 / period_ns, 6)
-    add_note(profile, f"imported from pprof: {DROPS}; samples laid end to end{priced}")
+    counted = len(parsed.sample) - timeless
+    placed = ("samples placed by their end_timestamp_ns labels" if timed == counted else
+              f"{timed} of {counted} samples placed by their end_timestamp_ns labels, the others laid end to end" if timed else
+              "samples laid end to end")
+    left_out = f"; {timeless} samples of no time (allocation or lock events) left out" if timeless else ""
+    add_note(profile, f"imported from pprof (which has no spans): {placed}{priced}{left_out}")
     return profile
 
 
