@@ -257,20 +257,11 @@ def thread_extension(profile: Profile, thread: int, order: np.ndarray, origin_ns
     }
 
 
-def read_thread_extension(entry: Any, count: int, origin_ns: int, where: str) -> dict:
-    """Check one thread entry of the extension against the host's ``count`` samples.
-
-    Returns pid, tid, name, times (absolute ns), states (int) and reasons (str or None), as lists.
-    Whole columns at once (numpy, and the runs of states and reasons, which are few); an entry
-    that breaks a rule is read again value by value, which names the first bad one."""
-    columns = read_thread_columns(entry, count, origin_ns, where)
-    return {**columns, "times": columns["times"].tolist(), "states": columns["states"].tolist(),
-            "reasons": [columns["reason_values"][i] for i in columns["reason_index"].tolist()]}
-
-
 def read_thread_columns(entry: Any, count: int, origin_ns: int, where: str) -> dict:
-    """:func:`read_thread_extension` as numpy columns: ``times`` (int64), ``states`` (int8), and the
-    reasons as ``reason_values`` (str or None each) with each sample's ``reason_index`` into them."""
+    """Check one thread entry of the extension against the host's ``count`` samples: its pid, tid,
+    name, ``times`` (absolute ns, int64), ``states`` (int8), and the reasons as ``reason_values``
+    (str or None each) with each sample's ``reason_index`` into them. Whole columns at once; an
+    entry that breaks a rule is read again value by value, which names the first bad one."""
     fast = _thread_extension_columns(entry, count, origin_ns)
     if fast is not None:
         return fast

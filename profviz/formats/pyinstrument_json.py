@@ -25,10 +25,10 @@ import re
 
 import numpy as np
 
-from ..model import NO_STACK, Profile, State
+from ..model import NO_REASON, NO_STACK, Profile, State
 from .base import (EXTENSION_KEY, EXTENSION_VERSION, FormatError, add_note, dumps_json, expect_dict, expect_int,
-    expect_list, expect_number, expect_str, head_text, parse_json, portable_meta, read_meta, read_thread_extension,
-    short, thread_extension, to_ns)
+    expect_list, expect_number, expect_str, head_text, parse_json, portable_meta, read_meta, read_thread_columns, short,
+    thread_extension, to_ns)
 
 NAME = "pyinstrument"
 DESCRIPTION = "pyinstrument session JSON (-r session / .pyisession) and JSON renderer tree (-r json)"
@@ -119,81 +119,98 @@ def _load_session(doc: dict, *, pid: int, **_: object) -> Profile:
             raise FormatError(f"{EXTENSION_KEY}.format_version is {short(ext.get('format_version'))}; this profviz reads {EXTENSION_VERSION}")
         meta.update(read_meta(ext.get("meta", {}), f"{EXTENSION_KEY}.meta"))
     profile = Profile(meta)
+    if not all(type(record) is list and len(record) == 2 for record in records):
+        bad = next(i for i, record in enumerate(records) if not isinstance(record, list) or len(record) != 2)
+        raise FormatError(f"frame_records[{bad}] must be a [frames, seconds] pair, got {short(records[bad])}")
+    weights = _weights([record[1] for record in records])
+    kinds: dict[tuple, int] = {}  # a record's frame infos -> its kind: (thread key, stack, state) in ``parsed_kinds``
+    parsed_kinds: list[tuple[tuple[str, int], tuple, int]] = []
     frame_memo: dict[str, tuple[str, str, int, bool]] = {}
-    parsed = []  # (thread key, stack, weight ns, time ns, state)
-    now = int(round(start_s * 1e9))
-    skipped = 0
+    kind_of = np.empty(len(records), dtype=np.int64)
     for i, record in enumerate(records):
-        where = f"frame_records[{i}]"
-        if not isinstance(record, list) or len(record) != 2:
-            raise FormatError(f"{where} must be a [frames, seconds] pair, got {short(record)}")
-        infos = expect_list(record[0], f"{where}[0]")
-        seconds = expect_number(record[1], f"{where}[1]", minimum=0)
-        frames = []
-        thread_key = ("", 0)
-        for j, info in enumerate(infos):
-            frame = frame_memo.get(expect_str(info, f"{where}[0][{j}]"))
-            if frame is None:
-                frame = frame_memo[info] = parse_frame_info(info, f"{where}[0][{j}]")
-            if frame[3]:
-                if j == 0:
-                    ident = _identifier(info).split(IDENTIFIER_SEP)[2]
-                    thread_key = (frame[0], int(ident) if ident.isdigit() else 0)
-                continue
-            frames.append((info, frame[:3]))
-        if launcher and [_identifier(info) for info, _ in frames[: len(launcher)]] == launcher:
-            frames = frames[len(launcher):]
-            if launched_by_cli:
-                while len(frames) > 1 and _is_launcher(frames[0][1]):
-                    frames = frames[1:]
-        stack = [f for _, f in frames]
-        weight = to_ns(seconds, 1e9, f"{where}[1]")
-        if weight == 0:
-            skipped += 1
-            continue
-        state = State.WAITING if stack and stack[-1][0] == AWAIT_FRAME else State.UNKNOWN
-        parsed.append((thread_key, stack, weight, now, state))
-        now += weight
-    if not parsed and records:
+        infos = record[0]
+        key = tuple(infos) if type(infos) is list else None
+        kind = kinds.get(key) if key is not None else None
+        if kind is None:
+            kind = kinds[key] = len(parsed_kinds)
+            parsed_kinds.append(_record_kind(expect_list(infos, f"frame_records[{i}][0]"), f"frame_records[{i}]", frame_memo,
+                                             launcher, launched_by_cli))
+        kind_of[i] = kind
+    keep = weights > 0
+    skipped = int((~keep).sum())
+    if not keep.any() and len(records):
         raise FormatError("frame_records holds no sample with a time above 0")
-    threads = {}
-    for key, *_ in parsed:
-        threads.setdefault(key, len(threads))
-    stack_memo: dict[tuple, int] = {}
-    ext_entries = None
+    kind_of, weights = kind_of[keep], weights[keep]
+    threads: dict[tuple[str, int], int] = {}
+    for kind in kind_of[np.sort(np.unique(kind_of, return_index=True)[1])].tolist():  # kinds in order of first use
+        threads.setdefault(parsed_kinds[kind][0], len(threads))
+    used = set(np.unique(kind_of).tolist())
+    thread_of_kind = np.asarray([threads.get(k[0], -1) for k in parsed_kinds] or [0], dtype=np.int64)
+    stack_of_kind = np.asarray([profile.intern_frames(list(k[1])) if k[1] and n in used else NO_STACK
+                                for n, k in enumerate(parsed_kinds)] or [NO_STACK], dtype=np.int64)
+    thread_col = thread_of_kind[kind_of]
+    times = int(round(start_s * 1e9)) + np.cumsum(weights) - weights
+    states = np.asarray([k[2] for k in parsed_kinds] or [0], dtype=np.int64)[kind_of]
+    reasons = np.full(len(kind_of), NO_REASON, dtype=np.int64)
     if ext is not None:
         ext_threads = expect_list(ext.get("threads"), f"{EXTENSION_KEY}.threads")
         if len(ext_threads) != len(threads):
             raise FormatError(f"{EXTENSION_KEY}.threads has {len(ext_threads)} entries but the session has {len(threads)} threads")
         origin = expect_int(ext.get("origin_ns"), f"{EXTENSION_KEY}.origin_ns", minimum=0)
-        counts = {key: 0 for key in threads}
-        for key, *_ in parsed:
-            counts[key] += 1
-        ext_entries = [
-            read_thread_extension(entry, counts[key], origin, f"{EXTENSION_KEY}.threads[{n}]")
-            for n, (entry, key) in enumerate(zip(ext_threads, threads))
-        ]
-        thread_index = {key: profile.add_thread(e["pid"], e["tid"], e["name"]) for key, e in zip(threads, ext_entries)}
+        for n, entry in enumerate(ext_threads):
+            rows = np.flatnonzero(thread_col == n)
+            columns = read_thread_columns(entry, len(rows), origin, f"{EXTENSION_KEY}.threads[{n}]")
+            profile.add_thread(columns["pid"], columns["tid"], columns["name"])
+            ids = np.asarray([NO_REASON if value is None else profile.intern_string(value) for value in columns["reason_values"]]
+                             or [NO_REASON], dtype=np.int64)
+            times[rows], states[rows] = columns["times"], columns["states"]
+            reasons[rows] = ids[columns["reason_index"]] if len(rows) else reasons[rows]
     else:
-        thread_index = {key: profile.add_thread(pid, key[1], key[0]) for key in threads}
-    position = {key: 0 for key in threads}
-    for key, stack, weight, when, state in parsed:
-        memo_key = tuple(stack)
-        stack_id = stack_memo.get(memo_key)
-        if stack_id is None:
-            stack_id = stack_memo[memo_key] = profile.intern_frames(stack) if stack else NO_STACK
-        reason = None
-        if ext_entries is not None:
-            entry = ext_entries[threads[key]]
-            n = position[key]
-            when, state, reason = entry["times"][n], entry["states"][n], entry["reasons"][n]
-            position[key] = n + 1
-        profile.append_sample(when, thread_index[key], stack_id, weight, state, reason)
+        for name, tid in threads:
+            profile.add_thread(pid, tid, name)
+    profile.set_sample_columns({"time_ns": times, "thread": thread_col, "stack": stack_of_kind[kind_of], "weight_ns": weights,
+                                "state": states, "reason": reasons})
     if ext is None:
         add_note(profile, "imported from a pyinstrument session: wall-clock samples without CPU/waiting states")
     if skipped:
         add_note(profile, f"{skipped} zero-time frame records were skipped")
     return profile
+
+
+def _weights(seconds: list) -> np.ndarray:
+    """Records' seconds as whole ns (> 0 stays > 0), in bulk; a bad value is named as :func:`expect_number` names it."""
+    if set(map(type, seconds)) <= {int, float} and seconds:
+        column = np.asarray(seconds, dtype=np.float64)
+        if np.isfinite(column).all() and (column >= 0).all() and (column * 1e9 < 2**62).all():
+            ns = np.rint(column * 1e9).astype(np.int64)
+            ns[(ns == 0) & (column > 0)] = 1
+            return ns
+    for i, value in enumerate(seconds):
+        to_ns(expect_number(value, f"frame_records[{i}][1]", minimum=0), 1e9, f"frame_records[{i}][1]")
+    return np.zeros(len(seconds), dtype=np.int64)
+
+
+def _record_kind(infos: list, where: str, frame_memo: dict, launcher: list[str], launched_by_cli: bool) -> tuple:
+    """(thread key (name, ident), stack (function, file, line) root first, state) of a record's frame infos."""
+    frames = []
+    thread_key = ("", 0)
+    for j, info in enumerate(infos):
+        frame = frame_memo.get(expect_str(info, f"{where}[0][{j}]"))
+        if frame is None:
+            frame = frame_memo[info] = parse_frame_info(info, f"{where}[0][{j}]")
+        if frame[3]:
+            if j == 0:
+                ident = _identifier(info).split(IDENTIFIER_SEP)[2]
+                thread_key = (frame[0], int(ident) if ident.isdigit() else 0)
+            continue
+        frames.append((info, frame[:3]))
+    if launcher and [_identifier(info) for info, _ in frames[: len(launcher)]] == launcher:
+        frames = frames[len(launcher):]
+        if launched_by_cli:
+            while len(frames) > 1 and _is_launcher(frames[0][1]):
+                frames = frames[1:]
+    stack = tuple(f for _, f in frames)
+    return thread_key, stack, int(State.WAITING if stack and stack[-1][0] == AWAIT_FRAME else State.UNKNOWN)
 
 
 # -- JSON renderer trees ----------------------------------------------------------------------
@@ -278,19 +295,15 @@ def dump(profile: Profile, **_: object) -> bytes:
         return text
 
     thread_frames = [f"{_safe(t.name)}{IDENTIFIER_SEP}{THREAD_FILE}{IDENTIFIER_SEP}{n}" for n, t in enumerate(profile.threads)]
-    stack_infos: dict[int, list[str]] = {}
-    records = []
-    for sample in order.tolist():
-        stack = int(cols["stack"][sample])
-        infos = stack_infos.get(stack)
-        if infos is None:
-            infos = stack_infos[stack] = [info(f) for f in profile.stack_frames(stack)] if stack != NO_STACK else []
-        records.append([[thread_frames[int(cols["thread"][sample])]] + infos, int(cols["weight_ns"][sample]) / 1e9])
-    threads_in_file = []
-    for sample in order.tolist():
-        thread = int(cols["thread"][sample])
-        if thread not in threads_in_file:
-            threads_in_file.append(thread)
+    ordered_threads, ordered_stacks = cols["thread"][order], cols["stack"][order]
+    records_of: dict[tuple[int, int], list[str]] = {}  # (thread, stack) -> its frames, one list shared by its records
+    for thread, stack in set(zip(ordered_threads.tolist(), ordered_stacks.tolist())):
+        infos = [info(f) for f in profile.stack_frames(stack)] if stack != NO_STACK else []
+        records_of[thread, stack] = [thread_frames[thread], *infos]
+    records = [(records_of[key], seconds) for key, seconds in zip(zip(ordered_threads.tolist(), ordered_stacks.tolist()),
+                                                                   (cols["weight_ns"][order] / 1e9).tolist())]
+    firsts = np.unique(ordered_threads, return_index=True)[1]
+    threads_in_file = ordered_threads[np.sort(firsts)].tolist()
     origin = int(cols["time_ns"].min()) if len(order) else int(profile.meta.get("start_ns") or 0)
     end = int((cols["time_ns"] + cols["weight_ns"]).max()) if len(order) else origin
     by_thread = {t: order[cols["thread"][order] == t] for t in threads_in_file}
