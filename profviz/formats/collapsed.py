@@ -89,6 +89,7 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
     interval = interval_ns(rate_hz)
     profile = Profile({"kind": "import", "pid": pid or None, "rate_hz": float(rate_hz) if rate_hz else None})
     next_time: dict[int, int] = defaultdict(lambda: start_ns)
+    by_thread: dict[int, tuple[list, list, list]] = {}  # thread index -> (times, stacks, weights) of its lines
     stack_memo: dict[str, int] = {}
     frame_memo: dict[str, tuple[str, str, int]] = {}
     roots: set[tuple[int, str]] = set()
@@ -135,9 +136,14 @@ def load(data: bytes, *, rate_hz: float | None = None, start_ns: int = 0, pid: i
         if weight >= 2**62:
             raise FormatError(f"line {number}: the count {found.group('count')} is too large")
         when = next_time[thread_index]
-        profile.append_sample(when, thread_index, stack, max(weight, 1), State.UNKNOWN)
+        columns = by_thread.setdefault(thread_index, ([], [], []))
+        columns[0].append(when)
+        columns[1].append(stack)
+        columns[2].append(max(weight, 1))
         next_time[thread_index] = when + max(weight, 1)
         lines += 1
+    for thread_index, (times, stacks, weights) in by_thread.items():
+        profile.extend_samples(times, thread_index, stacks, weights, [int(State.UNKNOWN)] * len(times))
     if lines == 0:
         raise FormatError("no 'stack count' lines with a count above 0")
     if len(roots) == 1 and not pid:

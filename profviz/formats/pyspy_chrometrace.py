@@ -327,16 +327,22 @@ def add_trace_samples(profile: Profile, trace: ChromeTrace, origin_ns: int, rate
     """Append every segment of ``trace`` as UNKNOWN samples; return the number appended."""
     period_ns = 1e9 / rate_hz
     appended = 0
+    stacks: dict[tuple, int] = {}
     for thread in trace.threads:
         index = profile.add_thread(thread.pid, thread_label(thread), thread_name(thread))
+        times, weights, stack_col = [], [], []
         for segment in thread.segments:
-            stack = profile.intern_frames(segment.frames) if segment.frames else NO_STACK
-            times, weights = segment_sample_times(
+            stack = stacks.get(segment.frames)
+            if stack is None:
+                stack = stacks[segment.frames] = profile.intern_frames(segment.frames) if segment.frames else NO_STACK
+            segment_times, segment_weights = segment_sample_times(
                 origin_ns + segment.start_us * 1000, origin_ns + segment.end_us * 1000, period_ns
             )
-            for time_ns, weight_ns in zip(times.tolist(), weights.tolist()):
-                profile.append_sample(time_ns, index, stack, weight_ns, State.UNKNOWN)
-            appended += len(times)
+            times += segment_times.tolist()
+            weights += segment_weights.tolist()
+            stack_col += [stack] * len(segment_times)
+        profile.extend_samples(times, index, stack_col, weights, [int(State.UNKNOWN)] * len(times))
+        appended += len(times)
     return appended
 
 
