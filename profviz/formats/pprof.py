@@ -30,7 +30,7 @@ from .base import STATE_LABELS, STATE_OF_LABEL, FormatError, StringTable, add_no
 from .pprof_messages import Label, Line, Profile as PprofProfile, ValueType
 
 NAME = "pprof"
-DESCRIPTION = "pprof protocol buffers (Go, Pyroscope, Parca, ddtrace; profile.proto, gzip)"
+DESCRIPTION = "pprof protocol buffers (Go, Pyroscope, Parca, ddtrace; profile.proto, gzip or zstd)"
 EXTENSION = ".pb.gz"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _TIME_UNITS = {"nanoseconds": 1, "microseconds": 10**3, "milliseconds": 10**6, "seconds": 10**9}
