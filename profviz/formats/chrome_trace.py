@@ -138,7 +138,7 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
     slices: dict[tuple[int, int], list[tuple[int, int, str, str, int]]] = defaultdict(list)  # B/E and sample slices
     open_b: dict[tuple[int, int], list[tuple[int, str, str, int]]] = defaultdict(list)
     unmatched = 0
-    last = int(columns[3].max()) if len(complete) else None
+    last = int(max(columns[2].max(), columns[3].max())) if len(complete) else None  # the trace's last time (a dur may be negative)
     sampled: dict[tuple[int, int], list[tuple[int, object]]] = defaultdict(list)  # sample events: (ts ns, stack frame id)
     for index, phase in enumerate(phases):
         if phase not in ("B", "E", "M", "P"):
