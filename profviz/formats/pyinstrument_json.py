@@ -25,7 +25,7 @@ import re
 
 import numpy as np
 
-from ..model import NO_REASON, NO_STACK, Profile, State
+from ..model import NO_REASON, NO_STACK, Profile, State, TableLists
 from .base import (EXTENSION_KEY, EXTENSION_VERSION, FormatError, add_note, dumps_json, expect_dict, expect_int,
     expect_list, expect_number, expect_str, head_text, parse_json, portable_meta, read_meta, read_thread_columns, short,
     thread_extension, to_ns)
@@ -227,7 +227,9 @@ def _load_tree(doc: dict, *, pid: int, **_: object) -> Profile:
     now = int(round(start_s * 1e9))
     if root is None:
         raise FormatError("root_frame is null: pyinstrument recorded no samples")
-    todo = [(expect_dict(root, "root_frame"), "root_frame", ())]
+    tables = TableLists()
+    times, stacks, weights, states = [], [], [], []
+    todo = [(expect_dict(root, "root_frame"), "root_frame", NO_STACK)]
     while todo:
         node, where, parent = todo.pop()
         function = expect_str(node.get("function"), f"{where}.function")
@@ -237,7 +239,7 @@ def _load_tree(doc: dict, *, pid: int, **_: object) -> Profile:
         line = expect_int(node.get("line_no") or 0, f"{where}.line_no", minimum=0)
         seconds = expect_number(node.get("time"), f"{where}.time", minimum=0)
         children = expect_list(node.get("children", []), f"{where}.children")
-        frames = parent + ((function, file, line),)
+        stack = tables.stack(parent, tables.frame(function, file, line))
         self_s = seconds
         for i, child in enumerate(children):
             child = expect_dict(child, f"{where}.children[{i}]")
@@ -245,12 +247,16 @@ def _load_tree(doc: dict, *, pid: int, **_: object) -> Profile:
             if child.get("function") == SELF_FRAME:
                 continue
             self_s -= child_s
-            todo.append((child, f"{where}.children[{i}]", frames))
+            todo.append((child, f"{where}.children[{i}]", stack))
         weight = int(round(self_s * 1e9))
         if weight >= 1000:  # the renderer prints 6 decimals: below 1 us is rounding noise
-            state = State.WAITING if function == AWAIT_FRAME else State.UNKNOWN
-            profile.append_sample(now, thread, profile.intern_frames(frames), weight, state)
+            times.append(now)
+            stacks.append(stack)
+            weights.append(weight)
+            states.append(int(State.WAITING if function == AWAIT_FRAME else State.UNKNOWN))
             now += weight
+    tables.fill(profile)
+    profile.extend_samples(times, thread, stacks, weights, states)
     add_note(profile, "imported from pyinstrument's JSON renderer: an aggregated tree, sample times are synthetic")
     return profile
 
