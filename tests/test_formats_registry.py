@@ -3,6 +3,7 @@
 import gzip
 
 import pytest
+import zstandard
 
 from profviz import formats
 from profviz.formats import FormatError, detect_format, dump, load_any
@@ -33,6 +34,18 @@ def test_dump_then_load_any_detects_and_round_trips(format_name):
 def test_gzip_input_is_read_transparently():
     raw = data("pyspy_idle_threads.speedscope.json")
     assert sample_rows(load_any(gzip.compress(raw), "p.json.gz")) == sample_rows(load_any(raw, "p.json"))
+
+
+def test_zstd_input_is_read_transparently_and_bounded(monkeypatch):
+    raw = data("pyspy_idle_threads.speedscope.json")
+    packed = zstandard.ZstdCompressor().compress(raw)
+    assert sample_rows(load_any(packed, "p.json.zst")) == sample_rows(load_any(raw, "p.json"))
+    assert sample_rows(load_any(packed + zstandard.ZstdCompressor().compress(b""), "p.json.zst")) == sample_rows(
+        load_any(raw, "p.json"))  # a second, empty frame
+    assert_format_error(packed[:-3], "the zstd data is truncated")
+    assert_format_error(packed + b"\x00garbage", "starts like zstd but does not unpack")
+    monkeypatch.setattr(formats, "MAX_DECOMPRESSED_BYTES", len(raw) - 1)
+    assert_format_error(packed, "the zstd data unpacks to more than")
 
 
 def test_unknown_input_says_what_would_work():

@@ -113,16 +113,29 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def _unzstd(data: bytes, label: str) -> bytes:
+    """Every zstd frame of ``data``, unpacked in bounded steps (a 1 KiB step unpacks to 32 MiB at
+    most), refused when it grows past the bound or a frame is cut short."""
     import zstandard  # only zstd input needs it
 
+    chunks: list[bytes] = []
+    size, pending = 0, data
     try:
-        with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True) as reader:
-            out = reader.read(MAX_DECOMPRESSED_BYTES + 1)
+        while pending:
+            unpacker = zstandard.ZstdDecompressor().decompressobj()
+            at = 0
+            while not unpacker.eof and at < len(pending):
+                piece = unpacker.decompress(pending[at:at + 1024])
+                at += 1024
+                size += len(piece)
+                if size > MAX_DECOMPRESSED_BYTES:
+                    raise FormatError(f"cannot read {label}: the zstd data unpacks to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB")
+                chunks.append(piece)
+            if not unpacker.eof:
+                raise FormatError(f"cannot read {label}: the zstd data is truncated")
+            pending = unpacker.unused_data + pending[at:]
     except zstandard.ZstdError as exc:
         raise FormatError(f"cannot read {label}: it starts like zstd but does not unpack ({exc})") from None
-    if len(out) > MAX_DECOMPRESSED_BYTES:
-        raise FormatError(f"cannot read {label}: the zstd data unpacks to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB")
-    return out
+    return b"".join(chunks)
 
 
 def _first_bytes(data: bytes) -> str:
