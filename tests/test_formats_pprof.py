@@ -1,20 +1,24 @@
 """pprof import/export: real profiles other profilers wrote (Parca's test data: Go CPU, fgprof
 wall-clock, parca-agent; ddtrace's upload), profviz -> pprof -> profviz keeping totals per thread and per state
-exactly, and profviz's files read by Google's own decoder (protoc, from grpcio-tools), which
-profviz did not write."""
+exactly, and profviz's files read by two decoders profviz did not write: Google's own (protoc, from
+grpcio-tools) and Datadog's JavaScript one (the pprof-format npm package, in node)."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from profviz.formats import FormatError, load_any, pprof
+from profviz.formats.base import STATE_LABELS
 from profviz.formats.pprof_messages import FIELDS, Profile as PprofProfile
 from profviz.model import State
 from tests.formats_support import (HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals,
@@ -141,6 +145,69 @@ def test_googles_decoder_reads_profviz_pprof_files(tmp_path):
     assert wall == sum(totals.values()) and cpu == totals[int(State.ON_CPU)]
     assert {"thread", "thread_id", "pid", "state", "wait_reason", "route", "request_id"} <= set(strings)
     assert HOSTILE[1] in strings  # a hostile thread name survives as data
+
+
+PPROF_FORMAT = "pprof-format@2.3.2"  # Datadog's pure-JavaScript pprof decoder (MIT), which dd-trace-js profiles with
+
+DECODE_JS = """
+import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+const { Profile } = await import(process.argv[2]);
+const profile = Profile.decode(gunzipSync(readFileSync(process.argv[3])));
+const strings = profile.stringTable.strings;
+const text = (i) => strings[Number(i)];
+const types = profile.sampleType.map((t) => [text(t.type), text(t.unit)]);
+const totals = {};
+for (const sample of profile.sample) {
+  const labels = Object.fromEntries(sample.label.map((l) => [text(l.key), l.str ? text(l.str) : Number(l.num)]));
+  const key = `${labels.thread_id}|${labels.state}|${labels.wait_reason ?? ""}`;
+  const [count, wall, cpu] = sample.value.map(Number);
+  const total = (totals[key] ??= { count: 0, wall: 0, cpu: 0, thread: labels.thread });
+  total.count += count; total.wall += wall; total.cpu += cpu;
+}
+const functions = [...new Set(profile.function.map((f) => text(f.name)))];
+console.log(JSON.stringify({ types, totals, functions, timeNanos: Number(profile.timeNanos), period: Number(profile.period),
+                             periodType: [text(profile.periodType.type), text(profile.periodType.unit)] }));
+"""
+
+
+@pytest.fixture(scope="module")
+def pprof_format(tmp_path_factory) -> Path:
+    """The pprof-format npm package (npm pack: the registry's tarball, no install scripts), its ES module entry."""
+    work = tmp_path_factory.mktemp("pprof-format")
+    npm = shutil.which("npm")
+    assert npm, "npm is needed to fetch pprof-format (Debian: apt-get install npm)"
+    result = subprocess.run([npm, "pack", PPROF_FORMAT, "--silent"], cwd=work, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"npm pack {PPROF_FORMAT} failed: {result.stderr[-1000:]}"
+    with tarfile.open(work / result.stdout.strip().splitlines()[-1]) as archive:
+        members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
+        assert all(not m.name.startswith("/") and ".." not in m.name.split("/") for m in members), "unexpected paths in the package"
+        archive.extractall(work, members=members)  # checked above: Python before 3.11.4 has no extraction filter
+    return work / "package" / "dist" / "esm" / "index.js"
+
+
+def test_datadogs_javascript_decoder_reads_profviz_pprof_files(pprof_format, tmp_path):
+    """pprof-format (the decoder dd-trace-js uses, written by neither profviz nor Google) reads the
+    file: sample types, each (thread, state, wait reason)'s wall and CPU time, thread names, functions."""
+    original = rich_profile(hostile=HOSTILE)
+    path = tmp_path / "profile.pb.gz"
+    path.write_bytes(pprof.dump(original))
+    script = tmp_path / "decode.mjs"
+    script.write_text(DECODE_JS)
+    result = subprocess.run(["node", str(script), pprof_format.as_uri(), str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    decoded = json.loads(result.stdout)
+    assert decoded["types"] == [["samples", "count"], ["wall", "nanoseconds"], ["cpu", "nanoseconds"]]
+    assert decoded["periodType"] == ["wall", "nanoseconds"] and decoded["period"] == int(1e9 / original.meta["rate_hz"])
+    expected: Counter = Counter()
+    for (tid, state, reason), ns in state_totals(original).items():
+        expected[f"{tid}|{STATE_LABELS[State(state)]}|{reason or ''}", "wall"] += ns
+        expected[f"{tid}|{STATE_LABELS[State(state)]}|{reason or ''}", "cpu"] += ns if state == State.ON_CPU else 0
+    got = Counter({(key, kind): total[kind] for key, total in decoded["totals"].items() for kind in ("wall", "cpu")})
+    assert +got == +expected
+    names = {t.tid: t.name for t in original.threads}
+    assert all(total["thread"] == names[int(key.split("|")[0])] for key, total in decoded["totals"].items())
+    assert set(decoded["functions"]) == function_names(original)
 
 
 def test_a_heap_profile_and_garbage_are_refused_in_one_line():
