@@ -116,6 +116,7 @@ def emitted_routes(tmp_path_factory) -> dict[str, dict]:
         "routes": "/api/routes",
         "routes_origins": "/api/routes/origins",
         "routes_host_filtered": "/api/routes?host=web-1&version=1.4",
+        "routes_sketches": "/api/routes?from=sketches",
         "routes_versions": "/api/routes/versions?a=1.4&b=1.5",
         "routes_versions_route": "/api/routes/versions?a=1.4&b=1.5&route=/checkout&limit=10",
         "error_versions_same": "/api/routes/versions?a=1.4&b=1.4",

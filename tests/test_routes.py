@@ -218,10 +218,8 @@ def test_routes_and_requests_commands(filled_store):
 
 
 def test_routes_from_sketches_match_the_exact_table_within_one_percent(filled_store, monkeypatch):
-    """--from sketches (and auto past EXACT_LIMIT requests) gives the same routes, counts, errors
+    """--from sketches (and auto past analysis.routes.EXACT_LIMIT requests) gives the same routes, counts, errors
     and max as the rows, percentiles within 1% of the value at the same rank, and says where they came from."""
-    from profviz.cli import routes as routes_cli
-
     runner = CliRunner()
     exact = {r["route"]: r for r in json.loads(runner.invoke(main, ["routes", "--json", "--from", "rows", "--store", str(filled_store)]).output)}
     out = runner.invoke(main, ["routes", "--json", "--from", "sketches", "--store", str(filled_store)])
@@ -235,11 +233,35 @@ def test_routes_from_sketches_match_the_exact_table_within_one_percent(filled_st
     for q, key in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
         at_rank = durations[int(q * 49)]
         assert abs(sketched["/a/{int}"][key] - at_rank) <= 0.01 * at_rank + 0.001, key
-    monkeypatch.setattr(routes_cli, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(stats, "EXACT_LIMIT", 10)
     text = runner.invoke(main, ["routes", "--store", str(filled_store)]).output
     assert "from latency sketches" in text and "/a/{int}" in text
-    monkeypatch.setattr(routes_cli, "EXACT_LIMIT", 1000)
+    monkeypatch.setattr(stats, "EXACT_LIMIT", 1000)
     assert "from latency sketches" not in runner.invoke(main, ["routes", "--store", str(filled_store)]).output
+
+
+def test_routes_api_reads_sketches_past_the_exact_limit_and_says_so(filled_store, monkeypatch):
+    """/api/routes: rows up to EXACT_LIMIT requests, sketches beyond it or with from=sketches (the
+    same routes, counts, errors and max; no queue percentiles), and "source" says which."""
+    from profviz.server import create_app
+
+    api = create_app(open_store(filled_store)).test_client()
+    exact = api.get("/api/routes").get_json()
+    assert exact["source"] == "rows"
+    sketched = api.get("/api/routes?from=sketches").get_json()
+    assert sketched["source"] == "sketches" and sketched["queue_known"] is False  # no request of this store knew its queue time
+    assert all(row["queue_p95_ms"] is None for row in sketched["routes"])
+    by_route = {r["route"]: r for r in exact["routes"]}
+    assert {r["route"] for r in sketched["routes"]} == set(by_route)
+    for row in sketched["routes"]:
+        assert (row["count"], row["error_rate"], row["max_ms"]) == tuple(by_route[row["route"]][k] for k in ("count", "error_rate", "max_ms"))
+        assert abs(row["p95_ms"] - by_route[row["route"]]["p95_ms"]) <= 0.02 * by_route[row["route"]]["p95_ms"] + 1.0
+    assert sketched["window"]["start"] <= exact["window"]["start"] and sketched["window"]["end"] >= exact["window"]["end"] - 60
+    monkeypatch.setattr(stats, "EXACT_LIMIT", 10)
+    assert api.get("/api/routes").get_json()["source"] == "sketches"
+    assert api.get("/api/routes?from=rows").get_json()["source"] == "rows"
+    wrong = api.get("/api/routes?from=<b>")
+    assert wrong.status_code == 400 and wrong.get_json()["error"]["message"].startswith("parameter from:")
 
 
 def test_routes_api_table_latency_utilisation_requests_and_tail(tmp_path):

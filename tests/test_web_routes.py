@@ -176,6 +176,25 @@ def test_route_table_matches_the_load_and_the_cli(site, page):
     assert page.locator("#route-table tbody tr").count() == len(sent)
 
 
+def test_past_a_million_requests_the_table_comes_from_sketches_and_says_so(site, page, monkeypatch):
+    """The table past EXACT_LIMIT requests (lowered here) merges the latency sketches: the same routes
+    and counts, the max exact, and a note says where the percentiles came from."""
+    from profviz.analysis import routes as route_analysis
+
+    url, _, sent = site
+    page.goto(f"{url}/routes")
+    page.wait_for_selector("#route-table[data-rows]")
+    assert page.locator("#routes-source").count() == 0
+    exact = {(r[0], r[1]): r for r in table_rows(page, "#route-table")}
+    monkeypatch.setattr(route_analysis, "EXACT_LIMIT", 10)
+    page.reload()
+    page.wait_for_selector("#routes-source")
+    assert "latency sketches" in page.inner_text("#routes-source")
+    sketched = {(r[0], r[1]): r for r in table_rows(page, "#route-table")}
+    assert {route: int(r[2].replace(",", "")) for (route, _), r in sketched.items()} == sent
+    assert all(sketched[key][9] == exact[key][9] for key in exact), "the max is exact in both"
+
+
 def test_route_page_charts_requests_and_tail_diff(site, page):
     url, store, _ = site
     page.goto(f"{url}/routes")

@@ -118,6 +118,9 @@ def route_table(columns: dict[str, list], window_s: float | None = None, latency
     return rows
 
 
+EXACT_LIMIT = 1_000_000  # route tables from every request up to this many requests, from latency sketches beyond
+
+
 def route_table_from_sketches(sketches: Sequence[RouteSketch], window_s: float | None = None,
                               latency: str = "app") -> list[RouteStats]:
     """:func:`route_table` from each route's latency sketches (:meth:`Store.route_sketches`): the
@@ -427,7 +430,7 @@ def tail_diff(
 
 
 __all__ = [
-    "PERCENTILES", "TAIL_PERCENTILES", "TAIL_TREE_MAX_NODES", "TYPICAL_BANDS", "HistogramBin", "LatencyPoint", "RouteStats", "TailDiff", "TailFrame", "TailGroups",
+    "EXACT_LIMIT", "PERCENTILES", "TAIL_PERCENTILES", "TAIL_TREE_MAX_NODES", "TYPICAL_BANDS", "HistogramBin", "LatencyPoint", "RouteStats", "TailDiff", "TailFrame", "TailGroups",
     "Utilisation", "UtilisationPoint", "is_error", "latency_histogram", "latency_series", "percentiles", "route_table",
     "tail_diff", "tail_groups", "utilisation_series",
 ]

@@ -9,6 +9,7 @@ import time
 import click
 
 from ..analysis.load import KNEE_FACTOR, load_curve
+from ..analysis import routes as route_analysis
 from ..analysis.routes import LATENCIES, pick_latency, route_table, route_table_from_sketches, sketch_latency
 from ..shapes.routes import load_json, request_entry, route_json
 from ..errors import ProfvizError
@@ -21,7 +22,6 @@ class UsageError(ProfvizError):
     exit_code = 2
 
 
-EXACT_LIMIT = 1_000_000  # routes --from auto: exact percentiles up to this many requests, sketches beyond
 
 
 def parse_duration(text: str) -> float:
@@ -54,7 +54,7 @@ def _when(ns: int) -> str:
 @click.option("--from", "source", type=click.Choice(("auto", "rows", "sketches")), default="auto", show_default=True,
               help="rows: exact percentiles from every request; sketches: merged latency sketches (within 1%, fast "
                    "over any number of requests, no queue percentiles); auto: sketches over more than "
-                   f"{EXACT_LIMIT:,} requests.")
+                   f"{route_analysis.EXACT_LIMIT:,} requests.")
 @origin_options
 def routes_command(store_path: str | None, as_json: bool, since: str | None, latency: str | None, by_load: bool,
                    route: str | None, method: str | None, source: str, **origin: str | None) -> None:
@@ -73,7 +73,7 @@ def routes_command(store_path: str | None, as_json: bool, since: str | None, lat
         raise UsageError("--route and --method go with --load; 'profviz requests --route R' lists one route's requests")
     if not by_load and source != "rows":
         sketches = store.route_sketches(since_ns=since_ns, labels=labels)
-        if source == "sketches" or sum(s.count for s in sketches) > EXACT_LIMIT:
+        if source == "sketches" or sum(s.count for s in sketches) > route_analysis.EXACT_LIMIT:
             chosen = sketch_latency(sketches, latency)
             _print_routes([route_json(r) for r in route_table_from_sketches(sketches, None, chosen)], chosen, store, since,
                           as_json, " (from latency sketches: percentiles within 1%)")

@@ -17,9 +17,10 @@ from werkzeug.exceptions import NotFound
 
 from ..analysis.load import load_curve
 from ..analysis.pruning import DEFAULT_MAX_NODES, DEFAULT_MIN_FRACTION
+from ..analysis import routes as route_analysis
 from ..analysis.routes import (
     LATENCIES, TAIL_TREE_MAX_NODES, has_queue_times, latency_histogram, latency_ns, latency_series, pick_latency,
-    route_table, tail_diff, tail_groups, utilisation_series,
+    route_table, route_table_from_sketches, sketch_latency, tail_diff, tail_groups, utilisation_series,
 )
 from ..analysis.versions import TAIL_PERCENTILE, compare_versions, slow_profiled, slow_requests
 from ..routes import parse_duration
@@ -87,17 +88,43 @@ def _auto_bucket(start_ns: int, end_ns: int, points: int = 60) -> float:
 
 @bp.get("/api/routes")
 def routes():
+    """The route table: from every request up to EXACT_LIMIT of them (or with from=rows), else (or
+    with from=sketches) from the minutes' latency sketches, which "source" says."""
     since_ns, until_ns = _window()
-    columns = server_context().store.request_columns(since_ns=since_ns, until_ns=until_ns, labels=origin_param())
+    store, labels = server_context().store, origin_param()
+    source = request.args.get("from") or "auto"
+    if source not in ("auto", "rows", "sketches"):
+        raise bad("from", f"expected auto, rows or sketches, got {source[:40]!r}")
+    if source != "rows":
+        sketches = [s for s in store.route_sketches(since_ns=since_ns, until_ns=until_ns, labels=labels) if s.count]
+        if source == "sketches" or sum(s.count for s in sketches) > route_analysis.EXACT_LIMIT:
+            latency = _sketch_latency(sketches)
+            if not sketches:
+                return jsonify({"window": None, "routes": [], "latency": latency, "queue_known": False, "source": "sketches"})
+            first, last = min(s.first_ns for s in sketches), max(s.end_ns for s in sketches)
+            return jsonify({
+                "window": {"start": first / 1e9, "end": last / 1e9, "duration_s": round(max(1.0, (last - first) / 1e9), 3)},
+                "latency": latency, "queue_known": any(s.total is not None for s in sketches), "source": "sketches",
+                "routes": [route_json(r) for r in route_table_from_sketches(sketches, None, latency)],
+            })
+    columns = store.request_columns(since_ns=since_ns, until_ns=until_ns, labels=labels)
     latency = _latency(columns)
     if not columns["id"]:
-        return jsonify({"window": None, "routes": [], "latency": latency, "queue_known": False})
+        return jsonify({"window": None, "routes": [], "latency": latency, "queue_known": False, "source": "rows"})
     first, last = _span(columns, since_ns, until_ns)
     return jsonify({
         "window": {"start": first / 1e9, "end": last / 1e9, "duration_s": round(max(1.0, (last - first) / 1e9), 3)},
-        "latency": latency, "queue_known": has_queue_times(columns),
+        "latency": latency, "queue_known": has_queue_times(columns), "source": "rows",
         "routes": [route_json(r) for r in route_table(columns, max(1.0, (last - first) / 1e9), latency)],
     })
+
+
+def _sketch_latency(sketches: list) -> str:
+    """:func:`_latency` for sketches: total when any route's sketches knew queue times, unless given."""
+    given = request.args.get("latency") or None
+    if given is not None and given not in LATENCIES:
+        raise bad("latency", f"expected one of {', '.join(LATENCIES)}, got {given[:40]!r}")
+    return sketch_latency(sketches, given)
 
 
 @bp.get("/api/routes/origins")

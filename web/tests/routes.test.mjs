@@ -30,7 +30,9 @@ test("route table: every route with its counts and percentiles, hostile names ve
   assert.equal(table.routes.find((r) => r.route === HOSTILE_ROUTE).errorRate, 1);
   assert.ok(table.window.durationS >= 9.9 && table.window.end > table.window.start);
   assert.throws(() => parseRouteTable({ window: null, routes: [{ route: 1 }] }), ApiShapeError);
-  assert.deepEqual(parseRouteTable({ window: null, routes: [] }), { window: null, routes: [], latency: "app", queueKnown: false });
+  assert.deepEqual(parseRouteTable({ window: null, routes: [] }), { window: null, routes: [], latency: "app", queueKnown: false, source: "rows" });
+  assert.equal(table.source, "rows");
+  assert.throws(() => parseRouteTable({ window: null, routes: [], source: "<img>" }), ApiShapeError);
   assert.equal(table.latency, "total", "queue times exist: total latency by default");
   assert.ok(table.queueKnown);
   const feed = table.routes.find((r) => r.route === "/feed");
@@ -180,6 +182,12 @@ test("origin filter: the labels the server lists, hostile values verbatim, carri
   assert.deepEqual(origins, { host: ['<img src=x onerror=alert("host")>', "web-1"], version: ["1.4", "1.5"] });
   assert.throws(() => parseOrigins({ origins: { host: [3] } }), ApiShapeError);
   assert.deepEqual(parseRouteTable(load("routes_host_filtered")).routes.map((r) => r.route), ["/checkout"]);
+  const sketched = parseRouteTable(load("routes_sketches"));
+  const exact = parseRouteTable(load("routes"));
+  assert.equal(sketched.source, "sketches");
+  assert.ok(sketched.queueKnown && sketched.latency === "total", "the sketches of total latency: queue times were known");
+  assert.ok(sketched.routes.every((r) => r.queueP95 === null), "sketches keep no queue percentiles");
+  assert.deepEqual(sketched.routes.map((r) => [r.route, r.count, r.max]), exact.routes.map((r) => [r.route, r.count, r.max]));
   const state = parseRoutesLocation("/routes", "?w=1h&host=web-1&version=1.5&team=x");
   assert.deepEqual(state.window, { preset: "1h", origin: { host: "web-1", version: "1.5" } });
   assert.equal(buildRoutesLocation(state), "/routes?w=1h&host=web-1&version=1.5");

@@ -255,7 +255,9 @@ function optionalNum(obj, key, where) {
 
 /**
  * GET /api/routes -> { window: { start, end, durationS } | null, latency ("total" | "app"),
- * queueKnown, routes: [row] } (a row's queueP50/queueP95 are null where no request knew its queue time).
+ * queueKnown, source ("rows": exact percentiles from every request | "sketches": from the minutes'
+ * latency sketches, within 1%, past a million requests), routes: [row] } (a row's
+ * queueP50/queueP95 are null where no request knew its queue time).
  */
 export function parseRouteTable(json) {
   const where = "routes";
@@ -272,7 +274,9 @@ export function parseRouteTable(json) {
     need(json.window && typeof json.window === "object", where, "window is neither an object nor null");
     window = { start: num(json.window, "start", `${where}.window`), end: num(json.window, "end", `${where}.window`), durationS: num(json.window, "duration_s", `${where}.window`) };
   }
-  return { window, routes, latency: latencyOf(json, where), queueKnown: json.queue_known === true };
+  const source = json.source === undefined ? "rows" : json.source;
+  need(source === "rows" || source === "sketches", where, `source is ${JSON.stringify(source).slice(0, 40)}, expected "rows" or "sketches"`);
+  return { window, routes, latency: latencyOf(json, where), queueKnown: json.queue_known === true, source };
 }
 
 /** GET /api/routes/latency -> { route, method, count, bucketS, latency, queueKnown, histogram: [{low, high, count}] (ms), series: [{t, count, p50, p95, p99, max}] }. */

@@ -246,6 +246,10 @@ class RoutesPage {
       this.table = parseRouteTable(json);
       this.tableBox.classList.remove("loading");
       clear(this.latencyHost).appendChild(latencySwitch(this.table.latency, this.table.queueKnown, (mode) => this.setState({ latency: mode })));
+      if (this.table.source === "sketches") {
+        this.latencyHost.appendChild(h("span", { class: "hint", id: "routes-source", title: "Over a million requests: the table merges each minute's latency sketches instead of reading every request" },
+          "Percentiles from latency sketches (within 1%)"));
+      }
       this.drawSummary();
       this.drawTable();
       mark("routes-table", { routes: this.table.routes.length });
