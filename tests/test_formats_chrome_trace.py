@@ -100,6 +100,29 @@ def test_begin_end_pairs_and_cut_slices_and_bad_events():
     assert_format_error(json.dumps(trace).encode(), "traceEvents[6].dur", format_name="perfetto")
 
 
+def test_times_beyond_what_ns_hold_are_refused_and_mixed_int_and_float_times_stay_exact():
+    def trace(*events):
+        return json.dumps({"traceEvents": [{"ph": "X", "name": "f", "pid": 1, "tid": 2, **event} for event in events]}).encode()
+
+    assert_format_error(trace({"ts": 9e15, "dur": 9e15}), "beyond", "X event", format_name="perfetto")
+    assert_format_error(trace({"ts": 1, "dur": 1, "tid": "99999999999999999999"}), "traceEvents[0].tid", format_name="perfetto")
+    exact = load_any(trace({"ts": 1700000000000001, "dur": 3}, {"ts": 10.5, "dur": 2}), "mixed.json")  # an epoch-µs int, a float
+    assert sorted(exact.columns()["time_ns"].tolist()) == [10500, 1700000000000001000]
+
+
+def test_a_begin_end_slice_and_a_complete_one_of_one_extent_nest_in_file_order():
+    """Two slices with the same start and end: the one earlier in the file holds the other, as before the bulk reader."""
+    events = [{"ph": "B", "name": "x", "pid": 1, "tid": 2, "ts": 39}, {"ph": "E", "pid": 1, "tid": 2, "ts": 40},
+              {"ph": "X", "name": "a", "pid": 1, "tid": 2, "ts": 39, "dur": 1}]
+    profile = load_any(json.dumps({"traceEvents": events}).encode(), "ties.json")
+    [stack] = set(profile.columns()["stack"].tolist())
+    assert [profile.frame(f).function for f in profile.stack_frames(stack)] == ["x", "a"]  # x closed (index 1) before a (index 2)
+    events.insert(0, events.pop())  # the X first in the file: it holds x
+    profile = load_any(json.dumps({"traceEvents": events}).encode(), "ties.json")
+    [stack] = set(profile.columns()["stack"].tolist())
+    assert [profile.frame(f).function for f in profile.stack_frames(stack)] == ["a", "x"]
+
+
 def test_threads_without_names_or_sharing_one_and_huge_tids_keep_their_own_states():
     from profviz.model import Profile, State
 

@@ -120,6 +120,7 @@ def test_frame_syntax_variants():
     (b"a;b 3\na;c\n", ["line 2"]),
     (b"a;b 0\n", ["no 'stack count' lines"]),
     (b"a;b 1e300\n", ["line 1", "too large"]),
+    (b"a;b 400000000000\n" * 4, ["beyond 64 bits"]),  # each line in range, their running time past 2**63
     (b"a;b 3\n\xff\xfe;c 2\n", ["not UTF-8"]),
 ])
 def test_corrupt_lines_are_named(text, fragments):

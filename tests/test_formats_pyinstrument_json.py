@@ -6,7 +6,7 @@ import pytest
 from pyinstrument.renderers import ConsoleRenderer
 from pyinstrument.session import Session
 
-from profviz.formats import pyinstrument_json
+from profviz.formats import load_any, pyinstrument_json
 from profviz.model import State
 from tests.formats_support import (
     HOSTILE,
@@ -123,6 +123,7 @@ def _session(**fields):
     ({"frame_records": [[["f\x00a.py\x001"], -0.5]]}, ["frame_records[0][1]", ">= 0"]),
     ({"frame_records": [[["f\x00a.py"], 0.5]]}, ["frame_records[0][0][0]", "not a pyinstrument frame"]),
     ({"frame_records": [[[7], 0.5]]}, ["frame_records[0][0][0]", "must be a string"]),
+    ({"frame_records": [[["f\x00a.py\x001", {"x": 1}], 0.5]]}, ["frame_records[0][0][1]", "must be a string"]),
     ({"frame_records": [["f"]]}, ["frame_records[0]", "[frames, seconds]"]),
     ({"frame_records": "x"}, ["frame_records must be a list"]),
     ({"start_time": "yesterday"}, ["start_time"]),
@@ -130,6 +131,21 @@ def _session(**fields):
 ])
 def test_corrupt_sessions_name_the_field(fields, fragments):
     assert_format_error(_session(**fields), "as pyinstrument", *fragments)
+
+
+def test_two_thread_frames_with_one_ident_are_one_thread():
+    """pyinstrument names a thread by its ident: two names with one ident (a thread renamed) are one thread."""
+    records = [[["A\x00<thread>\x005", "f\x00a.py\x001"], 0.5], [["B\x00<thread>\x005", "g\x00a.py\x002"], 0.25]]
+    profile = load_any(_session(frame_records=records), "renamed.pyisession")
+    assert len(profile.threads) == 1 and profile.threads[0].tid == 5
+    assert profile.columns()["weight_ns"].tolist() == [500_000_000, 250_000_000]
+
+
+def test_a_tree_whose_time_is_beyond_64_bits_is_refused():
+    tree = json.loads(data("pyinstrument_renderer.json"))
+    tree["root_frame"]["time"] = 1e12
+    tree["root_frame"]["children"] = []
+    assert_format_error(json.dumps(tree).encode(), "beyond 64 bits")
 
 
 def test_truncated_session_and_null_tree():

@@ -42,7 +42,6 @@ MAX_DEPTH = 200  # frames of the running loop thread's stack
 MAX_NESTING = 8  # tasks followed into (gather, awaited tasks, task groups)
 STALL_STACKS_KEPT = 500  # loop stacks kept for one stall
 ONE_STEP_SHARE = 0.8  # of a stall's ticks (by time) with one task running: one long step, not a busy loop
-END_TAIL_MAX_NS = 1_000_000_000  # a longer gap since the last sample is a stepped wall clock, not the request's tail
 BLOCKED_NS = 20_000_000  # a beat pending this long: the loop is held, the suspended requests wait for it
 
 _request_slot: contextvars.ContextVar["weakref.ref[TaskSlot] | None"] = contextvars.ContextVar("profviz_task_slot", default=None)
@@ -240,7 +239,7 @@ class TaskSampling:
 
     def end(self, slot: TaskSlot) -> list:
         """Stop sampling the slot's request; returns its samples, the last one going on to now:
-        the time since the last tick (up to a stretched interval, 40 ms) is the request's too."""
+        the time since the last tick is the request's too."""
         slot.closed = True
         last_mono_ns = slot.last_mono_ns  # before the samples are taken: a tick racing this call adds to them, not to the tail
         if slot.run_weight:
@@ -261,7 +260,7 @@ class TaskSampling:
             now_mono = time.perf_counter_ns()
             untiled = now_mono - slot.begun_mono_ns - sum(sample[3] for sample in samples)
             tail = min(now_mono - last_mono_ns, untiled)  # untiled: a tick that ran between the two reads is not counted twice
-            if 0 < tail <= END_TAIL_MAX_NS:
+            if tail > 0:
                 start, stack, state, weight, reason = samples[-1]
                 samples[-1] = (start, stack, state, weight + tail, reason)
         return samples

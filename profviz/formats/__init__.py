@@ -118,13 +118,14 @@ def _unzstd(data: bytes, label: str) -> bytes:
     import zstandard  # only zstd input needs it
 
     chunks: list[bytes] = []
-    size, pending = 0, data
+    size, offset, view = 0, 0, memoryview(data)
+    decompressor = zstandard.ZstdDecompressor()
     try:
-        while pending:
-            unpacker = zstandard.ZstdDecompressor().decompressobj()
-            at = 0
-            while not unpacker.eof and at < len(pending):
-                piece = unpacker.decompress(pending[at:at + 1024])
+        while offset < len(data):
+            unpacker = decompressor.decompressobj()
+            at = offset
+            while not unpacker.eof and at < len(data):
+                piece = unpacker.decompress(view[at:at + 1024])
                 at += 1024
                 size += len(piece)
                 if size > MAX_DECOMPRESSED_BYTES:
@@ -132,7 +133,7 @@ def _unzstd(data: bytes, label: str) -> bytes:
                 chunks.append(piece)
             if not unpacker.eof:
                 raise FormatError(f"cannot read {label}: the zstd data is truncated")
-            pending = unpacker.unused_data + pending[at:]
+            offset = min(at, len(data)) - len(unpacker.unused_data)  # the next frame starts where this one's input ended
     except zstandard.ZstdError as exc:
         raise FormatError(f"cannot read {label}: it starts like zstd but does not unpack ({exc})") from None
     return b"".join(chunks)

@@ -42,6 +42,7 @@ SPANS_SUFFIX = " · spans"
 
 _TRACK_TID = 1 << 62  # the state and span tracks' tids (beyond thread ids), named as tracks by their metadata:
 TRACK_KEY, OWNER_KEY = "profviz_track", "profviz_of_tid"  # in a track's thread_name args: its kind and its thread's tid
+LIMIT_NS = 2**62  # times beyond this many ns either side of the epoch are refused: their sums would overflow
 
 
 def detect(data: bytes) -> bool:
@@ -167,18 +168,18 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
             unmatched += 1
         else:
             begun, begun_name, begun_file, begun_line = open_b[key].pop()
-            slices[key].append((begun, ts, begun_name, begun_file, begun_line))
+            slices[key].append((begun, ts, begun_name, begun_file, begun_line, index))
     if isinstance(doc, dict):
         for index, raw in enumerate(doc.get("samples") or [] if isinstance(doc.get("samples"), list) else []):
             sample = expect_dict(raw, f"samples[{index}]")  # Chrome's legacy CPU profile samples beside the events
             key = (_int(sample.get("pid", 0), index, "pid"), _int(sample.get("tid", 0), index, "tid"))
             sampled[key].append((origin + _ns(sample.get("ts"), index, "ts"), sample.get("sf")))
     if sampled:
-        _sample_slices(sampled, doc.get("stackFrames") if isinstance(doc, dict) else None, slices)
+        _sample_slices(sampled, doc.get("stackFrames") if isinstance(doc, dict) else None, slices, len(raw_events))
     for key, still_open in open_b.items():  # still running when the trace ended: they end with it
         unmatched += len(still_open)
         for begun, begun_name, begun_file, begun_line in still_open:
-            slices[key].append((begun, max(begun, last), begun_name, begun_file, begun_line))
+            slices[key].append((begun, max(begun, last), begun_name, begun_file, begun_line, len(raw_events) + 1))
     if slices:
         columns = _with_slices(columns, slices, frames)
     profile = Profile({"kind": "import", **meta, "labels": {**(meta.get("labels") or {}), "imported_from": "trace"}})
@@ -190,11 +191,17 @@ def load(data: bytes, *, start_ns: int = 0, **_: object) -> Profile:
 
 
 def _complete_events(events: list[dict], indexes: list[int], origin: int, frames: dict) -> tuple[np.ndarray, ...]:
-    """X events as columns (pid, tid, start ns, end ns, frame key index), frames interned in ``frames``."""
+    """X events as columns (pid, tid, start ns, end ns, frame key index, order: the event's index), frames interned in ``frames``."""
     pids = _int_column([event.get("pid", 0) for event in events], indexes, "pid")
     tids = _int_column([event.get("tid", 0) for event in events], indexes, "tid")
-    start = origin + _ns_column([event.get("ts") for event in events], indexes, "ts")
-    end = start + _ns_column([event.get("dur") for event in events], indexes, "dur")
+    ts = _ns_column([event.get("ts") for event in events], indexes, "ts")
+    dur = _ns_column([event.get("dur") for event in events], indexes, "dur")
+    if len(ts) and not (-LIMIT_NS <= origin + int(ts.min()) + min(0, int(dur.min()))
+                        and origin + int(ts.max()) + max(0, int(dur.max())) <= LIMIT_NS):
+        raise FormatError(f"an X event's time is beyond {LIMIT_NS / 1e18:g}e18 ns from the epoch (its ts plus dur, after the "
+                          f"origin {origin} ns): not a time profviz can hold")
+    start = origin + ts
+    end = start + dur
     argses = [event.get("args") for event in events]
     argses = [args if type(args) is dict else {} for args in argses]
     lines = [args.get("line") for args in argses]
@@ -202,28 +209,28 @@ def _complete_events(events: list[dict], indexes: list[int], origin: int, frames
                [str(args.get("file", args.get("filename", "")) or "") for args in argses],
                [line if type(line) is int and 0 <= line < 2**31 else 0 for line in lines])
     frame = np.fromiter((frames.setdefault(key, len(frames)) for key in keys), dtype=np.int64, count=len(events))
-    return pids, tids, start, end, frame
+    return pids, tids, start, end, frame, np.asarray(indexes, dtype=np.int64)
 
 
 def _with_slices(columns: tuple, slices: dict, frames: dict) -> tuple:
     """The columns with the B/E and sample slices added."""
-    rows = [(key[0], key[1], start, end, frames.setdefault((name, file, line), len(frames)))
-            for key, items in slices.items() for start, end, name, file, line in items]
-    extra = np.asarray(rows, dtype=np.int64).reshape(-1, 5).T
+    rows = [(key[0], key[1], start, end, frames.setdefault((name, file, line), len(frames)), order)
+            for key, items in slices.items() for start, end, name, file, line, order in items]
+    extra = np.asarray(rows, dtype=np.int64).reshape(-1, 6).T
     return tuple(np.concatenate([column, added]) for column, added in zip(columns, extra))
 
 
 def _fill(profile: Profile, columns: tuple, frames: dict, names: dict, tracks: dict) -> None:
     """The profile's threads, tables and samples from all slices (``columns``): per thread, its
     slices nested into samples, with its state track's states when the trace has one."""
-    pids, tids, starts, ends, frame_of = columns
+    pids, tids, starts, ends, frame_of, file_order = columns
     by_thread = np.lexsort((tids, pids))
     first = np.flatnonzero(np.concatenate(([True], (pids[by_thread][1:] != pids[by_thread][:-1])
                                            | (tids[by_thread][1:] != tids[by_thread][:-1])))) if len(pids) else by_thread
     keys = np.stack([pids[by_thread[first]], tids[by_thread[first]]], axis=1)
     key_of = np.empty(len(pids), dtype=np.int64)
     key_of[by_thread] = np.cumsum(np.isin(np.arange(len(pids)), first)) - 1
-    order = np.lexsort((np.arange(len(starts)), starts - ends, starts, key_of))  # per thread: by start, longest first, file order
+    order = np.lexsort((file_order, starts - ends, starts, key_of))  # per thread: by start, longest first, file order
     groups = np.split(order, np.searchsorted(key_of[order], np.arange(1, len(keys))))
     by_key = {(int(k[0]), int(k[1])): group for k, group in zip(keys, groups)}
     frame_keys = list(frames)
@@ -366,7 +373,7 @@ def _uncovered(states: list, state_ends: list, after: int | None, before: int, e
 MAX_FRAME_DEPTH = 10_000
 
 
-def _sample_slices(sampled: dict, stack_frames: object, slices: dict) -> None:
+def _sample_slices(sampled: dict, stack_frames: object, slices: dict, order: int) -> None:
     """Sample events (``P`` events with ``sf``, and Chrome's ``samples``) as slices: each sample's
     stack (``stackFrames``, followed through ``parent``) from its time to its thread's next sample
     (the last one lasts the thread's median interval)."""
@@ -395,7 +402,7 @@ def _sample_slices(sampled: dict, stack_frames: object, slices: dict) -> None:
         last = sorted(gaps)[len(gaps) // 2] if gaps else 0
         for (ts, frame_id), nxt in zip(items, items[1:] + [(items[-1][0] + last, None)]):
             if nxt[0] > ts:
-                slices[key].extend((ts, nxt[0], name, file, line) for name, file, line in path(frame_id))
+                slices[key].extend((ts, nxt[0], name, file, line, order) for name, file, line in path(frame_id))
 
 
 def _ns(value: object, index: int, what: str) -> int:
@@ -406,26 +413,25 @@ def _ns(value: object, index: int, what: str) -> int:
 
 def _int(value: object, index: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not -2**63 <= value < 2**63:
-        if isinstance(value, str) and value.lstrip("-").isdecimal() and len(value) < 20:
+        if isinstance(value, str) and value.lstrip("-").isdecimal() and len(value) < 20 and -2**63 <= int(value) < 2**63:
             return int(value)
         raise FormatError(f"traceEvents[{index}].{what} is {str(value)[:30]!r}; expected an integer")
     return value
 
 
 def _ns_column(values: list, indexes: list[int], what: str) -> np.ndarray:
-    """Times in µs (numbers, as :func:`_ns` checks one) as ns, in bulk; the first bad one is refused with its event's index."""
-    kinds = set(map(type, values))
+    """Times in µs (numbers, as :func:`_ns` checks one) as ns, in bulk when the column is all ints or
+    all floats in range; else value by value, exactly, the first bad one refused with its event's index."""
     if not values:
         return np.zeros(0, dtype=np.int64)
-    if kinds <= {int} and -9e15 <= min(values) and max(values) <= 9e15:
+    kinds = set(map(type, values))
+    if kinds == {int} and -9e15 <= min(values) and max(values) <= 9e15:
         return np.asarray(values, dtype=np.int64) * 1000
-    elif kinds <= {int, float}:
+    if kinds == {float}:
         column = np.asarray(values, dtype=np.float64)
         if np.isfinite(column).all() and np.abs(column).max() <= 9e15:
             return np.round(column * 1000).astype(np.int64)
-    for index, value in zip(indexes, values):
-        _ns(value, index, what)
-    return np.zeros(0, dtype=np.int64)
+    return np.asarray([_ns(value, index, what) for index, value in zip(indexes, values)], dtype=np.int64)
 
 
 def _int_column(values: list, indexes: list[int], what: str) -> np.ndarray:

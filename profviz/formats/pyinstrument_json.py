@@ -130,7 +130,10 @@ def _load_session(doc: dict, *, pid: int, **_: object) -> Profile:
     for i, record in enumerate(records):
         infos = record[0]
         key = tuple(infos) if type(infos) is list else None
-        kind = kinds.get(key) if key is not None else None
+        try:
+            kind = kinds.get(key) if key is not None else None
+        except TypeError:  # an info that is not a string (a list, an object): parsed below, which names it
+            key, kind = None, None
         if kind is None:
             kind = kinds[key] = len(parsed_kinds)
             parsed_kinds.append(_record_kind(expect_list(infos, f"frame_records[{i}][0]"), f"frame_records[{i}]", frame_memo,
@@ -157,17 +160,18 @@ def _load_session(doc: dict, *, pid: int, **_: object) -> Profile:
         if len(ext_threads) != len(threads):
             raise FormatError(f"{EXTENSION_KEY}.threads has {len(ext_threads)} entries but the session has {len(threads)} threads")
         origin = expect_int(ext.get("origin_ns"), f"{EXTENSION_KEY}.origin_ns", minimum=0)
+        added = []
         for n, entry in enumerate(ext_threads):
             rows = np.flatnonzero(thread_col == n)
             columns = read_thread_columns(entry, len(rows), origin, f"{EXTENSION_KEY}.threads[{n}]")
-            profile.add_thread(columns["pid"], columns["tid"], columns["name"])
+            added.append(profile.add_thread(columns["pid"], columns["tid"], columns["name"]))  # one (pid, tid) twice: one thread
             ids = np.asarray([NO_REASON if value is None else profile.intern_string(value) for value in columns["reason_values"]]
                              or [NO_REASON], dtype=np.int64)
             times[rows], states[rows] = columns["times"], columns["states"]
             reasons[rows] = ids[columns["reason_index"]] if len(rows) else reasons[rows]
     else:
-        for name, tid in threads:
-            profile.add_thread(pid, tid, name)
+        added = [profile.add_thread(pid, tid, name) for name, tid in threads]
+    thread_col = np.asarray(added or [0], dtype=np.int64)[thread_col]
     profile.set_sample_columns({"time_ns": times, "thread": thread_col, "stack": stack_of_kind[kind_of], "weight_ns": weights,
                                 "state": states, "reason": reasons})
     if ext is None:

@@ -8,6 +8,8 @@ import numpy as np
 
 from ..model import NO_STACK
 
+MAX_DEPTH = 2_000  # slices nested deeper are left to the caller's sweep (CPython's recursion limit is 1,000 frames)
+
 
 def stack_depths(prefixes: np.ndarray) -> np.ndarray:
     """Each stack node's depth (a root frame's node is 1), plus a last entry 0 for NO_STACK (index -1)."""
@@ -95,9 +97,9 @@ def frame_slices(stacks: np.ndarray, start: np.ndarray, end: np.ndarray, gap: np
         steps[active] -= 1
         active = active[steps[active] > 0]
     closes = np.empty(total, dtype=np.int64)
-    for d in np.unique(level):
-        at = np.flatnonzero(level == d)
-        closers = np.flatnonzero(keep <= d)  # runs that close every frame at depth d still open
+    by_level = np.argsort(level, kind="stable")
+    for at in np.split(by_level, np.flatnonzero(np.diff(level[by_level])) + 1):
+        closers = np.flatnonzero(keep <= level[at[0]])  # runs that close every frame at this depth still open
         nxt = np.searchsorted(closers, run_of[at], "right")
         closes[at] = np.append(closers, len(first))[nxt]
     slice_end = run_end[closes - 1]
@@ -119,12 +121,14 @@ def value_runs(values: tuple[np.ndarray, ...], gap: np.ndarray, start: np.ndarra
 def nest(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Slices sorted by start, then longest first, each with end > start: (parent index or -1,
     depth from 0) of each, or None when they are not properly nested (a slice that outlives the
-    one open around it)."""
+    one open around it) or nest deeper than MAX_DEPTH (the passes here go level by level)."""
     count = len(start)
     depth = np.arange(count) - np.searchsorted(np.sort(end), start, "right")
     parent = np.full(count, -1, dtype=np.int64)
     if not count:
         return parent, depth
+    if depth.max() >= MAX_DEPTH:
+        return None
     order = np.argsort(depth, kind="stable")
     levels = np.split(order, np.flatnonzero(np.diff(depth[order])) + 1)
     if depth[order[0]] != 0 or len(levels) != depth.max() + 1:

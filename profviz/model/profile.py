@@ -230,6 +230,8 @@ class Profile:
             raise ProfileError(f"sample weight must be > 0 ns, got {min(weights)}")
         if min(times) < 0:
             raise ProfileError(f"sample time must be >= 0 ns since the epoch, got {min(times)}")
+        if max(times) >= 2**63 or max(weights) >= 2**63:
+            raise ProfileError(f"a sample's time or weight is beyond 64 bits (up to {max(max(times), max(weights))} ns)")
         if not set(states) <= _STATE_VALUES:
             raise ProfileError(f"sample states {sorted(set(states) - _STATE_VALUES)} are not States")
         self._time.frombytes(_packer("q", count).pack(*times))
