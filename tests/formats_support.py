@@ -4,6 +4,9 @@ the per-thread / per-function / per-state totals that a round trip must preserve
 from __future__ import annotations
 
 import gzip
+import shutil
+import subprocess
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -51,6 +54,20 @@ HOSTILE = [
 
 def data(name: str) -> bytes:
     return (DATA / name).read_bytes()
+
+
+def npm_package(spec: str, work: Path) -> Path:
+    """The npm package ``spec`` (npm pack: the registry's tarball, no install scripts) unpacked in
+    ``work``; returns its ``package`` directory."""
+    npm = shutil.which("npm")
+    assert npm, f"npm is needed to fetch {spec} (Debian: apt-get install npm)"
+    result = subprocess.run([npm, "pack", spec, "--silent"], cwd=work, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"npm pack {spec} failed: {result.stderr[-1000:]}"
+    with tarfile.open(work / result.stdout.strip().splitlines()[-1]) as archive:
+        members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
+        assert all(not m.name.startswith("/") and ".." not in m.name.split("/") for m in members), "unexpected paths in the package"
+        archive.extractall(work, members=members)  # checked above: Python before 3.11.4 has no extraction filter
+    return work / "package"
 
 
 def unpacked(name: str) -> bytes:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from profviz.formats.base import STATE_LABELS
 from profviz.formats.pprof_messages import FIELDS, Profile as PprofProfile
 from profviz.model import State
 from tests.formats_support import (HOSTILE, assert_format_error, data, files_not_of, files_of, function_names, rich_profile, state_totals,
-                                   thread_totals, unpacked)
+                                   npm_package, thread_totals, unpacked)
 
 PROTO = Path(pprof.__file__).parent / "vendor" / "pprof" / "profile.proto"
 
@@ -174,16 +172,7 @@ console.log(JSON.stringify({ types, totals, functions, timeNanos: Number(profile
 @pytest.fixture(scope="module")
 def pprof_format(tmp_path_factory) -> Path:
     """The pprof-format npm package (npm pack: the registry's tarball, no install scripts), its ES module entry."""
-    work = tmp_path_factory.mktemp("pprof-format")
-    npm = shutil.which("npm")
-    assert npm, "npm is needed to fetch pprof-format (Debian: apt-get install npm)"
-    result = subprocess.run([npm, "pack", PPROF_FORMAT, "--silent"], cwd=work, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, f"npm pack {PPROF_FORMAT} failed: {result.stderr[-1000:]}"
-    with tarfile.open(work / result.stdout.strip().splitlines()[-1]) as archive:
-        members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
-        assert all(not m.name.startswith("/") and ".." not in m.name.split("/") for m in members), "unexpected paths in the package"
-        archive.extractall(work, members=members)  # checked above: Python before 3.11.4 has no extraction filter
-    return work / "package" / "dist" / "esm" / "index.js"
+    return npm_package(PPROF_FORMAT, tmp_path_factory.mktemp("pprof-format")) / "dist" / "esm" / "index.js"
 
 
 def test_datadogs_javascript_decoder_reads_profviz_pprof_files(pprof_format, tmp_path):

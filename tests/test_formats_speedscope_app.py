@@ -8,9 +8,6 @@ from __future__ import annotations
 import functools
 import http.server
 import re
-import shutil
-import subprocess
-import tarfile
 import threading
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 
 from profviz.formats import speedscope
 from profviz.model import NO_STACK
-from tests.formats_support import rich_profile
+from tests.formats_support import npm_package, rich_profile
 
 from .browser_fixtures import browser_context, page  # noqa: F401 - pytest fixtures
 
@@ -29,16 +26,7 @@ SPEEDSCOPE = "speedscope@1.25.0"
 @pytest.fixture(scope="module")
 def speedscope_app(tmp_path_factory) -> Path:
     """The release build of the speedscope npm package (npm pack: the registry's tarball, no install scripts)."""
-    work = tmp_path_factory.mktemp("speedscope")
-    npm = shutil.which("npm")
-    assert npm, "npm is needed to fetch speedscope's app (Debian: apt-get install npm)"
-    result = subprocess.run([npm, "pack", SPEEDSCOPE, "--silent"], cwd=work, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, f"npm pack {SPEEDSCOPE} failed: {result.stderr[-1000:]}"
-    with tarfile.open(work / result.stdout.strip().splitlines()[-1]) as archive:
-        members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
-        assert all(not m.name.startswith("/") and ".." not in m.name.split("/") for m in members), "unexpected paths in the package"
-        archive.extractall(work, members=members)  # checked above: Python before 3.11.4 has no extraction filter
-    return work / "package" / "dist" / "release"
+    return npm_package(SPEEDSCOPE, tmp_path_factory.mktemp("speedscope")) / "dist" / "release"
 
 
 def thread_frame_times(profile) -> list[int]:
