@@ -523,7 +523,9 @@ def _extend_last(slot: TaskSlot, blocked: bool, now_wall: int, now_mono: int, wa
     walk that :func:`_take_back` gives the interval to (as a sample stands for the interval before
     it); while the loop is held, the interval is RUNNABLE on that sample's stack. Its chain is
     walked at a later tick (``slot.waiter`` is not the future it awaits now)."""
-    samples = slot.samples  # end() on the loop's thread may hand them over meanwhile: then there is nothing to extend
+    # end() on the loop's thread may hand the samples over meanwhile. Read once, so one list is extended;
+    # a hand-over between this read and the edit below counts this interval twice (in end()'s tail too): one tick at most.
+    samples = slot.samples
     if blocked:
         if slot.run_weight:
             slot.flush_run()
