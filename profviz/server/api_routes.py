@@ -31,7 +31,7 @@ from ..shapes.routes import (
 from ..store import ProfileNotFound, RequestNotFound
 from ..store.window import loaded_profiles
 from .context import server_context
-from .params import bad, float_param, int_param, origin_param
+from .params import bad, choice_param, float_param, int_param, origin_param
 
 bp = Blueprint("routes_api", __name__)
 MAX_TAIL_PROFILES = 200
@@ -60,12 +60,17 @@ def _route() -> tuple[str, str]:
     return route, (request.args.get("method") or "GET").upper()
 
 
-def _latency(columns: dict) -> str:
-    """The ``latency`` parameter (total or app), by default total when queue times exist."""
+def _given_latency() -> str | None:
+    """The ``latency`` parameter (total or app) when given."""
     given = request.args.get("latency") or None
     if given is not None and given not in LATENCIES:
         raise bad("latency", f"expected one of {', '.join(LATENCIES)}, got {given[:40]!r}")
-    return pick_latency(columns, given)
+    return given
+
+
+def _latency(columns: dict) -> str:
+    """The ``latency`` parameter, by default total when queue times exist."""
+    return pick_latency(columns, _given_latency())
 
 
 def _span(columns: dict, since_ns: int | None, until_ns: int | None) -> tuple[int, int]:
@@ -92,13 +97,11 @@ def routes():
     with from=sketches) from the minutes' latency sketches, which "source" says."""
     since_ns, until_ns = _window()
     store, labels = server_context().store, origin_param()
-    source = request.args.get("from") or "auto"
-    if source not in ("auto", "rows", "sketches"):
-        raise bad("from", f"expected auto, rows or sketches, got {source[:40]!r}")
+    source = choice_param(request.args, "from", "auto", ("auto", "rows", "sketches"))
     if source != "rows":
         sketches = [s for s in store.route_sketches(since_ns=since_ns, until_ns=until_ns, labels=labels) if s.count]
         if source == "sketches" or sum(s.count for s in sketches) > route_analysis.EXACT_LIMIT:
-            latency = _sketch_latency(sketches)
+            latency = sketch_latency(sketches, _given_latency())
             if not sketches:
                 return jsonify({"window": None, "routes": [], "latency": latency, "queue_known": False, "source": "sketches"})
             first, last = min(s.first_ns for s in sketches), max(s.end_ns for s in sketches)
@@ -118,13 +121,6 @@ def routes():
         "routes": [route_json(r) for r in route_table(columns, max(1.0, (last - first) / 1e9), latency)],
     })
 
-
-def _sketch_latency(sketches: list) -> str:
-    """:func:`_latency` for sketches: total when any route's sketches knew queue times, unless given."""
-    given = request.args.get("latency") or None
-    if given is not None and given not in LATENCIES:
-        raise bad("latency", f"expected one of {', '.join(LATENCIES)}, got {given[:40]!r}")
-    return sketch_latency(sketches, given)
 
 
 @bp.get("/api/routes/origins")
