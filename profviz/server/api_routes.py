@@ -186,9 +186,7 @@ def requests_list():
     args = request.args
     slowest = int_param(args, "slowest", None, low=1, high=10_000)
     limit = int_param(args, "limit", 100, low=1, high=10_000)
-    latency = args.get("latency") or "total"
-    if latency not in LATENCIES:
-        raise bad("latency", f"expected one of {', '.join(LATENCIES)}, got {latency[:40]!r}")
+    latency = _given_latency() or "total"
     rows = server_context().store.query_requests(
         since_ns=since_ns, until_ns=until_ns, route=args.get("route") or None,
         method=args.get("method") or None, slowest=slowest, limit=None if slowest else limit, latency=latency,
